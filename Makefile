@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up .venv if needed, then run the single-life study in miniature
+#   make test   set up .venv if needed, then run the test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.slife-installed
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	# the CPU build of torch lies on this machine's disk; any other spec pulls a CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# open3d needs libusb-1.0 to import (Debian: libusb-1.0-0)
+	@$(PY) -c "import open3d" 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq libusb-1.0-0) >/dev/null; \
+	  else echo "open3d cannot import: install Debian's libusb-1.0-0 (sudo apt-get install libusb-1.0-0)"; exit 1; fi; }
+	$(PY) -c "import open3d, pycolmap, av, webdataset, torch"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/slife demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

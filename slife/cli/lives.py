@@ -1,0 +1,3 @@
+"""Commands: lives (filled in by its stage)."""
+
+from slife.cli.app import app  # noqa: F401
