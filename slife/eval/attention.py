@@ -1,0 +1,159 @@
+"""Per-model cross-attention maps and their top-k source patches: what CAS, accuracy and flow are computed from.
+
+Reads a model through `model.cross_attention_logits(img_tgt, img_src) -> list[(B, heads, N_tgt, N_src)]`
+(one tensor per decoder block, pre-softmax q.k logits, no masking; images (B, 3, S, S) ImageNet-normalised).
+Returns `AttentionSummary`: for every pair the top-k source patches of every target patch, per decoder
+block and for the average over blocks (index -1), plus the block-averaged map itself when asked (for flow).
+Entry points: `head_average`, `topk_sets`, `overlap`, `same_position_topk`, `summarize_model`.
+The scores built from these sets live in `cas.py`; flow from the maps in `correspondence.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttentionSummary:
+    """The top-k source patches of one predictor on a fixed list of pairs."""
+
+    name: str  # label in tables and figures
+    kind: str  # "model", "same-position" or "untrained"
+    topk: torch.Tensor  # (P, L + 1, N_tgt, k) int64 source indices; [:, :L] per block, [:, -1] block average; -1 = dropped
+    grid: tuple[int, int]  # (h, w) patch grid of both views
+    maps: torch.Tensor | None = None  # (P, N_tgt, N_src) float32 block-averaged map (kept only when asked)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.topk.shape[1] - 1
+
+    @property
+    def k(self) -> int:
+        return self.topk.shape[-1]
+
+    def top1(self, block: int = -1) -> torch.Tensor:
+        """(P, N_tgt) index of the best source patch (block -1: average over blocks)."""
+        return self.topk[:, block, :, 0]
+
+
+def head_average(logits: Sequence[torch.Tensor], softmax: bool = False) -> torch.Tensor:
+    """Per-block maps averaged over heads: list of (B, H, N_t, N_s) -> (B, L, N_t, N_s) float32.
+
+    `softmax=True` averages the post-softmax attention (over source patches) instead of the logits.
+    The order of heads does not matter (a mean), so a model with permuted heads gives the same maps.
+    """
+    out = []
+    for x in logits:
+        x = x.float()
+        if softmax:
+            x = x.softmax(dim=-1)
+        out.append(x.mean(dim=1))  # (B, N_t, N_s)
+    return torch.stack(out, dim=1)  # (B, L, N_t, N_s)
+
+
+def topk_sets(A: torch.Tensor, k: int, reciprocal: bool = False) -> torch.Tensor:
+    """Top-k source patches per target patch: A (..., N_t, N_s) -> (..., N_t, k) int64, best first.
+
+    `reciprocal=True` keeps a source patch s for target t only if t is also among the k targets that
+    attend most to s (a mutual-kNN filter on the same map); dropped entries are -1 and never match.
+    """
+    k = min(k, A.shape[-1])
+    idx = A.topk(k, dim=-1).indices  # (..., N_t, k)
+    if reciprocal:
+        kc = min(k, A.shape[-2])
+        col = A.topk(kc, dim=-2).indices  # (..., kc, N_s): best targets of each source patch
+        mutual = torch.zeros(A.shape, dtype=torch.bool)
+        mutual.scatter_(-2, col, True)  # (..., N_t, N_s): t is in s's top targets
+        keep = mutual.gather(-1, idx)  # (..., N_t, k)
+        idx = torch.where(keep, idx, torch.full_like(idx, -1))
+    return idx
+
+
+def overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a n b| / k per target patch: two (..., N_t, k) index sets -> (..., N_t) float32 (entries -1 never match)."""
+    k = a.shape[-1]
+    if b.shape[-1] != k:
+        raise ValueError(f"top-k sizes differ: {k} vs {b.shape[-1]}")
+    eq = (a.unsqueeze(-1) == b.unsqueeze(-2)) & (a.unsqueeze(-1) >= 0)  # (..., N_t, k, k)
+    return eq.sum(dim=(-1, -2)).float() / k
+
+
+def grid_positions(grid: tuple[int, int]) -> np.ndarray:
+    """(h*w, 2) float64 (row, col) of each patch, row-major (patch index = row * w + col)."""
+    h, w = grid
+    r, c = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.stack([r.ravel(), c.ravel()], axis=1).astype(np.float64)
+
+
+def same_position_topk(grid: tuple[int, int], k: int) -> torch.Tensor:
+    """The same-position predictor: for each target patch, the source patch at the same grid position and
+    then its nearest neighbours (Euclidean on the grid; ties by patch index) -> (N, k) int64."""
+    pos = grid_positions(grid)  # (N, 2)
+    n = len(pos)
+    k = min(k, n)
+    d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)  # (N, N)
+    order = np.lexsort((np.broadcast_to(np.arange(n), (n, n)), d2), axis=1)  # by d2, then index
+    return torch.from_numpy(order[:, :k].astype(np.int64))  # (N, k)
+
+
+def same_position_summary(grid: tuple[int, int], k: int, num_pairs: int, num_blocks: int = 1) -> AttentionSummary:
+    """The same-position predictor as an AttentionSummary (identical for every pair and block)."""
+    t = same_position_topk(grid, k)  # (N, k)
+    topk = t.expand(num_pairs, num_blocks + 1, *t.shape).clone()  # (P, L + 1, N, k)
+    return AttentionSummary("same-position", "same-position", topk, tuple(grid))
+
+
+def summarize_maps(name: str, kind: str, maps: torch.Tensor, grid: tuple[int, int], k: int,
+                   reciprocal: bool = False, keep_maps: bool = False) -> AttentionSummary:
+    """Top-k sets from per-block maps (P, L, N_t, N_s) already averaged over heads."""
+    avg = maps.mean(dim=1)  # (P, N_t, N_s)
+    full = torch.cat([maps, avg.unsqueeze(1)], dim=1)  # (P, L + 1, N_t, N_s)
+    topk = topk_sets(full, k, reciprocal)
+    return AttentionSummary(name, kind, topk, tuple(grid), avg.clone() if keep_maps else None)
+
+
+def model_grid(model) -> tuple[int, int]:
+    """(h, w) patch grid of a CroCoNet at its own image size."""
+    ck = getattr(model, "croco_kwargs", None) or {}
+    size = ck.get("img_size", getattr(model, "img_size", 224))
+    patch = ck.get("patch_size", getattr(model, "patch_size", 16))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return size[0] // patch, size[1] // patch
+
+
+def summarize_model(name: str, model, pairs: Sequence[dict], k: int, grid: tuple[int, int], *, kind: str = "model",
+                    softmax: bool = False, reciprocal: bool = False, keep_maps: bool = False, batch_size: int = 16,
+                    progress: Callable[[int], None] | None = None) -> AttentionSummary:
+    """Run a model once over `pairs` (dicts with "tgt", "src" (3, S, S) tensors) -> its AttentionSummary.
+
+    Only the top-k sets (and, with `keep_maps`, the block-averaged map) are kept, so memory stays
+    O(pairs x patches x k) whatever the number of blocks.
+    """
+    if hasattr(model, "eval"):
+        model.eval()
+    tops, avgs = [], []
+    with torch.inference_mode():
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i:i + batch_size]
+            tgt = torch.stack([p["tgt"] for p in chunk]).float()  # (B, 3, S, S)
+            src = torch.stack([p["src"] for p in chunk]).float()  # (B, 3, S, S)
+            logits = model.cross_attention_logits(tgt, src)
+            maps = head_average(logits, softmax)  # (B, L, N_t, N_s)
+            n = grid[0] * grid[1]
+            if maps.shape[-2] != n or maps.shape[-1] != n:
+                raise ValueError(f"{name}: attention maps of {tuple(maps.shape[-2:])} patches, expected {n} ({grid})")
+            s = summarize_maps(name, kind, maps, grid, k, reciprocal, keep_maps)
+            tops.append(s.topk)
+            if keep_maps:
+                avgs.append(s.maps)
+            if progress:
+                progress(len(chunk))
+    topk = torch.cat(tops) if tops else torch.zeros(0, 1, grid[0] * grid[1], k, dtype=torch.int64)
+    return AttentionSummary(name, kind, topk, tuple(grid), torch.cat(avgs) if keep_maps and avgs else None)

@@ -1,0 +1,381 @@
+"""Correspondence Alignment Score (CAS) between models, with its controls; also mutual-kNN and linear CKA.
+
+Reads N checkpoints (DESIGN.md "Checkpoints") and a folder of test pair shards (through
+`slife.train.stream.eval_pairs`: no augmentation, both views at the model's size). Each model's decoder
+cross-attention (target attends to source, no masking) is computed ONCE: logits (or, with `softmax`,
+attention) averaged over heads, then per decoder block and averaged over blocks; top-k source patches per
+target patch. CAS(i, j) = mean over pairs and target patches of |topk_i n topk_j| / k.
+Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
+a same-position predictor (top-k = same grid position and nearest neighbours), two untrained seeded models
+of the same architecture, per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
+every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
+plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced.
+Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
+marked) into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
+`metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead.
+The top-k sets come from `attention.py`, ground truth from `groundtruth.py`, figures from `plots.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from slife.errors import SlifeError
+from slife.eval.attention import AttentionSummary, overlap, same_position_summary, summarize_model
+from slife.eval.groundtruth import displaced_mask, pair_ground_truth, within_one
+
+log = logging.getLogger(__name__)
+
+METRICS = ("cas", "mknn", "cka")
+
+
+@dataclass(frozen=True)
+class CasConfig:
+    pairs: Path | None = None  # folder of test pair shards (pairs-*.tar); required
+    k: int = 10  # top-k source patches per target patch (mutual-kNN convention); for mknn: neighbours per image
+    num_pairs: int = 100  # test pairs used (the first ones in shard order)
+    metric: str = "cas"  # cas (attention top-k), mknn (mutual kNN of mean-pooled features) or cka (linear CKA)
+    softmax: bool = False  # average post-softmax attention instead of logits (recorded in the output)
+    reciprocal: bool = False  # keep a source patch only if the target is also among its top-k targets
+    untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained control models (same architecture)
+    batch_size: int = 16  # pairs per forward pass
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.num_pairs < 1:
+            raise ValueError(f"num_pairs must be >= 1, got {self.num_pairs}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        object.__setattr__(self, "untrained_seeds", tuple(int(s) for s in self.untrained_seeds))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scores on top-k sets (pure functions)
+
+def _block(s: AttentionSummary, b: int) -> torch.Tensor | None:
+    """(P, N, k) top-k sets of block b (-1 = block average); a same-position predictor is the same for all."""
+    if b == -1 or s.kind == "same-position":
+        return s.topk[:, -1]
+    if b >= s.num_blocks:
+        return None
+    return s.topk[:, b]
+
+
+def pair_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None) -> float:
+    """Mean |a n b| / k over pairs and target patches; a, b (P, N, k); `mask` (P, N) bool restricts it (NaN if empty)."""
+    ov = overlap(a, b).double()  # (P, N)
+    if mask is not None:
+        m = torch.as_tensor(np.asarray(mask, dtype=bool))
+        return float(ov[m].mean()) if m.any() else math.nan
+    return float(ov.mean()) if ov.numel() else math.nan
+
+
+def score_matrix(summaries: Sequence[AttentionSummary], block: int = -1, mask: np.ndarray | None = None) -> np.ndarray:
+    """(M, M) CAS between every two predictors at `block` (-1: average over blocks); NaN where a block is missing."""
+    m = len(summaries)
+    out = np.full((m, m), np.nan)
+    sets = [_block(s, block) for s in summaries]
+    for i in range(m):
+        for j in range(i, m):
+            if sets[i] is None or sets[j] is None:
+                continue
+            out[i, j] = out[j, i] = pair_score(sets[i], sets[j], mask)
+    return out
+
+
+def accuracy(s: AttentionSummary, true_idx: np.ndarray, block: int = -1, mask: np.ndarray | None = None) -> float:
+    """Share of target patches (with known truth, and in `mask`) whose top-1 source patch is within one patch of it."""
+    t = _block(s, block)
+    if t is None:
+        return math.nan
+    true_idx = np.asarray(true_idx)
+    ok = true_idx >= 0
+    if mask is not None:
+        ok &= np.asarray(mask, dtype=bool)
+    if not ok.any():
+        return math.nan
+    hit = within_one(t[..., 0].numpy(), true_idx, s.grid)
+    return float(hit[ok].mean())
+
+
+def cluster_order(sim: np.ndarray) -> list[int]:
+    """Leaf order of average-linkage hierarchical clustering on distance 1 - similarity (identity for < 3)."""
+    n = len(sim)
+    if n < 3:
+        return list(range(n))
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    d = 1.0 - np.nan_to_num((sim + sim.T) / 2, nan=0.0)
+    np.fill_diagonal(d, 0.0)
+    d = np.clip(d, 0.0, None)
+    return [int(i) for i in leaves_list(linkage(squareform(d, checks=False), method="average"))]
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, np.ndarray):
+        return [_nan_to_none(v) for v in x.tolist()]
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    return x
+
+
+def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | None = None) -> dict:
+    """Every score and control on top-k sets: matrix (block average), per-block matrices, vs same-position,
+    untrained level, chance; with `true_idx` (P, N) (-1 unknown) also displaced-patch scores and accuracy."""
+    names = [s.name for s in summaries]
+    kinds = [s.kind for s in summaries]
+    grid = summaries[0].grid
+    n = grid[0] * grid[1]
+    k = summaries[0].k
+    for s in summaries:
+        if s.grid != grid or s.k != k or s.topk.shape[0] != summaries[0].topk.shape[0]:
+            raise SlifeError(f"{s.name}: patch grid {s.grid} / k {s.k} / pairs differ from {names[0]} {grid}")
+    max_blocks = max((s.num_blocks for s in summaries if s.kind != "same-position"), default=0)
+    mat = score_matrix(summaries)
+    per_block = {str(b): score_matrix(summaries, b) for b in range(max_blocks)}
+    rep: dict = {
+        "names": names, "kinds": kinds, "grid": list(grid), "num_patches": n, "k": k,
+        "num_pairs": int(summaries[0].topk.shape[0]), "chance": k / n,
+        "matrix": mat, "per_block": per_block,
+    }
+    order_models = [i for i, kd in enumerate(kinds) if kd == "model"]
+    sub = mat[np.ix_(order_models, order_models)] if order_models else np.zeros((0, 0))
+    rep["order"] = [names[order_models[i]] for i in cluster_order(sub)] + [nm for nm, kd in zip(names, kinds)
+                                                                          if kd != "model"]
+    sp = [i for i, kd in enumerate(kinds) if kd == "same-position"]
+    un = [i for i, kd in enumerate(kinds) if kd == "untrained"]
+    controls: dict = {"chance": k / n}
+    if sp:
+        j = sp[0]
+        controls["same_position"] = {
+            names[i]: {"avg": mat[i, j], "per_block": [per_block[str(b)][i, j] for b in range(summaries[i].num_blocks)]}
+            for i in range(len(names)) if i != j
+        }
+    if len(un) >= 2:
+        controls["untrained_vs_untrained"] = mat[un[0], un[1]]
+        controls["untrained_vs_untrained_per_block"] = [per_block[str(b)][un[0], un[1]] for b in range(max_blocks)]
+    models = [i for i, kd in enumerate(kinds) if kd == "model"]
+    if len(models) >= 2:
+        off = [mat[a, b] for ai, a in enumerate(models) for b in models[ai + 1:]]
+        controls["model_vs_model_mean"] = float(np.nanmean(off))
+    rep["controls"] = controls
+    if true_idx is not None:
+        true_idx = np.asarray(true_idx)
+        known = true_idx >= 0
+        disp = displaced_mask(true_idx, grid)  # (P, N)
+        gt: dict = {
+            "pairs_with_truth": int(known.any(axis=1).sum()),
+            "patches_with_truth": int(known.sum()),
+            "displaced_patches": int(disp.sum()),
+            "displaced_share": float(disp.sum() / known.sum()) if known.any() else math.nan,
+            "matrix_displaced": score_matrix(summaries, -1, disp),
+            "per_block_displaced": {str(b): score_matrix(summaries, b, disp) for b in range(max_blocks)},
+            "accuracy": {},
+        }
+        for s in summaries:
+            nb = s.num_blocks if s.kind != "same-position" else 0
+            gt["accuracy"][s.name] = {
+                "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
+                "per_block_all": [accuracy(s, true_idx, b) for b in range(nb)],
+                "per_block_displaced": [accuracy(s, true_idx, b, disp) for b in range(nb)],
+            }
+        # chance of top-1 landing within one patch of the truth: average 3x3 neighbourhood size / N
+        h, w = grid
+        nb_size = np.array([(min(r + 1, h - 1) - max(r - 1, 0) + 1) * (min(c + 1, w - 1) - max(c - 1, 0) + 1)
+                            for r in range(h) for c in range(w)])  # (N,)
+        tgt_nb = np.where(known, nb_size[np.clip(true_idx, 0, n - 1)], 0)
+        gt["accuracy_chance"] = float(tgt_nb[known].mean() / n) if known.any() else math.nan
+        rep["ground_truth"] = gt
+    return _nan_to_none(rep)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# image-level comparisons on mean-pooled encoder features
+
+def mutual_knn(fa: np.ndarray, fb: np.ndarray, k: int) -> float:
+    """Mutual-kNN alignment (Platonic Representation Hypothesis): mean over images of |kNN_a n kNN_b| / k,
+    neighbours by cosine similarity among the other images; fa (n, Da), fb (n, Db)."""
+    n = len(fa)
+    if n < 2:
+        return math.nan
+    k = min(k, n - 1)
+
+    def knn(f):
+        f = torch.as_tensor(f, dtype=torch.float64)
+        f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        sim = f @ f.T  # (n, n)
+        sim.fill_diagonal_(-math.inf)
+        return sim.topk(k, dim=1).indices  # (n, k)
+
+    return float(overlap(knn(fa), knn(fb)).mean())
+
+
+def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA of two feature sets (n, Dx), (n, Dy): ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    X = X - X.mean(0)
+    Y = Y - Y.mean(0)
+    num = np.linalg.norm(Y.T @ X) ** 2
+    den = np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y)
+    return float(num / den) if den > 0 else math.nan
+
+
+def pooled_features(model, images: torch.Tensor, batch_size: int = 32,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """(n, D) mean-pooled final encoder tokens of images (n, 3, S, S)."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size]
+            out.append(model.encode_image(x).float().mean(dim=1).numpy())  # (B, D)
+            if progress:
+                progress(len(x))
+    return np.concatenate(out)
+
+
+def feature_report(names: list[str], kinds: list[str], feats: list[np.ndarray], metric: str, k: int) -> dict:
+    """(M, M) mknn or CKA matrix with the untrained control level and chance (mknn: k / (n - 1))."""
+    m = len(names)
+    mat = np.full((m, m), np.nan)
+    for i in range(m):
+        for j in range(i, m):
+            v = mutual_knn(feats[i], feats[j], k) if metric == "mknn" else linear_cka(feats[i], feats[j])
+            mat[i, j] = mat[j, i] = v
+    n = len(feats[0])
+    models = [i for i, kd in enumerate(kinds) if kd == "model"]
+    un = [i for i, kd in enumerate(kinds) if kd == "untrained"]
+    sub = mat[np.ix_(models, models)]
+    controls: dict = {"chance": (min(k, n - 1) / (n - 1)) if metric == "mknn" and n > 1 else None}
+    if len(un) >= 2:
+        controls["untrained_vs_untrained"] = mat[un[0], un[1]]
+    return _nan_to_none({
+        "names": names, "kinds": kinds, "num_images": n, "k": k if metric == "mknn" else None,
+        "chance": controls["chance"], "matrix": mat, "controls": controls,
+        "order": [names[models[i]] for i in cluster_order(sub)] + [nm for nm, kd in zip(names, kinds) if kd != "model"],
+    })
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# entry point
+
+def write_matrix_csv(path: Path, names: list[str], mat) -> None:
+    """The matrix as CSV (header row and first column are the names), atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([""] + names)
+    for nm, row in zip(names, mat):
+        w.writerow([nm] + ["" if v is None else f"{v:.6f}" for v in row])
+    atomic_write_text(path, buf.getvalue())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
+    from slife.train.stream import eval_pairs
+
+    shards = Path(shards)
+    if not shards.exists():
+        raise SlifeError(f"{shards}: no such pair shard folder")
+    if shards.is_dir() and not any(shards.glob("pairs-*.tar")):
+        raise SlifeError(f"{shards}: no pairs-*.tar shards (expected a folder written by `slife mine-pairs`)")
+    pairs = eval_pairs(shards, img_size, num_pairs)
+    if not pairs:
+        raise SlifeError(f"{shards}: no test pairs could be read")
+    return pairs
+
+
+def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
+        progress: Callable[..., None] | None = None) -> Path:
+    """Compare the checkpoints on the test pairs of `cfg.pairs`; write cas.json/.csv/.png; return the JSON path."""
+    from slife.eval.models import croco_kwargs_of, image_grid, load_models, untrained_models
+    from slife.eval.plots import plot_cas
+
+    if cfg.pairs is None:
+        raise SlifeError("cas: no test pair folder given (--pairs)")
+    if not checkpoints:
+        raise SlifeError("cas: give at least one checkpoint")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded = load_models(checkpoints)
+    kw0 = croco_kwargs_of(loaded[0][2])
+    size, patch, side = image_grid(kw0)
+    for (name, _, ck), path in zip(loaded, checkpoints):
+        s2, p2, g2 = image_grid(croco_kwargs_of(ck))
+        if (s2, g2) != (size, side):
+            raise SlifeError(f"{path}: image size {s2} / grid {g2}x{g2} differs from the first checkpoint's "
+                             f"{size} / {side}x{side}; CAS compares models on the same patch grid")
+    grid = (side, side)
+    pairs = _load_pairs(cfg.pairs, size, cfg.num_pairs)
+    controls = untrained_models(kw0, cfg.untrained_seeds)
+    entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
+    entries += [(n, m, "untrained", None) for n, m in controls]
+    total = len(entries) * (len(pairs) if cfg.metric == "cas" else 2 * len(pairs))
+    if progress:
+        progress(0, total=total)
+    import time
+
+    timing = {}
+    if cfg.metric == "cas":
+        summaries = []
+        for name, model, kind, _ in entries:
+            t0 = time.perf_counter()
+            summaries.append(summarize_model(name, model, pairs, cfg.k, grid, kind=kind, softmax=cfg.softmax,
+                                             reciprocal=cfg.reciprocal, batch_size=cfg.batch_size, progress=progress))
+            timing[name] = len(pairs) / max(time.perf_counter() - t0, 1e-9)
+        summaries.append(same_position_summary(grid, cfg.k, len(pairs), 1))
+        truths = [pair_ground_truth(p, grid, patch) for p in pairs]
+        true_idx = None
+        if any(t is not None for t in truths):
+            n = side * side
+            true_idx = np.stack([t if t is not None else np.full(n, -1) for t in truths])  # (P, N)
+        rep = cas_report(summaries, true_idx)
+    else:
+        imgs = torch.stack([p["tgt"] for p in pairs] + [p["src"] for p in pairs]).float()  # (2P, 3, S, S)
+        feats = []
+        for name, model, kind, _ in entries:
+            t0 = time.perf_counter()
+            feats.append(pooled_features(model, imgs, cfg.batch_size, progress))
+            timing[name] = len(imgs) / max(time.perf_counter() - t0, 1e-9)
+        rep = feature_report([e[0] for e in entries], [e[2] for e in entries], feats, cfg.metric, cfg.k)
+    rep.update({
+        "metric": cfg.metric, "softmax": cfg.softmax, "reciprocal": cfg.reciprocal,
+        "checkpoints": {e[0]: e[3] for e in entries if e[3]}, "pairs": str(cfg.pairs), "img_size": size,
+        "patch_size": patch, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "throughput_per_s": timing, "untrained_architecture": kw0,
+    })
+    stem = cfg.metric
+    path = out_dir / f"{stem}.json"
+    atomic_write_text(path, json.dumps(rep, indent=2))
+    write_matrix_csv(out_dir / f"{stem}.csv", rep["names"], rep["matrix"])
+    if rep.get("ground_truth"):
+        write_matrix_csv(out_dir / f"{stem}_displaced.csv", rep["names"], rep["ground_truth"]["matrix_displaced"])
+    plot_cas(rep, out_dir / f"{stem}.png")
+    log.info("wrote %s", path)
+    return path

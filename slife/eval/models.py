@@ -1,0 +1,97 @@
+"""Load the checkpoints an evaluation compares, and build the untrained controls of the same architecture.
+
+Reads checkpoints in the format of DESIGN.md ("Checkpoints": `model` state_dict, `croco_kwargs`) through
+`slife.train.checkpoint.load_model`; turns any failure into one `SlifeError` line naming the file.
+Entry points: `load_models`, `untrained_models`, `model_label`. Attention and features are read in
+`attention.py` / `cas.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from slife.errors import SlifeError
+
+log = logging.getLogger(__name__)
+
+
+def model_label(path: Path) -> str:
+    """A short name for a checkpoint: its stem, or its folder's name for generic stems (last.pt, best.pt...)."""
+    path = Path(path)
+    if path.stem in ("last", "best", "checkpoint", "model", "final") or path.stem.startswith("step"):
+        return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+    return path.stem
+
+
+def load_one(path: Path):
+    """(model, ckpt) for one checkpoint; SlifeError on a missing file, missing keys or another architecture."""
+    from slife.train.checkpoint import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise SlifeError(f"{path}: no such checkpoint file")
+    try:
+        model, ckpt = load_model(path)
+    except SlifeError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SlifeError(f"{path}: not a CroCo checkpoint of a known architecture ({first[:200]})") from None
+    if not hasattr(model, "cross_attention_logits") or not hasattr(model, "encode_image"):
+        raise SlifeError(f"{path}: the loaded model has no cross_attention_logits/encode_image")
+    model.eval()
+    return model, ckpt
+
+
+def load_models(paths: Sequence[Path]) -> list[tuple[str, object, dict]]:
+    """[(label, model, ckpt)] for each checkpoint; labels are made unique."""
+    out, seen = [], {}
+    for p in paths:
+        model, ckpt = load_one(p)
+        name = model_label(p)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}#{seen[name]}"
+        else:
+            seen[name] = 1
+        out.append((name, model, ckpt))
+    return out
+
+
+def croco_kwargs_of(ckpt: dict) -> dict:
+    """The constructor arguments stored in (or recovered from) a checkpoint."""
+    from slife.train.checkpoint import croco_args_from_ckpt
+
+    return dict(croco_args_from_ckpt(ckpt))
+
+
+def untrained_models(croco_kwargs: dict, seeds: Sequence[int]) -> list[tuple[str, object]]:
+    """[(label, model)] CroCoNets of the given architecture with seeded random weights (the untrained control)."""
+    import torch
+
+    from slife.train.model import CroCoNet
+
+    out = []
+    state = torch.random.get_rng_state()
+    try:
+        for s in seeds:
+            torch.manual_seed(int(s))
+            m = CroCoNet(**croco_kwargs)
+            m.eval()
+            out.append((f"untrained-s{s}", m))
+    finally:
+        torch.random.set_rng_state(state)
+    return out
+
+
+def image_grid(croco_kwargs: dict) -> tuple[int, int, int]:
+    """(image size S, patch size p, patches per side S // p) of a square CroCo model."""
+    size = croco_kwargs.get("img_size", 224)
+    if isinstance(size, (list, tuple)):
+        if size[0] != size[1]:
+            raise SlifeError(f"non-square model image size {size} is not supported")
+        size = size[0]
+    patch = int(croco_kwargs.get("patch_size", 16))
+    return int(size), patch, int(size) // patch

@@ -1,0 +1,124 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
+                                  summarize_model, topk_sets)
+from slife.eval.cas import accuracy, cas_report, cluster_order, linear_cka, mutual_knn, pair_score, score_matrix
+from slife.eval.groundtruth import displaced_mask
+
+from .synthetic import GRID, SHIFTS, identity_model, pairs, true_idx, truth_model
+
+N = GRID[0] * GRID[1]
+
+
+def _summ(model, k, name="m"):
+    return summarize_model(name, model, pairs(), k, GRID, batch_size=2)
+
+
+def test_same_position_topk_is_the_grid_neighbourhood():
+    t = same_position_topk(GRID, 9)
+    centre = 3 * 8 + 3
+    assert t[centre, 0] == centre
+    assert sorted(t[centre, :5].tolist()) == sorted([centre, centre - 1, centre + 1, centre - 8, centre + 8])
+    assert sorted(t[centre].tolist()) == sorted(r * 8 + c for r in (2, 3, 4) for c in (2, 3, 4))
+    assert sorted(same_position_topk(GRID, 4)[0].tolist()) == [0, 1, 8, 9]  # corner: its 2x2 block
+
+
+def test_same_position_predictor_scores_its_analytic_value():
+    ti = true_idx()
+    known = [(8 - abs(dx)) * (8 - abs(dy)) for dx, dy in SHIFTS]  # 64, 56, 48, 40, 49
+    assert (ti >= 0).sum() == sum(known) == 257
+    disp = displaced_mask(ti, GRID)
+    assert disp.sum() == 48 + 40  # shifts (2,0) and (0,-3) are displaced everywhere, the others nowhere
+    sp = same_position_summary(GRID, 1, len(SHIFTS))
+    assert accuracy(sp, ti) == pytest.approx(169 / 257, abs=1e-12)
+    assert accuracy(sp, ti, mask=disp) == 0.0
+    gt = _summ(truth_model(), 1, "truth")
+    # k = 1: the two agree exactly where the shift is zero
+    assert pair_score(sp.topk[:, -1], gt.topk[:, -1], ti >= 0) == pytest.approx(64 / 257, abs=1e-12)
+    rep = cas_report([gt, sp], ti)
+    assert rep["chance"] == 1 / 64
+    assert rep["ground_truth"]["displaced_share"] == pytest.approx(88 / 257)
+    assert rep["ground_truth"]["accuracy"]["same-position"]["all"] == pytest.approx(169 / 257)
+
+
+def test_identity_attention_is_the_same_position_predictor():
+    ti = true_idx()
+    for k in (1, 5, 10):
+        ident = _summ(identity_model(), k, "identity")
+        sp = same_position_summary(GRID, k, len(SHIFTS))
+        assert pair_score(ident.topk[:, -1], sp.topk[:, -1]) == 1.0
+        rep = cas_report([ident, sp], ti)
+        assert rep["matrix"][0][1] == 1.0
+        assert rep["controls"]["same_position"]["identity"]["avg"] == 1.0
+        assert rep["controls"]["same_position"]["identity"]["per_block"] == [1.0, 1.0]
+        assert rep["ground_truth"]["accuracy"]["identity"]["displaced"] == 0.0
+        assert rep["ground_truth"]["accuracy"]["identity"]["all"] == pytest.approx(169 / 257)
+
+
+def test_truth_attention_is_accurate_on_displaced_patches():
+    ti = true_idx()
+    gt = _summ(truth_model(), 10, "truth")
+    sp = same_position_summary(GRID, 10, len(SHIFTS))
+    rep = cas_report([gt, sp], ti)
+    acc = rep["ground_truth"]["accuracy"]["truth"]
+    assert acc["displaced"] == 1.0 and acc["all"] == 1.0
+    assert acc["per_block_displaced"] == [1.0, 1.0]
+    # on displaced patches the truth and the shortcut share little at k = 10 and nothing at k = 1
+    assert rep["ground_truth"]["matrix_displaced"][0][0] == 1.0
+    assert rep["ground_truth"]["matrix_displaced"][0][1] < 0.5
+    rep1 = cas_report([_summ(truth_model(), 1, "truth"), same_position_summary(GRID, 1, len(SHIFTS))], ti)
+    assert rep1["ground_truth"]["matrix_displaced"][0][1] == 0.0
+
+
+def test_cas_self_symmetric_and_head_permutation():
+    g = torch.Generator().manual_seed(0)
+    logits_a = [torch.randn(3, 4, N, N, generator=g) for _ in range(2)]
+    logits_b = [torch.randn(3, 4, N, N, generator=g) for _ in range(2)]
+    perm = [x[:, [2, 0, 3, 1]] for x in logits_a]
+    sa = summarize_maps("a", "model", head_average(logits_a), GRID, 10)
+    sb = summarize_maps("b", "model", head_average(logits_b), GRID, 10)
+    sp_ = summarize_maps("perm", "model", head_average(perm), GRID, 10)
+    m = score_matrix([sa, sb, sp_])
+    assert m[0, 0] == 1.0 and m[0, 2] == 1.0
+    assert np.allclose(m, m.T)
+    assert abs(m[0, 1] - 10 / N) < 0.05  # independent random maps score near chance k/N
+    mb = score_matrix([sa, sb], block=1)
+    assert mb[0, 0] == 1.0
+
+
+def test_topk_and_overlap_by_hand():
+    A = torch.tensor([[[5.0, 4, 0, 0], [0, 1, 9, 8]]])  # (1, 2, 4)
+    t = topk_sets(A, 2)
+    assert t.tolist() == [[[0, 1], [2, 3]]]
+    b = torch.tensor([[[1, 3], [2, 0]]])
+    assert overlap(t, b).tolist() == [[0.5, 0.5]]
+    # reciprocal: a source patch is kept only if the target is among its own top-2 targets
+    A2 = torch.tensor([[[5.0, 4, 0, 0], [0, 1, 9, 8], [6, 6, 1, 0], [9, 9, 0, 0]]])  # (1, 4, 4)
+    r = topk_sets(A2, 2, reciprocal=True)
+    assert r[0, 0].tolist() == [-1, -1]  # sources 0 and 1 prefer targets 3 and 2
+    assert r[0, 1].tolist() == [2, 3]
+    assert overlap(r, r).tolist() == [[0.0, 1.0, 1.0, 1.0]]
+
+
+def test_mknn_and_cka():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 8))
+    Q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    assert mutual_knn(X, X @ Q * 3.0, 5) == 1.0  # rotation and scale keep cosine neighbours
+    assert linear_cka(X, X @ Q * 3.0) == pytest.approx(1.0)
+    assert linear_cka(X, rng.normal(size=(40, 8))) < 0.5
+    assert mutual_knn(X, rng.normal(size=(40, 8)), 5) < 0.4
+
+
+def test_cluster_order_groups_blocks():
+    s = np.array([[1, .9, .1, .1], [.9, 1, .1, .1], [.1, .1, 1, .8], [.1, .1, .8, 1.0]])
+    p = np.array([0, 2, 1, 3])
+    order = cluster_order(s[np.ix_(p, p)])
+    groups = [set(p[order[:2]].tolist()), set(p[order[2:]].tolist())]
+    assert {0, 1} in groups and {2, 3} in groups
+    assert math.isnan(pair_score(torch.zeros(1, 2, 1, dtype=torch.long), torch.zeros(1, 2, 1, dtype=torch.long),
+                                 np.zeros((1, 2), bool)))
