@@ -1,0 +1,111 @@
+"""Position embeddings for CroCo: 2D sin-cos tables (`cosine`) and 2D rotary embeddings (`RoPE100`).
+
+Reads: a patch grid size (rows, cols) or integer patch positions (B, N, 2) as (row y, column x).
+Returns: sin-cos tables (rows*cols, D) float32, rotated query/key tensors, resized tables.
+Entry points: `sincos_2d(dim, grid)`, `RoPE2D(freq)`, `interpolate_pos_embed(table, old, new)`.
+Leaves to `train/model.py` where the tables are added (encoder input, decoder input) and to
+`train/blocks.py` where RoPE is applied (queries and keys of every attention).
+
+Conventions (same maths as naver/croco, so checkpoints and outputs agree):
+- sin-cos: the first half of the channels encode the column x, the second half the row y; each half is
+  [sin(p * w_k) for k] + [cos(p * w_k) for k] with w_k = 10000 ** (-k / (D/4)), k < D/4.
+- RoPE2D: each head's channels are split in halves, the first rotated by the row y, the second by the
+  column x. Inside a half of size d, channel i < d/2 is paired with channel i + d/2 and the pair is
+  rotated by the angle p * F0 / freq ** (2i / d).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
+    """(M,) positions -> (M, dim) table: dim/2 sines then dim/2 cosines."""
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding needs an even dimension, got {dim}")
+    k = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)  # (dim/2,)
+    omega = 1.0 / 10000.0**k  # (dim/2,)
+    angles = np.outer(pos.reshape(-1).astype(np.float64), omega)  # (M, dim/2)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)  # (M, dim)
+
+
+def sincos_2d(dim: int, grid: tuple[int, int]) -> torch.Tensor:
+    """2D sin-cos table for a (rows, cols) patch grid, row-major: (rows*cols, dim) float32."""
+    if dim % 4:
+        raise ValueError(f"2D sin-cos embedding needs a dimension divisible by 4, got {dim}")
+    rows, cols = int(grid[0]), int(grid[1])
+    yy, xx = np.meshgrid(np.arange(rows, dtype=np.float32), np.arange(cols, dtype=np.float32), indexing="ij")
+    emb = np.concatenate([_sincos_1d(dim // 2, xx), _sincos_1d(dim // 2, yy)], axis=1)  # (rows*cols, dim): x then y
+    return torch.from_numpy(emb).float()
+
+
+def interpolate_pos_embed(table: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of a (old_rows*old_cols, D) position table to (new_rows*new_cols, D).
+
+    For learned tables; the sin-cos tables of CroCoNet are recomputed exactly instead
+    (`CroCoNet.interpolate`)."""
+    old_grid, new_grid = tuple(map(int, old_grid)), tuple(map(int, new_grid))
+    if table.shape[0] != old_grid[0] * old_grid[1]:
+        raise ValueError(f"table has {table.shape[0]} rows, grid {old_grid} needs {old_grid[0] * old_grid[1]}")
+    if old_grid == new_grid:
+        return table
+    img = table.reshape(1, old_grid[0], old_grid[1], -1).permute(0, 3, 1, 2).float()  # (1, D, rows, cols)
+    img = F.interpolate(img, size=new_grid, mode="bicubic", align_corners=False)  # (1, D, new_rows, new_cols)
+    return img.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], -1).to(table.dtype)  # (N', D)
+
+
+class RoPE2D(torch.nn.Module):
+    """2D rotary position embedding; no parameters, so it adds no state_dict keys.
+
+    forward(tokens (..., B, H, N, Dh), positions (B, N, 2) integer (y, x)) -> same shape as tokens.
+    Leading dimensions before B broadcast, so stacked queries and keys are rotated in one call.
+    """
+
+    def __init__(self, freq: float = 100.0, F0: float = 1.0):
+        super().__init__()
+        self.base = float(freq)
+        self.F0 = float(F0)
+        self._tables: dict = {}  # (half_dim, n_pos, device) -> (cos, sin) (n_pos, half_dim/2) float32
+        self._recent: list = []  # up to 4 (positions, (head_dim, dtype), (cos, sin)) of the latest calls
+
+    def _table(self, half_dim: int, n_pos: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (half_dim, n_pos, str(device))
+        if key not in self._tables:
+            inv_freq = self.F0 / (self.base ** (torch.arange(0, half_dim, 2, device=device).float() / half_dim))
+            angles = torch.arange(n_pos, device=device, dtype=torch.float32)[:, None] * inv_freq[None]  # (P, d/2)
+            self._tables[key] = (angles.cos(), angles.sin())
+        return self._tables[key]
+
+    def cos_sin(self, positions: torch.Tensor, head_dim: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, 2) positions -> cos, sin of shape (B, 1, N, 2, Dh/4) in `dtype`, ready for `rotate`."""
+        if head_dim % 4:
+            raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {head_dim}")
+        cos, sin = self._table(head_dim // 2, int(positions.max()) + 1, positions.device)  # (P, Dh/4)
+        c = cos[positions].to(dtype).unsqueeze(1)  # (B, 1, N, 2, Dh/4): [..., 0, :] row y, [..., 1, :] column x
+        s = sin[positions].to(dtype).unsqueeze(1)  # (B, 1, N, 2, Dh/4)
+        return c, s
+
+    @staticmethod
+    def rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Rotate (..., B, H, N, Dh) tokens with the (B, 1, N, 2, Dh/4) tables of `cos_sin`."""
+        t = tokens.unflatten(-1, (2, 2, -1))  # (..., B, H, N, 2 axes, 2 halves, Dh/4)
+        a, b = t[..., 0, :], t[..., 1, :]  # (..., B, H, N, 2, Dh/4) each
+        out = torch.stack((a * c - b * s, b * c + a * s), dim=-2)  # (..., B, H, N, 2, 2, Dh/4)
+        return out.flatten(-3)  # (..., B, H, N, Dh)
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # every block of a forward pass sees the same few positions tensors: look their cos/sin up once
+        key = (tokens.shape[-1], tokens.dtype)
+        for pos, k, cs in self._recent:
+            if pos is positions and k == key:
+                c, s = cs
+                break
+        else:
+            c, s = self.cos_sin(positions, tokens.shape[-1], tokens.dtype)
+            self._recent = [(positions, key, (c, s))] + self._recent[:3]
+        return self.rotate(tokens, c, s)
+
+    def extra_repr(self) -> str:
+        return f"freq={self.base:g}, F0={self.F0:g}"
