@@ -1,3 +1,91 @@
-"""Commands: lives (filled in by its stage)."""
+"""Commands: `slife inspect PATH`, what a life (any supported format) or a pair-shard folder holds.
 
-from slife.cli.app import app  # noqa: F401
+Reads a life with `slife.lives.read_life` (format auto-detected) and prints its summary as a rich table:
+format, videos, frames, duration, fps, share of valid poses, points, depth, cameras, dropped/bad data counts
+and warnings. A folder with `manifest.json` is a shard set: its summary comes from
+`slife.pairmine.manifest.inspect_shards`. Reading is left to `slife/lives`, shard checks to `slife/pairmine`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from slife.cli.app import app, console
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+def _life_table(s: dict):
+    from rich.table import Table
+
+    tab = Table(title=f"life {s['name']} ({s['format']})", show_header=False, title_justify="left")
+    tab.add_column("field", style="bold")
+    tab.add_column("value")
+    srcs = s["sources"]
+    tab.add_row("path", s["root"])
+    tab.add_row("format", s["format"])
+    tab.add_row("sources", f"{len(srcs)}: " + ", ".join(srcs[:8]) + (" ..." if len(srcs) > 8 else "") if srcs
+                else "0 (no pixels: trajectory only)")
+    tab.add_row("frames", str(s["frames"]))
+    tab.add_row("duration", f"{s['duration_s']:.2f} s")
+    tab.add_row("fps", _fmt(s["fps"]))
+    tab.add_row("valid poses", f"{s['posed_frames']} ({100 * s['pose_share']:.1f}%)")
+    tab.add_row("points", f"{s['points']}" + (" (+ per-frame tracks)" if s["tracks"] else ""))
+    tab.add_row("depth", f"{s['depth_frames']} frames" + (f" ({s['depth_scale']:g} units/m)" if s.get("depth_scale") else ""))
+    cams = s["cameras"]
+    tab.add_row("cameras", ", ".join(f"{c['model']} {c['width']}x{c['height']}" for c in cams[:4])
+                + (f" (+{len(cams) - 4})" if len(cams) > 4 else "") if cams else "unknown intrinsics")
+    for k, v in s["counts"].items():
+        tab.add_row(f"dropped: {k}", str(v))
+    for w in s["warnings"]:
+        tab.add_row("[yellow]warning[/]", w)
+    return tab
+
+
+def _dict_table(d: dict, title: str):
+    from rich.table import Table
+
+    tab = Table(title=title, show_header=False, title_justify="left")
+    tab.add_column("field", style="bold")
+    tab.add_column("value", overflow="fold")
+    for k, v in d.items():
+        tab.add_row(str(k), _fmt(v))
+    return tab
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="A life (video(s), COLMAP model, EPIC-Fields JSON, Aria MPS, ScanNet, "
+                                          "TUM RGB-D or slife life folder) or a pair-shard folder with manifest.json."),
+    format: str = typer.Option(None, "--format", "-f", help="Reader to use instead of auto-detection "
+                                                            "(folder, aria_mps, epic_fields, scannet, tum, colmap, video)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
+):
+    """Show what a life holds (format, videos, frames, duration, fps, poses, points, depth, dropped data)."""
+    if path.is_dir() and (path / "manifest.json").is_file():
+        from slife.pairmine.manifest import inspect_shards
+
+        summary = inspect_shards(path)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2, default=str))
+        else:
+            console.print(_dict_table(summary, f"shards {path}"))
+        return
+    from slife.lives import read_life
+
+    summary = read_life(path, format=format).summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        console.print(_life_table(summary))

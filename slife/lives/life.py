@@ -33,12 +33,24 @@ class FrameSource(Protocol):
     name: str  # short name, unique within the life (e.g. the video's file stem)
     path: Path  # file or folder
 
-    def read(self, frame_indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def read(self, frame_indices: Sequence[int], short_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (frame_index, RGB uint8 (H, W, 3)) for the sorted, unique `frame_indices`.
 
         A frame that cannot be decoded is skipped (not yielded); the caller counts what is missing.
+        `short_side` (optional) resizes each frame so that min(H, W) == short_side (see `resized_size`).
         """
         ...
+
+
+def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(W, H) of an image resized so that its short side is `short_side` (aspect kept, long side rounded).
+
+    Intrinsics follow with `Camera.scaled(W_new / W, H_new / H)`.
+    """
+    s = short_side / min(width, height)
+    if width <= height:
+        return int(short_side), max(1, int(round(height * s)))
+    return max(1, int(round(width * s))), int(short_side)
 
 
 @dataclass
@@ -49,13 +61,18 @@ class ImageFiles:
     path: Path  # the folder holding the images
     files: list[Path]  # one per frame_index
 
-    def read(self, frame_indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def read(self, frame_indices: Sequence[int], short_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         from PIL import Image
 
         for i in frame_indices:
             try:
                 with Image.open(self.files[i]) as im:
-                    yield int(i), np.asarray(im.convert("RGB"))
+                    im = im.convert("RGB")
+                    if short_side is not None:
+                        size = resized_size(im.width, im.height, short_side)
+                        if size != im.size:
+                            im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
+                    yield int(i), np.asarray(im)  # (H, W, 3) uint8
             except (OSError, ValueError, IndexError):
                 continue
 
@@ -86,6 +103,7 @@ class Life:
     tracks: tuple[np.ndarray, np.ndarray] | None = None  # CSR (indptr (N+1,), indices (nnz,)) into points
     depth_paths: list | None = None  # per frame Path or None (uint16 PNG)
     depth_scale: float = 1000.0  # depth PNG units per metre (1000: mm, 5000: TUM)
+    depth_camera: Camera | None = None  # intrinsics of the depth maps when they differ from the frame's camera
     counts: dict = field(default_factory=dict)  # what the reader dropped or fixed, e.g. {"poses_invalid": 3}
     warnings: list[str] = field(default_factory=list)  # one line each, for `slife inspect`
     meta: dict = field(default_factory=dict)  # source-specific extras (e.g. distortion, clock)
@@ -169,10 +187,11 @@ class Life:
         ids = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
         return self.select(ids)
 
-    def iter_frames(self, ids: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames(self, ids: Iterable[int], short_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Decode frames by life index -> (life index, RGB uint8 (H, W, 3)), grouped by source, each once.
 
         Frames that fail to decode are skipped; compare the yielded ids with the asked ones to count them.
+        `short_side` resizes on the way out (min(H, W) == short_side; scale K with `Camera.scaled`).
         """
         ids = np.unique(np.asarray(list(ids), dtype=np.int64))
         for s in np.unique(self.source[ids]):
@@ -184,7 +203,9 @@ class Life:
             by_fi: dict[int, list[int]] = {}
             for i in sel:
                 by_fi.setdefault(int(self.frame_index[i]), []).append(int(i))
-            for fi, rgb in self.sources[int(s)].read(sorted(by_fi)):
+            src = self.sources[int(s)]
+            frames = src.read(sorted(by_fi)) if short_side is None else src.read(sorted(by_fi), short_side=short_side)
+            for fi, rgb in frames:
                 for i in by_fi.get(int(fi), ()):
                     yield i, rgb
 
@@ -219,6 +240,7 @@ class Life:
             "points": 0 if self.points is None else int(len(self.points)),
             "tracks": self.tracks is not None,
             "depth_frames": 0 if self.depth_paths is None else sum(p is not None for p in self.depth_paths),
+            "depth_scale": self.depth_scale if self.depth_paths is not None else None,
             "cameras": [{"model": c.model, "width": c.width, "height": c.height} for c in self.cameras],
             "counts": dict(self.counts),
             "warnings": list(self.warnings),

@@ -1,0 +1,167 @@
+"""A COLMAP sparse model as a Life: registered images with poses, intrinsics, points and tracks.
+
+Reads a model folder (or a project folder with `sparse/0` or `sparse/`) holding cameras/images/points3D as
+.bin or .txt (COLMAP >= 3.12 adds rigs/frames files; pycolmap reads both layouts). COLMAP stores
+world-to-camera (qvec, tvec); poses here are inverted to camera-to-world, OpenCV axes (COLMAP's camera axes
+are OpenCV's), in the model's units. Intrinsics keep COLMAP's camera model and parameters (the distortion
+model is recorded); COLMAP's pixel convention is slife's. Tracks: per image, the dense indices of the
+points3D it observes (CSR). Images are found in `images_dir` or, by default, the first of `<model>/images`,
+`<model>/../images`, `<model>/../../images`, `<model>/../rgb`, `<model>/..` that holds the first image.
+Image names grouped by folder become one source each, ordered by name; `t` is the timestamp in the name
+when every name is one (e.g. TUM's `1311868169.163498.png`), else rank / `DEFAULT_FPS` (COLMAP has no clock).
+Returns a `Life`; entry points `detect`, `find_model`, `read`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from slife.errors import SlifeError
+from slife.lives.geometry import CAMERA_MODELS, Camera, invert_pose, make_pose, pose_problem, qvec_to_rotmat
+from slife.lives.life import ImageFiles, Life, life_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0  # assumed frame rate when image names carry no timestamp
+_FILES = ("cameras", "images", "points3D")
+
+
+def _is_model(d: Path) -> bool:
+    return d.is_dir() and any(all((d / f"{f}{ext}").is_file() for f in _FILES) for ext in (".bin", ".txt"))
+
+
+def find_model(path: Path) -> Path | None:
+    """The model folder at `path`, `path/sparse/0` or `path/sparse`, else None."""
+    path = Path(path)
+    for d in (path, path / "sparse" / "0", path / "sparse"):
+        if _is_model(d):
+            return d
+    return None
+
+
+def detect(path: Path) -> bool:
+    return find_model(Path(path)) is not None
+
+
+def _camera(cam, warnings: list[str]) -> Camera:
+    """pycolmap camera -> slife Camera (unsupported distortion models keep their linear part, with a warning)."""
+    name = cam.model.name if hasattr(cam.model, "name") else str(cam.model)
+    params = tuple(float(v) for v in cam.params)
+    if name in CAMERA_MODELS and len(params) == CAMERA_MODELS[name]:
+        return Camera(name, int(cam.width), int(cam.height), params)
+    K = np.asarray(cam.calibration_matrix())
+    warnings.append(f"camera model {name} is not supported; using its linear part (PINHOLE)")
+    return Camera.from_K(K, int(cam.width), int(cam.height))
+
+
+def _cam_from_world(im) -> np.ndarray | None:
+    """4x4 world-to-camera of a pycolmap Image, None if unregistered (works across pycolmap 3.10-4.x)."""
+    if hasattr(im, "has_pose") and not im.has_pose:
+        return None
+    if hasattr(im, "registered") and not getattr(im, "registered"):
+        return None
+    cfw = im.cam_from_world() if callable(im.cam_from_world) else im.cam_from_world
+    M = np.asarray(cfw.matrix(), dtype=np.float64)  # (3, 4)
+    return make_pose(M[:, :3], M[:, 3])
+
+
+def _find_images_dir(model: Path, first_name: str, images_dir: Path | None) -> Path | None:
+    cands = [Path(images_dir)] if images_dir is not None else [
+        model / "images", model.parent / "images", model.parent.parent / "images", model.parent / "rgb",
+        model.parent.parent / "rgb", model.parent, model.parent.parent]
+    for d in cands:
+        if (d / first_name).is_file():
+            return d
+    return None
+
+
+def read(path: Path, images_dir: Path | None = None) -> Life:
+    """Read a COLMAP model (see the module docstring)."""
+    import pycolmap
+
+    path = Path(path)
+    model = find_model(path)
+    if model is None:
+        raise SlifeError(f"{path}: no COLMAP model (cameras, images, points3D .bin or .txt)")
+    try:
+        rec = pycolmap.Reconstruction(str(model))
+    except Exception as e:  # pycolmap raises RuntimeError/ValueError with a multi-line message
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise SlifeError(f"{model}: unreadable COLMAP model ({msg})") from None
+    warnings: list[str] = []
+    counts: dict = {}
+    images = sorted(rec.images.values(), key=lambda im: im.name)
+    if not images:
+        raise SlifeError(f"{model}: COLMAP model has no images")
+
+    cam_ids = sorted(rec.cameras)
+    cameras = [_camera(rec.cameras[c], warnings) for c in cam_ids]
+    cam_index = {c: i for i, c in enumerate(cam_ids)}
+    pids = sorted(rec.points3D)
+    pindex = {p: i for i, p in enumerate(pids)}
+    points = np.array([rec.points3D[p].xyz for p in pids], dtype=np.float64).reshape(-1, 3)  # (M, 3)
+    colors = np.array([rec.points3D[p].color for p in pids], dtype=np.uint8).reshape(-1, 3)  # (M, 3)
+
+    # sources: one per folder part of the image names
+    groups: dict[str, list] = {}
+    for im in images:
+        groups.setdefault(str(PurePosixPath(im.name).parent), []).append(im)
+    root = _find_images_dir(model, images[0].name, images_dir)
+    if root is None:
+        warnings.append(f"images not found (looked beside {model}); the life has poses but no pixels")
+    n = len(images)
+    T = np.full((n, 4, 4), np.nan)
+    src = np.zeros(n, np.int32)
+    fidx = np.zeros(n, np.int64)
+    t = np.zeros(n, np.float64)
+    cam_id = np.zeros(n, np.int32)
+    indptr = np.zeros(n + 1, np.int64)
+    tracks = []
+    sources = []
+    timed = all(re.fullmatch(r"\d+\.\d+", PurePosixPath(im.name).stem) for im in images)
+    i = 0
+    unregistered = 0
+    for s, (folder, ims) in enumerate(sorted(groups.items())):
+        if root is not None:
+            sources.append(ImageFiles(name=re.sub(r"[^A-Za-z0-9-]+", "-", folder).strip("-") or "images",
+                                      path=root / folder, files=[root / im.name for im in ims]))
+        for k, im in enumerate(ims):
+            Tcw = _cam_from_world(im)
+            if Tcw is None:
+                unregistered += 1
+            else:
+                T[i] = invert_pose(Tcw)
+            src[i] = s if root is not None else -1
+            fidx[i] = k
+            t[i] = float(PurePosixPath(im.name).stem) if timed else k / DEFAULT_FPS
+            cam_id[i] = cam_index.get(im.camera_id, -1)
+            ids = [pindex[p.point3D_id] for p in im.points2D if p.has_point3D() and p.point3D_id in pindex]
+            tracks.append(np.asarray(ids, dtype=np.int64))
+            indptr[i + 1] = indptr[i] + len(ids)
+            i += 1
+    if unregistered:
+        counts["poses_missing"] = unregistered
+        warnings.append(f"{unregistered} of {n} images are not registered (no pose)")
+    problem = pose_problem(T)
+    bad = (problem != "") & (problem != "not finite")
+    bad |= (problem == "not finite") & ~np.isnan(T).all(axis=(1, 2))
+    if bad.any():
+        counts["poses_invalid"] = int(bad.sum())
+        warnings.append(f"{int(bad.sum())} of {n} poses dropped ({', '.join(sorted(set(problem[bad])))})")
+        T[bad] = np.nan
+    valid = np.isfinite(T).all(axis=(1, 2))
+    for w in warnings:
+        log.warning("%s: %s", model, w)
+    return Life(
+        name=life_name(path), root=path, format="colmap", sources=sources, source=src, frame_index=fidx, t=t,
+        T_world_cam=T, pose_valid=valid, cameras=cameras, camera_id=cam_id, points=points, point_colors=colors,
+        tracks=(indptr, np.concatenate(tracks) if tracks else np.zeros(0, np.int64)), counts=counts,
+        warnings=warnings,
+        meta={"model": str(model), "images_dir": str(root) if root else None,
+              "distortion": sorted({c.model for c in cameras}),
+              "clock": "timestamps from image names" if timed else f"image rank / {DEFAULT_FPS:g} fps"},
+    )

@@ -1,0 +1,230 @@
+"""The slife life folder (what `slife synth` writes) as a Life.
+
+Reads (DESIGN.md): `poses.npz` with `t` (N,) float64 seconds, `T_world_cam` (N, 4, 4) float64 camera-to-world,
+OpenCV axes, metres, `K` (3, 3) or (N, 3, 3) pinhole intrinsics, `image_size` (2,) = (W, H); pixels from
+`video.mp4` (frame i = poses row i) or `frames/{i:06d}.jpg` (or none: a trajectory-only life);
+`points.ply` (world points with colours); `depth/{i:06d}.png` (uint16 mm, 0 = invalid); `life.json`.
+Returns a `Life`; invalid poses (NaN/inf, not a rotation) are dropped with a count and a warning; `t` going
+backwards is an error (row i is tied to video frame i, so reordering would detach poses from pixels).
+Entry points: `detect`, `read`, `read_ply_points`. Writing the folder is left to `slife/synth`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from slife.errors import SlifeError
+from slife.lives.geometry import Camera, pose_problem
+from slife.lives.life import ImageFiles, Life, life_name
+
+log = logging.getLogger(__name__)
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
+
+
+def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Vertices of a PLY file (ascii or binary) -> points (M, 3) float64 and colours (M, 3) uint8 or None.
+
+    Only the `vertex` element is read (it must come first in a binary file, as Open3D and most writers do).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SlifeError(f"{path}: cannot read ({e.strerror})") from None
+    end = data.find(b"end_header")
+    if not data.startswith(b"ply") or end < 0:
+        raise SlifeError(f"{path}: not a PLY file")
+    header = data[:end].decode("ascii", "replace").splitlines()
+    body = data[data.index(b"\n", end) + 1:]
+    fmt, n, props, first = None, None, [], None
+    element = None
+    for line in header:
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "format":
+            fmt = w[1]
+        elif w[0] == "element":
+            element = w[1]
+            first = first or element
+            if element == "vertex":
+                n = int(w[2])
+        elif w[0] == "property" and element == "vertex":
+            if w[1] == "list":
+                raise SlifeError(f"{path}: list property in vertex element is not supported")
+            if w[1] not in _PLY_TYPES:
+                raise SlifeError(f"{path}: unknown PLY type {w[1]!r}")
+            props.append((w[2], _PLY_TYPES[w[1]]))
+    names = [p for p, _ in props]
+    if n is None or not {"x", "y", "z"} <= set(names):
+        raise SlifeError(f"{path}: PLY has no vertex x, y, z")
+    if fmt == "ascii":
+        rows = body.decode("ascii", "replace").split("\n")[:n]
+        arr = np.loadtxt(rows, ndmin=2) if n else np.zeros((0, len(names)))
+        col = {nm: arr[:, i] for i, nm in enumerate(names)}
+    elif fmt in ("binary_little_endian", "binary_big_endian"):
+        if first != "vertex":
+            raise SlifeError(f"{path}: binary PLY whose first element is not vertex is not supported")
+        order = "<" if fmt == "binary_little_endian" else ">"
+        dt = np.dtype([(nm, order + t) for nm, t in props])
+        if len(body) < n * dt.itemsize:
+            raise SlifeError(f"{path}: truncated PLY ({len(body)} bytes for {n} vertices)")
+        arr = np.frombuffer(body, dtype=dt, count=n)
+        col = {nm: arr[nm] for nm in names}
+    else:
+        raise SlifeError(f"{path}: unknown PLY format {fmt!r}")
+    pts = np.stack([col["x"], col["y"], col["z"]], axis=1).astype(np.float64)  # (M, 3)
+    colors = None
+    rgb = [c for c in (("red", "green", "blue"), ("r", "g", "b")) if set(c) <= set(names)]
+    if rgb:
+        c = np.stack([col[k] for k in rgb[0]], axis=1)
+        if c.dtype.kind == "f" and (c.size == 0 or c.max() <= 1.0):
+            c = c * 255.0
+        colors = np.clip(np.round(c), 0, 255).astype(np.uint8)  # (M, 3)
+    return pts, colors
+
+
+def detect(path: Path) -> bool:
+    """A folder with `poses.npz` (or a `life.json` beside a video.mp4 / frames/)."""
+    path = Path(path)
+    return path.is_dir() and (
+        (path / "poses.npz").is_file()
+        or ((path / "life.json").is_file() and ((path / "video.mp4").is_file() or (path / "frames").is_dir()))
+    )
+
+
+def _load_npz(f: Path) -> dict:
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise SlifeError(f"{f}: unreadable npz ({e})") from None
+
+
+def read(path: Path) -> Life:
+    """Read a slife life folder; see the module docstring for the files and their units."""
+    from slife.lives.video import open_video
+
+    path = Path(path)
+    meta: dict = {}
+    name = life_name(path)
+    if (path / "life.json").is_file():
+        try:
+            meta["life"] = json.loads((path / "life.json").read_text())
+        except (OSError, ValueError) as e:
+            raise SlifeError(f"{path / 'life.json'}: unreadable JSON ({e})") from None
+        if isinstance(meta["life"], dict) and meta["life"].get("name"):
+            name = re.sub(r"[^A-Za-z0-9-]+", "-", str(meta["life"]["name"])).strip("-") or name
+    counts: dict = {}
+    warnings: list[str] = []
+
+    pf = path / "poses.npz"
+    if pf.is_file():
+        z = _load_npz(pf)
+        for key in ("t", "T_world_cam", "K", "image_size"):
+            if key not in z:
+                raise SlifeError(f"{pf}: missing array {key!r} (has {', '.join(sorted(z)) or 'nothing'})")
+        t = np.asarray(z["t"], dtype=np.float64).reshape(-1)  # (N,)
+        T = np.asarray(z["T_world_cam"], dtype=np.float64)
+        n = len(t)
+        if T.shape != (n, 4, 4):
+            raise SlifeError(f"{pf}: T_world_cam has shape {T.shape}, expected ({n}, 4, 4) for {n} timestamps")
+        if not np.isfinite(t).all():
+            raise SlifeError(f"{pf}: t has {int((~np.isfinite(t)).sum())} non-finite timestamps")
+        if n > 1 and np.any(np.diff(t) < 0):
+            i = int(np.flatnonzero(np.diff(t) < 0)[0])
+            raise SlifeError(f"{pf}: t goes backwards at row {i + 1} ({t[i]:.6f} -> {t[i + 1]:.6f} s)")
+        W, H = (int(v) for v in np.asarray(z["image_size"]).reshape(-1)[:2])
+        K = np.asarray(z["K"], dtype=np.float64)
+        if K.shape == (3, 3):
+            K = np.broadcast_to(K, (n, 3, 3))
+        if K.shape != (n, 3, 3):
+            raise SlifeError(f"{pf}: K has shape {K.shape}, expected (3, 3) or ({n}, 3, 3)")
+    else:  # life.json + pixels only: no poses
+        t, T, K, W, H, n = None, None, None, None, None, None
+
+    # pixels
+    sources: list = []
+    video = path / "video.mp4"
+    frames_dir = path / "frames"
+    if video.is_file():
+        vs = open_video(video, name="video")
+        sources = [vs]
+        if n is None:
+            n, t = len(vs), vs.t
+        elif len(vs) != n:
+            raise SlifeError(f"{video}: {len(vs)} frames but {pf.name} has {n} poses")
+        meta["video"] = {"fps": vs.fps, "width": vs.width, "height": vs.height, "codec": vs.codec}
+        W, H = W or vs.width, H or vs.height
+    elif frames_dir.is_dir():
+        files = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        nums = {}
+        for f in files:
+            if f.stem.isdigit():
+                nums[int(f.stem)] = f
+        if n is None:
+            n = len(nums)
+            t = np.arange(n, dtype=np.float64)
+            warnings.append("frames/ without poses.npz: t is the frame number (1 fps)")
+        if len(nums) != n or (n and max(nums) != n - 1):
+            raise SlifeError(f"{frames_dir}: {len(nums)} numbered images for {n} poses (expected 000000..{n - 1:06d})")
+        sources = [ImageFiles(name="frames", path=frames_dir, files=[nums[i] for i in range(n)])]
+
+    # poses and cameras
+    pose_valid = None
+    cameras: list[Camera] = []
+    camera_id = None
+    if T is not None:
+        problem = pose_problem(T)
+        bad = problem != ""
+        if bad.any():
+            kinds = {k: int((problem == k).sum()) for k in set(problem[bad])}
+            counts["poses_invalid"] = int(bad.sum())
+            warnings.append(f"{pf.name}: {int(bad.sum())} of {n} poses dropped ({', '.join(f'{v} {k}' for k, v in kinds.items())})")
+            T = T.copy()
+            T[bad] = np.nan
+        pose_valid = ~bad
+        Kf = K.reshape(n, 9)
+        okK = np.isfinite(Kf).all(axis=1) & (Kf[:, 0] > 0) & (Kf[:, 4] > 0)
+        if (~okK).any():
+            counts["intrinsics_invalid"] = int((~okK).sum())
+            warnings.append(f"{pf.name}: {int((~okK).sum())} frames with invalid K")
+        camera_id = np.full(n, -1, np.int32)
+        if okK.any():
+            uniq, inv = np.unique(Kf[okK], axis=0, return_inverse=True)
+            cameras = [Camera.from_K(u.reshape(3, 3), W, H) for u in uniq]
+            camera_id[okK] = inv.reshape(-1).astype(np.int32)
+
+    # geometry
+    points = colors = None
+    if (path / "points.ply").is_file():
+        points, colors = read_ply_points(path / "points.ply")
+    depth_paths = None
+    if (path / "depth").is_dir():
+        depth_paths = [path / "depth" / f"{i:06d}.png" for i in range(n)]
+        depth_paths = [p if p.is_file() else None for p in depth_paths]
+        missing = sum(p is None for p in depth_paths)
+        if missing:
+            counts["depth_missing"] = missing
+            warnings.append(f"depth/: {missing} of {n} frames have no depth map")
+    for w in warnings:
+        log.warning("%s: %s", path, w)
+    if n is None:
+        raise SlifeError(f"{path}: life folder has neither poses.npz nor video.mp4 nor frames/")
+    return Life(
+        name=name, root=path, format="folder", sources=sources,
+        source=np.full(n, 0 if sources else -1, np.int32), frame_index=np.arange(n, dtype=np.int64), t=t,
+        T_world_cam=T, pose_valid=pose_valid, cameras=cameras, camera_id=camera_id, points=points,
+        point_colors=colors, depth_paths=depth_paths, depth_scale=1000.0, counts=counts, warnings=warnings,
+        meta=meta,
+    )

@@ -1,0 +1,36 @@
+"""`slife inspect` end to end through typer's CliRunner: a life table, JSON, and a one-line error (exit 2)."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from slife.cli import app
+
+
+def _life(d):
+    d.mkdir()
+    T = np.tile(np.eye(4), (5, 1, 1))
+    T[2, 0, 0] = np.nan
+    np.savez(d / "poses.npz", t=np.arange(5) * 0.1, T_world_cam=T, K=np.diag([50.0, 50.0, 1.0]),
+             image_size=np.array([64, 48]))
+
+
+def test_inspect_life(tmp_path):
+    _life(tmp_path / "L")
+    r = CliRunner().invoke(app, ["inspect", str(tmp_path / "L")])
+    assert r.exit_code == 0, r.output
+    assert "folder" in r.output and "4 (80.0%)" in r.output and "poses_invalid" in r.output
+    r = CliRunner().invoke(app, ["inspect", "--json", str(tmp_path / "L")])
+    s = json.loads(r.stdout)
+    assert s["frames"] == 5 and s["posed_frames"] == 4 and s["counts"] == {"poses_invalid": 1}
+
+
+def test_inspect_bad_input_one_line_exit_2(tmp_path):
+    (tmp_path / "x.mp4").write_bytes(b"not a video at all")
+    r = CliRunner().invoke(app, ["inspect", str(tmp_path / "x.mp4")])
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "x.mp4" in lines[0]
+    r = CliRunner().invoke(app, ["inspect", str(tmp_path / "nothing-here")])
+    assert r.exit_code == 2 and "no such file" in r.output

@@ -1,0 +1,80 @@
+"""slife.lives.video: real pts timestamps, presentation order, decoding only asked frames, bad files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lives_scene import make_scene, write_video
+from slife.errors import SlifeError
+from slife.lives import detect_format, read_life
+from slife.lives.video import open_video
+
+DATA = Path(__file__).parents[2] / "../shared/data"
+
+
+def test_pts_timestamps_equal_encoded(tmp_path):
+    sc = make_scene(n=10)
+    pts = [0, 40, 100, 130, 250, 260, 400, 433, 500, 610]  # ms, irregular on purpose
+    write_video(tmp_path / "a.mp4", [sc.image(i) for i in range(10)], pts=pts, time_base=(1, 1000))
+    life = read_life(tmp_path)
+    assert life.format == "video" and len(life) == 10
+    np.testing.assert_allclose(life.t, np.array(pts) / 1000.0, atol=1e-9)
+    np.testing.assert_array_equal(life.frame_index, np.arange(10))
+    # frames come back in presentation order with their pixels (B-frames reordered by the codec)
+    got = dict(life.iter_frames([0, 4, 9]))
+    for i in (0, 4, 9):
+        assert np.abs(got[i].astype(int) - sc.image(i).astype(int)).mean() < 6
+
+
+def test_read_only_asked_frames_with_seeks(tmp_path):
+    sc = make_scene(n=24)
+    write_video(tmp_path / "v.mp4", [sc.image(i) for i in range(24)])  # keyframe every 4 frames
+    vs = open_video(tmp_path / "v.mp4")
+    assert vs.keyframe.sum() >= 5
+    everything = dict(vs.read(range(24)))
+    want = [1, 13, 14, 22]
+    got = dict(vs.read(want))
+    assert sorted(got) == want
+    assert vs.stats["seeks"] >= 2 and vs.stats["decoded"] < 24
+    for i in want:
+        np.testing.assert_array_equal(got[i], everything[i])
+    small = dict(vs.read([5], short_side=16))
+    assert small[5].shape == (16, 21, 3)
+
+
+def test_sample_fps(tmp_path):
+    sc = make_scene(n=20)
+    write_video(tmp_path / "v.mp4", [sc.image(i) for i in range(20)], rate=10)
+    life = read_life(tmp_path / "v.mp4")
+    s = life.sample(2.0)
+    np.testing.assert_allclose(np.diff(s.t), 0.5, atol=1e-6)
+    assert len(s) == 4
+
+
+def test_real_videos():
+    d = DATA / "videos"
+    if not d.is_dir():
+        pytest.skip("shared data videos/ absent")
+    life = read_life(d)
+    assert [s.name for s in life.sources] == ["bikes", "carphone_pristine"]
+    bikes = life.sources[0]
+    assert len(bikes) == 250 and bikes.fps == 25
+    np.testing.assert_allclose(bikes.t, np.arange(250) / 25.0, atol=1e-9)
+    assert len(life.sources[1]) == 120
+    ids = np.flatnonzero(life.source == 0)[[10, 200]]
+    got = dict(life.iter_frames(ids))
+    assert got[ids[0]].shape == (272, 640, 3)
+
+
+def test_bad_videos(tmp_path):
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(SlifeError, match="broken.mp4"):
+        read_life(tmp_path)
+    assert detect_format(tmp_path) == "video"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SlifeError, match="not a recognised life layout"):
+        read_life(empty)
+    with pytest.raises(SlifeError, match="no such file"):
+        read_life(tmp_path / "missing.mp4")
