@@ -134,3 +134,38 @@ def plot_depth_examples(images: list[np.ndarray], preds: list[np.ndarray], trues
     fig.tight_layout()
     _save(fig, path)
     return Path(path)
+
+
+def plot_match(rep: dict, path: Path) -> Path:
+    """AEPE and PCK-5 per pair index for each model, with the identity (zero-flow) baseline dashed, and the
+    patch-level top-1 accuracy on displaced patches against the same-position predictor's."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ci, (name, res) in enumerate(rep["models"].items()):
+        col = f"C{ci}"
+        idx = list(res["per_index"])
+        x = [int(i) for i in idx]
+        get = lambda key, m: [res["per_index"][i][key][m] for i in idx]  # noqa: E731
+        none = lambda v: [np.nan if a is None else a for a in v]  # noqa: E731
+        axes[0].plot(x, none(get("model", "aepe")), "o-", color=col, label=name)
+        axes[0].plot(x, none(get("identity", "aepe")), "x--", color=col, alpha=0.6,
+                     label="identity" if ci == 0 else None)
+        axes[1].plot(x, none(get("model", "pck5")), "o-", color=col, label=name)
+        axes[1].plot(x, none(get("identity", "pck5")), "x--", color=col, alpha=0.6,
+                     label="identity" if ci == 0 else None)
+        acc = none([res["per_index"][i]["patch_accuracy_displaced"] for i in idx])
+        sp = none([res["per_index"][i]["same_position_accuracy_displaced"] for i in idx])
+        axes[2].plot(x, acc, "o-", color=col, label=f"{name} (displaced)")
+        if ci == 0:
+            axes[2].plot(x, sp, "x--", color="gray", label="same-position (displaced)")
+    axes[0].set_title("AEPE (px, lower is better)", fontsize=9)
+    axes[1].set_title("PCK-5", fontsize=9)
+    axes[2].set_title("top-1 within one patch, displaced patches", fontsize=9)
+    for a in axes:
+        a.set_xlabel("pair index")
+        a.legend(fontsize=7)
+    axes[1].set_ylim(0, 1)
+    axes[2].set_ylim(0, 1)
+    fig.tight_layout()
+    _save(fig, path)
+    return Path(path)
