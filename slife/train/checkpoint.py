@@ -88,10 +88,16 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure of the file becomes one line
         msg = str(e)
-        if "Weights only load failed" in msg:
-            reason = next((ln.strip() for ln in msg.splitlines() if "Unsupported global" in ln), "")
-            raise SlifeError(f"{path}: refuses to load with weights_only=True (holds Python objects){': ' + reason if reason else ''}") from None
-        raise SlifeError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {_first_line(e)}") from None
+        unsafe = next((ln for ln in msg.splitlines() if "Unsupported global" in ln), None)
+        if unsafe is not None:  # a pickle of Python objects: never unpickled with code execution
+            what = unsafe.split("Unsupported global:", 1)[1].split(" was not", 1)[0].strip()
+            raise SlifeError(f"{path}: refuses to load with weights_only=True: it holds a Python object ({what})") from None
+        if "WeightsUnpickler error:" in msg:  # the reason is the first non-empty text after this marker
+            detail = next((ln.strip() for ln in msg.split("WeightsUnpickler error:", 1)[1].splitlines() if ln.strip()),
+                          "unpickling failed")
+        else:
+            detail = _first_line(e).split(". ")[0]
+        raise SlifeError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {detail}") from None
     if not isinstance(ckpt, dict):
         raise SlifeError(f"{path}: not a checkpoint: holds a {type(ckpt).__name__}, expected a dict")
     return ckpt
