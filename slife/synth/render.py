@@ -1,0 +1,168 @@
+"""Headless rendering of a `Scene` from a posed pinhole camera with Open3D's tensor ray casting.
+
+Reads a `scenes.Scene`, a `geometry.Camera` (PINHOLE) and poses `T_world_cam` (4x4 camera-to-world,
+OpenCV axes, metres). The ray of pixel (u, v) passes through its centre (u + 0.5, v + 0.5) (slife's
+pixel convention), with direction R @ K^-1 [u + 0.5, v + 0.5, 1], so the ray parameter at a hit is the
+z-depth. Returns RGB uint8 (H, W, 3) and z-depth float32 (H, W) (inf where nothing is hit).
+Shading is view-independent (ambient + Lambert point lights with falloff and optional ray-cast
+shadows) so a surface point has the same colour in every view; `surface_colors` gives that colour
+for arbitrary surface points (what `points.ply` stores). Entry point: `Renderer`. Writing files
+(video, depth PNG) is left to `slife.synth.__init__` (`run`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slife.lives.geometry import Camera
+from slife.synth.scenes import Scene
+
+
+class Renderer:
+    """Ray casts one scene into one camera; `render(T_world_cam) -> (rgb, depth)`."""
+
+    def __init__(self, scene: Scene, camera: Camera, shadows: bool = True):
+        import open3d as o3d
+
+        if not camera.is_pinhole:
+            raise ValueError(f"the synthetic renderer needs a pinhole camera, got {camera.model}")
+        self.o3d = o3d
+        self.scene = scene
+        self.camera = camera
+        self.shadows = shadows
+        self.rc = o3d.t.geometry.RaycastingScene()
+        self.rc.add_triangles(o3d.core.Tensor(np.ascontiguousarray(scene.vertices, np.float32)),
+                              o3d.core.Tensor(np.ascontiguousarray(scene.triangles, np.uint32)))
+        fx, fy, cx, cy = camera.focal_center
+        W, H = camera.width, camera.height
+        v, u = np.mgrid[0:H, 0:W].astype(np.float64)  # (H, W) pixel indices
+        self.dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)  # (HW, 3)
+        self.fx = fx
+        self.texel_density = np.linalg.norm(scene.tri_uv[:, :, :3], axis=2).mean(1)  # (F,) texels per metre
+        self.timing = {"cast": 0.0, "shade": 0.0}
+
+    # ---------------------------------------------------------------- ray casting
+    def cast(self, T_world_cam: np.ndarray) -> dict:
+        """Cast every pixel's ray -> {"depth" (H, W) float32 z (inf = miss), "tri" (HW,) int64 (-1 = miss),
+        "points" (HW, 3) float64 world hits, "dirs" (HW, 3) world ray directions (z-unit in the camera)}."""
+        T = np.asarray(T_world_cam, np.float64)
+        d = self.dirs_cam @ T[:3, :3].T  # (HW, 3)
+        o = np.broadcast_to(T[:3, 3], d.shape)
+        rays = np.concatenate([o, d], 1).astype(np.float32)  # (HW, 6)
+        ans = self.rc.cast_rays(self.o3d.core.Tensor(rays))
+        t = ans["t_hit"].numpy().astype(np.float64)  # (HW,)
+        tri = ans["primitive_ids"].numpy().astype(np.int64)
+        hit = np.isfinite(t)
+        tri[~hit] = -1
+        pts = o + d * np.where(hit, t, 0.0)[:, None]
+        H, W = self.camera.height, self.camera.width
+        return {"depth": t.reshape(H, W).astype(np.float32), "tri": tri, "points": pts, "dirs": d}
+
+    # ---------------------------------------------------------------- shading
+    def sample_albedo(self, points: np.ndarray, tri: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+        """Bilinear, mip-mapped texture colour (N, 3) float32 of surface points on triangles `tri`.
+
+        `footprint` (N,) is the surface length one pixel covers (metres); it picks the mip level."""
+        sc = self.scene
+        A = sc.tri_uv[tri]  # (N, 2, 4)
+        uv = np.einsum("nij,nj->ni", A[:, :, :3], points) + A[:, :, 3]  # (N, 2) texels at level 0
+        mat = sc.tri_material[tri].astype(np.int64)
+        texels = footprint * self.texel_density[tri]
+        level = np.clip(np.floor(np.log2(np.maximum(texels, 1.0))), 0, len(sc.textures) - 1).astype(np.int64)
+        out = np.empty((len(tri), 3), np.float32)
+        for lv, tex in enumerate(sc.textures):
+            sel = np.flatnonzero(level == lv)
+            if len(sel) == 0:
+                continue
+            M, S = tex.shape[0], tex.shape[1]
+            flat = tex.reshape(M * S * S, 3)
+            q = uv[sel] / (2**lv) - 0.5  # texel-centre coordinates
+            q0 = np.floor(q)
+            f = (q - q0).astype(np.float32)  # (n, 2) bilinear weights
+            x0 = q0[:, 0].astype(np.int64) % S
+            y0 = q0[:, 1].astype(np.int64) % S
+            x1, y1 = (x0 + 1) % S, (y0 + 1) % S
+            base = mat[sel] * (S * S)
+            c = (flat[base + y0 * S + x0] * ((1 - f[:, 0]) * (1 - f[:, 1]))[:, None]
+                 + flat[base + y0 * S + x1] * (f[:, 0] * (1 - f[:, 1]))[:, None]
+                 + flat[base + y1 * S + x0] * ((1 - f[:, 0]) * f[:, 1])[:, None]
+                 + flat[base + y1 * S + x1] * (f[:, 0] * f[:, 1])[:, None])
+            out[sel] = c
+        return out
+
+    def lighting(self, points: np.ndarray, normals: np.ndarray, light_scale: np.ndarray | None = None) -> np.ndarray:
+        """Irradiance (N,) float32: hemispheric ambient + Lambert point lights with falloff (+ shadows)."""
+        sc = self.scene
+        power = sc.light_power if light_scale is None else sc.light_power * light_scale
+        I = sc.ambient * (0.8 + 0.2 * normals[:, 2])  # (N,) sky-ish ambient: up-facing a bit brighter
+        for L, pw in zip(sc.lights, power):
+            to_l = L - points  # (N, 3)
+            dist = np.linalg.norm(to_l, axis=1)
+            cos = np.einsum("ij,ij->i", normals, to_l) / np.maximum(dist, 1e-6)
+            contrib = pw * np.clip(cos, 0, None) * (9.0 / (dist**2 + 9.0))
+            if self.shadows:
+                lit = np.flatnonzero(contrib > 1e-3)
+                if len(lit):
+                    o = points[lit] + normals[lit] * 2e-3
+                    rays = np.concatenate([o, L - o], 1).astype(np.float32)  # (n, 6), t = 1 at the light
+                    occ = self.rc.test_occlusions(self.o3d.core.Tensor(rays), tnear=0.0, tfar=0.999).numpy()
+                    contrib[lit[occ]] *= 0.25  # soft-ish: a shadow keeps a quarter of the light
+            I = I + contrib
+        return I.astype(np.float32)
+
+    def surface_colors(self, points: np.ndarray, tri: np.ndarray, footprint: float | np.ndarray = 0.01,
+                       light_scale: np.ndarray | None = None) -> np.ndarray:
+        """Shaded colour (N, 3) float32 in [0, 1] of surface points on triangles `tri` (as every view sees it)."""
+        fp = np.broadcast_to(np.asarray(footprint, np.float64), (len(tri),))
+        alb = self.sample_albedo(points, tri, fp)
+        n = self.scene.tri_normal[tri].astype(np.float64)
+        return np.clip(alb * self.lighting(points, n, light_scale)[:, None] * 1.1, 0.0, 1.0)
+
+    def shade(self, hits: dict, light_scale: np.ndarray | None = None) -> np.ndarray:
+        """RGB uint8 (H, W, 3) for the hits of `cast` (black where nothing is hit)."""
+        tri = hits["tri"]
+        ok = np.flatnonzero(tri >= 0)
+        rgb = np.zeros((len(tri), 3), np.float32)  # (HW, 3)
+        if len(ok):
+            t = tri[ok]
+            z = hits["depth"].reshape(-1)[ok].astype(np.float64)
+            d = hits["dirs"][ok]
+            n = self.scene.tri_normal[t].astype(np.float64)
+            cos = np.abs(np.einsum("ij,ij->i", n, d)) / np.linalg.norm(d, axis=1)
+            footprint = z / self.fx / np.maximum(cos, 0.25)  # metres of surface per pixel
+            rgb[ok] = self.surface_colors(hits["points"][ok], t, footprint, light_scale)
+        H, W = self.camera.height, self.camera.width
+        return (rgb.reshape(H, W, 3) * 255.0 + 0.5).astype(np.uint8)
+
+    def render(self, T_world_cam: np.ndarray, light_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb uint8 (H, W, 3), z-depth float32 (H, W), inf where nothing is hit)."""
+        import time
+
+        t0 = time.perf_counter()
+        hits = self.cast(T_world_cam)
+        t1 = time.perf_counter()
+        rgb = self.shade(hits, light_scale)
+        t2 = time.perf_counter()
+        self.timing["cast"] += t1 - t0
+        self.timing["shade"] += t2 - t1
+        return rgb, hits["depth"]
+
+
+def sample_surface(scene: Scene, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`n` points uniformly by area on the scene's triangles -> (points (n, 3) float64, triangle ids (n,))."""
+    V = scene.vertices.astype(np.float64)
+    P = V[scene.triangles]  # (F, 3, 3)
+    area = 0.5 * np.linalg.norm(np.cross(P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]), axis=1)
+    tri = rng.choice(len(area), size=n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    w = np.stack([1 - s, s * (1 - r2), s * r2], 1)  # (n, 3) barycentric
+    pts = np.einsum("nk,nkj->nj", w, P[tri])
+    return pts, tri.astype(np.int64)
+
+
+def depth_to_png_mm(depth: np.ndarray) -> np.ndarray:
+    """z-depth metres (H, W) -> uint16 millimetres (H, W), 0 where invalid or beyond 65.535 m."""
+    mm = np.where(np.isfinite(depth), np.round(depth.astype(np.float64) * 1000.0), 0)
+    mm[(mm < 0) | (mm > 65535)] = 0
+    return mm.astype(np.uint16)

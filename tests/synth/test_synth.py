@@ -1,0 +1,112 @@
+"""`slife.synth.run`: the life folder's files, determinism, video timing, the two controls, resume."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from slife.errors import SlifeError
+from slife.lives.geometry import pose_problem
+from slife.synth import SynthConfig, run
+from tests.conftest import TINY
+
+
+def test_life_folder_files(tiny_life):
+    P = np.load(tiny_life / "poses.npz")
+    assert sorted(P.files) == ["K", "T_world_cam", "day", "image_size", "t"]
+    n = len(P["t"])
+    assert n == 32 and P["T_world_cam"].shape == (n, 4, 4) and P["T_world_cam"].dtype == np.float64
+    assert P["t"].dtype == np.float64 and P["image_size"].tolist() == [64, 48]
+    assert np.allclose(P["K"], [[32, 0, 32], [0, 32, 24], [0, 0, 1]])  # 90 deg fov, centred (W/2, H/2)
+    assert (pose_problem(P["T_world_cam"]) == "").all()
+    assert P["day"].tolist() == [0] * 16 + [1] * 16
+    assert np.allclose(P["t"][:16], np.arange(16) / 8) and np.allclose(P["t"][16:], 86400 + np.arange(16) / 8)
+    assert len(list((tiny_life / "depth").glob("*.png"))) == n
+    meta = json.loads((tiny_life / "life.json").read_text())
+    assert meta["name"] == "tiny-kitchen" and meta["scene"] == "kitchen" and meta["days"] == 2
+    assert meta["day_starts"] == [0.0, 86400.0] and meta["frames"] == n
+    assert not list(tiny_life.glob(".*tmp*"))  # no temporary files left
+
+
+def test_video_decodes_with_the_pose_times(tiny_life):
+    t = np.load(tiny_life / "poses.npz")["t"]
+    with av.open(str(tiny_life / "video.mp4")) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264"
+        frames = [(f.time, f.width, f.height) for f in c.decode(video=0)]
+    assert len(frames) == len(t)
+    assert np.array_equal(np.array([f[0] for f in frames]), t)  # pts * time_base == t, exactly
+    assert {(w, h) for _, w, h in frames} == {(64, 48)}
+
+
+def test_same_seed_same_bytes(tiny_life, tmp_path):
+    cfg = SynthConfig(**json.loads((tiny_life / "life.json").read_text())["config"])
+    again = run(cfg, tmp_path / "again")
+    for name in ("poses.npz", "points.ply", "depth/000017.png"):
+        assert (again / name).read_bytes() == (tiny_life / name).read_bytes(), name
+    other = run(SynthConfig(**{**TINY, "duration": 1.0, "days": 1, "seed": 9, "points": 100}), tmp_path / "other")
+    assert not np.allclose(np.load(other / "poses.npz")["T_world_cam"][0], np.load(again / "poses.npz")["T_world_cam"][0])
+
+
+def test_rerun_skips_complete_folder(tiny_life, tmp_path):
+    cfg = SynthConfig(**{**TINY, "duration": 1.0, "days": 1, "points": 100})
+    out = run(cfg, tmp_path / "l")
+    stamp = (out / "video.mp4").stat().st_mtime_ns
+    run(cfg, out)
+    assert (out / "video.mp4").stat().st_mtime_ns == stamp
+    run(cfg, out, overwrite=True)
+    assert (out / "video.mp4").stat().st_mtime_ns != stamp
+
+
+def test_static_control(tiny_static):
+    P = np.load(tiny_static / "poses.npz")
+    T = P["T_world_cam"]
+    assert len(T) == 16 and np.array_equal(T, np.repeat(T[:1], 16, 0))
+    with av.open(str(tiny_static / "video.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+    assert len(frames) == 16
+    # nothing moves, yet the lights change: frames differ a little, not a lot
+    diffs = [np.abs(frames[k] - frames[0]).mean() for k in range(1, 16)]
+    assert max(diffs) > 0.5 and min(diffs) < 30
+    assert json.loads((tiny_static / "life.json").read_text())["kind"] == "static"
+
+
+def test_screen_control(tiny_screen):
+    assert not (tiny_screen / "poses.npz").exists() and not (tiny_screen / "points.ply").exists()
+    assert not (tiny_screen / "depth").exists()
+    with av.open(str(tiny_screen / "video.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+    assert len(frames) == 16
+    assert np.abs(frames[-1] - frames[0]).mean() > 1.0  # windows scroll
+    meta = json.loads((tiny_screen / "life.json").read_text())
+    assert meta["files"]["poses"] is None and meta["scene"] is None
+
+
+def test_heldout_views(tmp_path):
+    from slife.synth.scenes import HELDOUT_SCENES, LIFE_SCENES
+
+    assert "gallery" in HELDOUT_SCENES and "gallery" not in LIFE_SCENES
+    assert SynthConfig().scene in LIFE_SCENES
+    out = run(SynthConfig(**{**TINY, "kind": "views", "scene": "gallery", "duration": 0.5, "points": 0}), tmp_path / "g")
+    T = np.load(out / "poses.npz")["T_world_cam"]
+    assert len(T) == 4 and np.linalg.norm(T[1:, :3, 3] - T[:-1, :3, 3], axis=1).min() > 0.01
+    assert not (out / "points.ply").exists()
+
+
+@pytest.mark.parametrize("bad", [dict(width=63), dict(scene="moon"), dict(kind="dream"), dict(fps=0),
+                                 dict(days=0), dict(texture_size=100), dict(duration=0.01)])
+def test_bad_config(bad):
+    with pytest.raises(SlifeError):
+        SynthConfig(**bad)
+
+
+def test_reads_back_as_a_life(tiny_life, tiny_screen):
+    lives = pytest.importorskip("slife.lives")
+    try:
+        life = lives.read_life(tiny_life)
+    except lives.SlifeError as e:  # the folder reader is another module's job; skip until it exists
+        pytest.skip(f"no reader for a slife life folder yet: {e}")
+    assert len(life) == 32 and life.has_poses
+    screen = lives.read_life(tiny_screen)
+    assert len(screen) == 16 and not screen.has_poses
