@@ -1,3 +1,211 @@
-"""Commands: evaluate (filled in by its stage)."""
+"""Commands: `slife cas`, `slife probe`, `slife match` — thin wrappers over `slife.eval` (cas, depth_probe, correspondence).
 
-from slife.cli.app import app  # noqa: F401
+Each builds the stage's config from options, calls its `run(cfg, checkpoints, out_dir)`, and prints the
+results (with their controls) as rich tables; the files (JSON, CSV, PNG) are written by the stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from slife.cli.app import app, console, progress_bar
+from slife.errors import SlifeError
+
+
+def _f(v, nd: int = 3) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise SlifeError(f"--untrained-seeds: expected comma-separated integers, got {text!r}") from None
+
+
+def _cas_tables(rep: dict) -> None:
+    from rich.table import Table
+
+    names, order = rep["names"], rep["order"]
+    idx = [names.index(n) for n in order]
+    metric = rep["metric"]
+    t = Table(title=f"{metric.upper()} ({rep.get('num_pairs') or rep.get('num_images')} "
+                    f"{'pairs' if metric == 'cas' else 'images'}; models in clustering order, controls last)")
+    t.add_column("")
+    for n in order:
+        t.add_column(n, justify="right")
+    for i in idx:
+        t.add_row(names[i], *[_f(rep["matrix"][i][j]) for j in idx])
+    console.print(t)
+    ctrl = rep.get("controls", {})
+    line = [f"chance {_f(rep.get('chance'))}"] if rep.get("chance") is not None else []
+    if ctrl.get("untrained_vs_untrained") is not None:
+        line.append(f"untrained vs untrained {_f(ctrl['untrained_vs_untrained'])}")
+    if ctrl.get("model_vs_model_mean") is not None:
+        line.append(f"mean model vs model {_f(ctrl['model_vs_model_mean'])}")
+    if line:
+        console.print("controls: " + ", ".join(line))
+    if metric != "cas":
+        return
+    gt = rep.get("ground_truth")
+    c = Table(title="each model against the controls (per block: decoder blocks 0..L-1)")
+    for col in ("model", "vs same-pos", "vs same-pos per block"):
+        c.add_column(col, justify="right" if col != "model" else "left")
+    if gt:
+        for col in ("acc", "acc displaced", "acc per block", "CAS disp. vs same-pos"):
+            c.add_column(col, justify="right")
+    sp = ctrl.get("same_position", {})
+    spi = names.index("same-position") if "same-position" in names else None
+    for n in order:
+        if n == "same-position":
+            row = [n, "1.000", ""]
+        else:
+            s = sp.get(n, {})
+            row = [n, _f(s.get("avg")), " ".join(_f(v, 2) for v in s.get("per_block", []))]
+        if gt:
+            a = gt["accuracy"].get(n, {})
+            i = names.index(n)
+            row += [_f(a.get("all")), _f(a.get("displaced")), " ".join(_f(v, 2) for v in a.get("per_block_all", [])),
+                    _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
+        c.add_row(*row)
+    console.print(c)
+    if gt:
+        console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
+                      f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
+                      f"{_f(gt.get('accuracy_chance'))}")
+    else:
+        console.print("ground truth: none in these pairs (no poses + depth + K), so no displaced-patch scores")
+
+
+@app.command("cas")
+def cas_cmd(
+    checkpoints: List[Path] = typer.Argument(..., help="Checkpoints to compare (each model is run once)."),
+    pairs: Path = typer.Option(..., "--pairs", help="Folder of test pair shards (from `slife mine-pairs` on a held-out life)."),
+    out: Path = typer.Option(Path("runs/cas"), "--out", "-o", help="Output folder for <metric>.json/.csv/.png."),
+    k: int = typer.Option(10, "--k", help="Top-k source patches per target patch (mknn: neighbours per image)."),
+    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs (the first ones in shard order)."),
+    metric: str = typer.Option("cas", "--metric", help="cas (attention top-k), mknn (mutual kNN of mean-pooled "
+                               "encoder features) or cka (linear CKA)."),
+    softmax: bool = typer.Option(False, "--softmax", help="Average post-softmax attention instead of logits."),
+    reciprocal: bool = typer.Option(False, "--reciprocal", help="Keep a source patch only if the target patch is also "
+                                    "among its own top-k targets (mutual neighbours)."),
+    untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models "
+                                        "(same architecture as the first checkpoint), comma-separated."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
+):
+    """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls."""
+    import torch
+
+    from slife.eval.cas import CasConfig, run
+
+    try:
+        cfg = CasConfig(pairs=pairs, k=k, num_pairs=num_pairs, metric=metric, softmax=softmax, reciprocal=reciprocal,
+                        untrained_seeds=_seeds(untrained_seeds), batch_size=batch_size)
+    except ValueError as e:
+        raise SlifeError(f"cas: {e}") from None
+    with progress_bar(f"{metric}: running models", unit="pairs") as adv:
+        path = run(cfg, checkpoints, out, progress=adv)
+    _cas_tables(json.loads(Path(path).read_text()))
+    console.print(f"wrote {path} (+ .csv, .png)")
+
+
+@app.command("match")
+def match_cmd(
+    dataset: str = typer.Argument(..., help="Dataset reader: hpatches (also any folder of image pairs with homographies)."),
+    checkpoints: List[Path] = typer.Argument(..., help="Checkpoints to evaluate."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="hpatches-sequences-release folder (v_*/1.ppm.., "
+                                             "H_1_N), or an Oxford-style folder (img1.png.., H1toNp); default "
+                                             "$SLIFE_HPATCHES_ROOT."),
+    out: Path = typer.Option(Path("runs/match"), "--out", "-o", help="Output folder for match.json/.csv/.png."),
+    sequences: str = typer.Option("v_", "--sequences", help="Sequence-name prefixes in an HPatches root, comma-separated "
+                                  "('v_' viewpoint, 'i_' illumination, '' all)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Soft-argmax temperature on the averaged logits."),
+    softmax: bool = typer.Option(False, "--softmax", help="Soft-argmax over post-softmax maps averaged over heads and blocks."),
+    max_pairs: int = typer.Option(0, "--max-pairs", help="Evaluate only the first n pairs (0 = all)."),
+    max_side: int = typer.Option(0, "--max-side", help="Downscale images with a longer side above this (0 = full resolution)."),
+):
+    """Zero-shot dense correspondence from decoder cross-attention: AEPE and PCK-1/3/5 with the identity baseline."""
+    from rich.table import Table
+
+    from slife.eval.correspondence import MatchConfig, run
+
+    root = data_root or (Path(os.environ["SLIFE_HPATCHES_ROOT"]) if os.environ.get("SLIFE_HPATCHES_ROOT") else None)
+    try:
+        cfg = MatchConfig(data_root=root, dataset=dataset, sequences=tuple(s for s in sequences.split(",") if s),
+                          temperature=temperature, softmax=softmax, max_pairs=max_pairs, max_side=max_side)
+    except ValueError as e:
+        raise SlifeError(f"match: {e}") from None
+    with progress_bar("match: pairs", unit="pairs") as adv:
+        path = run(cfg, checkpoints, out, progress=adv)
+    rep = json.loads(Path(path).read_text())
+    for name, res in rep["models"].items():
+        t = Table(title=f"{name}: {rep['counts']['pairs']} pairs ({rep['counts']['sequences']} sequences); "
+                        "identity = zero flow")
+        c = Table(title=f"{name}: displaced patches (true match > 1 patch from the same position)")
+        for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5"):
+            t.add_column(col, justify="right")
+        for col in ("index", "share", "AEPE", "id AEPE", "acc", "same-pos acc"):
+            c.add_column(col, justify="right")
+        rows = list(res["per_index"].items()) + [("all", res["overall"])]
+        for idx, b in rows:
+            m, i, md, idd = b["model"], b["identity"], b["model_displaced"], b["identity_displaced"]
+            t.add_row(idx, _f(m["aepe"], 2), _f(m["pck1"]), _f(m["pck3"]), _f(m["pck5"]), _f(i["aepe"], 2), _f(i["pck5"]))
+            c.add_row(idx, _f(b["displaced_pixel_share"]), _f(md["aepe"], 2), _f(idd["aepe"], 2),
+                      _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]))
+        console.print(t)
+        console.print(c)
+    console.print(f"wrote {path} (+ .csv, .png)")
+
+
+@app.command("probe")
+def probe_cmd(
+    dataset: str = typer.Argument(..., help="Depth dataset: nyu, scannet or life."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint whose frozen encoder is probed."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default $SLIFE_NYU_ROOT, "
+                                             "$SLIFE_SCANNET_ROOT or $SLIFE_LIFE_ROOT)."),
+    out: Path = typer.Option(Path("runs/probe"), "--out", "-o", help="Output folder for metrics JSON, PNG and probe weights."),
+    layer: int = typer.Option(-1, "--layer", help="Encoder block whose tokens are read (0-based; -1 = last, after the norm)."),
+    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the readout."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW peak learning rate (cosine schedule to 0)."),
+    weight_decay: float = typer.Option(0.05, "--weight-decay", help="AdamW weight decay."),
+    depth_kind: str = typer.Option("depths", "--depth", help="nyu: 'depths' (filled) or 'rawDepths' (raw)."),
+    max_train: int = typer.Option(0, "--max-train", help="Use only the first n training images (0 = all)."),
+    max_test: int = typer.Option(0, "--max-test", help="Use only the first n test images (0 = all)."),
+    align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
+):
+    """Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware)."""
+    from rich.table import Table
+
+    from slife.eval.depth_probe import ENV_ROOTS, ProbeConfig, run
+
+    root = data_root
+    if root is None and os.environ.get(ENV_ROOTS.get(dataset, "")):
+        root = Path(os.environ[ENV_ROOTS[dataset]])
+    try:
+        cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
+                          weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
+                          align=align, seed=seed)
+    except ValueError as e:
+        raise SlifeError(f"probe: {e}") from None
+    with progress_bar("probe", unit="steps") as adv:
+        path = run(cfg, [checkpoint], out, progress=adv)
+    rep = json.loads(Path(path).read_text())
+    t = Table(title=f"depth probe on {dataset}: {rep['num_train']} train / {rep['num_test']} test images, "
+                    f"layer {rep['layer']}, {rep['target']}")
+    cols = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
+    t.add_column("")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for key, label in (("metrics", "scale-aware"), ("metrics_aligned", "scale+shift aligned"),
+                       ("baseline_mean_depth", "mean train depth (control)")):
+        if rep.get(key):
+            t.add_row(label, *[_f(rep[key].get(c)) for c in cols])
+    console.print(t)
+    console.print(f"wrote {path} (+ examples PNG, probe weights)")

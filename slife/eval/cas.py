@@ -305,7 +305,7 @@ def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
         raise SlifeError(f"{shards}: no such pair shard folder")
     if shards.is_dir() and not any(shards.glob("pairs-*.tar")):
         raise SlifeError(f"{shards}: no pairs-*.tar shards (expected a folder written by `slife mine-pairs`)")
-    pairs = eval_pairs(shards, img_size, num_pairs)
+    pairs = eval_pairs(str(shards), img_size, num_pairs)
     if not pairs:
         raise SlifeError(f"{shards}: no test pairs could be read")
     return pairs

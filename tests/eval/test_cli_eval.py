@@ -1,0 +1,77 @@
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from slife.cli import app
+
+from .models import tiny_checkpoint
+from .shards import write_pair_shards
+from .test_correspondence import GRAFFITI, _hpatches_from_graffiti, need_graffiti
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    return [tiny_checkpoint(d / "a.pt", seed=1), tiny_checkpoint(d / "b.pt", seed=2)]
+
+
+def test_cli_cas_end_to_end(tmp_path, ckpts):
+    shards = write_pair_shards(tmp_path / "shards", num_pairs=6)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["cas", *map(str, ckpts), ckpts[0].as_posix(), "--pairs", str(shards), "--out", str(out),
+                            "--k", "5", "--num-pairs", "6"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "cas.json").read_text())
+    names = rep["names"]
+    assert names == ["a", "b", "a#2", "untrained-s0", "untrained-s1", "same-position"]
+    m = rep["matrix"]
+    assert m[0][2] == 1.0 and m[0][1] == m[1][0]  # a model with itself scores 1; symmetric
+    assert rep["chance"] == 5 / 16
+    assert set(rep["per_block"]) == {"0", "1"}
+    gt = rep["ground_truth"]
+    assert gt["pairs_with_truth"] == 6 and 0 < gt["displaced_share"] < 1
+    assert gt["accuracy"]["same-position"]["displaced"] == 0.0
+    assert "chance" in r.output and "displaced share" in r.output
+    assert (out / "cas.csv").read_text().splitlines()[0] == "," + ",".join(names)
+    assert (out / "cas.png").stat().st_size > 1000 and (out / "cas_displaced.csv").exists()
+    r2 = runner.invoke(app, ["cas", *map(str, ckpts), "--pairs", str(shards), "--out", str(out), "--metric", "cka",
+                             "--num-pairs", "6"])
+    assert r2.exit_code == 0, r2.output
+    cka = json.loads((out / "cka.json").read_text())
+    assert cka["matrix"][0][0] == pytest.approx(1.0)
+
+
+def test_cli_cas_bad_checkpoints(tmp_path, ckpts):
+    import torch
+
+    from slife.train.checkpoint import save_checkpoint
+
+    shards = write_pair_shards(tmp_path / "shards", num_pairs=2)
+    other = tiny_checkpoint(tmp_path / "wide.pt", seed=0, img_size=64)  # another grid
+    r = runner.invoke(app, ["cas", str(ckpts[0]), str(other), "--pairs", str(shards), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "differs from the first checkpoint" in r.output
+    sd = torch.load(ckpts[0], weights_only=True)
+    sd["model"] = {k: v for k, v in sd["model"].items() if not k.startswith("dec_blocks.1")}
+    save_checkpoint(tmp_path / "missing.pt", sd)
+    r = runner.invoke(app, ["cas", str(tmp_path / "missing.pt"), "--pairs", str(shards), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "missing.pt" in r.output and "missing key" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["cas", str(ckpts[0]), "--pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nowhere" in r.output
+
+
+@need_graffiti
+def test_cli_match_end_to_end(tmp_path, ckpts):
+    root = _hpatches_from_graffiti(tmp_path / "hp", side=96)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(root), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "match.json").read_text())
+    assert rep["counts"]["pairs"] == 5 and "a" in rep["models"]
+    assert "id AEPE" in r.output and "same-pos acc" in r.output
+    r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(tmp_path), "--out", str(out)])
+    assert r.exit_code == 2 and "H_1_2" in r.output
