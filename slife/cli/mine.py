@@ -1,3 +1,113 @@
-"""Commands: mine (filled in by its stage)."""
+"""Commands: `slife mine-pairs` (a life -> pair shards) and `slife sfm` (poses for a plain video folder).
 
-from slife.cli.app import app  # noqa: F401
+Thin wrappers: build a `MineConfig` / call `slife.pairmine.run` or `slife.pairmine.sfm.run`, draw the
+progress bar, print the summary table and the path written. Mining itself is in `slife/pairmine/`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slife.cli.app import app, console, progress_bar
+
+
+def _summary_table(manifest: dict) -> None:
+    from rich.table import Table
+
+    s = manifest["summary"]
+    t = Table(title=f"pairs mined from {manifest['life']['name']}")
+    t.add_column("strategy")
+    t.add_column("pairs", justify="right")
+    t.add_column("written", justify="right")
+    written = s.get("written_per_strategy", {})
+    for k, v in s["pairs_per_strategy"].items():
+        t.add_row(k, str(v), str(written.get(k, "-")))
+    t.add_row("total", str(s["pairs"]), str(s.get("pairs_written", "-")))
+    console.print(t)
+    console.print(f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
+                  f"{s['frames_without_pose']} without pose, {s.get('frames_corrupt', 0)} corrupt "
+                  f"({s.get('pairs_dropped_corrupt', 0)} pairs dropped)")
+    for name, key in (("Jaccard", "jaccard_hist"), ("time gap (s)", "dt_hist")):
+        h = s[key]
+        cells = [f"{h['edges'][i]}-{h['edges'][i + 1]}: {c}" for i, c in enumerate(h["counts"]) if c]
+        console.print(f"{name}: " + (", ".join(cells) if cells else "none"))
+    for w in manifest.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+@app.command("mine-pairs")
+def mine_pairs(
+    life: Path = typer.Argument(..., help="Life folder or video folder (any layout `slife inspect` knows)."),
+    strategy: str = typer.Option("spatial+temporal", "--strategy", "-s",
+                                 help="Strategies joined with '+': temporal, spatial, random, augmented."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default shards/<life>_<strategies>)."),
+    fps: float = typer.Option(2.0, help="Frames sampled per second of video (0: every frame)."),
+    min_gap: float = typer.Option(1.0, help="Temporal: smallest time gap in seconds."),
+    max_gap: float = typer.Option(5.0, help="Temporal: largest time gap in seconds."),
+    temporal_per_frame: int = typer.Option(2, help="Temporal: partners drawn per frame (0: all in the window)."),
+    j_min: float = typer.Option(0.15, help="Spatial: smallest Jaccard of visible point sets."),
+    j_max: float = typer.Option(0.75, help="Spatial: largest Jaccard (above: near-duplicates)."),
+    per_frame: int = typer.Option(5, help="Spatial: best partners kept per frame (0: all pairs in range)."),
+    max_depth: float = typer.Option(10.0, help="Visibility: farthest visible point in metres."),
+    voxel: float = typer.Option(0.2, help="Visibility: voxel size in metres for points/depth (0: raw points)."),
+    random_per_frame: int = typer.Option(1, help="Random: partners per frame."),
+    augmented_per_frame: float = typer.Option(1.0, help="Augmented: self-pairs per frame (fractions allowed)."),
+    max_pairs: int = typer.Option(0, help="Total pairs kept after merging strategies (0: all)."),
+    ratios: Optional[str] = typer.Option(None, help="Quota shares of --max-pairs, e.g. 'spatial=0.5,temporal=0.5'."),
+    seed: int = typer.Option(0, help="Seed of every random choice."),
+    short_side: int = typer.Option(256, help="Stored frames: short side in pixels."),
+    pairs_per_shard: int = typer.Option(1000, help="Pairs per tar shard."),
+    pairs_only: bool = typer.Option(False, "--pairs-only", help="Write pairs.jsonl + pairs.txt only; decode no pixels."),
+    preview: int = typer.Option(0, help="Write preview.png with this many random pairs per strategy."),
+    workers: int = typer.Option(1, help="Writer processes."),
+    num_nodes: Optional[int] = typer.Option(None, help="Machines sharing the job (default: SLURM/torchrun env, else 1)."),
+    node_rank: Optional[int] = typer.Option(None, help="This machine's rank (default: SLURM/torchrun env, else 0)."),
+    merge: bool = typer.Option(False, "--merge", help="Only gather the nodes' finished shards into manifest.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder mined with other settings."),
+):
+    """Mine view pairs from a life and write them as WebDataset shards."""
+    import json
+
+    from slife import pairmine as pm
+    from slife.lives.life import life_name
+
+    strategies = pm.parse_strategies(strategy)
+    cfg = pm.MineConfig(
+        strategies=strategies, fps=fps, min_gap=min_gap, max_gap=max_gap, temporal_per_frame=temporal_per_frame,
+        j_min=j_min, j_max=j_max, per_frame=per_frame, max_depth=max_depth, voxel=voxel,
+        random_per_frame=random_per_frame, augmented_per_frame=augmented_per_frame, max_pairs=max_pairs,
+        ratios=pm.parse_ratios(ratios), seed=seed, short_side=short_side, pairs_per_shard=pairs_per_shard,
+        pairs_only=pairs_only, preview=preview, workers=workers,
+        num_nodes=pm.default_num_nodes() if num_nodes is None else num_nodes,
+        node_rank=pm.default_node_rank() if node_rank is None else node_rank, overwrite=overwrite)
+    out = out or Path("shards") / f"{life_name(life)}_{'+'.join(strategies)}"
+    command = "slife " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with progress_bar("writing pairs", unit="pairs") as advance:
+        path = pm.run(cfg, life, out, merge=merge, command=command, progress=advance)
+    if path.exists():
+        _summary_table(json.loads(path.read_text()))
+    console.print(str(path if path.exists() else out))
+
+
+@app.command("sfm")
+def sfm(
+    video_dir: Path = typer.Argument(..., help="Folder of videos (or any life with pixels) to give poses to."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default <video_dir>_sfm)."),
+    fps: float = typer.Option(2.0, help="Frames sampled per second for reconstruction."),
+    max_side: int = typer.Option(640, help="Longest image side used for features."),
+    overlap: int = typer.Option(10, help="Sequential matching: neighbours matched per frame."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo a finished reconstruction."),
+):
+    """Structure from motion (pycolmap): write a COLMAP model that `slife mine-pairs` reads."""
+    from slife.pairmine import sfm as sfm_mod
+
+    cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, overlap=overlap, overwrite=overwrite)
+    out = out or video_dir.parent / f"{video_dir.name}_sfm"
+    with progress_bar("sfm", unit="frames") as advance:
+        path = sfm_mod.run(cfg, video_dir, out, progress=advance)
+    console.print(str(path))

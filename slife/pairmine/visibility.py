@@ -1,0 +1,296 @@
+"""Visibility: which 3D items (points or voxels) each posed frame sees, as a sparse frame x item matrix.
+
+Reads a sampled `Life`: `T_world_cam` (camera-to-world, OpenCV axes, metres), its `Camera`s (any model:
+projection goes through `Camera.project`, so fisheye works), and one geometry source, first found of:
+1. `tracks` (COLMAP: the point ids each image observed) -> items are point ids, used as given;
+2. `points` (world cloud, M x 3) -> voxelised at `voxel` metres (items = occupied voxels, at their
+   centroid), projected into each posed frame: in front, inside the image, within `max_depth` metres of
+   the camera, and not hidden behind a nearer item in a coarse z-buffer (`zbuffer_cells` across the width);
+3. `depth_paths` (per-frame depth maps, pinhole) -> pixels back-projected to the world and voxelised.
+Returns `Visibility` with a CSR matrix `V` (N frames x M items, int32 ones, sorted indices); frames with
+no pose, no camera or no geometry have empty rows and are counted. Entry point: `compute_visibility`.
+Pairing on these sets (Jaccard, candidate search) is left to `spatial.py`.
+
+Scale: items are bucketed in a hash grid of `max_depth`/4-sized cells; each frame only projects the items
+of the cells near its camera and inside its widened view cone, in chunks of frames, all in numpy (no per-point Python loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from slife.lives.life import Life
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Visibility:
+    """Per-frame visible item sets."""
+
+    V: sp.csr_matrix  # (N frames, M items) int32 ones, sorted indices
+    method: str  # "tracks" | "points" | "depth" | "none"
+    counts: dict = field(default_factory=dict)  # frames_without_pose, frames_without_camera, frames_empty
+
+    def row(self, i: int) -> np.ndarray:
+        """Sorted item ids seen by frame i."""
+        return self.V.indices[self.V.indptr[i]:self.V.indptr[i + 1]]
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(N,) number of items each frame sees."""
+        return np.diff(self.V.indptr)
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, n: int, m: int) -> sp.csr_matrix:
+    """(rows, cols) pairs -> deduplicated CSR of ones with sorted indices."""
+    key = sorted_unique(rows.astype(np.int64) * max(m, 1) + cols.astype(np.int64))
+    r, c = key // max(m, 1), key % max(m, 1)
+    indptr = np.zeros(n + 1, np.int64)
+    indptr[1:] = np.cumsum(np.bincount(r, minlength=n))
+    V = sp.csr_matrix((np.ones(len(c), np.int32), c.astype(np.int32), indptr), shape=(n, m))
+    V.has_sorted_indices = True
+    return V
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """np.unique for large int64 arrays by sort + compare (numpy's hash-based unique is slow on these keys)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+
+
+def voxelize(points: np.ndarray, voxel: float) -> np.ndarray:
+    """World points (M, 3) -> centroids (K, 3) of the occupied `voxel`-metre cells (voxel 0: unchanged)."""
+    P = np.asarray(points, dtype=np.float64)
+    if voxel <= 0 or len(P) == 0:
+        return P
+    ijk = np.floor(P / voxel).astype(np.int64)
+    _, inv, cnt = np.unique(ijk, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    cent = np.zeros((len(cnt), 3))
+    for d in range(3):
+        cent[:, d] = np.bincount(inv, weights=P[:, d], minlength=len(cnt)) / cnt
+    return cent
+
+
+def _cell_keys(ijk: np.ndarray) -> np.ndarray:
+    """Integer cell coordinates (..., 3) -> one int64 key each (21 bits per axis, offset to be positive)."""
+    o = ijk.astype(np.int64) + (1 << 20)
+    return (o[..., 0] << 42) | (o[..., 1] << 21) | o[..., 2]
+
+
+def _expand_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenate arange(s, s + l) for each (s, l), vectorised."""
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    offs = np.repeat(np.cumsum(lens) - lens, lens)
+    return np.repeat(starts, lens) + (np.arange(total) - offs)
+
+
+def _half_fov(cam) -> float:
+    """Largest angle from the optical axis to an image corner (pinhole), or pi (distorted models: no culling)."""
+    if not cam.is_pinhole:
+        return np.pi
+    fx, fy, cx, cy = cam.focal_center
+    dx = max(cx, cam.width - cx) / fx
+    dy = max(cy, cam.height - cy) / fy
+    return float(np.arctan(np.hypot(dx, dy)))
+
+
+def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer_cells: int,
+                        progress: Callable[..., None] | None = None, chunk_rows: int = 4_000_000):
+    """Project item centres (M, 3) into every posed frame -> CSR (N, M) of visible items.
+
+    Returns (V, counts). Occlusion: an item is hidden when its depth exceeds the nearest depth in its
+    z-buffer cell by more than max(0.1 m, 10%).
+    """
+    n, m = len(life), len(items)
+    counts = {"frames_without_pose": 0, "frames_without_camera": 0}
+    valid = np.zeros(n, bool) if life.pose_valid is None else life.pose_valid.copy()
+    counts["frames_without_pose"] = int((~valid).sum())
+    cam_id = np.full(n, -1, np.int32) if life.camera_id is None else life.camera_id
+    no_cam = valid & (cam_id < 0)
+    counts["frames_without_camera"] = int(no_cam.sum())
+    valid &= ~no_cam
+    if m == 0 or not valid.any():
+        return _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n, m), counts
+    # hash grid of cells of side max_depth / 4: a frame's visible items lie in the 9^3 cells around it;
+    # cells behind the camera or outside its (widened) view cone are culled before any item is touched
+    cell = float(max_depth) / 4.0
+    ikey = _cell_keys(np.floor(items / cell))
+    order = np.argsort(ikey, kind="stable")
+    ikey_sorted = ikey[order]
+    ukeys, ustart, ucount = np.unique(ikey_sorted, return_index=True, return_counts=True)
+    r = np.arange(-4, 5)
+    offsets = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)  # (729, 3)
+    frames = np.flatnonzero(valid)
+    C = life.T_world_cam[:, :3, 3]  # (N, 3) camera centres
+    R = life.T_world_cam[:, :3, :3]  # (N, 3, 3) camera-to-world rotations
+    half_fov = np.array([_half_fov(c) for c in life.cameras] + [np.pi])[cam_id]  # (N,) radians
+    cell_r = cell * np.sqrt(3) / 2  # radius of a cell's bounding sphere
+    base = np.floor(C[frames] / cell)  # (F, 3)
+    ccell = (base[:, None, :] + offsets[None] + 0.5) * cell - C[frames][:, None, :]  # (F, 729, 3) centre offsets
+    cdist = np.linalg.norm(ccell, axis=2)  # (F, 729)
+    fwd = R[frames][:, :, 2]  # (F, 3) optical axis in world
+    cosang = np.einsum("fkd,fd->fk", ccell, fwd) / np.maximum(cdist, 1e-9)
+    ang = np.arccos(np.clip(cosang, -1, 1))
+    widen = np.arcsin(np.clip(cell_r / np.maximum(cdist, 1e-9), 0, 1))
+    near = (cdist <= max_depth + cell_r) & ((ang <= half_fov[frames][:, None] + widen) | (cdist <= cell_r))
+    fkeys = _cell_keys(base[:, None, :] + offsets[None])  # (F, 729)
+    pos = np.clip(np.searchsorted(ukeys, fkeys), 0, len(ukeys) - 1)
+    hit = (ukeys[pos] == fkeys) & near
+    per_frame = np.where(hit, ucount[pos], 0).sum(1)  # (F,) candidate items per frame
+    del ccell, cdist, cosang, ang, widen, near
+    origin = items.mean(0) if len(items) else np.zeros(3)  # float32 maths relative to the cloud's centre
+    items32 = (items - origin).astype(np.float32)
+    C32 = (C - origin).astype(np.float32)
+    R32 = R.astype(np.float32)
+    ncell = offsets.shape[0]
+    out_r, out_c = [], []
+    i0 = 0
+    while i0 < len(frames):
+        # take as many frames as fit in chunk_rows candidate rows
+        cum = np.cumsum(per_frame[i0:])
+        i1 = i0 + max(1, int(np.searchsorted(cum, chunk_rows, side="right")))
+        fr = frames[i0:i1]
+        h, p = hit[i0:i1], pos[i0:i1]
+        starts, lens = ustart[p][h], ucount[p][h]
+        rows_local = np.repeat(np.repeat(np.arange(len(fr)), ncell).reshape(len(fr), ncell)[h], lens)
+        cand = order[_expand_ranges(starts, lens)]  # (rows,) item ids
+        f = fr[rows_local]
+        d = items32[cand] - C32[f]  # (rows, 3) float32 world offset from camera
+        dist2 = np.einsum("ij,ij->i", d, d)
+        keep = dist2 <= max_depth * max_depth
+        d, f, cand, rows_local = d[keep], f[keep], cand[keep], rows_local[keep]
+        Xc = np.einsum("nji,nj->ni", R32[f], d)  # (rows, 3) camera frame: R^T d
+        front = Xc[:, 2] > 1e-6
+        f, cand, Xc = f[front], cand[front], Xc[front]
+        vis = np.zeros(len(f), bool)
+        uv_all = np.zeros((len(f), 2))
+        cams = np.unique(cam_id[f])
+        for c in cams:
+            sel = slice(None) if len(cams) == 1 else cam_id[f] == c
+            cam = life.cameras[int(c)]
+            uv, inf = cam.project(Xc[sel])
+            vis[sel] = inf & cam.inside(uv)
+            uv_all[sel] = uv
+        f, cand, z, uv_all = f[vis], cand[vis], Xc[vis, 2], uv_all[vis]
+        if zbuffer_cells > 0 and len(f):
+            W = np.array([life.cameras[int(c)].width for c in range(len(life.cameras))], np.float64)[cam_id[f]]
+            cs = W / zbuffer_cells  # cell side in pixels
+            cu = np.floor(uv_all[:, 0] / cs).astype(np.int64)
+            cv = np.floor(uv_all[:, 1] / cs).astype(np.int64)
+            zkey = (f.astype(np.int64) * 4096 + cv) * 4096 + cu
+            zq = np.clip(z / max_depth * 65535, 0, 65535).astype(np.int64)  # quantised depth, 16 bits
+            o = np.argsort((zkey << 16) | zq)  # by z-buffer cell, then depth
+            zk = zkey[o]
+            first = np.r_[True, zk[1:] != zk[:-1]]
+            grp = np.cumsum(first) - 1
+            zmin = z[o][first][grp]
+            ok = np.empty(len(z), bool)
+            ok[o] = z[o] <= zmin + np.maximum(0.1, 0.1 * zmin)
+            f, cand = f[ok], cand[ok]
+        out_r.append(f)
+        out_c.append(cand)
+        if progress:
+            progress(len(fr))
+        i0 = i1
+    V = _csr(np.concatenate(out_r), np.concatenate(out_c), n, m)
+    return V, counts
+
+
+def visible_from_depth(life: Life, voxel: float, max_depth: float, samples: int = 4096,
+                       progress: Callable[..., None] | None = None):
+    """Back-project each posed frame's depth map (pinhole) and voxelise -> CSR (N, K voxels)."""
+    n = len(life)
+    counts = {"frames_without_pose": 0, "frames_without_camera": 0, "frames_without_depth": 0}
+    voxel = voxel if voxel > 0 else 0.05
+    rows, keys = [], []
+    for i in range(n):
+        if life.pose_valid is None or not life.pose_valid[i]:
+            counts["frames_without_pose"] += 1
+            continue
+        cam = life.camera(i)
+        if cam is None or not cam.is_pinhole:
+            counts["frames_without_camera"] += 1
+            continue
+        try:
+            d = life.read_depth(i)
+        except (OSError, ValueError):
+            d = None
+        if d is None:
+            counts["frames_without_depth"] += 1
+            continue
+        H, W = d.shape
+        step = max(1, int(np.sqrt(H * W / samples)))
+        vv, uu = np.mgrid[step // 2:H:step, step // 2:W:step]  # (h, w) pixel grid
+        z = d[vv, uu].reshape(-1)
+        ok = (z > 0) & (z <= max_depth)
+        sx, sy = cam.width / W, cam.height / H  # depth map may be stored at another size
+        uv = np.stack([(uu.reshape(-1)[ok] + 0.5) * sx, (vv.reshape(-1)[ok] + 0.5) * sy], 1)
+        Xc = cam.unproject_pinhole(uv, z[ok])
+        Xw = Xc @ life.T_world_cam[i, :3, :3].T + life.T_world_cam[i, :3, 3]
+        k = np.unique(_cell_keys(np.floor(Xw / voxel)))
+        rows.append(np.full(len(k), i, np.int64))
+        keys.append(k)
+        if progress:
+            progress(1)
+    if not keys:
+        return _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n, 0), counts
+    allk = np.concatenate(keys)
+    uk, inv = np.unique(allk, return_inverse=True)
+    return _csr(np.concatenate(rows), inv.reshape(-1), n, len(uk)), counts
+
+
+def compute_visibility(life: Life, max_depth: float = 10.0, voxel: float = 0.1, zbuffer_cells: int = 32,
+                       progress: Callable[..., None] | None = None) -> Visibility:
+    """Visible item sets of every frame of `life` from the best geometry it has (see module docstring)."""
+    n = len(life)
+    valid = np.zeros(n, bool) if life.pose_valid is None else life.pose_valid
+    if life.tracks is not None:
+        indptr, indices = life.tracks
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        m = int(indices.max()) + 1 if len(indices) else 0
+        m = max(m, 0 if life.points is None else len(life.points))
+        keep = valid[rows] if len(rows) else np.zeros(0, bool)  # tracks of unposed frames are not used
+        V = _csr(rows[keep], indices[keep], n, m)
+        counts = {"frames_without_pose": int((~valid).sum())}
+        method = "tracks"
+    elif life.points is not None and len(life.points) and life.T_world_cam is not None:
+        items = voxelize(life.points, voxel)
+        V, counts = visible_from_points(life, items, max_depth, zbuffer_cells, progress)
+        counts["items"] = int(len(items))
+        method = "points"
+    elif life.depth_paths is not None and life.T_world_cam is not None:
+        V, counts = visible_from_depth(life, voxel, max_depth, progress=progress)
+        method = "depth"
+    else:
+        V = _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n, 0)
+        counts = {"frames_without_pose": int((~valid).sum())}
+        method = "none"
+    sizes = np.diff(V.indptr)
+    counts["frames_empty"] = int(((sizes == 0) & valid).sum())
+    log.info("visibility by %s: %d frames, %d items, %.0f items/frame", method, n, V.shape[1],
+             float(sizes[valid].mean()) if valid.any() else 0.0)
+    return Visibility(V, method, counts)
+
+
+def jaccard_exact(vis: Visibility, a: np.ndarray, b: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """Exact Jaccard |A n B| / |A u B| of frame pairs (a[k], b[k]) -> (P,) float64 (0 when both empty)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    out = np.zeros(len(a))
+    sizes = vis.sizes
+    V = vis.V
+    for s in range(0, len(a), chunk):
+        aa, bb = a[s:s + chunk], b[s:s + chunk]
+        inter = np.asarray(V[aa].multiply(V[bb]).sum(axis=1)).reshape(-1).astype(np.float64)
+        union = sizes[aa] + sizes[bb] - inter
+        out[s:s + chunk] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return out
