@@ -6,7 +6,7 @@ Reads and returns numpy float64 arrays. Conventions used everywhere in slife:
 - pixel coordinates have the origin at the top-left corner of the top-left pixel, so the centre of
   pixel (0, 0) is (0.5, 0.5) (COLMAP's convention; ``cx = W / 2`` for a centred principal point).
 Entry points: `qvec_to_rotmat`, `rotmat_to_qvec`, `invert_pose`, `pose_problem`, `Camera.project`,
-`Camera.unproject_pinhole`. Each helper exists once here; readers, visibility, synth and eval import it.
+`Camera.unproject_pinhole`, `Camera.unproject`. Each helper exists once here; readers, visibility, synth and eval import it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CAMERA_MODELS = {
     "OPENCV": 8,  # fx, fy, cx, cy, k1, k2, p1, p2
     "FULL_OPENCV": 12,  # fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6
     "OPENCV_FISHEYE": 8,  # fx, fy, cx, cy, k1, k2, k3, k4 (Kannala-Brandt)
-    "FISHEYE624": 16,  # f, cx, cy, k0..k5, p0, p1, s0..s3 (Project Aria; one focal)
+    "FISHEYE624": 15,  # f, cx, cy, k0..k5, p0, p1, s0..s3 (Project Aria FisheyeRadTanThinPrism; one focal)
 }
 
 
@@ -159,9 +159,18 @@ class Camera:
         z = X[:, 2]
         in_front = z > 1e-9
         zs = np.where(in_front, z, 1.0)
-        x, y = X[:, 0] / zs, X[:, 1] / zs
-        m, p = self.model, self.params
+        u, v = self.distort(X[:, 0] / zs, X[:, 1] / zs)
         fx, fy, cx, cy = self.focal_center
+        uv = np.stack([fx * u + cx, fy * v + cy], axis=1)
+        return uv, in_front
+
+    def distort(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised pinhole coordinates (x/z, y/z) (N,) -> distorted normalised coordinates (u, v) (N,).
+
+        Pixels are then (fx * u + cx, fy * v + cy). FISHEYE624 follows Project Aria's FisheyeRadTanThinPrism
+        (projectaria_tools `FisheyeRadTanThinPrism.h`): radial on theta = atan(r), then tangential and thin prism.
+        """
+        m, p = self.model, self.params
         if m in ("PINHOLE", "SIMPLE_PINHOLE"):
             u, v = x, y
         elif m in ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"):
@@ -199,8 +208,38 @@ class Camera:
             v = vr + (2 * vr * vr + r2) * p1 + 2 * ur * vr * p0 + s[2] * r2 + s[3] * r2 * r2
         else:  # pragma: no cover - guarded by __post_init__
             raise ValueError(m)
-        uv = np.stack([fx * u + cx, fy * v + cy], axis=1)
-        return uv, in_front
+        return u, v
+
+    def unproject(self, uv: np.ndarray, depth: np.ndarray | None = None, iters: int = 20) -> np.ndarray:
+        """Pixels (N, 2) -> camera-frame rays (N, 3) with z = 1, or points at z-depth `depth` (N,). Any model.
+
+        Inverts `distort` with Newton's method (numerical 2x2 Jacobian); exact for pinhole models. Pixels
+        outside the model's valid field of view (e.g. beyond 90 degrees for fisheyes) give meaningless rays.
+        """
+        uv = np.asarray(uv, dtype=np.float64)
+        fx, fy, cx, cy = self.focal_center
+        ud, vd = (uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy  # (N,) distorted normalised
+        x, y = ud.copy(), vd.copy()
+        if not self.is_pinhole:
+            if self.model in ("OPENCV_FISHEYE", "FISHEYE624"):  # start from the equidistant guess r = tan(theta_d)
+                rd = np.hypot(ud, vd)
+                sc = np.where(rd > 1e-12, np.tan(np.minimum(rd, 1.4)) / np.maximum(rd, 1e-12), 1.0)
+                x, y = ud * sc, vd * sc
+            h = 1e-7
+            for _ in range(iters):
+                u0, v0 = self.distort(x, y)
+                ux, vx = self.distort(x + h, y)
+                uy, vy = self.distort(x, y + h)
+                a, b, c, d = (ux - u0) / h, (uy - u0) / h, (vx - v0) / h, (vy - v0) / h  # Jacobian [[a b] [c d]]
+                ru, rv = ud - u0, vd - v0
+                det = a * d - b * c
+                det = np.where(np.abs(det) > 1e-12, det, 1e-12)
+                dx, dy = (d * ru - b * rv) / det, (a * rv - c * ru) / det
+                x, y = x + dx, y + dy
+                if max(np.abs(dx).max(initial=0), np.abs(dy).max(initial=0)) < 1e-13:
+                    break
+        rays = np.stack([x, y, np.ones_like(x)], axis=1)  # (N, 3)
+        return rays if depth is None else rays * np.asarray(depth, dtype=np.float64)[:, None]
 
     def inside(self, uv: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """(N, 2) pixels -> (N,) bool: inside [margin, W - margin) x [margin, H - margin)."""
