@@ -1,3 +1,93 @@
-"""Commands: train (filled in by its stage)."""
+"""`slife train SHARDS`: train CroCo on pair shards (works under `torchrun -m slife train ...`)."""
 
-from slife.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slife.cli.app import app, console, progress_bar
+
+
+@app.command("train")
+def train(
+    shards: str = typer.Argument(..., help="Pair shards: a shard folder, several comma-separated, a brace pattern "
+                                           "(shards/life{1..3}) or .tar files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: last.pt, snapshots, metrics.csv, previews/."),
+    preset: str = typer.Option("tiny", "--preset", help="Model + recipe preset: tiny, small, base, base-base, large."),
+    croco_kwargs: Optional[str] = typer.Option(None, "--croco-kwargs", help="JSON object overriding the preset's "
+                                                                            "model arguments, e.g. "
+                                                                            "'{\"enc_depth\": 4}'."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps in the whole run [preset]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Pairs per step per process [preset]."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Training crop side in px [the model's]."),
+    blr: Optional[float] = typer.Option(None, "--blr", help="Base lr; lr = blr x effective batch / 256 [preset]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Absolute lr (overrides --blr)."),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="lr at the end of the cosine decay [0]."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warmup steps [preset]."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay [0.05]."),
+    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this; 0 = off "
+                                                                        "[preset]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 | fp16 (cuda) [bf16]."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model [off]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda [auto: cuda if present]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process [torch's default]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of masking, sampling and augmentation [0]."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", "-j", help="Loader processes per training "
+                                                                                "process [preset]."),
+    shuffle_buffer: Optional[int] = typer.Option(None, "--shuffle-buffer", help="Shuffle buffer per loader worker."),
+    samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch", help="Pairs per epoch per process "
+                                                                                      "[pairs in shards / processes]."),
+    resize_short: Optional[int] = typer.Option(None, "--resize-short", help="Short side before the random crop "
+                                                                            "[img_size x 256/224]."),
+    color_jitter: Optional[float] = typer.Option(None, "--color-jitter", help="Brightness/contrast/saturation "
+                                                                              "jitter per view [0.4]."),
+    hue: Optional[float] = typer.Option(None, "--hue", help="Hue jitter per view, in turns [0]."),
+    norm_pix_loss: Optional[bool] = typer.Option(None, "--norm-pix-loss/--no-norm-pix-loss",
+                                                 help="Loss on per-patch normalised pixels [on]."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="Write last.pt every N steps [preset]."),
+    keep_every: Optional[int] = typer.Option(None, "--keep-every", help="Keep a snapshot every N steps [0: none]."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="metrics.csv row every N steps [10]."),
+    preview_every: Optional[int] = typer.Option(None, "--preview-every", help="Preview PNG every N steps "
+                                                                              "[preset; 0: none]."),
+    resume: str = typer.Option("auto", "--resume", help="auto (continue OUT/last.pt if present) | never | a "
+                                                        "checkpoint path."),
+    log_keys: bool = typer.Option(False, "--log-keys", help="Debug: write the pair keys each rank trains on "
+                                                            "to OUT/keys-rank{r}.txt."),
+):
+    """Train CroCo (cross-view completion) on pair shards, streamed; resumable; DDP under torchrun."""
+    import dataclasses
+    import os
+
+    from slife.errors import SlifeError
+    from slife.train import TRAIN_PRESETS, run
+
+    if preset not in TRAIN_PRESETS:
+        raise SlifeError(f"unknown preset {preset!r} (known: {', '.join(TRAIN_PRESETS)})")
+    given = {k: v for k, v in dict(
+        steps=steps, batch_size=batch_size, img_size=img_size, blr=blr, lr=lr, min_lr=min_lr,
+        warmup_steps=warmup_steps, weight_decay=weight_decay, precision=precision, compile=compile, device=device,
+        threads=threads, seed=seed, num_workers=num_workers, shuffle_buffer=shuffle_buffer,
+        samples_per_epoch=samples_per_epoch, resize_short=resize_short, color_jitter=color_jitter, hue=hue,
+        norm_pix_loss=norm_pix_loss, save_every=save_every, keep_every=keep_every, log_every=log_every,
+        preview_every=preview_every).items() if v is not None}
+    if croco_kwargs:
+        import json
+
+        try:
+            given["croco_kwargs"] = json.loads(croco_kwargs)
+        except ValueError as e:
+            raise SlifeError(f"--croco-kwargs: not a JSON object ({e})") from None
+        if not isinstance(given["croco_kwargs"], dict):
+            raise SlifeError("--croco-kwargs: not a JSON object")
+    if clip_grad is not None:
+        given["clip_grad"] = clip_grad or None
+    cfg = dataclasses.replace(TRAIN_PRESETS[preset], resume=resume, log_keys=log_keys, **given)
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        with progress_bar("train", total=cfg.steps, unit="steps") as advance:
+            last = run(cfg, shards, out, progress=advance)
+        console.print(f"checkpoint: {last}")
+    else:
+        run(cfg, shards, out)

@@ -1,1 +1,105 @@
-"""train"""
+"""train: CroCo cross-view completion trained on pair shards as a stream.
+
+Reads pair shards (DESIGN.md "Pair shards"); writes a run folder: `last.pt` (+ kept snapshots
+`step-XXXXXXX.pt`), `metrics.csv`, TensorBoard events, `previews/*.png`, `train.json` (the config and
+shard summary). Entry point: `run(cfg, shards, out_dir) -> Path` (the last.pt it wrote); works alone
+or under `torchrun` (one process per device, DDP).
+Modules: model/blocks/masking/pos_embed/loss/checkpoint (the network and its files), stream (shards ->
+batches), augment (pair crops and colour), optim (AdamW, schedule), loop (steps, DDP, checkpoints),
+metrics (csv + TensorBoard), preview (reconstruction PNGs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PRECISIONS = ("bf16", "fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides its shards and output folder."""
+
+    preset: str = "tiny"  # model size: a key of slife.train.model.CROCO_PRESETS
+    croco_kwargs: dict | None = field(default=None, hash=False)  # overrides of the preset's constructor arguments
+    img_size: int | None = None  # training crop side in px; None = the model's img_size
+    steps: int = 2000  # optimisation steps in the whole run (a resumed run continues up to this)
+    batch_size: int = 32  # pairs per step per process (effective batch = batch_size x processes)
+    blr: float = 1.5e-4  # base learning rate; lr = blr * effective batch / 256
+    lr: float | None = None  # absolute learning rate; overrides blr when given
+    min_lr: float = 0.0  # learning rate at the end of the cosine decay
+    warmup_steps: int = 100  # linear warmup steps
+    weight_decay: float = 0.05  # AdamW decay of weight matrices (not of 1-D params, positions, tokens)
+    clip_grad: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
+    precision: str = "bf16"  # autocast dtype: bf16 | fp32 | fp16 (fp16 on cuda only, with a grad scaler)
+    compile: bool = False  # torch.compile the model
+    device: str = "auto"  # auto (cuda if present, one per process) | cpu | cuda
+    threads: int | None = None  # torch intra-op threads per process; None = torch's default
+    seed: int = 0  # seeds masking, shard sampling, shuffling and augmentation
+    num_workers: int = 1  # data loader processes per training process (0: load in the training process)
+    shuffle_buffer: int = 256  # samples held by the shuffle buffer of each loader worker
+    samples_per_epoch: int | None = None  # pairs per epoch per process; None = pairs in the shards / processes
+    resize_short: int | None = None  # short side each view is resized to before its crop; None = img_size*256/224
+    color_jitter: float = 0.4  # brightness/contrast/saturation jitter of each view, factors in [1-x, 1+x]
+    hue: float = 0.0  # hue jitter of each view in turns (CroCo: 0)
+    norm_pix_loss: bool = True  # MSE against per-patch normalised pixels
+    save_every: int = 500  # write last.pt every this many steps (and at the end)
+    keep_every: int = 0  # also keep a snapshot step-XXXXXXX.pt every this many steps (0: none)
+    log_every: int = 10  # metrics.csv / TensorBoard row every this many steps
+    preview_every: int = 500  # reconstruction preview PNG every this many steps (0: none)
+    resume: str = "auto"  # auto (resume from OUT/last.pt if present) | never (start over) | path to a checkpoint
+    log_keys: bool = False  # debug: append the keys of the pairs each rank trains on to keys-rank{r}.txt
+
+    def __post_init__(self):
+        from slife.errors import SlifeError
+
+        if self.precision not in PRECISIONS:
+            raise SlifeError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise SlifeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "keep_every", "preview_every", "num_workers", "seed"):
+            if getattr(self, name) < 0:
+                raise SlifeError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.blr <= 0 or (self.lr is not None and self.lr <= 0):
+            raise SlifeError("learning rates must be > 0")
+        if self.img_size is not None and self.img_size < 8:
+            raise SlifeError(f"img_size must be >= 8, got {self.img_size}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SlifeError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if not 0 <= self.color_jitter < 1 or not 0 <= self.hue <= 0.5:
+            raise SlifeError("color_jitter must be in [0,1) and hue in [0,0.5]")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < self.batch_size:
+            raise SlifeError(f"samples_per_epoch ({self.samples_per_epoch}) must be >= batch_size ({self.batch_size})")
+        if not self.resume:
+            raise SlifeError("resume must be auto, never or a checkpoint path")
+
+
+# Named presets: the model size and the optimisation recipe that goes with it.
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # CPU scale (DESIGN.md): 64 px, lr 1e-3 at batch 32 (= blr 8e-3), ~127 pairs/s on 2 threads in bf16
+    "tiny": TrainConfig(preset="tiny", steps=2000, batch_size=32, blr=8e-3, warmup_steps=100, save_every=250,
+                        preview_every=250),
+    # one GPU
+    "small": TrainConfig(preset="small", steps=50_000, batch_size=64, blr=1.5e-4, warmup_steps=2_000,
+                         save_every=1000, preview_every=1000, num_workers=8, shuffle_buffer=2000),
+    # CroCo v2 recipe (blr 1.5e-4, batch 64 per GPU); steps to taste
+    "base": TrainConfig(preset="base", steps=200_000, batch_size=64, blr=1.5e-4, warmup_steps=10_000,
+                        save_every=2000, preview_every=2000, num_workers=8, shuffle_buffer=5000, clip_grad=None),
+    "base-base": TrainConfig(preset="base-base", steps=200_000, batch_size=64, blr=1.5e-4, warmup_steps=10_000,
+                             save_every=2000, preview_every=2000, num_workers=8, shuffle_buffer=5000, clip_grad=None),
+    "large": TrainConfig(preset="large", steps=200_000, batch_size=32, blr=1.5e-4, warmup_steps=10_000,
+                         save_every=2000, preview_every=2000, num_workers=8, shuffle_buffer=5000, clip_grad=None),
+}
+
+
+def run(cfg: TrainConfig, shards, out_dir: Path | str, progress: Callable | None = None) -> Path:
+    """Train CroCo on `shards` (spec: folder(s), comma list, brace pattern) into `out_dir`; returns last.pt.
+
+    `progress(n, info=str)` is called on rank 0 after every step (n steps done since the last call).
+    """
+    from slife.train import loop
+
+    return loop.run(cfg, shards, Path(out_dir), progress=progress)

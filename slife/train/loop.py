@@ -1,0 +1,379 @@
+"""The training loop: one process per device, steps over the pair stream, checkpoints, resume.
+
+Reads: a `TrainConfig`, pair shards (via `stream.py`), optionally `OUT/last.pt` (or a given checkpoint)
+to resume. Writes into OUT (rank 0 only): `last.pt` atomically every `save_every` steps and at the end,
+snapshots `step-XXXXXXX.pt` every `keep_every`, `metrics.csv` + TensorBoard (`metrics.py`), previews
+(`preview.py`), `train.json` (config, shard summary, bad-sample counts), and with `log_keys`
+`keys-rank{r}.txt`. Distributed runs come from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK):
+DDP with nccl on cuda, gloo on CPU; one device per process, cuda if present.
+A checkpoint holds (DESIGN.md) model (unwrapped state_dict), croco_kwargs, optimizer, scaler, step, epoch,
+rng, data (stream position), config, slife_version; resuming restores all of it, so an interrupted run
+ends where an uninterrupted one does. The masking RNG is re-seeded from (seed, rank, step) every step.
+A non-finite loss stops every rank with a SlifeError before the optimiser step; last.pt stays as it was.
+Entry point: `run(cfg, shards, out_dir, progress) -> Path`. The network is `model.py`'s, files are
+written by `checkpoint.py`, batches come from `stream.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import slife
+from slife.errors import SlifeError
+from slife.train import TrainConfig
+from slife.train.augment import PairAugment
+from slife.train.metrics import MetricsLog
+from slife.train.optim import clip_gradients, lr_at, make_optimizer, scaled_lr, set_lr
+from slife.train.stream import PairStream, ShardSet, check_image_size, make_loader, resolve_shards
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------
+# processes and devices
+
+
+@dataclass
+class Dist:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    ddp: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> Dist:
+    """Read torchrun's environment; init the process group (nccl on cuda, gloo on cpu) when WORLD_SIZE > 1."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise SlifeError("--device cuda: no CUDA device is available")
+    dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local_rank, dev, world > 1)
+
+
+def _all_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.ddp:
+        import torch.distributed as dist
+
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        x /= d.world
+    return x
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """Torch seed for the masking (and any other torch randomness) of one step on one rank."""
+    return (seed * 1_000_003 + rank * 7_919 + step * 104_729 + 12_345) % (2**63 - 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _model_kwargs(cfg: TrainConfig) -> dict:
+    from slife.train.model import CROCO_PRESETS
+
+    if cfg.preset not in CROCO_PRESETS:
+        raise SlifeError(f"unknown preset {cfg.preset!r} (known: {', '.join(CROCO_PRESETS)})")
+    kw = dict(CROCO_PRESETS[cfg.preset])
+    kw.update(cfg.croco_kwargs or {})
+    if cfg.img_size is not None:
+        kw["img_size"] = cfg.img_size
+    p, s = kw.get("patch_size", 16), kw.get("img_size", 224)
+    if s % p:
+        raise SlifeError(f"image size {s} is not a multiple of the patch size {p} (preset {cfg.preset!r})")
+    return kw
+
+
+def _checkpoint_path(cfg: TrainConfig, out_dir: Path) -> Path | None:
+    """Which checkpoint to resume from, or None to start fresh."""
+    if cfg.resume == "never":
+        return None
+    if cfg.resume == "auto":
+        p = out_dir / "last.pt"
+        return p if p.exists() else None
+    p = Path(cfg.resume)
+    if not p.exists():
+        raise SlifeError(f"{p}: no such checkpoint to resume from")
+    return p
+
+
+def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kwargs: dict) -> None:
+    old = ckpt.get("config") or {}
+    if old.get("preset") not in (None, cfg.preset):
+        raise SlifeError(f"{path}: checkpoint is preset {old.get('preset')!r}, this run is {cfg.preset!r} "
+                         f"(use another --out or --resume never)")
+    if dict(ckpt.get("croco_kwargs") or {}) != kwargs:
+        diff = sorted(k for k in set(kwargs) | set(ckpt.get("croco_kwargs") or {})
+                      if (ckpt.get("croco_kwargs") or {}).get(k) != kwargs.get(k))
+        raise SlifeError(f"{path}: checkpoint model differs from this run's ({', '.join(diff)}); "
+                         f"use another --out or --resume never")
+    for k in ("batch_size", "seed", "num_workers"):
+        if k in old and old[k] != getattr(cfg, k):
+            log.warning("%s: resuming with %s=%s (checkpoint: %s): the run will not equal an uninterrupted one",
+                        path, k, getattr(cfg, k), old[k])
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    if "torch" in st:
+        torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _save(path: Path, ckpt: dict, keep_as: Path | None = None) -> None:
+    from slife.train.checkpoint import save_checkpoint
+
+    save_checkpoint(path, ckpt)
+    if keep_as is not None:
+        tmp = keep_as.with_name(keep_as.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            os.link(path, tmp)  # a hard link: no copy, and last.pt is replaced (not rewritten) next time
+        except OSError:
+            import shutil
+
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, keep_as)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+
+
+def _config_dict(cfg: TrainConfig, extra: dict) -> dict:
+    d = asdict(cfg)
+    d.update(extra)
+    return d
+
+
+def run(cfg: TrainConfig, shards, out_dir: Path, progress: Callable | None = None) -> Path:
+    """Train; returns the path of last.pt (see the module docstring)."""
+    from slife.train.loss import MaskedMSE
+    from slife.train.model import CroCoNet
+
+    d = setup_distributed(cfg.device)
+    try:
+        return _run(cfg, shards, Path(out_dir), progress, d, CroCoNet, MaskedMSE)
+    finally:
+        if d.ddp:
+            import torch.distributed as dist
+
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()
+
+
+def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.precision == "fp16" and d.device.type != "cuda":
+        raise SlifeError("--precision fp16 needs a cuda device; use bf16 or fp32 on CPU")
+    shardset = shards if isinstance(shards, ShardSet) else resolve_shards(shards)
+    kwargs = _model_kwargs(cfg)
+    S = kwargs["img_size"]
+    augment = PairAugment(S, cfg.resize_short, cfg.color_jitter, cfg.color_jitter, cfg.color_jitter, cfg.hue)
+    check_image_size(shardset, S)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # model, optimiser, schedule
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model = CroCoNet(**kwargs).to(d.device)
+    eff_batch = cfg.batch_size * d.world
+    lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.blr, eff_batch)
+    opt = make_optimizer(model, lr, cfg.weight_decay)
+    scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.precision == "fp16")
+    criterion = MaskedMSE(norm_pix_loss=cfg.norm_pix_loss)
+
+    # resume
+    start = 0
+    ck_path = _checkpoint_path(cfg, out_dir)
+    if ck_path is not None:
+        from slife.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ck_path)
+        _check_compatible(ck_path, ckpt, cfg, kwargs)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state((ckpt.get("rng") or {}).get(f"rank{d.rank}", {}) or ckpt.get("rng") or {})
+        start = int(ckpt["step"])
+        if d.main:
+            log.info("resuming from %s at step %d", ck_path, start)
+        del ckpt
+        if start >= cfg.steps:
+            log.info("%s: already at step %d of %d: nothing to do", ck_path, start, cfg.steps)
+            return out_dir / "last.pt" if (out_dir / "last.pt").exists() else ck_path
+
+    samples_per_epoch = cfg.samples_per_epoch or max(cfg.batch_size, shardset.total // d.world)
+    steps_per_epoch = max(1, samples_per_epoch // cfg.batch_size)
+    stream = PairStream(shardset, augment, cfg.batch_size, steps_per_epoch, seed=cfg.seed, rank=d.rank,
+                        world=d.world, start_step=start, shuffle_buffer=cfg.shuffle_buffer)
+    loader = make_loader(stream, cfg.num_workers)
+
+    net = model
+    if d.ddp:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.precision]
+
+    extra = {"lr_abs": lr, "effective_batch": eff_batch, "world_size": d.world, "shards": shardset.spec}
+    data_pos = {"steps_per_epoch": steps_per_epoch, "samples_per_epoch": samples_per_epoch,
+                "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "world_size": d.world,
+                "seed": cfg.seed}
+    bad: dict[int, dict] = {}
+
+    def checkpoint(step: int) -> dict:
+        rng = _gather_rng(d)
+        return {"model": model.state_dict(), "croco_kwargs": kwargs, "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
+                "rng": rng, "data": dict(data_pos, step=step, epoch=step // steps_per_epoch,
+                                         step_in_epoch=step % steps_per_epoch),
+                "config": _config_dict(cfg, extra), "slife_version": slife.__version__}
+
+    metrics = MetricsLog(out_dir, start) if d.main else None
+    keys_file = open(out_dir / f"keys-rank{d.rank}.txt", "a") if cfg.log_keys else None
+    if d.main:
+        _write_json(out_dir / "train.json", {"config": _config_dict(cfg, extra), "croco_kwargs": kwargs,
+                                             "shards": shardset.summary(), "slife_version": slife.__version__})
+        log.info("training %s (%s) on %d pairs in %d shards: %d steps of %d pairs x %d processes, lr %.3g "
+                 "(blr %.3g), %s, %s", cfg.preset, S, shardset.total, len(shardset.paths), cfg.steps,
+                 cfg.batch_size, d.world, lr, cfg.blr, cfg.precision, d.device)
+
+    last = out_dir / "last.pt"
+    step = start
+    win = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "gn": 0.0}
+    it = iter(loader)
+    try:
+        while step < cfg.steps:
+            t_wait = time.perf_counter()
+            batch = next(it)
+            win["wait"] += time.perf_counter() - t_wait
+            assert batch["step"] == step, (batch["step"], step)  # stream and loop agree on the position
+            bad[batch["worker"]] = batch["bad"]
+            if keys_file is not None:
+                keys_file.write("".join(f"{step} {k}\n" for k in batch["keys"]))
+            src = batch["src"].to(d.device, non_blocking=True)  # (B,3,S,S) reference view
+            tgt = batch["tgt"].to(d.device, non_blocking=True)  # (B,3,S,S) masked view
+
+            cur_lr = lr_at(step, lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
+            set_lr(opt, cur_lr)
+            torch.manual_seed(step_seed(cfg.seed, d.rank, step))
+            with torch.autocast(d.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out, mask, target = net(tgt, src)  # img1 = target (masked), img2 = source
+                loss = criterion(out.float(), mask, target.float())
+            loss_all = _all_mean(loss.detach().float().clone(), d)
+            loss_val = float(loss_all)
+            if not torch.isfinite(loss_all):
+                raise SlifeError(f"{out_dir}: loss became {loss_val} at step {step}; stopped. "
+                                 f"{'last.pt (step ' + str(_ckpt_step(last)) + ') is intact' if last.exists() else 'no checkpoint was written'}; "
+                                 f"try a lower --lr/--blr, --clip-grad or --precision fp32")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            win["gn"] += clip_gradients(model.parameters(), cfg.clip_grad)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            win["loss"] += loss_val
+            win["n"] += 1
+
+            if d.main and (step % cfg.log_every == 0 or step == cfg.steps):
+                dt = time.perf_counter() - win["t0"]
+                row = {"step": step, "epoch": step // steps_per_epoch, "loss": win["loss"] / win["n"],
+                       "lr": cur_lr, "pairs_per_s": win["n"] * eff_batch / dt, "data_wait_share": win["wait"] / dt,
+                       "grad_norm": win["gn"] / win["n"], "bad_samples": sum(sum(b.values()) for b in bad.values())}
+                metrics.write(row)
+                win = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "gn": 0.0}
+                info = f"loss {row['loss']:.4f}  lr {cur_lr:.2e}  {row['pairs_per_s']:.0f} pairs/s"
+            else:
+                info = None
+            if d.main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+                from slife.train.preview import write_preview
+
+                p = write_preview(model, src, tgt, out_dir / "previews" / f"step-{step:07d}.png", cfg.norm_pix_loss)
+                metrics.image("preview", p, step)
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                ck = checkpoint(step)  # every rank takes part (rng gather)
+                if d.main:
+                    keep = out_dir / f"step-{step:07d}.pt" if cfg.keep_every and step % cfg.keep_every == 0 else None
+                    _save(last, ck, keep)
+                del ck
+            if progress is not None and d.main:
+                progress(1, info=info) if info is not None else progress(1)
+    finally:
+        del it
+        if keys_file is not None:
+            keys_file.close()
+        if metrics is not None:
+            metrics.close()
+    if d.main:
+        bad_total: dict = {}
+        for b in bad.values():
+            for k, v in b.items():
+                bad_total[k] = bad_total.get(k, 0) + v
+        _write_json(out_dir / "train.json", {"config": _config_dict(cfg, extra), "croco_kwargs": kwargs,
+                                             "shards": shardset.summary(), "bad_samples": bad_total,
+                                             "final_step": step, "slife_version": slife.__version__})
+        if bad_total:
+            log.warning("skipped bad samples: %s", bad_total)
+    return last
+
+
+def _gather_rng(d: Dist) -> dict:
+    """Every rank's RNG state: {"rank0": {...}, "rank1": ...} (all ranks must call this)."""
+    mine = _rng_state()
+    if not d.ddp:
+        return {"rank0": mine}
+    import torch.distributed as dist
+
+    states = [None] * d.world
+    dist.all_gather_object(states, mine)
+    return {f"rank{r}": s for r, s in enumerate(states)}
+
+
+def _ckpt_step(path: Path):
+    try:
+        from slife.train.checkpoint import load_checkpoint
+
+        return load_checkpoint(path).get("step")
+    except Exception:
+        return "?"
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)

@@ -1,0 +1,88 @@
+"""Training metrics on disk: `metrics.csv` rows and TensorBoard scalars (when tensorboard is installed).
+
+Writes into the run folder: `metrics.csv` (columns `COLUMNS`: step, loss, lr, pairs/s, data-wait share,
+...) and `tb/` event files. Only rank 0 makes a `MetricsLog`. On resume, rows after the resumed step are
+dropped, so the csv of an interrupted run equals an uninterrupted one's.
+Entry point: `MetricsLog(out_dir, start_step)`. The values are measured by `loop.py`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("step", "epoch", "loss", "lr", "pairs_per_s", "data_wait_share", "grad_norm", "bad_samples")
+
+
+class MetricsLog:
+    """Append metric rows to metrics.csv and TensorBoard."""
+
+    def __init__(self, out_dir: Path, start_step: int = 0, tensorboard: bool = True):
+        self.path = Path(out_dir) / "metrics.csv"
+        self._truncate_after(start_step)
+        new = not self.path.exists()
+        self._f = open(self.path, "a", newline="")
+        self._w = csv.writer(self._f)
+        if new:
+            self._w.writerow(COLUMNS)
+            self._f.flush()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
+            except ImportError:  # tensorboard not installed: csv only
+                log.debug("tensorboard not installed: metrics.csv only")
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = [r for i, r in enumerate(rows) if i == 0 or (r and int(r[0]) <= step)]
+        if len(keep) != len(rows):
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows(keep)
+            os.replace(tmp, self.path)
+
+    def write(self, row: dict) -> None:
+        self._w.writerow([_fmt(row.get(c)) for c in COLUMNS])
+        self._f.flush()
+        if self.tb is not None:
+            for c in COLUMNS[2:]:
+                if row.get(c) is not None:
+                    self.tb.add_scalar(f"train/{c}", row[c], row["step"])
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        """Add a preview PNG to TensorBoard."""
+        if self.tb is None:
+            return
+        import numpy as np
+        from PIL import Image
+
+        self.tb.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")
+
+    def close(self) -> None:
+        self._f.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.csv -> rows as dicts of floats (empty cells -> None)."""
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v != "" else None) for k, v in r.items()} for r in csv.DictReader(f)]

@@ -1,0 +1,56 @@
+"""Reconstruction preview: one PNG showing what the model currently predicts for a few training pairs.
+
+Reads: the model (unwrapped CroCoNet), a batch's `src`/`tgt` (B,3,S,S) ImageNet-normalised.
+Writes: a PNG, one row per pair: source | masked target | prediction (visible patches from the target,
+masked ones predicted; de-normalised per patch when the loss uses normalised pixels) | target.
+Entry point: `write_preview(model, src, tgt, path, norm_pix_loss)`. When to call it is `loop.py`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from slife.train.augment import denormalize
+
+
+@torch.no_grad()
+def reconstruct(model, src: torch.Tensor, tgt: torch.Tensor, norm_pix_loss: bool = True):
+    """-> (masked target, prediction), both (B,3,S,S) ImageNet-normalised; masked patches greyed / predicted."""
+    was_training = model.training
+    model.eval()
+    try:
+        out, mask, target = model(tgt, src)  # out, target: (B,N,p*p*3); mask: (B,N) True = masked
+    finally:
+        model.train(was_training)
+    out, target = out.float(), target.float()
+    if norm_pix_loss:  # predictions live in per-patch normalised units: map back with the target's stats
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        out = out * (var + 1e-6) ** 0.5 + mean
+    m = mask.bool().unsqueeze(-1)  # (B,N,1)
+    pred = torch.where(m, out, target)  # (B,N,p*p*3)
+    masked = torch.where(m, torch.zeros_like(target), target)  # grey (ImageNet mean) where masked
+    return model.unpatchify(masked), model.unpatchify(pred)
+
+
+def write_preview(model, src: torch.Tensor, tgt: torch.Tensor, path: Path, norm_pix_loss: bool = True,
+                  rows: int = 4, scale: int = 2) -> Path:
+    """Write the preview PNG (atomically) for the first `rows` pairs; returns `path`."""
+    src, tgt = src[:rows], tgt[:rows]
+    masked, pred = reconstruct(model, src, tgt, norm_pix_loss)
+    cols = [denormalize(t.float().cpu()) for t in (src, masked, pred, tgt)]  # each (b,3,S,S) in [0,1]
+    grid = torch.cat([torch.cat(list(c), dim=2) for c in zip(*cols)], dim=1)  # rows stacked: (3, b*S, 4*S)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (b*S, 4*S, 3)
+    im = Image.fromarray(arr)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    im.save(tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,448 @@
+"""Stream pair shards into training batches: a chain of small generators over WebDataset tars.
+
+Reads: shard sets (DESIGN.md "Pair shards"): a folder with `manifest.json` and `pairs-%06d.tar`
+(+ `.stats.json`); the spec may be one folder, several comma-separated, a brace pattern
+(`shards/life{1..3}`) or single .tar files. Samples hold `src.jpg`, `tgt.jpg`, `json` (and optional
+`src.depth.png`, `tgt.depth.png`, uint16 mm).
+Returns: batches {"src","tgt": float32 (B,3,S,S) ImageNet-normalised, "keys", "step", "worker", "bad"}.
+
+The stream is a pure function of (seed, rank, worker, step): shards are split by node then by worker
+(when there are enough of them), resampled with replacement (weighted by sample count) for a fixed
+number of steps per epoch, so every rank and worker yields the same number of batches; shuffling and
+augmentation draw from generators seeded from (seed, rank, worker, epoch|step). A resumed stream
+skips, without decoding, the samples of the current epoch that were already consumed, so it yields
+exactly the batches an uninterrupted run would. Bad data goes through a `handler`: truncated tars
+are found up front and skipped (warned and counted); broken samples are skipped and counted.
+Entry points: `resolve_shards`, `PairStream`, `make_loader`, `eval_pairs`.
+Augmentation is `augment.py`'s job; steps, devices and checkpoints are `loop.py`'s.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch.utils.data
+from PIL import Image
+
+from slife.errors import SlifeError
+from slife.train.augment import PairAugment, normalize, resize_short_side
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("src.jpg", "tgt.jpg", "json")
+
+
+# ----------------------------------------------------------------------------------------------------
+# shard lists
+
+
+@dataclass
+class ShardSet:
+    """The tars a training run reads, with their sample counts, and the ones skipped (and why)."""
+
+    spec: str  # what the user gave (for messages and the checkpoint)
+    paths: list[str] = field(default_factory=list)  # readable, non-empty tars
+    counts: list[int] = field(default_factory=list)  # samples per tar (same order)
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason (truncated, missing ...)
+    empty: int = 0  # tars with no samples
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.counts))
+
+    def summary(self) -> dict:
+        return {"spec": self.spec, "shards": len(self.paths), "pairs": self.total, "empty_shards": self.empty,
+                "skipped_shards": len(self.skipped), "skipped": dict(self.skipped)}
+
+
+def split_spec(spec: str) -> list[str]:
+    """Split a comma-separated spec at top-level commas (commas inside `{a,b}` belong to the pattern)."""
+    parts, depth, cur = [], 0, ""
+    for ch in spec:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def expand_spec(spec: str | os.PathLike | Iterable) -> list[Path]:
+    """Shard spec -> paths (folders or tars): comma lists and brace patterns expanded, order kept."""
+    import braceexpand
+
+    items = [str(s) for s in spec] if isinstance(spec, (list, tuple)) else split_spec(str(spec))
+    return [Path(p) for item in items for p in braceexpand.braceexpand(item)]
+
+
+def tar_problem(path: Path) -> str | None:
+    """Why a tar cannot be read in full (missing, truncated ...), or None; looks at size and tail only."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"cannot read ({e.strerror})"
+    if size == 0:
+        return "empty file"
+    if size % 512:
+        return f"truncated ({size} bytes is not a whole number of 512-byte tar blocks)"
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 1024))
+        if f.read(1024).strip(b"\0"):
+            return "truncated (no end-of-archive blocks)"
+    return None
+
+
+def count_samples(path: Path) -> int:
+    """Samples (distinct keys) in a tar, from its headers only."""
+    keys = set()
+    with tarfile.open(path) as tf:
+        for m in tf:
+            if m.isfile():
+                base = os.path.basename(m.name)
+                keys.add(os.path.join(os.path.dirname(m.name), base.split(".", 1)[0]))
+    return len(keys)
+
+
+def _entry_name_count(entry) -> tuple[str | None, int | None]:
+    """A manifest shard entry (a name, or a dict) -> (file name, sample count or None)."""
+    if isinstance(entry, str):
+        return entry, None
+    if isinstance(entry, dict):
+        name = next((entry[k] for k in ("name", "file", "path", "tar", "url") if k in entry), None)
+        n = next((entry[k] for k in ("samples", "pairs", "count", "num_samples", "n") if k in entry), None)
+        return name, (int(n) if n is not None else None)
+    return None, None
+
+
+def _folder_shards(folder: Path) -> list[tuple[Path, int | None]]:
+    """A shard folder -> [(tar path, count or None)] from its manifest.json."""
+    man = folder / "manifest.json"
+    if not man.exists():
+        tars = sorted(folder.glob("pairs-*.tar"))
+        if not tars:
+            raise SlifeError(f"{folder}: not a shard folder (no manifest.json and no pairs-*.tar)")
+        log.warning("%s: no manifest.json; reading the %d pairs-*.tar that have a .stats.json", folder, len(tars))
+        return [(t, None) for t in tars if t.with_suffix(".stats.json").exists()]
+    try:
+        manifest = json.loads(man.read_text())
+    except (OSError, ValueError) as e:
+        raise SlifeError(f"{man}: not readable JSON ({e})") from None
+    entries = manifest.get("shards") if isinstance(manifest, dict) else None
+    if entries is None:
+        return [(t, None) for t in sorted(folder.glob("pairs-*.tar"))]
+    out = []
+    for e in entries:
+        name, n = _entry_name_count(e)
+        if name is None:
+            raise SlifeError(f"{man}: shard entry without a file name: {e!r}")
+        out.append((folder / Path(name).name if not Path(name).is_absolute() else Path(name), n))
+    return out
+
+
+def resolve_shards(spec) -> ShardSet:
+    """Shard spec -> ShardSet of readable, non-empty tars. SlifeError when nothing is left to train on."""
+    s = ShardSet(spec=spec if isinstance(spec, str) else ",".join(map(str, spec)))
+    listed: list[tuple[Path, int | None]] = []
+    for p in expand_spec(spec):
+        if p.is_dir():
+            listed += _folder_shards(p)
+        elif p.suffix == ".tar" and p.exists():
+            listed.append((p, None))
+        else:
+            raise SlifeError(f"{p}: no such shard folder or .tar file")
+    if not listed:
+        raise SlifeError(f"{s.spec}: no shards listed")
+    for path, n in listed:
+        why = tar_problem(path)
+        if why is None and n is None:
+            try:
+                n = count_samples(path)
+            except (tarfile.TarError, OSError) as e:
+                why = f"unreadable tar ({e})"
+        if why is not None:
+            log.warning("%s: skipped: %s", path, why)
+            s.skipped[str(path)] = why
+        elif n == 0:
+            s.empty += 1
+        else:
+            s.paths.append(str(path))
+            s.counts.append(int(n))
+    if not s.paths:
+        why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(s.skipped.items())[:3])
+        raise SlifeError(f"{s.spec}: no pairs to train on ({len(listed)} shards listed, {s.empty} empty, "
+                         f"{len(s.skipped)} unreadable{': ' + why if why else ''})")
+    return s
+
+
+def check_image_size(shards: ShardSet, min_short: int) -> None:
+    """Raise SlifeError if the first pair's views are smaller than `min_short` (the crop size)."""
+    for sample in islice(read_tars([{"url": shards.paths[0]}], handler=CountingHandler()), 8):
+        try:
+            pair = decode_pair(sample)
+        except ValueError:
+            continue
+        for v in ("src", "tgt"):
+            w, h = pair[v].size
+            if min(w, h) < min_short:
+                raise SlifeError(f"{shards.paths[0]}: {sample['__key__']} {v}.jpg is {w}x{h}, smaller than the "
+                                 f"{min_short} px training crop (lower --img-size or mine with a larger --short-side)")
+        return
+
+
+# ----------------------------------------------------------------------------------------------------
+# failure policy
+
+
+class CountingHandler:
+    """webdataset `handler=`: count (by kind) and warn about bad samples, then continue."""
+
+    def __init__(self, max_warnings: int = 5):
+        self.counts: Counter = Counter()
+        self.max_warnings = max_warnings
+
+    def __call__(self, exn: Exception) -> bool:
+        kind = "bad_tar" if isinstance(exn, (tarfile.TarError, EOFError)) or "tar" in type(exn).__name__.lower() \
+            else "bad_sample"
+        self.counts[kind] += 1
+        if sum(self.counts.values()) <= self.max_warnings:
+            log.warning("skipped (%s): %s", kind, exn)
+        return True
+
+
+# ----------------------------------------------------------------------------------------------------
+# generator stages (each: iterator in, iterator out)
+
+
+def split_by_node(items: list, rank: int, world: int) -> list:
+    """This rank's share of `items` (every world-th); all of them if there are fewer than ranks."""
+    return items[rank::world] if len(items) >= world else items
+
+
+def split_by_worker(items: list, worker: int, num_workers: int) -> list:
+    """This loader worker's share of `items`; all of them if there are fewer than workers."""
+    return items[worker::num_workers] if len(items) >= num_workers else items
+
+
+def resampled(urls: list[str], weights: list[int], rng: np.random.Generator) -> Iterator[dict]:
+    """Endless shard choices with replacement, proportional to `weights` (sample counts)."""
+    p = np.asarray(weights, dtype=np.float64)
+    p /= p.sum()
+    while True:
+        yield {"url": urls[int(rng.choice(len(urls), p=p))]}
+
+
+def read_tars(urls: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
+    """{"url": tar path} -> raw samples {"__key__", "__url__", "src.jpg": bytes, ...} (webdataset)."""
+    import webdataset as wds
+
+    return wds.tarfile_to_samples(handler=handler)(urls)
+
+
+def well_formed(samples: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
+    """Drop samples missing a member or with unreadable json (through `handler`)."""
+    for s in samples:
+        missing = [m for m in REQUIRED if m not in s]
+        try:
+            if missing:
+                raise ValueError(f"{s.get('__url__')}: {s.get('__key__')}: missing {', '.join(missing)}")
+            s["json"] = json.loads(s["json"])
+        except ValueError as e:
+            if handler(e):
+                continue
+            raise
+        yield s
+
+
+def shuffle(samples: Iterable, bufsize: int, rng: np.random.Generator) -> Iterator:
+    """Buffered shuffle: keep `bufsize` items, yield a random one as each new one arrives."""
+    if bufsize <= 1:
+        yield from samples
+        return
+    buf = []
+    for s in samples:
+        if len(buf) < bufsize:
+            buf.append(s)
+            continue
+        k = int(rng.integers(len(buf)))
+        buf[k], s = s, buf[k]
+        yield s
+    order = rng.permutation(len(buf))
+    for k in order:
+        yield buf[k]
+
+
+def decode_pair(sample: dict, draft_short: int | None = None) -> dict:
+    """Raw sample -> {"key","src","tgt": PIL RGB (decoded),"json", depth bytes or None}; ValueError if bad.
+
+    With `draft_short`, JPEGs are decoded at a reduced DCT scale whose short side is still >= it.
+    """
+    out = {"key": sample["__key__"], "json": sample["json"]}
+    for v in ("src", "tgt"):
+        try:
+            im = Image.open(io.BytesIO(sample[f"{v}.jpg"]))
+            if draft_short is not None:
+                w, h = im.size
+                s = draft_short / min(w, h)
+                im.draft("RGB", (max(1, int(np.ceil(w * s))), max(1, int(np.ceil(h * s)))))
+            im = im.convert("RGB")
+        except Exception as e:  # PIL raises many types for broken bytes
+            raise ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {v}.jpg: {e}") from None
+        out[v] = im
+        out[f"{v}_depth"] = sample.get(f"{v}.depth.png")
+    return out
+
+
+def decoded(samples: Iterable[dict], handler: Callable[[Exception], bool], draft_short: int | None) -> Iterator[dict]:
+    """Map `decode_pair` over samples; failures go through `handler`."""
+    for s in samples:
+        try:
+            yield decode_pair(s, draft_short)
+        except ValueError as e:
+            if handler(e):
+                continue
+            raise
+
+
+def step_rng(*key: int) -> np.random.Generator:
+    """A generator seeded from a tuple of non-negative ints, e.g. (seed, rank, worker, step)."""
+    return np.random.default_rng([int(k) for k in key])
+
+
+# ----------------------------------------------------------------------------------------------------
+# the stream
+
+
+def worker_steps(first: int, steps_per_epoch: int, worker: int, num_workers: int):
+    """Global batch indices this worker yields from `first` on, grouped by epoch:
+    [(epoch, already consumed in the epoch by this worker, [its steps in the epoch >= first])...]."""
+    epoch = first // steps_per_epoch
+    while True:
+        lo, hi = epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch
+        mine = range(lo + (worker - lo) % num_workers, hi, num_workers)  # b in [lo,hi) with b % W == worker
+        done = sum(1 for b in mine if b < first) if first > lo else 0
+        yield epoch, done, [b for b in mine if b >= first]
+        epoch += 1
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """Infinite batches for one rank; in a DataLoader, worker w makes the steps b with b % W == w."""
+
+    def __init__(self, shards: ShardSet, augment: PairAugment, batch_size: int, steps_per_epoch: int,
+                 seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0, shuffle_buffer: int = 256):
+        self.shards, self.augment, self.batch_size = shards, augment, batch_size
+        self.steps_per_epoch, self.seed, self.rank, self.world = steps_per_epoch, seed, rank, world
+        self.start_step, self.shuffle_buffer = start_step, shuffle_buffer
+        self.num_workers, self.worker = 1, 0
+
+    def epoch_samples(self, epoch: int, worker: int, num_workers: int, handler, needed: int) -> Iterator[dict]:
+        """This (rank, worker)'s shuffled, well-formed raw samples of `epoch`: `needed` of them plus some slack
+        for samples that fail to decode later (shuffled as a whole when the buffer is big enough)."""
+        pairs = list(zip(self.shards.paths, self.shards.counts))
+        pairs = split_by_worker(split_by_node(pairs, self.rank, self.world), worker, num_workers)
+        urls, counts = [p for p, _ in pairs], [n for _, n in pairs]
+        src = resampled(urls, counts, step_rng(self.seed, self.rank, worker, epoch, 1))
+        samples = islice(well_formed(read_tars(src, handler), handler), needed + max(self.batch_size, needed // 8))
+        return shuffle(samples, min(self.shuffle_buffer, needed), step_rng(self.seed, self.rank, worker, epoch, 2))
+
+    def batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
+        """This worker's batches, global steps `worker, worker+W, ...` from `start_step` on."""
+        handler = CountingHandler()
+        B = self.batch_size
+        for epoch, done, steps in worker_steps(self.start_step, self.steps_per_epoch, worker, num_workers):
+            if not steps:
+                continue
+            needed = (done + len(steps)) * B  # this worker's samples in the whole epoch
+            raw = islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), done * B, None)
+            pairs = decoded(raw, handler, draft_short=self.augment.short)
+            for step in steps:
+                chunk = list(islice(pairs, B))
+                batch = self.augment([(p["src"], p["tgt"]) for p in chunk],
+                                     step_rng(self.seed, self.rank, worker, step, 3))
+                batch.update(keys=[p["key"] for p in chunk], step=step, worker=worker, bad=dict(handler.counts))
+                yield batch
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return self.batches(0, 1)
+        # the loader asks workers round-robin from id 0: id 0 must own `start_step`, so ids are rotated
+        return self.batches((info.id + self.start_step) % info.num_workers, info.num_workers)
+
+
+def make_loader(stream: PairStream, num_workers: int):
+    """A DataLoader over the stream (batches made in the workers, yielded in step order)."""
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                       prefetch_factor=4 if num_workers else None,
+                                       persistent_workers=False, in_order=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# deterministic evaluation pairs
+
+
+def _crop_K(K, w: int, h: int, rw: int, rh: int, x0: int, y0: int):
+    """K (3x3 at w x h) -> K at the (rw x rh) resize cropped at (x0, y0); pixel centres at +0.5 (COLMAP)."""
+    if K is None:
+        return None
+    K = np.array(K, dtype=np.float64).reshape(3, 3)
+    sx, sy = rw / w, rh / h
+    K2 = np.diag([sx, sy, 1.0]) @ K
+    K2[0, 2] -= x0
+    K2[1, 2] -= y0
+    return K2
+
+
+def _center_crop_view(img: Image.Image, depth: bytes | None, S: int):
+    """Resize short side to S, centre crop S x S -> (tensor (3,S,S) in [0,1], depth (S,S) metres | None,
+    (rw, rh, x0, y0))."""
+    import torch
+
+    w, h = img.size
+    r = resize_short_side(img, S)
+    rw, rh = r.size
+    x0, y0 = (rw - S) // 2, (rh - S) // 2
+    arr = np.asarray(r.crop((x0, y0, x0 + S, y0 + S)))  # (S,S,3) uint8
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)  # (3,S,S)
+    d = None
+    if depth is not None:
+        dm = Image.open(io.BytesIO(depth))
+        dm = dm.resize((rw, rh), Image.NEAREST) if dm.size != (rw, rh) else dm
+        d = np.asarray(dm.crop((x0, y0, x0 + S, y0 + S)), dtype=np.float32) / 1000.0  # (S,S) metres, 0 invalid
+    return t, d, (w, h, rw, rh, x0, y0)
+
+
+def eval_pairs(shards, img_size: int, num_pairs: int) -> list[dict]:
+    """The first `num_pairs` pairs of the shard set, in order, deterministically resized and centre-cropped.
+
+    Each: {"src","tgt": float32 (3,S,S) ImageNet-normalised, "json", "K_src","K_tgt": 3x3 at the crop or
+    None, "src_depth","tgt_depth": (S,S) float32 metres (0 = invalid) or None, "key"}.
+    """
+    s = shards if isinstance(shards, ShardSet) else resolve_shards(shards)
+    handler = CountingHandler()
+    out = []
+    raw = well_formed(read_tars(({"url": u} for u in s.paths), handler), handler)
+    for p in decoded(raw, handler, draft_short=None):
+        item = {"key": p["key"], "json": p["json"]}
+        for v, kname in (("src", "K"), ("tgt", "K_b")):
+            t, d, (w, h, rw, rh, x0, y0) = _center_crop_view(p[v], p[f"{v}_depth"], img_size)
+            item[v] = normalize(t[None])[0]
+            item[f"{v}_depth"] = d
+            item[f"K_{v}"] = _crop_K(p["json"].get(kname), w, h, rw, rh, x0, y0)
+        out.append(item)
+        if len(out) >= num_pairs:
+            break
+    if handler.counts:
+        log.warning("eval_pairs: skipped %s", dict(handler.counts))
+    return out

@@ -1,0 +1,90 @@
+"""Fixtures for the trainer tests: tiny pair shards written with webdataset.TarWriter (real JPEGs,
+pairs cut from one procedural texture so the views share content), and a tiny CroCo configuration."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# a model much smaller than 'tiny': 32 px, 8 px patches (16 patches), 32-64 wide
+MICRO = dict(img_size=32, patch_size=8, mask_ratio=0.75, enc_embed_dim=64, enc_depth=2, enc_num_heads=2,
+             dec_embed_dim=32, dec_depth=2, dec_num_heads=2, mlp_ratio=2, norm_im2_in_dec=True, pos_embed="cosine")
+
+
+def texture(rng: np.random.Generator, size: int = 160) -> np.ndarray:
+    """A smooth random colour texture (size, size, 3) uint8 with structure at several scales."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.zeros((size, size, 3))
+    for _ in range(12):
+        f = rng.uniform(1, 8, size=2)
+        ph = rng.uniform(0, 2 * np.pi)
+        col = rng.uniform(-1, 1, size=3)
+        img += np.sin(2 * np.pi * (f[0] * xx + f[1] * yy) + ph)[..., None] * col
+    img = (img - img.min()) / (np.ptp(img) + 1e-9)
+    return (img * 255).astype(np.uint8)
+
+
+def jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(arr).save(b, format="JPEG", quality=quality)
+    return b.getvalue()
+
+
+def png16(arr: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint16)).save(b, format="PNG")
+    return b.getvalue()
+
+
+def write_shards(folder: Path, n_shards: int = 2, per_shard: int = 16, size: int = 72, seed: int = 0,
+                 life: str = "toy", depth: bool = False, manifest: bool = True) -> Path:
+    """Write a shard folder: pairs-%06d.tar (+ .stats.json) and manifest.json; returns the folder."""
+    import webdataset as wds
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    entries, idx = [], 0
+    for s in range(n_shards):
+        name = f"pairs-{s:06d}.tar"
+        with wds.TarWriter(str(folder / name)) as w:
+            for _ in range(per_shard):
+                tex = texture(rng)
+                strategy = ["temporal", "spatial", "augmented"][idx % 3]
+                ya, xa = rng.integers(0, tex.shape[0] - size, size=2)
+                if strategy == "augmented":
+                    yb, xb = ya, xa
+                else:
+                    yb, xb = np.clip([ya + rng.integers(-8, 9), xa + rng.integers(-8, 9)], 0, tex.shape[0] - size)
+                K = [[size * 1.2, 0, size / 2], [0, size * 1.2, size / 2], [0, 0, 1]]
+                meta = {"life": life, "strategy": strategy, "video_a": "v0", "video_b": "v0", "frame_a": idx,
+                        "frame_b": idx + 1, "t_a": idx * 0.5, "t_b": idx * 0.5 + 0.5, "jaccard": None,
+                        "T_a": None, "T_b": None, "K": K, "K_b": K, "cam_a": None, "cam_b": None}
+                sample = {"__key__": f"{life}_{idx:09d}", "src.jpg": jpeg(tex[ya:ya + size, xa:xa + size]),
+                          "tgt.jpg": jpeg(tex[yb:yb + size, xb:xb + size]), "json": json.dumps(meta).encode()}
+                if depth:
+                    d = (1000 + 10 * np.arange(size)[None, :] + np.zeros((size, 1))).astype(np.uint16)
+                    sample["src.depth.png"] = png16(d)
+                    sample["tgt.depth.png"] = png16(d)
+                w.write(sample)
+                idx += 1
+        (folder / f"pairs-{s:06d}.stats.json").write_text(json.dumps({"samples": per_shard}))
+        entries.append({"name": name, "samples": per_shard})
+    if manifest:
+        (folder / "manifest.json").write_text(json.dumps({"slife_version": "test", "shards": entries}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> Path:
+    """Two shards of 16 pairs of 72x72 JPEGs."""
+    return write_shards(tmp_path_factory.mktemp("shards") / "toy", n_shards=2, per_shard=16)
+
+
+@pytest.fixture
+def micro():
+    return dict(MICRO)
