@@ -26,7 +26,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _life_table(s: dict):
+def _life_table(s: dict, meta_videos: dict | None = None):
     from rich.table import Table
 
     tab = Table(title=f"life {s['name']} ({s['format']})", show_header=False, title_justify="left")
@@ -40,6 +40,8 @@ def _life_table(s: dict):
     tab.add_row("frames", str(s["frames"]))
     tab.add_row("duration", f"{s['duration_s']:.2f} s")
     tab.add_row("fps", _fmt(s["fps"]))
+    for name, v in (meta_videos or {}).items():
+        tab.add_row(f"video {name}", f"{v['frames']} frames, {v['width']}x{v['height']} {v['codec']}, {_fmt(v['fps'])} fps")
     tab.add_row("valid poses", f"{s['posed_frames']} ({100 * s['pose_share']:.1f}%)")
     tab.add_row("points", f"{s['points']}" + (" (+ per-frame tracks)" if s["tracks"] else ""))
     tab.add_row("depth", f"{s['depth_frames']} frames" + (f" ({s['depth_scale']:g} units/m)" if s.get("depth_scale") else ""))
@@ -72,7 +74,10 @@ def inspect(
                                                             "(folder, aria_mps, epic_fields, scannet, tum, colmap, video)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
 ):
-    """Show what a life holds (format, videos, frames, duration, fps, poses, points, depth, dropped data)."""
+    """Show what a life holds (format, videos, frames, duration, fps, poses, points, depth, dropped data).
+
+    For a shard folder, show its manifest summary and integrity check (exit 1 if a problem is found).
+    """
     if path.is_dir() and (path / "manifest.json").is_file():
         from slife.pairmine.manifest import inspect_shards
 
@@ -81,11 +86,14 @@ def inspect(
             typer.echo(json.dumps(summary, indent=2, default=str))
         else:
             console.print(_dict_table(summary, f"shards {path}"))
+        if summary.get("ok") is False:  # integrity problems: listed above, exit 1 so scripts notice
+            raise typer.Exit(1)
         return
     from slife.lives import read_life
 
-    summary = read_life(path, format=format).summary()
+    life = read_life(path, format=format)
+    summary = life.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:
-        console.print(_life_table(summary))
+        console.print(_life_table(summary, life.meta.get("videos")))

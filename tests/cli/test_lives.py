@@ -34,3 +34,13 @@ def test_inspect_bad_input_one_line_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "x.mp4" in lines[0]
     r = CliRunner().invoke(app, ["inspect", str(tmp_path / "nothing-here")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_inspect_shard_folder(tmp_path):
+    d = tmp_path / "shards"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"slife_version": "0.1.0", "shards": []}))
+    r = CliRunner().invoke(app, ["inspect", "--json", str(d)])
+    assert r.exit_code in (0, 1), r.output
+    s = json.loads(r.stdout)
+    assert isinstance(s, dict) and s  # the summary of slife.pairmine.manifest.inspect_shards

@@ -78,3 +78,13 @@ def test_bad_videos(tmp_path):
         read_life(empty)
     with pytest.raises(SlifeError, match="no such file"):
         read_life(tmp_path / "missing.mp4")
+
+
+def test_truncated_video(tmp_path):
+    sc = make_scene(n=12)
+    write_video(tmp_path / "full.mp4", [sc.image(i) for i in range(12)])
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "cut.mp4").write_bytes(data[: len(data) // 3])
+    with pytest.raises(SlifeError, match="cut.mp4"):
+        read_life(tmp_path / "cut")
