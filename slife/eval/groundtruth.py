@@ -12,6 +12,8 @@ Entry points: `matches_from_depth`, `matches_from_homography`, `pair_ground_trut
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from slife.lives.geometry import Camera, project_points
@@ -74,7 +76,9 @@ def _patch_depth(depth: np.ndarray, grid: tuple[int, int], patch: int, min_valid
     d = np.asarray(depth, dtype=np.float64)[: h * patch, : w * patch]
     blocks = d.reshape(h, patch, w, patch).transpose(0, 2, 1, 3).reshape(h * w, patch * patch)  # (N, p*p)
     valid = (blocks > 0) & np.isfinite(blocks)
-    med = np.nanmedian(np.where(valid, blocks, np.nan), axis=1) if valid.any() else np.zeros(h * w)
+    with warnings.catch_warnings():  # all-invalid patches give NaN (then 0 below)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(valid, blocks, np.nan), axis=1) if valid.any() else np.zeros(h * w)
     ok = valid.mean(axis=1) >= min_valid
     return np.where(ok & np.isfinite(med), med, 0.0)
 

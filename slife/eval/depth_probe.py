@@ -1,0 +1,344 @@
+"""Depth probe of a frozen encoder: an attentive readout trained on top, scored with the standard depth metrics.
+
+Reads a checkpoint (DESIGN.md "Checkpoints") and a depth dataset (`datasets/`: nyu, scannet, life).
+Each image is centre-cropped to a square and resized to the model's S x S (depth and the scored region by
+nearest neighbour); the frozen encoder's patch tokens (final block after its norm, or block `layer`)
+are computed once. The readout: one cross-attention block whose queries are one learned token per output
+patch plus a fixed 2D sin-cos position, attending to the projected encoder tokens (+ the same positions),
+an MLP (both residual, pre-norm) and a linear map to the patch's p x p pixels of LOG-DEPTH (metres;
+regression, not bins), trained with an L1 loss on valid pixels, AdamW and a cosine schedule.
+Metrics (`depth_metrics`) per test image on valid pixels (0 < depth <= max_depth, inside the Eigen crop
+for NYU), prediction clamped to [min_depth, max_depth], averaged over images: delta1/2/3, AbsRel, RMSE,
+log10. Scale-aware (no median scaling); also least-squares scale-and-shift aligned per image when asked;
+and, as a control, the same metrics for a constant prediction (the mean train depth).
+Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
+Entry point: `run(cfg, checkpoints, out_dir) -> Path`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from slife.errors import SlifeError
+
+log = logging.getLogger(__name__)
+
+ENV_ROOTS = {"nyu": "SLIFE_NYU_ROOT", "scannet": "SLIFE_SCANNET_ROOT", "life": "SLIFE_LIFE_ROOT"}
+METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    dataset: str = "nyu"  # depth dataset reader: nyu, scannet or life
+    data_root: Path | None = None  # dataset folder (or the .mat for nyu)
+    layer: int = -1  # encoder block read (0-based; -1 = last, after the encoder's final norm)
+    epochs: int = 30  # readout training epochs
+    batch_size: int = 16  # images per step
+    lr: float = 1e-3  # AdamW peak learning rate (cosine to 0, 5% warmup)
+    weight_decay: float = 0.05  # AdamW weight decay
+    dim: int = 128  # readout width
+    heads: int = 4  # readout attention heads
+    depth_kind: str = "depths"  # nyu: "depths" (filled) or "rawDepths"
+    frame_step: int = 10  # scannet / life: use every n-th frame
+    max_train: int = 0  # first n training images (0 = all)
+    max_test: int = 0  # first n test images (0 = all)
+    min_depth: float = 1e-3  # metres; predictions clamped below
+    max_depth: float = 10.0  # metres; depth capped (pixels beyond are not scored, predictions clamped)
+    align: bool = True  # also report least-squares scale-and-shift aligned metrics
+    num_examples: int = 4  # test images drawn in probe_examples.png
+    seed: int = 0  # readout initialisation and batch order
+
+    def __post_init__(self):
+        if self.dataset not in ENV_ROOTS:
+            raise ValueError(f"dataset must be one of {tuple(ENV_ROOTS)}, got {self.dataset!r}")
+        if self.depth_kind not in ("depths", "rawDepths"):
+            raise ValueError(f"depth_kind must be 'depths' or 'rawDepths', got {self.depth_kind!r}")
+        for name in ("epochs", "batch_size", "dim", "heads", "frame_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % 4 or self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by 4 and by heads ({self.heads})")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.max_train < 0 or self.max_test < 0:
+            raise ValueError("lr must be > 0; weight_decay, max_train, max_test >= 0")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metrics (pure functions)
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, min_depth: float = 1e-3,
+                  max_depth: float = 10.0) -> dict | None:
+    """Metrics of one image on pixels with min_depth < gt <= max_depth (and in `mask`); pred clamped to
+    [min_depth, max_depth]. None if no pixel is valid."""
+    gt = np.asarray(gt, dtype=np.float64)
+    valid = (gt > min_depth) & (gt <= max_depth) & np.isfinite(gt)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    if not valid.any():
+        return None
+    g = gt[valid]
+    p = np.clip(np.asarray(pred, dtype=np.float64)[valid], min_depth, max_depth)
+    ratio = np.maximum(p / g, g / p)
+    return {
+        "delta1": float((ratio < 1.25).mean()), "delta2": float((ratio < 1.25 ** 2).mean()),
+        "delta3": float((ratio < 1.25 ** 3).mean()), "abs_rel": float((np.abs(p - g) / g).mean()),
+        "rmse": float(np.sqrt(((p - g) ** 2).mean())), "log10": float(np.abs(np.log10(p) - np.log10(g)).mean()),
+    }
+
+
+def align_scale_shift(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """pred * s + t with (s, t) minimising the squared error to gt on `valid` pixels."""
+    p = np.asarray(pred, dtype=np.float64)[valid]
+    g = np.asarray(gt, dtype=np.float64)[valid]
+    if len(p) < 2:
+        return np.asarray(pred, dtype=np.float64)
+    A = np.stack([p, np.ones_like(p)], axis=1)  # (n, 2)
+    (s, t), *_ = np.linalg.lstsq(A, g, rcond=None)
+    return np.asarray(pred, dtype=np.float64) * s + t
+
+
+def mean_metrics(rows: Iterable[dict | None]) -> dict:
+    """Average of per-image metrics over images with valid pixels (+ "images")."""
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        return {**{k: None for k in METRIC_NAMES}, "images": 0}
+    return {**{k: float(np.mean([r[k] for r in rows])) for k in METRIC_NAMES}, "images": len(rows)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the readout
+
+class AttentiveReadout(nn.Module):
+    """Encoder tokens (B, N_in, D_enc) -> log-depth (B, 1, h*p, w*p): one learned query per output patch."""
+
+    def __init__(self, enc_dim: int, grid: tuple[int, int], patch: int, dim: int = 128, heads: int = 4,
+                 mlp_ratio: int = 4):
+        from slife.train.pos_embed import sincos_2d
+
+        super().__init__()
+        self.grid, self.patch = tuple(grid), int(patch)
+        n = grid[0] * grid[1]
+        self.queries = nn.Parameter(torch.randn(1, n, dim) * 0.02)  # (1, N_out, dim) one token per output patch
+        self.register_buffer("pos", sincos_2d(dim, grid)[None], persistent=False)  # (1, N, dim) fixed positions
+        self.proj = nn.Linear(enc_dim, dim)
+        self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+        self.norm_out = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, patch * patch)  # the patch's pixels of log-depth
+        nn.init.zeros_(self.head.weight)
+        nn.init.constant_(self.head.bias, math.log(2.0))  # start at 2 m
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        B = tokens.shape[0]
+        kv = self.norm_kv(self.proj(tokens) + self.pos)  # (B, N_in, dim)
+        q = self.queries.expand(B, -1, -1) + self.pos  # (B, N_out, dim)
+        x = q + self.attn(self.norm_q(q), kv, kv, need_weights=False)[0]  # (B, N_out, dim)
+        x = x + self.mlp(self.norm_mlp(x))  # (B, N_out, dim)
+        out = self.head(self.norm_out(x))  # (B, N_out, p*p)
+        h, w = self.grid
+        p = self.patch
+        return out.view(B, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(B, 1, h * p, w * p)  # (B, 1, H, W)
+
+
+def log_l1_loss(log_pred: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean |log pred - log depth| over valid pixels; log_pred, depth, valid (B, 1, H, W)."""
+    diff = (log_pred - torch.log(depth.clamp_min(1e-6))).abs()
+    return (diff * valid).sum() / valid.sum().clamp_min(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data preparation
+
+def prepare(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray | None, S: int):
+    """Centre square crop, resize -> (image (3, S, S) ImageNet-normalised, depth (S, S) float32, mask (S, S) bool)."""
+    from PIL import Image
+
+    from slife.train.augment import normalize
+
+    H, W = depth.shape
+    if rgb.shape[:2] != (H, W):
+        raise SlifeError(f"image {rgb.shape[:2]} and depth {(H, W)} sizes differ")
+    s = min(H, W)
+    y0, x0 = (H - s) // 2, (W - s) // 2
+    rgb_c = rgb[y0:y0 + s, x0:x0 + s]
+    t = torch.from_numpy(np.array(rgb_c, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)[None]  # (1, 3, s, s)
+    t = F.interpolate(t, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+    d = np.asarray(Image.fromarray(np.ascontiguousarray(depth[y0:y0 + s, x0:x0 + s], dtype=np.float32))
+                   .resize((S, S), Image.NEAREST))  # (S, S)
+    m = np.ones((S, S), bool) if mask is None else np.asarray(
+        Image.fromarray(np.ascontiguousarray(mask[y0:y0 + s, x0:x0 + s]).astype(np.uint8) * 255)
+        .resize((S, S), Image.NEAREST)) > 0
+    return normalize(t)[0], d, m
+
+
+def encode_split(model, samples, S: int, layer: int | None, batch_size: int = 32,
+                 progress: Callable[..., None] | None = None) -> dict:
+    """Frozen features of a split: {"tokens" (n, N, D) float16, "depth" (n, S, S), "mask" (n, S, S), "rgb" list}."""
+    toks, depths, masks, rgbs, names = [], [], [], [], []
+    buf = []
+
+    def flush():
+        with torch.inference_mode():
+            x = torch.stack(buf)  # (B, 3, S, S)
+            f = model.encode_image(x) if layer is None else model.encode_image(x, layer=layer)
+            toks.append(f.to(torch.float16))
+        buf.clear()
+
+    for smp in samples:
+        img, d, m = prepare(smp.rgb, smp.depth, smp.eval_mask, S)
+        buf.append(img)
+        depths.append(d)
+        masks.append(m)
+        names.append(smp.name)
+        if len(rgbs) < 16:
+            from slife.train.augment import denormalize
+
+            rgbs.append((denormalize(img[None])[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8))
+        if len(buf) >= batch_size:
+            flush()
+        if progress:
+            progress(1)
+    if buf:
+        flush()
+    if not depths:
+        return {"tokens": None, "depth": np.zeros((0, S, S), np.float32), "mask": np.zeros((0, S, S), bool),
+                "rgb": [], "names": []}
+    return {"tokens": torch.cat(toks), "depth": np.stack(depths), "mask": np.stack(masks), "rgb": rgbs, "names": names}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# entry point
+
+def train_readout(readout: AttentiveReadout, tokens: torch.Tensor, depth: np.ndarray, mask: np.ndarray,
+                  cfg: ProbeConfig, progress: Callable[..., None] | None = None) -> list[float]:
+    """Fit the readout (AdamW, warmup + cosine) on frozen tokens; returns the mean loss of each epoch."""
+    from slife.train.optim import lr_at, make_optimizer, set_lr
+
+    n = len(tokens)
+    d = torch.from_numpy(depth)[:, None]  # (n, 1, S, S)
+    valid = torch.from_numpy(mask)[:, None] & (d > cfg.min_depth) & (d <= cfg.max_depth)  # (n, 1, S, S)
+    opt = make_optimizer(readout, cfg.lr, cfg.weight_decay, betas=(0.9, 0.999))
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warm = max(1, total // 20)
+    g = torch.Generator().manual_seed(cfg.seed)
+    losses, step = [], 0
+    readout.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=g)
+        tot = 0.0
+        for b in range(steps_per_epoch):
+            ix = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            set_lr(opt, lr_at(step, cfg.lr, warm, total))
+            loss = log_l1_loss(readout(tokens[ix].float()), d[ix], valid[ix].float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(ix)
+            step += 1
+            if progress:
+                progress(1)
+        losses.append(tot / n)
+    readout.eval()
+    return losses
+
+
+def predict(readout: AttentiveReadout, tokens: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """(n, S, S) float32 metric depth predictions."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(tokens), batch_size):
+            out.append(readout(tokens[i:i + batch_size].float()).exp()[:, 0].numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: Callable[..., None] | None = None,
+        model=None, croco_kwargs: dict | None = None) -> Path:
+    """Train and score the depth probe on the first checkpoint's frozen encoder; write probe.json/.png/.pt.
+
+    `model` and `croco_kwargs` may be given instead of a checkpoint (tests)."""
+    from slife.eval.cas import atomic_write_text
+    from slife.eval.datasets import depth_reader
+    from slife.eval.models import croco_kwargs_of, image_grid, load_one
+    from slife.eval.plots import plot_depth_examples
+    from slife.train.checkpoint import save_checkpoint
+
+    if cfg.data_root is None:
+        raise SlifeError(f"probe: no dataset folder given (--data-root or ${ENV_ROOTS[cfg.dataset]})")
+    if model is None:
+        if not checkpoints:
+            raise SlifeError("probe: give a checkpoint")
+        model, ckpt = load_one(checkpoints[0])
+        croco_kwargs = croco_kwargs_of(ckpt)
+    model.eval()
+    S, patch, side = image_grid(croco_kwargs)
+    enc_depth = int(croco_kwargs.get("enc_depth", 12))
+    if not -enc_depth <= cfg.layer < enc_depth:
+        raise SlifeError(f"probe: layer {cfg.layer} outside the encoder's {enc_depth} blocks")
+    layer = None if cfg.layer in (-1, enc_depth - 1) else cfg.layer
+    reader = depth_reader(cfg.dataset)
+    opts = {"depth_kind": cfg.depth_kind, "frame_step": cfg.frame_step}
+    desc = reader.describe(cfg.data_root, **opts)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    t0 = time.perf_counter()
+    tr = encode_split(model, reader.iterate(cfg.data_root, "train", cfg.max_train, **opts), S, layer, progress=progress)
+    te = encode_split(model, reader.iterate(cfg.data_root, "test", cfg.max_test, **opts), S, layer, progress=progress)
+    t_encode = time.perf_counter() - t0
+    if tr["tokens"] is None or te["tokens"] is None:
+        raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images; need both")
+    readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
+    if progress:
+        progress(0, total=len(tr["names"]) + len(te["names"]) + cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
+    t1 = time.perf_counter()
+    losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], cfg, progress)
+    t_train = time.perf_counter() - t1
+    pred = predict(readout, te["tokens"])  # (n, S, S)
+
+    rows, rows_al, rows_base = [], [], []
+    train_valid = (tr["depth"] > cfg.min_depth) & (tr["depth"] <= cfg.max_depth) & tr["mask"]
+    mean_depth = float(tr["depth"][train_valid].mean()) if train_valid.any() else 1.0
+    for p, g, m in zip(pred, te["depth"], te["mask"]):
+        rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
+        rows_base.append(depth_metrics(np.full_like(g, mean_depth), g, m, cfg.min_depth, cfg.max_depth))
+        if cfg.align:
+            valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
+            rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
+    rep = {
+        "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,
+        "layer": "last" if layer is None else layer, "target": "log-depth regression (metres), L1 loss",
+        "resolution": [S, S], "crop": "centre square, resized to the model size; depth nearest",
+        "eigen_crop": cfg.dataset == "nyu", "num_train": len(tr["names"]), "num_test": len(te["names"]),
+        "metrics": mean_metrics(rows), "metrics_aligned": mean_metrics(rows_al) if cfg.align else None,
+        "baseline_mean_depth": {**mean_metrics(rows_base), "depth_m": mean_depth},
+        "train_loss": losses, "seconds": {"encode": t_encode, "train": t_train,
+                                          "per_epoch": t_train / cfg.epochs},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    }
+    path = out_dir / "probe.json"
+    atomic_write_text(path, json.dumps(rep, indent=2))
+    save_checkpoint(out_dir / "probe_readout.pt", {
+        "readout": readout.state_dict(), "enc_dim": int(tr["tokens"].shape[-1]), "grid": [side, side],
+        "patch": patch, "dim": cfg.dim, "heads": cfg.heads, "layer": -1 if layer is None else layer,
+        "config": rep["config"], "encoder_checkpoint": rep["checkpoint"] or ""})
+    k = min(cfg.num_examples, len(te["rgb"]))
+    plot_depth_examples(te["rgb"][:k], list(pred[:k]), list(te["depth"][:k]), out_dir / "probe_examples.png",
+                        cfg.max_depth, f"{cfg.dataset}: predicted vs true depth (test images)")
+    log.info("wrote %s", path)
+    return path

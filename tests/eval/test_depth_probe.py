@@ -1,0 +1,138 @@
+import json
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from typer.testing import CliRunner
+
+from slife.cli import app
+from slife.errors import SlifeError
+from slife.eval.datasets import nyu, scannet
+from slife.eval.depth_probe import AttentiveReadout, ProbeConfig, align_scale_shift, depth_metrics, mean_metrics
+
+from .models import tiny_checkpoint
+
+
+def write_nyu(root: Path, n: int = 10, H: int = 48, W: int = 64, train=(1, 3, 5, 7, 9, 10), test=(2, 4, 6, 8)) -> Path:
+    """A tiny nyu_depth_v2_labeled.mat (HDF5, MATLAB v7.3 axes) + splits.mat (MATLAB v5), official names."""
+    root.mkdir(parents=True, exist_ok=True)
+    rgb = np.zeros((n, H, W, 3), np.uint8)
+    depth = np.zeros((n, H, W), np.float32)
+    yy, xx = np.mgrid[0:H, 0:W]
+    for i in range(n):
+        rgb[i, ..., 0] = (xx * 3 + i) % 256
+        rgb[i, ..., 1] = (yy * 5) % 256
+        rgb[i, ..., 2] = i * 20
+        depth[i] = 1.0 + 0.1 * i + yy / H * 3.0  # 1..4.9 m, a floor-like ramp
+    with h5py.File(root / "nyu_depth_v2_labeled.mat", "w") as f:
+        f["images"] = rgb.transpose(0, 3, 2, 1)  # (N, 3, W, H) as MATLAB v7.3 stores (H, W, 3, N)
+        f["depths"] = depth.transpose(0, 2, 1)  # (N, W, H)
+        raw = depth.copy()
+        raw[:, :4] = 0
+        f["rawDepths"] = raw.transpose(0, 2, 1)
+    scipy.io.savemat(root / "splits.mat", {"trainNdxs": np.array(train, float)[:, None],
+                                           "testNdxs": np.array(test, float)[:, None]})
+    return root
+
+
+def test_depth_metrics_by_hand():
+    gt = np.array([[1.0, 2.0], [4.0, 0.0], [12.0, 5.0]])
+    pred = np.array([[1.0, 2.6], [2.0, 5.0], [3.0, 20.0]])  # 20 is clamped to 10; gt 0 and 12 are not scored
+    m = depth_metrics(pred, gt)
+    # scored: (1,1) (2.6,2) (2,4) (10,5): ratios 1, 1.3, 2, 2
+    assert m["delta1"] == 0.25 and m["delta2"] == 0.5 and m["delta3"] == 0.5
+    assert m["abs_rel"] == pytest.approx((0 + 0.3 + 0.5 + 1.0) / 4)
+    assert m["rmse"] == pytest.approx(math.sqrt((0 + 0.36 + 4 + 25) / 4))
+    assert m["log10"] == pytest.approx((0 + math.log10(1.3) + 2 * math.log10(2)) / 4)
+    mask = np.array([[True, False], [False, False], [False, False]])
+    assert depth_metrics(pred, gt, mask)["abs_rel"] == 0.0
+    assert depth_metrics(pred, np.zeros_like(gt)) is None
+    g = np.array([1.0, 2.0, 3.0])
+    assert depth_metrics(align_scale_shift(0.5 * g - 0.2, g, np.ones(3, bool)), g)["abs_rel"] == pytest.approx(0, abs=1e-9)
+    mm = mean_metrics([{"delta1": 1, "delta2": 1, "delta3": 1, "abs_rel": 0.2, "rmse": 1, "log10": 0.1}, None,
+                       {"delta1": 0, "delta2": 1, "delta3": 1, "abs_rel": 0.4, "rmse": 3, "log10": 0.3}])
+    assert mm["images"] == 2 and mm["abs_rel"] == pytest.approx(0.3) and mm["rmse"] == 2
+
+
+def test_readout_shapes():
+    r = AttentiveReadout(48, (4, 4), 8, dim=32, heads=4)
+    out = r(torch.randn(3, 16, 48))
+    assert out.shape == (3, 1, 32, 32)
+    assert torch.allclose(out, torch.full_like(out, math.log(2.0)))  # head starts at 2 m
+
+
+def test_nyu_reader_official_layout(tmp_path):
+    root = write_nyu(tmp_path / "nyu")
+    test = list(nyu.iterate(root, "test"))
+    assert [s.name for s in test] == ["2", "4", "6", "8"]
+    s = test[1]  # image 4 (1-based) = index 3
+    assert s.rgb.shape == (48, 64, 3) and s.depth.shape == (48, 64)
+    assert s.rgb[10, 20].tolist() == [(20 * 3 + 3) % 256, 50, 60]
+    assert s.depth[0, 0] == pytest.approx(1.3) and s.depth[24, 5] == pytest.approx(1.3 + 1.5)
+    assert s.eval_mask.shape == (48, 64) and s.eval_mask.sum() < 48 * 64
+    assert len(list(nyu.iterate(root, "train", limit=2))) == 2
+    raw = next(nyu.iterate(root, "train", depth_kind="rawDepths"))
+    assert (raw.depth[:4] == 0).all() and raw.depth[5, 5] > 0
+    d = nyu.describe(root)
+    assert d["train"] == 6 and d["test"] == 4 and d["size"] == [64, 48]
+
+
+def test_nyu_bad_files(tmp_path):
+    with pytest.raises(SlifeError, match="nyu_depth_v2_labeled.mat"):
+        nyu.describe(tmp_path)
+    root = write_nyu(tmp_path / "a")
+    with h5py.File(root / "nyu_depth_v2_labeled.mat", "a") as f:
+        del f["depths"]
+    with pytest.raises(SlifeError, match=r"no 'depths' dataset"):
+        list(nyu.iterate(root, "test"))
+    scipy.io.savemat(root / "splits.mat", {"train": np.ones((2, 1))})
+    with pytest.raises(SlifeError, match="splits.mat: no trainNdxs / testNdxs"):
+        list(nyu.iterate(root, "test", depth_kind="rawDepths"))
+    (root / "nyu_depth_v2_labeled.mat").write_bytes(b"MATLAB 5.0 MAT-file, not v7.3")
+    write_nyu(tmp_path / "b")
+    (tmp_path / "b" / "nyu_depth_v2_labeled.mat").write_bytes(b"MATLAB 5.0 MAT-file")
+    with pytest.raises(SlifeError, match="not an HDF5"):
+        nyu.describe(tmp_path / "b")
+
+
+def test_scannet_reader_layout(tmp_path):
+    from PIL import Image
+
+    for scene in ("scene0000_00", "scene0001_00"):
+        (tmp_path / scene / "color").mkdir(parents=True)
+        (tmp_path / scene / "depth").mkdir()
+        (tmp_path / scene / "intrinsic").mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(tmp_path / scene / "color" / f"{i}.jpg")
+            Image.fromarray(np.full((15, 20), 1500 + i, np.uint16)).save(tmp_path / scene / "depth" / f"{i}.png")
+    with pytest.raises(SlifeError, match="scannetv2_train.txt"):
+        list(scannet.iterate(tmp_path, "train"))
+    (tmp_path / "scannetv2_train.txt").write_text("scene0000_00\n")
+    (tmp_path / "scannetv2_val.txt").write_text("scene0001_00\n")
+    s = list(scannet.iterate(tmp_path, "test", frame_step=2))
+    assert [x.name for x in s] == ["scene0001_00/0", "scene0001_00/2"]
+    assert s[1].rgb.shape == (15, 20, 3) and s[1].depth[0, 0] == pytest.approx(1.502)
+    assert scannet.detect(tmp_path)
+
+
+def test_cli_probe_end_to_end(tmp_path):
+    root = write_nyu(tmp_path / "nyu")
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(out), "--epochs", "3",
+                                 "--batch-size", "4"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "probe.json").read_text())
+    assert rep["num_train"] == 6 and rep["num_test"] == 4 and rep["layer"] == "last"
+    assert 0 <= rep["metrics"]["delta1"] <= 1 and math.isfinite(rep["metrics"]["abs_rel"])
+    assert len(rep["train_loss"]) == 3
+    assert (out / "probe_examples.png").stat().st_size > 1000
+    sd = torch.load(out / "probe_readout.pt", weights_only=True)
+    assert "readout" in sd and sd["grid"] == [4, 4]
+    assert "scale-aware" in r.output
+    r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(tmp_path), "--out", str(out)])
+    assert r.exit_code == 2 and "nyu_depth_v2_labeled.mat" in r.output
