@@ -136,3 +136,18 @@ def test_cli_probe_end_to_end(tmp_path):
     assert "scale-aware" in r.output
     r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(tmp_path), "--out", str(out)])
     assert r.exit_code == 2 and "nyu_depth_v2_labeled.mat" in r.output
+
+
+def test_life_reader_on_a_synthetic_life(tiny_life, tmp_path):
+    from slife.eval.datasets import life
+
+    tr = list(life.iterate(tiny_life, "train"))
+    te = list(life.iterate(tiny_life, "test"))
+    d = life.describe(tiny_life)
+    assert len(tr) == d["train"] and len(te) == d["test"] and d["test"] == round(0.2 * (d["train"] + d["test"]))
+    s = te[0]
+    assert s.rgb.shape == (48, 64, 3) and s.depth.shape == (48, 64)
+    assert 0.1 < np.median(s.depth[s.depth > 0]) < 20
+    assert {x.name for x in tr}.isdisjoint({x.name for x in te})
+    with pytest.raises(SlifeError, match="depth/"):
+        life.describe(tmp_path)
