@@ -38,13 +38,14 @@ class Renderer:
         v, u = np.mgrid[0:H, 0:W].astype(np.float64)  # (H, W) pixel indices
         self.dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)  # (HW, 3)
         self.fx = fx
-        self.texel_density = np.linalg.norm(scene.tri_uv[:, :, :3], axis=2).mean(1)  # (F,) texels per metre
+        self._inv_dir_norm = (1.0 / np.linalg.norm(self.dirs_cam, axis=1)).astype(np.float32)  # (HW,)
+        self.texel_density = np.linalg.norm(scene.tri_uv[:, :, :3], axis=2).mean(1).astype(np.float32)  # (F,) texels/m
         self.timing = {"cast": 0.0, "shade": 0.0}
 
     # ---------------------------------------------------------------- ray casting
     def cast(self, T_world_cam: np.ndarray) -> dict:
         """Cast every pixel's ray -> {"depth" (H, W) float32 z (inf = miss), "tri" (HW,) int64 (-1 = miss),
-        "points" (HW, 3) float64 world hits, "dirs" (HW, 3) world ray directions (z-unit in the camera)}."""
+        "points" (HW, 3) float64 world hits, "dirs" (HW, 3) float32 world ray directions (z-unit in the camera)}."""
         T = np.asarray(T_world_cam, np.float64)
         d = self.dirs_cam @ T[:3, :3].T  # (HW, 3)
         o = np.broadcast_to(T[:3, 3], d.shape)
@@ -56,55 +57,64 @@ class Renderer:
         tri[~hit] = -1
         pts = o + d * np.where(hit, t, 0.0)[:, None]
         H, W = self.camera.height, self.camera.width
-        return {"depth": t.reshape(H, W).astype(np.float32), "tri": tri, "points": pts, "dirs": d}
+        return {"depth": t.reshape(H, W).astype(np.float32), "tri": tri, "points": pts, "dirs": rays[:, 3:]}
 
     # ---------------------------------------------------------------- shading
+    def _pack_textures(self):
+        """All mip levels of all materials in one flat (sum_l M * S_l^2, 3) float32 array + offsets."""
+        sc = self.scene
+        self._flat = np.concatenate([t.reshape(-1, 3) for t in sc.textures]).astype(np.float32)
+        sizes = np.array([t.shape[1] for t in sc.textures], np.int64)  # (L,) S_l
+        counts = np.array([t.shape[0] * t.shape[1] * t.shape[2] for t in sc.textures], np.int64)
+        self._level_size = sizes
+        self._level_offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
     def sample_albedo(self, points: np.ndarray, tri: np.ndarray, footprint: np.ndarray) -> np.ndarray:
         """Bilinear, mip-mapped texture colour (N, 3) float32 of surface points on triangles `tri`.
 
         `footprint` (N,) is the surface length one pixel covers (metres); it picks the mip level."""
         sc = self.scene
-        A = sc.tri_uv[tri]  # (N, 2, 4)
-        uv = np.einsum("nij,nj->ni", A[:, :, :3], points) + A[:, :, 3]  # (N, 2) texels at level 0
-        mat = sc.tri_material[tri].astype(np.int64)
-        texels = footprint * self.texel_density[tri]
+        if not hasattr(self, "_flat"):
+            self._pack_textures()
+        p = np.asarray(points, np.float32)
+        A = sc.tri_uv[tri]  # (N, 2, 4) float32
+        u = A[:, 0, 0] * p[:, 0] + A[:, 0, 1] * p[:, 1] + A[:, 0, 2] * p[:, 2] + A[:, 0, 3]  # (N,) texels, level 0
+        v = A[:, 1, 0] * p[:, 0] + A[:, 1, 1] * p[:, 1] + A[:, 1, 2] * p[:, 2] + A[:, 1, 3]
+        texels = np.asarray(footprint, np.float32) * self.texel_density[tri]
         level = np.clip(np.floor(np.log2(np.maximum(texels, 1.0))), 0, len(sc.textures) - 1).astype(np.int64)
-        out = np.empty((len(tri), 3), np.float32)
-        for lv, tex in enumerate(sc.textures):
-            sel = np.flatnonzero(level == lv)
-            if len(sel) == 0:
-                continue
-            M, S = tex.shape[0], tex.shape[1]
-            flat = tex.reshape(M * S * S, 3)
-            q = uv[sel] / (2**lv) - 0.5  # texel-centre coordinates
-            q0 = np.floor(q)
-            f = (q - q0).astype(np.float32)  # (n, 2) bilinear weights
-            x0 = q0[:, 0].astype(np.int64) % S
-            y0 = q0[:, 1].astype(np.int64) % S
-            x1, y1 = (x0 + 1) % S, (y0 + 1) % S
-            base = mat[sel] * (S * S)
-            c = (flat[base + y0 * S + x0] * ((1 - f[:, 0]) * (1 - f[:, 1]))[:, None]
-                 + flat[base + y0 * S + x1] * (f[:, 0] * (1 - f[:, 1]))[:, None]
-                 + flat[base + y1 * S + x0] * ((1 - f[:, 0]) * f[:, 1])[:, None]
-                 + flat[base + y1 * S + x1] * (f[:, 0] * f[:, 1])[:, None])
-            out[sel] = c
-        return out
+        S = self._level_size[level]  # (N,) texture side at each point's level (a power of two)
+        mask = S - 1
+        scale = np.float32(1.0) / (1 << level).astype(np.float32)
+        qu, qv = u * scale - 0.5, v * scale - 0.5  # texel-centre coordinates
+        fu, fv = np.floor(qu), np.floor(qv)
+        wu, wv = (qu - fu)[:, None], (qv - fv)[:, None]  # (N, 1) bilinear weights
+        x0 = fu.astype(np.int64) & mask  # wrap (S is a power of two)
+        y0 = fv.astype(np.int64) & mask
+        x1, y1 = (x0 + 1) & mask, (y0 + 1) & mask
+        base = self._level_offset[level] + sc.tri_material[tri] * S * S
+        r0, r1 = base + y0 * S, base + y1 * S
+        f = self._flat
+        top = f[r0 + x0] * (1 - wu) + f[r0 + x1] * wu
+        bot = f[r1 + x0] * (1 - wu) + f[r1 + x1] * wu
+        return top * (1 - wv) + bot * wv
 
     def lighting(self, points: np.ndarray, normals: np.ndarray, light_scale: np.ndarray | None = None) -> np.ndarray:
         """Irradiance (N,) float32: hemispheric ambient + Lambert point lights with falloff (+ shadows)."""
         sc = self.scene
         power = sc.light_power if light_scale is None else sc.light_power * light_scale
-        I = sc.ambient * (0.8 + 0.2 * normals[:, 2])  # (N,) sky-ish ambient: up-facing a bit brighter
-        for L, pw in zip(sc.lights, power):
-            to_l = L - points  # (N, 3)
-            dist = np.linalg.norm(to_l, axis=1)
-            cos = np.einsum("ij,ij->i", normals, to_l) / np.maximum(dist, 1e-6)
-            contrib = pw * np.clip(cos, 0, None) * (9.0 / (dist**2 + 9.0))
+        p = np.asarray(points, np.float32)
+        n = np.asarray(normals, np.float32)
+        I = np.float32(sc.ambient) * (0.8 + 0.2 * n[:, 2])  # (N,) sky-ish ambient: up-facing a bit brighter
+        for L, pw in zip(sc.lights.astype(np.float32), power):
+            to_l = L - p  # (N, 3)
+            d2 = (to_l * to_l).sum(1)
+            cos = (n * to_l).sum(1) / np.sqrt(np.maximum(d2, 1e-12))
+            contrib = np.float32(pw) * np.clip(cos, 0, None) * (9.0 / (d2 + 9.0))
             if self.shadows:
                 lit = np.flatnonzero(contrib > 1e-3)
                 if len(lit):
-                    o = points[lit] + normals[lit] * 2e-3
-                    rays = np.concatenate([o, L - o], 1).astype(np.float32)  # (n, 6), t = 1 at the light
+                    o = p[lit] + n[lit] * np.float32(2e-3)
+                    rays = np.concatenate([o, L - o], 1)  # (n, 6) float32, t = 1 at the light
                     occ = self.rc.test_occlusions(self.o3d.core.Tensor(rays), tnear=0.0, tfar=0.999).numpy()
                     contrib[lit[occ]] *= 0.25  # soft-ish: a shadow keeps a quarter of the light
             I = I + contrib
@@ -113,23 +123,25 @@ class Renderer:
     def surface_colors(self, points: np.ndarray, tri: np.ndarray, footprint: float | np.ndarray = 0.01,
                        light_scale: np.ndarray | None = None) -> np.ndarray:
         """Shaded colour (N, 3) float32 in [0, 1] of surface points on triangles `tri` (as every view sees it)."""
-        fp = np.broadcast_to(np.asarray(footprint, np.float64), (len(tri),))
+        fp = np.broadcast_to(np.asarray(footprint, np.float32), (len(tri),))
         alb = self.sample_albedo(points, tri, fp)
-        n = self.scene.tri_normal[tri].astype(np.float64)
-        return np.clip(alb * self.lighting(points, n, light_scale)[:, None] * 1.1, 0.0, 1.0)
+        n = self.scene.tri_normal[tri]
+        return np.clip(alb * (self.lighting(points, n, light_scale) * np.float32(1.1))[:, None], 0.0, 1.0)
 
     def shade(self, hits: dict, light_scale: np.ndarray | None = None) -> np.ndarray:
         """RGB uint8 (H, W, 3) for the hits of `cast` (black where nothing is hit)."""
         tri = hits["tri"]
         ok = np.flatnonzero(tri >= 0)
+        if len(ok) == len(tri):
+            ok = slice(None)  # every ray hit (closed rooms): no gathers needed
         rgb = np.zeros((len(tri), 3), np.float32)  # (HW, 3)
-        if len(ok):
+        if len(tri[ok]):
             t = tri[ok]
-            z = hits["depth"].reshape(-1)[ok].astype(np.float64)
+            z = hits["depth"].reshape(-1)[ok]
             d = hits["dirs"][ok]
-            n = self.scene.tri_normal[t].astype(np.float64)
-            cos = np.abs(np.einsum("ij,ij->i", n, d)) / np.linalg.norm(d, axis=1)
-            footprint = z / self.fx / np.maximum(cos, 0.25)  # metres of surface per pixel
+            n = self.scene.tri_normal[t]
+            cos = np.abs((n * d).sum(1)) * self._inv_dir_norm[ok]
+            footprint = z * np.float32(1.0 / self.fx) / np.maximum(cos, np.float32(0.25))  # surface metres per pixel
             rgb[ok] = self.surface_colors(hits["points"][ok], t, footprint, light_scale)
         H, W = self.camera.height, self.camera.width
         return (rgb.reshape(H, W, 3) * 255.0 + 0.5).astype(np.uint8)

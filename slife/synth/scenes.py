@@ -119,7 +119,10 @@ class _Builder:
         centre = np.asarray(centre, np.float64)
         mats = [mats] * 6 if np.isscalar(mats) else list(mats)
         down = np.array([0.0, 0.0, -1.0])
+        on_floor = not inward and centre[2] - h[2] < 1e-3
         for f, (k, sign) in enumerate([(0, 1), (0, -1), (1, 1), (1, -1), (2, 1), (2, -1)]):
+            if on_floor and f == 5:
+                continue  # a bottom face lying on the floor is never seen: leave it out
             n = ax[k] * sign
             a, b_ = [j for j in range(3) if j != k]
             fc = centre + n * h[k]
@@ -354,13 +357,13 @@ class Recipe:
 
 
 SCENES: dict[str, Recipe] = {
-    "kitchen": Recipe(((4.5, 6.0), (3.5, 5.0), (2.5, 2.8)), ("counter", "counter", "fridge", "shelf", "cabinet"),
+    "kitchen": Recipe(((5.0, 6.5), (4.0, 5.5), (2.5, 2.8)), ("counter", "counter", "fridge", "shelf", "cabinet"),
                       ("table",), ("tiles", "noise", "brick"), ("tiles", "checker")),
     "living_room": Recipe(((5.0, 7.0), (4.0, 5.5), (2.5, 3.0)), ("sofa", "shelf", "cabinet", "plant", "shelf"),
                           ("coffee_table",), ("noise", "brick", "plaid"), ("wood", "plaid")),
     "office": Recipe(((5.0, 7.5), (4.0, 6.0), (2.6, 3.0)), ("desk", "desk", "shelf", "cabinet", "plant", "shelf"),
                      ("desk",), ("noise", "spots"), ("spots", "tiles", "checker"), posters=(2, 5), lights=3),
-    "bedroom": Recipe(((3.8, 5.0), (3.5, 4.5), (2.4, 2.7)), ("bed", "wardrobe", "desk", "cabinet"),
+    "bedroom": Recipe(((4.5, 5.5), (4.0, 5.0), (2.4, 2.7)), ("bed", "wardrobe", "desk", "cabinet"),
                       (), ("noise", "plaid", "spots"), ("wood", "plaid")),
     "workshop": Recipe(((6.0, 8.0), (5.0, 7.0), (3.0, 3.6)), ("counter", "shelf", "shelf", "cabinet", "counter"),
                        ("table", "pedestal"), ("brick", "checker"), ("spots", "checker"), lights=3),
@@ -456,7 +459,7 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
     door_x = None
     if rec.partition:  # a wall across x at about the middle with a doorway
         px = Lx * rng.uniform(0.45, 0.55)
-        dw, dy = 1.0, rng.uniform(1.0, Ly - 2.0)
+        dw, dy = 1.3, rng.uniform(1.0, Ly - 2.3)
         part = _pick(rng, mats, "wall")
         for y_a, y_b in ((0.0, dy), (dy + dw, Ly)):
             b.box((px, (y_a + y_b) / 2, H / 2), (0.12, y_b - y_a, H), 0.0, part, obstacle=True)

@@ -74,7 +74,7 @@ def _checker_tex(size, rng):
     chk = ((np.floor(x * n) + np.floor(y * n)) % 2).astype(np.float32)
     c1, c2 = random_color(rng), random_color(rng)
     img = _mix(c1, c2, chk)
-    return img * (0.75 + 0.25 * fbm(size, rng, base=8, octaves=4))[..., None]
+    return img * (0.7 + 0.3 * fbm(size, rng, base=16, octaves=4))[..., None]
 
 
 def _cell_jitter(rng, n_rows, n_cols, amount):
@@ -229,7 +229,7 @@ def make_texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         raise ValueError(f"unknown texture kind {kind!r}; known: {sorted(TEXTURE_KINDS)}")
     img = np.asarray(TEXTURE_KINDS[kind](size, rng), dtype=np.float32)
     grain = periodic_noise(size, max(4, size // 4), rng) - 0.5  # (S, S) fine grain
-    img = img * (1.0 + 0.12 * grain[..., None])
+    img = img * (1.0 + 0.2 * grain[..., None])
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 

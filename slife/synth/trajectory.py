@@ -21,7 +21,7 @@ from slife.synth.scenes import GRID_RES, Scene
 
 SIM_DT = 0.02  # seconds per simulation step (50 Hz)
 WALK_SPEED = 1.4  # m/s typical walking speed
-ACCEL = 1.0  # m/s^2 when starting and stopping
+ACCEL = 1.2  # m/s^2 when starting and stopping
 
 
 def look_rotation(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray | None = None) -> np.ndarray:
@@ -99,12 +99,15 @@ def plan_path(scene: Scene, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out.append(pts[j])
         i = j
     P = np.stack(out)
-    for _ in range(2):  # Chaikin corner cutting keeps the ends
+    for _ in range(2):  # Chaikin corner cutting keeps the ends; kept only while it stays walkable
         if len(P) < 3:
             break
         q = 0.75 * P[:-1] + 0.25 * P[1:]
         r = 0.25 * P[:-1] + 0.75 * P[1:]
-        P = np.concatenate([P[:1], np.stack([q, r], 1).reshape(-1, 2)[1:-1], P[-1:]])
+        R = np.concatenate([P[:1], np.stack([q, r], 1).reshape(-1, 2)[1:-1], P[-1:]])
+        if not all(_line_free(scene, R[i], R[i + 1]) for i in range(1, len(R) - 2)):
+            break
+        P = R
     return P
 
 
@@ -240,7 +243,7 @@ def life_trajectory(scene: Scene, days: int, day_duration: float, fps: float, rn
         "speed": float(rng.uniform(1.3, 1.5)),
         "step_hz": float(rng.uniform(1.7, 2.0)),
         "turn_back": 0.15,
-        "pause": (1.0, 5.0),
+        "pause": (0.8, 4.0),
     }
     habits = rng.dirichlet(np.full(len(scene.places), 0.7))  # favourite places get revisited most
     n_day = int(round(day_duration * fps))

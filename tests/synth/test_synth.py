@@ -9,7 +9,8 @@ import pytest
 from slife.errors import SlifeError
 from slife.lives.geometry import pose_problem
 from slife.synth import SynthConfig, run
-from tests.conftest import TINY
+
+TINY = dict(width=64, height=48, fps=8.0, texture_size=64, points=4000, crf=20)  # as tests/conftest.py
 
 
 def test_life_folder_files(tiny_life):
