@@ -77,9 +77,12 @@ def plot_cas(rep: dict, path: Path) -> Path:
     sp_vals = [v["avg"] for k, v in sp.items() if v.get("avg") is not None and k in labels[:n_models]]
     if sp_vals:
         marks.append(("same-pos", float(np.mean(sp_vals)), "magenta"))
-    for lab, v, col in marks:
+    last_y = -1.0
+    for lab, v, col in sorted(marks, key=lambda m: m[1]):
         cb.ax.axhline(v, color=col, lw=2)
-        cb.ax.text(1.6, v, lab, color=col, fontsize=7, va="center", transform=cb.ax.get_yaxis_transform())
+        y = max(v, last_y + 0.045)  # keep labels of close levels apart
+        cb.ax.text(4.2, y, f"{lab} {v:.2f}", color=col, fontsize=7, va="center", transform=cb.ax.get_yaxis_transform())
+        last_y = y
     if two:
         ax2 = axes[0, 1]
         models = labels[:n_models] + [l for l, k in zip(labels, kinds) if k == "untrained"]
@@ -99,6 +102,9 @@ def plot_cas(rep: dict, path: Path) -> Path:
             ax2.axhline(rep["chance"], color="red", ls="--", lw=1, label="chance (k/N)")
         if gt and gt.get("accuracy_chance") is not None:
             ax2.axhline(gt["accuracy_chance"], color="gray", ls=":", lw=1, label="accuracy chance")
+        sp_acc = (gt or {}).get("accuracy", {}).get("same-position", {}).get("all")
+        if sp_acc is not None:
+            ax2.axhline(sp_acc, color="tab:blue", ls="--", lw=1, label="same-position accuracy (all)")
         ax2.set_xticks(x, models, rotation=60, ha="right", fontsize=8)
         ax2.set_ylim(0, 1)
         share = f", displaced share {gt['displaced_share']:.2f}" if gt and gt.get("displaced_share") is not None else ""
