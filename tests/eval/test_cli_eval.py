@@ -60,6 +60,13 @@ def test_cli_cas_bad_checkpoints(tmp_path, ckpts):
     r = runner.invoke(app, ["cas", str(tmp_path / "missing.pt"), "--pairs", str(shards), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "missing.pt" in r.output and "missing key" in r.output
     assert len(r.output.strip().splitlines()) == 1
+    wide = tiny_checkpoint(tmp_path / "wide2.pt", seed=0, enc_embed_dim=96)  # weights of another architecture
+    sd = torch.load(wide, weights_only=True)
+    sd["croco_kwargs"] = torch.load(ckpts[0], weights_only=True)["croco_kwargs"]
+    save_checkpoint(tmp_path / "other.pt", sd)
+    r = runner.invoke(app, ["cas", str(tmp_path / "other.pt"), "--pairs", str(shards), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "other.pt" in r.output and "shape" in r.output
+    assert len(r.output.strip().splitlines()) == 1
     r = runner.invoke(app, ["cas", str(ckpts[0]), "--pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "nowhere" in r.output
 
