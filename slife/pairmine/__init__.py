@@ -80,7 +80,7 @@ class MineConfig:
     max_depth: float = 10.0  # visibility: farthest visible point in metres
     voxel: float = 0.2  # visibility: voxel size in metres for points / back-projected depth (0: raw points)
     zbuffer_cells: int = 32  # visibility: z-buffer grid cells across the image width (0: no occlusion test)
-    lsh_hashes: int = 48  # spatial: MinHash permutations (candidate recall at J: 1-(1-J)^hashes)
+    lsh_hashes: int = 64  # spatial: MinHash permutations (candidate recall at J: 1-(1-J)^hashes)
     lsh_window: int = 16  # spatial: partners per frame inside a MinHash bucket (0: all bucket pairs)
     random_per_frame: int = 1  # random: partners drawn per frame
     augmented_per_frame: float = 1.0  # augmented: self-pairs per frame (fraction allowed, e.g. 0.2)

@@ -40,9 +40,10 @@ class FrameTable:
             files = getattr(src, "files", None)
             if files is not None and 0 <= fi < len(files):
                 try:
-                    return str(Path(files[fi]).relative_to(src.path))
+                    rel = str(Path(files[fi]).relative_to(src.path))
                 except ValueError:
-                    return Path(files[fi]).name
+                    rel = Path(files[fi]).name
+                return rel if len(self.life.sources) == 1 else f"{src.name}/{rel}"  # COLMAP-style image name
             return f"{src.name}/{fi:06d}"
         return f"frame/{i:06d}"
 

@@ -8,6 +8,9 @@ them. A shard is written as soon as every frame of its pairs has been decoded (p
 decode position of their later frame). Each tar is written under a temporary name with fixed mtimes
 (identical bytes on every run), renamed when complete, then its `.stats.json` (which marks it complete).
 Sample members follow DESIGN.md: `src.jpg`, `tgt.jpg`, `json`, optional `src.depth.png`/`tgt.depth.png`.
+Tars are written with the standard library in webdataset's TarWriter layout (USTAR, members of a sample
+contiguous and sorted, `<key>.<ext>` names): `import webdataset` pulls in torch (~10 s per process),
+which the writer does not need; the tests read the shards back with `webdataset.WebDataset`.
 Entry point: `write_shards(table, pairs, out_dir, shard_ids, ...)`. The manifest is `manifest.py`'s job.
 """
 
@@ -18,6 +21,7 @@ import io
 import json
 import logging
 import os
+import tarfile
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +31,24 @@ from slife.pairmine.combine import PairTable
 from slife.pairmine.ingest import FrameTable
 
 log = logging.getLogger(__name__)
+
+
+class TarShard:
+    """Writes samples ({"__key__": str, ext: bytes}) as webdataset's TarWriter does, with fixed mtimes."""
+
+    def __init__(self, fileobj):
+        self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def write(self, sample: dict) -> None:
+        key = sample["__key__"]
+        for ext in sorted(k for k in sample if not k.startswith("_")):
+            data = sample[ext]
+            ti = tarfile.TarInfo(f"{key}.{ext}")
+            ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(data), 0, 0o444, "bigdata", "bigdata"
+            self.tar.addfile(ti, io.BytesIO(data))
+
+    def close(self) -> None:
+        self.tar.close()
 
 
 def shard_name(s: int) -> str:
@@ -140,8 +162,6 @@ def pair_json(table: FrameTable, pairs: PairTable, k: int, sizes: dict) -> dict:
 def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], pairs_per_shard: int,
                  short_side: int = 256, quality: int = 90, progress: Callable[..., None] | None = None) -> dict:
     """Write the shards `shard_ids` (skipping complete ones); returns counts for this call."""
-    import webdataset as wds
-
     out_dir = Path(out_dir)
     life = table.life
     todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s)]
@@ -175,7 +195,7 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
         missing: set[int] = set()
         per_strategy: dict[str, int] = {}
         with open(tmp, "wb") as f:
-            tw = wds.TarWriter(f, mtime=0.0, encoder=False)
+            tw = TarShard(f)
             for k in range(r0, r1):
                 a, b = int(pairs.a[k]), int(pairs.b[k])
                 if a in cache and b in cache:

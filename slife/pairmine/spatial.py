@@ -9,11 +9,12 @@ How it scales (never an all-pairs loop; 10^5-10^6 frames):
    the smallest permuted id it sees (one gather + `minimum.reduceat` over V's nnz per permutation).
    For two frames, P(same value under one permutation) = J exactly.
 2. Candidates = frames that share a signature value under at least one permutation (LSH with bands of
-   one row): a pair with Jaccard J is missed with probability (1 - J)^hashes, e.g. 0.04% at J = 0.15 with
-   48 hashes. Inside a bucket (frames sharing a value) members are put in a seeded random order and each is
+   one row): a pair with Jaccard J is missed with probability (1 - J)^hashes, e.g. 3e-5 at J = 0.15 with
+   64 hashes. Inside a bucket (frames sharing a value) members are put in a seeded random order and each is
    joined to its next `lsh_window` members, so a place seen for hours gives O(bucket x window) candidates,
    not O(bucket^2); `lsh_window=0` joins all members (exhaustive, for small lives and tests).
-3. The MinHash estimate (fraction of equal signature entries) ranks candidates; with `per_frame` > 0 each
+3. The MinHash estimate (fraction of equal signature entries) drops candidates more than 3 standard
+   deviations outside [j_min, j_max] (and size ratios that cannot reach j_min), then ranks them; with `per_frame` > 0 each
    frame keeps its 4 x per_frame best-estimated candidates; then the exact Jaccard is counted for the
    survivors with sparse row products (V[a] .* V[b]), pairs outside [j_min, j_max] are dropped, and each
    frame keeps its `per_frame` highest-Jaccard partners (as source view).
@@ -126,8 +127,10 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
     # sizes bound Jaccard: J <= min/max; drop candidates that cannot reach j_min
     smin, smax = np.minimum(sizes[a], sizes[b]), np.maximum(sizes[a], sizes[b])
     keep = smin >= cfg.j_min * smax
-    sd = np.sqrt(max(cfg.j_max * (1 - cfg.j_max), 0.05) / cfg.lsh_hashes)
-    keep &= est <= cfg.j_max + 3.5 * sd
+    # MinHash estimate bounds: 3 standard deviations around [j_min, j_max] (misses ~0.1% at the edges)
+    sd_lo = np.sqrt(max(cfg.j_min * (1 - cfg.j_min), 0.01) / cfg.lsh_hashes)
+    sd_hi = np.sqrt(max(cfg.j_max * (1 - cfg.j_max), 0.01) / cfg.lsh_hashes)
+    keep &= (est <= cfg.j_max + 3 * sd_hi) & (est >= cfg.j_min - 3 * sd_lo)
     a, b, est = a[keep], b[keep], est[keep]
     n_cand = len(a)
     if cfg.per_frame > 0:
@@ -135,7 +138,6 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
         src = np.concatenate([a, b])
         dst = np.concatenate([b, a])
         sc = np.concatenate([est, est]).astype(np.float64)
-        sc = np.where(sc >= cfg.j_min - 3.5 * sd, sc, -1.0)  # too-low estimates ranked last
         top = top_per_frame(src, dst, sc, 4 * cfg.per_frame, rng)
         lo = np.minimum(src[top], dst[top])
         hi = np.maximum(src[top], dst[top])

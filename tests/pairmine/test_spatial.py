@@ -1,0 +1,116 @@
+"""Spatial strategy: recall against brute force, exact Jaccard, per-frame cap, real data (COLMAP tracks, Aria)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slife.pairmine import MineConfig, run
+from slife.pairmine.procedural import make_life
+from slife.pairmine.spatial import brute_force_pairs, find_pair_arrays, find_pairs
+from slife.pairmine.visibility import compute_visibility
+
+DATA = Path(__file__).resolve().parents[2] / "../shared/data"
+
+
+@pytest.fixture(scope="module")
+def big():
+    life = make_life(1000, rooms=(3, 3), videos=3, seed=1, density=20)
+    vis = compute_visibility(life, max_depth=10, voxel=0.5, zbuffer_cells=32)
+    return life, vis
+
+
+def _recount(vis, a, b):
+    A, B = set(vis.row(a).tolist()), set(vis.row(b).tolist())
+    return len(A & B) / len(A | B)
+
+
+def test_recall_vs_brute_force(big):
+    life, vis = big
+    cfg = MineConfig(per_frame=0, lsh_window=0, voxel=0.5)
+    a, b, J = find_pair_arrays(life, cfg, np.random.default_rng(0), vis)
+    ref = {tuple(p) for p in brute_force_pairs(vis, cfg.j_min, cfg.j_max).tolist()}
+    got = set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
+    assert len(ref) > 5000
+    assert len(got & ref) / len(ref) >= 0.99
+    assert got <= ref  # nothing outside the J range
+    # stored Jaccard equals an exact recount from the visibility sets
+    idx = np.random.default_rng(1).choice(len(a), 300, replace=False)
+    for k in idx:
+        assert J[k] == pytest.approx(_recount(vis, a[k], b[k]), abs=1e-12)
+        assert cfg.j_min <= J[k] <= cfg.j_max
+
+
+def test_windowed_buckets_keep_most_pairs(big):
+    life, vis = big
+    cfg = MineConfig(per_frame=0, voxel=0.5)  # default lsh_window: bounded work per bucket
+    a, b, _ = find_pair_arrays(life, cfg, np.random.default_rng(0), vis)
+    ref = {tuple(p) for p in brute_force_pairs(vis, cfg.j_min, cfg.j_max).tolist()}
+    got = set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
+    assert len(got & ref) / len(ref) >= 0.9
+
+
+def test_per_frame_keeps_the_best_partners(big):
+    life, vis = big
+    cfg = MineConfig(per_frame=3, voxel=0.5)
+    a, b, J = find_pair_arrays(life, cfg, np.random.default_rng(0), vis)
+    assert np.bincount(a, minlength=len(life)).max() <= 3
+    assert len(a) >= 0.9 * 3 * len(life)
+    # each frame's partners are among its best in range: compare with brute force for a few frames
+    V = vis.V.astype(np.float32)
+    s = vis.sizes
+    got_sum = best_sum = 0.0
+    for f in np.flatnonzero(np.bincount(a, minlength=len(life)) == 3)[:50]:
+        inter = np.asarray((V[f] @ V.T).todense()).ravel()
+        Jf = inter / (s[f] + s - inter)
+        Jf[f] = -1
+        Jf[(Jf < cfg.j_min) | (Jf > cfg.j_max)] = -1
+        best_sum += np.sort(Jf)[-3:].sum()
+        got_sum += J[a == f].sum()
+    assert got_sum >= 0.97 * best_sum  # approximate top-3 (MinHash ranking), close to the exact one
+
+
+def test_generator_interface(proc_life):
+    pairs = list(find_pairs(proc_life, MineConfig(voxel=0.3), np.random.default_rng(0)))
+    assert pairs and all(p.strategy == "spatial" and 0.15 <= p.jaccard <= 0.75 for p in pairs)
+
+
+def test_no_poses_is_a_clear_error(proc_life):
+    from dataclasses import replace
+
+    from slife.errors import SlifeError
+
+    life = replace(proc_life, T_world_cam=None, pose_valid=None)
+    with pytest.raises(SlifeError, match="slife sfm"):
+        list(find_pairs(life, MineConfig(), np.random.default_rng(0)))
+
+
+@pytest.mark.skipif(not (DATA / "tum_fr2_desk").exists(), reason="shared/data/tum_fr2_desk not present")
+def test_real_tum_colmap_tracks(tmp_path):
+    from slife.lives import read_life
+
+    model = DATA / "tum_fr2_desk" / "colmap_sparse_derived"
+    cfg = MineConfig(strategies=("spatial",), fps=0, per_frame=0, short_side=64, pairs_per_shard=50)
+    man = json.loads(run(cfg, model, tmp_path).read_text())
+    s = man["summary"]
+    assert s["visibility"]["method"] == "tracks"
+    assert s["pairs"] >= 50 and man["samples"] == s["pairs"]
+    life = read_life(model)
+    vis = compute_visibility(life)
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert r["jaccard"] == pytest.approx(_recount(vis, r["a"], r["b"]), abs=1e-12)
+    assert (tmp_path / "pairs-000000.tar").exists()
+
+
+@pytest.mark.skipif(not (DATA / "aria_mps_walk").exists(), reason="shared/data/aria_mps_walk not present")
+def test_real_aria_points_fisheye_pairs_only(tmp_path):
+    cfg = MineConfig(strategies=("spatial", "temporal"), fps=2, pairs_only=True)
+    man = json.loads(run(cfg, DATA / "aria_mps_walk", tmp_path).read_text())
+    s = man["summary"]
+    assert s["visibility"]["method"] == "points"
+    assert s["found_by_strategy"]["spatial"] >= 20
+    assert man["shards"] == [] and not list(tmp_path.glob("*.tar"))
+    txt = (tmp_path / "pairs.txt").read_text().splitlines()
+    assert len(txt) == s["pairs"] and all(len(line.split()) == 2 for line in txt)
