@@ -56,6 +56,7 @@ class VideoSource:
     fps: float | None = None  # the container's average frame rate, if it states one
     codec: str = ""  # codec name, e.g. 'h264'
     stats: dict = field(default_factory=dict)  # frames asked / yielded / seeks / decode errors (last read)
+    dropped: dict = field(default_factory=dict)  # packets left out when probing: {"duplicate_pts": n, ...}
 
     @property
     def t(self) -> np.ndarray:
@@ -74,6 +75,7 @@ class VideoSource:
         are skipped (counted in `stats['decode_errors']`).
         """
         import av
+        import av.video.reformatter
 
         want = np.unique(np.asarray(list(frame_indices), dtype=np.int64))
         want = want[(want >= 0) & (want < len(self.pts))]
@@ -92,6 +94,8 @@ class VideoSource:
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # one reformatter for the whole read: it keeps its swscale context (filter set-up is costly)
+            reformatter = None if size is None else av.video.reformatter.VideoReformatter()
             it = None
             pos = -1  # presentation index the decoder has reached
             ti = 0
@@ -128,8 +132,8 @@ class VideoSource:
                     if size is None:
                         rgb = frame.to_ndarray(format="rgb24")
                     else:
-                        rgb = frame.reformat(width=size[0], height=size[1], format="rgb24",
-                                             interpolation="AREA").to_ndarray()
+                        rgb = reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24",
+                                                   interpolation="AREA").to_ndarray()
                     self.stats["yielded"] += 1
                     yield idx, rgb  # (H, W, 3) uint8
                     ti += 1
@@ -139,7 +143,8 @@ def open_video(path: Path, name: str | None = None) -> VideoSource:
     """Probe a video file: demux every packet (no decoding) for presentation timestamps and keyframes.
 
     Raises SlifeError (naming the file) when it cannot be opened, has no video stream or no frames.
-    Packets with equal pts are kept once (counted in `meta`-worthy log); packets without pts fall back to dts.
+    Packets without pts fall back to dts (or are left out); packets with equal pts are kept once: frames are
+    identified by pts, so two frames at one time cannot be told apart. Both are counted in `dropped`.
     """
     import av
 
@@ -182,12 +187,13 @@ def open_video(path: Path, name: str | None = None) -> VideoSource:
         if dup.any():
             log.warning("%s: %d frames share a timestamp with the previous one; kept once", path, int(dup.sum()))
             pts_a, key_a = pts_a[~dup], key_a[~dup]
+        dropped = {k: v for k, v in (("packets_without_pts", no_pts), ("duplicate_pts", int(dup.sum()))) if v}
         tb = float(stream.time_base) if stream.time_base else 1.0 / float(stream.average_rate or 30)
         rate = float(stream.average_rate) if stream.average_rate else None
         return VideoSource(
             name=name or path.stem, path=path, pts=pts_a, keyframe=key_a, time_base=tb,
             width=int(stream.codec_context.width), height=int(stream.codec_context.height), fps=rate,
-            codec=stream.codec_context.name or "",
+            codec=stream.codec_context.name or "", dropped=dropped,
         )
 
 
@@ -212,10 +218,16 @@ def read(path: Path) -> Life:
         src.append(np.full(len(vs), s, np.int32))
         fidx.append(np.arange(len(vs), dtype=np.int64))
         ts.append(vs.t)
+    counts: dict = {}
+    warnings = []
+    for vs in sources:
+        for k, v in vs.dropped.items():
+            counts[k] = counts.get(k, 0) + v
+            warnings.append(f"{vs.path.name}: {v} frames left out ({k.replace('_', ' ')})")
     meta = {"videos": {vs.name: {"fps": vs.fps, "width": vs.width, "height": vs.height, "codec": vs.codec,
                                  "frames": len(vs)} for vs in sources}}
     return Life(
         name=life_name(path if path.is_dir() else path.with_suffix("")), root=path, format="video",
         sources=sources, source=np.concatenate(src), frame_index=np.concatenate(fidx), t=np.concatenate(ts),
-        meta=meta,
+        counts=counts, warnings=warnings, meta=meta,
     )
