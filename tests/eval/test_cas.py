@@ -122,3 +122,39 @@ def test_cluster_order_groups_blocks():
     assert {0, 1} in groups and {2, 3} in groups
     assert math.isnan(pair_score(torch.zeros(1, 2, 1, dtype=torch.long), torch.zeros(1, 2, 1, dtype=torch.long),
                                  np.zeros((1, 2), bool)))
+
+
+def _permute_cross_heads(model, perm):
+    """A copy of a CroCoNet whose decoder cross-attention heads are reordered (same function)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    for blk in m.dec_blocks:
+        ca = blk.cross_attn
+        H = ca.num_heads
+        C = ca.projq.weight.shape[0]
+        idx = torch.arange(C).view(H, C // H)[perm].reshape(-1)
+        with torch.no_grad():
+            for lin in (ca.projq, ca.projk, ca.projv):
+                lin.weight.copy_(lin.weight[idx])
+                if lin.bias is not None:
+                    lin.bias.copy_(lin.bias[idx])
+            ca.proj.weight.copy_(ca.proj.weight[:, idx])
+    return m
+
+
+def test_real_models_self_permuted_heads_and_untrained_near_chance():
+    from .models import tiny_model
+
+    a, b = tiny_model(0), tiny_model(1)
+    p = _permute_cross_heads(a, [1, 0])
+    g = torch.Generator().manual_seed(0)
+    prs = [{"tgt": torch.randn(3, 32, 32, generator=g), "src": torch.randn(3, 32, 32, generator=g)} for _ in range(8)]
+    grid = (4, 4)
+    sa, sb, sp_ = (summarize_model(n, m, prs, 4, grid) for n, m in (("a", a), ("b", b), ("p", p)))
+    la = a.cross_attention_logits(prs[0]["tgt"][None], prs[0]["src"][None])[0]
+    lp = p.cross_attention_logits(prs[0]["tgt"][None], prs[0]["src"][None])[0]
+    assert torch.allclose(la[:, [1, 0]], lp, atol=1e-5)  # heads really were swapped
+    m = score_matrix([sa, sb, sp_])
+    assert m[0, 2] == 1.0 and m[0, 0] == 1.0
+    assert abs(m[0, 1] - 4 / 16) < 0.15  # two untrained models: near chance k/N
