@@ -36,7 +36,8 @@ class Renderer:
         fx, fy, cx, cy = camera.focal_center
         W, H = camera.width, camera.height
         v, u = np.mgrid[0:H, 0:W].astype(np.float64)  # (H, W) pixel indices
-        self.dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)  # (HW, 3)
+        self.dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3).astype(
+            np.float32)  # (HW, 3) through pixel centres, camera z = 1
         self.fx = fx
         self._inv_dir_norm = (1.0 / np.linalg.norm(self.dirs_cam, axis=1)).astype(np.float32)  # (HW,)
         self.texel_density = np.linalg.norm(scene.tri_uv[:, :, :3], axis=2).mean(1).astype(np.float32)  # (F,) texels/m
@@ -47,17 +48,20 @@ class Renderer:
         """Cast every pixel's ray -> {"depth" (H, W) float32 z (inf = miss), "tri" (HW,) int64 (-1 = miss),
         "points" (HW, 3) float64 world hits, "dirs" (HW, 3) float32 world ray directions (z-unit in the camera)}."""
         T = np.asarray(T_world_cam, np.float64)
-        d = self.dirs_cam @ T[:3, :3].T  # (HW, 3)
-        o = np.broadcast_to(T[:3, 3], d.shape)
-        rays = np.concatenate([o, d], 1).astype(np.float32)  # (HW, 6)
-        ans = self.rc.cast_rays(self.o3d.core.Tensor(rays))
-        t = ans["t_hit"].numpy().astype(np.float64)  # (HW,)
-        tri = ans["primitive_ids"].numpy().astype(np.int64)
+        rays = np.empty((len(self.dirs_cam), 6), np.float32)  # (HW, 6) origin, direction
+        rays[:, :3] = T[:3, 3]
+        R = T[:3, :3].astype(np.float32)
+        x, y = self.dirs_cam[:, 0], self.dirs_cam[:, 1]  # camera z is 1
+        for j in range(3):  # R @ (x, y, 1): explicit, as matmul with 3-wide rows is slow
+            rays[:, 3 + j] = R[j, 0] * x + R[j, 1] * y + R[j, 2]
+        ans = self.rc.cast_rays(self.o3d.core.Tensor.from_numpy(rays))
+        t = ans["t_hit"].numpy()  # (HW,) float32 z-depth (the direction has camera z = 1)
         hit = np.isfinite(t)
+        tri = ans["primitive_ids"].numpy().astype(np.int64)
         tri[~hit] = -1
-        pts = o + d * np.where(hit, t, 0.0)[:, None]
+        pts = rays[:, :3].astype(np.float64) + rays[:, 3:] * np.where(hit, t, 0.0)[:, None].astype(np.float64)
         H, W = self.camera.height, self.camera.width
-        return {"depth": t.reshape(H, W).astype(np.float32), "tri": tri, "points": pts, "dirs": rays[:, 3:]}
+        return {"depth": t.reshape(H, W), "tri": tri, "points": pts, "dirs": rays[:, 3:]}
 
     # ---------------------------------------------------------------- shading
     def _pack_textures(self):
@@ -77,12 +81,12 @@ class Renderer:
         if not hasattr(self, "_flat"):
             self._pack_textures()
         p = np.asarray(points, np.float32)
-        A = sc.tri_uv[tri]  # (N, 2, 4) float32
+        A = np.take(sc.tri_uv, tri, axis=0)  # (N, 2, 4) float32 (np.take: much faster than fancy indexing)
         u = A[:, 0, 0] * p[:, 0] + A[:, 0, 1] * p[:, 1] + A[:, 0, 2] * p[:, 2] + A[:, 0, 3]  # (N,) texels, level 0
         v = A[:, 1, 0] * p[:, 0] + A[:, 1, 1] * p[:, 1] + A[:, 1, 2] * p[:, 2] + A[:, 1, 3]
-        texels = np.asarray(footprint, np.float32) * self.texel_density[tri]
+        texels = np.asarray(footprint, np.float32) * np.take(self.texel_density, tri)
         level = np.clip(np.floor(np.log2(np.maximum(texels, 1.0))), 0, len(sc.textures) - 1).astype(np.int64)
-        S = self._level_size[level]  # (N,) texture side at each point's level (a power of two)
+        S = np.take(self._level_size, level)  # (N,) texture side at each point's level (a power of two)
         mask = S - 1
         scale = np.float32(1.0) / (1 << level).astype(np.float32)
         qu, qv = u * scale - 0.5, v * scale - 0.5  # texel-centre coordinates
@@ -91,33 +95,39 @@ class Renderer:
         x0 = fu.astype(np.int64) & mask  # wrap (S is a power of two)
         y0 = fv.astype(np.int64) & mask
         x1, y1 = (x0 + 1) & mask, (y0 + 1) & mask
-        base = self._level_offset[level] + sc.tri_material[tri] * S * S
+        base = np.take(self._level_offset, level) + np.take(sc.tri_material, tri) * S * S
         r0, r1 = base + y0 * S, base + y1 * S
         f = self._flat
-        top = f[r0 + x0] * (1 - wu) + f[r0 + x1] * wu
-        bot = f[r1 + x0] * (1 - wu) + f[r1 + x1] * wu
+        g = lambda i: np.take(f, i, axis=0)  # noqa: E731  (n, 3) texels
+        top = g(r0 + x0) * (1 - wu) + g(r0 + x1) * wu
+        bot = g(r1 + x0) * (1 - wu) + g(r1 + x1) * wu
         return top * (1 - wv) + bot * wv
 
     def lighting(self, points: np.ndarray, normals: np.ndarray, light_scale: np.ndarray | None = None) -> np.ndarray:
-        """Irradiance (N,) float32: hemispheric ambient + Lambert point lights with falloff (+ shadows)."""
+        """Irradiance (N,) float32: hemispheric ambient + Lambert point lights with falloff (+ shadows from each point's main light)."""
         sc = self.scene
         power = sc.light_power if light_scale is None else sc.light_power * light_scale
         p = np.asarray(points, np.float32)
         n = np.asarray(normals, np.float32)
         I = np.float32(sc.ambient) * (0.8 + 0.2 * n[:, 2])  # (N,) sky-ish ambient: up-facing a bit brighter
-        for L, pw in zip(sc.lights.astype(np.float32), power):
+        lights = sc.lights.astype(np.float32)
+        contrib = np.empty((len(lights), len(p)), np.float32)  # (L, N) Lambert * falloff per light
+        for j, (L, pw) in enumerate(zip(lights, power)):
             to_l = L - p  # (N, 3)
             d2 = (to_l * to_l).sum(1)
             cos = (n * to_l).sum(1) / np.sqrt(np.maximum(d2, 1e-12))
-            contrib = np.float32(pw) * np.clip(cos, 0, None) * (9.0 / (d2 + 9.0))
-            if self.shadows:
-                lit = np.flatnonzero(contrib > 1e-3)
-                if len(lit):
-                    o = p[lit] + n[lit] * np.float32(2e-3)
-                    rays = np.concatenate([o, L - o], 1)  # (n, 6) float32, t = 1 at the light
-                    occ = self.rc.test_occlusions(self.o3d.core.Tensor(rays), tnear=0.0, tfar=0.999).numpy()
-                    contrib[lit[occ]] *= 0.25  # soft-ish: a shadow keeps a quarter of the light
-            I = I + contrib
+            contrib[j] = np.float32(pw) * np.clip(cos, 0, None) * (9.0 / (d2 + 9.0))
+        if self.shadows and len(p):
+            # one shadow ray per point, towards the light that lights it most
+            main = np.argmax(contrib, axis=0)  # (N,)
+            lit = np.flatnonzero(contrib[main, np.arange(len(p))] > 1e-3)
+            if len(lit):
+                o = p[lit] + n[lit] * np.float32(2e-3)
+                rays = np.concatenate([o, lights[main[lit]] - o], 1)  # (n, 6) float32, t = 1 at the light
+                occ = self.rc.test_occlusions(self.o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)),
+                                              tnear=0.0, tfar=0.999).numpy()
+                contrib[main[lit[occ]], lit[occ]] *= 0.25  # soft-ish: a shadow keeps a quarter of the light
+        I = I + contrib.sum(0)
         return I.astype(np.float32)
 
     def surface_colors(self, points: np.ndarray, tri: np.ndarray, footprint: float | np.ndarray = 0.01,
@@ -125,7 +135,7 @@ class Renderer:
         """Shaded colour (N, 3) float32 in [0, 1] of surface points on triangles `tri` (as every view sees it)."""
         fp = np.broadcast_to(np.asarray(footprint, np.float32), (len(tri),))
         alb = self.sample_albedo(points, tri, fp)
-        n = self.scene.tri_normal[tri]
+        n = np.take(self.scene.tri_normal, tri, axis=0)
         return np.clip(alb * (self.lighting(points, n, light_scale) * np.float32(1.1))[:, None], 0.0, 1.0)
 
     def shade(self, hits: dict, light_scale: np.ndarray | None = None) -> np.ndarray:
@@ -139,7 +149,7 @@ class Renderer:
             t = tri[ok]
             z = hits["depth"].reshape(-1)[ok]
             d = hits["dirs"][ok]
-            n = self.scene.tri_normal[t]
+            n = np.take(self.scene.tri_normal, t, axis=0)
             cos = np.abs((n * d).sum(1)) * self._inv_dir_norm[ok]
             footprint = z * np.float32(1.0 / self.fx) / np.maximum(cos, np.float32(0.25))  # surface metres per pixel
             rgb[ok] = self.surface_colors(hits["points"][ok], t, footprint, light_scale)

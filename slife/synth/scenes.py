@@ -549,10 +549,14 @@ def _places(b: _Builder, free: np.ndarray, room, H, rng) -> tuple[np.ndarray, np
     if len(rc) == 0:
         raise ValueError("scene has no walkable space")
     cells_xy = np.stack([x0 + (rc[:, 1] + 0.5) * GRID_RES, y0 + (rc[:, 0] + 0.5) * GRID_RES], 1)
-    # entrance: the free cell nearest a random point on the walls' mid-lines
-    entry = cells_xy[np.argmin(np.linalg.norm(cells_xy - np.array([room[2] * 0.5, 0.0]), axis=1))]
-    centre = np.array([room[2] / 2, room[3] / 2, 1.0])
-    places, targets = [np.array([*entry, 0.0])], [centre]
+    # entrance: near the y = 0 wall, the free cell with the most room around it, looking into the room
+    from scipy import ndimage
+
+    clear = ndimage.distance_transform_edt(free)[rc[:, 0], rc[:, 1]]  # (n,) cells to the nearest obstacle
+    near_wall = cells_xy[:, 1] < cells_xy[:, 1].min() + 1.0
+    k = int(np.argmax(np.where(near_wall, clear, -1)))
+    entry = cells_xy[k]
+    places, targets = [np.array([*entry, 0.0])], [np.array([entry[0], entry[1] + 2.5, 1.2])]
     for box in b.boxes:
         c, s = np.cos(box["yaw"]), np.sin(box["yaw"])
         front = np.array([c, s]) if box["kind"] != "poster" else np.array([c, s])
