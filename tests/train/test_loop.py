@@ -1,0 +1,194 @@
+"""The training loop end to end on tiny shards and a micro CroCo: learning, exact resume (also after a
+SIGKILL), checkpoints, NaN stop, bad input, torchrun with two CPU processes, and the CLI."""
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import MICRO
+from slife.errors import SlifeError
+from slife.train import TrainConfig, run
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 60
+CFG = TrainConfig(preset="tiny", croco_kwargs=MICRO, steps=STEPS, batch_size=8, lr=3e-3, warmup_steps=5,
+                  precision="fp32", threads=1, num_workers=0, save_every=10, keep_every=30, log_every=5,
+                  preview_every=30, samples_per_epoch=64)
+CLI_ARGS = ["--preset", "tiny", "--croco-kwargs", json.dumps(MICRO), "--steps", str(STEPS), "--batch-size", "8",
+            "--lr", "3e-3", "--warmup-steps", "5", "--precision", "fp32", "--threads", "1", "--num-workers", "0",
+            "--save-every", "10", "--keep-every", "30", "--log-every", "5", "--preview-every", "30",
+            "--samples-per-epoch", "64"]
+
+
+def _losses(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+
+
+def _same_weights(a: Path, b: Path):
+    ma, mb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert ma["step"] == mb["step"]
+    for k in ma["model"]:
+        assert torch.allclose(ma["model"][k], mb["model"][k], atol=1e-6, rtol=0), k
+    return ma, mb
+
+
+@pytest.fixture(scope="module")
+def reference(shards, tmp_path_factory):
+    """One uninterrupted run of STEPS steps."""
+    out = tmp_path_factory.mktemp("ref")
+    return run(CFG, str(shards), out)
+
+
+def test_learns_and_writes_its_files(reference):
+    out = reference.parent
+    losses = _losses(out)
+    assert [s for s, _ in losses] == list(range(5, STEPS + 1, 5))
+    first, last = losses[0][1], sum(v for _, v in losses[-3:]) / 3
+    assert last < 0.85 * first, losses  # per-patch normalised MSE starts near 1
+    names = {p.name for p in out.iterdir()}
+    assert {"last.pt", "step-0000030.pt", "step-0000060.pt", "metrics.csv", "train.json", "previews", "tb"} <= names
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step-0000030.png", "step-0000060.png"]
+    with open(out / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["pairs_per_s"]) > 0 and 0 <= float(row["data_wait_share"]) <= 1
+    for p in out.glob("*.pt"):  # every checkpoint loads with weights_only=True and has the DESIGN.md keys
+        ck = torch.load(p, weights_only=True)
+        assert {"model", "croco_kwargs", "optimizer", "scaler", "step", "epoch", "rng", "data", "config",
+                "slife_version"} <= set(ck)
+    ck = torch.load(reference, weights_only=True)
+    assert ck["step"] == STEPS and ck["croco_kwargs"] == MICRO and ck["epoch"] == STEPS // 8
+    assert ck["config"]["lr"] == 3e-3 and ck["config"]["blr"] == CFG.blr and ck["config"]["lr_abs"] == 3e-3
+    from slife.train.checkpoint import load_model
+
+    model, _ = load_model(reference)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert run(CFG, str(shards_of(reference)), out) == reference  # nothing left to do
+
+
+def shards_of(last: Path) -> str:
+    return json.loads((last.parent / "train.json").read_text())["config"]["shards"]
+
+
+def test_interrupted_run_equals_uninterrupted(reference, shards, tmp_path):
+    steps = []
+
+    def stop_at_35(n=1, **kw):
+        steps.append(n)
+        if len(steps) == 35:  # last.pt was written at step 30
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(CFG, str(shards), tmp_path, progress=stop_at_35)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 30
+    last = run(CFG, str(shards), tmp_path)  # --resume auto
+    _same_weights(reference, last)
+    a, b = _losses(tmp_path), _losses(reference.parent)
+    assert [s for s, _ in a] == [s for s, _ in b]
+    assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-5)  # csv keeps 6 digits
+
+
+def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "slife", "train", str(shards), "--out", str(tmp_path), *CLI_ARGS]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (tmp_path / "step-0000030.pt").exists():
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    step = torch.load(tmp_path / "last.pt", weights_only=True)["step"]
+    assert 30 <= step < STEPS
+    last = run(CFG, str(shards), tmp_path)
+    _same_weights(reference, last)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(shards, tmp_path, monkeypatch):
+    import slife.train.loss as loss_mod
+
+    real = loss_mod.MaskedMSE
+
+    class NaNAfter(real):
+        calls = 0
+
+        def forward(self, *a):
+            NaNAfter.calls += 1
+            out = super().forward(*a)
+            return out * float("nan") if NaNAfter.calls > 12 else out
+
+    monkeypatch.setattr(loss_mod, "MaskedMSE", NaNAfter)
+    with pytest.raises(SlifeError, match=r"loss became nan at step 12.*last.pt \(step 10\) is intact"):
+        run(dataclasses.replace(CFG, steps=20), str(shards), tmp_path)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 10
+
+
+def test_bad_input(reference, shards, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(reference.parent, out)
+    other = dict(MICRO, enc_depth=1)
+    with pytest.raises(SlifeError, match="checkpoint model differs from this run's \\(enc_depth\\)"):
+        run(dataclasses.replace(CFG, croco_kwargs=other, steps=STEPS + 5), str(shards), out)
+    with pytest.raises(SlifeError, match="checkpoint is preset 'tiny', this run is 'small'"):
+        run(dataclasses.replace(CFG, preset="small", steps=STEPS + 5), str(shards), out)
+    with pytest.raises(SlifeError, match="not a multiple of the patch size"):
+        run(dataclasses.replace(CFG, img_size=36), str(shards), tmp_path / "a")
+    with pytest.raises(SlifeError, match="smaller than the 96 px"):
+        run(dataclasses.replace(CFG, img_size=96), str(shards), tmp_path / "b")
+    with pytest.raises(SlifeError, match="no such shard folder"):
+        run(CFG, str(tmp_path / "nothing"), tmp_path / "c")
+    with pytest.raises(SlifeError, match="precision"):
+        dataclasses.replace(CFG, precision="fp8")
+
+
+@pytest.mark.multiprocess
+def test_torchrun_two_cpu_processes(shards, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    import socket
+
+    with socket.socket() as sock:  # a free port, so that parallel test runs do not meet on torchrun's default
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "slife", "train", str(shards), "--out", str(tmp_path), "--preset", "tiny",
+           "--croco-kwargs", json.dumps(MICRO), "--steps", "4", "--batch-size", "4", "--threads", "1",
+           "--num-workers", "0", "--precision", "fp32", "--log-keys", "--preview-every", "0", "--log-every", "2"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ck["step"] == 4 and set(ck["rng"]) == {"rank0", "rank1"} and ck["config"]["world_size"] == 2
+    assert ck["config"]["effective_batch"] == 8
+    keys = [{ln.split()[1] for ln in (tmp_path / f"keys-rank{r}.txt").read_text().splitlines()} for r in (0, 1)]
+    assert len(keys[0]) > 4 and len(keys[1]) > 4 and not keys[0] & keys[1]  # each rank reads its own shard
+    assert len(_losses(tmp_path)) == 2  # only rank 0 writes metrics
+
+
+def test_cli_end_to_end(shards, tmp_path):
+    from typer.testing import CliRunner
+
+    from slife.cli import app
+
+    runner = CliRunner()
+    args = ["train", str(shards), "--out", str(tmp_path / "run"), "--preset", "tiny", "--croco-kwargs",
+            json.dumps(MICRO), "--steps", "3", "--batch-size", "4", "--threads", "1", "--num-workers", "0",
+            "--preview-every", "3"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "last.pt" in r.output and (tmp_path / "run" / "previews" / "step-0000003.png").exists()
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["precision"] == "bf16"
+    r = runner.invoke(app, ["train", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "no such shard folder" in r.output and len(r.output.strip().splitlines()) == 1
