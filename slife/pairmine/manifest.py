@@ -127,6 +127,14 @@ def inspect_shards(folder: Path | str) -> dict:
         st = json.loads(st_path.read_text()) if st_path.exists() else None
         if st is None:
             problems.append(f"{tp.name}: no stats file (incomplete shard)")
+        digest = sha256_file(tp)
+        if st is not None and st.get("sha256") != digest:
+            problems.append(f"{tp.name}: sha256 differs from its stats")
+        if man is not None:
+            if tp.name not in listed:
+                problems.append(f"{tp.name}: not in the manifest")
+            elif listed[tp.name]["sha256"] != digest:
+                problems.append(f"{tp.name}: sha256 differs from the manifest")
         keys = set()
         try:
             with tarfile.open(tp) as tf:
@@ -141,16 +149,8 @@ def inspect_shards(folder: Path | str) -> dict:
         total += len(keys)
         if st is not None and st["samples"] != len(keys):
             problems.append(f"{tp.name}: {len(keys)} samples, stats say {st['samples']}")
-        digest = sha256_file(tp)
-        if st is not None and st.get("sha256") != digest:
-            problems.append(f"{tp.name}: sha256 differs from its stats")
-        if man is not None:
-            if tp.name not in listed:
-                problems.append(f"{tp.name}: not in the manifest")
-            elif listed[tp.name]["sha256"] != digest:
-                problems.append(f"{tp.name}: sha256 differs from the manifest")
-            elif listed[tp.name]["samples"] != len(keys):
-                problems.append(f"{tp.name}: {len(keys)} samples, manifest says {listed[tp.name]['samples']}")
+        if man is not None and tp.name in listed and listed[tp.name]["samples"] != len(keys):
+            problems.append(f"{tp.name}: {len(keys)} samples, manifest says {listed[tp.name]['samples']}")
     out = {
         "folder": str(folder), "ok": not problems, "problems": problems, "shards": len(tars),
         "samples": total, "samples_per_strategy": dict(sorted(per_strategy.items())),

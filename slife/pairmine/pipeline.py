@@ -153,7 +153,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
                             cfg.jpeg_quality, progress)
     _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, short_side=cfg.short_side,
                 quality=cfg.jpeg_quality)
-    groups = [list(g) for g in np.array_split(np.array(shard_ids), min(cfg.workers * 2, len(shard_ids))) if len(g)]
+    groups = [[int(x) for x in g] for g in np.array_split(np.array(shard_ids), min(cfg.workers * 2, len(shard_ids))) if len(g)]
     total: dict = {}
     ctx = mp.get_context("fork")
     with ctx.Pool(cfg.workers) as pool:

@@ -219,7 +219,7 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out_dir / shard_name(s))
-        stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [r0, r1], "pairs_dropped_corrupt": n_bad,
+        stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [int(r0), int(r1)], "pairs_dropped_corrupt": n_bad,
                  "strategies": per_strategy, "frames_missing": sorted(missing), "bytes": (out_dir / shard_name(s)).stat().st_size,
                  "sha256": sha256_file(out_dir / shard_name(s))}
         atomic_write_bytes(out_dir / stats_name(s), json.dumps(stats, indent=1).encode())

@@ -1,0 +1,32 @@
+"""`slife mine-pairs` end to end on the tiny synthetic life; errors are one line with exit 2."""
+
+import json
+
+from typer.testing import CliRunner
+
+from slife.cli import app
+
+
+def test_mine_pairs_cli(tmp_path, tiny_life):
+    out = tmp_path / "shards"
+    args = ["mine-pairs", str(tiny_life), "--strategy", "spatial+temporal+augmented", "--out", str(out),
+            "--fps", "0", "--min-gap", "0.2", "--max-gap", "1", "--short-side", "32", "--pairs-per-shard", "20",
+            "--preview", "1", "--max-depth", "6", "--voxel", "0.1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["samples"] > 20 and "spatial" in man["summary"]["found_by_strategy"]
+    assert man["summary"]["found_by_strategy"]["spatial"] > 0
+    assert "total" in res.output and "Jaccard" in res.output
+    assert (out / "preview.png").exists()
+    assert man["command"].startswith("slife ")
+    # the same command again resumes (nothing to do); a different one is refused in one line
+    assert CliRunner().invoke(app, args).exit_code == 0
+    res = CliRunner().invoke(app, args[:-2] + ["--voxel", "0.2"])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+
+
+def test_mine_pairs_needs_poses_for_spatial(tmp_path, tiny_screen):
+    res = CliRunner().invoke(app, ["mine-pairs", str(tiny_screen), "--strategy", "spatial", "--out",
+                                   str(tmp_path / "s")])
+    assert res.exit_code == 2 and "slife sfm" in res.output
