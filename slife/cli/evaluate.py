@@ -50,6 +50,10 @@ def _cas_tables(rep: dict) -> None:
         line.append(f"mean model vs model {_f(ctrl['model_vs_model_mean'])}")
     if line:
         console.print("controls: " + ", ".join(line))
+    if ctrl.get("model_vs_model_mean_per_block"):
+        console.print("mean model vs model per decoder block: "
+                      + " ".join(_f(v, 3) for v in ctrl["model_vs_model_mean_per_block"])
+                      + (" | untrained: " + " ".join(_f(v, 3) for v in ctrl.get("untrained_vs_untrained_per_block", []))))
     if metric != "cas":
         return
     gt = rep.get("ground_truth")

@@ -174,6 +174,10 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
     if len(models) >= 2:
         off = [mat[a, b] for ai, a in enumerate(models) for b in models[ai + 1:]]
         controls["model_vs_model_mean"] = float(np.nanmean(off))
+        controls["model_vs_model_mean_per_block"] = [
+            float(np.nanmean([per_block[str(b)][a, c] for ai, a in enumerate(models) for c in models[ai + 1:]]))
+            if np.isfinite([per_block[str(b)][a, c] for ai, a in enumerate(models) for c in models[ai + 1:]]).any()
+            else math.nan for b in range(max_blocks)]
     rep["controls"] = controls
     if true_idx is not None:
         true_idx = np.asarray(true_idx)
@@ -300,11 +304,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
     from slife.train.stream import eval_pairs
 
-    shards = Path(shards)
-    if not shards.exists():
-        raise SlifeError(f"{shards}: no such pair shard folder")
+    shards = Path(shards)  # a folder, a .tar, or a spec with ',' / braces (resolved by the stream reader)
     if shards.is_dir() and not any(shards.glob("pairs-*.tar")):
         raise SlifeError(f"{shards}: no pairs-*.tar shards (expected a folder written by `slife mine-pairs`)")
+    if not shards.exists() and not any(ch in str(shards) for ch in ",{"):
+        raise SlifeError(f"{shards}: no such pair shard folder")
     pairs = eval_pairs(str(shards), img_size, num_pairs)
     if not pairs:
         raise SlifeError(f"{shards}: no test pairs could be read")

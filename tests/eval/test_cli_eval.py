@@ -38,11 +38,21 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     assert "chance" in r.output and "displaced share" in r.output
     assert (out / "cas.csv").read_text().splitlines()[0] == "," + ",".join(names)
     assert (out / "cas.png").stat().st_size > 1000 and (out / "cas_displaced.csv").exists()
-    r2 = runner.invoke(app, ["cas", *map(str, ckpts), "--pairs", str(shards), "--out", str(out), "--metric", "cka",
-                             "--num-pairs", "6"])
-    assert r2.exit_code == 0, r2.output
-    cka = json.loads((out / "cka.json").read_text())
-    assert cka["matrix"][0][0] == pytest.approx(1.0)
+
+
+def test_feature_metrics_on_real_models(ckpts):
+    import torch
+
+    from slife.eval.cas import feature_report, pooled_features
+    from slife.eval.models import load_models
+
+    imgs = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    loaded = load_models(ckpts + [ckpts[0]])
+    feats = [pooled_features(m, imgs) for _, m, _ in loaded]
+    for metric in ("cka", "mknn"):
+        rep = feature_report([n for n, _, _ in loaded], ["model"] * 3, feats, metric, 3)
+        assert rep["matrix"][0][2] == pytest.approx(1.0) and rep["matrix"][0][1] < 1.0
+    assert rep["chance"] == 3 / 11
 
 
 def test_cli_cas_bad_checkpoints(tmp_path, ckpts):

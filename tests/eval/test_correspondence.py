@@ -81,7 +81,7 @@ def _hpatches_from_graffiti(root: Path, side: int = 160) -> Path:
 
 @need_graffiti
 def test_match_on_real_graffiti(tmp_path):
-    root = _hpatches_from_graffiti(tmp_path / "hp")
+    root = _hpatches_from_graffiti(tmp_path / "hp", side=96)
     pairs, counts = read_pairs(root)
     assert [p.index for p in pairs] == [2, 3, 4, 5, 6] and counts["sequences"] == 1
     oxford, _ = read_pairs(GRAFFITI)  # Oxford file names read too
