@@ -54,7 +54,7 @@ class SynthConfig:
     fov_deg: float = 90.0  # horizontal field of view of the pinhole camera (degrees)
     texture_size: int = 256  # texels per side of each baked texture (power of two)
     points: int = 100_000  # surface samples written to points.ply (0: none)
-    shadows: bool = True  # ray-cast shadows from the ceiling lights
+    shadows: bool = True  # soft shadows and ambient occlusion (baked once per scene at mesh vertices)
     depth: bool = True  # write depth/{i:06d}.png
     crf: int = 18  # H.264 quality (lower is better, bigger)
     day_seconds: float = 86400.0  # clock time between the starts of two days
@@ -126,8 +126,8 @@ def _write_points(path: Path, renderer, n: int, rng: np.random.Generator) -> int
 
     from slife.synth.render import sample_surface
 
-    pts, tri = sample_surface(renderer.scene, n, rng)
-    col = renderer.surface_colors(pts, tri, footprint=0.01)
+    pts, tri, bary = sample_surface(renderer.scene, n, rng)
+    col = renderer.surface_colors(pts, tri, bary, footprint=0.01)
     pcd = o3d.geometry.PointCloud()
     pcd.points = o3d.utility.Vector3dVector(pts)
     pcd.colors = o3d.utility.Vector3dVector(col.astype(np.float64))

@@ -42,11 +42,13 @@ class Renderer:
         self._inv_dir_norm = (1.0 / np.linalg.norm(self.dirs_cam, axis=1)).astype(np.float32)  # (HW,)
         self.texel_density = np.linalg.norm(scene.tri_uv[:, :, :3], axis=2).mean(1).astype(np.float32)  # (F,) texels/m
         self.timing = {"cast": 0.0, "shade": 0.0}
+        self._bake_lighting()
 
     # ---------------------------------------------------------------- ray casting
     def cast(self, T_world_cam: np.ndarray) -> dict:
         """Cast every pixel's ray -> {"depth" (H, W) float32 z (inf = miss), "tri" (HW,) int64 (-1 = miss),
-        "points" (HW, 3) float64 world hits, "dirs" (HW, 3) float32 world ray directions (z-unit in the camera)}."""
+        "points" (HW, 3) float64 world hits, "dirs" (HW, 3) float32 world ray directions (z-unit in the camera),
+        "bary" (HW, 3) float32 barycentric weights of the hit in its triangle}."""
         T = np.asarray(T_world_cam, np.float64)
         rays = np.empty((len(self.dirs_cam), 6), np.float32)  # (HW, 6) origin, direction
         rays[:, :3] = T[:3, 3]
@@ -61,7 +63,9 @@ class Renderer:
         tri[~hit] = -1
         pts = rays[:, :3].astype(np.float64) + rays[:, 3:] * np.where(hit, t, 0.0)[:, None].astype(np.float64)
         H, W = self.camera.height, self.camera.width
-        return {"depth": t.reshape(H, W), "tri": tri, "points": pts, "dirs": rays[:, 3:]}
+        uv = ans["primitive_uvs"].numpy()  # (HW, 2) Embree barycentrics: p = (1-u-v) p0 + u p1 + v p2
+        bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], 1).astype(np.float32)  # (HW, 3)
+        return {"depth": t.reshape(H, W), "tri": tri, "points": pts, "dirs": rays[:, 3:], "bary": bary}
 
     # ---------------------------------------------------------------- shading
     def _pack_textures(self):
@@ -103,40 +107,73 @@ class Renderer:
         bot = g(r1 + x0) * (1 - wu) + g(r1 + x1) * wu
         return top * (1 - wv) + bot * wv
 
-    def lighting(self, points: np.ndarray, normals: np.ndarray, light_scale: np.ndarray | None = None) -> np.ndarray:
-        """Irradiance (N,) float32: hemispheric ambient + Lambert point lights with falloff (+ shadows from each point's main light)."""
-        sc = self.scene
-        power = sc.light_power if light_scale is None else sc.light_power * light_scale
-        p = np.asarray(points, np.float32)
-        n = np.asarray(normals, np.float32)
-        I = np.float32(sc.ambient) * (0.8 + 0.2 * n[:, 2])  # (N,) sky-ish ambient: up-facing a bit brighter
-        lights = sc.lights.astype(np.float32)
-        contrib = np.empty((len(lights), len(p)), np.float32)  # (L, N) Lambert * falloff per light
-        for j, (L, pw) in enumerate(zip(lights, power)):
-            to_l = L - p  # (N, 3)
-            d2 = (to_l * to_l).sum(1)
-            cos = (n * to_l).sum(1) / np.sqrt(np.maximum(d2, 1e-12))
-            contrib[j] = np.float32(pw) * np.clip(cos, 0, None) * (9.0 / (d2 + 9.0))
-        if self.shadows and len(p):
-            # one shadow ray per point, towards the light that lights it most
-            main = np.argmax(contrib, axis=0)  # (N,)
-            lit = np.flatnonzero(contrib[main, np.arange(len(p))] > 1e-3)
-            if len(lit):
-                o = p[lit] + n[lit] * np.float32(2e-3)
-                rays = np.concatenate([o, lights[main[lit]] - o], 1)  # (n, 6) float32, t = 1 at the light
-                occ = self.rc.test_occlusions(self.o3d.core.Tensor.from_numpy(np.ascontiguousarray(rays)),
-                                              tnear=0.0, tfar=0.999).numpy()
-                contrib[main[lit[occ]], lit[occ]] *= 0.25  # soft-ish: a shadow keeps a quarter of the light
-        I = I + contrib.sum(0)
-        return I.astype(np.float32)
+    def _bake_lighting(self) -> None:
+        """Light every vertex once: `vertex_ambient` (V,) and `vertex_light` (V, L) irradiance per light.
 
-    def surface_colors(self, points: np.ndarray, tri: np.ndarray, footprint: float | np.ndarray = 0.01,
-                       light_scale: np.ndarray | None = None) -> np.ndarray:
-        """Shaded colour (N, 3) float32 in [0, 1] of surface points on triangles `tri` (as every view sees it)."""
+        Ambient: hemispheric (up-facing a bit brighter) times ambient occlusion (8 rays, 0.6 m). Each light:
+        Lambert * falloff, times its visibility from 4 points on a 0.15 m sphere (soft shadows). With
+        `shadows=False` no occlusion rays are cast. Deterministic (a fixed sampling pattern)."""
+        sc = self.scene
+        V, F = sc.vertices.astype(np.float32), sc.triangles
+        P = V[F]  # (F, 3, 3)
+        area = 0.5 * np.linalg.norm(np.cross(P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]), axis=1)
+        vn = np.zeros_like(V)
+        for k in range(3):
+            np.add.at(vn, F[:, k], sc.tri_normal * area[:, None])
+        vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)  # (V, 3) area-weighted normals
+        o = V + vn * np.float32(2e-3)
+        rng = np.random.default_rng(12345)
+        ao = np.ones(len(V), np.float32)
+        if self.shadows:
+            # cosine-weighted hemisphere directions about each normal, 0.6 m long
+            t1 = np.cross(vn, np.where(np.abs(vn[:, 2:3]) < 0.9, [[0, 0, 1.0]], [[1.0, 0, 0]])).astype(np.float32)
+            t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+            t2 = np.cross(vn, t1)
+            occl = np.zeros(len(V), np.float32)
+            K = 8
+            for k in range(K):
+                r, phi = np.sqrt((k + 0.5) / K), 2.39996 * k + rng.uniform(0, 2 * np.pi)
+                d = (t1 * (r * np.cos(phi)) + t2 * (r * np.sin(phi)) + vn * np.sqrt(1 - r * r)) * np.float32(0.6)
+                occl += self._occluded(o, d)
+            ao = 1.0 - 0.6 * occl / K
+        self.vertex_ambient = (np.float32(sc.ambient) * (0.8 + 0.2 * vn[:, 2]) * ao).astype(np.float32)  # (V,)
+        light = np.zeros((len(V), len(sc.lights)), np.float32)  # (V, L)
+        jitter = rng.normal(size=(4, 3)).astype(np.float32)
+        jitter *= 0.15 / np.linalg.norm(jitter, axis=1, keepdims=True)
+        for j, L in enumerate(sc.lights.astype(np.float32)):
+            to_l = L - V
+            d2 = (to_l * to_l).sum(1)
+            cos = (vn * to_l).sum(1) / np.sqrt(np.maximum(d2, 1e-12))
+            light[:, j] = np.float32(sc.light_power[j]) * np.clip(cos, 0, None) * (9.0 / (d2 + 9.0))
+            if self.shadows:
+                lit = np.flatnonzero(light[:, j] > 1e-4)
+                vis = np.zeros(len(lit), np.float32)
+                for jt in jitter:
+                    vis += 1.0 - self._occluded(o[lit], (L + jt) - o[lit])
+                light[lit, j] *= 0.2 + 0.8 * vis / len(jitter)  # a shadow keeps a fifth of the light
+        self.vertex_light = light
+
+    def _occluded(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        """(N,) float32 1.0 where a segment origin -> origin + dir hits geometry before its end."""
+        rays = np.ascontiguousarray(np.concatenate([origins, dirs], 1), np.float32)
+        occ = self.rc.test_occlusions(self.o3d.core.Tensor.from_numpy(rays), tnear=0.0, tfar=0.999).numpy()
+        return occ.astype(np.float32)
+
+    def irradiance(self, tri: np.ndarray, bary: np.ndarray, light_scale: np.ndarray | None = None) -> np.ndarray:
+        """Baked lighting (N,) float32 at points given by triangle ids and barycentric weights (N, 3)."""
+        sc = self.scene
+        power = np.ones(len(sc.lights), np.float32) if light_scale is None else np.asarray(light_scale, np.float32)
+        vert = self.vertex_ambient + self.vertex_light @ power  # (V,)
+        corners = np.take(sc.triangles, tri, axis=0)  # (N, 3) vertex ids
+        return (np.take(vert, corners) * bary).sum(1)
+
+    def surface_colors(self, points: np.ndarray, tri: np.ndarray, bary: np.ndarray,
+                       footprint: float | np.ndarray = 0.01, light_scale: np.ndarray | None = None) -> np.ndarray:
+        """Shaded colour (N, 3) float32 in [0, 1] of surface points on triangles `tri` with barycentric
+        weights `bary` (N, 3): the colour every view sees (only the texture's mip level depends on `footprint`)."""
         fp = np.broadcast_to(np.asarray(footprint, np.float32), (len(tri),))
         alb = self.sample_albedo(points, tri, fp)
-        n = np.take(self.scene.tri_normal, tri, axis=0)
-        return np.clip(alb * (self.lighting(points, n, light_scale) * np.float32(1.1))[:, None], 0.0, 1.0)
+        return np.clip(alb * (self.irradiance(tri, bary, light_scale) * np.float32(1.1))[:, None], 0.0, 1.0)
 
     def shade(self, hits: dict, light_scale: np.ndarray | None = None) -> np.ndarray:
         """RGB uint8 (H, W, 3) for the hits of `cast` (black where nothing is hit)."""
@@ -152,7 +189,7 @@ class Renderer:
             n = np.take(self.scene.tri_normal, t, axis=0)
             cos = np.abs((n * d).sum(1)) * self._inv_dir_norm[ok]
             footprint = z * np.float32(1.0 / self.fx) / np.maximum(cos, np.float32(0.25))  # surface metres per pixel
-            rgb[ok] = self.surface_colors(hits["points"][ok], t, footprint, light_scale)
+            rgb[ok] = self.surface_colors(hits["points"][ok], t, hits["bary"][ok], footprint, light_scale)
         H, W = self.camera.height, self.camera.width
         return (rgb.reshape(H, W, 3) * 255.0 + 0.5).astype(np.uint8)
 
@@ -170,8 +207,9 @@ class Renderer:
         return rgb, hits["depth"]
 
 
-def sample_surface(scene: Scene, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """`n` points uniformly by area on the scene's triangles -> (points (n, 3) float64, triangle ids (n,))."""
+def sample_surface(scene: Scene, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`n` points uniformly by area on the scene's triangles -> points (n, 3) float64, triangle ids (n,),
+    barycentric weights (n, 3)."""
     V = scene.vertices.astype(np.float64)
     P = V[scene.triangles]  # (F, 3, 3)
     area = 0.5 * np.linalg.norm(np.cross(P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]), axis=1)
@@ -180,7 +218,7 @@ def sample_surface(scene: Scene, n: int, rng: np.random.Generator) -> tuple[np.n
     s = np.sqrt(r1)
     w = np.stack([1 - s, s * (1 - r2), s * r2], 1)  # (n, 3) barycentric
     pts = np.einsum("nk,nkj->nj", w, P[tri])
-    return pts, tri.astype(np.int64)
+    return pts, tri.astype(np.int64), w.astype(np.float32)
 
 
 def depth_to_png_mm(depth: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from slife.synth.textures import TEXTURE_KINDS, make_texture, mip_levels
 MIP_LEVELS = 4  # texture pyramid depth used by the renderer
 GRID_RES = 0.1  # metres per free-space cell
 BODY_RADIUS = 0.4  # a walker keeps this far from furniture and walls (metres)
+LIGHT_CELL = 0.3  # big faces are split into quads about this wide (metres): lighting is baked at vertices
 
 
 @dataclass
@@ -126,7 +127,14 @@ class _Builder:
             n = ax[k] * sign
             a, b_ = [j for j in range(3) if j != k]
             fc = centre + n * h[k]
-            corners = [fc + ax[a] * h[a] * i + ax[b_] * h[b_] * j for i, j in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+            # a grid of quads about LIGHT_CELL wide, so lighting baked at vertices varies across big faces
+            nu, nv = (max(1, int(np.ceil(2 * h[ax_] / LIGHT_CELL))) for ax_ in (a, b_))
+            gi, gj = np.meshgrid(np.linspace(-1, 1, nu + 1), np.linspace(-1, 1, nv + 1), indexing="ij")
+            corners = fc + (gi.reshape(-1, 1) * h[a]) * ax[a] + (gj.reshape(-1, 1) * h[b_]) * ax[b_]  # (V, 3)
+            ii, jj = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
+            v00 = (ii * (nv + 1) + jj).reshape(-1)
+            v10, v01 = v00 + nv + 1, v00 + 1
+            quads = np.concatenate([np.stack([v00, v10, v10 + 1], 1), np.stack([v00, v10 + 1, v01], 1)])  # (2 nu nv, 3)
             normal = -n if inward else n
             if k == 2:  # floor/ceiling/top: u, v along the box's local axes
                 u_ax, v_ax, fit = ax[0], ax[1], (2 * h[0], 2 * h[1])
@@ -134,7 +142,7 @@ class _Builder:
                 u_ax, v_ax, fit = np.cross(normal, down), down, (2 * h[a], 2 * h[2])
             origin = fc - u_ax * (fit[0] / 2) - v_ax * (fit[1] / 2)
             uv = self._uv_map(origin, u_ax, v_ax, mats[f], fit if f in fit_faces else None)
-            self._add(corners, [[0, 1, 2], [0, 2, 3]], [normal, normal], mats[f], [uv, uv])
+            self._add(corners, quads, np.repeat(normal[None], len(quads), 0), mats[f], np.repeat(uv[None], len(quads), 0))
         d = {"centre": centre, "size": 2 * h, "yaw": yaw, "kind": kind}
         if obstacle:
             self.obstacles.append((centre[0], centre[1], h[0], h[1], yaw))

@@ -92,11 +92,31 @@ def test_shading_is_view_independent():
     scene = build_scene("office", 0, 64)
     cam = Camera("PINHOLE", 32, 24, (16.0, 16.0, 16.0, 12.0))
     r = Renderer(scene, cam)
-    pts, tri = sample_surface(scene, 500, np.random.default_rng(0))
-    a = r.surface_colors(pts, tri, footprint=0.01)
-    b = r.surface_colors(pts, tri, footprint=0.01)
-    assert np.array_equal(a, b)
+    pts, tri, bary = sample_surface(scene, 500, np.random.default_rng(0))
+    assert np.allclose(np.einsum("nk,nkj->nj", bary, scene.vertices[scene.triangles[tri]]), pts, atol=1e-5)
+    a = r.surface_colors(pts, tri, bary, footprint=0.01)
+    assert np.array_equal(a, r.surface_colors(pts, tri, bary, footprint=0.01))
     assert a.std(0).min() > 0.05  # not flat
+    # the renderer's colour of a pixel is the colour of its surface point, whichever camera looks at it
+    hits = r.cast(np.array([[0, 0, 1, 2.0], [-1, 0, 0, 2.0], [0, -1, 0, 1.5], [0, 0, 0, 1]]))
+    rgb = r.shade(hits).reshape(-1, 3).astype(float)
+    fp = hits["depth"].reshape(-1) / 16.0
+    ok = hits["tri"] >= 0
+    again = r.surface_colors(hits["points"][ok], hits["tri"][ok], hits["bary"][ok], fp[ok] / np.maximum(
+        np.abs((scene.tri_normal[hits["tri"][ok]] * hits["dirs"][ok]).sum(1)) / np.linalg.norm(hits["dirs"][ok], axis=1),
+        0.25))
+    assert np.abs(rgb[ok] - again * 255).max() <= 1.0
+
+
+def test_lighting_shows_geometry():
+    """Baked lighting varies over surfaces (falloff, shadows, occlusion), so geometry is visible."""
+    scene = build_scene("living_room", 0, 16)
+    r = Renderer(scene, Camera("PINHOLE", 32, 24, (16.0, 16.0, 16.0, 12.0)))
+    flat = Renderer(scene, Camera("PINHOLE", 32, 24, (16.0, 16.0, 16.0, 12.0)), shadows=False)
+    I = r.vertex_ambient + r.vertex_light.sum(1)
+    I0 = flat.vertex_ambient + flat.vertex_light.sum(1)
+    assert I.std() > 0.1 and I.min() < 0.5 * np.median(I)
+    assert (I <= I0 + 1e-6).all() and (I < I0 - 0.05).mean() > 0.1  # shadows and occlusion darken
 
 
 def test_depth_png_encoding():
