@@ -167,8 +167,10 @@ def plot_match(rep: dict, path: Path) -> Path:
     axes[0].set_title("AEPE (px, lower is better)", fontsize=9)
     axes[1].set_title("PCK-5", fontsize=9)
     axes[2].set_title("top-1 within one patch, displaced patches", fontsize=9)
+    idx_all = sorted({int(i) for res in rep["models"].values() for i in res["per_index"]})
     for a in axes:
         a.set_xlabel("pair index")
+        a.set_xticks(idx_all)
         a.legend(fontsize=7)
     axes[1].set_ylim(0, 1)
     axes[2].set_ylim(0, 1)
