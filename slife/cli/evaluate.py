@@ -78,6 +78,13 @@ def _cas_tables(rep: dict) -> None:
                     _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
         c.add_row(*row)
     console.print(c)
+    pt = Table(title="pairs of models: agreement beside the shortcut")
+    for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos"):
+        pt.add_column(col, justify="left" if col in ("a", "b") else "right")
+    for row in rep.get("pair_table", []):
+        pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
+                   _f(row["b_vs_same_position"]))
+    console.print(pt)
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "

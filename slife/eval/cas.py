@@ -206,6 +206,18 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
         tgt_nb = np.where(known, nb_size[np.clip(true_idx, 0, n - 1)], 0)
         gt["accuracy_chance"] = float(tgt_nb[known].mean() / n) if known.any() else math.nan
         rep["ground_truth"] = gt
+    # one row per pair of models (and of untrained controls): the issue-7 table
+    rows = []
+    scored = [i for i, kd in enumerate(kinds) if kd in ("model", "untrained")]
+    for ai, a in enumerate(scored):
+        for b in scored[ai + 1:]:
+            row = {"a": names[a], "b": names[b], "cas": mat[a, b],
+                   "a_vs_same_position": mat[a, sp[0]] if sp else math.nan,
+                   "b_vs_same_position": mat[b, sp[0]] if sp else math.nan}
+            if true_idx is not None:
+                row["cas_displaced"] = rep["ground_truth"]["matrix_displaced"][a, b]
+            rows.append(row)
+    rep["pair_table"] = rows
     return _nan_to_none(rep)
 
 
