@@ -4,9 +4,11 @@ Reads a `scenes.Scene`, a `geometry.Camera` (PINHOLE) and poses `T_world_cam` (4
 OpenCV axes, metres). The ray of pixel (u, v) passes through its centre (u + 0.5, v + 0.5) (slife's
 pixel convention), with direction R @ K^-1 [u + 0.5, v + 0.5, 1], so the ray parameter at a hit is the
 z-depth. Returns RGB uint8 (H, W, 3) and z-depth float32 (H, W) (inf where nothing is hit).
-Shading is view-independent (ambient + Lambert point lights with falloff and optional ray-cast
-shadows) so a surface point has the same colour in every view; `surface_colors` gives that colour
-for arbitrary surface points (what `points.ply` stores). Entry point: `Renderer`. Writing files
+Shading is view-independent, so a surface point has the same colour in every view: a mip-mapped,
+bilinear texture lookup (UV from world coordinates) times lighting baked once per scene at the mesh
+vertices (hemispheric ambient with ambient occlusion, Lambert point lights with falloff and soft
+shadows) and interpolated with the hit's barycentric weights. `surface_colors` gives that colour for
+any surface point (what `points.ply` stores). Entry point: `Renderer`. Writing files
 (video, depth PNG) is left to `slife.synth.__init__` (`run`).
 """
 

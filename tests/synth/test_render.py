@@ -138,3 +138,25 @@ def test_renderer_rejects_fisheye():
     scene = build_scene("bedroom", 0, 16)
     with pytest.raises(ValueError):
         Renderer(scene, Camera("OPENCV_FISHEYE", 32, 32, (10, 10, 16, 16, 0, 0, 0, 0)))
+
+
+def test_point_colours_match_the_video(tiny_life):
+    """points.ply colours are what the video shows where those points are visible (H.264 and mip blur aside)."""
+    import av
+    import open3d as o3d
+
+    P, cam, _ = _load(tiny_life)
+    pcd = o3d.io.read_point_cloud(str(tiny_life / "points.ply"))
+    X, C = np.asarray(pcd.points), np.asarray(pcd.colors) * 255
+    with av.open(str(tiny_life / "video.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+    a, b = [], []
+    for i in (2, 12, 22):
+        uv, z, vis = project_points(P["T_world_cam"][i], cam, X)
+        px = uv[vis].astype(int)
+        seen = np.abs(_depth(tiny_life, i)[px[:, 1], px[:, 0]] - z[vis]) < 0.01 * z[vis]
+        a.append(frames[i][px[seen, 1], px[seen, 0]])
+        b.append(C[vis][seen])
+    a, b = np.concatenate(a), np.concatenate(b)
+    assert len(a) > 300
+    assert np.median(np.abs(a - b)) < 25 and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.6
