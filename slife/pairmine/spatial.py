@@ -6,7 +6,8 @@ rng)` (the strategy interface) and `find_pair_arrays` (numpy arrays, used by the
 
 How it scales (never an all-pairs loop; 10^5-10^6 frames):
 1. MinHash: `lsh_hashes` random permutations of the items; frame i's signature holds, per permutation,
-   the smallest permuted id it sees (one gather + `minimum.reduceat` over V's nnz per permutation).
+   the smallest permuted id it sees (one gather + `minimum.reduceat` per permutation), computed on a fixed
+   random subset of the items sized so a frame sees ~256 of them (cost independent of voxel density).
    For two frames, P(same value under one permutation) = J exactly.
 2. Candidates = frames that share a signature value under at least one permutation (LSH with bands of
    one row): a pair with Jaccard J is missed with probability (1 - J)^hashes, e.g. 3e-5 at J = 0.15 with
@@ -15,7 +16,7 @@ How it scales (never an all-pairs loop; 10^5-10^6 frames):
    not O(bucket^2); `lsh_window=0` joins all members (exhaustive, for small lives and tests).
 3. The MinHash estimate (fraction of equal signature entries) drops candidates more than 3 standard
    deviations outside [j_min, j_max] (and size ratios that cannot reach j_min), then ranks them; with `per_frame` > 0 each
-   frame keeps its 4 x per_frame best-estimated candidates; then the exact Jaccard is counted for the
+   frame keeps its 2 x per_frame best-estimated candidates; then the exact Jaccard is counted for the
    survivors with sparse row products (V[a] .* V[b]), pairs outside [j_min, j_max] are dropped, and each
    frame keeps its `per_frame` highest-Jaccard partners (as source view).
 Cost is O(nnz x hashes + N x hashes x window), linear in frames at a fixed view density.
@@ -36,22 +37,37 @@ from slife.pairmine.visibility import Visibility, compute_visibility, jaccard_ex
 log = logging.getLogger(__name__)
 
 
-def minhash_signatures(vis: Visibility, hashes: int, seed: int) -> np.ndarray:
-    """(N, hashes) uint32 MinHash signatures; frames that see nothing get unique values never shared."""
+def minhash_signatures(vis: Visibility, hashes: int, seed: int, target_items: int = 256) -> np.ndarray:
+    """(N, hashes) uint32 MinHash signatures; frames that see nothing get unique values never shared.
+
+    The sketch uses a fixed random subset of the items (the same for every frame) so that frames see about
+    `target_items` of them on average: MinHash of the subsets estimates the Jaccard of the full sets at a
+    fraction of the cost (the exact Jaccard is always counted on the full sets afterwards).
+    """
     V = vis.V
     n, m = V.shape
-    sizes = np.diff(V.indptr)
+    rng = np.random.default_rng(seed)
+    mean = V.nnz / max(1, int((np.diff(V.indptr) > 0).sum()))
+    frac = min(1.0, target_items / max(mean, 1.0))
+    if frac < 1.0:
+        keep_item = rng.random(m) < frac  # (M,) consistent item subset
+        mask = keep_item[V.indices]
+        rows = np.repeat(np.arange(n), np.diff(V.indptr))[mask]
+        indices = V.indices[mask]
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n))]
+    else:
+        indices, indptr = V.indices, V.indptr
+    sizes = np.diff(indptr)
     nonempty = np.flatnonzero(sizes > 0)
     sig = np.empty((n, hashes), np.uint32)
-    rng = np.random.default_rng(seed)
     big = np.iinfo(np.uint32).max
-    starts = V.indptr[:-1][nonempty]
+    starts = indptr[:-1][nonempty]
+    empty = sizes == 0
     for h in range(hashes):
         perm = rng.permutation(m).astype(np.uint32)  # (M,) random rank of each item
-        col = np.full(n, 0, np.uint32)
+        col = np.zeros(n, np.uint32)
         if len(nonempty):
-            col[nonempty] = np.minimum.reduceat(perm[V.indices], starts)
-        empty = sizes == 0
+            col[nonempty] = np.minimum.reduceat(perm[indices], starts)
         col[empty] = big - np.arange(int(empty.sum()), dtype=np.uint32)  # never equal to each other
         sig[:, h] = col
     return sig
@@ -94,10 +110,15 @@ def lsh_candidates(sig: np.ndarray, window: int, rng: np.random.Generator,
 
 def top_per_frame(src: np.ndarray, dst: np.ndarray, score: np.ndarray, k: int,
                   rng: np.random.Generator) -> np.ndarray:
-    """Indices of the rows that are among their `src` frame's k highest scores (ties broken at random)."""
+    """Indices of the rows that are among their `src` frame's k highest scores (score in [-1, 1]; ties random).
+
+    One int64 sort key per row: frame (high bits), then quantised 1 - score (20 bits), then a random tie-break.
+    """
     if len(src) == 0:
         return np.zeros(0, np.int64)
-    order = np.lexsort((rng.random(len(src)), -score, src))
+    q = np.clip(np.round((1.0 - np.asarray(score, np.float64)) * (2**19)), 0, 2**20 - 1).astype(np.int64)
+    key = (src.astype(np.int64) << 32) | (q << 12) | rng.integers(0, 4096, len(src))
+    order = np.argsort(key)
     s = src[order]
     first = np.r_[True, s[1:] != s[:-1]]
     grp_start = np.flatnonzero(first)[np.cumsum(first) - 1]
@@ -134,11 +155,11 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
     a, b, est = a[keep], b[keep], est[keep]
     n_cand = len(a)
     if cfg.per_frame > 0:
-        # each frame keeps its 4 x per_frame best-estimated candidates (as either end)
+        # each frame keeps its 2 x per_frame best-estimated candidates (as either end)
         src = np.concatenate([a, b])
         dst = np.concatenate([b, a])
         sc = np.concatenate([est, est]).astype(np.float64)
-        top = top_per_frame(src, dst, sc, 4 * cfg.per_frame, rng)
+        top = top_per_frame(src, dst, sc, 2 * cfg.per_frame, rng)
         lo = np.minimum(src[top], dst[top])
         hi = np.maximum(src[top], dst[top])
         key = sorted_unique(lo * len(life) + hi)
