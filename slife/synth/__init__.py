@@ -181,6 +181,8 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
     out.mkdir(parents=True, exist_ok=True)
     if meta_path.exists():
         meta_path.unlink()  # incomplete until written again
+    for stale in sorted((out / "depth").glob("*.png")) if (out / "depth").is_dir() else []:
+        stale.unlink()  # a rerun may write fewer frames (or none)
     rate = frame_rate(cfg.fps)
     cam = cfg.camera()
     scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size)
@@ -193,6 +195,8 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
 
         for stale in ("poses.npz", "points.ply"):
             (out / stale).unlink(missing_ok=True)
+        if (out / "depth").is_dir():
+            (out / "depth").rmdir()
         frames = screen_frames(n, cfg.width, cfg.height, cfg.fps, np.random.default_rng([cfg.seed, 4]))
         with VideoWriter(_atomic(out / "video.mp4"), cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
             for k, rgb in enumerate(frames):
@@ -204,6 +208,7 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         save_npz_deterministic(out / "poses.npz", t=t, T_world_cam=T, K=cam.K,
                                image_size=np.array([cfg.width, cfg.height], np.int64), day=day)
         renderer = Renderer(scene, cam, shadows=cfg.shadows)
+        (out / "points.ply").unlink(missing_ok=True)
         if cfg.points:
             summary["points"] = _write_points(out / "points.ply", renderer, cfg.points,
                                               np.random.default_rng([cfg.seed, 2]))
