@@ -58,6 +58,8 @@ def test_rerun_skips_complete_folder(tiny_life, tmp_path):
     assert (out / "video.mp4").stat().st_mtime_ns == stamp
     run(cfg, out, overwrite=True)
     assert (out / "video.mp4").stat().st_mtime_ns != stamp
+    shorter = run(SynthConfig(**{**TINY, "duration": 0.5, "days": 1, "points": 0}), out)  # other settings: render again
+    assert len(list((shorter / "depth").glob("*.png"))) == 4 and not (shorter / "points.ply").exists()
 
 
 def test_static_control(tiny_static):
