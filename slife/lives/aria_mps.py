@@ -8,7 +8,7 @@ Reads, in `path` or its `slam/` (or `trajectory/`, `mps/slam/`) folder:
   FisheyeRadTanThinPrism intrinsics (slife model FISHEYE624; Aria's pixel centres are integers, slife's are
   +0.5, so cx, cy gain 0.5) and T_device_rgb; T_world_cam = T_world_device(t) @ T_device_rgb (OpenCV axes);
 - `semidense_points.csv.gz` (or the older `global_points.csv.gz`): `p[xyz]_world`, kept when
-  `inv_dist_std <= MAX_INV_DIST_STD` and `dist_std <= MAX_DIST_STD` (projectaria_tools' default filter);
+  `inv_dist_std < MAX_INV_DIST_STD` and `dist_std < MAX_DIST_STD` (projectaria_tools' default filter);
 - pixels: an `*.mp4` beside the MPS folder (or in it) with `<video>_mp4_to_vrs_time_ns.csv` (or
   `mp4_to_vrs_time_ns.csv`) mapping frame k (row k) to device time in ns (`vrs_device_time_ns`). Calibrations
   are scaled to the video's size when it differs from the sensor's (1408 or 2880 px). Upright-rotated MP4s
@@ -282,7 +282,7 @@ def read(path: Path) -> Life:
     pf = next((mps / f for f in ("semidense_points.csv.gz", "global_points.csv.gz") if (mps / f).is_file()), None)
     if pf is not None:
         a = _csv_columns(pf, ["px_world", "py_world", "pz_world", "inv_dist_std", "dist_std"], opener=gzip.open)
-        good = np.isfinite(a).all(axis=1) & (a[:, 3] <= MAX_INV_DIST_STD) & (a[:, 4] <= MAX_DIST_STD)
+        good = np.isfinite(a).all(axis=1) & (a[:, 3] < MAX_INV_DIST_STD) & (a[:, 4] < MAX_DIST_STD)
         counts["points_filtered"] = int((~good).sum())
         points = a[good, :3]  # (M, 3) world, metres
     else:

@@ -7,8 +7,9 @@ are OpenCV's), in the model's units. Intrinsics keep COLMAP's camera model and p
 model is recorded); COLMAP's pixel convention is slife's. Tracks: per image, the dense indices of the
 points3D it observes (CSR). Images are found in `images_dir` or, by default, the first of `<model>/images`,
 `<model>/../images`, `<model>/../../images`, `<model>/../rgb`, `<model>/..` that holds the first image.
-Image names grouped by folder become one source each, ordered by name; `t` is the timestamp in the name
-when every name is one (e.g. TUM's `1311868169.163498.png`), else rank / `DEFAULT_FPS` (COLMAP has no clock).
+Image names grouped by folder become one source each, ordered by name. COLMAP has no clock, so `t` is the
+timestamp in the name when every name is one (TUM's `1311868169.163498.png`), else the trailing frame number
+of the names / `fps` (`frame_000123.jpg`; default `DEFAULT_FPS`), else the rank in the folder / `fps`.
 Returns a `Life`; entry points `detect`, `find_model`, `read`.
 """
 
@@ -79,7 +80,7 @@ def _find_images_dir(model: Path, first_name: str, images_dir: Path | None) -> P
     return None
 
 
-def read(path: Path, images_dir: Path | None = None) -> Life:
+def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -> Life:
     """Read a COLMAP model (see the module docstring)."""
     import pycolmap
 
@@ -122,7 +123,9 @@ def read(path: Path, images_dir: Path | None = None) -> Life:
     indptr = np.zeros(n + 1, np.int64)
     tracks = []
     sources = []
-    timed = all(re.fullmatch(r"\d+\.\d+", PurePosixPath(im.name).stem) for im in images)
+    stems = [PurePosixPath(im.name).stem for im in images]
+    timed = all(re.fullmatch(r"\d+\.\d+", st) for st in stems)
+    numbered = not timed and all(re.search(r"\d+$", st) for st in stems)
     i = 0
     unregistered = 0
     for s, (folder, ims) in enumerate(sorted(groups.items())):
@@ -137,7 +140,13 @@ def read(path: Path, images_dir: Path | None = None) -> Life:
                 T[i] = invert_pose(Tcw)
             src[i] = s if root is not None else -1
             fidx[i] = k
-            t[i] = float(PurePosixPath(im.name).stem) if timed else k / DEFAULT_FPS
+            stem = PurePosixPath(im.name).stem
+            if timed:
+                t[i] = float(stem)
+            elif numbered:  # frame_000123.jpg: frame 123 of a video at fps (keeps the gaps between frames)
+                t[i] = int(re.search(r"(\d+)$", stem).group(1)) / fps
+            else:
+                t[i] = k / fps
             cam_id[i] = cam_index.get(im.camera_id, -1)
             ids = [pindex[p.point3D_id] for p in im.points2D if p.has_point3D() and p.point3D_id in pindex]
             tracks.append(np.asarray(ids, dtype=np.int64))
@@ -163,5 +172,6 @@ def read(path: Path, images_dir: Path | None = None) -> Life:
         warnings=warnings,
         meta={"model": str(model), "images_dir": str(root) if root else None,
               "distortion": sorted({c.model for c in cameras}),
-              "clock": "timestamps from image names" if timed else f"image rank / {DEFAULT_FPS:g} fps"},
+              "clock": "timestamps from image names" if timed else
+              (f"frame number in image names / {fps:g} fps" if numbered else f"image rank / {fps:g} fps")},
     )

@@ -79,6 +79,7 @@ def test_colmap_unregistered_and_bad(tmp_path):
     write_colmap_txt(m, sc, skip_image=2)
     life = read_life(m)
     assert len(life) == 4 and life.pose_valid.all()
+    np.testing.assert_allclose(life.t, np.array([0, 1, 3, 4]) / 30.0)  # frame numbers in the names keep the gap
     (m / "images.txt").write_text("1 0.5 0.5 0.5\n")
     with pytest.raises(SlifeError, match=r"sparse/0: unreadable COLMAP model"):
         read_life(m)
