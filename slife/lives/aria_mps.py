@@ -263,17 +263,16 @@ def read(path: Path) -> Life:
     k = np.clip(np.searchsorted(t_cal, t), 1, max(len(t_cal) - 1, 1)) if len(t_cal) > 1 else np.zeros(n, int)
     if len(t_cal) > 1:
         k = np.where(np.abs(t_cal[k - 1] - t) <= np.abs(t_cal[k] - t), k - 1, k)
-    used = np.unique(k)
-    cam_of = {}
-    cameras = []
-    for c in used:
-        params, _ = cals[int(c)]
+    cam_of: dict = {}  # Camera -> index in cameras (online calibrations often repeat)
+    cameras: list[Camera] = []
+    id_of_line = {}
+    for c in np.unique(k):
+        params = cals[int(c)][0]
         cam = fisheye_camera(params, _sensor_size(params), out_w, out_h)
-        if cam not in cam_of:
-            cam_of[cam] = len(cameras)
+        id_of_line[int(c)] = cam_of.setdefault(cam, len(cameras))
+        if id_of_line[int(c)] == len(cameras):
             cameras.append(cam)
-    cam_id = np.array([cam_of[fisheye_camera(cals[int(c)][0], _sensor_size(cals[int(c)][0]), out_w, out_h)]
-                       for c in k], dtype=np.int32) if n else np.zeros(0, np.int32)
+    cam_id = np.array([id_of_line[int(c)] for c in k], dtype=np.int32)  # (N,)
     T_dev_cam = np.stack([cals[int(c)][1] for c in k]) if n else np.zeros((0, 4, 4))
     T = np.einsum("nij,njk->nik", T_dev, T_dev_cam)  # (N, 4, 4) T_world_rgb
     T[~ok] = np.nan
