@@ -11,8 +11,9 @@ Reads, in `path` or its `slam/` (or `trajectory/`, `mps/slam/`) folder:
   `inv_dist_std < MAX_INV_DIST_STD` and `dist_std < MAX_DIST_STD` (projectaria_tools' default filter);
 - pixels: an `*.mp4` beside the MPS folder (or in it) with `<video>_mp4_to_vrs_time_ns.csv` (or
   `mp4_to_vrs_time_ns.csv`) mapping frame k (row k) to device time in ns (`vrs_device_time_ns`). Calibrations
-  are scaled to the video's size when it differs from the sensor's (1408 or 2880 px). Upright-rotated MP4s
-  (HD-EPIC rotates frames 90 degrees) are not handled: the camera stays in the sensor's orientation.
+  are scaled to the video's size when it differs from the sensor's (1408 or 2880 px). MP4s turned upright
+  (HD-EPIC's frames are turned 90 degrees clockwise) need `read(path, upright=True)`: the default keeps the
+  sensor's orientation (nothing in the files says which one an MP4 has).
 Without a video, the life is trajectory-only: frames every 1 / `TRAJECTORY_FPS` s along the trajectory, no
 sources (spatial mining still works on it). `t` is device time in seconds. Returns a `Life`; entry points
 `detect`, `find_mps`, `read`.
@@ -224,8 +225,12 @@ def read_video_times(f: Path) -> np.ndarray:
     return t
 
 
-def read(path: Path) -> Life:
-    """Read Aria MPS output (see the module docstring)."""
+def read(path: Path, upright: bool = False) -> Life:
+    """Read Aria MPS output (see the module docstring).
+
+    `upright=True`: the MP4's frames were turned 90 degrees clockwise from the sensor (HD-EPIC's exports, or
+    projectaria_tools' `make_upright`); cameras and poses are turned with them (`Camera.rotated_cw90`).
+    """
     from slife.lives.video import open_video
 
     path = Path(path)
@@ -268,12 +273,18 @@ def read(path: Path) -> Life:
     id_of_line = {}
     for c in np.unique(k):
         params = cals[int(c)][0]
-        cam = fisheye_camera(params, _sensor_size(params), out_w, out_h)
+        if upright:  # scale to the sensor-oriented video size, then turn with the frames
+            cam = fisheye_camera(params, _sensor_size(params), out_h, out_w).rotated_cw90()
+        else:
+            cam = fisheye_camera(params, _sensor_size(params), out_w, out_h)
         id_of_line[int(c)] = cam_of.setdefault(cam, len(cameras))
         if id_of_line[int(c)] == len(cameras):
             cameras.append(cam)
     cam_id = np.array([id_of_line[int(c)] for c in k], dtype=np.int32)  # (N,)
     T_dev_cam = np.stack([cals[int(c)][1] for c in k]) if n else np.zeros((0, 4, 4))
+    if upright:
+        Rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # camera frame turned about z
+        T_dev_cam = T_dev_cam @ make_pose(Rz.T, np.zeros(3))
     T = np.einsum("nij,njk->nik", T_dev, T_dev_cam)  # (N, 4, 4) T_world_rgb
     T[~ok] = np.nan
 
@@ -293,7 +304,7 @@ def read(path: Path) -> Life:
         source=np.full(n, 0 if sources else -1, np.int32), frame_index=np.arange(n, dtype=np.int64), t=t,
         T_world_cam=T, pose_valid=ok, cameras=cameras, camera_id=cam_id, points=points, counts=counts,
         warnings=warnings,
-        meta={"mps": str(mps), "video": str(video) if video else None, "distortion": "FISHEYE624",
+        meta={"mps": str(mps), "video": str(video) if video else None, "distortion": "FISHEYE624", "upright": upright,
               "clock": "Aria device time (tracking_timestamp), seconds",
               "point_filter": {"inv_dist_std": MAX_INV_DIST_STD, "dist_std": MAX_DIST_STD}},
     )

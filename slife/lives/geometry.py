@@ -149,6 +149,29 @@ class Camera:
             p[0] *= sx; p[1] *= sx; p[2] *= sy  # noqa: E702
         return Camera(self.model, int(round(self.width * sx)), int(round(self.height * sy)), tuple(p))
 
+    def rotated_cw90(self) -> "Camera":
+        """The camera of the image turned 90 degrees clockwise (H x W; pixel (u, v) -> (H - v, u)).
+
+        Its frame is this camera's turned about z: X_new = Rz X with Rz = [[0, -1, 0], [1, 0, 0], [0, 0, 1]], so
+        `T_world_cam @ make_pose(Rz.T, 0)` is the new pose (projectaria_tools' "upright" CW90). Exact for PINHOLE,
+        SIMPLE_PINHOLE and FISHEYE624: the radial part does not change under the turn, the tangential (p0, p1) and
+        thin-prism ((s0, s2), (s1, s3)) coefficients are vectors in the image plane and turn with it.
+        """
+        p = list(self.params)
+        W, H = self.width, self.height
+        if self.model == "PINHOLE":
+            fx, fy, cx, cy = p
+            return Camera("PINHOLE", H, W, (fy, fx, H - cy, cx))
+        if self.model == "SIMPLE_PINHOLE":
+            f, cx, cy = p
+            return Camera("SIMPLE_PINHOLE", H, W, (f, H - cy, cx))
+        if self.model == "FISHEYE624":
+            f, cx, cy = p[:3]
+            p0, p1 = p[9:11]
+            s0, s1, s2, s3 = p[11:15]
+            return Camera("FISHEYE624", H, W, tuple([f, H - cy, cx] + p[3:9] + [-p1, p0, -s2, -s3, s0, s1]))
+        raise ValueError(f"rotated_cw90 is not implemented for {self.model}")
+
     def project(self, X_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project camera-frame points (N, 3) -> pixels (N, 2) and `in_front` (N,) bool (z > 0).
 

@@ -89,3 +89,19 @@ def test_fisheye624_against_real_aria_depth():
         assert med < 0.002 and frac > 0.9, (a, b, med, frac)
         med0, _ = median_err(a, b, 0.0)
         assert med0 > 1.4 * med  # integer-centred pixels (no shift) agree worse
+
+
+@pytest.mark.parametrize("model,params", [
+    ("PINHOLE", (50, 52, 30, 20)),
+    ("SIMPLE_PINHOLE", (50, 30, 20)),
+    ("FISHEYE624", (30, 32, 20, 0.4, -0.49, 0.17, 1.13, -1.7, 0.65, 6e-3, 2e-3, -1.5e-3, 2.6e-3, -6.6e-3, 3.8e-3)),
+])
+def test_rotated_cw90_turns_the_image(model, params):
+    cam = Camera(model, 64, 48, params)
+    X = np.random.default_rng(0).uniform(-1, 1, (50, 3)) + [0, 0, 3]
+    uv, _ = cam.project(X)
+    Rz = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1.0]])
+    turned = cam.rotated_cw90()
+    uv2, _ = turned.project(X @ Rz.T)  # the same points in the turned camera's frame
+    assert (turned.width, turned.height) == (48, 64)
+    np.testing.assert_allclose(uv2, np.stack([48 - uv[:, 1], uv[:, 0]], axis=1), atol=1e-9)
