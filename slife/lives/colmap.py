@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from slife.errors import SlifeError
-from slife.lives.geometry import CAMERA_MODELS, Camera, invert_pose, make_pose, pose_problem, qvec_to_rotmat
+from slife.lives.geometry import CAMERA_MODELS, Camera, invert_pose, make_pose, pose_problem
 from slife.lives.life import ImageFiles, Life, life_name
 
 log = logging.getLogger(__name__)
