@@ -9,9 +9,10 @@ A Life is columnar (numpy arrays of length N frames) so that 10^5-10^6 frames st
 - `cameras` list of `geometry.Camera` and `camera_id` (N,) int32 into it (-1: unknown intrinsics);
 - geometry for visibility, any of: `points` (M, 3) float64 world points (+ `point_colors` (M, 3) uint8),
   `tracks` per-frame observed point ids as CSR (`indptr` (N+1,), `indices` (nnz,) into `points`),
-  `depth` per-frame depth maps (`depth_paths` list with None where missing, `depth_scale` units per metre).
+  `depth` per-frame depth maps (`depth_paths` list with None where missing, `depth_scale` units per metre,
+  `depth_camera` when the maps have intrinsics of their own, e.g. ScanNet's 640x480 depth).
 Readers (one module per format in this package) build it; `Life.sample(fps)` subsamples frames;
-`Life.iter_frames(ids)` decodes pixels through each source. Visibility is computed in
+`Life.iter_frames(ids, short_side=None)` decodes pixels through each source (optionally resized). Visibility is computed in
 `pairmine/visibility.py`; decoding of video files lives in `lives/video.py`.
 """
 
