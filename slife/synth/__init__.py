@@ -216,13 +216,18 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         if cfg.depth:
             (out / "depth").mkdir(exist_ok=True)
         with VideoWriter(_atomic(out / "video.mp4"), cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
-            for k in range(n):
-                rgb, depth = renderer.render(T[k], None if light is None else light[k])
+
+            def write(k, rgb, depth):  # runs in a worker thread (x264 and zlib release the GIL)
                 vw.write(rgb, pts[k])
                 if cfg.depth:
                     _write_png16(out / "depth" / f"{k:06d}.png", depth_to_png_mm(depth))
-                if progress:
-                    progress(1)
+
+            with _Writer(write) as writer:
+                for k in range(n):
+                    rgb, depth = renderer.render(T[k], None if light is None else light[k])
+                    writer.put(k, rgb, depth)
+                    if progress:
+                        progress(1)
         os.replace(_atomic(out / "video.mp4"), out / "video.mp4")
         summary["seconds"] = {**{k: round(v, 3) for k, v in renderer.timing.items()}, "encode": round(vw.seconds, 3)}
         summary["scene"] = scene.info
@@ -250,6 +255,41 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, meta_path)
     return out
+
+
+class _Writer:
+    """Runs `fn(*item)` for each `put` item in order on one background thread (bounded queue); re-raises its error."""
+
+    def __init__(self, fn, maxsize: int = 4):
+        import queue
+        import threading
+
+        self.fn, self.error = fn, None
+        self.q: queue.Queue = queue.Queue(maxsize)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while (item := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    self.fn(*item)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    self.error = e
+
+    def put(self, *item):
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def _light_schedule(cfg: SynthConfig, scene, t: np.ndarray) -> np.ndarray | None:
