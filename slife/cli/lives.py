@@ -73,6 +73,8 @@ def inspect(
     format: str = typer.Option(None, "--format", "-f", help="Reader to use instead of auto-detection "
                                                             "(folder, aria_mps, epic_fields, scannet, tum, colmap, video)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
+    check: bool = typer.Option(False, "--check", help="Also decode every frame and count the ones that fail "
+                                                      "(slow: reads all pixels)."),
 ):
     """Show what a life holds (format, videos, frames, duration, fps, poses, points, depth, dropped data).
 
@@ -93,6 +95,15 @@ def inspect(
 
     life = read_life(path, format=format)
     summary = life.summary()
+    if check and life.has_pixels:
+        from slife.cli.app import progress_bar
+
+        with progress_bar("decoding", total=int((life.source >= 0).sum()), unit="frames") as advance:
+            res = life.check_pixels(progress=advance)
+        summary["counts"]["frames_undecodable"] = res["frames_undecodable"]
+        if res["frames_undecodable"]:
+            summary["warnings"].append(f"{res['frames_undecodable']} of {res['frames_checked']} frames cannot be "
+                                       f"decoded (first: frame {res['first_undecodable']})")
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:

@@ -210,6 +210,24 @@ class Life:
                 for i in by_fi.get(int(fi), ()):
                     yield i, rgb
 
+    def check_pixels(self, progress=None, short_side: int = 64) -> dict:
+        """Decode every frame (small, to keep it cheap) and count the ones that fail.
+
+        Returns {"frames_checked", "frames_undecodable", "first_undecodable" (life index or None)};
+        `progress(n)` advances by n frames. Frames without a source are not checked.
+        """
+        ids = np.flatnonzero(self.source >= 0)
+        seen = np.zeros(len(self), bool)
+        for i, _ in self.iter_frames(ids, short_side=short_side):
+            seen[i] = True
+            if progress:
+                progress(1)
+        bad = ids[~seen[ids]]
+        if progress and len(bad):
+            progress(len(bad))
+        return {"frames_checked": int(len(ids)), "frames_undecodable": int(len(bad)),
+                "first_undecodable": int(bad[0]) if len(bad) else None}
+
     def read_depth(self, i: int) -> np.ndarray | None:
         """Depth of frame i in metres (H, W) float32, 0 where invalid, or None if the frame has none."""
         if self.depth_paths is None or self.depth_paths[i] is None:

@@ -44,3 +44,18 @@ def test_inspect_shard_folder(tmp_path):
     assert r.exit_code in (0, 1), r.output
     s = json.loads(r.stdout)
     assert isinstance(s, dict) and s  # the summary of slife.pairmine.manifest.inspect_shards
+
+
+def test_inspect_check_counts_undecodable_frames(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "F"
+    _life(d)
+    (d / "frames").mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((48, 64, 3), 40 * i, np.uint8)).save(d / "frames" / f"{i:06d}.jpg")
+    (d / "frames" / "000003.jpg").write_bytes(b"\xff\xd8 broken jpeg")
+    r = CliRunner().invoke(app, ["inspect", "--check", "--json", str(d)])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["counts"]["frames_undecodable"] == 1 and "first: frame 3" in s["warnings"][-1]
