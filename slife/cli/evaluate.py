@@ -36,7 +36,7 @@ def _cas_tables(rep: dict) -> None:
     metric = rep["metric"]
     t = Table(title=f"{metric.upper()} ({rep.get('num_pairs') or rep.get('num_images')} "
                     f"{'pairs' if metric == 'cas' else 'images'}; models in clustering order, controls last)")
-    t.add_column("")
+    t.add_column("", no_wrap=True)
     for n in order:
         t.add_column(n, justify="right")
     for i in idx:
@@ -59,7 +59,7 @@ def _cas_tables(rep: dict) -> None:
     gt = rep.get("ground_truth")
     c = Table(title="each model against the controls (per block: decoder blocks 0..L-1)")
     for col in ("model", "vs same-pos", "vs same-pos per block"):
-        c.add_column(col, justify="right" if col != "model" else "left")
+        c.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model")
     if gt:
         for col in ("acc", "acc displaced", "acc per block", "CAS disp. vs same-pos"):
             c.add_column(col, justify="right")
@@ -80,7 +80,7 @@ def _cas_tables(rep: dict) -> None:
     console.print(c)
     pt = Table(title="pairs of models: agreement beside the shortcut")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos"):
-        pt.add_column(col, justify="left" if col in ("a", "b") else "right")
+        pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
     for row in rep.get("pair_table", []):
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
                    _f(row["b_vs_same_position"]))

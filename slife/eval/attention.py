@@ -76,13 +76,30 @@ def topk_sets(A: torch.Tensor, k: int, reciprocal: bool = False) -> torch.Tensor
     return idx
 
 
-def overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """|a n b| / k per target patch: two (..., N_t, k) index sets -> (..., N_t) float32 (entries -1 never match)."""
-    k = a.shape[-1]
-    if b.shape[-1] != k:
-        raise ValueError(f"top-k sizes differ: {k} vs {b.shape[-1]}")
-    eq = (a.unsqueeze(-1) == b.unsqueeze(-2)) & (a.unsqueeze(-1) >= 0)  # (..., N_t, k, k)
-    return eq.sum(dim=(-1, -2)).float() / k
+def membership(a: torch.Tensor, n_src: int) -> torch.Tensor:
+    """(..., N_t, k) index sets -> (..., N_t, N_src) uint8 table, 1 where the source patch is in the set (-1 ignored)."""
+    member = torch.zeros(a.shape[:-1] + (n_src,), dtype=torch.uint8)  # (..., N_t, N_src)
+    return member.scatter_add_(-1, a.clamp_min(0), (a >= 0).to(torch.uint8))
+
+
+def overlap_with(member: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|A n b| / k per target patch, A given as a `membership` table and b as (..., N_t, k) indices -> (..., N_t)."""
+    hit = member.gather(-1, b.clamp_min(0)).bool() & (b >= 0)  # (..., N_t, k)
+    return hit.sum(-1).float() / b.shape[-1]
+
+
+def overlap(a: torch.Tensor, b: torch.Tensor, n_src: int | None = None) -> torch.Tensor:
+    """|a n b| / k per target patch: two (..., N_t, k) index sets -> (..., N_t) float32 (entries -1 never match).
+
+    Marks a's members in a (..., N_t, N_src) table, then looks b's entries up in it: O(N_t (k + N_src)),
+    not O(N_t k^2). Top-k rows hold distinct indices, so nothing is counted twice."""
+    if b.shape[-1] != a.shape[-1]:
+        raise ValueError(f"top-k sizes differ: {a.shape[-1]} vs {b.shape[-1]}")
+    if a.numel() == 0:
+        return torch.zeros(a.shape[:-1])
+    if n_src is None:
+        n_src = int(max(a.max(), b.max())) + 1
+    return overlap_with(membership(a, n_src), b)
 
 
 def grid_positions(grid: tuple[int, int]) -> np.ndarray:

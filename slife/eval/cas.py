@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from slife.errors import SlifeError
-from slife.eval.attention import AttentionSummary, overlap, same_position_summary, summarize_model
+from slife.eval.attention import (AttentionSummary, membership, overlap, overlap_with, same_position_summary,
+                                  summarize_model)
 from slife.eval.groundtruth import displaced_mask, pair_ground_truth, within_one
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,9 @@ def _block(s: AttentionSummary, b: int) -> torch.Tensor | None:
     return s.topk[:, b]
 
 
-def pair_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None) -> float:
+def pair_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None, n_src: int | None = None) -> float:
     """Mean |a n b| / k over pairs and target patches; a, b (P, N, k); `mask` (P, N) bool restricts it (NaN if empty)."""
-    ov = overlap(a, b).double()  # (P, N)
+    ov = overlap(a, b, n_src).double()  # (P, N)
     if mask is not None:
         m = torch.as_tensor(np.asarray(mask, dtype=bool))
         return float(ov[m].mean()) if m.any() else math.nan
@@ -86,11 +87,22 @@ def score_matrix(summaries: Sequence[AttentionSummary], block: int = -1, mask: n
     m = len(summaries)
     out = np.full((m, m), np.nan)
     sets = [_block(s, block) for s in summaries]
+    sets = [None if t is None else t.contiguous() for t in sets]
+    n_src = summaries[0].grid[0] * summaries[0].grid[1] if summaries else None
+    sel = None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool))
     for i in range(m):
+        if sets[i] is None:
+            continue
+        member = membership(sets[i], n_src)  # (P, N, N_src) once per row
         for j in range(i, m):
-            if sets[i] is None or sets[j] is None:
+            if sets[j] is None:
                 continue
-            out[i, j] = out[j, i] = pair_score(sets[i], sets[j], mask)
+            ov = overlap_with(member, sets[j]).double()  # (P, N)
+            if sel is not None:
+                v = float(ov[sel].mean()) if sel.any() else math.nan
+            else:
+                v = float(ov.mean()) if ov.numel() else math.nan
+            out[i, j] = out[j, i] = v
     return out
 
 

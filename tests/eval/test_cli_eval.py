@@ -35,7 +35,7 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     gt = rep["ground_truth"]
     assert gt["pairs_with_truth"] == 6 and 0 < gt["displaced_share"] < 1
     assert gt["accuracy"]["same-position"]["displaced"] == 0.0
-    assert "chance" in r.output and "displaced share" in r.output and "CAS displaced" in r.output
+    assert "chance" in r.output and "displaced share" in r.output and "agreement beside the shortcut" in r.output
     row = rep["pair_table"][0]
     assert (row["a"], row["b"]) == ("a", "b") and row["cas"] == m[0][1]
     assert row["a_vs_same_position"] == m[0][5] and row["cas_displaced"] == gt["matrix_displaced"][0][1]
