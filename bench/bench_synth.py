@@ -71,6 +71,22 @@ def main():
         st = " | ".join(f"{w:.1f} / {c:.1f}" for w, c in zip(r["wall"], r["cpu"]))
         print(f"| {r['scene']} | {'yes' if r['shadows'] else 'no'} | {r['tris']} | {r['build_s']:.2f} | "
               f"{r['fps']:.1f} | {r['fps_cpu']:.1f} | {st} | {r['fps_png']:.1f} |")
+    print("\n| `slife.synth.run` end to end (incl. scene build, depth PNGs) | frames/s wall | frames/s by CPU time |")
+    print("|---|---|---|")
+    for s in args.scenes.split(","):
+        w, c = bench_run(s, args.frames)
+        print(f"| {s}, {args.frames} frames | {w:.1f} | {c:.1f} |")
+
+
+def bench_run(scene_name: str, frames: int, size: int = 256) -> tuple[float, float]:
+    """`slife.synth.run` end to end (scene build and bake, poses, video + depth PNGs on the writer thread, no points)."""
+    from slife.synth import run
+
+    cfg = SynthConfig(scene=scene_name, width=size, height=size, fps=10.0, days=1, duration=frames / 10.0, points=0)
+    with tempfile.TemporaryDirectory() as d:
+        t0, c0 = time.perf_counter(), time.process_time()
+        run(cfg, Path(d) / "life")
+        return frames / (time.perf_counter() - t0), frames / (time.process_time() - c0)
 
 
 if __name__ == "__main__":
