@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from slife.lives.geometry import Camera, invert_pose, project_points, transform_points
+from slife.lives.geometry import Camera, project_points
 from slife.synth.render import Renderer, depth_to_png_mm, sample_surface
 from slife.synth.scenes import build_scene
 

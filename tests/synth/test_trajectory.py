@@ -83,7 +83,7 @@ def test_astar_goes_around_walls():
     free[0:4, 3] = False
     path = astar(free, (0, 0), (0, 6))
     assert path[0] == (0, 0) and path[-1] == (0, 6) and (4, 3) in path
-    assert astar(np.zeros((2, 2), bool) | np.eye(2, dtype=bool)[::-1] * 0, (0, 0), (1, 1)) is None or True
+    assert astar(np.eye(2, dtype=bool), (0, 0), (1, 1)) is None  # no squeezing diagonally between two corners
 
 
 def test_static_and_random_views():
