@@ -56,6 +56,33 @@ def interpolate_pos_embed(table: torch.Tensor, old_grid: tuple[int, int], new_gr
     return img.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], -1).to(table.dtype)  # (N', D)
 
 
+def _rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(..., Dh) tokens, (B, 1, N, 2, Dh/4) cos/sin -> rotated tokens, written into one new tensor."""
+    t = tokens.unflatten(-1, (2, 2, -1))  # (..., B, H, N, 2 axes, 2 halves, Dh/4)
+    out = torch.empty_like(t)  # (..., B, H, N, 2, 2, Dh/4)
+    a, b = t[..., 0, :], t[..., 1, :]  # (..., B, H, N, 2, Dh/4) each
+    oa, ob = out[..., 0, :], out[..., 1, :]
+    torch.mul(a, c, out=oa)
+    oa.addcmul_(b, s, value=-1.0)  # a cos - b sin
+    torch.mul(b, c, out=ob)
+    ob.addcmul_(a, s)  # b cos + a sin
+    return out.flatten(-3)  # (..., B, H, N, Dh)
+
+
+class _Rotate(torch.autograd.Function):
+    """RoPE as one autograd node: the backward is the inverse rotation (angle -theta) of the gradient."""
+
+    @staticmethod
+    def forward(ctx, tokens, c, s):
+        ctx.save_for_backward(c, s)
+        return _rotate(tokens, c, s)
+
+    @staticmethod
+    def backward(ctx, grad):
+        c, s = ctx.saved_tensors
+        return _rotate(grad.contiguous(), c, -s), None, None
+
+
 class RoPE2D(torch.nn.Module):
     """2D rotary position embedding; no parameters, so it adds no state_dict keys.
 
@@ -90,10 +117,7 @@ class RoPE2D(torch.nn.Module):
     @staticmethod
     def rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Rotate (..., B, H, N, Dh) tokens with the (B, 1, N, 2, Dh/4) tables of `cos_sin`."""
-        t = tokens.unflatten(-1, (2, 2, -1))  # (..., B, H, N, 2 axes, 2 halves, Dh/4)
-        a, b = t[..., 0, :], t[..., 1, :]  # (..., B, H, N, 2, Dh/4) each
-        out = torch.stack((a * c - b * s, b * c + a * s), dim=-2)  # (..., B, H, N, 2, 2, Dh/4)
-        return out.flatten(-3)  # (..., B, H, N, Dh)
+        return _Rotate.apply(tokens, c, s)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         # every block of a forward pass sees the same few positions tensors: look their cos/sin up once

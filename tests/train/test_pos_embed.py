@@ -51,3 +51,13 @@ def test_interpolate_pos_embed():
     const = torch.ones(16, 5)
     out = interpolate_pos_embed(const, (4, 4), (6, 3))
     assert out.shape == (18, 5) and torch.allclose(out, torch.ones(18, 5), atol=1e-5)
+
+
+def test_rope_gradient():
+    rope = RoPE2D(100.0)
+    tok = torch.randn(2, 1, 2, 3, 8, dtype=torch.float64, requires_grad=True)  # (2, B, H, N, Dh)
+    pos = torch.randint(0, 5, (1, 3, 2))
+    c, s = rope.cos_sin(pos, 8, torch.float64)
+    assert torch.autograd.gradcheck(lambda t: RoPE2D.rotate(t, c, s), (tok,))
+    bf = rope(tok.detach().bfloat16(), pos)
+    assert bf.dtype == torch.bfloat16 and torch.allclose(bf.double(), rope(tok.detach(), pos), atol=0.1)

@@ -1,0 +1,115 @@
+"""Benchmark: CroCo forward+backward time per pair, slife vs the reference naver/croco code, same weights.
+
+Run:  CROCO_REPO=/path/to/croco .venv/bin/python bench/bench_model.py          (~3-5 min on 2 cores)
+      .venv/bin/python bench/bench_model.py --presets tiny --reps 5             (no reference column)
+For each preset and precision (fp32, bf16 autocast) both models get the same weights, the same batch and
+the same mask; the step is forward + MaskedMSE(norm_pix_loss=True) + backward. Timings are interleaved
+(slife, reference, slife, ...) and the median is reported. Time is the process CPU time (all threads),
+not wall time, because the machine is shared: other processes' load then hardly moves it. Prints a
+markdown table: ms per pair, ratio slife / reference (goal <= 0.7) and the max abs output difference.
+The reference checkout is only imported from CROCO_REPO, never copied into slife.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from slife.train.loss import MaskedMSE
+from slife.train.model import CROCO_PRESETS, CroCoNet
+
+
+def load_reference():
+    repo = os.environ.get("CROCO_REPO")
+    if not repo or not (Path(repo) / "models" / "croco.py").exists():
+        return None
+    sys.path.insert(0, repo)
+    try:
+        from models.croco import CroCoNet as Ref  # noqa: PLC0415
+    finally:
+        sys.path.remove(repo)
+    return Ref
+
+
+def step(model, img1, img2, seed: int, bf16: bool, loss_fn) -> torch.Tensor:
+    """One forward + loss + backward with the mask drawn from `seed`; returns the prediction (detached)."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out, mask, target = model(img1, img2)
+    loss_fn(out.float(), mask, target).backward()
+    return out.detach().float()
+
+
+def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref) -> list[dict]:
+    kw = CROCO_PRESETS[preset]
+    torch.manual_seed(0)
+    ours = CroCoNet(**kw)
+    ref = None
+    if Ref is not None:
+        ref = Ref(**kw)
+        ref.load_state_dict(ours.state_dict(), strict=True)
+    size = kw["img_size"]
+    img1, img2 = torch.randn(batch, 3, size, size), torch.randn(batch, 3, size, size)
+    loss_fn = MaskedMSE(norm_pix_loss=True)
+    rows = []
+    for prec in precisions:
+        bf16 = prec == "bf16"
+        models = {"slife": ours} if ref is None else {"slife": ours, "reference": ref}
+        outs = {name: step(m, img1, img2, 1, bf16, loss_fn) for name, m in models.items()}  # warm-up + outputs
+        times = {name: [] for name in models}
+        for r in range(reps):
+            for name, m in models.items():
+                t0 = time.process_time()
+                step(m, img1, img2, 2 + r, bf16, loss_fn)
+                times[name].append(time.process_time() - t0)
+        row = {"preset": preset, "precision": prec, "batch": batch,
+               "slife": statistics.median(times["slife"]) / batch * 1e3}
+        if ref is not None:
+            row["reference"] = statistics.median(times["reference"]) / batch * 1e3
+            row["ratio"] = row["slife"] / row["reference"]
+            row["diff"] = (outs["slife"] - outs["reference"]).abs().max().item()
+            gs = [(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters())]
+            row["grad_diff"] = max((a - b).abs().max().item() for a, b in gs)
+        rows.append(row)
+        print(f"# {preset} {prec}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in row.items()), file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="base,tiny", help="comma-separated CROCO_PRESETS names")
+    ap.add_argument("--batch", default="base=4,tiny=32", help="batch per preset, e.g. base=4,tiny=32 (default 4)")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per model (after one warm-up)")
+    ap.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (autocast)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = {k: int(v) for k, v in (kv.split("=") for kv in args.batch.split(",") if kv)}
+    Ref = load_reference()
+    rows = []
+    for preset in args.presets.split(","):
+        rows += bench(preset, batches.get(preset, 4), args.reps, args.precisions.split(","), Ref)
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, forward+backward, CPU time (all threads) per pair, median of {args.reps}\n")
+    if Ref is None:
+        print("| preset | precision | batch | slife ms/pair |\n|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} |")
+    else:
+        print("| preset | precision | batch | slife ms/pair | reference ms/pair | ratio | max abs diff out | max abs diff grad |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} | {r['reference']:.1f} | "
+                  f"{r['ratio']:.2f} | {r['diff']:.1e} | {r['grad_diff']:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
