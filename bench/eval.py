@@ -38,16 +38,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--quick", action="store_true", help="smaller runs (smoke test)")
+    ap.add_argument("--parts", default="throughput,matrix,probe", help="comma-separated parts to run")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from slife.eval.attention import same_position_summary, summarize_model
-    from slife.eval.cas import cas_report
-    from slife.eval.depth_probe import AttentiveReadout, ProbeConfig, train_readout
+    from slife.eval.attention import summarize_model
     from slife.train.model import CROCO_PRESETS, CroCoNet
 
     rows = []
+    parts = set(a.parts.split(","))
     # 1. throughput per model
-    for preset, n in (("tiny", 64 if a.quick else 200), ("base", 4 if a.quick else 16)):
+    for preset, n in [] if "throughput" not in parts else (("tiny", 64 if a.quick else 200), ("base", 4 if a.quick else 16)):
         kw = CROCO_PRESETS[preset]
         S, p = kw["img_size"], kw["patch_size"]
         torch.manual_seed(0)
@@ -60,6 +60,22 @@ def main():
         rows.append((f"CAS maps + top-k, `{preset}` ({S}px, {S // p}x{S // p} patches), {n} pairs",
                      f"{n / dt:.1f} pairs/s", ""))
     # 2. the N x N matrix: each model runs once
+    if "matrix" in parts:
+        rows += matrix_rows(a)
+    if "probe" in parts:
+        rows += probe_rows(a)
+    print(f"\n| measurement ({a.threads} thread{'s' if a.threads > 1 else ''}) | result | note |")
+    print("|---|---|---|")
+    for r_ in rows:
+        print("| " + " | ".join(r_) + " |")
+
+
+def matrix_rows(a):
+    from slife.eval.attention import same_position_summary, summarize_model
+    from slife.eval.cas import cas_report
+    from slife.train.model import CROCO_PRESETS, CroCoNet
+
+    rows = []
     M, P = (6, 50) if a.quick else (20, 200)
     kw = CROCO_PRESETS["tiny"]
     S, p = kw["img_size"], kw["patch_size"]
@@ -83,6 +99,16 @@ def main():
     rows.append((f"{M + 1}x{M + 1} scores incl. per-block + same-position", f"{t_scores:.2f} s",
                  f"mean off-diagonal CAS of random models {rep['controls'].get('model_vs_model_mean', 0):.3f} "
                  f"(chance {rep['chance']:.3f})"))
+    return rows
+
+
+def probe_rows(a):
+    from slife.eval.depth_probe import AttentiveReadout, ProbeConfig, train_readout
+    from slife.train.model import CROCO_PRESETS, CroCoNet
+
+    rows = []
+    kw = CROCO_PRESETS["tiny"]
+    S, p = kw["img_size"], kw["patch_size"]
     # 3. probe: time per epoch at the tiny preset, NYU train size
     n = 96 if a.quick else 795
     grid = (S // p, S // p)
@@ -104,10 +130,7 @@ def main():
         t0 = time.perf_counter()
         enc.encode_image(x)
     rows.append(("frozen encoder features, `tiny`", f"{32 / (time.perf_counter() - t0):.0f} images/s", ""))
-    print(f"\n| measurement ({a.threads} thread{'s' if a.threads > 1 else ''}) | result | note |")
-    print("|---|---|---|")
-    for r_ in rows:
-        print("| " + " | ".join(r_) + " |")
+    return rows
 
 
 if __name__ == "__main__":
