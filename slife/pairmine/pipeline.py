@@ -50,7 +50,7 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
     """Refuse a non-empty folder made by other settings unless `overwrite` (then remove our files only)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     mine_json = out_dir / "mine.json"
-    entries = [p for p in out_dir.iterdir()]
+    entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
     if entries and not overwrite:
         if not mine_json.exists():
             raise SlifeError(f"{out_dir}: folder is not empty and was not made by `slife mine-pairs`; "
@@ -87,7 +87,7 @@ def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] |
         warnings.append(msg)
         strategies.remove("spatial")
     if "spatial" in strategies:
-        vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells)
+        vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells, threads=cfg.workers)
         vis_counts = {"method": vis.method, "items": int(vis.V.shape[1]), **vis.counts,
                       "mean_items_per_frame": float(vis.sizes.mean()) if len(life) else 0.0}
     for s in strategies:

@@ -104,7 +104,8 @@ def _half_fov(cam) -> float:
 
 
 def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer_cells: int,
-                        progress: Callable[..., None] | None = None, chunk_rows: int = 4_000_000):
+                        progress: Callable[..., None] | None = None, chunk_rows: int = 2_000_000,
+                        threads: int = 1):
     """Project item centres (M, 3) into every posed frame -> CSR (N, M) of visible items.
 
     Returns (V, counts). Occlusion: an item is hidden when its depth exceeds the nearest depth in its
@@ -152,12 +153,16 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
     C32 = (C - origin).astype(np.float32)
     R32 = R.astype(np.float32)
     ncell = offsets.shape[0]
-    out_r, out_c = [], []
+    bounds = []  # chunks of frames with about chunk_rows candidate rows each
     i0 = 0
     while i0 < len(frames):
-        # take as many frames as fit in chunk_rows candidate rows
         cum = np.cumsum(per_frame[i0:])
         i1 = i0 + max(1, int(np.searchsorted(cum, chunk_rows, side="right")))
+        bounds.append((i0, i1))
+        i0 = i1
+
+    def chunk(b):
+        i0, i1 = b
         fr = frames[i0:i1]
         h, p = hit[i0:i1], pos[i0:i1]
         starts, lens = ustart[p][h], ucount[p][h]
@@ -196,11 +201,19 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
             ok = np.empty(len(z), bool)
             ok[o] = z[o] <= zmin + np.maximum(0.1, 0.1 * zmin)
             f, cand = f[ok], cand[ok]
-        out_r.append(f)
-        out_c.append(cand)
         if progress:
             progress(len(fr))
-        i0 = i1
+        return f, cand
+
+    if threads > 1 and len(bounds) > 1:  # numpy releases the GIL in the heavy array operations
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as ex:
+            res = list(ex.map(chunk, bounds))
+    else:
+        res = [chunk(b) for b in bounds]
+    out_r = [r[0] for r in res]
+    out_c = [r[1] for r in res]
     V = _csr(np.concatenate(out_r), np.concatenate(out_c), n, m)
     return V, counts
 
@@ -249,7 +262,7 @@ def visible_from_depth(life: Life, voxel: float, max_depth: float, samples: int 
 
 
 def compute_visibility(life: Life, max_depth: float = 10.0, voxel: float = 0.1, zbuffer_cells: int = 32,
-                       progress: Callable[..., None] | None = None) -> Visibility:
+                       progress: Callable[..., None] | None = None, threads: int = 1) -> Visibility:
     """Visible item sets of every frame of `life` from the best geometry it has (see module docstring)."""
     n = len(life)
     valid = np.zeros(n, bool) if life.pose_valid is None else life.pose_valid
@@ -264,7 +277,7 @@ def compute_visibility(life: Life, max_depth: float = 10.0, voxel: float = 0.1, 
         method = "tracks"
     elif life.points is not None and len(life.points) and life.T_world_cam is not None:
         items = voxelize(life.points, voxel)
-        V, counts = visible_from_points(life, items, max_depth, zbuffer_cells, progress)
+        V, counts = visible_from_points(life, items, max_depth, zbuffer_cells, progress, threads=threads)
         counts["items"] = int(len(items))
         method = "points"
     elif life.depth_paths is not None and life.T_world_cam is not None:

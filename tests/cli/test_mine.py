@@ -20,6 +20,8 @@ def test_mine_pairs_cli(tmp_path, tiny_life):
     assert "total" in res.output and "Jaccard" in res.output
     assert (out / "preview.png").exists()
     assert man["command"].startswith("slife ")
+    res = CliRunner().invoke(app, ["inspect", str(out), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["ok"] is True
     # the same command again resumes (nothing to do); a different one is refused in one line
     assert CliRunner().invoke(app, args).exit_code == 0
     res = CliRunner().invoke(app, args[:-2] + ["--voxel", "0.2"])
