@@ -27,7 +27,7 @@ def synth(
     fov: float = typer.Option(90.0, "--fov", help="Horizontal field of view in degrees."),
     texture_size: int = typer.Option(256, "--texture-size", help="Texels per side of each baked texture (power of two)."),
     points: int = typer.Option(100_000, "--points", help="Surface samples written to points.ply (0: none)."),
-    shadows: bool = typer.Option(True, "--shadows/--no-shadows", help="Ray-cast shadows from the ceiling lights."),
+    shadows: bool = typer.Option(True, "--shadows/--no-shadows", help="Soft shadows and ambient occlusion (baked once per scene at mesh vertices)."),
     depth: bool = typer.Option(True, "--depth/--no-depth", help="Write depth/{i:06d}.png (uint16 mm)."),
     crf: int = typer.Option(18, "--crf", help="H.264 quality (lower: better and bigger)."),
     day_seconds: float = typer.Option(86400.0, "--day-seconds", help="Clock seconds between the starts of two days."),

@@ -527,7 +527,7 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
     power = rng.uniform(0.7, 1.0, n_l)
 
     free = _largest_component(_free_grid(b, room))
-    places, targets = _places(b, free, room, H, rng)
+    places, targets = _places(b, free, room, rng)
     V = np.concatenate(b.V).astype(np.float32)
     F = np.concatenate(b.F).astype(np.int32)
     textures = _bake(b.kinds, texture_size, rng)
@@ -548,18 +548,18 @@ def _bake(kinds: list, size: int, rng: np.random.Generator) -> list:
     return [np.stack([p[l] for p in pyramids]) for l in range(n)]
 
 
-def _places(b: _Builder, free: np.ndarray, room, H, rng) -> tuple[np.ndarray, np.ndarray]:
+def _places(b: _Builder, free: np.ndarray, room, rng) -> tuple[np.ndarray, np.ndarray]:
     """Standing spots in front of furniture/posters (free cells) and what to look at from each.
 
     Place 0 is the entrance (a free cell near a wall, looking into the room)."""
+    from scipy import ndimage
+
     x0, y0, _, _ = room
     rc = np.argwhere(free)  # (n, 2) row, col
     if len(rc) == 0:
         raise ValueError("scene has no walkable space")
     cells_xy = np.stack([x0 + (rc[:, 1] + 0.5) * GRID_RES, y0 + (rc[:, 0] + 0.5) * GRID_RES], 1)
     # entrance: near the y = 0 wall, the free cell with the most room around it, looking into the room
-    from scipy import ndimage
-
     clear = ndimage.distance_transform_edt(free)[rc[:, 0], rc[:, 1]]  # (n,) cells to the nearest obstacle
     near_wall = cells_xy[:, 1] < cells_xy[:, 1].min() + 1.0
     k = int(np.argmax(np.where(near_wall, clear, -1)))
@@ -567,7 +567,7 @@ def _places(b: _Builder, free: np.ndarray, room, H, rng) -> tuple[np.ndarray, np
     places, targets = [np.array([*entry, 0.0])], [np.array([entry[0], entry[1] + 2.5, 1.2])]
     for box in b.boxes:
         c, s = np.cos(box["yaw"]), np.sin(box["yaw"])
-        front = np.array([c, s]) if box["kind"] != "poster" else np.array([c, s])
+        front = np.array([c, s])  # every piece faces its local +x (away from its wall)
         top_z = box["centre"][2] + box["size"][2] / 2
         target = np.array([box["centre"][0], box["centre"][1], min(top_z, 1.6) if box["kind"] != "poster"
                            else box["centre"][2]])
