@@ -110,8 +110,6 @@ def cas_cmd(
     batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
 ):
     """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls."""
-    import torch
-
     from slife.eval.cas import CasConfig, run
 
     try:

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -8,7 +7,7 @@ from slife.cli import app
 
 from .models import tiny_checkpoint
 from .shards import write_pair_shards
-from .test_correspondence import GRAFFITI, _hpatches_from_graffiti, need_graffiti
+from .test_correspondence import _hpatches_from_graffiti, need_graffiti
 
 runner = CliRunner()
 

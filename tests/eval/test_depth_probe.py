@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from slife.cli import app
 from slife.errors import SlifeError
 from slife.eval.datasets import nyu, scannet
-from slife.eval.depth_probe import AttentiveReadout, ProbeConfig, align_scale_shift, depth_metrics, mean_metrics
+from slife.eval.depth_probe import AttentiveReadout, align_scale_shift, depth_metrics, mean_metrics
 
 from .models import tiny_checkpoint
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from slife.eval.attention import same_position_summary
 from slife.eval.cas import accuracy
