@@ -476,6 +476,7 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
         footprints.append((px, dy + dw / 2, 0.6, dw / 2 + 0.3))  # keep the doorway clear
         door_x = px
 
+    skipped = 0  # pieces that found no room (counted in info)
     # furniture against the walls: back to the wall, front (+x local) facing the room
     for fname in rec.wall:
         build, wr, dr, hr = FURNITURE[fname]
@@ -496,6 +497,8 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
                                              + abs(np.sin(yaw)) * np.array([w / 2, d / 2]))))
                 build(b, mats, cx, cy, yaw, w, d, h)
                 break
+        else:
+            skipped += 1
     # furniture in the middle, with room to walk around it
     for fname in rec.centre:
         build, wr, dr, hr = FURNITURE[fname]
@@ -507,6 +510,8 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
                 footprints.append((cx, cy, d / 2 + 0.3, w / 2 + 0.3))
                 build(b, mats, cx, cy, yaw, w, d, h)
                 break
+        else:
+            skipped += 1
 
     # posters and boards on the walls (thin boxes, the picture fitted to the front face)
     for _ in range(int(rng.integers(*rec.posters))):
@@ -537,6 +542,7 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
         material_kinds=list(b.kinds), lights=lights, light_power=power, ambient=0.35, room=(0.0, 0.0, Lx, Ly, H),
         free=free, places=places, targets=targets,
         info={"triangles": int(len(F)), "materials": len(b.kinds), "furniture": len(b.boxes),
+              "furniture_skipped": skipped, "places": int(len(places)),
               "free_area_m2": float(free.sum() * GRID_RES**2), "partition_x": door_x},
     )
 
