@@ -158,3 +158,13 @@ def test_real_models_self_permuted_heads_and_untrained_near_chance():
     m = score_matrix([sa, sb, sp_])
     assert m[0, 2] == 1.0 and m[0, 0] == 1.0
     assert abs(m[0, 1] - 4 / 16) < 0.15  # two untrained models: near chance k/N
+
+
+def test_softmax_and_reciprocal_options_on_the_identity_map():
+    ident_sm = summarize_model("id", identity_model(), pairs(), 5, GRID, softmax=True)
+    sp = same_position_summary(GRID, 5, len(SHIFTS))
+    assert pair_score(ident_sm.topk[:, -1], sp.topk[:, -1]) == 1.0  # softmax is monotonic per row
+    rec = summarize_model("id", identity_model(), pairs(), 5, GRID, reciprocal=True)
+    kept = (rec.topk[:, -1] >= 0).float().mean().item()
+    assert 0.5 < kept <= 1.0  # the same-position neighbourhood is mostly mutual
+    assert (rec.topk[:, -1, :, 0] == torch.arange(N)).all()  # the same position itself always is
