@@ -11,7 +11,8 @@ Entry point: `run(cfg: SynthConfig, out_dir) -> Path` (the folder). It writes, a
   its presence with the same config marks the folder complete (a rerun returns at once).
 All days of a life go into the ONE `video.mp4`: day d's frames have t = d * day_seconds + k / fps (one
 clock across the life, nights are gaps in t and pts), so temporal pairs never cross days and
-spatial pairs do. Same seed -> same bytes of poses.npz, points.ply and depth PNGs.
+spatial pairs do. Same seed -> same bytes of poses.npz, points.ply and depth PNGs (and, with the same
+PyAV/x264 build, of video.mp4: x264 runs single-threaded); life.json differs only by the folder's name.
 
 Kinds: `life` (walking, several days), `static` (a fixed surveillance-like camera; lights slowly
 change), `views` (independent random views, e.g. a held-out scene for a depth probe) and `screen`

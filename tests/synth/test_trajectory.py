@@ -86,10 +86,18 @@ def test_astar_goes_around_walls():
     assert astar(np.eye(2, dtype=bool), (0, 0), (1, 1)) is None  # no squeezing diagonally between two corners
 
 
-def test_static_and_random_views():
-    scene = build_scene("office", 0, 16)
+@pytest.mark.parametrize("name", ["office", "bedroom"])
+def test_static_and_random_views(name):
+    import open3d as o3d
+
+    scene = build_scene(name, 0, 16)
+    rc = o3d.t.geometry.RaycastingScene()
+    rc.add_triangles(o3d.core.Tensor(scene.vertices), o3d.core.Tensor(scene.triangles.astype(np.uint32)))
+    clearance = lambda T: rc.compute_distance(o3d.core.Tensor(T[:, :3, 3].astype(np.float32))).numpy()  # noqa: E731
     t, T = static_trajectory(scene, 5, 10.0, np.random.default_rng(0))
     assert np.allclose(t, np.arange(5) / 10) and np.array_equal(T[0], T[4])
     assert T[0, 2, 3] > 2.0 and T[0, 2, 2] < -0.2  # high up, looking down
+    assert clearance(T).min() > 0.1
     t, T = random_views(scene, 20, 10.0, np.random.default_rng(0))
     assert (pose_problem(T) == "").all() and scene.is_free(T[:, :2, 3]).mean() > 0.8
+    assert clearance(T).min() > 0.25
