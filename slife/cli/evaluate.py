@@ -188,6 +188,8 @@ def probe_cmd(
     max_test: int = typer.Option(0, "--max-test", help="Use only the first n test images (0 = all)."),
     align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
     seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
+    control_untrained: bool = typer.Option(False, "--control-untrained", help="Also fit the same readout on an "
+                                           "untrained encoder of the same architecture (seeded) and report it beside."),
 ):
     """Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware)."""
     from rich.table import Table
@@ -200,7 +202,7 @@ def probe_cmd(
     try:
         cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
                           weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
-                          align=align, seed=seed)
+                          align=align, seed=seed, control_untrained=control_untrained)
     except ValueError as e:
         raise SlifeError(f"probe: {e}") from None
     with progress_bar("probe", unit="steps") as adv:
@@ -212,9 +214,12 @@ def probe_cmd(
     t.add_column("")
     for c in cols:
         t.add_column(c, justify="right")
-    for key, label in (("metrics", "scale-aware"), ("metrics_aligned", "scale+shift aligned"),
-                       ("baseline_mean_depth", "mean train depth (control)")):
-        if rep.get(key):
-            t.add_row(label, *[_f(rep[key].get(c)) for c in cols])
+    ctrl = rep.get("control_untrained") or {}
+    for m, label in ((rep.get("metrics"), "scale-aware"), (rep.get("metrics_aligned"), "scale+shift aligned"),
+                     (rep.get("baseline_mean_depth"), "mean train depth (control)"),
+                     (ctrl.get("metrics"), "untrained encoder (control)"),
+                     (ctrl.get("metrics_aligned"), "untrained, aligned (control)")):
+        if m:
+            t.add_row(label, *[_f(m.get(c)) for c in cols])
     console.print(t)
     console.print(f"wrote {path} (+ examples PNG, probe weights)")

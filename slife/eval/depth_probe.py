@@ -10,7 +10,8 @@ regression, not bins), trained with an L1 loss on valid pixels, AdamW and a cosi
 Metrics (`depth_metrics`) per test image on valid pixels (0 < depth <= max_depth, inside the Eigen crop
 for NYU), prediction clamped to [min_depth, max_depth], averaged over images: delta1/2/3, AbsRel, RMSE,
 log10. Scale-aware (no median scaling); also least-squares scale-and-shift aligned per image when asked;
-and, as a control, the same metrics for a constant prediction (the mean train depth).
+and, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
+same readout on an untrained encoder of the same architecture.
 Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
 Entry point: `run(cfg, checkpoints, out_dir) -> Path`.
 """
@@ -57,6 +58,7 @@ class ProbeConfig:
     max_depth: float = 10.0  # metres; depth capped (pixels beyond are not scored, predictions clamped)
     align: bool = True  # also report least-squares scale-and-shift aligned metrics
     num_examples: int = 4  # test images drawn in probe_examples.png
+    control_untrained: bool = False  # also fit the same readout on an untrained encoder (same architecture, seeded)
     seed: int = 0  # readout initialisation and batch order
 
     def __post_init__(self):
@@ -297,38 +299,53 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    t0 = time.perf_counter()
-    tr = encode_split(model, reader.iterate(cfg.data_root, "train", cfg.max_train, **opts), S, layer, progress=progress)
-    te = encode_split(model, reader.iterate(cfg.data_root, "test", cfg.max_test, **opts), S, layer, progress=progress)
-    t_encode = time.perf_counter() - t0
-    if tr["tokens"] is None or te["tokens"] is None:
-        raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images; need both")
-    readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
-    if progress:
-        progress(0, total=len(tr["names"]) + len(te["names"]) + cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
-    t1 = time.perf_counter()
-    losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], cfg, progress)
-    t_train = time.perf_counter() - t1
-    pred = predict(readout, te["tokens"])  # (n, S, S)
+    def fit(encoder):
+        """Encode both splits with `encoder`, fit a fresh readout, score it -> (readout, tr, te, pred, result)."""
+        torch.manual_seed(cfg.seed)
+        t0 = time.perf_counter()
+        tr = encode_split(encoder, reader.iterate(cfg.data_root, "train", cfg.max_train, **opts), S, layer,
+                          progress=progress)
+        te = encode_split(encoder, reader.iterate(cfg.data_root, "test", cfg.max_test, **opts), S, layer,
+                          progress=progress)
+        t_encode = time.perf_counter() - t0
+        if tr["tokens"] is None or te["tokens"] is None:
+            raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images; need both")
+        readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
+        if progress:
+            progress(0, total=len(tr["names"]) + len(te["names"]) + cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
+        t1 = time.perf_counter()
+        losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], cfg, progress)
+        t_train = time.perf_counter() - t1
+        pred = predict(readout, te["tokens"])  # (n, S, S)
+        rows, rows_al = [], []
+        for p, g, m in zip(pred, te["depth"], te["mask"]):
+            rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
+            if cfg.align:
+                valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
+                rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
+        result = {"metrics": mean_metrics(rows), "metrics_aligned": mean_metrics(rows_al) if cfg.align else None,
+                  "train_loss": losses, "seconds": {"encode": t_encode, "train": t_train,
+                                                    "per_epoch": t_train / cfg.epochs}}
+        return readout, tr, te, pred, result
 
-    rows, rows_al, rows_base = [], [], []
+    readout, tr, te, pred, result = fit(model)
     train_valid = (tr["depth"] > cfg.min_depth) & (tr["depth"] <= cfg.max_depth) & tr["mask"]
     mean_depth = float(tr["depth"][train_valid].mean()) if train_valid.any() else 1.0
-    for p, g, m in zip(pred, te["depth"], te["mask"]):
-        rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
-        rows_base.append(depth_metrics(np.full_like(g, mean_depth), g, m, cfg.min_depth, cfg.max_depth))
-        if cfg.align:
-            valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
-            rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
+    rows_base = [depth_metrics(np.full_like(g, mean_depth), g, m, cfg.min_depth, cfg.max_depth)
+                 for g, m in zip(te["depth"], te["mask"])]
+    control = None
+    if cfg.control_untrained:
+        from slife.eval.models import untrained_models
+
+        control = fit(untrained_models(croco_kwargs, [cfg.seed])[0][1])[4]
+        control["seed"] = cfg.seed
     rep = {
         "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,
         "layer": "last" if layer is None else layer, "target": "log-depth regression (metres), L1 loss",
         "resolution": [S, S], "crop": "centre square, resized to the model size; depth nearest",
         "eigen_crop": cfg.dataset == "nyu", "num_train": len(tr["names"]), "num_test": len(te["names"]),
-        "metrics": mean_metrics(rows), "metrics_aligned": mean_metrics(rows_al) if cfg.align else None,
-        "baseline_mean_depth": {**mean_metrics(rows_base), "depth_m": mean_depth},
-        "train_loss": losses, "seconds": {"encode": t_encode, "train": t_train,
-                                          "per_epoch": t_train / cfg.epochs},
+        **result, "baseline_mean_depth": {**mean_metrics(rows_base), "depth_m": mean_depth},
+        "control_untrained": control,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
     path = out_dir / "probe.json"
