@@ -113,3 +113,13 @@ def test_reads_back_as_a_life(tiny_life, tiny_screen):
     assert len(life) == 32 and life.has_poses
     screen = lives.read_life(tiny_screen)
     assert len(screen) == 16 and not screen.has_poses
+
+
+def test_fractional_fps_timestamps_are_exact(tmp_path):
+    cfg = SynthConfig(width=32, height=32, fps=29.97, duration=1.0, days=2, texture_size=16, points=0, depth=False)
+    out = run(cfg, tmp_path / "ntsc")
+    t = np.load(out / "poses.npz")["t"]
+    with av.open(str(out / "video.mp4")) as c:
+        ts = np.array([f.time for f in c.decode(video=0)])
+    assert len(t) == 30 and np.array_equal(ts, t)  # pts * time_base (1001/30000) == t
+    assert abs(t[15] - 86400.0) < 1e-3 and np.allclose(np.diff(t[:15]), 1001 / 30000)
