@@ -76,7 +76,8 @@ class Renderer:
         self._flat = np.concatenate([t.reshape(-1, 3) for t in sc.textures]).astype(np.float32)
         sizes = np.array([t.shape[1] for t in sc.textures], np.int64)  # (L,) S_l
         counts = np.array([t.shape[0] * t.shape[1] * t.shape[2] for t in sc.textures], np.int64)
-        self._level_size = sizes
+        self._level_size32 = sizes.astype(np.int32)
+        self._level_scale = (1.0 / (sizes[0] // sizes)).astype(np.float32)  # level-0 texels -> level texels
         self._level_offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
 
     def sample_albedo(self, points: np.ndarray, tri: np.ndarray, footprint: np.ndarray) -> np.ndarray:
@@ -91,17 +92,19 @@ class Renderer:
         u = A[:, 0, 0] * p[:, 0] + A[:, 0, 1] * p[:, 1] + A[:, 0, 2] * p[:, 2] + A[:, 0, 3]  # (N,) texels, level 0
         v = A[:, 1, 0] * p[:, 0] + A[:, 1, 1] * p[:, 1] + A[:, 1, 2] * p[:, 2] + A[:, 1, 3]
         texels = np.asarray(footprint, np.float32) * np.take(self.texel_density, tri)
-        level = np.clip(np.floor(np.log2(np.maximum(texels, 1.0))), 0, len(sc.textures) - 1).astype(np.int64)
-        S = np.take(self._level_size, level)  # (N,) texture side at each point's level (a power of two)
+        level = np.minimum(np.frexp(np.maximum(texels, np.float32(1.0)))[1] - 1, len(sc.textures) - 1)  # floor(log2)
+        shift = level.astype(np.int32)
+        S = np.take(self._level_size32, shift)  # (N,) texture side at each point's level (a power of two)
         mask = S - 1
-        scale = np.float32(1.0) / (1 << level).astype(np.float32)
-        qu, qv = u * scale - 0.5, v * scale - 0.5  # texel-centre coordinates
+        scale = np.take(self._level_scale, shift)
+        qu = u * scale - np.float32(0.5)  # texel-centre coordinates at that level
+        qv = v * scale - np.float32(0.5)
         fu, fv = np.floor(qu), np.floor(qv)
         wu, wv = (qu - fu)[:, None], (qv - fv)[:, None]  # (N, 1) bilinear weights
-        x0 = fu.astype(np.int64) & mask  # wrap (S is a power of two)
-        y0 = fv.astype(np.int64) & mask
+        x0 = fu.astype(np.int32) & mask  # wrap (S is a power of two)
+        y0 = fv.astype(np.int32) & mask
         x1, y1 = (x0 + 1) & mask, (y0 + 1) & mask
-        base = np.take(self._level_offset, level) + np.take(sc.tri_material, tri) * S * S
+        base = np.take(self._level_offset, shift) + np.take(sc.tri_material, tri).astype(np.int64) * (S * S)
         r0, r1 = base + y0 * S, base + y1 * S
         f = self._flat
         g = lambda i: np.take(f, i, axis=0)  # noqa: E731  (n, 3) texels
