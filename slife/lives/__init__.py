@@ -46,11 +46,22 @@ def detect_format(path: Path) -> str:
     )
 
 
-def read_life(path: Path | str, format: str | None = None) -> Life:
-    """Read any supported life at `path` (format auto-detected unless given)."""
+def read_life(path: Path | str, format: str | None = None, **options) -> Life:
+    """Read any supported life at `path` (format auto-detected unless given).
+
+    `options` go to the reader's `read` (e.g. `upright=True` for Aria, `images_dir=` for COLMAP); a reader
+    that does not take one raises SlifeError naming it.
+    """
+    import inspect
+
     path = Path(path)
     name = format or detect_format(path)
-    return reader(name).read(path)
+    read = reader(name).read
+    accepted = inspect.signature(read).parameters
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise SlifeError(f"{path}: the {name} reader takes no option {', '.join(unknown)}")
+    return read(path, **options)
 
 
 __all__ = ["READERS", "Life", "detect_format", "read_life", "reader"]

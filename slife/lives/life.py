@@ -241,11 +241,15 @@ class Life:
     def summary(self) -> dict:
         """Plain-data description for `slife inspect` and manifests."""
         n = len(self)
-        dur = 0.0
+        dur, steps = 0.0, 0
         for s in np.unique(self.source):
-            ts = self.t[self.source == s]
-            if len(ts):
-                dur += float(ts.max() - ts.min())
+            dt = np.diff(np.sort(self.t[self.source == s]))  # (n_s - 1,)
+            if len(dt):
+                # recording time: frame intervals, leaving out gaps (nights between days, pauses of the
+                # recorder) longer than 10x the median interval
+                rec = dt[dt <= 10 * max(float(np.median(dt)), 1e-9)]
+                dur += float(rec.sum())
+                steps += len(rec)
         return {
             "name": self.name,
             "root": str(self.root),
@@ -253,7 +257,7 @@ class Life:
             "sources": [getattr(s, "name", str(s)) for s in self.sources],
             "frames": n,
             "duration_s": dur,
-            "fps": (n - len(np.unique(self.source))) / dur if dur > 0 else None,
+            "fps": steps / dur if dur > 0 else None,
             "posed_frames": int(self.pose_valid.sum()) if self.pose_valid is not None else 0,
             "pose_share": float(self.pose_valid.mean()) if self.pose_valid is not None and n else 0.0,
             "points": 0 if self.points is None else int(len(self.points)),
