@@ -1,15 +1,18 @@
-"""CroCo-style pair augmentation: turn one decoded (source, target) image pair into training tensors.
+"""CroCo-style pair augmentation: turn decoded (source, target) image pairs into training tensors.
 
 Reads: PIL RGB images of any size (the stored pair views, DESIGN.md "Pair shards").
-Returns: per batch {"src","tgt"}: float32 (B,3,S,S) ImageNet-normalised, S = `img_size`.
-Each view independently: resize so its short side is `resize_short` (default round(img_size*8/7): 256 px
-stored -> 224 px crops, as CroCo), take a random S x S crop (the two crops differ on purpose), and apply
-its own colour jitter (brightness, contrast, saturation in [1-x, 1+x], optional hue; "asymmetric" as
-CroCo's `acolor`). Because the jitter is linear in RGB it is applied to a whole batch as one per-image
-3x3 affine map followed by a clamp to [0,1], which makes it nearly free.
+Each view independently: resize so its short side is `resize_short` (default round(img_size*256/224):
+256 px stored -> 224 px crops, as CroCo), take a random S x S crop (the two crops differ on purpose),
+and draw its own colour jitter ("asymmetric", as CroCo's `acolor`: brightness, contrast, saturation
+factors in [1-x, 1+x], optional hue).
+Two halves: `PairAugment` (in the loader workers) makes the uint8 crops (B,3,S,S) and the jitter
+parameters (B,4) of a batch; `to_model_input` (in the training process, on its device) applies the
+jitter and ImageNet normalisation -> float32 (B,3,S,S). The jitter is linear in RGB, so per image it is
+one 3x3 affine map plus a clamp: nearly free on the device, while workers only decode and crop and ship
+4x fewer bytes.
 Every random choice comes from a numpy Generator passed in; `stream.py` seeds it from
 (seed, rank, worker, step) so a resumed run augments exactly as an uninterrupted one.
-Entry point: `PairAugment`. Decoding and the sample stream are `stream.py`'s job.
+Entry points: `PairAugment`, `to_model_input`. Decoding and the sample stream are `stream.py`'s job.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-GRAY = np.array([0.299, 0.587, 0.114], dtype=np.float64)  # luma weights (sum 1), as torchvision
 
 
 def default_resize_short(img_size: int) -> int:
@@ -53,24 +55,16 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     return (x * std + mean).clamp(0, 1)
 
 
-def _hue_matrix(theta: float) -> np.ndarray:
-    """3x3 RGB map rotating chroma by `theta` radians in YIQ space (keeps luma and gray)."""
-    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    c, s = np.cos(theta), np.sin(theta)
-    rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-    return np.linalg.inv(to_yiq) @ rot @ to_yiq
-
-
 @dataclass(frozen=True)
 class PairAugment:
-    """Independent random crop + colour jitter of each view of a pair, then ImageNet normalisation."""
+    """Independent random crop and colour-jitter draw for each view of a pair."""
 
     img_size: int  # side S of the square training crops (pixels)
     resize_short: int | None = None  # short side before cropping; None = round(img_size * 256/224)
     brightness: float = 0.4  # brightness factor drawn from [1-x, 1+x] per view (CroCo acolor: 0.4)
     contrast: float = 0.4  # contrast factor from [1-x, 1+x] per view
     saturation: float = 0.4  # saturation factor from [1-x, 1+x] per view
-    hue: float = 0.0  # hue shift from [-x, x] turns (CroCo acolor: 0)
+    hue: float = 0.0  # hue shift drawn from [-x, x] turns (CroCo acolor: 0)
 
     def __post_init__(self):
         if self.img_size < 8:
@@ -87,8 +81,8 @@ class PairAugment:
     def short(self) -> int:
         return self.resize_short or default_resize_short(self.img_size)
 
-    def crop(self, img: Image.Image, rng: np.random.Generator) -> np.ndarray:
-        """One view: resize short side to `short`, random S x S crop -> uint8 (S,S,3)."""
+    def crop(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """One view: resize short side to `short`, random S x S crop (RGB)."""
         S, short = self.img_size, self.short
         w, h = img.size
         scale = short / min(w, h)  # original px -> resized px
@@ -100,50 +94,68 @@ class PairAugment:
         else:  # resample only the crop's box of the original: cost ~ S^2, not the whole image
             sx, sy = w / rw, h / rh
             out = img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + S) * sx, (y0 + S) * sy))
-        return np.asarray(out.convert("RGB"))  # (S,S,3) uint8
+        return out if out.mode == "RGB" else out.convert("RGB")
 
     def color(self, rng: np.random.Generator) -> np.ndarray:
-        """One view's jitter as (4,): brightness, contrast, saturation factors and hue angle (radians)."""
+        """One view's jitter as (4,): brightness, contrast, saturation factors and hue shift (turns)."""
         b = rng.uniform(1 - self.brightness, 1 + self.brightness)
         c = rng.uniform(1 - self.contrast, 1 + self.contrast)
         s = rng.uniform(1 - self.saturation, 1 + self.saturation)
-        h = rng.uniform(-self.hue, self.hue) * 2 * np.pi
-        return np.array([b, c, s, h])
+        h = rng.uniform(-self.hue, self.hue)
+        return np.array([b, c, s, h], dtype=np.float32)
 
     def __call__(self, pairs: list[tuple[Image.Image, Image.Image]], rng: np.random.Generator) -> dict:
-        """A batch of (src, tgt) PIL pairs -> {"src","tgt"}: float32 (B,3,S,S), normalised."""
-        crops, colors = [], []
+        """A batch of (src, tgt) PIL pairs -> {"src","tgt": uint8 (B,3,S,S) crops (a channels-last view, no
+        copy), "src_color","tgt_color": float32 (B,4) jitter parameters}; `to_model_input` applies the jitter."""
+        crops = {"src": [], "tgt": []}
+        colors = {"src": [], "tgt": []}
         for src, tgt in pairs:
-            crops.append((self.crop(src, rng), self.crop(tgt, rng)))
-            colors.append((self.color(rng), self.color(rng)))
+            for name, im in (("src", src), ("tgt", tgt)):
+                c = self.crop(im, rng)
+                crops[name].append(np.frombuffer(c.tobytes(), np.uint8).reshape(c.height, c.width, 3))  # (S,S,3)
+                colors[name].append(self.color(rng))
         out = {}
-        for j, name in enumerate(("src", "tgt")):
-            u8 = np.stack([c[j] for c in crops]).transpose(0, 3, 1, 2)  # (B,3,S,S) uint8
-            out[name] = apply_color(u8, np.stack([c[j] for c in colors]))
+        for k in ("src", "tgt"):
+            out[k] = torch.from_numpy(np.stack(crops[k])).permute(0, 3, 1, 2)  # (B,3,S,S) uint8, channels-last
+            out[f"{k}_color"] = torch.from_numpy(np.stack(colors[k]))  # (B,4)
         return out
 
 
-def apply_color(u8: torch.Tensor | np.ndarray, params: np.ndarray) -> torch.Tensor:
-    """uint8 (B,3,S,S) and jitter params (B,4) -> float32 (B,3,S,S) jittered, clamped, normalised.
+GRAY = (0.299, 0.587, 0.114)  # luma weights (sum 1), as torchvision's grayscale
 
-    brightness b, contrast c (blend with the image's mean gray), saturation s (blend with per-pixel
-    gray) and hue rotation H compose, without intermediate clamps, to x' = A x + t with
-    A = c b H S and t = (1-c) b mean_gray (S and H keep gray, so the order of the four does not matter).
-    Done in numpy: single-threaded and predictable inside loader workers and the training process alike.
+
+def color_affine(params: torch.Tensor, mean_gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Jitter params (B,4) = (b, c, s, hue turns) and each image's mean gray (B,) -> (A (B,3,3), t (B,)).
+
+    brightness b, contrast c (blend with the image's mean gray), saturation s (blend with the pixel's
+    gray) and a hue rotation H (in YIQ space) compose, without intermediate clamps, to x' = A x + t with
+    A = c b H S and t = (1-c) b mean_gray; S and H keep gray, so the order of the four does not matter.
     """
-    u8 = np.asarray(u8)
-    B = u8.shape[0]
-    x = u8.reshape(B, 3, -1).astype(np.float32) * np.float32(1 / 255)  # (B,3,N) in [0,1]
-    mu = np.einsum("c,bcn->b", GRAY.astype(np.float32), x) / x.shape[-1]  # (B,) mean gray
-    A = np.empty((B, 3, 3))
-    for i, (b, c, s, h) in enumerate(params):
-        S = s * np.eye(3) + (1 - s) * np.outer(np.ones(3), GRAY)  # saturation: blend with gray
-        H = _hue_matrix(h) if h else np.eye(3)
-        A[i] = c * b * (H @ S)
-    t = ((1 - params[:, 1]) * params[:, 0]).astype(np.float32) * mu  # (B,)
-    y = np.matmul(A.astype(np.float32), x)  # (B,3,N)
-    y += t[:, None, None]
-    np.clip(y, 0, 1, out=y)
-    y -= np.array(IMAGENET_MEAN, dtype=np.float32)[None, :, None]
-    y /= np.array(IMAGENET_STD, dtype=np.float32)[None, :, None]
-    return torch.from_numpy(y.reshape(u8.shape))
+    b, c, s, h = params.float().unbind(-1)  # each (B,)
+    dev = params.device
+    w = torch.tensor(GRAY, device=dev)
+    eye = torch.eye(3, device=dev)
+    S = s[:, None, None] * eye + (1 - s)[:, None, None] * w.expand(3, 3)  # (B,3,3): rows blend with gray
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev)
+    th = -h * 2 * torch.pi  # sign: +1/3 turn takes red to green, as an HSV hue shift
+    cos, sin, one, zero = torch.cos(th), torch.sin(th), torch.ones_like(th), torch.zeros_like(th)
+    rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], -1).view(-1, 3, 3)  # (B,3,3)
+    H = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (B,3,3)
+    A = (c * b)[:, None, None] * (H @ S)
+    t = (1 - c) * b * mean_gray
+    return A, t
+
+
+def to_model_input(u8: torch.Tensor, color: torch.Tensor | None = None, device=None) -> torch.Tensor:
+    """uint8 (B,3,S,S) crops (+ jitter params (B,4)) -> float32 (B,3,S,S) jittered, clamped to [0,1],
+    ImageNet-normalised, on `device`."""
+    x = u8.to(device, non_blocking=True).float().div_(255).contiguous()  # (B,3,S,S) in [0,1]
+    B = x.shape[0]
+    if color is not None:
+        flat = x.view(B, 3, -1)  # (B,3,N)
+        w = torch.tensor(GRAY, device=x.device)
+        A, t = color_affine(color.to(x.device), torch.einsum("c,bc->b", w, flat.mean(-1)))
+        x = torch.bmm(A, flat).add_(t.view(B, 1, 1)).clamp_(0, 1).view_as(x)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)

@@ -29,8 +29,9 @@ import torch
 
 import slife
 from slife.errors import SlifeError
+from slife.pairmine.shards import atomic_write_bytes
 from slife.train import TrainConfig
-from slife.train.augment import PairAugment
+from slife.train.augment import PairAugment, to_model_input
 from slife.train.metrics import MetricsLog
 from slife.train.optim import clip_gradients, lr_at, make_optimizer, scaled_lr, set_lr
 from slife.train.stream import PairStream, ShardSet, check_image_size, make_loader, resolve_shards
@@ -215,7 +216,7 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     criterion = MaskedMSE(norm_pix_loss=cfg.norm_pix_loss)
 
     # resume
-    start = 0
+    start, ck_data = 0, {}
     ck_path = _checkpoint_path(cfg, out_dir)
     if ck_path is not None:
         from slife.train.checkpoint import load_checkpoint
@@ -226,8 +227,8 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
         opt.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state((ckpt.get("rng") or {}).get(f"rank{d.rank}", {}) or ckpt.get("rng") or {})
-        start = int(ckpt["step"])
+        _set_rng_state((ckpt.get("rng") or {}).get(f"rank{d.rank}") or {})
+        start, ck_data = int(ckpt["step"]), dict(ckpt.get("data") or {})
         if d.main:
             log.info("resuming from %s at step %d", ck_path, start)
         del ckpt
@@ -237,6 +238,10 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
 
     samples_per_epoch = cfg.samples_per_epoch or max(cfg.batch_size, shardset.total // d.world)
     steps_per_epoch = max(1, samples_per_epoch // cfg.batch_size)
+    for k, v in (("steps_per_epoch", steps_per_epoch), ("world_size", d.world)):
+        if k in ck_data and ck_data[k] != v and d.main:
+            log.warning("%s: %s is %s, the checkpoint's was %s: the data stream will not continue exactly",
+                        ck_path, k, v, ck_data[k])
     stream = PairStream(shardset, augment, cfg.batch_size, steps_per_epoch, seed=cfg.seed, rank=d.rank,
                         world=d.world, start_step=start, shuffle_buffer=cfg.shuffle_buffer)
     loader = make_loader(stream, cfg.num_workers)
@@ -255,8 +260,7 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 "seed": cfg.seed}
     bad: dict[int, dict] = {}
 
-    def checkpoint(step: int) -> dict:
-        rng = _gather_rng(d)
+    def checkpoint(step: int, rng: dict) -> dict:
         return {"model": model.state_dict(), "croco_kwargs": kwargs, "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
                 "rng": rng, "data": dict(data_pos, step=step, epoch=step // steps_per_epoch,
@@ -276,6 +280,8 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     step = start
     win = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "gn": 0.0}
     it = iter(loader)
+    if progress is not None and d.main and start:
+        progress(start, info=f"resumed at step {start}")
     try:
         while step < cfg.steps:
             t_wait = time.perf_counter()
@@ -285,8 +291,8 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
             bad[batch["worker"]] = batch["bad"]
             if keys_file is not None:
                 keys_file.write("".join(f"{step} {k}\n" for k in batch["keys"]))
-            src = batch["src"].to(d.device, non_blocking=True)  # (B,3,S,S) reference view
-            tgt = batch["tgt"].to(d.device, non_blocking=True)  # (B,3,S,S) masked view
+            src = to_model_input(batch["src"], batch["src_color"], d.device)  # (B,3,S,S) reference view
+            tgt = to_model_input(batch["tgt"], batch["tgt_color"], d.device)  # (B,3,S,S) masked view
 
             cur_lr = lr_at(step, lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
             set_lr(opt, cur_lr)
@@ -326,11 +332,10 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 p = write_preview(model, src, tgt, out_dir / "previews" / f"step-{step:07d}.png", cfg.norm_pix_loss)
                 metrics.image("preview", p, step)
             if step % cfg.save_every == 0 or step == cfg.steps:
-                ck = checkpoint(step)  # every rank takes part (rng gather)
+                rng = _gather_rng(d)  # every rank takes part
                 if d.main:
                     keep = out_dir / f"step-{step:07d}.pt" if cfg.keep_every and step % cfg.keep_every == 0 else None
-                    _save(last, ck, keep)
-                del ck
+                    _save(last, checkpoint(step, rng), keep)
             if progress is not None and d.main:
                 progress(1, info=info) if info is not None else progress(1)
     finally:
@@ -374,6 +379,4 @@ def _ckpt_step(path: Path):
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())

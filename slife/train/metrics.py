@@ -9,9 +9,11 @@ Entry point: `MetricsLog(out_dir, start_step)`. The values are measured by `loop
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
 from pathlib import Path
+
+from slife.pairmine.shards import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,9 @@ class MetricsLog:
             rows = list(csv.reader(f))
         keep = [r for i, r in enumerate(rows) if i == 0 or (r and int(r[0]) <= step)]
         if len(keep) != len(rows):
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                csv.writer(f).writerows(keep)
-            os.replace(tmp, self.path)
+            buf = io.StringIO()
+            csv.writer(buf).writerows(keep)
+            atomic_write_bytes(self.path, buf.getvalue().encode())
 
     def write(self, row: dict) -> None:
         self._w.writerow([_fmt(row.get(c)) for c in COLUMNS])

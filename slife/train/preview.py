@@ -8,13 +8,14 @@ Entry point: `write_preview(model, src, tgt, path, norm_pix_loss)`. When to call
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from slife.pairmine.shards import atomic_write_bytes
 from slife.train.augment import denormalize
 
 
@@ -50,7 +51,7 @@ def write_preview(model, src: torch.Tensor, tgt: torch.Tensor, path: Path, norm_
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    im.save(tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -4,7 +4,8 @@ Reads: shard sets (DESIGN.md "Pair shards"): a folder with `manifest.json` and `
 (+ `.stats.json`); the spec may be one folder, several comma-separated, a brace pattern
 (`shards/life{1..3}`) or single .tar files. Samples hold `src.jpg`, `tgt.jpg`, `json` (and optional
 `src.depth.png`, `tgt.depth.png`, uint16 mm).
-Returns: batches {"src","tgt": float32 (B,3,S,S) ImageNet-normalised, "keys", "step", "worker", "bad"}.
+Returns: batches {"src","tgt": uint8 (B,3,S,S) crops, "src_color","tgt_color": (B,4) jitter parameters
+(`augment.to_model_input` applies them and normalises on the device), "keys", "step", "worker", "bad"}.
 
 The stream is a pure function of (seed, rank, worker, step): shards are split by node then by worker
 (when there are enough of them), resampled with replacement (weighted by sample count) for a fixed
@@ -115,57 +116,61 @@ def count_samples(path: Path) -> int:
     return len(keys)
 
 
-def _entry_name_count(entry) -> tuple[str | None, int | None]:
-    """A manifest shard entry (a name, or a dict) -> (file name, sample count or None)."""
+def _entry(entry) -> tuple[str | None, int | None, int | None]:
+    """A manifest shard entry (a name, or a dict like {"name","samples","bytes","sha256"})
+    -> (file name, sample count or None, size in bytes or None)."""
     if isinstance(entry, str):
-        return entry, None
+        return entry, None, None
     if isinstance(entry, dict):
         name = next((entry[k] for k in ("name", "file", "path", "tar", "url") if k in entry), None)
         n = next((entry[k] for k in ("samples", "pairs", "count", "num_samples", "n") if k in entry), None)
-        return name, (int(n) if n is not None else None)
-    return None, None
+        size = entry.get("bytes")
+        return name, (int(n) if n is not None else None), (int(size) if size is not None else None)
+    return None, None, None
 
 
-def _folder_shards(folder: Path) -> list[tuple[Path, int | None]]:
-    """A shard folder -> [(tar path, count or None)] from its manifest.json."""
+def _folder_shards(folder: Path) -> list[tuple[Path, int | None, int | None]]:
+    """A shard folder -> [(tar path, count or None, bytes or None)] from its manifest.json."""
     man = folder / "manifest.json"
     if not man.exists():
         tars = sorted(folder.glob("pairs-*.tar"))
         if not tars:
             raise SlifeError(f"{folder}: not a shard folder (no manifest.json and no pairs-*.tar)")
         log.warning("%s: no manifest.json; reading the %d pairs-*.tar that have a .stats.json", folder, len(tars))
-        return [(t, None) for t in tars if t.with_suffix(".stats.json").exists()]
+        return [(t, None, None) for t in tars if t.with_suffix(".stats.json").exists()]
     try:
         manifest = json.loads(man.read_text())
     except (OSError, ValueError) as e:
         raise SlifeError(f"{man}: not readable JSON ({e})") from None
     entries = manifest.get("shards") if isinstance(manifest, dict) else None
     if entries is None:
-        return [(t, None) for t in sorted(folder.glob("pairs-*.tar"))]
+        return [(t, None, None) for t in sorted(folder.glob("pairs-*.tar"))]
     out = []
     for e in entries:
-        name, n = _entry_name_count(e)
+        name, n, size = _entry(e)
         if name is None:
             raise SlifeError(f"{man}: shard entry without a file name: {e!r}")
-        out.append((folder / Path(name).name if not Path(name).is_absolute() else Path(name), n))
+        out.append((folder / Path(name).name if not Path(name).is_absolute() else Path(name), n, size))
     return out
 
 
 def resolve_shards(spec) -> ShardSet:
     """Shard spec -> ShardSet of readable, non-empty tars. SlifeError when nothing is left to train on."""
     s = ShardSet(spec=spec if isinstance(spec, str) else ",".join(map(str, spec)))
-    listed: list[tuple[Path, int | None]] = []
+    listed: list[tuple[Path, int | None, int | None]] = []
     for p in expand_spec(spec):
         if p.is_dir():
             listed += _folder_shards(p)
         elif p.suffix == ".tar" and p.exists():
-            listed.append((p, None))
+            listed.append((p, None, None))
         else:
             raise SlifeError(f"{p}: no such shard folder or .tar file")
     if not listed:
         raise SlifeError(f"{s.spec}: no shards listed")
-    for path, n in listed:
+    for path, n, size in listed:
         why = tar_problem(path)
+        if why is None and size is not None and path.stat().st_size != size:
+            why = f"truncated or changed ({path.stat().st_size} bytes, the manifest says {size})"
         if why is None and n is None:
             try:
                 n = count_samples(path)
@@ -368,6 +373,9 @@ class PairStream(torch.utils.data.IterableDataset):
             pairs = decoded(raw, handler, draft_short=self.augment.short)
             for step in steps:
                 chunk = list(islice(pairs, B))
+                if not chunk:
+                    raise SlifeError(f"{self.shards.spec}: no decodable pairs left in epoch {epoch} of worker "
+                                     f"{worker} (skipped: {dict(handler.counts)})")
                 batch = self.augment([(p["src"], p["tgt"]) for p in chunk],
                                      step_rng(self.seed, self.rank, worker, step, 3))
                 batch.update(keys=[p["key"] for p in chunk], step=step, worker=worker, bad=dict(handler.counts))

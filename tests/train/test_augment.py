@@ -1,12 +1,11 @@
-"""Pair augmentation: crop sizes, determinism from the rng, asymmetric views, the colour maths."""
+"""Pair augmentation: crop sizes, determinism from the rng, asymmetric views, the colour maths, normalisation."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from slife.train.augment import (IMAGENET_MEAN, IMAGENET_STD, PairAugment, apply_color, default_resize_short,
-                                 denormalize)
+from slife.train.augment import IMAGENET_MEAN, IMAGENET_STD, PairAugment, default_resize_short, denormalize, to_model_input
 
 
 def _img(w=72, h=60, seed=0):
@@ -16,8 +15,13 @@ def _img(w=72, h=60, seed=0):
 def test_crop_size_and_default_short_side():
     aug = PairAugment(32)
     assert aug.short == default_resize_short(32) == 37
-    assert aug.crop(_img(), np.random.default_rng(0)).shape == (32, 32, 3)
+    assert aug.crop(_img(), np.random.default_rng(0)).size == (32, 32)
     assert PairAugment(224).short == 256
+    im = _img(341, 256)  # already at the short side: a plain crop, pixels unchanged
+    c = PairAugment(224).crop(im, np.random.default_rng(3))
+    a, b = np.asarray(im), np.asarray(c)
+    hits = [(y, x) for y in range(0, 33) for x in range(0, 118) if np.array_equal(a[y:y + 224, x:x + 224], b)]
+    assert len(hits) == 1
 
 
 def test_same_rng_same_batch_and_views_differ():
@@ -26,33 +30,40 @@ def test_same_rng_same_batch_and_views_differ():
     a = aug(pairs, np.random.default_rng([1, 0, 0, 5]))
     b = aug(pairs, np.random.default_rng([1, 0, 0, 5]))
     c = aug(pairs, np.random.default_rng([1, 0, 0, 6]))
-    assert a["src"].shape == (3, 3, 32, 32) and a["src"].dtype == torch.float32
-    assert torch.equal(a["src"], b["src"]) and torch.equal(a["tgt"], b["tgt"])
+    assert a["src"].shape == (3, 3, 32, 32) and a["src"].dtype == torch.uint8 and a["src_color"].shape == (3, 4)
+    for k in ("src", "tgt", "src_color", "tgt_color"):
+        assert torch.equal(a[k], b[k])
     assert not torch.equal(a["src"], c["src"])
-    assert (a["src"] - a["tgt"]).abs().mean() > 0.1  # independent crops and jitter make the views differ
+    assert (a["src"].float() - a["tgt"].float()).abs().mean() > 20  # independent crops differ
+    assert not torch.equal(a["src_color"], a["tgt_color"])  # and so does the jitter (asymmetric)
+    assert ((a["src_color"][:, :3] - 1).abs() <= 0.4).all() and (a["src_color"][:, 3] == 0).all()
 
 
-def test_identity_jitter_is_plain_normalisation():
-    u8 = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
-    y = apply_color(u8, np.array([[1.0, 1.0, 1.0, 0.0]] * 2))
-    ref = (torch.from_numpy(u8).float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    assert torch.allclose(y, ref, atol=1e-5)
-    assert torch.allclose(denormalize(y), torch.from_numpy(u8).float() / 255, atol=1e-5)
+def test_to_model_input_normalises():
+    u8 = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8), dtype=np.uint8))
+    y = to_model_input(u8)
+    ref = (u8.float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert y.dtype == torch.float32 and torch.allclose(y, ref, atol=1e-5)
+    assert torch.allclose(denormalize(y), u8.float() / 255, atol=1e-5)
 
 
-def test_colour_factors():
+def _jit(u8, params):
+    return denormalize(to_model_input(torch.from_numpy(u8), torch.tensor(params, dtype=torch.float32))).numpy()
+
+
+def test_colour_jitter():
     u8 = np.random.default_rng(1).integers(40, 200, (1, 3, 8, 8), dtype=np.uint8)
     x = u8.astype(np.float32) / 255
-    bright = denormalize(apply_color(u8, np.array([[1.2, 1.0, 1.0, 0.0]]))).numpy()
-    assert np.allclose(bright, np.clip(1.2 * x, 0, 1), atol=1e-5)
-    gray = denormalize(apply_color(u8, np.array([[1.0, 1.0, 0.0, 0.0]]))).numpy()  # saturation 0
+    assert np.allclose(_jit(u8, [[1, 1, 1, 0]]), x, atol=1e-5)
+    assert np.allclose(_jit(u8, [[1.2, 1, 1, 0]]), np.clip(1.2 * x, 0, 1), atol=1e-5)  # brightness
+    gray = _jit(u8, [[1, 1, 0, 0]])  # saturation 0: gray
     assert np.allclose(gray[0, 0], gray[0, 1], atol=1e-5) and np.allclose(gray[0, 1], gray[0, 2], atol=1e-5)
-    flat = denormalize(apply_color(u8, np.array([[1.0, 0.0, 1.0, 0.0]]))).numpy()  # contrast 0: mean gray
     mu = (np.array([0.299, 0.587, 0.114])[:, None, None] * x[0]).sum(0).mean()
-    assert np.allclose(flat, mu, atol=1e-5)
-    g = np.full((1, 3, 4, 4), 128, np.uint8)  # hue rotation keeps gray gray
-    assert np.allclose(denormalize(apply_color(g, np.array([[1, 1, 1, 1.0]]))).numpy(), 128 / 255, atol=1e-5)
+    assert np.allclose(_jit(u8, [[1, 0, 1, 0]]), mu, atol=1e-5)  # contrast 0: the mean gray everywhere
+    g = np.full((1, 3, 4, 4), 128, np.uint8)  # a hue shift keeps gray gray
+    assert np.allclose(_jit(g, [[1, 1, 1, 0.3]]), 128 / 255, atol=1e-5)
+    red = np.broadcast_to(np.array([200, 30, 30], np.uint8)[None, :, None, None], (1, 3, 2, 2)).copy()
+    assert _jit(red, [[1, 1, 1, 1 / 3]])[0, :, 0, 0].argmax() == 1  # red + 120 degrees is green-ish
 
 
 def test_bad_parameters():

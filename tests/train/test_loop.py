@@ -166,7 +166,7 @@ def test_torchrun_two_cpu_processes(shards, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "slife", "train", str(shards), "--out", str(tmp_path), "--preset", "tiny",
            "--croco-kwargs", json.dumps(MICRO), "--steps", "4", "--batch-size", "4", "--threads", "1",
-           "--num-workers", "0", "--precision", "fp32", "--log-keys", "--preview-every", "0", "--log-every", "2"]
+           "--num-workers", "1", "--precision", "fp32", "--log-keys", "--preview-every", "0", "--log-every", "2"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     ck = torch.load(tmp_path / "last.pt", weights_only=True)

@@ -1,0 +1,192 @@
+"""Benchmark the training input pipeline and the tiny model's step rate; prints markdown tables.
+
+1. Loader vs bare JPEG decoding, per worker (one process): pairs/s of `stream.PairStream` (tar reading,
+   decode, two independent crops + colour jitter + normalisation, batching) against PIL decoding alone of
+   the same JPEG bytes held in memory. Goal: ratio >= 0.8.
+2. Share of step time spent waiting for data in a short `tiny` run (`slife.train.run`, metrics.csv).
+   Goal: < 5%.
+3. Tiny-preset training pairs/s, bf16 vs fp32 autocast, same batch (DESIGN.md: ~127 pairs/s in bf16 at
+   batch 32 on 2 threads).
+
+Shards are written to a temporary folder: procedural textures with noise stored as 341x256 JPEGs
+(the default stored short side, 256 px), like `slife mine-pairs` output.
+
+    .venv/bin/python bench/bench_loader.py            # ~1-2 minutes on 2 idle cores
+    .venv/bin/python bench/bench_loader.py --pairs 128 --steps 40 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per_shard: int = 32) -> Path:
+    import webdataset as wds
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h + 32, 0:w + 32] / 64.0
+    entries = []
+    for s in range((pairs + per_shard - 1) // per_shard):
+        name = f"pairs-{s:06d}.tar"
+        n = min(per_shard, pairs - s * per_shard)
+        with wds.TarWriter(str(folder / name)) as tw:
+            for i in range(n):
+                img = np.zeros((h + 32, w + 32, 3))
+                for _ in range(6):
+                    f, ph, col = rng.uniform(0.5, 4, 2), rng.uniform(0, 6.3), rng.uniform(-1, 1, 3)
+                    img += np.sin(f[0] * xx + f[1] * yy + ph)[..., None] * col
+                img = (img - img.min()) / (np.ptp(img) + 1e-9) * 200 + rng.normal(0, 12, img.shape)
+                img = np.clip(img, 0, 255).astype(np.uint8)
+                views = []
+                for dx, dy in ((0, 0), tuple(rng.integers(0, 32, 2))):
+                    b = io.BytesIO()
+                    Image.fromarray(img[dy:dy + h, dx:dx + w]).save(b, format="JPEG", quality=90)
+                    views.append(b.getvalue())
+                meta = {"life": "bench", "strategy": "temporal", "K": None}
+                tw.write({"__key__": f"bench_{s * per_shard + i:09d}", "src.jpg": views[0], "tgt.jpg": views[1],
+                          "json": json.dumps(meta).encode()})
+        entries.append({"name": name, "samples": n})
+    (folder / "manifest.json").write_text(json.dumps({"shards": entries}))
+    return folder
+
+
+def jpeg_bytes(folder: Path) -> list[tuple[bytes, bytes]]:
+    from slife.train.stream import CountingHandler, read_tars, resolve_shards
+
+    s = resolve_shards(str(folder))
+    return [(x["src.jpg"], x["tgt.jpg"]) for x in read_tars(({"url": u} for u in s.paths), CountingHandler())]
+
+
+def bare_decode_rate(pairs: list[tuple[bytes, bytes]], repeat: int) -> float:
+    t = time.perf_counter()
+    for _ in range(repeat):
+        for a, b in pairs:
+            Image.open(io.BytesIO(a)).convert("RGB")
+            Image.open(io.BytesIO(b)).convert("RGB")
+    return repeat * len(pairs) / (time.perf_counter() - t)
+
+
+def loader_rate(folder: Path, img_size: int, batch: int, n_batches: int) -> float:
+    from slife.train.augment import PairAugment, to_model_input
+    from slife.train.stream import PairStream, resolve_shards
+
+    s = resolve_shards(str(folder))
+    stream = PairStream(s, PairAugment(img_size), batch, steps_per_epoch=max(1, s.total // batch),
+                        shuffle_buffer=64)
+    it = stream.batches()
+    b = next(it)  # warm-up
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        next(it)
+    rate = n_batches * batch / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        to_model_input(b["src"], b["src_color"])
+        to_model_input(b["tgt"], b["tgt_color"])
+    return rate, n_batches * batch / (time.perf_counter() - t)
+
+
+def step_rate(precision: str, batch: int, steps: int) -> float:
+    from slife.train.loss import MaskedMSE
+    from slife.train.model import CROCO_PRESETS, CroCoNet
+    from slife.train.optim import make_optimizer
+
+    torch.manual_seed(0)
+    kw = CROCO_PRESETS["tiny"]
+    model, crit = CroCoNet(**kw), MaskedMSE()
+    opt = make_optimizer(model, 1e-3)
+    S = kw["img_size"]
+    x, y = torch.randn(batch, 3, S, S), torch.randn(batch, 3, S, S)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    for i in range(steps + 3):
+        if i == 3:
+            t = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            out, mask, target = model(x, y)
+            loss = crit(out.float(), mask, target.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - t)
+
+
+def wait_share(folder: Path, steps: int, threads: int, workers: int) -> tuple[float, float]:
+    from slife.train import TRAIN_PRESETS, run
+    from slife.train.metrics import read_metrics
+
+    import dataclasses
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = dataclasses.replace(TRAIN_PRESETS["tiny"], steps=steps, threads=threads, num_workers=workers,
+                                  log_every=5, save_every=10**6, preview_every=0, resume="never")
+        run(cfg, str(folder), out)
+        rows = read_metrics(Path(out) / "metrics.csv")[1:]  # the first window includes start-up
+    return (float(np.mean([r["data_wait_share"] for r in rows])), float(np.mean([r["pairs_per_s"] for r in rows])))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=96, help="pairs in the benchmark shards")
+    ap.add_argument("--batches", type=int, default=3, help="loader batches of 32 timed per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of loader and bare decoding")
+    ap.add_argument("--steps", type=int, default=30, help="training steps per timed run")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the model")
+    ap.add_argument("--workers", type=int, default=1, help="loader workers in the tiny run")
+    a = ap.parse_args()
+    load = os.getloadavg()[0]
+    print(f"load average at start: {load:.1f} on {os.cpu_count()} cores\n", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_bench_shards(Path(tmp) / "shards", a.pairs)
+        pairs = jpeg_bytes(folder)
+        torch.set_num_threads(1)  # a loader worker is single-threaded
+        # rounds alternate the two measurements, so that a busy machine slows both alike; medians reported
+        res = {"bare": [], 224: [], 64: [], "j224": [], "j64": []}
+        for _ in range(a.rounds):
+            for S in (224, 64):
+                res["bare"].append(bare_decode_rate(pairs, 1))
+                r, j = loader_rate(folder, S, 32, a.batches)
+                res[S].append(r / res["bare"][-1])
+                res[f"j{S}"].append(j)
+        bare = float(np.median(res["bare"]))
+        print("| loader, 1 process (= 1 worker), 341x256 JPEG pairs | pairs/s | vs bare decode |")
+        print("|---|---:|---:|")
+        print(f"| bare PIL decode of both JPEGs (bytes in memory) | {bare:.0f} | 1.00 |")
+        for S in (224, 64):
+            ratio = float(np.median(res[S]))
+            print(f"| PairStream at {S}: tar + decode + 2 independent crops + jitter draw + batch | "
+                  f"{ratio * bare:.0f} | {ratio:.2f} |", flush=True)
+        for S in (224, 64):
+            j = float(np.median(res[f"j{S}"]))
+            print(f"| (training process) `to_model_input` at {S}: jitter + normalise, 1 CPU thread | {j:.0f} | "
+                  f"{j / bare:.1f} |")
+        torch.set_num_threads(a.threads)
+        print()
+        fp32 = step_rate("fp32", 32, a.steps)
+        bf16 = step_rate("bf16", 32, a.steps)
+        print(f"| tiny model step, batch 32, {a.threads} thread(s), synthetic tensors | pairs/s | vs fp32 |")
+        print("|---|---:|---:|")
+        print(f"| fp32 | {fp32:.0f} | 1.00 |")
+        print(f"| bf16 autocast | {bf16:.0f} | {bf16 / fp32:.2f} |", flush=True)
+        print()
+        share, run_rate = wait_share(folder, a.steps, a.threads, a.workers)
+        print(f"| tiny run (slife.train.run), batch 32, {a.threads} thread(s), {a.workers} loader worker(s), "
+              "bf16 | value |")
+        print("|---|---:|")
+        print(f"| data-wait share of step time | {share:.1%} |")
+        print(f"| pairs/s (whole loop) | {run_rate:.0f} |")
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
