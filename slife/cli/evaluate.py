@@ -154,16 +154,17 @@ def match_cmd(
     rep = json.loads(Path(path).read_text())
     for name, res in rep["models"].items():
         t = Table(title=f"{name}: {rep['counts']['pairs']} pairs ({rep['counts']['sequences']} sequences); "
-                        "identity = zero flow")
+                        "id = zero flow; oracle = exact matches on the patch grid")
         c = Table(title=f"{name}: displaced patches (true match > 1 patch from the same position)")
-        for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5"):
+        for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5", "oracle AEPE"):
             t.add_column(col, justify="right")
         for col in ("index", "share", "AEPE", "id AEPE", "acc", "same-pos acc"):
             c.add_column(col, justify="right")
         rows = list(res["per_index"].items()) + [("all", res["overall"])]
         for idx, b in rows:
             m, i, md, idd = b["model"], b["identity"], b["model_displaced"], b["identity_displaced"]
-            t.add_row(idx, _f(m["aepe"], 2), _f(m["pck1"]), _f(m["pck3"]), _f(m["pck5"]), _f(i["aepe"], 2), _f(i["pck5"]))
+            t.add_row(idx, _f(m["aepe"], 2), _f(m["pck1"]), _f(m["pck3"]), _f(m["pck5"]), _f(i["aepe"], 2), _f(i["pck5"]),
+                      _f(b["grid_oracle"]["aepe"], 2))
             c.add_row(idx, _f(b["displaced_pixel_share"]), _f(md["aepe"], 2), _f(idd["aepe"], 2),
                       _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]))
         console.print(t)

@@ -9,8 +9,9 @@ Metrics per pair on target pixels whose true match lies inside the source image:
 source image), AEPE = mean over pairs of the per-pair mean EPE, PCK-1/3/5 = mean over pairs of the share
 of pixels with EPE <= 1/3/5; per pair index (2..6) and overall. Controls beside them (DESIGN.md
 "Measured on this kind of machine"): the identity (zero-flow) baseline, the same scores restricted to
-pixels of displaced patches (true match > 1 patch from the same grid position) with their share, and the
-patch-level top-1 accuracy (within one patch) of the model and of the same-position predictor.
+pixels of displaced patches (true match > 1 patch from the same grid position) with their share, the
+patch-level top-1 accuracy (within one patch) of the model and of the same-position predictor, and a grid
+oracle (exact matches of the patch centres, upsampled like the model's flow: the ceiling at this grid).
 Writes `match.json`, `match.csv`, `match.png` into out_dir. Entry point: `run(cfg, checkpoints, out_dir)`.
 Pixel convention: slife's (centre of pixel (0, 0) at (0.5, 0.5)); H files use OpenCV's (converted here).
 """
@@ -31,8 +32,8 @@ import torch.nn.functional as F
 
 from slife.errors import SlifeError
 from slife.eval.attention import head_average
-from slife.eval.groundtruth import (displaced_mask, homography_to_model_frame, matches_from_homography,
-                                    patch_centres, within_one)
+from slife.eval.groundtruth import (apply_homography, displaced_mask, homography_to_model_frame,
+                                    matches_from_homography, patch_centres, within_one)
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,10 @@ def score_pair(maps: torch.Tensor, H: np.ndarray, size_tgt, size_src, grid, patc
     gt, valid = homography_correspondence(H, size_tgt, size_src)
     ident = pixel_centres(size_tgt)
     Hm = homography_to_model_frame(H, size_tgt, size_src, (S, S))
+    # grid oracle: the exact match of every patch centre, upsampled like the model's flow (the ceiling of
+    # any flow sampled on this patch grid)
+    oracle = dense_correspondence(np.nan_to_num(apply_homography(Hm, patch_centres(grid, patch))), grid, patch,
+                                  size_tgt, size_src)
     true_idx = matches_from_homography(Hm, grid, patch)  # (N,)
     disp = displaced_mask(true_idx, grid)  # (N,)
     # every target pixel's patch at model size
@@ -196,6 +201,7 @@ def score_pair(maps: torch.Tensor, H: np.ndarray, size_tgt, size_src, grid, patc
     return {
         "model": epe_metrics(pred, gt, valid), "identity": epe_metrics(ident, gt, valid),
         "model_displaced": epe_metrics(pred, gt, vdisp), "identity_displaced": epe_metrics(ident, gt, vdisp),
+        "grid_oracle": epe_metrics(oracle, gt, valid),
         "displaced_pixel_share": float(vdisp.sum() / valid.sum()) if valid.any() else math.nan,
         "displaced_patch_share": float(disp.sum() / known.sum()) if known.any() else math.nan,
         "patch_accuracy": acc(top1_avg, known), "patch_accuracy_displaced": acc(top1_avg, disp),
@@ -219,6 +225,7 @@ def summarize(records: list[dict]) -> dict:
             "model": aggregate([r["model"] for r in rs]), "identity": aggregate([r["identity"] for r in rs]),
             "model_displaced": aggregate([r["model_displaced"] for r in rs]),
             "identity_displaced": aggregate([r["identity_displaced"] for r in rs]),
+            "grid_oracle": aggregate([r["grid_oracle"] for r in rs]),
             "displaced_pixel_share": _nanmean([r["displaced_pixel_share"] for r in rs]),
             "displaced_patch_share": (sum(r["patches_displaced"] for r in rs) / max(sum(r["patches_known"] for r in rs), 1)),
             "patch_accuracy": _nanmean([r["patch_accuracy"] for r in rs]),
@@ -339,7 +346,8 @@ def write_match_csv(path: Path, rep: dict) -> None:
         for idx, b in blocks:
             for pred, key, sub in (("model", "model", "all"), ("identity", "identity", "all"),
                                    ("model", "model_displaced", "displaced"),
-                                   ("identity", "identity_displaced", "displaced")):
+                                   ("identity", "identity_displaced", "displaced"),
+                                   ("grid-oracle", "grid_oracle", "all")):
                 m = b[key]
                 fmt = lambda v: "" if v is None else f"{v:.6f}"  # noqa: E731
                 w.writerow([name, pred, sub, idx, fmt(m["aepe"]), fmt(m["pck1"]), fmt(m["pck3"]), fmt(m["pck5"]),
