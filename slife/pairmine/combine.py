@@ -45,7 +45,7 @@ class PairTable:
         return out
 
 
-def quotas(available: dict[str, int], max_pairs: int, ratios: dict[str, float], order: tuple[str, ...]) -> dict:
+def quotas(max_pairs: int, ratios: dict[str, float], order: tuple[str, ...]) -> dict:
     """First-pass quota per strategy: max_pairs split by ratios (default equal), remainder to the first."""
     r = np.array([ratios.get(s, 0.0 if ratios else 1.0) for s in order], np.float64)
     if r.sum() <= 0:
@@ -87,7 +87,7 @@ def combine(found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], strateg
     counts["duplicates_merged"] = int(len(key) - len(starts))
     keep = np.ones(len(starts), bool)
     if max_pairs and max_pairs < len(starts):
-        q = quotas({}, max_pairs, ratios or {}, strategies)
+        q = quotas(max_pairs, ratios or {}, strategies)
         keep[:] = False
         perms = {}
         for k, s in enumerate(strategies):

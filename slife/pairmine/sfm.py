@@ -90,6 +90,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
     if len(names) < 3:
         raise SlifeError(f"{life_path}: only {len(names)} frames decoded; SfM needs at least 3")
     db = out_dir / "database.db"
+    pycolmap.set_random_seed(0)  # RANSAC and mapping draws: same model on every run
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = cfg.camera_model
     extraction = pycolmap.FeatureExtractionOptions()

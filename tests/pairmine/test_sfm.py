@@ -20,8 +20,8 @@ def _umeyama(X, Y):
 def video_life(tmp_path_factory):
     from slife.synth import SynthConfig, run
 
-    cfg = SynthConfig(kind="life", scene="kitchen", duration=3.0, fps=5.0, width=128, height=96, days=1,
-                      texture_size=128, points=1000, crf=18, seed=0)
+    cfg = SynthConfig(kind="life", scene="kitchen", duration=4.0, fps=5.0, width=160, height=120, days=1,
+                      texture_size=256, points=1000, crf=18, seed=0)
     return run(cfg, tmp_path_factory.mktemp("sfm") / "video-life")
 
 
@@ -34,13 +34,13 @@ def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
     from slife.cli import app
 
     res = CliRunner().invoke(app, ["sfm", str(video_life), "--out", str(tmp_path / "sfm"), "--fps", "0",
-                                   "--max-side", "128", "--overlap", "5"])
+                                   "--max-side", "160", "--overlap", "5"])
     assert res.exit_code == 0, res.output
     model = tmp_path / "sfm" / "sparse" / "0"
     assert str(model) in res.output.replace("\n", "")
     assert (model / "images.bin").exists() or (model / "images.txt").exists()
     rec, gt = read_life(tmp_path / "sfm"), read_life(video_life)
-    assert rec.format == "colmap" and len(gt) == 15
+    assert rec.format == "colmap" and len(gt) == 20
     assert rec.pose_valid.sum() >= 0.8 * len(gt)  # most frames registered
     assert rec.tracks is not None and rec.has_pixels
     # match frames by timestamp (the image names carry t), then align centres by a similarity
@@ -54,4 +54,4 @@ def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
     assert extent > 0.2
     assert np.median(err) < 0.05 * extent and err.max() < 0.15 * extent
     # rerun reuses the finished model
-    assert run(SfmConfig(fps=0, max_side=128, overlap=5), video_life, tmp_path / "sfm") == model
+    assert run(SfmConfig(fps=0, max_side=160, overlap=5), video_life, tmp_path / "sfm") == model
