@@ -15,9 +15,10 @@ How it scales (never an all-pairs loop; 10^5-10^6 frames):
    joined to its next `lsh_window` members, so a place seen for hours gives O(bucket x window) candidates,
    not O(bucket^2); `lsh_window=0` joins all members (exhaustive, for small lives and tests).
 3. The MinHash estimate (fraction of equal signature entries) drops candidates more than 3 standard
-   deviations outside [j_min, j_max] (and size ratios that cannot reach j_min), then ranks them; with `per_frame` > 0 each
-   frame keeps its 2 x per_frame best-estimated candidates; then the exact Jaccard is counted for the
-   survivors with sparse row products (V[a] .* V[b]), pairs outside [j_min, j_max] are dropped, and each
+   deviations outside [j_min, j_max] (and size ratios that cannot reach j_min), then ranks them; with
+   `per_frame` > 0 the permutations are streamed two at a time and each frame keeps only its
+   2 x per_frame best-estimated candidates so far (memory linear in frames); then the exact Jaccard is
+   counted for the survivors (`visibility.intersection_counts`: restricted sparse products), pairs outside [j_min, j_max] are dropped, and each
    frame keeps its `per_frame` highest-Jaccard partners (as source view).
 Cost is O(nnz x hashes + N x hashes x window), linear in frames at a fixed view density.
 The stored Jaccard is the exact count, so it equals a recount from the visibility sets.
@@ -52,7 +53,7 @@ def minhash_signatures(vis: Visibility, hashes: int, seed: int, target_items: in
     if frac < 1.0:
         keep_item = rng.random(m) < frac  # (M,) consistent item subset
         mask = keep_item[V.indices]
-        rows = np.repeat(np.arange(n), np.diff(V.indptr))[mask]
+        rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(V.indptr))[mask]
         indices = V.indices[mask]
         indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n))]
     else:
@@ -126,6 +127,20 @@ def top_per_frame(src: np.ndarray, dst: np.ndarray, score: np.ndarray, k: int,
     return np.sort(order[rank < k])
 
 
+def _screen(cand: np.ndarray, sig: np.ndarray, sizes: np.ndarray, cfg):
+    """Candidate pairs (P, 2) -> (a, b, MinHash estimate) of those that may have J in [j_min, j_max]."""
+    a, b = cand[:, 0], cand[:, 1]
+    est = np.empty(len(a), np.float32)  # (P,) fraction of equal signature entries
+    for s in range(0, len(a), 500_000):
+        est[s:s + 500_000] = (sig[a[s:s + 500_000]] == sig[b[s:s + 500_000]]).mean(axis=1)
+    # sizes bound Jaccard (J <= min/max), and the estimate is kept within 3 standard deviations of the range
+    keep = np.minimum(sizes[a], sizes[b]) >= cfg.j_min * np.maximum(sizes[a], sizes[b])
+    sd_lo = np.sqrt(max(cfg.j_min * (1 - cfg.j_min), 0.01) / cfg.lsh_hashes)
+    sd_hi = np.sqrt(max(cfg.j_max * (1 - cfg.j_max), 0.01) / cfg.lsh_hashes)
+    keep &= (est <= cfg.j_max + 3 * sd_hi) & (est >= cfg.j_min - 3 * sd_lo)
+    return a[keep], b[keep], est[keep]
+
+
 def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None = None):
     """Spatial pairs as arrays (a (P,), b (P,), jaccard (P,)) with a = source frame."""
     if not life.has_poses and life.tracks is None:
@@ -138,32 +153,38 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
         raise SlifeError(f"{life.root}: no frame sees any 3D point (no points, tracks or depth to compute "
                          "visibility from); run `slife sfm` or give the life a point cloud")
     sizes = vis.sizes
+    n = len(life)
     sig = minhash_signatures(vis, cfg.lsh_hashes, int(rng.integers(2**31)))
-    cand = lsh_candidates(sig, cfg.lsh_window, rng, eligible=sizes > 0)
-    a, b = cand[:, 0], cand[:, 1]
-    # MinHash estimate, in chunks: (P,) fraction of equal signature entries
-    est = np.empty(len(a), np.float32)
-    for s in range(0, len(a), 500_000):
-        est[s:s + 500_000] = (sig[a[s:s + 500_000]] == sig[b[s:s + 500_000]]).mean(axis=1)
-    # sizes bound Jaccard: J <= min/max; drop candidates that cannot reach j_min
-    smin, smax = np.minimum(sizes[a], sizes[b]), np.maximum(sizes[a], sizes[b])
-    keep = smin >= cfg.j_min * smax
-    # MinHash estimate bounds: 3 standard deviations around [j_min, j_max] (misses ~0.1% at the edges)
-    sd_lo = np.sqrt(max(cfg.j_min * (1 - cfg.j_min), 0.01) / cfg.lsh_hashes)
-    sd_hi = np.sqrt(max(cfg.j_max * (1 - cfg.j_max), 0.01) / cfg.lsh_hashes)
-    keep &= (est <= cfg.j_max + 3 * sd_hi) & (est >= cfg.j_min - 3 * sd_lo)
-    a, b, est = a[keep], b[keep], est[keep]
-    n_cand = len(a)
-    if cfg.per_frame > 0:
-        # each frame keeps its 2 x per_frame best-estimated candidates (as either end)
-        src = np.concatenate([a, b])
-        dst = np.concatenate([b, a])
-        sc = np.concatenate([est, est]).astype(np.float64)
-        top = top_per_frame(src, dst, sc, 2 * cfg.per_frame, rng)
-        lo = np.minimum(src[top], dst[top])
-        hi = np.maximum(src[top], dst[top])
-        key = sorted_unique(lo * len(life) + hi)
-        a, b = key // len(life), key % len(life)
+    eligible = sizes > 0
+    if cfg.per_frame == 0:
+        cand = lsh_candidates(sig, cfg.lsh_window, rng, eligible=eligible)
+        n_cand = len(cand)
+        a, b, _ = _screen(cand, sig, sizes, cfg)
+    else:
+        # stream over groups of permutations, keeping each frame's 2 x per_frame best-estimated candidates:
+        # memory O(frames x (per_frame + group x window)), whatever the number of permutations
+        T = 2 * cfg.per_frame
+        bs, bd, be = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        n_cand = 0
+        group = 2
+        for g0 in range(0, cfg.lsh_hashes, group):
+            cand = lsh_candidates(sig[:, g0:g0 + group], cfg.lsh_window, rng, eligible=eligible)
+            n_cand += len(cand)
+            a, b, est = _screen(cand, sig, sizes, cfg)
+            del cand
+            src = np.concatenate([bs, a, b])
+            dst = np.concatenate([bd, b, a])
+            sc = np.concatenate([be, est, est])
+            key = src * n + dst
+            o = np.argsort(key, kind="stable")
+            first = np.r_[True, key[o][1:] != key[o][:-1]]  # drop pairs already kept
+            o = o[first]
+            src, dst, sc = src[o], dst[o], sc[o]
+            top = top_per_frame(src, dst, sc.astype(np.float64), T, rng)
+            bs, bd, be = src[top], dst[top], sc[top]
+        lo, hi = np.minimum(bs, bd), np.maximum(bs, bd)
+        key = sorted_unique(lo * n + hi)
+        a, b = key // n, key % n
     J = jaccard_exact(vis, a, b)
     inr = (J >= cfg.j_min) & (J <= cfg.j_max)
     a, b, J = a[inr], b[inr], J[inr]
@@ -177,7 +198,7 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
         flip = rng.random(len(a)) < 0.5  # random source/target roles
         a, b = np.where(flip, b, a), np.where(flip, a, b)
     log.info("spatial: %d candidates, %d exact counts, %d pairs in J [%.2f, %.2f]",
-             len(cand), n_cand if cfg.per_frame == 0 else len(inr), len(a), cfg.j_min, cfg.j_max)
+             n_cand, len(inr), len(a), cfg.j_min, cfg.j_max)
     return a.astype(np.int64), b.astype(np.int64), J
 
 

@@ -201,9 +201,11 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
             ok = np.empty(len(z), bool)
             ok[o] = z[o] <= zmin + np.maximum(0.1, 0.1 * zmin)
             f, cand = f[ok], cand[ok]
+        # sort by (frame, item) inside the chunk; frames of different chunks do not overlap
+        o = np.argsort((f.astype(np.int64) - fr[0]) * max(m, 1) + cand, kind="stable")
         if progress:
             progress(len(fr))
-        return f, cand
+        return f[o].astype(np.int32), cand[o].astype(np.int32)
 
     if threads > 1 and len(bounds) > 1:  # numpy releases the GIL in the heavy array operations
         from concurrent.futures import ThreadPoolExecutor
@@ -212,9 +214,14 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
             res = list(ex.map(chunk, bounds))
     else:
         res = [chunk(b) for b in bounds]
-    out_r = [r[0] for r in res]
-    out_c = [r[1] for r in res]
-    V = _csr(np.concatenate(out_r), np.concatenate(out_c), n, m)
+    rows = np.concatenate([r[0] for r in res])
+    cols = np.concatenate([r[1] for r in res])
+    del res
+    indptr = np.zeros(n + 1, np.int64)
+    indptr[1:] = np.cumsum(np.bincount(rows, minlength=n))
+    del rows
+    V = sp.csr_matrix((np.ones(len(cols), np.int32), cols, indptr), shape=(n, m))
+    V.has_sorted_indices = True
     return V, counts
 
 
