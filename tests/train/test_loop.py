@@ -20,13 +20,13 @@ from slife.errors import SlifeError
 from slife.train import TrainConfig, run
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 60
+STEPS = 40
 CFG = TrainConfig(preset="tiny", croco_kwargs=MICRO, steps=STEPS, batch_size=8, lr=3e-3, warmup_steps=5,
-                  precision="fp32", threads=1, num_workers=0, save_every=10, keep_every=30, log_every=5,
-                  preview_every=30, samples_per_epoch=64)
+                  precision="fp32", threads=1, num_workers=0, save_every=10, keep_every=20, log_every=5,
+                  preview_every=20, samples_per_epoch=64)
 CLI_ARGS = ["--preset", "tiny", "--croco-kwargs", json.dumps(MICRO), "--steps", str(STEPS), "--batch-size", "8",
             "--lr", "3e-3", "--warmup-steps", "5", "--precision", "fp32", "--threads", "1", "--num-workers", "0",
-            "--save-every", "10", "--keep-every", "30", "--log-every", "5", "--preview-every", "30",
+            "--save-every", "10", "--keep-every", "20", "--log-every", "5", "--preview-every", "20",
             "--samples-per-epoch", "64"]
 
 
@@ -57,8 +57,8 @@ def test_learns_and_writes_its_files(reference):
     first, last = losses[0][1], sum(v for _, v in losses[-3:]) / 3
     assert last < 0.85 * first, losses  # per-patch normalised MSE starts near 1
     names = {p.name for p in out.iterdir()}
-    assert {"last.pt", "step-0000030.pt", "step-0000060.pt", "metrics.csv", "train.json", "previews", "tb"} <= names
-    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step-0000030.png", "step-0000060.png"]
+    assert {"last.pt", "step-0000020.pt", "step-0000040.pt", "metrics.csv", "train.json", "previews", "tb"} <= names
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step-0000020.png", "step-0000040.png"]
     with open(out / "metrics.csv") as f:
         row = next(csv.DictReader(f))
     assert float(row["pairs_per_s"]) > 0 and 0 <= float(row["data_wait_share"]) <= 1
@@ -83,14 +83,14 @@ def shards_of(last: Path) -> str:
 def test_interrupted_run_equals_uninterrupted(reference, shards, tmp_path):
     steps = []
 
-    def stop_at_35(n=1, **kw):
+    def stop_at_25(n=1, **kw):
         steps.append(n)
-        if len(steps) == 35:  # last.pt was written at step 30
+        if len(steps) == 25:  # last.pt was written at step 20
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(CFG, str(shards), tmp_path, progress=stop_at_35)
-    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 30
+        run(CFG, str(shards), tmp_path, progress=stop_at_25)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 20
     last = run(CFG, str(shards), tmp_path)  # --resume auto
     _same_weights(reference, last)
     a, b = _losses(tmp_path), _losses(reference.parent)
@@ -105,7 +105,7 @@ def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
-            if (tmp_path / "step-0000030.pt").exists():
+            if (tmp_path / "step-0000020.pt").exists():
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -113,7 +113,7 @@ def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
     finally:
         proc.wait()
     step = torch.load(tmp_path / "last.pt", weights_only=True)["step"]
-    assert 30 <= step < STEPS
+    assert 20 <= step < STEPS
     last = run(CFG, str(shards), tmp_path)
     _same_weights(reference, last)
 
