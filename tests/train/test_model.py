@@ -86,18 +86,23 @@ def test_reference_layout_state_dict_loads_strict(pos_embed):
 def test_forward_shapes_and_mask(pos_embed):
     torch.manual_seed(0)
     model = CroCoNet(**dict(TINY, pos_embed=pos_embed))
-    img1, img2 = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
+    img1, img2 = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     out, mask, target = model(img1, img2)
-    assert out.shape == (3, 64, 192) and target.shape == (3, 64, 192) and mask.shape == (3, 64)
-    assert mask.sum(1).tolist() == [57, 57, 57]  # int(0.9 * 64)
+    assert out.shape == (2, 64, 192) and target.shape == (2, 64, 192) and mask.shape == (2, 64)
+    assert mask.sum(1).tolist() == [57, 57]  # int(0.9 * 64)
     assert torch.equal(target, model.patchify(img1)) and torch.equal(model.unpatchify(target), img1)
     out2, mask2, _ = model(img1, img2, mask=mask)
     assert torch.equal(mask2, mask) and torch.allclose(out, out2, atol=1e-5)
     # visible patches of img1 are the only ones of img1 that matter
-    img1b = img1.clone().view(3, 3, 8, 8, 8, 8)
-    img1b[0, :, 0, :, 0, :] += 5.0 if bool(mask[0, 0]) else 0.0
-    out3, _, _ = model(img1b.view(3, 3, 64, 64), img2, mask=mask)
+    row, col = divmod(int(mask[0].nonzero()[0]), 8)  # a masked patch of image 0
+    img1b = img1.clone().view(2, 3, 8, 8, 8, 8)  # (B, C, rows, p, cols, p)
+    img1b[0, :, row, :, col, :] += 5.0
+    out3, _, _ = model(img1b.view(2, 3, 64, 64), img2, mask=mask)
     assert torch.allclose(out3, out, atol=1e-5)
+    row, col = divmod(int((~mask[0]).nonzero()[0]), 8)  # a visible patch of image 0
+    img1b[0, :, row, :, col, :] += 5.0
+    out4, _, _ = model(img1b.view(2, 3, 64, 64), img2, mask=mask)
+    assert (out4[0] - out[0]).abs().max() > 1e-3 and torch.allclose(out4[1], out[1], atol=1e-5)
     out.sum().backward()
     assert model.mask_token.grad is not None and model.enc_blocks[0].attn.qkv.weight.grad.abs().sum() > 0
 
