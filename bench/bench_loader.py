@@ -137,7 +137,7 @@ def wait_share(folder: Path, steps: int, threads: int, workers: int) -> tuple[fl
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs", type=int, default=96, help="pairs in the benchmark shards")
+    ap.add_argument("--pairs", type=int, default=192, help="pairs in the benchmark shards (an epoch = pairs / 32 batches)")
     ap.add_argument("--batches", type=int, default=3, help="loader batches of 32 timed per round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of loader and bare decoding")
     ap.add_argument("--steps", type=int, default=30, help="training steps per timed run")

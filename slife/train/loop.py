@@ -137,6 +137,18 @@ def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kwargs: dict) ->
                         path, k, getattr(cfg, k), old[k])
 
 
+def _init_from(path: Path, ckpt: dict, model: torch.nn.Module) -> None:
+    """Load only the weights of a checkpoint that is not a slife training state (e.g. a released CroCo one)."""
+    sd = ckpt.get("model", ckpt)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise SlifeError(f"{path}: weights do not fit this run's model ({first[1].strip() if len(first) > 1 else e})"
+                         ) from None
+    log.info("%s: no optimiser state: starting at step 0 from its weights", path)
+
+
 def _rng_state() -> dict:
     st = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -216,12 +228,20 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     criterion = MaskedMSE(norm_pix_loss=cfg.norm_pix_loss)
 
     # resume
-    start, ck_data = 0, {}
+    start, ck_data, ckpt = 0, {}, None
     ck_path = _checkpoint_path(cfg, out_dir)
     if ck_path is not None:
         from slife.train.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(ck_path)
+        if "optimizer" not in ckpt or "step" not in ckpt:  # a released / weights-only checkpoint: start from it,
+            if (out_dir / "last.pt").exists():  # unless this run has already begun from it
+                ck_path = out_dir / "last.pt"
+                ckpt = load_checkpoint(ck_path)
+            else:
+                _init_from(ck_path, ckpt, model)
+                ckpt = None
+    if ckpt is not None:
         _check_compatible(ck_path, ckpt, cfg, kwargs)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

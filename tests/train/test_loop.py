@@ -155,6 +155,18 @@ def test_bad_input(reference, shards, tmp_path):
         dataclasses.replace(CFG, precision="fp8")
 
 
+def test_start_from_weights_only_checkpoint(reference, shards, tmp_path):
+    ck = torch.load(reference, weights_only=True)
+    torch.save({"model": ck["model"], "croco_kwargs": ck["croco_kwargs"]}, tmp_path / "released.pth")
+    cfg = dataclasses.replace(CFG, steps=2, resume=str(tmp_path / "released.pth"), preview_every=0)
+    last = run(cfg, str(shards), tmp_path / "ft")
+    assert torch.load(last, weights_only=True)["step"] == 2
+    assert run(dataclasses.replace(cfg, steps=3), str(shards), tmp_path / "ft") == last  # continues last.pt
+    assert torch.load(last, weights_only=True)["step"] == 3
+    with pytest.raises(SlifeError, match="weights do not fit this run's model"):
+        run(dataclasses.replace(cfg, croco_kwargs=dict(MICRO, enc_embed_dim=32)), str(shards), tmp_path / "x")
+
+
 @pytest.mark.multiprocess
 def test_torchrun_two_cpu_processes(shards, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
