@@ -21,6 +21,13 @@ def _f(v, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in text.split(",") if s.strip())
@@ -107,10 +114,13 @@ def cas_cmd(
                                     "among its own top-k targets (mutual neighbours)."),
     untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models "
                                         "(same architecture as the first checkpoint), comma-separated."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
+                                "fastest on a busy machine: the tensors here are small)."),
 ):
     """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls."""
     from slife.eval.cas import CasConfig, run
+
+    _threads(threads)
 
     try:
         cfg = CasConfig(pairs=pairs, k=k, num_pairs=num_pairs, metric=metric, softmax=softmax, reciprocal=reciprocal,
@@ -136,12 +146,15 @@ def match_cmd(
     temperature: float = typer.Option(1.0, "--temperature", help="Soft-argmax temperature on the averaged logits."),
     softmax: bool = typer.Option(False, "--softmax", help="Soft-argmax over post-softmax maps averaged over heads and blocks."),
     max_pairs: int = typer.Option(0, "--max-pairs", help="Evaluate only the first n pairs (0 = all)."),
-    max_side: int = typer.Option(0, "--max-side", help="Downscale images with a longer side above this (0 = full resolution)."),
+    max_side: int = typer.Option(0, "--max-side", help="Downscale images with a longer side above this (0 = full resolution)."),    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
+                                "fastest on a busy machine: the tensors here are small)."),
 ):
     """Zero-shot dense correspondence from decoder cross-attention: AEPE and PCK-1/3/5 with the identity baseline."""
     from rich.table import Table
 
     from slife.eval.correspondence import MatchConfig, run
+
+    _threads(threads)
 
     root = data_root or (Path(os.environ["SLIFE_HPATCHES_ROOT"]) if os.environ.get("SLIFE_HPATCHES_ROOT") else None)
     try:
@@ -190,12 +203,15 @@ def probe_cmd(
     align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
     seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
     control_untrained: bool = typer.Option(False, "--control-untrained", help="Also fit the same readout on an "
-                                           "untrained encoder of the same architecture (seeded) and report it beside."),
+                                           "untrained encoder of the same architecture (seeded) and report it beside."),    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
+                                "fastest on a busy machine: the tensors here are small)."),
 ):
     """Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware)."""
     from rich.table import Table
 
     from slife.eval.depth_probe import ENV_ROOTS, ProbeConfig, run
+
+    _threads(threads)
 
     root = data_root
     if root is None and os.environ.get(ENV_ROOTS.get(dataset, "")):
