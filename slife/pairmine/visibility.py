@@ -135,24 +135,33 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
     R = life.T_world_cam[:, :3, :3]  # (N, 3, 3) camera-to-world rotations
     half_fov = np.array([_half_fov(c) for c in life.cameras] + [np.pi])[cam_id]  # (N,) radians
     cell_r = cell * np.sqrt(3) / 2  # radius of a cell's bounding sphere
-    base = np.floor(C[frames] / cell)  # (F, 3)
-    ccell = (base[:, None, :] + offsets[None] + 0.5) * cell - C[frames][:, None, :]  # (F, 729, 3) centre offsets
-    cdist = np.linalg.norm(ccell, axis=2)  # (F, 729)
-    fwd = R[frames][:, :, 2]  # (F, 3) optical axis in world
-    cosang = np.einsum("fkd,fd->fk", ccell, fwd) / np.maximum(cdist, 1e-9)
-    ang = np.arccos(np.clip(cosang, -1, 1))
-    widen = np.arcsin(np.clip(cell_r / np.maximum(cdist, 1e-9), 0, 1))
-    near = (cdist <= max_depth + cell_r) & ((ang <= half_fov[frames][:, None] + widen) | (cdist <= cell_r))
-    fkeys = _cell_keys(base[:, None, :] + offsets[None])  # (F, 729)
-    pos = np.clip(np.searchsorted(ukeys, fkeys), 0, len(ukeys) - 1)
-    hit = (ukeys[pos] == fkeys) & near
-    per_frame = np.where(hit, ucount[pos], 0).sum(1)  # (F,) candidate items per frame
-    del ccell, cdist, cosang, ang, widen, near
+    # per frame, the occupied cells it may see, as flat lists (hf: frame position in `frames`, cell start and
+    # count in the sorted items), built in chunks of frames so memory stays O(frames x cells seen)
+    hf_l, hs_l, hc_l = [], [], []
+    for c0 in range(0, len(frames), 4096):
+        fr = frames[c0:c0 + 4096]
+        base = np.floor(C[fr] / cell)  # (f, 3)
+        ccell = (base[:, None, :] + offsets[None] + 0.5) * cell - C[fr][:, None, :]  # (f, 729, 3) centre offsets
+        cdist = np.linalg.norm(ccell, axis=2)  # (f, 729)
+        fwd = R[fr][:, :, 2]  # (f, 3) optical axis in world
+        cosang = np.einsum("fkd,fd->fk", ccell, fwd) / np.maximum(cdist, 1e-9)
+        ang = np.arccos(np.clip(cosang, -1, 1))
+        widen = np.arcsin(np.clip(cell_r / np.maximum(cdist, 1e-9), 0, 1))
+        near = (cdist <= max_depth + cell_r) & ((ang <= half_fov[fr][:, None] + widen) | (cdist <= cell_r))
+        fkeys = _cell_keys(base[:, None, :] + offsets[None])  # (f, 729)
+        pos = np.clip(np.searchsorted(ukeys, fkeys), 0, len(ukeys) - 1)
+        hit = (ukeys[pos] == fkeys) & near
+        fi, ki = np.nonzero(hit)
+        hf_l.append((fi + c0).astype(np.int32))
+        hs_l.append(ustart[pos[fi, ki]].astype(np.int64))
+        hc_l.append(ucount[pos[fi, ki]].astype(np.int32))
+    hf, hstart, hcount = np.concatenate(hf_l), np.concatenate(hs_l), np.concatenate(hc_l)
+    del hf_l, hs_l, hc_l
+    per_frame = np.bincount(hf, weights=hcount, minlength=len(frames)).astype(np.int64)  # (F,) candidates
     origin = items.mean(0) if len(items) else np.zeros(3)  # float32 maths relative to the cloud's centre
     items32 = (items - origin).astype(np.float32)
     C32 = (C - origin).astype(np.float32)
     R32 = R.astype(np.float32)
-    ncell = offsets.shape[0]
     bounds = []  # chunks of frames with about chunk_rows candidate rows each
     i0 = 0
     while i0 < len(frames):
@@ -164,9 +173,9 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
     def chunk(b):
         i0, i1 = b
         fr = frames[i0:i1]
-        h, p = hit[i0:i1], pos[i0:i1]
-        starts, lens = ustart[p][h], ucount[p][h]
-        rows_local = np.repeat(np.repeat(np.arange(len(fr)), ncell).reshape(len(fr), ncell)[h], lens)
+        j0, j1 = np.searchsorted(hf, [i0, i1])
+        starts, lens = hstart[j0:j1], hcount[j0:j1].astype(np.int64)
+        rows_local = np.repeat(hf[j0:j1] - i0, lens)
         cand = order[_expand_ranges(starts, lens)]  # (rows,) item ids
         f = fr[rows_local]
         d = items32[cand] - C32[f]  # (rows, 3) float32 world offset from camera
