@@ -12,7 +12,7 @@ Visibility for spatial pairs is computed in `visibility.py`; SfM for pose-less v
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
