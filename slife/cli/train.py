@@ -51,8 +51,10 @@ def train(
     log_every: Optional[int] = typer.Option(None, "--log-every", help="metrics.csv row every N steps [10]."),
     preview_every: Optional[int] = typer.Option(None, "--preview-every", help="Preview PNG every N steps "
                                                                               "[preset; 0: none]."),
-    resume: str = typer.Option("auto", "--resume", help="auto (continue OUT/last.pt if present) | never | a "
-                                                        "checkpoint path."),
+    resume: str = typer.Option("auto", "--resume", help="auto (continue OUT/last.pt if present) | never (start "
+                                                        "over) | a checkpoint path (a training state is "
+                                                        "continued; weights only, e.g. a released CroCo "
+                                                        "checkpoint, are the starting point)."),
     log_keys: bool = typer.Option(False, "--log-keys", help="Debug: write the pair keys each rank trains on "
                                                             "to OUT/keys-rank{r}.txt."),
 ):

@@ -49,7 +49,7 @@ class TrainConfig:
     keep_every: int = 0  # also keep a snapshot step-XXXXXXX.pt every this many steps (0: none)
     log_every: int = 10  # metrics.csv / TensorBoard row every this many steps
     preview_every: int = 500  # reconstruction preview PNG every this many steps (0: none)
-    resume: str = "auto"  # auto (resume from OUT/last.pt if present) | never (start over) | path to a checkpoint
+    resume: str = "auto"  # auto (OUT/last.pt if present) | never (start over) | a checkpoint (weights-only: init)
     log_keys: bool = False  # debug: append the keys of the pairs each rank trains on to keys-rank{r}.txt
 
     def __post_init__(self):

@@ -9,6 +9,7 @@ DDP with nccl on cuda, gloo on CPU; one device per process, cuda if present.
 A checkpoint holds (DESIGN.md) model (unwrapped state_dict), croco_kwargs, optimizer, scaler, step, epoch,
 rng, data (stream position), config, slife_version; resuming restores all of it, so an interrupted run
 ends where an uninterrupted one does. The masking RNG is re-seeded from (seed, rank, step) every step.
+A checkpoint without optimiser state (a released CroCo one) given as `resume` only initialises the weights.
 A non-finite loss stops every rank with a SlifeError before the optimiser step; last.pt stays as it was.
 Entry point: `run(cfg, shards, out_dir, progress) -> Path`. The network is `model.py`'s, files are
 written by `checkpoint.py`, batches come from `stream.py`.
