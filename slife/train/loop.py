@@ -306,7 +306,10 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     try:
         while step < cfg.steps:
             t_wait = time.perf_counter()
-            batch = next(it)
+            try:
+                batch = next(it)
+            except SlifeError as e:  # from a loader worker: torch prefixes the worker's traceback
+                raise SlifeError(str(e).strip().splitlines()[-1].split("SlifeError: ", 1)[-1]) from None
             win["wait"] += time.perf_counter() - t_wait
             assert batch["step"] == step, (batch["step"], step)  # stream and loop agree on the position
             bad[batch["worker"]] = batch["bad"]
