@@ -20,7 +20,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from slife.train.blocks import Block, DecoderBlock, PatchEmbed, _pair, patchify, unpatchify
+from slife.train.blocks import Block, DecoderBlock, PatchEmbed, to_pair, patchify, unpatchify
 from slife.train.masking import RandomMask, visible_index
 from slife.train.pos_embed import RoPE2D, sincos_2d
 
@@ -135,8 +135,8 @@ class CroCoNet(nn.Module):
         """Set the default image size to `img_size` (int or (H, W)); sin-cos buffers are recomputed exactly
         for the new grid (RoPE needs nothing). Returns self."""
         pe = self.patch_embed
-        rows, cols = pe.grid(*_pair(img_size))
-        pe.img_size, pe.grid_size, pe.num_patches = _pair(img_size), (rows, cols), rows * cols
+        rows, cols = pe.grid(*to_pair(img_size))
+        pe.img_size, pe.grid_size, pe.num_patches = to_pair(img_size), (rows, cols), rows * cols
         if self.enc_pos_embed is not None:
             dev = self.enc_pos_embed.device
             self.enc_pos_embed = sincos_2d(self.enc_embed_dim, (rows, cols)).to(dev)  # (N, De)
