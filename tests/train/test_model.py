@@ -209,3 +209,32 @@ def test_position_maths_equal_reference():
     from slife.train.pos_embed import RoPE2D  # noqa: PLC0415
     tok, pos = torch.randn(2, 3, 10, 64), torch.randint(0, 14, (2, 10, 2))
     assert torch.allclose(RoPE2D(100.0)(tok, pos), RefRoPE(100.0)(tok, pos), atol=1e-5)
+
+
+def test_cross_attention_logits_equal_reference():
+    Ref, _, _ = _reference()
+    torch.manual_seed(0)
+    ref = Ref(**TINY).eval()
+    ours = CroCoNet(**TINY).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    tgt, src = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    captured = []
+
+    def hook(m, args, out):  # recompute the reference's pre-softmax logits from its own inputs
+        query, key, _, qpos, kpos = args
+        B, H = query.shape[0], m.num_heads
+        q = m.projq(query).reshape(B, query.shape[1], H, -1).permute(0, 2, 1, 3)
+        k = m.projk(key).reshape(B, key.shape[1], H, -1).permute(0, 2, 1, 3)
+        q, k = m.rope(q, qpos), m.rope(k, kpos)
+        captured.append((q @ k.transpose(-2, -1)) * m.scale)
+
+    handles = [blk.cross_attn.register_forward_hook(hook) for blk in ref.dec_blocks]
+    with torch.no_grad():
+        f1, p1, _ = ref._encode_image(tgt, do_mask=False)
+        f2, p2, _ = ref._encode_image(src, do_mask=False)
+        ref._decoder(f1, p1, None, f2, p2)
+        ours_logits = ours.cross_attention_logits(tgt, src)
+    for h in handles:
+        h.remove()
+    assert len(captured) == len(ours_logits) == 4
+    assert max((a - b).abs().max().item() for a, b in zip(captured, ours_logits)) < 1e-4
