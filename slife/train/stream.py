@@ -12,7 +12,8 @@ The stream is a pure function of (seed, rank, worker, step): shards are split by
 number of steps per epoch, so every rank and worker yields the same number of batches; shuffling and
 augmentation draw from generators seeded from (seed, rank, worker, epoch|step). A resumed stream
 skips, without decoding, the samples of the current epoch that were already consumed, so it yields
-exactly the batches an uninterrupted run would. Bad data goes through a `handler`: truncated tars
+exactly the batches an uninterrupted run would (exact unless a JPEG failed to decode earlier in that
+epoch: the skip counts well-formed samples, not decodable ones). Bad data goes through a `handler`: truncated tars
 are found up front and skipped (warned and counted); broken samples are skipped and counted.
 Entry points: `resolve_shards`, `PairStream`, `make_loader`, `eval_pairs`.
 Augmentation is `augment.py`'s job; steps, devices and checkpoints are `loop.py`'s.
@@ -349,7 +350,6 @@ class PairStream(torch.utils.data.IterableDataset):
         self.shards, self.augment, self.batch_size = shards, augment, batch_size
         self.steps_per_epoch, self.seed, self.rank, self.world = steps_per_epoch, seed, rank, world
         self.start_step, self.shuffle_buffer = start_step, shuffle_buffer
-        self.num_workers, self.worker = 1, 0
 
     def epoch_samples(self, epoch: int, worker: int, num_workers: int, handler, needed: int) -> Iterator[dict]:
         """This (rank, worker)'s shuffled, well-formed raw samples of `epoch`: `needed` of them plus some slack
@@ -415,8 +415,6 @@ def _crop_K(K, w: int, h: int, rw: int, rh: int, x0: int, y0: int):
 def _center_crop_view(img: Image.Image, depth: bytes | None, S: int):
     """Resize short side to S, centre crop S x S -> (tensor (3,S,S) in [0,1], depth (S,S) metres | None,
     (rw, rh, x0, y0))."""
-    import torch
-
     w, h = img.size
     r = resize_short_side(img, S)
     rw, rh = r.size
