@@ -29,7 +29,7 @@ def train(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay [0.05]."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this; 0 = off "
                                                                         "[preset]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="bf16 | fp32 | fp16 (cuda) [bf16]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where the CPU/GPU computes it natively, else fp32) | bf16 | fp32 | fp16 (cuda) [auto]."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model [off]."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda [auto: cuda if present]."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process [torch's default]."),

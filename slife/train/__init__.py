@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-PRECISIONS = ("bf16", "fp32", "fp16")
+PRECISIONS = ("auto", "bf16", "fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warmup steps
     weight_decay: float = 0.05  # AdamW decay of weight matrices (not of 1-D params, positions, tokens)
     clip_grad: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
-    precision: str = "bf16"  # autocast dtype: bf16 | fp32 | fp16 (fp16 on cuda only, with a grad scaler)
+    precision: str = "auto"  # auto (bf16 where the hardware computes it natively, else fp32) | bf16 | fp32 | fp16 (cuda)
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto (cuda if present, one per process) | cpu | cuda
     threads: int | None = None  # torch intra-op threads per process; None = torch's default

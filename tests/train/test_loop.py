@@ -201,6 +201,14 @@ def test_cli_end_to_end(shards, tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "last.pt" in r.output and (tmp_path / "run" / "previews" / "step-0000003.png").exists()
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["precision"] == "bf16"
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["precision"] == "auto"
     r = runner.invoke(app, ["train", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "no such shard folder" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_auto_precision_follows_the_hardware():
+    from slife.train.loop import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
