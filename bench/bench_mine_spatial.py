@@ -31,7 +31,7 @@ life = make_life(a["frames"], rooms=(a["rooms"], a["rooms"]), videos=max(1, a["f
 cfg = MineConfig(voxel=a["voxel"], per_frame=a["per_frame"], lsh_window=a["window"])
 c0 = time.process_time()
 t0 = time.perf_counter()
-vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells)
+vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells, threads=a["threads"])
 t1 = time.perf_counter()
 c1 = time.process_time()
 pa, pb, J = find_pair_arrays(life, cfg, np.random.default_rng(0), vis)
@@ -76,10 +76,11 @@ def main():
     p.add_argument("--voxel", type=float, default=0.2)
     p.add_argument("--per-frame", type=int, default=5)
     p.add_argument("--window", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1, help="visibility threads (like --workers)")
     a = p.parse_args()
-    common = {"rooms": a.rooms, "density": a.density, "voxel": a.voxel}
+    common = {"rooms": a.rooms, "density": a.density, "voxel": a.voxel, "threads": a.threads}
     print(f"procedural house {a.rooms}x{a.rooms} rooms, {a.density:g} points/m^2, voxel {a.voxel} m, "
-          f"max_depth 10 m, 64 MinHashes, per_frame {a.per_frame}, window {a.window}\n")
+          f"max_depth 10 m, 64 MinHashes, per_frame {a.per_frame}, window {a.window}, threads {a.threads}\n")
     if a.brute:
         print("Brute force: dense all-pairs V V^T (per_frame 0, lsh_window 0 for ours; same visibility).\n")
         print("| frames | pairs (ours) | pairs (brute force) | recall | extra | ours: mining CPU s | "
