@@ -76,6 +76,17 @@ def _cas_groups(rep: dict) -> dict:
     return g
 
 
+def _save(fig, path: Path) -> None:
+    """Write a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def _plot_probe(probe: dict, path: Path) -> None:
     import matplotlib
 
@@ -86,7 +97,6 @@ def _plot_probe(probe: dict, path: Path) -> None:
     vals = [probe[n]["metrics"].get("abs_rel") or math.nan for n in names]
     d1 = [probe[n]["metrics"].get("delta1") or math.nan for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    colors = ["#4c72b0" if n.startswith("ablation") or n == "life-" + "" else "#888888" for n in names]
     colors = ["#dd8452" if n.startswith("ablation") else ("#55a868" if n.startswith("life") else
               ("#c44e52" if n.startswith("control") else "#8172b2")) for n in names]
     for ax, v, title in ((axes[0], vals, "AbsRel (lower is better)"), (axes[1], d1, "delta1 (higher is better)")):
@@ -95,11 +105,7 @@ def _plot_probe(probe: dict, path: Path) -> None:
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
         ax.set_title(title)
     fig.suptitle("Depth probe on a held-out scene, by training set (orange: pairing ablation arms)")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
 
 
 def _plot_alignment(full: dict, half: dict | None, path: Path) -> None:
@@ -122,11 +128,7 @@ def _plot_alignment(full: dict, half: dict | None, path: Path) -> None:
     ax.set_ylabel("CAS (all patches)")
     ax.legend(fontsize=8)
     ax.set_title("Alignment between models, with its controls")
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
 
 
 def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: dict, runs: dict,
