@@ -305,6 +305,17 @@ def _match_root(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict) -> Path:
 
 
 def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, progress) -> dict:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # evaluation tensors are small: one thread is faster than two here (bench/eval.md)
+    try:
+        return _eval_all(cfg, plan, out, lives, shards, runs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _eval_all(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict) -> dict:
     from slife.eval.cas import CasConfig, run as cas_run
     from slife.eval.correspondence import MatchConfig, run as match_run
     from slife.eval.depth_probe import ProbeConfig, run as probe_run
