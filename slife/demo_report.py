@@ -267,8 +267,19 @@ def _reading(g: dict, gh: dict | None, probe: dict, match: dict) -> list[str]:
     if gh:
         out.append(f"- **Alignment rising with training.** Life-life CAS went from {_f(gh.get('life_life'))} at half "
                    f"training to {_f(ll)} at the end ({'rising' if (ll or 0) > (gh.get('life_life') or 0) else 'not rising'}).")
-    arms = {n: r["metrics"].get("abs_rel") for n, r in probe.items() if n.startswith("ablation") or n == _first_life(probe)}
+    first = _first_life(probe)
+    arms = {(f"spatial+temporal ({n})" if n == first else n.replace("ablation-", "")): r["metrics"].get("abs_rel")
+            for n, r in probe.items() if n.startswith("ablation") or n == first}
     order = sorted((v, n) for n, v in arms.items() if v is not None)
+    untrained = (probe.get("untrained") or {}).get("metrics", {}).get("abs_rel")
+    trained = [r["metrics"].get("abs_rel") for n, r in probe.items() if n != "untrained"]
+    trained = [v for v in trained if v is not None]
+    if untrained is not None and trained:
+        better = sum(v < untrained for v in trained)
+        out.append(f"- **Depth probe vs an untrained encoder.** {better} of {len(trained)} trained encoders probe "
+                   f"better than the untrained one (AbsRel {_f(untrained)}; best trained {_f(min(trained))}). "
+                   "Where the untrained encoder wins, this budget has not yet taught the encoder depth beyond what "
+                   "random features and the readout give.")
     if order:
         out.append("- **Pairing ablation.** The paper reports pairs from the life's geometry (spatial, temporal) "
                    "beating random and augmented pairs. Depth-probe AbsRel here, best first: "
