@@ -14,6 +14,8 @@ EPIC-Fields and Aria readers). Sampling at an fps is `Life.sample`; pixels for p
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -51,12 +53,13 @@ class VideoSource:
     pts: np.ndarray  # (F,) int64 presentation timestamps in `time_base` units, sorted (frame_index order)
     keyframe: np.ndarray  # (F,) bool: frame i (presentation order) is a keyframe (a seek target)
     time_base: float  # seconds per pts tick
-    width: int  # decoded frame width in pixels
-    height: int  # decoded frame height in pixels
+    width: int  # displayed frame width in pixels (after `rotation`)
+    height: int  # displayed frame height in pixels (after `rotation`)
     fps: float | None = None  # the container's average frame rate, if it states one
     codec: str = ""  # codec name, e.g. 'h264'
     stats: dict = field(default_factory=dict)  # frames asked / yielded / seeks / decode errors (last read)
     dropped: dict = field(default_factory=dict)  # packets left out when probing: {"duplicate_pts": n, ...}
+    rotation: int = 0  # display rotation in degrees counterclockwise (phone videos: 90, -90, 180); applied on read
 
     @property
     def t(self) -> np.ndarray:
@@ -91,12 +94,33 @@ class VideoSource:
             container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError) as e:
             raise SlifeError(f"{self.path}: cannot open video ({e})") from None
-        with container:
+        with container, ThreadPoolExecutor(1) as pool:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             # reformatters live for the whole read: each keeps its swscale context (filter set-up is costly)
             scaler = av.video.reformatter.VideoReformatter()
             to_rgb = av.video.reformatter.VideoReformatter()
+
+            quarter = (self.rotation // 90) % 4  # counterclockwise quarter turns to display the frame upright
+            coded = size if size is None or quarter % 2 == 0 else (size[1], size[0])  # resize before rotating
+
+            def convert(frame):  # runs on the pool's one thread while the decoder goes on (swscale drops the GIL)
+                if coded is not None and (frame.width, frame.height) != coded:
+                    # area-resize in the decoder's pixel format (4:2:0: half the samples of RGB), then convert
+                    # the small frame: 4x cheaper than resizing in RGB, and the chroma it drops is what a 4:2:0
+                    # JPEG of the stored frame drops anyway (mean 1.7 grey levels on a photo)
+                    frame = scaler.reformat(frame, width=coded[0], height=coded[1], interpolation="AREA")
+                rgb = to_rgb.reformat(frame, format="rgb24").to_ndarray()  # (H, W, 3) uint8 as coded
+                return np.ascontiguousarray(np.rot90(rgb, quarter)) if quarter else rgb
+
+            pending: deque = deque()  # (frame_index, future) in frame order
+
+            def ready(block: bool):
+                while pending and (block or len(pending) > 4 or pending[0][1].done()):
+                    idx, fut = pending.popleft()
+                    self.stats["yielded"] += 1
+                    yield idx, fut.result()
+
             it = None
             pos = -1  # presentation index the decoder has reached
             ti = 0
@@ -130,15 +154,10 @@ class VideoSource:
                 while ti < len(want) and want[ti] < idx:  # asked frames the decoder never produced
                     ti += 1
                 if ti < len(want) and want[ti] == idx:
-                    if size is not None and (frame.width, frame.height) != size:
-                        # area-resize in the decoder's pixel format (4:2:0: half the samples of RGB), then
-                        # convert the small frame: 4x cheaper than resizing in RGB, and the chroma it drops is
-                        # what a 4:2:0 JPEG of the stored frame drops anyway (mean 1.7 grey levels on a photo)
-                        frame = scaler.reformat(frame, width=size[0], height=size[1], interpolation="AREA")
-                    rgb = to_rgb.reformat(frame, format="rgb24").to_ndarray()
-                    self.stats["yielded"] += 1
-                    yield idx, rgb  # (H, W, 3) uint8
+                    pending.append((idx, pool.submit(convert, frame)))
+                    yield from ready(block=False)
                     ti += 1
+            yield from ready(block=True)
 
 
 def open_video(path: Path, name: str | None = None) -> VideoSource:
@@ -192,11 +211,30 @@ def open_video(path: Path, name: str | None = None) -> VideoSource:
         dropped = {k: v for k, v in (("packets_without_pts", no_pts), ("duplicate_pts", int(dup.sum()))) if v}
         tb = float(stream.time_base) if stream.time_base else 1.0 / float(stream.average_rate or 30)
         rate = float(stream.average_rate) if stream.average_rate else None
+        rotation = _display_rotation(container, stream, path)
+        w, h = int(stream.codec_context.width), int(stream.codec_context.height)
+        if rotation % 180:
+            w, h = h, w
         return VideoSource(
-            name=name or path.stem, path=path, pts=pts_a, keyframe=key_a, time_base=tb,
-            width=int(stream.codec_context.width), height=int(stream.codec_context.height), fps=rate,
-            codec=stream.codec_context.name or "", dropped=dropped,
+            name=name or path.stem, path=path, pts=pts_a, keyframe=key_a, time_base=tb, width=w, height=h,
+            fps=rate, codec=stream.codec_context.name or "", dropped=dropped, rotation=rotation,
         )
+
+
+def _display_rotation(container, stream, path: Path) -> int:
+    """Display rotation (degrees counterclockwise, a multiple of 90) from the first frame's display matrix."""
+    import av
+
+    try:
+        container.seek(0, stream=stream)
+        frame = next(container.decode(stream), None)
+    except (av.error.FFmpegError, StopIteration):
+        return 0
+    angle = int(round(float(getattr(frame, "rotation", 0) or 0)))
+    if angle % 90:
+        log.warning("%s: display rotation %d degrees is not a multiple of 90; frames are read unrotated", path, angle)
+        return 0
+    return angle
 
 
 def detect(path: Path) -> bool:

@@ -88,3 +88,32 @@ def test_truncated_video(tmp_path):
     (tmp_path / "cut" / "cut.mp4").write_bytes(data[: len(data) // 3])
     with pytest.raises(SlifeError, match="cut.mp4"):
         read_life(tmp_path / "cut")
+
+
+def test_display_rotation_is_applied(tmp_path):
+    """A phone video with a 90-degree display matrix reads upright, at the displayed size."""
+    import av
+
+    from slife.lives import read_life
+
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:12, :24] = 255  # a bright block in the coded frame's top-left corner
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(90)
+        for _ in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    life = read_life(tmp_path)
+    src = life.sources[0]
+    assert src.rotation == 90 and (src.width, src.height) == (48, 64)
+    (_, rgb), = list(life.iter_frames([0]))
+    assert rgb.shape == (64, 48, 3)
+    expect = np.rot90(img, 1)  # displayed = coded turned 90 degrees counterclockwise: block at bottom-left
+    assert np.abs(rgb.astype(int) - expect).mean() < 12
+    (_, small), = list(life.iter_frames([1], short_side=24))
+    assert small.shape == (32, 24, 3)
