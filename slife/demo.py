@@ -5,9 +5,11 @@ homographies for zero-shot correspondence; otherwise HPatches-style pairs are ma
 synthetic frame). Writes under `out_dir`: `lives/` (slife life folders), `shards/` (pair shards),
 `runs/` (checkpoints, metrics, previews), `eval/` (cas/, probe/, match/), `stages.json` (wall time
 and outputs of each finished stage; a rerun skips them) and `report.md` with its PNGs.
-Entry point: `run(cfg, out_dir, announce=None, progress=None) -> Path` (report.md). Every stage is
+Entry point: `run(cfg, out_dir, announce=None, task=None) -> Path` (report.md). Every stage is
 the `run` function behind a CLI command, called by path; `announce(stage, command)` is given the
-equivalent command line so the CLI can print the demo as a tutorial. The maths of each stage is in
+equivalent command line so the CLI can print the demo as a tutorial, and `task(description, total)` opens
+a progress context for each long piece of work (a life rendered, a model trained) whose callback is
+handed to that stage's `run`. The maths of each stage is in
 its package (synth, pairmine, train, eval); this module only chooses sizes, chains stages and writes
 the report.
 """
@@ -21,7 +23,8 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, ContextManager
 
 import numpy as np
 
@@ -112,9 +115,15 @@ class _Stages:
         return result
 
 
+@contextmanager
+def _no_task(description: str, total: int | None = None):
+    yield lambda *a, **k: None
+
+
 def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], None] | None = None,
-        progress: Callable[..., None] | None = None) -> Path:
+        task: Callable[[str, int | None], ContextManager[Callable[..., None]]] | None = None) -> Path:
     """Run (or resume) the whole miniature study under `out_dir`; returns report.md."""
+    progress = task or _no_task
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(cfg)
@@ -131,7 +140,7 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         res = fn()
         return stages.finish(name, res, time.perf_counter() - t0)
 
-    lives = stage("synth", _synth_cmd(cfg, plan, out), lambda: _do_synth(cfg, plan, out))
+    lives = stage("synth", _synth_cmd(cfg, plan, out), lambda: _do_synth(cfg, plan, out, progress))
     shards = stage("mine", "slife mine-pairs LIFE --strategy ... --max-pairs %d --out %s/shards/NAME"
                    % (plan.max_pairs, out), lambda: _do_mine(cfg, plan, out, lives, progress))
     runs = stage("train", f"slife train {out}/shards/NAME --preset tiny --steps N --out {out}/runs/NAME",
@@ -172,12 +181,14 @@ def _lives_spec(cfg: DemoConfig, plan: _Plan) -> dict:
     return spec
 
 
-def _do_synth(cfg: DemoConfig, plan: _Plan, out: Path) -> dict:
+def _do_synth(cfg: DemoConfig, plan: _Plan, out: Path, task) -> dict:
     from slife.synth import SynthConfig, run as synth_run
 
     paths = {}
     for name, kw in _lives_spec(cfg, plan).items():
-        paths[name] = str(synth_run(SynthConfig(**kw), out / "lives" / name))
+        sc = SynthConfig(**kw)
+        with task(f"synth {name}", sc.frames_per_day() * (sc.days if sc.kind == "life" else 1)) as adv:
+            paths[name] = str(synth_run(sc, out / "lives" / name, progress=adv))
     return paths
 
 
@@ -194,7 +205,7 @@ def _mine_sets(cfg: DemoConfig, lives: dict) -> dict:
     return sets
 
 
-def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, progress) -> dict:
+def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict:
     from slife import pairmine as pm
 
     res = {}
@@ -204,8 +215,9 @@ def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, progress) -> 
                 pairs_per_shard=max(50, plan.max_pairs // 2), preview=4 if not cfg.smoke else 2)
     for name, (life, strategy) in _mine_sets(cfg, lives).items():
         mc = pm.MineConfig(strategies=pm.parse_strategies(strategy), max_pairs=plan.max_pairs, **base)
-        manifest = pm.run(mc, lives[life], out / "shards" / name,
-                          command=f"slife mine-pairs {lives[life]} --strategy {strategy} --max-pairs {plan.max_pairs}")
+        with task(f"mine {name}", None) as adv:
+            manifest = pm.run(mc, lives[life], out / "shards" / name, progress=adv,
+                              command=f"slife mine-pairs {lives[life]} --strategy {strategy} --max-pairs {plan.max_pairs}")
         m = json.loads(Path(manifest).read_text())
         res[name] = {"path": str(Path(manifest).parent), "life": life, "strategy": strategy,
                      "pairs": m["summary"].get("pairs_written", m["summary"]["pairs"]),
@@ -243,7 +255,7 @@ def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path) -> tuple[fl
     return pps, max(0.0, total - steps * plan.batch_size / pps)
 
 
-def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, progress) -> dict:
+def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> dict:
     from slife.train import TrainConfig, run as train_run
 
     sets = _train_sets(cfg)
@@ -261,7 +273,8 @@ def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, progress) -
                          keep_every=max(1, steps // 2), preview_every=max(1, steps), log_every=max(1, steps // 50),
                          seed=1000 * cfg.seed + i, num_workers=0 if cfg.smoke else 1)
         t0 = time.perf_counter()
-        ckpt = train_run(tc, shards[shard_set]["path"], out / "runs" / name)
+        with task(f"train {name}", steps) as adv:
+            ckpt = train_run(tc, shards[shard_set]["path"], out / "runs" / name, progress=adv)
         res["models"][name] = {"checkpoint": str(ckpt), "shards": shard_set, "seconds": time.perf_counter() - t0,
                                "half": _half_snapshot(Path(ckpt).parent, steps)}
     return res

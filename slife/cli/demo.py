@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slife.cli.app import app, console
+from slife.cli.app import app, console, progress_bar
 
 
 @app.command("demo")
@@ -26,5 +26,5 @@ def demo(
     def announce(stage: str, command: str) -> None:
         console.print(f"[bold cyan]== {stage}[/bold cyan]  [dim]{command}[/dim]")
 
-    report = run(cfg, out, announce=announce)
+    report = run(cfg, out, announce=announce, task=lambda description, total: progress_bar(description, total=total))
     console.print(f"report: {report}")
