@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,9 +108,9 @@ class _Stages:
 
     def finish(self, name: str, result: dict, seconds: float) -> dict:
         self.data["stages"][name] = {"result": result, "seconds": round(seconds, 2)}
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
+        from slife.pairmine.shards import atomic_write_bytes
+
+        atomic_write_bytes(self.path, json.dumps(self.data, indent=2).encode())
         return result
 
 

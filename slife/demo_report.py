@@ -237,10 +237,10 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     # ------------------------------------------------------------------ reading
     L.append("## Reading, next to the paper's claims\n")
     L.extend(_reading(g, gh, probe, match))
+    from slife.pairmine.shards import atomic_write_bytes
+
     path = out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(L) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, ("\n".join(L) + "\n").encode())
     return path
 
 

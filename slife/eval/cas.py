@@ -317,12 +317,10 @@ def write_matrix_csv(path: Path, names: list[str], mat) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    import os
+    """UTF-8 text through the one atomic writer (`pairmine.shards.atomic_write_bytes`)."""
+    from slife.pairmine.shards import atomic_write_bytes
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
