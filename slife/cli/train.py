@@ -10,6 +10,19 @@ import typer
 from slife.cli.app import app, console, progress_bar
 
 
+def _zoom(text: str | None) -> tuple[float, float] | None:
+    """'LO,HI' -> (LO, HI); None stays None."""
+    if text is None:
+        return None
+    from slife.errors import SlifeError
+
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise SlifeError(f"--aug-zoom: expected LO,HI (e.g. 0.7,1.4), got {text!r}") from None
+    return lo, hi
+
+
 @app.command("train")
 def train(
     shards: str = typer.Argument(..., help="Pair shards: a shard folder, several comma-separated, a brace pattern "
@@ -44,6 +57,10 @@ def train(
     color_jitter: Optional[float] = typer.Option(None, "--color-jitter", help="Brightness/contrast/saturation "
                                                                               "jitter per view [0.4]."),
     hue: Optional[float] = typer.Option(None, "--hue", help="Hue jitter per view, in turns [0]."),
+    aug_zoom: Optional[str] = typer.Option(None, "--aug-zoom", help="Zoom range LO,HI of each view of an "
+                                                                  "'augmented' pair (log-uniform) [0.7,1.4]."),
+    aug_flip: Optional[float] = typer.Option(None, "--aug-flip", help="Probability that a view of an 'augmented' "
+                                                                    "pair is flipped left-right [0.5]."),
     norm_pix_loss: Optional[bool] = typer.Option(None, "--norm-pix-loss/--no-norm-pix-loss",
                                                  help="Loss on per-patch normalised pixels [on]."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Write last.pt every N steps [preset]."),
@@ -72,7 +89,7 @@ def train(
         warmup_steps=warmup_steps, weight_decay=weight_decay, precision=precision, compile=compile, device=device,
         threads=threads, seed=seed, num_workers=num_workers, shuffle_buffer=shuffle_buffer,
         samples_per_epoch=samples_per_epoch, resize_short=resize_short, color_jitter=color_jitter, hue=hue,
-        norm_pix_loss=norm_pix_loss, save_every=save_every, keep_every=keep_every, log_every=log_every,
+        aug_zoom=_zoom(aug_zoom), aug_flip=aug_flip, norm_pix_loss=norm_pix_loss, save_every=save_every, keep_every=keep_every, log_every=log_every,
         preview_every=preview_every).items() if v is not None}
     if croco_kwargs:
         import json

@@ -44,6 +44,8 @@ class TrainConfig:
     resize_short: int | None = None  # short side each view is resized to before its crop; None = img_size*256/224
     color_jitter: float = 0.4  # brightness/contrast/saturation jitter of each view, factors in [1-x, 1+x]
     hue: float = 0.0  # hue jitter of each view in turns (CroCo: 0)
+    aug_zoom: tuple[float, float] = (0.7, 1.4)  # 'augmented' pairs: zoom range of each view (log-uniform)
+    aug_flip: float = 0.5  # 'augmented' pairs: probability that a view is flipped left-right
     norm_pix_loss: bool = True  # MSE against per-patch normalised pixels
     save_every: int = 500  # write last.pt every this many steps (and at the end)
     keep_every: int = 0  # also keep a snapshot step-XXXXXXX.pt every this many steps (0: none)
@@ -71,6 +73,9 @@ class TrainConfig:
             raise SlifeError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if not 0 <= self.color_jitter < 1 or not 0 <= self.hue <= 0.5:
             raise SlifeError("color_jitter must be in [0,1) and hue in [0,0.5]")
+        if len(self.aug_zoom) != 2 or not 0 < self.aug_zoom[0] <= self.aug_zoom[1] or not 0 <= self.aug_flip <= 1:
+            raise SlifeError(f"need aug_zoom LO,HI with 0 < LO <= HI and aug_flip in [0,1], got {self.aug_zoom}, "
+                             f"{self.aug_flip}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < self.batch_size:
             raise SlifeError(f"samples_per_epoch ({self.samples_per_epoch}) must be >= batch_size ({self.batch_size})")
         if not self.resume:

@@ -4,7 +4,10 @@ Reads: PIL RGB images of any size (the stored pair views, DESIGN.md "Pair shards
 Each view independently: resize so its short side is `resize_short` (default round(img_size*256/224):
 256 px stored -> 224 px crops, as CroCo), take a random S x S crop (the two crops differ on purpose),
 and draw its own colour jitter ("asymmetric", as CroCo's `acolor`: brightness, contrast, saturation
-factors in [1-x, 1+x], optional hue).
+factors in [1-x, 1+x], optional hue). The two views of an `augmented` pair (one frame stored twice,
+DESIGN.md) also get their own zoom (crop box side = S / zoom, zoom drawn log-uniformly in `aug_zoom`,
+clipped to fit the image) and a horizontal flip (probability `aug_flip`): the 2D transforms are what make
+the two copies differ. Other pairs keep CroCo's plain crops (their views already differ by the camera motion).
 Two halves: `PairAugment` (in the loader workers) makes the uint8 crops (B,3,S,S) and the jitter
 parameters (B,4) of a batch; `to_model_input` (in the training process, on its device) applies the
 jitter and ImageNet normalisation -> float32 (B,3,S,S). The jitter is linear in RGB, so per image it is
@@ -65,6 +68,8 @@ class PairAugment:
     contrast: float = 0.4  # contrast factor from [1-x, 1+x] per view
     saturation: float = 0.4  # saturation factor from [1-x, 1+x] per view
     hue: float = 0.0  # hue shift drawn from [-x, x] turns (CroCo acolor: 0)
+    aug_zoom: tuple[float, float] = (0.7, 1.4)  # augmented pairs: zoom range of each view (log-uniform)
+    aug_flip: float = 0.5  # augmented pairs: probability that a view is flipped left-right
 
     def __post_init__(self):
         if self.img_size < 8:
@@ -76,17 +81,31 @@ class PairAugment:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+        lo, hi = self.aug_zoom
+        if not 0 < lo <= hi or not 0 <= self.aug_flip <= 1:
+            raise ValueError(f"need 0 < aug_zoom[0] <= aug_zoom[1] and aug_flip in [0, 1], got {self.aug_zoom}, "
+                             f"{self.aug_flip}")
 
     @property
     def short(self) -> int:
         return self.resize_short or default_resize_short(self.img_size)
 
-    def crop(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """One view: resize short side to `short`, random S x S crop (RGB)."""
+    def crop(self, img: Image.Image, rng: np.random.Generator, augmented: bool = False) -> Image.Image:
+        """One view: resize short side to `short`, random S x S crop (RGB); for an `augmented` pair's view
+        the crop box is S / zoom (clipped to the image) resampled to S x S, then maybe flipped."""
         S, short = self.img_size, self.short
         w, h = img.size
         scale = short / min(w, h)  # original px -> resized px
         rw, rh = max(short, round(w * scale)), max(short, round(h * scale))  # resized size
+        if augmented:
+            lo, hi = np.log(self.aug_zoom[0]), np.log(self.aug_zoom[1])
+            L = min(S / float(np.exp(rng.uniform(lo, hi))), rw, rh)  # box side in resized px
+            x0, y0 = float(rng.uniform(0, rw - L)), float(rng.uniform(0, rh - L))
+            sx, sy = w / rw, h / rh
+            out = img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + L) * sx, (y0 + L) * sy))
+            if rng.random() < self.aug_flip:
+                out = out.transpose(Image.FLIP_LEFT_RIGHT)
+            return out if out.mode == "RGB" else out.convert("RGB")
         x0 = int(rng.integers(0, rw - S + 1))
         y0 = int(rng.integers(0, rh - S + 1))
         if (rw, rh) == (w, h):
@@ -104,14 +123,17 @@ class PairAugment:
         h = rng.uniform(-self.hue, self.hue)
         return np.array([b, c, s, h], dtype=np.float32)
 
-    def __call__(self, pairs: list[tuple[Image.Image, Image.Image]], rng: np.random.Generator) -> dict:
+    def __call__(self, pairs: list[tuple[Image.Image, Image.Image]], rng: np.random.Generator,
+                 augmented: list[bool] | None = None) -> dict:
         """A batch of (src, tgt) PIL pairs -> {"src","tgt": uint8 (B,3,S,S) crops (a channels-last view, no
-        copy), "src_color","tgt_color": float32 (B,4) jitter parameters}; `to_model_input` applies the jitter."""
+        copy), "src_color","tgt_color": float32 (B,4) jitter parameters}; `to_model_input` applies the jitter.
+        `augmented[i]` marks pair i as an `augmented` pair (zoom and flip its views too)."""
         crops = {"src": [], "tgt": []}
         colors = {"src": [], "tgt": []}
-        for src, tgt in pairs:
+        for i, (src, tgt) in enumerate(pairs):
+            aug = bool(augmented[i]) if augmented is not None else False
             for name, im in (("src", src), ("tgt", tgt)):
-                c = self.crop(im, rng)
+                c = self.crop(im, rng, aug)
                 crops[name].append(np.frombuffer(c.tobytes(), np.uint8).reshape(c.height, c.width, 3))  # (S,S,3)
                 colors[name].append(self.color(rng))
         out = {}

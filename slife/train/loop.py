@@ -234,7 +234,8 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     shardset = shards if isinstance(shards, ShardSet) else resolve_shards(shards)
     kwargs = _model_kwargs(cfg)
     S = kwargs["img_size"]
-    augment = PairAugment(S, cfg.resize_short, cfg.color_jitter, cfg.color_jitter, cfg.color_jitter, cfg.hue)
+    augment = PairAugment(S, cfg.resize_short, cfg.color_jitter, cfg.color_jitter, cfg.color_jitter, cfg.hue,
+                          aug_zoom=tuple(cfg.aug_zoom), aug_flip=cfg.aug_flip)
     check_image_size(shardset, S)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -321,6 +321,16 @@ def decoded(samples: Iterable[dict], handler: Callable[[Exception], bool], draft
             raise
 
 
+def is_augmented(meta) -> bool:
+    """Whether a pair's json marks an `augmented` pair (one frame stored as both views)."""
+    if not isinstance(meta, dict):
+        return False
+    if "augmented" in str(meta.get("strategy") or "").split("+"):
+        return True
+    return (meta.get("frame_a") is not None and meta.get("frame_a") == meta.get("frame_b")
+            and meta.get("video_a") == meta.get("video_b"))
+
+
 def step_rng(*key: int) -> np.random.Generator:
     """A generator seeded from a tuple of non-negative ints, e.g. (seed, rank, worker, step)."""
     return np.random.default_rng([int(k) for k in key])
@@ -377,7 +387,8 @@ class PairStream(torch.utils.data.IterableDataset):
                     raise SlifeError(f"{self.shards.spec}: no decodable pairs left in epoch {epoch} of worker "
                                      f"{worker} (skipped: {dict(handler.counts)})")
                 batch = self.augment([(p["src"], p["tgt"]) for p in chunk],
-                                     step_rng(self.seed, self.rank, worker, step, 3))
+                                     step_rng(self.seed, self.rank, worker, step, 3),
+                                     augmented=[is_augmented(p["json"]) for p in chunk])
                 batch.update(keys=[p["key"] for p in chunk], step=step, worker=worker, bad=dict(handler.counts))
                 yield batch
 

@@ -71,3 +71,36 @@ def test_bad_parameters():
         PairAugment(32, resize_short=16)
     with pytest.raises(ValueError):
         PairAugment(32, brightness=1.5)
+
+
+def _ramp(w=300, h=256):
+    """R = x, G = y (so a crop's pixels say where they came from)."""
+    x, y = np.meshgrid(np.arange(w), np.arange(h))
+    return Image.fromarray(np.stack([x % 256, y % 256, np.zeros_like(x)], -1).astype(np.uint8))
+
+
+def test_augmented_pairs_are_zoomed_and_flipped():
+    im = _ramp(200, 200)
+    aug = PairAugment(64, resize_short=200, aug_zoom=(2.0, 2.0), aug_flip=1.0)
+    c = np.asarray(aug.crop(im, np.random.default_rng(0), augmented=True)).astype(float)  # (64,64,3)
+    dx = np.diff(c[32, :, 0]).mean()  # flipped: x decreases to the right; zoom 2: half a pixel per pixel
+    dy = np.diff(c[:, 32, 1]).mean()
+    assert dx == pytest.approx(-0.5, abs=0.05) and dy == pytest.approx(0.5, abs=0.05)
+    plain = np.asarray(aug.crop(im, np.random.default_rng(0))).astype(float)  # other pairs: a plain crop
+    assert np.diff(plain[32, :, 0]).mean() == pytest.approx(1.0, abs=0.01)
+    # the batch call zooms/flips only the pairs marked augmented, each view with its own draw
+    out = PairAugment(64, resize_short=200)([(im, im), (im, im)], np.random.default_rng(1), augmented=[True, False])
+    s, t = out["src"].float(), out["tgt"].float()
+    slope = lambda v: float(torch.diff(v[0, 32]).mean())  # noqa: E731  R channel along a row
+    assert abs(slope(s[1])) == pytest.approx(1.0, abs=0.01) and abs(slope(t[1])) == pytest.approx(1.0, abs=0.01)
+    zooms = [abs(slope(s[0])), abs(slope(t[0]))]
+    assert all(1 / 1.45 <= z <= 1 / 0.69 for z in zooms) and zooms[0] != zooms[1]
+
+
+def test_is_augmented_reads_the_pair_json():
+    from slife.train.stream import is_augmented
+
+    assert is_augmented({"strategy": "augmented"}) and is_augmented({"strategy": "temporal+augmented"})
+    assert is_augmented({"strategy": "x", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 3})
+    assert not is_augmented({"strategy": "spatial", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 4})
+    assert not is_augmented(None)
