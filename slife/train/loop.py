@@ -283,8 +283,11 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
         if k in ck_data and ck_data[k] != v and d.main:
             log.warning("%s: %s is %s, the checkpoint's was %s: the data stream will not continue exactly",
                         ck_path, k, v, ck_data[k])
+    positions = (ck_data.get("positions") or {}).get(f"rank{d.rank}") or {}
+    if ck_data.get("num_workers", cfg.num_workers) != cfg.num_workers:
+        positions = {}  # other workers, other streams: fall back to skipping whole batches
     stream = PairStream(shardset, augment, cfg.batch_size, steps_per_epoch, seed=cfg.seed, rank=d.rank,
-                        world=d.world, start_step=start, shuffle_buffer=cfg.shuffle_buffer)
+                        world=d.world, start_step=start, shuffle_buffer=cfg.shuffle_buffer, positions=positions)
     loader = make_loader(stream, cfg.num_workers)
 
     net = model
@@ -301,11 +304,14 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 "seed": cfg.seed}
     bad: dict[int, dict] = {}
 
-    def checkpoint(step: int, rng: dict) -> dict:
+    positions = dict(positions)  # worker -> stream position after the last batch trained on (this rank)
+
+    def checkpoint(step: int, ranks: dict) -> dict:
         return {"model": model.state_dict(), "croco_kwargs": kwargs, "optimizer": opt.state_dict(),
                 "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
-                "rng": rng, "data": dict(data_pos, step=step, epoch=step // steps_per_epoch,
-                                         step_in_epoch=step % steps_per_epoch),
+                "rng": {r: v["rng"] for r, v in ranks.items()},
+                "data": dict(data_pos, step=step, epoch=step // steps_per_epoch, step_in_epoch=step % steps_per_epoch,
+                             positions={r: v["positions"] for r, v in ranks.items()}),
                 "config": _config_dict(cfg, extra), "slife_version": slife.__version__}
 
     metrics = MetricsLog(out_dir, start) if d.main else None
@@ -333,6 +339,7 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
             win["wait"] += time.perf_counter() - t_wait
             assert batch["step"] == step, (batch["step"], step)  # stream and loop agree on the position
             bad[batch["worker"]] = batch["bad"]
+            positions[batch["worker"]] = batch["pos"]
             if keys_file is not None:
                 keys_file.write("".join(f"{step} {k}\n" for k in batch["keys"]))
             src = to_model_input(batch["src"], batch["src_color"], d.device)  # (B,3,S,S) reference view
@@ -376,10 +383,10 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 p = write_preview(model, src, tgt, out_dir / "previews" / f"step-{step:07d}.png", cfg.norm_pix_loss)
                 metrics.image("preview", p, step)
             if step % cfg.save_every == 0 or step == cfg.steps:
-                rng = _gather_rng(d)  # every rank takes part
+                ranks = _gather_rank_state(d, positions)  # every rank takes part
                 if d.main:
                     keep = out_dir / f"step-{step:07d}.pt" if cfg.keep_every and step % cfg.keep_every == 0 else None
-                    _save(last, checkpoint(step, rng), keep)
+                    _save(last, checkpoint(step, ranks), keep)
             if progress is not None and d.main:
                 progress(1, info=info) if info is not None else progress(1)
     finally:
@@ -401,9 +408,9 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     return last
 
 
-def _gather_rng(d: Dist) -> dict:
-    """Every rank's RNG state: {"rank0": {...}, "rank1": ...} (all ranks must call this)."""
-    mine = _rng_state()
+def _gather_rank_state(d: Dist, positions: dict) -> dict:
+    """Every rank's RNG state and data stream positions: {"rank0": {"rng", "positions"}, ...} (all ranks call this)."""
+    mine = {"rng": _rng_state(), "positions": {int(w): p for w, p in positions.items()}}
     if not d.ddp:
         return {"rank0": mine}
     import torch.distributed as dist

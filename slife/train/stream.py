@@ -12,8 +12,11 @@ The stream is a pure function of (seed, rank, worker, step): shards are split by
 number of steps per epoch, so every rank and worker yields the same number of batches; shuffling and
 augmentation draw from generators seeded from (seed, rank, worker, epoch|step). A resumed stream
 skips, without decoding, the samples of the current epoch that were already consumed, so it yields
-exactly the batches an uninterrupted run would (exact unless a JPEG failed to decode earlier in that
-epoch: the skip counts well-formed samples, not decodable ones). Bad data goes through a `handler`: truncated tars
+exactly the batches an uninterrupted run would. Every batch carries its worker's position `pos`
+(epoch, samples taken from the epoch's shuffled stream so far, bad-sample counts); given the positions of
+the last batches trained on (`positions`, from the checkpoint), a resumed worker skips exactly that many
+samples, so the batches stay the same even when JPEGs failed to decode earlier in the epoch (without
+positions it skips batches x batch size, exact only when nothing failed). Bad data goes through a `handler`: truncated tars
 are found up front and skipped (warned and counted); broken samples are skipped and counted.
 Entry points: `resolve_shards`, `PairStream`, `make_loader`, `eval_pairs`.
 Augmentation is `augment.py`'s job; steps, devices and checkpoints are `loop.py`'s.
@@ -356,31 +359,48 @@ class PairStream(torch.utils.data.IterableDataset):
     """Infinite batches for one rank; in a DataLoader, worker w makes the steps b with b % W == w."""
 
     def __init__(self, shards: ShardSet, augment: PairAugment, batch_size: int, steps_per_epoch: int,
-                 seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0, shuffle_buffer: int = 256):
+                 seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0, shuffle_buffer: int = 256,
+                 positions: dict | None = None):
         self.shards, self.augment, self.batch_size = shards, augment, batch_size
         self.steps_per_epoch, self.seed, self.rank, self.world = steps_per_epoch, seed, rank, world
         self.start_step, self.shuffle_buffer = start_step, shuffle_buffer
+        # worker -> {"epoch", "taken", "bad"}: where each worker's last trained batch left its stream
+        self.positions = {int(k): v for k, v in (positions or {}).items()}
 
     def epoch_samples(self, epoch: int, worker: int, num_workers: int, handler, needed: int) -> Iterator[dict]:
-        """This (rank, worker)'s shuffled, well-formed raw samples of `epoch`: `needed` of them plus some slack
-        for samples that fail to decode later (shuffled as a whole when the buffer is big enough)."""
+        """This (rank, worker)'s shuffled, well-formed raw samples of `epoch`: `needed` of them plus as many again
+        (and a batch) for samples that fail to decode later: an epoch where more than half fail stops with an
+        error rather than looping forever on bad data."""
         pairs = list(zip(self.shards.paths, self.shards.counts))
         pairs = split_by_worker(split_by_node(pairs, self.rank, self.world), worker, num_workers)
         urls, counts = [p for p, _ in pairs], [n for _, n in pairs]
         src = resampled(urls, counts, step_rng(self.seed, self.rank, worker, epoch, 1))
-        samples = islice(well_formed(read_tars(src, handler), handler), needed + max(self.batch_size, needed // 8))
+        samples = islice(well_formed(read_tars(src, handler), handler), 2 * needed + self.batch_size)
         return shuffle(samples, min(self.shuffle_buffer, needed), step_rng(self.seed, self.rank, worker, epoch, 2))
 
     def batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
         """This worker's batches, global steps `worker, worker+W, ...` from `start_step` on."""
         handler = CountingHandler()
+        pos = self.positions.get(worker)
+        if pos:
+            handler.counts.update(pos.get("bad") or {})
         B = self.batch_size
         for epoch, done, steps in worker_steps(self.start_step, self.steps_per_epoch, worker, num_workers):
             if not steps:
                 continue
             needed = (done + len(steps)) * B  # this worker's samples in the whole epoch
-            raw = islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), done * B, None)
-            pairs = decoded(raw, handler, draft_short=self.augment.short)
+            skip = done * B
+            if done and pos and int(pos.get("epoch", -1)) == epoch:
+                skip = int(pos["taken"])  # what it really took, failed decodes included
+            taken = [skip]
+
+            def counted(it):
+                for x in it:
+                    taken[0] += 1
+                    yield x
+
+            raw = islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), skip, None)
+            pairs = decoded(counted(raw), handler, draft_short=self.augment.short)
             for step in steps:
                 chunk = list(islice(pairs, B))
                 if not chunk:
@@ -389,7 +409,8 @@ class PairStream(torch.utils.data.IterableDataset):
                 batch = self.augment([(p["src"], p["tgt"]) for p in chunk],
                                      step_rng(self.seed, self.rank, worker, step, 3),
                                      augmented=[is_augmented(p["json"]) for p in chunk])
-                batch.update(keys=[p["key"] for p in chunk], step=step, worker=worker, bad=dict(handler.counts))
+                batch.update(keys=[p["key"] for p in chunk], step=step, worker=worker, bad=dict(handler.counts),
+                             pos={"epoch": epoch, "taken": taken[0], "bad": dict(handler.counts)})
                 yield batch
 
     def __iter__(self):

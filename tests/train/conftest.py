@@ -88,3 +88,19 @@ def shards(tmp_path_factory) -> Path:
 @pytest.fixture
 def micro():
     return dict(MICRO)
+
+
+def shards_with_bad_jpegs(folder: Path, good: int = 24, bad: int = 8) -> Path:
+    """One tar of good + bad pairs; every 4th of the first 4 x bad samples has a truncated src.jpg."""
+    import webdataset as wds
+
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    with wds.TarWriter(str(folder / "pairs-000000.tar")) as w:
+        for i in range(good + bad):
+            im = jpeg(texture(rng)[:72, :72])
+            src = b"\xff\xd8 truncated" if i % 4 == 1 and i // 4 < bad else im
+            w.write({"__key__": f"toy_{i:09d}", "src.jpg": src, "tgt.jpg": im, "json": b"{}"})
+    (folder / "manifest.json").write_text(json.dumps({"shards": [{"name": "pairs-000000.tar",
+                                                                  "samples": good + bad}]}))
+    return folder

@@ -212,3 +212,26 @@ def test_auto_precision_follows_the_hardware():
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+
+
+def test_resume_is_exact_after_failed_decodes(tmp_path):
+    from conftest import shards_with_bad_jpegs
+
+    f = shards_with_bad_jpegs(tmp_path / "s")
+    cfg = dataclasses.replace(CFG, steps=16, batch_size=2, save_every=6, keep_every=0, preview_every=0,
+                              samples_per_epoch=16, shuffle_buffer=32)
+    ref = run(cfg, str(f), tmp_path / "ref")
+    steps = []
+
+    def stop_at_9(n=1, **kw):
+        steps.append(n)
+        if len(steps) == 9:  # last.pt was written at step 6, in the middle of epoch 0 after failed decodes
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, str(f), tmp_path / "cut", progress=stop_at_9)
+    ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert ck["step"] == 6 and ck["data"]["positions"]["rank0"][0]["bad"]["bad_sample"] >= 1
+    _same_weights(ref, run(cfg, str(f), tmp_path / "cut"))
+    bad = [json.loads((d / "train.json").read_text())["bad_samples"] for d in (tmp_path / "ref", tmp_path / "cut")]
+    assert bad[0] == bad[1] and bad[0]["bad_sample"] >= 2

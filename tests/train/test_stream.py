@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import jpeg, write_shards
+from conftest import jpeg, shards_with_bad_jpegs, write_shards
 from slife.errors import SlifeError
 from slife.train.augment import PairAugment
 from slife.train.stream import (PairStream, check_image_size, eval_pairs, expand_spec, make_loader,
@@ -148,3 +148,17 @@ def test_eval_pairs(tmp_path):
     sx = 43 / 96
     assert np.allclose(p["K_src"], [[90 * sx, 0, 48 * sx - 5], [0, 90 * s, 36 * s], [0, 0, 1]])
     assert p["K_tgt"] is None and p["tgt_depth"] is None
+
+
+def test_resume_is_exact_after_failed_decodes(tmp_path):
+    f = shards_with_bad_jpegs(tmp_path / "s")
+    kw = dict(batch_size=2, steps_per_epoch=8, shuffle_buffer=32)
+    full = _take(_stream(f, **kw).batches(), 8)
+    assert full[3]["pos"]["bad"].get("bad_sample", 0) >= 1  # decodes failed before the resume point
+    pos = {0: full[3]["pos"]}
+    resumed = _take(_stream(f, start_step=4, positions=pos, **kw).batches(), 4)
+    assert [b["keys"] for b in resumed] == [b["keys"] for b in full[4:]]
+    assert all(torch.equal(a["src"], b["src"]) for a, b in zip(full[4:], resumed))
+    assert resumed[-1]["bad"] == full[-1]["bad"]  # the counts carry on too
+    naive = _take(_stream(f, start_step=4, **kw).batches(), 4)  # batches x batch size: off by the failures
+    assert [b["keys"] for b in naive] != [b["keys"] for b in full[4:]]
