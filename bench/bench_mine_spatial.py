@@ -28,7 +28,7 @@ from slife.pairmine.spatial import find_pair_arrays, brute_force_pairs
 a = json.loads(sys.argv[1])
 life = make_life(a["frames"], rooms=(a["rooms"], a["rooms"]), videos=max(1, a["frames"] // 7200), seed=0,
                  density=a["density"])
-cfg = MineConfig(voxel=a["voxel"], per_frame=a["per_frame"], lsh_window=a["window"])
+cfg = MineConfig(voxel=a["voxel"], per_frame=a["per_frame"], lsh_window=a["window"], workers=a["threads"])
 c0 = time.process_time()
 t0 = time.perf_counter()
 vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells, threads=a["threads"])
@@ -76,7 +76,7 @@ def main():
     p.add_argument("--voxel", type=float, default=0.2)
     p.add_argument("--per-frame", type=int, default=5)
     p.add_argument("--window", type=int, default=16)
-    p.add_argument("--threads", type=int, default=1, help="visibility threads (like --workers)")
+    p.add_argument("--threads", type=int, default=1, help="threads for visibility and spatial mining (like --workers)")
     a = p.parse_args()
     common = {"rooms": a.rooms, "density": a.density, "voxel": a.voxel, "threads": a.threads}
     print(f"procedural house {a.rooms}x{a.rooms} rooms, {a.density:g} points/m^2, voxel {a.voxel} m, "

@@ -64,7 +64,8 @@ def mine_pairs(
     pairs_per_shard: int = typer.Option(1000, help="Pairs per tar shard."),
     pairs_only: bool = typer.Option(False, "--pairs-only", help="Write pairs.jsonl + pairs.txt only; decode no pixels."),
     preview: int = typer.Option(0, help="Write preview.png with this many random pairs per strategy."),
-    workers: int = typer.Option(1, help="Writer processes."),
+    workers: int = typer.Option(1, help="Parallel workers: threads for visibility and spatial mining, "
+                                                  "processes for writing shards."),
     num_nodes: Optional[int] = typer.Option(None, help="Machines sharing the job (default: SLURM/torchrun env, else 1)."),
     node_rank: Optional[int] = typer.Option(None, help="This machine's rank (default: SLURM/torchrun env, else 0)."),
     merge: bool = typer.Option(False, "--merge", help="Only gather the nodes' finished shards into manifest.json."),

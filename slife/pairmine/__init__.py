@@ -92,7 +92,7 @@ class MineConfig:
     pairs_per_shard: int = 1000  # samples per tar
     pairs_only: bool = False  # write the pair table only, decode no pixels
     preview: int = 0  # pairs per strategy on the contact sheet preview.png (0: none)
-    workers: int = 1  # writer processes (run-time only: not part of the output's identity)
+    workers: int = 1  # threads for visibility and spatial mining, writer processes (run-time only: not part of the output's identity)
     num_nodes: int = 1  # machines sharing the job (run-time only)
     node_rank: int = 0  # this machine's rank in [0, num_nodes) (run-time only)
     overwrite: bool = False  # replace an output folder made with other settings (run-time only)

@@ -18,6 +18,7 @@ of the cells near its camera and inside its widened view cone, in chunks of fram
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -217,8 +218,6 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
         return f[o].astype(np.int32), cand[o].astype(np.int32)
 
     if threads > 1 and len(bounds) > 1:  # numpy releases the GIL in the heavy array operations
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(threads) as ex:
             res = list(ex.map(chunk, bounds))
     else:
@@ -350,10 +349,22 @@ def intersection_counts(V: sp.csr_matrix, a: np.ndarray, b: np.ndarray, rows_per
     return out
 
 
-def jaccard_exact(vis: Visibility, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact Jaccard |A n B| / |A u B| of frame pairs (a[k], b[k]) -> (P,) float64 (0 when both empty)."""
+def jaccard_exact(vis: Visibility, a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Exact Jaccard |A n B| / |A u B| of frame pairs (a[k], b[k]) -> (P,) float64 (0 when both empty).
+
+    With `threads` > 1 the pairs are split into ranges of `a` counted on a thread pool (scipy's sparse
+    kernels release the GIL); the counts are exact either way.
+    """
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
-    inter = intersection_counts(vis.V, a, b).astype(np.float64)
+    if threads > 1 and len(a) > 100_000:
+        order = np.argsort(a)
+        parts = np.array_split(order, 4 * threads)
+        inter = np.zeros(len(a), np.float64)
+        with ThreadPoolExecutor(threads) as ex:
+            for idx, cnt in zip(parts, ex.map(lambda i: intersection_counts(vis.V, a[i], b[i]), parts)):
+                inter[idx] = cnt
+    else:
+        inter = intersection_counts(vis.V, a, b).astype(np.float64)
     union = vis.sizes[a] + vis.sizes[b] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)

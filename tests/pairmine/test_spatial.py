@@ -114,3 +114,26 @@ def test_real_aria_points_fisheye_pairs_only(tmp_path):
     assert man["shards"] == [] and not list(tmp_path.glob("*.tar"))
     txt = (tmp_path / "pairs.txt").read_text().splitlines()
     assert len(txt) == s["pairs"] and all(len(line.split()) == 2 for line in txt)
+
+
+def test_threads_do_not_change_the_pairs(big):
+    life, vis = big
+    runs = [find_pair_arrays(life, MineConfig(per_frame=3, voxel=0.5, workers=w), np.random.default_rng(4), vis)
+            for w in (1, 2, 3)]
+    for a, b, J in runs[1:]:
+        assert np.array_equal(a, runs[0][0]) and np.array_equal(b, runs[0][1]) and np.array_equal(J, runs[0][2])
+
+
+@pytest.mark.parametrize("k", [8, 13, 64])
+def test_equal_bytes_counts_matching_low_bytes(k):
+    from slife.pairmine.spatial import equal_bytes, low_bytes
+
+    rng = np.random.default_rng(k)
+    sig = rng.integers(0, 2**32, (50, k), dtype=np.uint64).astype(np.uint32)
+    sig[1, : k // 2] = sig[0, : k // 2]  # half equal
+    sig[2] = sig[0] + np.uint32(256)  # differ, but equal low bytes
+    a, b = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
+    a[:2], b[:2] = 0, (1, 2)
+    want = ((sig[a] & 0xFF) == (sig[b] & 0xFF)).sum(1)
+    got = equal_bytes(low_bytes(sig), a, b, k)
+    assert np.array_equal(got, want) and got[0] >= k // 2 and got[1] == k
