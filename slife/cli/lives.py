@@ -15,6 +15,11 @@ import typer
 
 from slife.cli.app import app, console
 
+READER_OPTION_HELP = ("An option of the life reader as KEY=VALUE (repeatable): upright=true (aria_mps: the MP4's "
+                      "frames were turned 90 degrees clockwise, as HD-EPIC's are; cameras and poses turn with "
+                      "them), images_dir=PATH and fps=30 (colmap: where the images are; frame rate that turns "
+                      "image numbers into times), max_dt=0.02 (tum: largest rgb-to-pose time gap in seconds).")
+
 
 def _fmt(v) -> str:
     if v is None:
@@ -72,6 +77,7 @@ def inspect(
                                           "TUM RGB-D or slife life folder) or a pair-shard folder with manifest.json."),
     format: str = typer.Option(None, "--format", "-f", help="Reader to use instead of auto-detection "
                                                             "(folder, aria_mps, epic_fields, scannet, tum, colmap, video)."),
+    reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
     check: bool = typer.Option(False, "--check", help="Also decode every frame and count the ones that fail "
                                                       "(slow: reads all pixels)."),
@@ -91,9 +97,9 @@ def inspect(
         if summary.get("ok") is False:  # integrity problems: listed above, exit 1 so scripts notice
             raise typer.Exit(1)
         return
-    from slife.lives import read_life
+    from slife.lives import parse_options, read_life
 
-    life = read_life(path, format=format)
+    life = read_life(path, format=format, **parse_options(reader_option))
     summary = life.summary()
     if check and life.has_pixels:
         from slife.cli.app import progress_bar

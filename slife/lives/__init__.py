@@ -46,11 +46,54 @@ def detect_format(path: Path) -> str:
     )
 
 
+def _typed(path: Path, name: str, param, value):
+    """A reader option given as text ('key=value' on the command line) -> the type of the parameter's default."""
+    if not isinstance(value, str):
+        return value
+    default = param.default
+    ann = str(param.annotation)
+    if isinstance(default, bool) or ann == "bool":
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise SlifeError(f"{path}: reader option {name} takes true/false, got {value!r}")
+    if isinstance(default, (int, float)) or ann in ("int", "float"):
+        try:
+            return type(default)(value) if isinstance(default, (int, float)) else float(value)
+        except ValueError:
+            raise SlifeError(f"{path}: reader option {name} takes a number, got {value!r}") from None
+    if "Path" in ann:
+        return Path(value)
+    return value
+
+
+def parse_options(items) -> dict[str, str]:
+    """['key=value', ...] (the CLI's --reader-option) -> {key: value}; SlifeError on a malformed item."""
+    out = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise SlifeError(f"reader option {item!r}: expected KEY=VALUE (e.g. upright=true)")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def reader_options(name: str) -> dict[str, object]:
+    """The options the reader `name` takes: {option: default}."""
+    import inspect
+
+    params = list(inspect.signature(reader(name).read).parameters.values())[1:]
+    return {p.name: p.default for p in params}
+
+
 def read_life(path: Path | str, format: str | None = None, **options) -> Life:
     """Read any supported life at `path` (format auto-detected unless given).
 
-    `options` go to the reader's `read` (e.g. `upright=True` for Aria, `images_dir=` for COLMAP); a reader
-    that does not take one raises SlifeError naming it.
+    `options` go to the reader's `read` (e.g. `upright=True` for Aria, `images_dir=` for COLMAP); values given
+    as text (from the command line) are converted to the type of the option's default. A reader that does not
+    take an option raises SlifeError naming it and the options it does take.
     """
     import inspect
 
@@ -58,10 +101,11 @@ def read_life(path: Path | str, format: str | None = None, **options) -> Life:
     name = format or detect_format(path)
     read = reader(name).read
     accepted = inspect.signature(read).parameters
-    unknown = [k for k in options if k not in accepted]
+    unknown = [k for k in options if k not in accepted or k == next(iter(accepted))]
     if unknown:
-        raise SlifeError(f"{path}: the {name} reader takes no option {', '.join(unknown)}")
-    return read(path, **options)
+        takes = ", ".join(reader_options(name)) or "none"
+        raise SlifeError(f"{path}: the {name} reader takes no option {', '.join(unknown)} (it takes: {takes})")
+    return read(path, **{k: _typed(path, k, accepted[k], v) for k, v in options.items()})
 
 
-__all__ = ["READERS", "Life", "detect_format", "read_life", "reader"]
+__all__ = ["READERS", "Life", "detect_format", "parse_options", "read_life", "reader", "reader_options"]

@@ -127,7 +127,7 @@ class VideoSource:
             while ti < len(want):
                 target = int(want[ti])
                 k = int(kf[np.searchsorted(kf, target, side="right") - 1])  # keyframe at or before target
-                if it is None or k > pos:
+                if it is None or k > pos + 1:  # (k == pos + 1: the keyframe is next anyway; a seek would only flush)
                     if k > 0 or it is not None:
                         container.seek(int(self.pts[k]), stream=stream, backward=True, any_frame=False)
                         self.stats["seeks"] += 1

@@ -59,3 +59,26 @@ def test_inspect_check_counts_undecodable_frames(tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
     assert s["counts"]["frames_undecodable"] == 1 and "first: frame 3" in s["warnings"][-1]
+
+
+def test_inspect_reader_options(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "lives"))
+    from test_aria_mps import write_mps  # an Aria MPS folder in its real layout, with a small MP4
+
+    write_mps(tmp_path / "A", video_frames=6)
+    r = CliRunner().invoke(app, ["inspect", "--json", str(tmp_path / "A")])
+    plain = json.loads(r.stdout)
+    r = CliRunner().invoke(app, ["inspect", "--json", "-O", "upright=true", str(tmp_path / "A")])
+    assert r.exit_code == 0, r.output
+    up = json.loads(r.stdout)
+    (c0,), (c1,) = plain["cameras"], up["cameras"]
+    assert (c1["width"], c1["height"]) == (c0["height"], c0["width"])  # turned 90 degrees
+    r = CliRunner().invoke(app, ["inspect", "-O", "upright=maybe", str(tmp_path / "A")])
+    assert r.exit_code == 2 and "true/false" in r.output
+    r = CliRunner().invoke(app, ["inspect", "-O", "speed=2", str(tmp_path / "A")])
+    assert r.exit_code == 2 and "takes no option speed" in r.output and "upright" in r.output
+    r = CliRunner().invoke(app, ["inspect", "-O", "upright", str(tmp_path / "A")])
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
