@@ -33,6 +33,7 @@ def test_read_only_asked_frames_with_seeks(tmp_path):
     vs = open_video(tmp_path / "v.mp4")
     assert vs.keyframe.sum() >= 5
     everything = dict(vs.read(range(24)))
+    assert sorted(everything) == list(range(24)) and vs.stats["seeks"] == 0  # sequential: never flush the decoder
     want = [1, 13, 14, 22]
     got = dict(vs.read(want))
     assert sorted(got) == want
