@@ -4,16 +4,32 @@ Reads a life path (or an in-memory `Life`) and a `MineConfig`; writes into the o
 (the run's identity, checked on every re-run), `pairs.jsonl` + `pairs.txt` (the pair table, before any
 pixel is decoded), the shards of this node, `manifest.json` (when every shard is complete) and
 `preview.png`. Entry point: `mine(cfg, life_path, out_dir, ...)`, called by `slife.pairmine.run`.
+
+Writing (`write_all`): one worker streams (`shards.write_shards`); `--workers N` runs two phases of
+N processes: phase 1 splits the frames the unfinished shards need, in decode order, into contiguous
+parts and spools each part once (`shards.spool_part`: every frame decoded and encoded once, whatever
+the shards that use it); phase 2 writes the shards from the spool (`shards.write_shard`, the same
+bytes as the streaming writer). The spool (`.frames`, or `.frames-node<r>` with several nodes) survives
+an interrupted run, so a re-run decodes only the parts not yet complete; it is removed once this node's
+shards are complete (one node: once the manifest is written).
+
+Output-folder policy (`check_out_dir`, `clear_node_files`): a folder made by other settings is refused
+unless --overwrite. With one node --overwrite removes our files; with several, each node removes only
+its own shards and spool, rank 0 also the set-wide files (manifest, preview, shards beyond the new
+count), so no node deletes another's fresh shards; every stats file carries the run digest, so a shard
+left by other settings never counts as complete.
 Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `shards`, `manifest`,
 `preview`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
 import multiprocessing as mp
+import re
 import shutil
 import sys
 from dataclasses import asdict
@@ -28,13 +44,17 @@ from slife.pairmine import STRATEGIES, MineConfig
 from slife.pairmine.combine import PairTable, combine
 from slife.pairmine.ingest import FrameTable, ingest
 from slife.pairmine.manifest import summarize, write_manifest
-from slife.pairmine.shards import atomic_write_bytes, write_shards
+from slife.pairmine import shards as sh
+from slife.pairmine.shards import atomic_write_bytes, shard_complete, shard_name, stats_name, write_shards
 from slife.pairmine.visibility import compute_visibility, jaccard_exact
 
 log = logging.getLogger(__name__)
 
-OUR_FILES = ("pairs-*.tar", "pairs-*.stats.json", ".pairs-*", ".*.tmp*", "manifest.json", "mine.json",
+OUR_FILES = ("pairs-*.tar", "pairs-*.stats.json", ".pairs-*", ".*.tmp*", ".frames*", "manifest.json", "mine.json",
              "pairs.jsonl", "pairs.txt", "preview.png")
+SET_FILES = ("manifest.json", "preview.png")  # what rank 0 of several nodes removes up front with --overwrite
+PART_FRAMES = 1024  # spool: at most this many frames per part (resume granularity and progress steps)
+SPOOL_SHARE = 0.8  # two-phase writer: share of the progress (in pairs) given to phase 1 (decode + encode)
 
 
 def slife_version() -> str:
@@ -46,8 +66,26 @@ def slife_version() -> str:
         return "unknown"
 
 
-def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
-    """Refuse a non-empty folder made by other settings unless `overwrite` (then remove our files only)."""
+def run_digest(identity: dict) -> str:
+    """A short digest of the run's identity (life + settings): stored in stats files and spool indexes."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def check_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int = 1, node_rank: int = 0) -> None:
+    """Refuse a non-empty folder made by other settings unless `overwrite`; then write mine.json (atomically).
+
+    With `overwrite`, one node removes all our files here; with several nodes only rank 0 removes the
+    set-wide files (manifest, preview) here, and each node its own shards later (`clear_node_files`, once
+    the shard count is known), so that no node deletes shards another has just written. Every node
+    writes the same mine.json.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     mine_json = out_dir / "mine.json"
     entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
@@ -63,11 +101,32 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
             raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({', '.join(diff)} differ); "
                              "pass --overwrite to replace them or choose another --out")
     if overwrite:
-        for pat in OUR_FILES:
+        pats = OUR_FILES if num_nodes <= 1 else SET_FILES if node_rank == 0 else ()
+        for pat in pats:
             for p in out_dir.glob(pat):
-                p.unlink() if p.is_file() else shutil.rmtree(p)
+                _remove(p)
     if not mine_json.exists() or overwrite:
         atomic_write_bytes(mine_json, json.dumps(identity, indent=1).encode())
+
+
+_SHARD_FILE = re.compile(r"^\.?pairs-(\d+)\.(tar|stats\.json)")  # a shard's tar, stats or their temporaries
+_NODE_SPOOL = re.compile(r"^\.frames-node(\d+)$")
+
+
+def clear_node_files(out_dir: Path, shard_ids: list[int], n_shards: int, num_nodes: int, node_rank: int) -> None:
+    """--overwrite with several nodes: remove this node's shards (tars, stats, temporaries) and its spool;
+    rank 0 also removes shards numbered beyond the new shard count and spools of ranks that no longer exist.
+    The pair table is not removed: every node replaces it atomically with the same content."""
+    mine = set(shard_ids)
+    spools = {sh.spool_name(num_nodes, node_rank)}
+    if node_rank == 0:
+        spools.add(".frames")
+    for p in out_dir.iterdir():
+        m, ms = _SHARD_FILE.match(p.name), _NODE_SPOOL.match(p.name)
+        if m and (int(m.group(1)) in mine or (node_rank == 0 and int(m.group(1)) >= n_shards)):
+            _remove(p)
+        elif p.name in spools or (ms and node_rank == 0 and int(ms.group(1)) >= num_nodes):
+            _remove(p)
 
 
 def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] | None = None):
@@ -137,34 +196,94 @@ def write_pair_table(out_dir: Path, table: FrameTable, pairs: PairTable) -> Path
     return path
 
 
-_JOB: dict = {}
+_JOB: dict = {}  # what forked writer processes need (set before each pool is made)
 
 
-def _write_group(shard_ids: list[int]) -> dict:
+def _spool_one(task: tuple[int, np.ndarray]) -> tuple[int, dict]:
+    part, ids = task
     j = _JOB
-    return write_shards(j["table"], j["pairs"], j["out_dir"], shard_ids, j["pps"], j["short_side"], j["quality"])
+    return len(ids), sh.spool_part(j["table"], ids, j["spool_dir"], part, j["short_side"], j["quality"], j["run"])
+
+
+def _write_from_spool(s: int) -> tuple[int, dict]:
+    j = _JOB
+    pairs, pps = j["pairs"], j["pps"]
+    r0, r1 = sh.pair_rows(s, pps, len(pairs))
+    spool = j["spool"]
+    frames = spool.read(np.concatenate([pairs.a[r0:r1], pairs.b[r0:r1]]))
+    return r1 - r0, sh.write_shard(j["table"], pairs, j["out_dir"], s, pps, frames, spool.sizes, j["run"])
+
+
+class _Scaled:
+    """Advances `progress` by `total` units over `steps` steps (cumulative rounding: sums exactly)."""
+
+    def __init__(self, progress, total: int, steps: int):
+        self.progress, self.total, self.steps, self.done, self.sent = progress, total, max(steps, 1), 0, 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        due = int(round(self.total * min(self.done, self.steps) / self.steps))
+        if self.progress and due > self.sent:
+            self.progress(due - self.sent)
+        self.sent = max(self.sent, due)
 
 
 def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], cfg: MineConfig,
-              progress: Callable[..., None] | None = None) -> dict:
-    """Write `shard_ids` with `cfg.workers` processes (contiguous groups, each decoding its own frames)."""
-    if cfg.workers <= 1 or len(shard_ids) <= 1:
+              progress: Callable[..., None] | None = None, run: str | None = None,
+              spool_dir: Path | None = None) -> dict:
+    """Write `shard_ids` (skipping complete ones); returns summed counts.
+
+    One worker: the streaming writer. Several: phase 1 spools the needed frames (each decoded and encoded
+    once, in contiguous decode-order parts, parts already in `spool_dir` reused), phase 2 writes the
+    shards from the spool; both with `cfg.workers` forked processes. `progress(n)` counts pairs (phase 1
+    advances the first SPOOL_SHARE of them as frames are spooled, phase 2 the rest as shards are written).
+    """
+    if cfg.workers <= 1:
         return write_shards(table, pairs, out_dir, shard_ids, cfg.pairs_per_shard, cfg.short_side,
-                            cfg.jpeg_quality, progress)
-    _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, short_side=cfg.short_side,
-                quality=cfg.jpeg_quality)
-    groups = [[int(x) for x in g] for g in np.array_split(np.array(shard_ids), min(cfg.workers * 2, len(shard_ids))) if len(g)]
-    total: dict = {}
+                            cfg.jpeg_quality, progress, run=run)
+    out_dir = Path(out_dir)
+    todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s, run)]
+    counts = sh.new_counts(len(shard_ids) - len(todo))
+    if not todo:
+        return counts
+    spool_dir = Path(spool_dir or out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank))
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    rows = sh.todo_rows(todo, cfg.pairs_per_shard, len(pairs))
+    need = np.unique(np.concatenate([pairs.a[rows], pairs.b[rows]]))  # (F,) life indices
+    spool = sh.Spool(spool_dir, run or "")
+    left = need[~np.isin(need, np.fromiter(spool.asked, np.int64, len(spool.asked)))]
+    left = left[np.argsort(table.decode_rank[left], kind="stable")]  # decode order: contiguous video stretches
+    P1 = int(round(len(rows) * SPOOL_SHARE)) if len(left) else 0
     ctx = mp.get_context("fork")
-    with ctx.Pool(cfg.workers) as pool:
-        for g, c in zip(groups, pool.imap(_write_group, groups)):
-            for k, v in c.items():
-                total[k] = total.get(k, 0) + v
-            if progress:
-                P = len(pairs)
-                progress(sum(min(P, (s + 1) * cfg.pairs_per_shard) - s * cfg.pairs_per_shard for s in g))
-    _JOB.clear()
-    return total
+    try:
+        if len(left):
+            n_parts = min(len(left), max(2 * cfg.workers, -(-len(left) // PART_FRAMES)))
+            tasks = [(spool.last_part + 1 + k, ids) for k, ids in enumerate(np.array_split(left, n_parts))]
+            log.info("spooling %d frames (%d already spooled) in %d parts", len(left), len(need) - len(left), n_parts)
+            _JOB.update(table=table, spool_dir=spool_dir, short_side=cfg.short_side, quality=cfg.jpeg_quality,
+                        run=run or "")
+            step = _Scaled(progress, P1, len(left))
+            with ctx.Pool(min(cfg.workers, n_parts)) as pool:
+                for n, c in pool.imap_unordered(_spool_one, tasks):
+                    counts["frames_decoded"] += c["frames_decoded"]
+                    counts["frames_corrupt"] += c["frames_corrupt"]
+                    step(n)
+            spool = sh.Spool(spool_dir, run or "")
+            lost = np.setdiff1d(need, np.fromiter(spool.asked, np.int64, len(spool.asked)))
+            if len(lost):  # a part vanished under us (another process cleaning the folder?)
+                raise SlifeError(f"{spool_dir}: {len(lost)} frames missing from the spool after spooling "
+                                 f"(first: life frame {int(lost[0])}); run again")
+        _JOB.clear()
+        _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, spool=spool, run=run or "")
+        step = _Scaled(progress, len(rows) - P1, len(rows))
+        with ctx.Pool(min(cfg.workers, len(todo))) as pool:
+            for n, st in pool.imap_unordered(_write_from_spool, todo):
+                sh.add_shard_counts(counts, st)
+                step(n)
+    finally:
+        _JOB.clear()
+        spool.close()
+    return counts
 
 
 def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = False, command: str = "",
@@ -173,7 +292,8 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     out_dir = Path(out_dir)
     src = str(life_path.root) if isinstance(life_path, Life) else str(Path(life_path).resolve())
     identity = {"life": src, "config": cfg.identity()}
-    check_out_dir(out_dir, identity, cfg.overwrite)
+    run = run_digest(identity)
+    check_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
     table = ingest(life_path, cfg.fps)
     pairs, vis_counts, warnings, _ = find_all(table, cfg)
     write_pair_table(out_dir, table, pairs)
@@ -181,6 +301,10 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     summary["visibility"] = vis_counts
     P = len(pairs)
     n_shards = 0 if cfg.pairs_only else -(-P // cfg.pairs_per_shard)
+    mine_ids = [int(s) for s in np.array_split(np.arange(n_shards), cfg.num_nodes)[cfg.node_rank]] \
+        if n_shards else []
+    if cfg.overwrite and cfg.num_nodes > 1 and not merge:
+        clear_node_files(out_dir, mine_ids, n_shards, cfg.num_nodes, cfg.node_rank)
     life = table.life
     base = {
         "slife_version": slife_version(),
@@ -194,17 +318,23 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     }
     if cfg.pairs_only:
         return write_manifest(out_dir, 0, base)
-    mine_ids = [int(s) for s in np.array_split(np.arange(n_shards), cfg.num_nodes)[cfg.node_rank]] \
-        if n_shards else []
+    spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
     if not merge:
-        counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress)
+        counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir)
         log.info("node %d/%d: %s", cfg.node_rank, cfg.num_nodes, counts)
-    from slife.pairmine.shards import shard_complete
-
-    if cfg.num_nodes > 1 and not merge and not all(shard_complete(out_dir, s) for s in range(n_shards)):
+        if cfg.num_nodes > 1 and all(shard_complete(out_dir, s, run) for s in mine_ids):
+            _remove(spool_dir)  # this node's shards are done
+    complete = [shard_complete(out_dir, s, run) for s in range(n_shards)]
+    if cfg.num_nodes > 1 and not merge and not all(complete):
         log.info("node %d done; other nodes' shards are not all complete: run --merge when they are", cfg.node_rank)
         return out_dir / "manifest.json"
+    stale = [s for s in range(n_shards) if not complete[s] and (out_dir / stats_name(s)).exists()]
+    if stale:
+        raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards were written with other settings "
+                         f"(first: {shard_name(stale[0])}); run their nodes again, then --merge")
     path = write_manifest(out_dir, n_shards, base)
+    if cfg.num_nodes <= 1:
+        _remove(spool_dir)
     if cfg.preview > 0 and P:
         from slife.pairmine.preview import contact_sheet
 

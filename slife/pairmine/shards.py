@@ -1,17 +1,32 @@
 """Shard writer: mined pairs -> `pairs-%06d.tar` WebDataset shards, each followed by its `.stats.json`.
 
-Reads the `FrameTable` (sampled life) and the `PairTable` (write order from `combine.py`). Frames are
-decoded through `Life.iter_frames` in source order, each decoded once and JPEG-encoded once at
-`short_side` (and its depth, if the life has depth, stored as a uint16 mm PNG at the same size),
-whatever the number of pairs that use it; encoded bytes stay in a cache only while a pair still needs
-them. A shard is written as soon as every frame of its pairs has been decoded (pairs are ordered by the
-decode position of their later frame). Each tar is written under a temporary name with fixed mtimes
-(identical bytes on every run), renamed when complete, then its `.stats.json` (which marks it complete).
-Sample members follow DESIGN.md: `src.jpg`, `tgt.jpg`, `json`, optional `src.depth.png`/`tgt.depth.png`.
-Tars are written with the standard library in webdataset's TarWriter layout (USTAR, members of a sample
-contiguous and sorted, `<key>.<ext>` names): `import webdataset` pulls in torch (~10 s per process),
-which the writer does not need; the tests read the shards back with `webdataset.WebDataset`.
-Entry point: `write_shards(table, pairs, out_dir, shard_ids, ...)`. The manifest is `manifest.py`'s job.
+Reads the `FrameTable` (sampled life) and the `PairTable` (write order from `combine.py`). Every frame
+is decoded once and JPEG-encoded once at `short_side` (and its depth, if the life has depth, stored as
+a uint16 mm PNG at the same size), whatever the number of pairs that use it. Two ways to get there:
+
+- streaming (one process, `write_shards`): frames are decoded through `Life.iter_frames` in source
+  order; encoded bytes stay in a cache only while a pair still needs them, and a shard is written as
+  soon as every frame of its pairs has been decoded (pairs are ordered by the decode position of their
+  later frame).
+- spooled (several processes, driven by `pipeline.write_all`): phase 1, `spool_part` decodes and
+  encodes a contiguous stretch (in decode order) of the needed frames and appends the bytes to a spool
+  part file (`<out>/.frames[-node<r>]/part-%05d.bin`, written under a temporary name and renamed when
+  complete) followed by its index `part-%05d.json` (life index -> offset, length, depth offset, length,
+  stored (W, H); plus the ids that failed to decode), whose presence marks the part complete; an
+  interrupted run reuses the complete parts (`Spool`). Phase 2 writes shards from the spool
+  (`Spool.read`, `os.pread`). The pipeline removes the spool folder when its shards are all complete.
+
+Both ways write a shard with the same function, `write_shard`: the tar under a temporary name with
+fixed mtimes (identical bytes on every run and either way), renamed when complete, then its
+`.stats.json` (which marks it complete; its "run" field, a digest of the run's identity, lets a shard
+left by other settings be told from a finished one). Sample members follow DESIGN.md: `src.jpg`,
+`tgt.jpg`, `json`, optional `src.depth.png`/`tgt.depth.png`. Tars are written with the standard
+library in webdataset's TarWriter layout (USTAR, members of a sample contiguous and sorted,
+`<key>.<ext>` names): `import webdataset` pulls in torch (~10 s per process), which the writer does not
+need; the tests read the shards back with `webdataset.WebDataset`.
+Entry points: `write_shards(table, pairs, out_dir, shard_ids, ...)` (streaming), `spool_part` +
+`Spool` + `write_shard` (spooled). Process pools, output-folder policy and the manifest are left to
+`pipeline.py` and `manifest.py`.
 """
 
 from __future__ import annotations
@@ -21,9 +36,11 @@ import io
 import json
 import logging
 import os
+import re
+import socket
 import tarfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -59,10 +76,15 @@ def stats_name(s: int) -> str:
     return f"pairs-{s:06d}.stats.json"
 
 
+def tmp_suffix() -> str:
+    """Unique per process, also across machines sharing the folder (several nodes): host and pid."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '', socket.gethostname())[:32]}-{os.getpid()}"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{tmp_suffix()}")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -78,9 +100,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def shard_complete(out_dir: Path, s: int) -> bool:
-    """A shard is complete when its tar and its stats (written after the tar) both exist."""
-    return (out_dir / stats_name(s)).exists() and (out_dir / shard_name(s)).exists()
+def shard_complete(out_dir: Path, s: int, run: str | None = None) -> bool:
+    """A shard is complete when its tar and its stats (written after the tar) both exist.
+
+    With `run` given, the stats must also carry that run digest (a shard left by other settings, or by
+    a writer older than the digest, is not complete: it will be written again).
+    """
+    out_dir = Path(out_dir)
+    st = out_dir / stats_name(s)
+    if not (st.exists() and (out_dir / shard_name(s)).exists()):
+        return False
+    if run is None:
+        return True
+    try:
+        return json.loads(st.read_text()).get("run") == run
+    except (OSError, ValueError):
+        return False
 
 
 def stored_size(w: int, h: int, short_side: int) -> tuple[int, int]:
@@ -159,94 +194,261 @@ def pair_json(table: FrameTable, pairs: PairTable, k: int, sizes: dict) -> dict:
     }
 
 
-def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], pairs_per_shard: int,
-                 short_side: int = 256, quality: int = 90, progress: Callable[..., None] | None = None) -> dict:
-    """Write the shards `shard_ids` (skipping complete ones); returns counts for this call."""
+def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
+    """Frame i's decoded RGB (H, W, 3) -> (JPEG bytes, depth PNG bytes or None, stored size (W, H)).
+
+    None when the pixels cannot be encoded (the frame then counts as corrupt); a depth map that cannot
+    be read only drops the depth members.
+    """
+    try:
+        jpg, size = encode_frame(rgb, short_side, quality)
+    except (OSError, ValueError):
+        return None
+    dep = None
+    if life.depth_paths is not None:
+        try:
+            d = life.read_depth(i)  # (H, W) metres or None
+            dep = None if d is None else encode_depth(d, size)
+        except (OSError, ValueError):
+            dep = None
+    return jpg, dep, size
+
+
+def pair_rows(s: int, pairs_per_shard: int, n_pairs: int) -> tuple[int, int]:
+    """Rows [r0, r1) of the pair table that shard s holds."""
+    return s * pairs_per_shard, min(n_pairs, (s + 1) * pairs_per_shard)
+
+
+def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pairs_per_shard: int,
+                frames: Mapping[int, tuple[bytes, bytes | None]], sizes: Mapping[int, tuple[int, int]],
+                run: str = "", release: Callable[[int], None] | None = None) -> dict:
+    """Write shard s (tar, then its stats) from encoded frames; returns its stats.
+
+    `frames`: life index -> (JPEG, depth PNG or None) for at least every decodable frame of the shard's
+    pairs; `sizes`: life index -> stored (W, H) of every frame that decoded (a pair with a frame missing
+    from `frames` is dropped and counted); `release(i)` is called once per pair end after the pair is
+    written (the streaming writer frees its cache there); `run` is recorded in the stats.
+    """
     out_dir = Path(out_dir)
     life = table.life
-    todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s)]
-    counts = {"shards_written": 0, "shards_skipped": len(shard_ids) - len(todo), "frames_decoded": 0,
-              "frames_corrupt": 0, "pairs_written": 0, "pairs_dropped_corrupt": 0}
+    has_depth = life.depth_paths is not None
+    r0, r1 = pair_rows(s, pairs_per_shard, len(pairs))
+    tmp = out_dir / f".{shard_name(s)}.tmp{tmp_suffix()}"
+    n_ok = n_bad = 0
+    missing: set[int] = set()
+    per_strategy: dict[str, int] = {}
+    with open(tmp, "wb") as f:
+        tw = TarShard(f)
+        for k in range(r0, r1):
+            a, b = int(pairs.a[k]), int(pairs.b[k])
+            if a in frames and b in frames:
+                js = pair_json(table, pairs, k, sizes)
+                fa, fb = frames[a], frames[b]
+                sample = {"__key__": f"{life.name}_{k:09d}", "src.jpg": fa[0], "tgt.jpg": fb[0],
+                          "json": json.dumps(js).encode()}
+                if has_depth and fa[1] is not None and fb[1] is not None:
+                    sample["src.depth.png"] = fa[1]
+                    sample["tgt.depth.png"] = fb[1]
+                tw.write(sample)
+                n_ok += 1
+                per_strategy[js["strategy"]] = per_strategy.get(js["strategy"], 0) + 1
+            else:
+                n_bad += 1
+                missing.update(i for i in (a, b) if i not in sizes)
+            if release is not None:
+                release(a)
+                release(b)
+        tw.close()
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out_dir / shard_name(s))
+    stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [int(r0), int(r1)], "pairs_dropped_corrupt": n_bad,
+             "strategies": per_strategy, "frames_missing": sorted(missing),
+             "bytes": (out_dir / shard_name(s)).stat().st_size, "sha256": sha256_file(out_dir / shard_name(s)),
+             "run": run}
+    atomic_write_bytes(out_dir / stats_name(s), json.dumps(stats, indent=1).encode())
+    return stats
+
+
+def new_counts(shards_skipped: int = 0) -> dict:
+    """The counts a writer call returns (summed over processes by the pipeline)."""
+    return {"shards_written": 0, "shards_skipped": shards_skipped, "frames_decoded": 0, "frames_corrupt": 0,
+            "pairs_written": 0, "pairs_dropped_corrupt": 0}
+
+
+def add_shard_counts(counts: dict, stats: dict) -> None:
+    counts["shards_written"] += 1
+    counts["pairs_written"] += stats["samples"]
+    counts["pairs_dropped_corrupt"] += stats["pairs_dropped_corrupt"]
+
+
+def todo_rows(shard_ids: list[int], pairs_per_shard: int, n_pairs: int) -> np.ndarray:
+    """(R,) int64 pair-table rows of the shards `shard_ids`."""
+    if not shard_ids:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(*pair_rows(s, pairs_per_shard, n_pairs)) for s in shard_ids]).astype(np.int64)
+
+
+def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], pairs_per_shard: int,
+                 short_side: int = 256, quality: int = 90, progress: Callable[..., None] | None = None,
+                 run: str | None = None) -> dict:
+    """Streaming writer: write the shards `shard_ids` (skipping complete ones) in one process; returns counts."""
+    out_dir = Path(out_dir)
+    life = table.life
+    todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s, run)]
+    counts = new_counts(len(shard_ids) - len(todo))
     if not todo:
         return counts
     P = len(pairs)
-    rows = np.concatenate([np.arange(s * pairs_per_shard, min(P, (s + 1) * pairs_per_shard)) for s in todo])
+    rows = todo_rows(todo, pairs_per_shard, P)
     ends = pairs.a[rows], pairs.b[rows]
     need = np.unique(np.concatenate(ends))
     uses = np.bincount(np.concatenate(ends), minlength=len(life))  # (N,) remaining uses per frame
     ready_rank = np.maximum(table.decode_rank[pairs.a], table.decode_rank[pairs.b])  # (P,)
-    has_depth = life.depth_paths is not None
     cache: dict[int, tuple[bytes, bytes | None]] = {}
     sizes: dict[int, tuple[int, int]] = {}
     pending = list(todo)
 
+    def release(i: int):
+        uses[i] -= 1
+        if uses[i] <= 0:
+            cache.pop(i, None)
+
     def flush(upto_rank: float):
         while pending:
             s = pending[0]
-            r0, r1 = s * pairs_per_shard, min(P, (s + 1) * pairs_per_shard)
+            r0, r1 = pair_rows(s, pairs_per_shard, P)
             if ready_rank[r1 - 1] > upto_rank:
                 return
             pending.pop(0)
-            _write_one(s, r0, r1)
-
-    def _write_one(s: int, r0: int, r1: int):
-        tmp = out_dir / f".{shard_name(s)}.tmp{os.getpid()}"
-        n_ok = n_bad = 0
-        missing: set[int] = set()
-        per_strategy: dict[str, int] = {}
-        with open(tmp, "wb") as f:
-            tw = TarShard(f)
-            for k in range(r0, r1):
-                a, b = int(pairs.a[k]), int(pairs.b[k])
-                if a in cache and b in cache:
-                    js = pair_json(table, pairs, k, sizes)
-                    sample = {"__key__": f"{life.name}_{k:09d}", "src.jpg": cache[a][0], "tgt.jpg": cache[b][0],
-                              "json": json.dumps(js).encode()}
-                    if has_depth and cache[a][1] is not None and cache[b][1] is not None:
-                        sample["src.depth.png"] = cache[a][1]
-                        sample["tgt.depth.png"] = cache[b][1]
-                    tw.write(sample)
-                    n_ok += 1
-                    per_strategy[js["strategy"]] = per_strategy.get(js["strategy"], 0) + 1
-                else:
-                    n_bad += 1
-                    missing.update(i for i in (a, b) if i not in sizes)
-                for i in (a, b):
-                    uses[i] -= 1
-                    if uses[i] <= 0:
-                        cache.pop(i, None)
-            tw.close()
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_dir / shard_name(s))
-        stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [int(r0), int(r1)], "pairs_dropped_corrupt": n_bad,
-                 "strategies": per_strategy, "frames_missing": sorted(missing), "bytes": (out_dir / shard_name(s)).stat().st_size,
-                 "sha256": sha256_file(out_dir / shard_name(s))}
-        atomic_write_bytes(out_dir / stats_name(s), json.dumps(stats, indent=1).encode())
-        counts["shards_written"] += 1
-        counts["pairs_written"] += n_ok
-        counts["pairs_dropped_corrupt"] += n_bad
-        if progress:
-            progress(r1 - r0)
+            add_shard_counts(counts, write_shard(table, pairs, out_dir, s, pairs_per_shard, cache, sizes,
+                                                 run or "", release))
+            if progress:
+                progress(r1 - r0)
 
     seen = 0
     for i, rgb in life.iter_frames(need):
-        try:
-            jpg, size = encode_frame(rgb, short_side, quality)
-        except (OSError, ValueError):
+        enc = encode_one(life, i, rgb, short_side, quality)
+        if enc is None:
             continue
-        dep = None
-        if has_depth:
-            try:
-                d = life.read_depth(i)
-                dep = None if d is None else encode_depth(d, size)
-            except (OSError, ValueError):
-                dep = None
-        cache[i] = (jpg, dep)
-        sizes[i] = size
+        cache[i] = enc[:2]
+        sizes[i] = enc[2]
         seen += 1
         flush(table.decode_rank[i])
     flush(np.inf)
     counts["frames_decoded"] = seen
     counts["frames_corrupt"] = int(len(need) - seen)
     return counts
+
+
+def spool_name(num_nodes: int, node_rank: int) -> str:
+    """The spool folder's name inside the output folder: one per node, so nodes never share one."""
+    return ".frames" if num_nodes <= 1 else f".frames-node{node_rank}"
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:05d}"
+
+
+def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, short_side: int, quality: int,
+               run: str) -> dict:
+    """Decode frames `ids` (life indices, decode order) once, encode them and write spool part `part`.
+
+    Bytes go to `part-%05d.bin` (temporary name, renamed when complete), then the index
+    `part-%05d.json` {"run", "asked": ids, "frames": {id: [off, len, depth_off, depth_len, W, H]}}
+    (depth_len 0: no depth); frames that fail to decode or encode are in "asked" but not in "frames".
+    Returns {"frames_decoded", "frames_corrupt"}.
+    """
+    life = table.life
+    spool_dir = Path(spool_dir)
+    name = part_name(part)
+    tmp = spool_dir / f".{name}.bin.tmp{tmp_suffix()}"
+    entries: dict[str, list[int]] = {}
+    off = 0
+    with open(tmp, "wb") as f:
+        for i, rgb in life.iter_frames(ids):
+            enc = encode_one(life, i, rgb, short_side, quality)
+            if enc is None:
+                continue
+            jpg, dep, (w, h) = enc
+            f.write(jpg)
+            e = [off, len(jpg), 0, 0, int(w), int(h)]
+            off += len(jpg)
+            if dep is not None:
+                f.write(dep)
+                e[2], e[3] = off, len(dep)
+                off += len(dep)
+            entries[str(int(i))] = e
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, spool_dir / f"{name}.bin")
+    index = {"run": run, "asked": [int(i) for i in ids], "frames": entries}
+    atomic_write_bytes(spool_dir / f"{name}.json", json.dumps(index).encode())
+    return {"frames_decoded": len(entries), "frames_corrupt": int(len(ids) - len(entries))}
+
+
+class Spool:
+    """The complete parts of a spool folder: which frames are encoded where, and reading them back.
+
+    Opening it tidies the folder: temporary files of killed writers, part files without an index and
+    parts of another run (other settings) are removed. Read-only afterwards; safe to use in forked
+    processes (files are opened per process and read with `os.pread`).
+    """
+
+    def __init__(self, spool_dir: Path, run: str):
+        self.dir = Path(spool_dir)
+        self.where: dict[int, tuple[int, int, int, int, int]] = {}  # id -> (part, off, len, depth off, depth len)
+        self.sizes: dict[int, tuple[int, int]] = {}  # id -> stored (W, H)
+        self.asked: set[int] = set()  # every id a complete part tried (decoded or corrupt)
+        self.last_part = -1  # highest part number present (complete or not)
+        self._files: dict[int, int] = {}
+        self._pid = os.getpid()
+        if not self.dir.exists():
+            return
+        for p in self.dir.glob(".part-*"):  # temporaries of a killed writer
+            p.unlink(missing_ok=True)
+        indexed = set()
+        for p in sorted(self.dir.glob("part-*.json")):
+            part = int(p.stem.split("-")[1])
+            try:
+                ix = json.loads(p.read_text())
+            except (OSError, ValueError):
+                ix = None
+            bin_path = self.dir / f"{part_name(part)}.bin"
+            if ix is None or ix.get("run") != run or not bin_path.exists():
+                p.unlink(missing_ok=True)
+                bin_path.unlink(missing_ok=True)
+                continue
+            indexed.add(part)
+            self.last_part = max(self.last_part, part)
+            self.asked.update(int(i) for i in ix["asked"])
+            for i, (off, n, doff, dn, w, h) in ix["frames"].items():
+                self.where[int(i)] = (part, off, n, doff, dn)
+                self.sizes[int(i)] = (w, h)
+        for p in self.dir.glob("part-*.bin"):  # renamed, but killed before its index was written
+            part = int(p.stem.split("-")[1])
+            if part not in indexed:
+                p.unlink(missing_ok=True)
+
+    def _fd(self, part: int) -> int:
+        if self._pid != os.getpid():  # forked: descriptors are per process
+            self._files, self._pid = {}, os.getpid()
+        if part not in self._files:
+            self._files[part] = os.open(self.dir / f"{part_name(part)}.bin", os.O_RDONLY)
+        return self._files[part]
+
+    def read(self, ids) -> dict[int, tuple[bytes, bytes | None]]:
+        """Encoded bytes of the spooled frames among `ids`: id -> (JPEG, depth PNG or None)."""
+        out = {}
+        have = sorted((self.where[i][:2], i) for i in {int(i) for i in ids} if i in self.where)  # by (part, off)
+        for _, i in have:
+            part, off, n, doff, dn = self.where[i]
+            fd = self._fd(part)
+            out[i] = (os.pread(fd, n, off), os.pread(fd, dn, doff) if dn else None)
+        return out
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for fd in self._files.values():
+                os.close(fd)
+        self._files = {}

@@ -1,8 +1,17 @@
-"""The mining run: output-folder policy, poses missing, nodes + merge, pairs-only, config validation."""
+"""The mining run: output-folder policy, poses missing, nodes + merge (+ overwrite), pairs-only, config validation,
+the two-phase writer of --workers (frames decoded once, same bytes, resume after SIGKILL, spool removed)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from slife import pairmine as pm
@@ -95,3 +104,148 @@ def test_node_defaults_from_environment(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "6")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
     assert (pm.default_num_nodes(), pm.default_node_rank()) == (8, 5)
+
+
+def _log_decodes(monkeypatch, log_path):
+    """Append every frame id `Life.iter_frames` yields to `log_path` (one line each, from any forked process)."""
+    from slife.lives.life import Life
+
+    real = Life.iter_frames
+
+    def logged(self, ids, *a, **k):
+        for i, rgb in real(self, ids, *a, **k):
+            with open(log_path, "a") as f:
+                f.write(f"{i}\n")
+            yield i, rgb
+
+    monkeypatch.setattr(Life, "iter_frames", logged)
+
+
+def _decoded(log_path) -> list[int]:
+    return [int(x) for x in log_path.read_text().split()] if log_path.exists() else []
+
+
+def _stats_sha(folder):
+    return {p.name: json.loads(p.read_text())["sha256"] for p in sorted(folder.glob("pairs-*.stats.json"))}
+
+
+def test_workers_decode_each_frame_once(tmp_path, proc_life, small_cfg, monkeypatch):
+    from slife.pairmine import pipeline
+
+    monkeypatch.setattr(pipeline, "PART_FRAMES", 16)  # several parts per worker, frames far apart across parts
+    cfg = small_cfg(strategies=("spatial", "temporal", "augmented"))
+    one = json.loads(pm.run(cfg, proc_life, tmp_path / "one").read_text())
+    log_path = tmp_path / "decoded.txt"
+    _log_decodes(monkeypatch, log_path)
+    steps = []
+    two = json.loads(pm.run(replace(cfg, workers=2), proc_life, tmp_path / "two", progress=steps.append).read_text())
+    assert sum(steps) == two["summary"]["pairs"] and len(steps) > 4  # progress counts pairs over both phases
+    ids = _decoded(log_path)
+    assert len(ids) == len(set(ids)) == one["summary"]["frames_used"] > 40  # each frame decoded once
+    assert [s["sha256"] for s in one["shards"]] == [s["sha256"] for s in two["shards"]]
+    assert _stats_sha(tmp_path / "one") == _stats_sha(tmp_path / "two") and len(two["shards"]) > 3
+    assert not (tmp_path / "two" / ".frames").exists()  # spool removed once the set is complete
+
+
+def test_workers_same_bytes_with_video_and_depth(tmp_path, tiny_life):
+    cfg = pm.MineConfig(strategies=("temporal", "random"), fps=0, short_side=24, min_gap=0.1, max_gap=0.5,
+                        pairs_per_shard=10)
+    one = json.loads(pm.run(cfg, tiny_life, tmp_path / "one").read_text())
+    two = json.loads(pm.run(replace(cfg, workers=2), tiny_life, tmp_path / "two").read_text())
+    assert len(one["shards"]) > 3 and [s["sha256"] for s in one["shards"]] == [s["sha256"] for s in two["shards"]]
+    with tarfile.open(tmp_path / "two" / "pairs-000000.tar") as tf:
+        assert any(m.name.endswith("src.depth.png") for m in tf)
+
+
+SPOOL_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from slife import pairmine as pm
+    from slife.pairmine import pipeline, shards
+    from slife.pairmine.procedural import make_life
+    real = shards.encode_frame
+    def slow(*a, **k):
+        time.sleep(0.02)
+        return real(*a, **k)
+    shards.encode_frame = slow
+    pipeline.PART_FRAMES = 12
+    life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=Path(sys.argv[1]))
+    cfg = pm.MineConfig(strategies=("spatial", "temporal"), fps=0, voxel=0.3, short_side=16, pairs_per_shard=40,
+                        workers=2)
+    pm.run(cfg, life, sys.argv[2])
+""")
+
+
+def test_workers_killed_in_spooling_resume_without_decoding_twice(tmp_path, proc_images, proc_life, small_cfg,
+                                                                  monkeypatch):
+    from slife.pairmine import pipeline, shards
+
+    cfg = small_cfg(strategies=("spatial", "temporal"), workers=2)
+    ref = json.loads(pm.run(replace(cfg, workers=1), proc_life, tmp_path / "ref").read_text())
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", SPOOL_WRITER, str(proc_images), str(out)],
+                            start_new_session=True)  # its own process group: the pool workers die with it
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list((out / ".frames").glob("part-*.json"))) < 2:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # finished before the kill: the asserts below say so
+        pass
+    finally:
+        proc.wait()
+    spool = shards.Spool(out / ".frames", pipeline.run_digest(json.loads((out / "mine.json").read_text())))
+    done = set(spool.asked)
+    assert len(done) >= 2 and not list(out.glob("pairs-*.stats.json")), "not killed while spooling"
+    assert len(done) < ref["summary"]["frames_used"]
+    log_path = tmp_path / "decoded.txt"
+    _log_decodes(monkeypatch, log_path)
+    monkeypatch.setattr(pipeline, "PART_FRAMES", 12)
+    man = json.loads(pm.run(cfg, proc_life, out).read_text())  # resume
+    again = _decoded(log_path)
+    assert not done & set(again), "frames of complete spool parts were decoded again"
+    assert len(done) + len(set(again)) == ref["summary"]["frames_used"]
+    assert [s["sha256"] for s in man["shards"]] == [s["sha256"] for s in ref["shards"]]
+    assert not (out / ".frames").exists() and not list(out.glob(".*tmp*"))
+
+
+def test_overwrite_with_nodes_keeps_other_nodes_shards(tmp_path, proc_life, small_cfg):
+    cfg = small_cfg(strategies=("spatial", "temporal"), pairs_per_shard=25)
+    one = json.loads(pm.run(cfg, proc_life, tmp_path / "one").read_text())
+    out = tmp_path / "nodes"
+    old = json.loads(pm.run(small_cfg(strategies=("temporal",), pairs_per_shard=5), proc_life, out).read_text())
+    n_new = len(one["shards"])
+    assert len(old["shards"]) > n_new >= 3  # old shards in every node's range, and beyond the new count
+
+    def files(rank):
+        ids = [int(s) for s in np.array_split(np.arange(n_new), 3)[rank]]
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for s in ids
+                for p in (out / f"pairs-{s:06d}.tar", out / f"pairs-{s:06d}.stats.json")}
+
+    def node(rank):
+        return replace(cfg, num_nodes=3, node_rank=rank, overwrite=True, workers=2)
+    pm.run(node(1), proc_life, out)
+    first = files(1)
+    assert not (out / ".frames-node1").exists()  # its spool is gone once its shards are done
+    pm.run(node(0), proc_life, out)  # rank 0 removes the old manifest and old shards beyond the new count
+    assert files(1) == first  # ... but not node 1's fresh shards
+    assert not (out / "manifest.json").exists()  # node 2's range still holds old shards: not complete
+    assert not (out / f"pairs-{n_new:06d}.tar").exists()
+    both = {**files(0), **first}
+    pm.run(node(2), proc_life, out)  # the last node completes the set and writes the manifest
+    assert {**files(0), **files(1)} == both
+    for merged in (json.loads((out / "manifest.json").read_text()),
+                   json.loads(pm.run(replace(cfg, num_nodes=3), proc_life, out, merge=True).read_text())):
+        assert [s["sha256"] for s in merged["shards"]] == [s["sha256"] for s in one["shards"]]
+        assert merged["summary"]["pairs_per_strategy"] == one["summary"]["pairs_per_strategy"]
+    assert sorted(p.name for p in out.glob("pairs-*.tar")) == [s["name"] for s in one["shards"]]
+    assert json.loads((out / "mine.json").read_text())["config"]["pairs_per_shard"] == 25
+
+
+def test_merge_refuses_shards_of_other_settings(tmp_path, proc_life, small_cfg):
+    out = tmp_path / "nodes"
+    pm.run(small_cfg(strategies=("temporal",), pairs_per_shard=5), proc_life, out)
+    cfg = small_cfg(strategies=("temporal",), pairs_per_shard=25, num_nodes=2, overwrite=True)
+    pm.run(cfg, proc_life, out)  # rank 0 only: rank 1's range still holds the old run's shards
+    with pytest.raises(SlifeError, match="other settings"):
+        pm.run(replace(cfg, overwrite=False), proc_life, out, merge=True)

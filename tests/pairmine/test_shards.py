@@ -137,3 +137,25 @@ def test_workers_give_the_same_shards(tmp_path, proc_life, small_cfg):
     two = json.loads(pm.run(small_cfg(strategies=("temporal", "random"), workers=2), proc_life,
                             tmp_path / "b").read_text())
     assert [s["sha256"] for s in one["shards"]] == [s["sha256"] for s in two["shards"]]
+
+
+def test_spool_parts_read_back_and_tidy(tmp_path, proc_life):
+    from slife.pairmine.ingest import ingest
+
+    table = ingest(proc_life, 0)
+    spool = tmp_path / ".frames"
+    spool.mkdir()
+    ids = np.array([0, 1, 2, 40, 41])
+    c = shards.spool_part(table, ids, spool, 0, 16, 90, "run-a")
+    assert c == {"frames_decoded": 5, "frames_corrupt": 0}
+    shards.spool_part(table, np.array([5]), spool, 1, 16, 90, "run-b")  # other settings: dropped on open
+    (spool / ".part-00002.bin.tmpx-1").write_bytes(b"partial")  # a killed writer's temporary
+    (spool / "part-00003.bin").write_bytes(b"renamed, no index")
+    sp = shards.Spool(spool, "run-a")
+    assert sp.asked == {0, 1, 2, 40, 41} and sp.last_part == 0
+    assert sorted(p.name for p in spool.iterdir()) == ["part-00000.bin", "part-00000.json"]
+    got = sp.read([41, 0, 7])
+    rgb = dict(proc_life.iter_frames([0]))[0]
+    assert set(got) == {0, 41} and got[0] == (shards.encode_frame(rgb, 16, 90)[0], None)
+    assert sp.sizes[0] == (21, 16)
+    sp.close()
