@@ -30,8 +30,13 @@ import torch
 from PIL import Image
 
 
-def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per_shard: int = 32) -> Path:
+def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per_shard: int = 32,
+                       tar_format: str = "ustar") -> Path:
+    """Shards of textured JPEG pairs; `tar_format` ustar (what `slife mine-pairs` writes) or pax
+    (`webdataset.TarWriter`, Python's default tar format: one extra header per member)."""
     import webdataset as wds
+
+    from slife.pairmine.shards import TarShard
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -40,7 +45,7 @@ def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per
     for s in range((pairs + per_shard - 1) // per_shard):
         name = f"pairs-{s:06d}.tar"
         n = min(per_shard, pairs - s * per_shard)
-        with wds.TarWriter(str(folder / name)) as tw:
+        with (wds.TarWriter(str(folder / name)) if tar_format == "pax" else _Ustar(folder / name, TarShard)) as tw:
             for i in range(n):
                 img = np.zeros((h + 32, w + 32, 3))
                 for _ in range(6):
@@ -61,6 +66,21 @@ def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per
     return folder
 
 
+class _Ustar:
+    """slife's shard tar writer as a context manager with webdataset's `write`."""
+
+    def __init__(self, path: Path, cls):
+        self.f = open(path, "wb")
+        self.tw = cls(self.f)
+
+    def __enter__(self):
+        return self.tw
+
+    def __exit__(self, *exc):
+        self.tw.close()
+        self.f.close()
+
+
 def jpeg_bytes(folder: Path) -> list[tuple[bytes, bytes]]:
     from slife.train.stream import CountingHandler, read_tars, resolve_shards
 
@@ -72,8 +92,8 @@ def bare_decode_rate(pairs: list[tuple[bytes, bytes]], repeat: int) -> float:
     t = time.perf_counter()
     for _ in range(repeat):
         for a, b in pairs:
-            Image.open(io.BytesIO(a)).convert("RGB")
-            Image.open(io.BytesIO(b)).convert("RGB")
+            Image.open(io.BytesIO(a)).load()  # decode only (RGB JPEGs decode to RGB)
+            Image.open(io.BytesIO(b)).load()
     return repeat * len(pairs) / (time.perf_counter() - t)
 
 
@@ -143,29 +163,35 @@ def main():
     ap.add_argument("--steps", type=int, default=30, help="training steps per timed run")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the model")
     ap.add_argument("--workers", type=int, default=1, help="loader workers in the tiny run")
+    ap.add_argument("--loader-only", action="store_true", help="only the loader vs bare decoding table")
     a = ap.parse_args()
     load = os.getloadavg()[0]
     print(f"load average at start: {load:.1f} on {os.cpu_count()} cores\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_bench_shards(Path(tmp) / "shards", a.pairs)
+        pax = write_bench_shards(Path(tmp) / "shards_pax", a.pairs, tar_format="pax")
         pairs = jpeg_bytes(folder)
         torch.set_num_threads(1)  # a loader worker is single-threaded
-        # rounds alternate the two measurements, so that a busy machine slows both alike; medians reported
-        res = {"bare": [], 224: [], 64: [], "j224": [], "j64": []}
+        # rounds alternate the measurements, so that a busy machine slows them alike; medians reported
+        runs = {"224": (folder, 224), "224 (PAX tars)": (pax, 224), "64": (folder, 64)}
+        res: dict = {"bare": [], "j224": [], "j64": [], **{k: [] for k in runs}}
         for _ in range(a.rounds):
-            for S in (224, 64):
+            for k, (f, S) in runs.items():
                 res["bare"].append(bare_decode_rate(pairs, 1))
-                r, j = loader_rate(folder, S, 32, a.batches)
-                res[S].append(r / res["bare"][-1])
-                res[f"j{S}"].append(j)
+                r, j = loader_rate(f, S, 32, a.batches)
+                res[k].append(r / res["bare"][-1])
+                if k in ("224", "64"):
+                    res[f"j{k}"].append(j)
         bare = float(np.median(res["bare"]))
         print("| loader, 1 process (= 1 worker), 341x256 JPEG pairs | pairs/s | vs bare decode |")
         print("|---|---:|---:|")
-        print(f"| bare PIL decode of both JPEGs (bytes in memory) | {bare:.0f} | 1.00 |")
-        for S in (224, 64):
-            ratio = float(np.median(res[S]))
-            print(f"| PairStream at {S}: tar + decode + 2 independent crops + jitter draw + batch | "
+        print(f"| bare PIL decode of both JPEGs (bytes in memory, decode only) | {bare:.0f} | 1.00 |")
+        for k in runs:
+            ratio = float(np.median(res[k]))
+            print(f"| PairStream at {k}: tar + decode + 2 independent crops + jitter draw + batch | "
                   f"{ratio * bare:.0f} | {ratio:.2f} |", flush=True)
+        if a.loader_only:
+            return
         for S in (224, 64):
             j = float(np.median(res[f"j{S}"]))
             print(f"| (training process) `to_model_input` at {S}: jitter + normalise, 1 CPU thread | {j:.0f} | "

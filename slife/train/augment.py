@@ -20,6 +20,7 @@ Entry points: `PairAugment`, `to_model_input`. Decoding and the sample stream ar
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,44 @@ def resize_short_side(img: Image.Image, short: int) -> Image.Image:
         return img
     s = short / min(w, h)
     return img.resize((max(short, round(w * s)), max(short, round(h * s))), Image.BILINEAR)
+
+
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ArrowArray struct (a stable ABI), for reading Pillow's pixel export."""
+
+
+_ArrowArray._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+                        ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+                        ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+                        ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))), ("dictionary", ctypes.c_void_p),
+                        ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p)]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+def copy_rgb(im: Image.Image, out: np.ndarray, x0: int = 0, y0: int = 0) -> None:
+    """Copy the (h, w) window at (x0, y0) of an RGB image into `out` (h, w, 4) uint8 (RGB + a padding byte).
+
+    Pillow keeps RGB as 4 bytes a pixel, so `tobytes`/`np.asarray` repack a copy to 3 bytes (and `crop` makes
+    one more). Pillow >= 11.2 exports its pixel block through the Arrow C data interface: read in place (one
+    fixed-size-list child holding W*H*4 bytes), the window is one copy of whole 32-bit pixels, row by row;
+    the padding byte rides along and the consumer drops it (a strided view, no copy). Anything else (older
+    Pillow, an image not held in one block) takes the plain path.
+    """
+    h, w = out.shape[:2]
+    W, H = im.size
+    try:
+        _, arr_capsule = im.__arrow_c_array__()  # keep the capsule alive while its memory is read
+        arr = _ArrowArray.from_address(_capsule_pointer(arr_capsule, b"arrow_array"))
+        child = arr.children[0].contents
+        if arr.n_children != 1 or child.length != W * H * 4 or arr.offset or child.offset:
+            raise ValueError("unexpected Arrow layout")
+        px = np.frombuffer((ctypes.c_uint32 * (W * H)).from_address(child.buffers[1]), np.uint32).reshape(H, W)
+        out.view(np.uint32).reshape(h, w)[...] = px[y0:y0 + h, x0:x0 + w]
+        del px
+    except (AttributeError, ValueError, TypeError):
+        out[..., :3] = np.asarray(im.crop((x0, y0, x0 + w, y0 + h)))
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -90,30 +129,43 @@ class PairAugment:
     def short(self) -> int:
         return self.resize_short or default_resize_short(self.img_size)
 
-    def crop(self, img: Image.Image, rng: np.random.Generator, augmented: bool = False) -> Image.Image:
-        """One view: resize short side to `short`, random S x S crop (RGB); for an `augmented` pair's view
-        the crop box is S / zoom (clipped to the image) resampled to S x S, then maybe flipped."""
+    def _plan(self, img: Image.Image, rng: np.random.Generator, augmented: bool):
+        """Draw one view's crop: (img, x0, y0) for a plain S x S window of `img`, or (a new S x S image, 0, 0)."""
         S, short = self.img_size, self.short
         w, h = img.size
         scale = short / min(w, h)  # original px -> resized px
         rw, rh = max(short, round(w * scale)), max(short, round(h * scale))  # resized size
+        sx, sy = w / rw, h / rh
         if augmented:
             lo, hi = np.log(self.aug_zoom[0]), np.log(self.aug_zoom[1])
             L = min(S / float(np.exp(rng.uniform(lo, hi))), rw, rh)  # box side in resized px
             x0, y0 = float(rng.uniform(0, rw - L)), float(rng.uniform(0, rh - L))
-            sx, sy = w / rw, h / rh
             out = img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + L) * sx, (y0 + L) * sy))
             if rng.random() < self.aug_flip:
                 out = out.transpose(Image.FLIP_LEFT_RIGHT)
-            return out if out.mode == "RGB" else out.convert("RGB")
+            return out, 0, 0
         x0 = int(rng.integers(0, rw - S + 1))
         y0 = int(rng.integers(0, rh - S + 1))
         if (rw, rh) == (w, h):
-            out = img.crop((x0, y0, x0 + S, y0 + S))
-        else:  # resample only the crop's box of the original: cost ~ S^2, not the whole image
-            sx, sy = w / rw, h / rh
-            out = img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + S) * sx, (y0 + S) * sy))
+            return img, x0, y0
+        # resample only the crop's box of the original: cost ~ S^2, not the whole image
+        return img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + S) * sx, (y0 + S) * sy)), 0, 0
+
+    def crop(self, img: Image.Image, rng: np.random.Generator, augmented: bool = False) -> Image.Image:
+        """One view: resize short side to `short`, random S x S crop (RGB); for an `augmented` pair's view
+        the crop box is S / zoom (clipped to the image) resampled to S x S, then maybe flipped."""
+        S = self.img_size
+        im, x0, y0 = self._plan(img, rng, augmented)
+        out = im.crop((x0, y0, x0 + S, y0 + S)) if im.size != (S, S) else im
         return out if out.mode == "RGB" else out.convert("RGB")
+
+    def crop_into(self, img: Image.Image, rng: np.random.Generator, augmented: bool, out: np.ndarray) -> None:
+        """`crop` written straight into `out` (S, S, 4) uint8, RGB + a padding byte (same draws, same pixels)."""
+        S = self.img_size
+        im, x0, y0 = self._plan(img, rng, augmented)
+        if im.mode != "RGB":
+            im = im.convert("RGB")
+        copy_rgb(im, out, x0, y0)
 
     def color(self, rng: np.random.Generator) -> np.ndarray:
         """One view's jitter as (4,): brightness, contrast, saturation factors and hue shift (turns)."""
@@ -128,18 +180,18 @@ class PairAugment:
         """A batch of (src, tgt) PIL pairs -> {"src","tgt": uint8 (B,3,S,S) crops (a channels-last view, no
         copy), "src_color","tgt_color": float32 (B,4) jitter parameters}; `to_model_input` applies the jitter.
         `augmented[i]` marks pair i as an `augmented` pair (zoom and flip its views too)."""
-        crops = {"src": [], "tgt": []}
-        colors = {"src": [], "tgt": []}
+        S, B = self.img_size, len(pairs)
+        crops = {k: np.empty((B, S, S, 4), np.uint8) for k in ("src", "tgt")}  # (B,S,S,4) RGB + padding, in place
+        colors = {k: np.empty((B, 4), np.float32) for k in ("src", "tgt")}
         for i, (src, tgt) in enumerate(pairs):
             aug = bool(augmented[i]) if augmented is not None else False
             for name, im in (("src", src), ("tgt", tgt)):
-                c = self.crop(im, rng, aug)
-                crops[name].append(np.frombuffer(c.tobytes(), np.uint8).reshape(c.height, c.width, 3))  # (S,S,3)
-                colors[name].append(self.color(rng))
+                self.crop_into(im, rng, aug, crops[name][i])
+                colors[name][i] = self.color(rng)
         out = {}
         for k in ("src", "tgt"):
-            out[k] = torch.from_numpy(np.stack(crops[k])).permute(0, 3, 1, 2)  # (B,3,S,S) uint8, channels-last
-            out[f"{k}_color"] = torch.from_numpy(np.stack(colors[k]))  # (B,4)
+            out[k] = torch.from_numpy(crops[k]).permute(0, 3, 1, 2)[:, :3]  # (B,3,S,S) uint8 view, channels-last
+            out[f"{k}_color"] = torch.from_numpy(colors[k])  # (B,4)
         return out
 
 

@@ -253,10 +253,13 @@ def resampled(urls: list[str], weights: list[int], rng: np.random.Generator) -> 
 
 
 def read_tars(urls: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
-    """{"url": tar path} -> raw samples {"__key__", "__url__", "src.jpg": bytes, ...} (webdataset)."""
+    """{"url": tar path} -> raw samples {"__key__", "__url__", "src.jpg": bytes, ...}: members read by
+    `tario` (local files; webdataset's tarfile reader otherwise), grouped by webdataset's `group_by_keys`."""
     import webdataset as wds
 
-    return wds.tarfile_to_samples(handler=handler)(urls)
+    from slife.train.tario import tar_file_samples
+
+    return wds.tariterators.group_by_keys(tar_file_samples(urls, handler), handler=handler)
 
 
 def well_formed(samples: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
@@ -301,11 +304,14 @@ def decode_pair(sample: dict, draft_short: int | None = None) -> dict:
     for v in ("src", "tgt"):
         try:
             im = Image.open(io.BytesIO(sample[f"{v}.jpg"]))
-            if draft_short is not None:
+            if draft_short is not None and min(im.size) >= 2 * draft_short:  # a smaller DCT scale is possible
                 w, h = im.size
                 s = draft_short / min(w, h)
                 im.draft("RGB", (max(1, int(np.ceil(w * s))), max(1, int(np.ceil(h * s)))))
-            im = im.convert("RGB")
+            if im.mode == "RGB":
+                im.load()  # decode in place (convert would copy the whole image once more)
+            else:
+                im = im.convert("RGB")
         except Exception as e:  # PIL raises many types for broken bytes
             raise ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {v}.jpg: {e}") from None
         out[v] = im

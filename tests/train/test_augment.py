@@ -104,3 +104,18 @@ def test_is_augmented_reads_the_pair_json():
     assert is_augmented({"strategy": "x", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 3})
     assert not is_augmented({"strategy": "spatial", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 4})
     assert not is_augmented(None)
+
+
+@pytest.mark.parametrize("size,augmented", [((341, 256), False), ((300, 200), False), ((341, 256), True)])
+def test_crop_into_equals_crop(size, augmented):
+    from slife.train.augment import copy_rgb
+
+    im = _img(*size, seed=5)
+    aug = PairAugment(224, resize_short=256)
+    out = np.zeros((224, 224, 4), np.uint8)
+    aug.crop_into(im, np.random.default_rng(7), augmented, out)
+    ref = np.asarray(aug.crop(im, np.random.default_rng(7), augmented))
+    np.testing.assert_array_equal(out[..., :3], ref)
+    win = np.zeros((5, 6, 4), np.uint8)
+    copy_rgb(im, win, 3, 2)  # a window of the pixel block, read in place
+    np.testing.assert_array_equal(win[..., :3], np.asarray(im)[2:7, 3:9])
