@@ -251,7 +251,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     rows = sh.todo_rows(todo, cfg.pairs_per_shard, len(pairs))
     need = np.unique(np.concatenate([pairs.a[rows], pairs.b[rows]]))  # (F,) life indices
     spool = sh.Spool(spool_dir, run or "")
-    left = need[~np.isin(need, np.fromiter(spool.asked, np.int64, len(spool.asked)))]
+    left = need[~np.isin(need, spool.asked)]  # (L,) frames no complete part holds
     left = left[np.argsort(table.decode_rank[left], kind="stable")]  # decode order: contiguous video stretches
     P1 = int(round(len(rows) * SPOOL_SHARE)) if len(left) else 0
     ctx = mp.get_context("fork")
@@ -269,7 +269,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
                     counts["frames_corrupt"] += c["frames_corrupt"]
                     step(n)
             spool = sh.Spool(spool_dir, run or "")
-            lost = np.setdiff1d(need, np.fromiter(spool.asked, np.int64, len(spool.asked)))
+            lost = np.setdiff1d(need, spool.asked)
             if len(lost):  # a part vanished under us (another process cleaning the folder?)
                 raise SlifeError(f"{spool_dir}: {len(lost)} frames missing from the spool after spooling "
                                  f"(first: life frame {int(lost[0])}); run again")

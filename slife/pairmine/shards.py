@@ -387,48 +387,75 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
     return {"frames_decoded": len(entries), "frames_corrupt": int(len(ids) - len(entries))}
 
 
+class StoredSizes(Mapping):
+    """Read-only map life index -> stored (W, H) over an array (N, 2) int64, -1 where the frame is absent."""
+
+    def __init__(self, wh: np.ndarray):
+        self.wh = wh  # (N, 2) int64
+
+    def __contains__(self, i) -> bool:
+        return 0 <= int(i) < len(self.wh) and self.wh[int(i), 0] >= 0
+
+    def __getitem__(self, i) -> tuple[int, int]:
+        if i not in self:
+            raise KeyError(i)
+        return int(self.wh[int(i), 0]), int(self.wh[int(i), 1])
+
+    def __iter__(self):
+        return iter(int(i) for i in np.flatnonzero(self.wh[:, 0] >= 0))
+
+    def __len__(self) -> int:
+        return int((self.wh[:, 0] >= 0).sum())
+
+
 class Spool:
     """The complete parts of a spool folder: which frames are encoded where, and reading them back.
 
     Opening it tidies the folder: temporary files of killed writers, part files without an index and
     parts of another run (other settings) are removed. Read-only afterwards; safe to use in forked
-    processes (files are opened per process and read with `os.pread`).
+    processes (files are opened per process and read with `os.pread`). The index is kept in arrays
+    (a 270k-frame life: ~15 MB), shared copy-on-write with forked writers.
     """
 
     def __init__(self, spool_dir: Path, run: str):
         self.dir = Path(spool_dir)
-        self.where: dict[int, tuple[int, int, int, int, int]] = {}  # id -> (part, off, len, depth off, depth len)
-        self.sizes: dict[int, tuple[int, int]] = {}  # id -> stored (W, H)
-        self.asked: set[int] = set()  # every id a complete part tried (decoded or corrupt)
-        self.last_part = -1  # highest part number present (complete or not)
+        self.last_part = -1  # highest complete part number
         self._files: dict[int, int] = {}
         self._pid = os.getpid()
-        if not self.dir.exists():
-            return
-        for p in self.dir.glob(".part-*"):  # temporaries of a killed writer
-            p.unlink(missing_ok=True)
-        indexed = set()
-        for p in sorted(self.dir.glob("part-*.json")):
-            part = int(p.stem.split("-")[1])
-            try:
-                ix = json.loads(p.read_text())
-            except (OSError, ValueError):
-                ix = None
-            bin_path = self.dir / f"{part_name(part)}.bin"
-            if ix is None or ix.get("run") != run or not bin_path.exists():
+        asked: list[np.ndarray] = []
+        rows: list[np.ndarray] = []  # (n, 8) id, part, off, len, depth off, depth len, W, H
+        if self.dir.exists():
+            for p in self.dir.glob(".part-*"):  # temporaries of a killed writer
                 p.unlink(missing_ok=True)
-                bin_path.unlink(missing_ok=True)
-                continue
-            indexed.add(part)
-            self.last_part = max(self.last_part, part)
-            self.asked.update(int(i) for i in ix["asked"])
-            for i, (off, n, doff, dn, w, h) in ix["frames"].items():
-                self.where[int(i)] = (part, off, n, doff, dn)
-                self.sizes[int(i)] = (w, h)
-        for p in self.dir.glob("part-*.bin"):  # renamed, but killed before its index was written
-            part = int(p.stem.split("-")[1])
-            if part not in indexed:
-                p.unlink(missing_ok=True)
+            indexed = set()
+            for p in sorted(self.dir.glob("part-*.json")):
+                part = int(p.stem.split("-")[1])
+                try:
+                    ix = json.loads(p.read_text())
+                except (OSError, ValueError):
+                    ix = None
+                bin_path = self.dir / f"{part_name(part)}.bin"
+                if ix is None or ix.get("run") != run or not bin_path.exists():
+                    p.unlink(missing_ok=True)
+                    bin_path.unlink(missing_ok=True)
+                    continue
+                indexed.add(part)
+                self.last_part = max(self.last_part, part)
+                asked.append(np.asarray(ix["asked"], np.int64))
+                if ix["frames"]:
+                    r = np.array([[int(i), part, *e] for i, e in ix["frames"].items()], np.int64)  # (n, 8)
+                    rows.append(r)
+            for p in self.dir.glob("part-*.bin"):  # renamed, but killed before its index was written
+                if int(p.stem.split("-")[1]) not in indexed:
+                    p.unlink(missing_ok=True)
+        self.asked = np.unique(np.concatenate(asked)) if asked else np.zeros(0, np.int64)  # (A,) ids tried
+        r = np.concatenate(rows) if rows else np.zeros((0, 8), np.int64)
+        n = int(r[:, 0].max()) + 1 if len(r) else 0
+        self.loc = np.full((n, 5), -1, np.int64)  # (N, 5) part, off, len, depth off, depth len; part -1: absent
+        self.loc[r[:, 0]] = r[:, 1:6]
+        wh = np.full((n, 2), -1, np.int64)  # (N, 2) stored (W, H)
+        wh[r[:, 0]] = r[:, 6:8]
+        self.sizes = StoredSizes(wh)
 
     def _fd(self, part: int) -> int:
         if self._pid != os.getpid():  # forked: descriptors are per process
@@ -439,12 +466,15 @@ class Spool:
 
     def read(self, ids) -> dict[int, tuple[bytes, bytes | None]]:
         """Encoded bytes of the spooled frames among `ids`: id -> (JPEG, depth PNG or None)."""
+        ids = np.unique(np.asarray(ids, np.int64))
+        ids = ids[(ids >= 0) & (ids < len(self.loc))]
+        ids = ids[self.loc[ids, 0] >= 0]
+        ids = ids[np.lexsort((self.loc[ids, 1], self.loc[ids, 0]))]  # file order: by part, then offset
         out = {}
-        have = sorted((self.where[i][:2], i) for i in {int(i) for i in ids} if i in self.where)  # by (part, off)
-        for _, i in have:
-            part, off, n, doff, dn = self.where[i]
+        for i in ids:
+            part, off, n, doff, dn = (int(x) for x in self.loc[i])
             fd = self._fd(part)
-            out[i] = (os.pread(fd, n, off), os.pread(fd, dn, doff) if dn else None)
+            out[int(i)] = (os.pread(fd, n, off), os.pread(fd, dn, doff) if dn else None)
         return out
 
     def close(self) -> None:

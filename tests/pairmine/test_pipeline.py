@@ -195,7 +195,7 @@ def test_workers_killed_in_spooling_resume_without_decoding_twice(tmp_path, proc
     finally:
         proc.wait()
     spool = shards.Spool(out / ".frames", pipeline.run_digest(json.loads((out / "mine.json").read_text())))
-    done = set(spool.asked)
+    done = set(spool.asked.tolist())
     assert len(done) >= 2 and not list(out.glob("pairs-*.stats.json")), "not killed while spooling"
     assert len(done) < ref["summary"]["frames_used"]
     log_path = tmp_path / "decoded.txt"

@@ -75,7 +75,8 @@ def test_depth_members(tmp_path, tiny_life):
     assert d.dtype == np.uint16 and d.shape == (24, 32) and 200 < np.median(d[d > 0]) < 20000
 
 
-def test_corrupt_frames_skipped_and_counted(tmp_path, proc_images, small_cfg):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_frames_skipped_and_counted(tmp_path, proc_images, small_cfg, workers):
     import shutil
     from slife.pairmine.procedural import make_life
 
@@ -84,7 +85,7 @@ def test_corrupt_frames_skipped_and_counted(tmp_path, proc_images, small_cfg):
     life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=imgs)
     (imgs / "day1" / "000004.png").write_bytes(b"not a png")
     (imgs / "day2" / "000010.png").unlink()
-    man = json.loads(pm.run(small_cfg(strategies=("temporal",)), life, tmp_path / "out").read_text())
+    man = json.loads(pm.run(small_cfg(strategies=("temporal",), workers=workers), life, tmp_path / "out").read_text())
     s = man["summary"]
     assert s["frames_corrupt"] == 2 and s["pairs_dropped_corrupt"] > 0
     assert man["samples"] == s["pairs"] - s["pairs_dropped_corrupt"]
@@ -152,10 +153,10 @@ def test_spool_parts_read_back_and_tidy(tmp_path, proc_life):
     (spool / ".part-00002.bin.tmpx-1").write_bytes(b"partial")  # a killed writer's temporary
     (spool / "part-00003.bin").write_bytes(b"renamed, no index")
     sp = shards.Spool(spool, "run-a")
-    assert sp.asked == {0, 1, 2, 40, 41} and sp.last_part == 0
+    assert sp.asked.tolist() == [0, 1, 2, 40, 41] and sp.last_part == 0
     assert sorted(p.name for p in spool.iterdir()) == ["part-00000.bin", "part-00000.json"]
     got = sp.read([41, 0, 7])
     rgb = dict(proc_life.iter_frames([0]))[0]
     assert set(got) == {0, 41} and got[0] == (shards.encode_frame(rgb, 16, 90)[0], None)
-    assert sp.sizes[0] == (21, 16)
+    assert sp.sizes[0] == (21, 16) and 5 not in sp.sizes and len(sp.sizes) == 5
     sp.close()
