@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from slife.cli.app import app, console, progress_bar
+from slife.cli.lives import READER_OPTION_HELP
 
 
 def _summary_table(manifest: dict) -> None:
@@ -46,6 +47,9 @@ def mine_pairs(
     strategy: str = typer.Option("spatial+temporal", "--strategy", "-s",
                                  help="Strategies joined with '+': temporal, spatial, random, augmented."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default shards/<life>_<strategies>)."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Life reader to use instead of "
+                                                                     "auto-detection (see `slife inspect --help`)."),
+    reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
     fps: float = typer.Option(2.0, help="Frames sampled per second of video (0: every frame)."),
     min_gap: float = typer.Option(1.0, help="Temporal: smallest time gap in seconds."),
     max_gap: float = typer.Option(5.0, help="Temporal: largest time gap in seconds."),
@@ -77,9 +81,11 @@ def mine_pairs(
     from slife import pairmine as pm
     from slife.lives.life import life_name
 
+    from slife.lives import parse_options
+
     strategies = pm.parse_strategies(strategy)
     cfg = pm.MineConfig(
-        strategies=strategies, fps=fps, min_gap=min_gap, max_gap=max_gap, temporal_per_frame=temporal_per_frame,
+        strategies=strategies, reader=format, reader_options=tuple(parse_options(reader_option).items()), fps=fps, min_gap=min_gap, max_gap=max_gap, temporal_per_frame=temporal_per_frame,
         j_min=j_min, j_max=j_max, per_frame=per_frame, max_depth=max_depth, voxel=voxel,
         random_per_frame=random_per_frame, augmented_per_frame=augmented_per_frame, max_pairs=max_pairs,
         ratios=pm.parse_ratios(ratios), seed=seed, short_side=short_side, pairs_per_shard=pairs_per_shard,
@@ -99,15 +105,20 @@ def mine_pairs(
 def sfm(
     video_dir: Path = typer.Argument(..., help="Folder of videos (or any life with pixels) to give poses to."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default <video_dir>_sfm)."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Life reader to use instead of "
+                                                                     "auto-detection."),
+    reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
     fps: float = typer.Option(2.0, help="Frames sampled per second for reconstruction."),
     max_side: int = typer.Option(640, help="Longest image side used for features."),
     overlap: int = typer.Option(10, help="Sequential matching: neighbours matched per frame."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo a finished reconstruction."),
 ):
     """Structure from motion (pycolmap): write a COLMAP model that `slife mine-pairs` reads."""
+    from slife.lives import parse_options
     from slife.pairmine import sfm as sfm_mod
 
-    cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, overlap=overlap, overwrite=overwrite)
+    cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, overlap=overlap, overwrite=overwrite, reader=format,
+                            reader_options=tuple(parse_options(reader_option).items()))
     out = out or video_dir.parent / f"{video_dir.name}_sfm"
     with progress_bar("sfm", unit="frames") as advance:
         path = sfm_mod.run(cfg, video_dir, out, progress=advance)

@@ -68,6 +68,8 @@ class MineConfig:
     """Everything `slife mine-pairs` decides; `asdict` goes into manifest.json."""
 
     strategies: tuple[str, ...] = ("spatial", "temporal")  # strategies to run, in quota order
+    reader: str | None = None  # life format to read the input with (None: auto-detect; see slife.lives.READERS)
+    reader_options: tuple[tuple[str, str], ...] = ()  # reader options as (key, text), e.g. (("upright", "true"),)
     fps: float = 2.0  # frames sampled per second of each video (0: every frame)
     # temporal: 1-5 s at 2 fps is 2-10 sampled frames apart: views change (head turns, steps) but
     # still overlap, the regime CroCo pairs need; below 1 s pairs are near-duplicates.
@@ -140,6 +142,7 @@ class MineConfig:
             d.pop(k, None)
         d["strategies"] = list(d["strategies"])
         d["ratios"] = [list(r) for r in d["ratios"]]
+        d["reader_options"] = [list(r) for r in d["reader_options"]]
         return d
 
 
@@ -176,6 +179,10 @@ def run(cfg: MineConfig, life_path: Path | str, out_dir: Path | str, *, merge: b
     from slife.lives.life import Life
 
     life = life_path if isinstance(life_path, Life) else Path(life_path)  # an in-memory Life is accepted too
+    if not isinstance(life, Life) and (cfg.reader or cfg.reader_options):
+        from slife.lives import read_life
+
+        life = read_life(life.resolve(), cfg.reader, **dict(cfg.reader_options))
     return mine(cfg, life, Path(out_dir), merge=merge, command=command, progress=progress)
 
 

@@ -35,6 +35,8 @@ class SfmConfig:
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model, one camera per video
     num_threads: int = 2  # pycolmap threads
     overwrite: bool = False  # redo a finished reconstruction
+    reader: str | None = None  # life format to read the input with (None: auto-detect)
+    reader_options: tuple[tuple[str, str], ...] = ()  # reader options as (key, text)
 
     def __post_init__(self):
         if self.fps < 0 or self.max_side < 16 or self.overlap < 1 or self.num_threads < 1:
@@ -74,7 +76,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
     if model_dir.exists() and not cfg.overwrite:
         log.info("%s exists; reusing it (pass overwrite to redo)", model_dir)
         return model_dir
-    life = read_life(Path(life_path))
+    life = read_life(Path(life_path), cfg.reader, **dict(cfg.reader_options))
     if not life.has_pixels:
         raise SlifeError(f"{life_path}: this life has no images or video to reconstruct from")
     life = life.sample(cfg.fps) if cfg.fps else life
