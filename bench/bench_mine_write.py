@@ -43,6 +43,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--short-side", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2, help="also time the writer with this many workers (1: skip)")
     a = p.parse_args()
     from slife import pairmine as pm
     from slife.pairmine.procedural import make_life
@@ -72,12 +73,21 @@ def main():
         t_write = time.perf_counter() - t - t_mine
         c_write = time.process_time() - c - c_mine
         n = man["samples"]
+        if a.workers > 1:
+            t = time.perf_counter()
+            man2 = json.loads(pm.run(pm.MineConfig(**{**cfg.__dict__, "workers": a.workers}), life,
+                                     tmp / f"shards_w{a.workers}").read_text())
+            t_w = time.perf_counter() - t - t_mine
+            same = [x["sha256"] for x in man2["shards"]] == [x["sha256"] for x in man["shards"]]
         print(f"procedural life, {a.frames} frames of 640x480 PNG, stored short side {a.short_side}\n")
         print("| pairs | unique frames | encode-only wall s (CPU s) | writer wall s (CPU s) | pairs/s written (CPU) | "
               "writer / encode-only speed, wall (CPU) |")
         print("|---|---|---|---|---|---|")
         print(f"| {n} | {len(used)} | {t_base:.2f} ({c_base:.2f}) | {t_write:.2f} ({c_write:.2f}) | "
               f"{n / c_write:.0f} | {t_base / t_write:.2f} ({c_base / c_write:.2f}) |")
+        if a.workers > 1:
+            print(f"\n--workers {a.workers}: writer {t_w:.2f} s wall (1 worker: {t_write:.2f} s; "
+                  f"{t_write / t_w:.2f}x), tars byte-identical to 1 worker: {same}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
