@@ -32,3 +32,23 @@ def test_mine_pairs_needs_poses_for_spatial(tmp_path, tiny_screen):
     res = CliRunner().invoke(app, ["mine-pairs", str(tiny_screen), "--strategy", "spatial", "--out",
                                    str(tmp_path / "s")])
     assert res.exit_code == 2 and "slife sfm" in res.output
+
+
+def test_mine_pairs_reader_options(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "lives"))
+    from test_aria_mps import write_mps  # an Aria MPS folder in its real layout, with a small MP4
+
+    write_mps(tmp_path / "A", video_frames=6)
+    base = ["mine-pairs", str(tmp_path / "A"), "-s", "temporal+augmented", "--pairs-only", "--fps", "0"]
+    res = CliRunner().invoke(app, base + ["-O", "upright=true", "--out", str(tmp_path / "up")])
+    assert res.exit_code == 0, res.output
+    man = json.loads((tmp_path / "up" / "manifest.json").read_text())
+    assert man["config"]["reader_options"] == [["upright", "true"]] and man["summary"]["pairs"] > 0
+    # a different reader option is a different shard set: refused without --overwrite
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "up")])
+    assert res.exit_code == 2 and "reader_options" in res.output
+    res = CliRunner().invoke(app, base + ["-O", "fps=3", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "takes no option fps" in res.output
