@@ -47,10 +47,16 @@ def step(model, img1, img2, seed: int, bf16: bool, loss_fn) -> torch.Tensor:
     return out.detach().float()
 
 
-def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref) -> list[dict]:
+def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compiled: bool = False) -> list[dict]:
     kw = CROCO_PRESETS[preset]
     torch.manual_seed(0)
     ours = CroCoNet(**kw)
+    ours_c = None
+    if compiled:  # the same module, compiled (inductor; masks drawn as in eager so outputs stay comparable)
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fallback_random = True
+        ours_c = torch.compile(ours)
     ref = None
     if Ref is not None:
         ref = Ref(**kw)
@@ -62,6 +68,8 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref) -> lis
     for prec in precisions:
         bf16 = prec == "bf16"
         models = {"slife": ours} if ref is None else {"slife": ours, "reference": ref}
+        if ours_c is not None:
+            models["slife compiled"] = ours_c
         outs = {name: step(m, img1, img2, 1, bf16, loss_fn) for name, m in models.items()}  # warm-up + outputs
         times = {name: [] for name in models}
         for r in range(reps):
@@ -77,6 +85,11 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref) -> lis
             row["diff"] = (outs["slife"] - outs["reference"]).abs().max().item()
             gs = [(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters())]
             row["grad_diff"] = max((a - b).abs().max().item() for a, b in gs)
+        if ours_c is not None:
+            row["compiled"] = statistics.median(times["slife compiled"]) / batch * 1e3
+            row["compiled_diff"] = (outs["slife compiled"] - outs["slife"]).abs().max().item()
+            if ref is not None:
+                row["compiled_ratio"] = row["compiled"] / row["reference"]
         rows.append(row)
         print(f"# {preset} {prec}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                 for k, v in row.items()), file=sys.stderr, flush=True)
@@ -90,6 +103,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per model (after one warm-up)")
     ap.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (autocast)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    ap.add_argument("--compile", action="store_true", help="also time slife under torch.compile (inductor)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,7 +111,7 @@ def main() -> None:
     Ref = load_reference()
     rows = []
     for preset in args.presets.split(","):
-        rows += bench(preset, batches.get(preset, 4), args.reps, args.precisions.split(","), Ref)
+        rows += bench(preset, batches.get(preset, 4), args.reps, args.precisions.split(","), Ref, args.compile)
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, forward+backward, CPU time (all threads) per pair, median of {args.reps}\n")
     if Ref is None:
         print("| preset | precision | batch | slife ms/pair |\n|---|---|---|---|")
@@ -109,6 +123,14 @@ def main() -> None:
         for r in rows:
             print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} | {r['reference']:.1f} | "
                   f"{r['ratio']:.2f} | {r['diff']:.1e} | {r['grad_diff']:.1e} |")
+    if args.compile:
+        print("\n| preset | precision | slife eager ms/pair | slife compiled ms/pair | compiled / eager | "
+              "compiled / reference | max abs diff compiled vs eager |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            ref = f"{r['compiled_ratio']:.2f}" if "compiled_ratio" in r else "-"
+            print(f"| {r['preset']} | {r['precision']} | {r['slife']:.1f} | {r['compiled']:.1f} | "
+                  f"{r['compiled'] / r['slife']:.2f} | {ref} | {r['compiled_diff']:.1e} |")
 
 
 if __name__ == "__main__":
