@@ -35,10 +35,17 @@ class RandomMask(torch.nn.Module):
         return f"mask_ratio={self.mask_ratio}"
 
 
-def visible_index(mask: torch.Tensor) -> torch.Tensor:
-    """(B, N) bool mask with the same count per row -> (B, N_vis) long indices of visible patches, ascending."""
+def visible_index(mask: torch.Tensor, n_visible: int | None = None) -> torch.Tensor:
+    """(B, N) bool mask with the same count per row -> (B, N_vis) long indices of visible patches, ascending.
+
+    `n_visible` (when the caller knows it, e.g. from `RandomMask.num_masked`) keeps the shapes static, so the
+    model compiles (`torch.compile`) without data-dependent sizes; otherwise it is counted and checked.
+    """
     B, N = mask.shape
-    counts = (~mask).sum(dim=1)  # (B,)
-    if bool((counts != counts[0]).any()):
-        raise ValueError("every image of a batch must have the same number of visible patches")
-    return (~mask).nonzero()[:, 1].view(B, -1)  # (B, N_vis); nonzero is row-major, so ascending per row
+    if n_visible is None:
+        counts = (~mask).sum(dim=1)  # (B,)
+        if bool((counts != counts[0]).any()):
+            raise ValueError("every image of a batch must have the same number of visible patches")
+        n_visible = int(counts[0])
+    # a stable sort of the 0/1 mask puts the visible patches first, in ascending order
+    return torch.argsort(mask.to(torch.uint8), dim=1, stable=True)[:, :n_visible]  # (B, N_vis)

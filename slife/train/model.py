@@ -152,9 +152,11 @@ class CroCoNet(nn.Module):
         return sincos_2d(dim, grid).to(buf.device)  # (N', D)
 
     # ---------------------------------------------------------------- parts
-    def encode(self, img: torch.Tensor, mask: torch.Tensor | None = None, layer: int | None = None):
+    def encode(self, img: torch.Tensor, mask: torch.Tensor | None = None, layer: int | None = None,
+               keep: torch.Tensor | None = None):
         """img (B, 3, H, W) -> tokens (B, N_vis, De) of the visible patches, their positions (B, N_vis, 2),
-        all positions (B, N, 2). With `layer`, stop after that block (final norm only after the last)."""
+        all positions (B, N, 2). With `layer`, stop after that block (final norm only after the last).
+        `keep` (B, N_vis): the visible indices of `mask`, if already known."""
         x, pos = self.patch_embed(img)  # (B, N, De), (B, N, 2)
         grid = self.patch_embed.grid(img.shape[-2], img.shape[-1])
         pe = self._sincos("enc_pos_embed", grid)
@@ -162,7 +164,7 @@ class CroCoNet(nn.Module):
             x = x + pe  # (B, N, De)
         posvis = pos
         if mask is not None:
-            keep = visible_index(mask)  # (B, N_vis)
+            keep = visible_index(mask) if keep is None else keep  # (B, N_vis)
             x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))  # (B, N_vis, De)
             posvis = pos.gather(1, keep[..., None].expand(-1, -1, 2))  # (B, N_vis, 2)
         last = self.enc_depth - 1 if layer is None else range(self.enc_depth)[layer]
@@ -172,15 +174,16 @@ class CroCoNet(nn.Module):
             x = self.enc_norm(x)
         return x, posvis, pos
 
-    def decode(self, feat1, pos1, mask1, feat2, pos2, grid1, grid2=None, return_logits: bool = False):
+    def decode(self, feat1, pos1, mask1, feat2, pos2, grid1, grid2=None, return_logits: bool = False,
+               keep: torch.Tensor | None = None):
         """feat1 (B, N_vis, De) visible img1 tokens, feat2 (B, N2, De) img2 tokens -> (B, N, Dd) after dec_norm
         (and with return_logits the list of cross-attention logits (B, H, N, N2)). mask1 None: img1 complete.
-        grid1, grid2: patch grids of img1 and img2 (grid2 defaults to grid1)."""
+        grid1, grid2: patch grids of img1 and img2 (grid2 defaults to grid1); keep: visible_index(mask1)."""
         x = self.decoder_embed(feat1)  # (B, N_vis, Dd)
         y = self.decoder_embed(feat2)  # (B, N, Dd)
         if mask1 is not None:
             B, N = mask1.shape
-            keep = visible_index(mask1)[..., None].expand(-1, -1, x.shape[-1])  # (B, N_vis, Dd)
+            keep = (visible_index(mask1) if keep is None else keep)[..., None].expand(-1, -1, x.shape[-1])  # (B, N_vis, Dd)
             full = self.mask_token.to(x.dtype).expand(B, N, -1)  # (B, N, Dd)
             x = full.scatter(1, keep, x)  # (B, N, Dd): visible tokens back in place, mask tokens elsewhere
         if self.dec_pos_embed is not None:
@@ -212,11 +215,15 @@ class CroCoNet(nn.Module):
         `mask_generator` unless given), target (B, N, p*p*3) = patchify(img1)."""
         B, _, H, W = img1.shape
         grid = self.patch_embed.grid(H, W)
+        N = grid[0] * grid[1]
+        mask_given = mask
         if mask is None:
-            mask = self.mask_generator(B, grid[0] * grid[1], device=img1.device)  # (B, N) True = masked
-        feat1, _, pos1 = self.encode(img1, mask)  # (B, N_vis, De)
+            mask = self.mask_generator(B, N, device=img1.device)  # (B, N) True = masked
+        num_masked = getattr(self.mask_generator, "num_masked", None) if mask_given is None else None
+        keep = visible_index(mask, None if num_masked is None else N - num_masked(N))  # (B, N_vis)
+        feat1, _, pos1 = self.encode(img1, mask, keep=keep)  # (B, N_vis, De)
         feat2, pos2, _ = self.encode(img2)  # (B, N, De)
-        dec = self.decode(feat1, pos1, mask, feat2, pos2, grid)  # (B, N, Dd)
+        dec = self.decode(feat1, pos1, mask, feat2, pos2, grid, keep=keep)  # (B, N, Dd)
         out = self.prediction_head(dec)  # (B, N, p*p*3)
         return out, mask, self.patchify(img1)
 

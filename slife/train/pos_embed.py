@@ -69,6 +69,13 @@ def _rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Ten
     return out.flatten(-3)  # (..., B, H, N, Dh)
 
 
+def _rotate_functional(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """`_rotate` without out= writes, for torch.compile (which fuses it and derives the backward itself)."""
+    t = tokens.unflatten(-1, (2, 2, -1))  # (..., B, H, N, 2 axes, 2 halves, Dh/4)
+    a, b = t[..., 0, :], t[..., 1, :]  # (..., B, H, N, 2, Dh/4) each
+    return torch.stack([a * c - b * s, b * c + a * s], dim=-2).flatten(-3)  # (..., B, H, N, Dh)
+
+
 class _Rotate(torch.autograd.Function):
     """RoPE as one autograd node: the backward is the inverse rotation (angle -theta) of the gradient."""
 
@@ -94,24 +101,25 @@ class RoPE2D(torch.nn.Module):
         super().__init__()
         self.base = float(freq)
         self.F0 = float(F0)
-        self._tables: dict = {}  # (half_dim, n_pos, device) -> (cos, sin) (n_pos, half_dim/2) float32
+        self._tables: dict = {}  # (half_dim, device) -> inverse frequencies (half_dim/2,) float32
         self._recent: list = []  # up to 4 (positions, (head_dim, dtype), (cos, sin)) of the latest calls
 
-    def _table(self, half_dim: int, n_pos: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (half_dim, n_pos, str(device))
+    def _inv_freq(self, half_dim: int, device) -> torch.Tensor:
+        key = (half_dim, str(device))
         if key not in self._tables:
-            inv_freq = self.F0 / (self.base ** (torch.arange(0, half_dim, 2, device=device).float() / half_dim))
-            angles = torch.arange(n_pos, device=device, dtype=torch.float32)[:, None] * inv_freq[None]  # (P, d/2)
-            self._tables[key] = (angles.cos(), angles.sin())
-        return self._tables[key]
+            self._tables[key] = self.F0 / (self.base ** (torch.arange(0, half_dim, 2, device=device).float() / half_dim))
+        return self._tables[key]  # (Dh/4,) float32
 
     def cos_sin(self, positions: torch.Tensor, head_dim: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N, 2) positions -> cos, sin of shape (B, 1, N, 2, Dh/4) in `dtype`, ready for `rotate`."""
+        """(B, N, 2) positions -> cos, sin of shape (B, 1, N, 2, Dh/4) in `dtype`, ready for `rotate`.
+
+        The angles are position x frequency in float32, as a table of them would hold, computed for the
+        positions at hand: no look at their values (no device sync; static shapes under torch.compile)."""
         if head_dim % 4:
             raise ValueError(f"2D RoPE needs a head dimension divisible by 4, got {head_dim}")
-        cos, sin = self._table(head_dim // 2, int(positions.max()) + 1, positions.device)  # (P, Dh/4)
-        c = cos[positions].to(dtype).unsqueeze(1)  # (B, 1, N, 2, Dh/4): [..., 0, :] row y, [..., 1, :] column x
-        s = sin[positions].to(dtype).unsqueeze(1)  # (B, 1, N, 2, Dh/4)
+        angles = positions.float()[..., None] * self._inv_freq(head_dim // 2, positions.device)  # (B, N, 2, Dh/4)
+        c = angles.cos().to(dtype).unsqueeze(1)  # (B, 1, N, 2, Dh/4): [..., 0, :] row y, [..., 1, :] column x
+        s = angles.sin().to(dtype).unsqueeze(1)  # (B, 1, N, 2, Dh/4)
         return c, s
 
     @staticmethod
@@ -121,6 +129,8 @@ class RoPE2D(torch.nn.Module):
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         # every block of a forward pass sees the same few positions tensors: look their cos/sin up once
+        if torch.compiler.is_compiling():  # the compiler removes repeated look-ups and fuses the rotation itself
+            return _rotate_functional(tokens, *self.cos_sin(positions, tokens.shape[-1], tokens.dtype))
         key = (tokens.shape[-1], tokens.dtype)
         for pos, k, cs in self._recent:
             if pos is positions and k == key:

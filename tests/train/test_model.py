@@ -238,3 +238,30 @@ def test_cross_attention_logits_equal_reference():
         h.remove()
     assert len(captured) == len(ours_logits) == 4
     assert max((a - b).abs().max().item() for a, b in zip(captured, ours_logits)) < 1e-4
+
+
+def test_compiles_and_matches_eager():
+    """`slife train --compile`: the training forward traces as one graph (no data-dependent shapes, no breaks)
+    and gives the eager outputs and gradients. The aot_eager backend keeps this test fast; inductor itself
+    (the default backend, ~80 s to compile here) is exercised by `bench/bench_model.py --compile`."""
+    import torch._inductor.config as inductor_config
+
+    kw = dict(img_size=32, patch_size=8, mask_ratio=0.75, enc_embed_dim=32, enc_depth=1, enc_num_heads=2,
+              dec_embed_dim=32, dec_depth=1, dec_num_heads=2, mlp_ratio=2, pos_embed="RoPE100")
+    torch.manual_seed(0)
+    model = CroCoNet(**kw)
+    x, y = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    outs, grads = [], []
+    old = inductor_config.fallback_random
+    inductor_config.fallback_random = True  # masks drawn as in eager
+    try:
+        for m in (model, torch.compile(model, backend="aot_eager", fullgraph=True)):
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(1)
+            out, mask, target = m(x, y)
+            ((out - target) ** 2)[mask].mean().backward()
+            outs.append(out.detach())
+            grads.append(model.patch_embed.proj.weight.grad.clone())
+    finally:
+        inductor_config.fallback_random = old
+    assert torch.allclose(outs[0], outs[1], atol=1e-5) and torch.allclose(grads[0], grads[1], atol=1e-5)
