@@ -144,8 +144,7 @@ class PairAugment:
             if rng.random() < self.aug_flip:
                 out = out.transpose(Image.FLIP_LEFT_RIGHT)
             return out, 0, 0
-        x0 = int(rng.integers(0, rw - S + 1))
-        y0 = int(rng.integers(0, rh - S + 1))
+        x0, y0 = (int(v) for v in rng.integers(0, (rw - S + 1, rh - S + 1)))  # one draw for both (a few us each)
         if (rw, rh) == (w, h):
             return img, x0, y0
         # resample only the crop's box of the original: cost ~ S^2, not the whole image
@@ -169,11 +168,8 @@ class PairAugment:
 
     def color(self, rng: np.random.Generator) -> np.ndarray:
         """One view's jitter as (4,): brightness, contrast, saturation factors and hue shift (turns)."""
-        b = rng.uniform(1 - self.brightness, 1 + self.brightness)
-        c = rng.uniform(1 - self.contrast, 1 + self.contrast)
-        s = rng.uniform(1 - self.saturation, 1 + self.saturation)
-        h = rng.uniform(-self.hue, self.hue)
-        return np.array([b, c, s, h], dtype=np.float32)
+        b, c, s, h = self.brightness, self.contrast, self.saturation, self.hue
+        return rng.uniform((1 - b, 1 - c, 1 - s, -h), (1 + b, 1 + c, 1 + s, h)).astype(np.float32)  # one draw
 
     def __call__(self, pairs: list[tuple[Image.Image, Image.Image]], rng: np.random.Generator,
                  augmented: list[bool] | None = None) -> dict:
