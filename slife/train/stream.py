@@ -412,14 +412,16 @@ class PairStream(torch.utils.data.IterableDataset):
             raw = islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), skip, None)
             pairs = decoded(counted(raw), handler, draft_short=self.augment.short)
             for step in steps:
-                chunk = list(islice(pairs, B))
-                if not chunk:
+                rng = step_rng(self.seed, self.rank, worker, step, 3)
+                arrays, keys = self.augment.new_batch(B), []
+                for p in islice(pairs, B):  # crop each pair as soon as it is decoded (its pixels still in cache)
+                    self.augment.fill(arrays, len(keys), p["src"], p["tgt"], rng, is_augmented(p["json"]))
+                    keys.append(p["key"])
+                if not keys:
                     raise SlifeError(f"{self.shards.spec}: no decodable pairs left in epoch {epoch} of worker "
                                      f"{worker} (skipped: {dict(handler.counts)})")
-                batch = self.augment([(p["src"], p["tgt"]) for p in chunk],
-                                     step_rng(self.seed, self.rank, worker, step, 3),
-                                     augmented=[is_augmented(p["json"]) for p in chunk])
-                batch.update(keys=[p["key"] for p in chunk], step=step, worker=worker, bad=dict(handler.counts),
+                batch = self.augment.finish(arrays, len(keys))
+                batch.update(keys=keys, step=step, worker=worker, bad=dict(handler.counts),
                              pos={"epoch": epoch, "taken": taken[0], "bad": dict(handler.counts)})
                 yield batch
 
