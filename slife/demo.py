@@ -280,9 +280,10 @@ def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> di
 
 
 def _half_snapshot(run_dir: Path, steps: int) -> str | None:
-    snaps = sorted(run_dir.glob("step-*.pt"))
-    snaps = [p for p in snaps if int(p.stem.split("-")[1]) < steps]
-    return str(snaps[-1]) if snaps else None
+    """The kept snapshot nearest to half the run (with an odd step count, keep_every = steps // 2 also keeps
+    one just before the end: that one is not "half training")."""
+    snaps = [p for p in run_dir.glob("step-*.pt") if int(p.stem.split("-")[1]) < steps]
+    return str(min(snaps, key=lambda p: abs(int(p.stem.split("-")[1]) - steps / 2))) if snaps else None
 
 
 def _match_root(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict) -> Path:

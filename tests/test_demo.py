@@ -45,3 +45,12 @@ def test_demo_smoke(tmp_path):
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5
+
+
+def test_half_snapshot_is_nearest_to_half(tmp_path):
+    from slife.demo import _half_snapshot
+
+    for s in (24, 48, 49):  # steps 49, keep_every 24: snapshots 24 and 48 (and the final one)
+        (tmp_path / f"step-{s:07d}.pt").write_bytes(b"")
+    assert _half_snapshot(tmp_path, 49).endswith("step-0000024.pt")
+    assert _half_snapshot(tmp_path / "none", 49) is None
