@@ -119,3 +119,19 @@ def test_crop_into_equals_crop(size, augmented):
     win = np.zeros((5, 6, 4), np.uint8)
     copy_rgb(im, win, 3, 2)  # a window of the pixel block, read in place
     np.testing.assert_array_equal(win[..., :3], np.asarray(im)[2:7, 3:9])
+
+
+def test_copy_rgb_falls_back_for_images_in_several_blocks():
+    from PIL import Image as PILImage
+
+    from slife.train.augment import copy_rgb
+
+    old = PILImage.core.get_block_size()
+    PILImage.core.set_block_size(1 << 16)  # 64 KB blocks: this image's rows are not one block, no Arrow export
+    try:
+        im = _img(341, 256, seed=3)
+        out = np.zeros((5, 6, 4), np.uint8)
+        copy_rgb(im, out, 3, 2)
+        np.testing.assert_array_equal(out[..., :3], np.asarray(im)[2:7, 3:9])
+    finally:
+        PILImage.core.set_block_size(old)
