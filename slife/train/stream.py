@@ -387,10 +387,10 @@ class PairStream(torch.utils.data.IterableDataset):
     def batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
         """This worker's batches, global steps `worker, worker+W, ...` from `start_step` on."""
         handler = CountingHandler()
-        # a batch holds 2B decoded frames at once (one Pillow memory block each: far below its 16 MB block
-        # size); let Pillow keep freed blocks for the next frames instead of returning them to the OS and
-        # faulting fresh pages in for every JPEG (its default keeps none)
-        Image.core.set_blocks_max(max(Image.core.get_blocks_max(), 4 * self.batch_size))
+        # pairs are cropped as soon as they are decoded, so a few frames are alive at a time (one Pillow
+        # memory block each); let Pillow keep that many freed blocks for the next frames instead of
+        # returning them to the OS and faulting fresh pages in for every JPEG (its default keeps none)
+        Image.core.set_blocks_max(max(Image.core.get_blocks_max(), 16))
         pos = self.positions.get(worker)
         if pos:
             handler.counts.update(pos.get("bad") or {})
