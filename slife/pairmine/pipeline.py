@@ -238,6 +238,9 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     shards from the spool; both with `cfg.workers` forked processes. `progress(n)` counts pairs (phase 1
     advances the first SPOOL_SHARE of them as frames are spooled, phase 2 the rest as shards are written).
     """
+    for s in shard_ids:  # temporaries of an interrupted writer: its unfinished tars are rewritten below
+        for t in Path(out_dir).glob(f".{shard_name(s)}.tmp*"):
+            t.unlink(missing_ok=True)
     if cfg.workers <= 1:
         return write_shards(table, pairs, out_dir, shard_ids, cfg.pairs_per_shard, cfg.short_side,
                             cfg.jpeg_quality, progress, run=run)

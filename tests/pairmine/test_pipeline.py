@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import tarfile
-import textwrap
 import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from conftest import slow_writer_script
 from slife import pairmine as pm
 from slife.errors import SlifeError
 
@@ -157,23 +157,7 @@ def test_workers_same_bytes_with_video_and_depth(tmp_path, tiny_life):
         assert any(m.name.endswith("src.depth.png") for m in tf)
 
 
-SPOOL_WRITER = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from slife import pairmine as pm
-    from slife.pairmine import pipeline, shards
-    from slife.pairmine.procedural import make_life
-    real = shards.encode_frame
-    def slow(*a, **k):
-        time.sleep(0.02)
-        return real(*a, **k)
-    shards.encode_frame = slow
-    pipeline.PART_FRAMES = 12
-    life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=Path(sys.argv[1]))
-    cfg = pm.MineConfig(strategies=("spatial", "temporal"), fps=0, voxel=0.3, short_side=16, pairs_per_shard=40,
-                        workers=2)
-    pm.run(cfg, life, sys.argv[2])
-""")
+SPOOL_WRITER = slow_writer_script(0.02, workers=2, part_frames=12)
 
 
 def test_workers_killed_in_spooling_resume_without_decoding_twice(tmp_path, proc_images, proc_life, small_cfg,
