@@ -152,15 +152,15 @@ class PairAugment:
         return img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + S) * sx, (y0 + S) * sy)), 0, 0
 
     def crop(self, img: Image.Image, rng: np.random.Generator, augmented: bool = False) -> Image.Image:
-        """One view: resize short side to `short`, random S x S crop (RGB); for an `augmented` pair's view
-        the crop box is S / zoom (clipped to the image) resampled to S x S, then maybe flipped."""
-        S = self.img_size
-        im, x0, y0 = self._plan(img, rng, augmented)
-        out = im.crop((x0, y0, x0 + S, y0 + S)) if im.size != (S, S) else im
-        return out if out.mode == "RGB" else out.convert("RGB")
+        """One view as a PIL image (what `crop_into` writes into a batch): resize short side to `short`,
+        random S x S crop (RGB); for an `augmented` pair's view the crop box is S / zoom (clipped to the
+        image) resampled to S x S, then maybe flipped."""
+        out = np.empty((self.img_size, self.img_size, 4), np.uint8)  # (S,S,4)
+        self.crop_into(img, rng, augmented, out)
+        return Image.fromarray(np.ascontiguousarray(out[..., :3]))
 
     def crop_into(self, img: Image.Image, rng: np.random.Generator, augmented: bool, out: np.ndarray) -> None:
-        """`crop` written straight into `out` (S, S, 4) uint8, RGB + a padding byte (same draws, same pixels)."""
+        """One view (see `crop`) written straight into `out` (S, S, 4) uint8: RGB + a padding byte."""
         S = self.img_size
         im, x0, y0 = self._plan(img, rng, augmented)
         if im.mode != "RGB":

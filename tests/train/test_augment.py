@@ -107,14 +107,15 @@ def test_is_augmented_reads_the_pair_json():
 
 
 @pytest.mark.parametrize("size,augmented", [((341, 256), False), ((300, 200), False), ((341, 256), True)])
-def test_crop_into_equals_crop(size, augmented):
+def test_crop_into_copies_the_planned_window(size, augmented):
     from slife.train.augment import copy_rgb
 
     im = _img(*size, seed=5)
     aug = PairAugment(224, resize_short=256)
     out = np.zeros((224, 224, 4), np.uint8)
     aug.crop_into(im, np.random.default_rng(7), augmented, out)
-    ref = np.asarray(aug.crop(im, np.random.default_rng(7), augmented))
+    src, x0, y0 = aug._plan(im, np.random.default_rng(7), augmented)  # same draws: the window to copy
+    ref = np.asarray(src.convert("RGB"))[y0:y0 + 224, x0:x0 + 224]
     np.testing.assert_array_equal(out[..., :3], ref)
     win = np.zeros((5, 6, 4), np.uint8)
     copy_rgb(im, win, 3, 2)  # a window of the pixel block, read in place
