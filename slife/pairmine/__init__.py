@@ -179,10 +179,6 @@ def run(cfg: MineConfig, life_path: Path | str, out_dir: Path | str, *, merge: b
     from slife.lives.life import Life
 
     life = life_path if isinstance(life_path, Life) else Path(life_path)  # an in-memory Life is accepted too
-    if not isinstance(life, Life) and (cfg.reader or cfg.reader_options):
-        from slife.lives import read_life
-
-        life = read_life(life.resolve(), cfg.reader, **dict(cfg.reader_options))
     return mine(cfg, life, Path(out_dir), merge=merge, command=command, progress=progress)
 
 

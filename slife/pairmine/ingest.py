@@ -3,7 +3,7 @@
 Reads any life layout through `slife.lives.read_life` (or takes a `Life` already in memory) and keeps
 about `fps` frames per second of each video (`Life.sample`). Returns the sampled `Life` plus
 `decode_rank` (N,) int64: each frame's place in the order `Life.iter_frames` decodes (source, then
-frame index), which fixes the deterministic pair order. Entry point: `ingest(life_or_path, fps)`.
+frame index), which fixes the deterministic pair order. Entry point: `ingest(life_or_path, fps, reader, reader_options)`.
 Visibility (what each frame sees) is left to `visibility.py`.
 """
 
@@ -57,14 +57,16 @@ def decode_order(life: Life) -> np.ndarray:
     return rank
 
 
-def ingest(life_or_path: Life | Path | str, fps: float) -> FrameTable:
-    """Read (if given a path) and sample the life at `fps` frames per second of each video."""
+def ingest(life_or_path: Life | Path | str, fps: float, reader: str | None = None,
+           reader_options: tuple[tuple[str, str], ...] = ()) -> FrameTable:
+    """Read (if given a path; with the `reader` format and options if given) and sample the life at `fps`
+    frames per second of each video."""
     if isinstance(life_or_path, Life):
         life = life_or_path
     else:
         from slife.lives import read_life
 
-        life = read_life(Path(life_or_path))
+        life = read_life(Path(life_or_path), reader, **dict(reader_options))
     n0 = len(life)
     sampled = life.sample(fps) if fps else life
     log.info("%s: %d frames, %d sampled at %s fps", life.name, n0, len(sampled), fps or "all")

@@ -297,7 +297,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     identity = {"life": src, "config": cfg.identity()}
     run = run_digest(identity)
     check_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
-    table = ingest(life_path, cfg.fps)
+    table = ingest(life_path, cfg.fps, cfg.reader, cfg.reader_options)
     pairs, vis_counts, warnings, _ = find_all(table, cfg)
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs)
