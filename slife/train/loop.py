@@ -302,7 +302,6 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     data_pos = {"steps_per_epoch": steps_per_epoch, "samples_per_epoch": samples_per_epoch,
                 "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "world_size": d.world,
                 "seed": cfg.seed}
-    bad: dict[int, dict] = {}
 
     positions = dict(positions)  # worker -> stream position after the last batch trained on (this rank)
 
@@ -338,7 +337,6 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 raise SlifeError(str(e).strip().splitlines()[-1].split("SlifeError: ", 1)[-1]) from None
             win["wait"] += time.perf_counter() - t_wait
             assert batch["step"] == step, (batch["step"], step)  # stream and loop agree on the position
-            bad[batch["worker"]] = batch["bad"]
             positions[batch["worker"]] = batch["pos"]
             if keys_file is not None:
                 keys_file.write("".join(f"{step} {k}\n" for k in batch["keys"]))
@@ -371,7 +369,7 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 dt = time.perf_counter() - win["t0"]
                 row = {"step": step, "epoch": step // steps_per_epoch, "loss": win["loss"] / win["n"],
                        "lr": cur_lr, "pairs_per_s": win["n"] * eff_batch / dt, "data_wait_share": win["wait"] / dt,
-                       "grad_norm": win["gn"] / win["n"], "bad_samples": sum(sum(b.values()) for b in bad.values())}
+                       "grad_norm": win["gn"] / win["n"], "bad_samples": sum(_bad_counts(positions).values())}
                 metrics.write(row)
                 win = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "gn": 0.0}
                 info = f"loss {row['loss']:.4f}  lr {cur_lr:.2e}  {row['pairs_per_s']:.0f} pairs/s"
@@ -396,16 +394,22 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
         if metrics is not None:
             metrics.close()
     if d.main:
-        bad_total: dict = {}
-        for b in bad.values():
-            for k, v in b.items():
-                bad_total[k] = bad_total.get(k, 0) + v
+        bad_total = _bad_counts(positions)
         _write_json(out_dir / "train.json", {"config": _config_dict(cfg, extra), "croco_kwargs": kwargs,
                                              "shards": shardset.summary(), "bad_samples": bad_total,
                                              "final_step": step, "slife_version": slife.__version__})
         if bad_total:
             log.warning("skipped bad samples: %s", bad_total)
     return last
+
+
+def _bad_counts(positions: dict) -> dict:
+    """Bad samples skipped so far by kind, summed over this rank's loader workers (from their stream positions)."""
+    total: dict = {}
+    for p in positions.values():
+        for k, v in (p.get("bad") or {}).items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def _gather_rank_state(d: Dist, positions: dict) -> dict:
