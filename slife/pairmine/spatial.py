@@ -42,20 +42,11 @@ from typing import Iterator
 import numpy as np
 
 from slife.errors import SlifeError
-from slife.pairmine.visibility import Visibility, compute_visibility, jaccard_exact, sorted_unique
+from slife.pairmine.visibility import Visibility, compute_visibility, jaccard_exact, sorted_unique, thread_map
 
 log = logging.getLogger(__name__)
 
 _COLLIDE = 1.0 / 256  # chance that two unequal MinHash values agree in their low 8 bits
-
-
-def _map(fn, items, threads: int):
-    """list(map(fn, items)), on `threads` threads when more than one."""
-    items = list(items)
-    if threads <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    with ThreadPoolExecutor(threads) as ex:
-        return list(ex.map(fn, items))
 
 
 def minhash_signatures(vis: Visibility, hashes: int, seed: int, target_items: int = 256,
@@ -96,7 +87,7 @@ def minhash_signatures(vis: Visibility, hashes: int, seed: int, target_items: in
         col[empty] = unique_empty
         sig[:, h] = col
 
-    _map(column, range(hashes), threads)
+    thread_map(column, range(hashes), threads)
     return sig
 
 

@@ -59,6 +59,16 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n: int, m: int) -> sp.csr_matrix:
     return V
 
 
+def thread_map(fn, items, threads: int) -> list:
+    """list(map(fn, items)), on a pool of `threads` threads when more than one (numpy and scipy release the
+    GIL in their heavy array operations, so array work overlaps)."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(threads) as ex:
+        return list(ex.map(fn, items))
+
+
 def sorted_unique(x: np.ndarray) -> np.ndarray:
     """np.unique for large int64 arrays by sort + compare (numpy's hash-based unique is slow on these keys)."""
     x = np.sort(x)
@@ -217,11 +227,7 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
             progress(len(fr))
         return f[o].astype(np.int32), cand[o].astype(np.int32)
 
-    if threads > 1 and len(bounds) > 1:  # numpy releases the GIL in the heavy array operations
-        with ThreadPoolExecutor(threads) as ex:
-            res = list(ex.map(chunk, bounds))
-    else:
-        res = [chunk(b) for b in bounds]
+    res = thread_map(chunk, bounds, threads)
     rows = np.concatenate([r[0] for r in res])
     cols = np.concatenate([r[1] for r in res])
     del res
@@ -361,9 +367,8 @@ def jaccard_exact(vis: Visibility, a: np.ndarray, b: np.ndarray, threads: int = 
         order = np.argsort(a)
         parts = np.array_split(order, 4 * threads)
         inter = np.zeros(len(a), np.float64)
-        with ThreadPoolExecutor(threads) as ex:
-            for idx, cnt in zip(parts, ex.map(lambda i: intersection_counts(vis.V, a[i], b[i]), parts)):
-                inter[idx] = cnt
+        for idx, cnt in zip(parts, thread_map(lambda i: intersection_counts(vis.V, a[i], b[i]), parts, threads)):
+            inter[idx] = cnt
     else:
         inter = intersection_counts(vis.V, a, b).astype(np.float64)
     union = vis.sizes[a] + vis.sizes[b] - inter
