@@ -1,8 +1,10 @@
 """Benchmark the training input pipeline and the tiny model's step rate; prints markdown tables.
 
 1. Loader vs bare JPEG decoding, per worker (one process): pairs/s of `stream.PairStream` (tar reading,
-   decode, two independent crops + colour jitter + normalisation, batching) against PIL decoding alone of
-   the same JPEG bytes held in memory. Goal: ratio >= 0.8.
+   decode, two independent crops + colour jitter draw, batching) against PIL decoding alone of JPEG bytes
+   of the same shards held in memory. Goal: ratio >= 0.8. The two alternate batch by batch (32 pairs each)
+   and are timed in process CPU time, because this VM's speed swings by +-30% over seconds: alternating
+   whole runs (as this bench did before) gave ratios from 0.67 to 0.88 for the same code.
 2. Share of step time spent waiting for data in a short `tiny` run (`slife.train.run`, metrics.csv).
    Goal: < 5%.
 3. Tiny-preset training pairs/s, bf16 vs fp32 autocast, same batch (DESIGN.md: ~127 pairs/s in bf16 at
@@ -88,16 +90,19 @@ def jpeg_bytes(folder: Path) -> list[tuple[bytes, bytes]]:
     return [(x["src.jpg"], x["tgt.jpg"]) for x in read_tars(({"url": u} for u in s.paths), CountingHandler())]
 
 
-def bare_decode_rate(pairs: list[tuple[bytes, bytes]], repeat: int) -> float:
-    t = time.perf_counter()
-    for _ in range(repeat):
-        for a, b in pairs:
-            Image.open(io.BytesIO(a)).load()  # decode only (RGB JPEGs decode to RGB)
-            Image.open(io.BytesIO(b)).load()
-    return repeat * len(pairs) / (time.perf_counter() - t)
+def bare_decode_time(pairs: list[tuple[bytes, bytes]]) -> float:
+    """CPU seconds to decode both JPEGs of each pair with PIL (bytes in memory, decode only)."""
+    t = time.process_time()
+    for a, b in pairs:
+        Image.open(io.BytesIO(a)).load()  # decode only (RGB JPEGs decode to RGB)
+        Image.open(io.BytesIO(b)).load()
+    return time.process_time() - t
 
 
-def loader_rate(folder: Path, img_size: int, batch: int, n_batches: int) -> float:
+def loader_vs_bare(folder: Path, pairs: list[tuple[bytes, bytes]], img_size: int, batch: int, n_batches: int):
+    """Side by side, batch by batch: CPU time of one `PairStream` batch, then of bare decoding of `batch` pairs
+    (the next ones of `pairs`, in turn), so that the machine's speed swings hit both alike.
+    -> (loader pairs/s, bare pairs/s, per-block ratios (blocks of 5 batches), `to_model_input` pairs/s)."""
     from slife.train.augment import PairAugment, to_model_input
     from slife.train.stream import PairStream, resolve_shards
 
@@ -106,15 +111,21 @@ def loader_rate(folder: Path, img_size: int, batch: int, n_batches: int) -> floa
                         shuffle_buffer=64)
     it = stream.batches()
     b = next(it)  # warm-up
-    t = time.perf_counter()
+    t_loader, t_bare, k = [], [], 0
     for _ in range(n_batches):
+        t = time.process_time()
         next(it)
-    rate = n_batches * batch / (time.perf_counter() - t)
+        t_loader.append(time.process_time() - t)
+        t_bare.append(bare_decode_time(pairs[k:k + batch]))
+        k = (k + batch) % max(1, len(pairs) - batch)
+    tl, tb = np.array(t_loader), np.array(t_bare)
+    blocks = [tb[i:i + 5].sum() / tl[i:i + 5].sum() for i in range(0, len(tl) - 4, 5)]
     t = time.perf_counter()
     for _ in range(n_batches):
         to_model_input(b["src"], b["src_color"])
         to_model_input(b["tgt"], b["tgt_color"])
-    return rate, n_batches * batch / (time.perf_counter() - t)
+    j = n_batches * batch / (time.perf_counter() - t)
+    return n_batches * batch / tl.sum(), n_batches * batch / tb.sum(), blocks, j
 
 
 def step_rate(precision: str, batch: int, steps: int) -> float:
@@ -157,9 +168,9 @@ def wait_share(folder: Path, steps: int, threads: int, workers: int) -> tuple[fl
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs", type=int, default=192, help="pairs in the benchmark shards (an epoch = pairs / 32 batches)")
-    ap.add_argument("--batches", type=int, default=3, help="loader batches of 32 timed per round")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of loader and bare decoding")
+    ap.add_argument("--pairs", type=int, default=640, help="pairs in the benchmark shards (an epoch = pairs / 32 batches)")
+    ap.add_argument("--batches", type=int, default=40,
+                    help="loader batches of 32 timed per configuration, each followed by bare decoding of 32 pairs")
     ap.add_argument("--steps", type=int, default=30, help="training steps per timed run")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the model")
     ap.add_argument("--workers", type=int, default=1, help="loader workers in the tiny run")
@@ -172,30 +183,21 @@ def main():
         pax = write_bench_shards(Path(tmp) / "shards_pax", a.pairs, tar_format="pax")
         pairs = jpeg_bytes(folder)
         torch.set_num_threads(1)  # a loader worker is single-threaded
-        # rounds alternate the measurements, so that a busy machine slows them alike; medians reported
+        print("| loader, 1 process (= 1 worker), 341x256 JPEG pairs, CPU time | loader pairs/s | bare decode "
+              "pairs/s | loader / bare | spread over blocks of 5 batches |")
+        print("|---|---:|---:|---:|---|")
         runs = {"224": (folder, 224), "224 (PAX tars)": (pax, 224), "64": (folder, 64)}
-        res: dict = {"bare": [], "j224": [], "j64": [], **{k: [] for k in runs}}
-        for _ in range(a.rounds):
-            for k, (f, S) in runs.items():
-                res["bare"].append(bare_decode_rate(pairs, 1))
-                r, j = loader_rate(f, S, 32, a.batches)
-                res[k].append(r / res["bare"][-1])
-                if k in ("224", "64"):
-                    res[f"j{k}"].append(j)
-        bare = float(np.median(res["bare"]))
-        print("| loader, 1 process (= 1 worker), 341x256 JPEG pairs | pairs/s | vs bare decode |")
-        print("|---|---:|---:|")
-        print(f"| bare PIL decode of both JPEGs (bytes in memory, decode only) | {bare:.0f} | 1.00 |")
-        for k in runs:
-            ratio = float(np.median(res[k]))
-            print(f"| PairStream at {k}: tar + decode + 2 independent crops + jitter draw + batch | "
-                  f"{ratio * bare:.0f} | {ratio:.2f} |", flush=True)
+        jit = {}
+        for k, (f, S) in runs.items():
+            lr, br, blocks, jit[k] = loader_vs_bare(f, pairs, S, 32, a.batches)
+            print(f"| PairStream at {k}: tar + decode + 2 independent crops + jitter draw + batch | {lr:.0f} | "
+                  f"{br:.0f} | **{lr / br:.2f}** | {min(blocks):.2f}-{max(blocks):.2f} |", flush=True)
+        bare = float(np.median([len(pairs) / bare_decode_time(pairs) for _ in range(3)]))
         if a.loader_only:
             return
-        for S in (224, 64):
-            j = float(np.median(res[f"j{S}"]))
-            print(f"| (training process) `to_model_input` at {S}: jitter + normalise, 1 CPU thread | {j:.0f} | "
-                  f"{j / bare:.1f} |")
+        print("\n| training process, 1 CPU thread | pairs/s | vs bare decode |\n|---|---:|---:|")
+        for S in ("224", "64"):
+            print(f"| `to_model_input` at {S}: jitter + normalise | {jit[S]:.0f} | {jit[S] / bare:.1f} |")
         torch.set_num_threads(a.threads)
         print()
         fp32 = step_rate("fp32", 32, a.steps)
@@ -207,7 +209,7 @@ def main():
         print()
         share, run_rate = wait_share(folder, a.steps, a.threads, a.workers)
         print(f"| tiny run (slife.train.run), batch 32, {a.threads} thread(s), {a.workers} loader worker(s), "
-              "bf16 | value |")
+              "--precision auto (fp32 on a CPU without native bf16) | value |")
         print("|---|---:|")
         print(f"| data-wait share of step time | {share:.1%} |")
         print(f"| pairs/s (whole loop) | {run_rate:.0f} |")

@@ -29,6 +29,7 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DRAWS = 8  # uniforms drawn per view: x, y, zoom, flip; brightness, contrast, saturation, hue
 
 
 def default_resize_short(img_size: int) -> int:
@@ -71,7 +72,7 @@ def copy_rgb(im: Image.Image, out: np.ndarray, x0: int = 0, y0: int = 0) -> None
     h, w = out.shape[:2]
     W, H = im.size
     try:
-        _, arr_capsule = im.__arrow_c_array__()  # keep the capsule alive while its memory is read
+        arr_capsule = im.im.__arrow_c_array__()  # keep the capsule alive while its memory is read (im is loaded)
         arr = _ArrowArray.from_address(_capsule_pointer(arr_capsule, b"arrow_array"))
         child = arr.children[0].contents
         if arr.n_children != 1 or child.length != W * H * 4 or arr.offset or child.offset:
@@ -129,23 +130,24 @@ class PairAugment:
     def short(self) -> int:
         return self.resize_short or default_resize_short(self.img_size)
 
-    def _plan(self, img: Image.Image, rng: np.random.Generator, augmented: bool):
-        """Draw one view's crop: (img, x0, y0) for a plain S x S window of `img`, or (a new S x S image, 0, 0)."""
+    def _plan(self, img: Image.Image, u, augmented: bool):
+        """One view's crop from its geometry draws `u` (4 uniforms in [0, 1): x, y, zoom, flip): (img, x0, y0)
+        for a plain S x S window of `img`, or (a new S x S image, 0, 0)."""
         S, short = self.img_size, self.short
+        ux, uy, uz, uf = u
         w, h = img.size
         scale = short / min(w, h)  # original px -> resized px
         rw, rh = max(short, round(w * scale)), max(short, round(h * scale))  # resized size
         sx, sy = w / rw, h / rh
         if augmented:
             lo, hi = np.log(self.aug_zoom[0]), np.log(self.aug_zoom[1])
-            L = min(S / float(np.exp(rng.uniform(lo, hi))), rw, rh)  # box side in resized px
-            x0, y0 = float(rng.uniform(0, rw - L)), float(rng.uniform(0, rh - L))
+            L = min(S / float(np.exp(lo + (hi - lo) * uz)), rw, rh)  # box side in resized px (log-uniform zoom)
+            x0, y0 = ux * (rw - L), uy * (rh - L)
             out = img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + L) * sx, (y0 + L) * sy))
-            if rng.random() < self.aug_flip:
+            if uf < self.aug_flip:
                 out = out.transpose(Image.FLIP_LEFT_RIGHT)
             return out, 0, 0
-        u = rng.random(2)  # one draw for both offsets (array bounds in `integers` cost ~10x more)
-        x0, y0 = min(int(u[0] * (rw - S + 1)), rw - S), min(int(u[1] * (rh - S + 1)), rh - S)
+        x0, y0 = min(int(ux * (rw - S + 1)), rw - S), min(int(uy * (rh - S + 1)), rh - S)
         if (rw, rh) == (w, h):
             return img, x0, y0
         # resample only the crop's box of the original: cost ~ S^2, not the whole image
@@ -156,46 +158,51 @@ class PairAugment:
         random S x S crop (RGB); for an `augmented` pair's view the crop box is S / zoom (clipped to the
         image) resampled to S x S, then maybe flipped."""
         out = np.empty((self.img_size, self.img_size, 4), np.uint8)  # (S,S,4)
-        self.crop_into(img, rng, augmented, out)
+        self.crop_into(img, rng.random(4).tolist(), augmented, out)
         return Image.fromarray(np.ascontiguousarray(out[..., :3]))
 
-    def crop_into(self, img: Image.Image, rng: np.random.Generator, augmented: bool, out: np.ndarray) -> None:
-        """One view (see `crop`) written straight into `out` (S, S, 4) uint8: RGB + a padding byte."""
-        S = self.img_size
-        im, x0, y0 = self._plan(img, rng, augmented)
+    def crop_into(self, img: Image.Image, u, augmented: bool, out: np.ndarray) -> None:
+        """One view (see `crop`, geometry draws `u` as in `_plan`) written straight into `out` (S, S, 4) uint8:
+        RGB + a padding byte."""
+        im, x0, y0 = self._plan(img, u, augmented)
         if im.mode != "RGB":
             im = im.convert("RGB")
         copy_rgb(im, out, x0, y0)
 
-    def color(self, rng: np.random.Generator) -> np.ndarray:
-        """One view's jitter as (4,): brightness, contrast, saturation factors and hue shift (turns)."""
+    def colors(self, u: np.ndarray) -> np.ndarray:
+        """Jitter from uniforms (..., 4) -> float32 (..., 4): brightness, contrast, saturation factors in
+        [1-x, 1+x] and a hue shift in [-hue, hue] turns."""
         half = np.array([self.brightness, self.contrast, self.saturation, self.hue])  # (4,) half-widths
         centre = np.array([1.0, 1.0, 1.0, 0.0])
-        return (centre + half * (2 * rng.random(4) - 1)).astype(np.float32)  # one draw for the four
+        return (centre + half * (2 * u - 1)).astype(np.float32)
 
-    def new_batch(self, size: int) -> dict:
-        """Empty batch arrays for `size` pairs: crops (size,S,S,4) uint8 (RGB + padding), colours (size,4)."""
+    def new_batch(self, size: int, rng: np.random.Generator) -> dict:
+        """Empty batch arrays for `size` pairs, crops (size,S,S,4) uint8 (RGB + padding), and all their random
+        draws at once: "u" (size, 2 views, 8) uniforms, per view 4 for the geometry and 4 for the colour."""
         S = self.img_size
         out = {k: np.empty((size, S, S, 4), np.uint8) for k in ("src", "tgt")}  # filled in place
-        out.update({f"{k}_color": np.empty((size, 4), np.float32) for k in ("src", "tgt")})
+        out["u"] = rng.random((size, 2, DRAWS))  # (size,2,8); one call: per-view draws cost ~5 us each
+        out["geometry"] = out["u"][..., :4].tolist()  # python floats for the crop arithmetic
         return out
 
-    def fill(self, batch: dict, i: int, src: Image.Image, tgt: Image.Image, rng: np.random.Generator,
-             augmented: bool = False) -> None:
-        """Pair i of `batch`: each view's crop (and zoom/flip if `augmented`) and jitter draw, in that order.
-        Filling pairs as they are decoded keeps each image in cache between its decode and its crop."""
-        for name, im in (("src", src), ("tgt", tgt)):
-            self.crop_into(im, rng, augmented, batch[name][i])
-            batch[f"{name}_color"][i] = self.color(rng)
+    def fill(self, batch: dict, i: int, src: Image.Image, tgt: Image.Image, augmented: bool = False) -> None:
+        """Pair i of `batch`: each view's crop (and zoom/flip if `augmented`) from its draws."""
+        self.fill_view(batch, i, 0, src, augmented)
+        self.fill_view(batch, i, 1, tgt, augmented)
 
-    @staticmethod
-    def finish(batch: dict, n: int) -> dict:
+    def fill_view(self, batch: dict, i: int, view: int, im: Image.Image, augmented: bool = False) -> None:
+        """View `view` (0 source, 1 target) of pair i of `batch` from its draws. The stream fills each view as
+        soon as it is decoded, so that its pixels are still in cache."""
+        self.crop_into(im, batch["geometry"][i][view], augmented, batch[("src", "tgt")[view]][i])
+
+    def finish(self, batch: dict, n: int) -> dict:
         """The first n pairs as tensors: "src","tgt" uint8 (n,3,S,S) (a channels-last view, no copy),
-        "src_color","tgt_color" float32 (n,4)."""
+        "src_color","tgt_color" float32 (n,4) jitter parameters."""
         out = {}
-        for k in ("src", "tgt"):
+        col = self.colors(batch["u"][:n, :, 4:])  # (n,2,4)
+        for v, k in enumerate(("src", "tgt")):
             out[k] = torch.from_numpy(batch[k][:n]).permute(0, 3, 1, 2)[:, :3]  # (n,3,S,S) uint8 view
-            out[f"{k}_color"] = torch.from_numpy(batch[f"{k}_color"][:n])  # (n,4)
+            out[f"{k}_color"] = torch.from_numpy(np.ascontiguousarray(col[:, v]))  # (n,4)
         return out
 
     def __call__(self, pairs: list[tuple[Image.Image, Image.Image]], rng: np.random.Generator,
@@ -203,9 +210,9 @@ class PairAugment:
         """A batch of (src, tgt) PIL pairs -> {"src","tgt": uint8 (B,3,S,S) crops (a channels-last view, no
         copy), "src_color","tgt_color": float32 (B,4) jitter parameters}; `to_model_input` applies the jitter.
         `augmented[i]` marks pair i as an `augmented` pair (zoom and flip its views too)."""
-        batch = self.new_batch(len(pairs))
+        batch = self.new_batch(len(pairs), rng)
         for i, (src, tgt) in enumerate(pairs):
-            self.fill(batch, i, src, tgt, rng, bool(augmented[i]) if augmented is not None else False)
+            self.fill(batch, i, src, tgt, bool(augmented[i]) if augmented is not None else False)
         return self.finish(batch, len(pairs))
 
 

@@ -253,13 +253,11 @@ def resampled(urls: list[str], weights: list[int], rng: np.random.Generator) -> 
 
 
 def read_tars(urls: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
-    """{"url": tar path} -> raw samples {"__key__", "__url__", "src.jpg": bytes, ...}: members read by
-    `tario` (local files; webdataset's tarfile reader otherwise), grouped by webdataset's `group_by_keys`."""
-    import webdataset as wds
+    """{"url": tar path} -> raw samples {"__key__", "__url__", "src.jpg": bytes, ...}, grouped as webdataset
+    does: read by `tario` (local files; webdataset's own reader otherwise)."""
+    from slife.train.tario import tar_samples
 
-    from slife.train.tario import tar_file_samples
-
-    return wds.tariterators.group_by_keys(tar_file_samples(urls, handler), handler=handler)
+    return tar_samples(urls, handler)
 
 
 def well_formed(samples: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
@@ -282,12 +280,14 @@ def shuffle(samples: Iterable, bufsize: int, rng: np.random.Generator) -> Iterat
     if bufsize <= 1:
         yield from samples
         return
-    buf = []
+    buf, draws = [], []
     for s in samples:
         if len(buf) < bufsize:
             buf.append(s)
             continue
-        k = int(rng.integers(len(buf)))
+        if not draws:
+            draws = rng.random(1024).tolist()[::-1]  # drawn in blocks: one `integers` call per item costs ~4 us
+        k = int(draws.pop() * bufsize)
         buf[k], s = s, buf[k]
         yield s
     order = rng.permutation(len(buf))
@@ -295,26 +295,30 @@ def shuffle(samples: Iterable, bufsize: int, rng: np.random.Generator) -> Iterat
         yield buf[k]
 
 
-def decode_pair(sample: dict, draft_short: int | None = None) -> dict:
-    """Raw sample -> {"key","src","tgt": PIL RGB (decoded),"json", depth bytes or None}; ValueError if bad.
+def decode_view(data: bytes, draft_short: int | None = None) -> Image.Image:
+    """JPEG bytes -> decoded PIL RGB image (any error from PIL propagates).
 
     With `draft_short`, JPEGs are decoded at a reduced DCT scale whose short side is still >= it.
     """
+    im = Image.open(io.BytesIO(data))
+    if draft_short is not None and min(im.size) >= 2 * draft_short:  # a smaller DCT scale is possible
+        w, h = im.size
+        s = draft_short / min(w, h)
+        im.draft("RGB", (max(1, int(np.ceil(w * s))), max(1, int(np.ceil(h * s)))))
+    if im.mode == "RGB":
+        im.load()  # decode in place (convert would copy the whole image once more)
+        return im
+    return im.convert("RGB")
+
+
+def decode_pair(sample: dict, draft_short: int | None = None) -> dict:
+    """Raw sample -> {"key","src","tgt": PIL RGB (decoded),"json", depth bytes or None}; ValueError if bad."""
     out = {"key": sample["__key__"], "json": sample["json"]}
     for v in ("src", "tgt"):
         try:
-            im = Image.open(io.BytesIO(sample[f"{v}.jpg"]))
-            if draft_short is not None and min(im.size) >= 2 * draft_short:  # a smaller DCT scale is possible
-                w, h = im.size
-                s = draft_short / min(w, h)
-                im.draft("RGB", (max(1, int(np.ceil(w * s))), max(1, int(np.ceil(h * s)))))
-            if im.mode == "RGB":
-                im.load()  # decode in place (convert would copy the whole image once more)
-            else:
-                im = im.convert("RGB")
+            out[v] = decode_view(sample[f"{v}.jpg"], draft_short)
         except Exception as e:  # PIL raises many types for broken bytes
             raise ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {v}.jpg: {e}") from None
-        out[v] = im
         out[f"{v}_depth"] = sample.get(f"{v}.depth.png")
     return out
 
@@ -387,9 +391,9 @@ class PairStream(torch.utils.data.IterableDataset):
     def batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
         """This worker's batches, global steps `worker, worker+W, ...` from `start_step` on."""
         handler = CountingHandler()
-        # pairs are cropped as soon as they are decoded, so a few frames are alive at a time (one Pillow
-        # memory block each); let Pillow keep that many freed blocks for the next frames instead of
-        # returning them to the OS and faulting fresh pages in for every JPEG (its default keeps none)
+        # each view is cropped as soon as it is decoded, so a frame or two are alive at a time (one Pillow
+        # memory block each); let Pillow keep freed blocks for the next frames instead of returning them
+        # to the OS and faulting fresh pages in for every JPEG (its default keeps none)
         Image.core.set_blocks_max(max(Image.core.get_blocks_max(), 16))
         pos = self.positions.get(worker)
         if pos:
@@ -409,14 +413,15 @@ class PairStream(torch.utils.data.IterableDataset):
                     taken[0] += 1
                     yield x
 
-            raw = islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), skip, None)
-            pairs = decoded(counted(raw), handler, draft_short=self.augment.short)
+            raw = counted(islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), skip, None))
             for step in steps:
                 rng = step_rng(self.seed, self.rank, worker, step, 3)
-                arrays, keys = self.augment.new_batch(B), []
-                for p in islice(pairs, B):  # crop each pair as soon as it is decoded (its pixels still in cache)
-                    self.augment.fill(arrays, len(keys), p["src"], p["tgt"], rng, is_augmented(p["json"]))
-                    keys.append(p["key"])
+                arrays, keys = self.augment.new_batch(B, rng), []
+                for sample in raw:
+                    if self.fill(arrays, len(keys), sample, handler):
+                        keys.append(sample["__key__"])
+                        if len(keys) == B:
+                            break
                 if not keys:
                     raise SlifeError(f"{self.shards.spec}: no decodable pairs left in epoch {epoch} of worker "
                                      f"{worker} (skipped: {dict(handler.counts)})")
@@ -424,6 +429,22 @@ class PairStream(torch.utils.data.IterableDataset):
                 batch.update(keys=keys, step=step, worker=worker, bad=dict(handler.counts),
                              pos={"epoch": epoch, "taken": taken[0], "bad": dict(handler.counts)})
                 yield batch
+
+    def fill(self, arrays: dict, i: int, sample: dict, handler) -> bool:
+        """Decode and crop the pair `sample` into slot i of a batch, each view as soon as it is decoded (its
+        pixels still in cache); False (through `handler`) if a view does not decode."""
+        aug = is_augmented(sample["json"])
+        for v in (0, 1):
+            name = ("src", "tgt")[v]
+            try:
+                im = decode_view(sample[f"{name}.jpg"], self.augment.short)
+            except Exception as e:  # PIL raises many types for broken bytes
+                err = ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {name}.jpg: {e}")
+                if handler(err):
+                    return False
+                raise err from None
+            self.augment.fill_view(arrays, i, v, im, aug)
+        return True
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

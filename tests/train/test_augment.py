@@ -113,8 +113,9 @@ def test_crop_into_copies_the_planned_window(size, augmented):
     im = _img(*size, seed=5)
     aug = PairAugment(224, resize_short=256)
     out = np.zeros((224, 224, 4), np.uint8)
-    aug.crop_into(im, np.random.default_rng(7), augmented, out)
-    src, x0, y0 = aug._plan(im, np.random.default_rng(7), augmented)  # same draws: the window to copy
+    u = np.random.default_rng(7).random(4).tolist()
+    aug.crop_into(im, u, augmented, out)
+    src, x0, y0 = aug._plan(im, u, augmented)  # same draws: the window to copy
     ref = np.asarray(src.convert("RGB"))[y0:y0 + 224, x0:x0 + 224]
     np.testing.assert_array_equal(out[..., :3], ref)
     win = np.zeros((5, 6, 4), np.uint8)

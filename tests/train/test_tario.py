@@ -44,6 +44,19 @@ def test_samples_grouped_as_webdataset(tmp_path):
     assert ours == ref and ours[0]["__key__"] == "a_000" and set(ours[0]) >= {"src.jpg", "json"}
 
 
+def test_odd_names_grouped_as_webdataset(tmp_path):
+    import webdataset as wds
+
+    p = tmp_path / "t.tar"
+    odd = [("c_002.json", b"1"), ("c_002.JSON", b"2"), ("nodot", b"z"), ("d.x/.hidden", b"h"), ("d.x/e.y.Z", b"e"),
+           ("__meta__/f.jpg", b"m"), ("c_003.jpg", b"j")]
+    _tar(p, tarfile.PAX_FORMAT, odd)
+    h = CountingHandler()
+    ours = list(read_tars([{"url": str(p)}], h))
+    ref = list(wds.tarfile_to_samples(handler=wds.ignore_and_continue)([{"url": str(p)}]))
+    assert ours == ref and h.counts["bad_sample"] == 1  # the repeated (lower-cased) extension is dropped, counted
+
+
 def test_corrupt_and_truncated(tmp_path):
     p = tmp_path / "t.tar"
     _tar(p, tarfile.USTAR_FORMAT, MEMBERS[:2])
