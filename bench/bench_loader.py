@@ -11,7 +11,9 @@
    batch 32 on 2 threads).
 
 Shards are written to a temporary folder: procedural textures with noise stored as 341x256 JPEGs
-(the default stored short side, 256 px), like `slife mine-pairs` output.
+(the default stored short side, 256 px), like `slife mine-pairs` output; one more set stored at 427x320
+shows the cost when the stored short side is not the one training resizes to (Pillow resamples each
+crop: ~1.5 ms per 224 px view on this CPU, about as much as decoding the frame).
 
     .venv/bin/python bench/bench_loader.py            # ~1-2 minutes on 2 idle cores
     .venv/bin/python bench/bench_loader.py --pairs 128 --steps 40 --threads 2
@@ -186,10 +188,12 @@ def main():
         print("| loader, 1 process (= 1 worker), 341x256 JPEG pairs, CPU time | loader pairs/s | bare decode "
               "pairs/s | loader / bare | spread over blocks of 5 batches |")
         print("|---|---:|---:|---:|---|")
-        runs = {"224": (folder, 224), "224 (PAX tars)": (pax, 224), "64": (folder, 64)}
+        big = write_bench_shards(Path(tmp) / "shards_320", a.pairs // 2, w=427, h=320)
+        runs = {"224": (folder, 224, pairs), "224 (PAX tars)": (pax, 224, pairs), "64": (folder, 64, pairs),
+                "224 from 427x320 frames (resampled, not only cropped)": (big, 224, jpeg_bytes(big))}
         jit = {}
-        for k, (f, S) in runs.items():
-            lr, br, blocks, jit[k] = loader_vs_bare(f, pairs, S, 32, a.batches)
+        for k, (f, S, p) in runs.items():
+            lr, br, blocks, jit[k] = loader_vs_bare(f, p, S, 32, a.batches)
             print(f"| PairStream at {k}: tar + decode + 2 independent crops + jitter draw + batch | {lr:.0f} | "
                   f"{br:.0f} | **{lr / br:.2f}** | {min(blocks):.2f}-{max(blocks):.2f} |", flush=True)
         bare = float(np.median([len(pairs) / bare_decode_time(pairs) for _ in range(3)]))

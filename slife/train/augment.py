@@ -60,28 +60,70 @@ _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 
-def copy_rgb(im: Image.Image, out: np.ndarray, x0: int = 0, y0: int = 0) -> None:
-    """Copy the (h, w) window at (x0, y0) of an RGB image into `out` (h, w, 4) uint8 (RGB + a padding byte).
+def pixel_block(im: Image.Image):
+    """A loaded RGB image's pixels in place, as (H, W) uint32 (RGB + a padding byte each), and the Arrow
+    capsule that must stay alive while they are read; None if Pillow cannot export them in one block.
 
     Pillow keeps RGB as 4 bytes a pixel, so `tobytes`/`np.asarray` repack a copy to 3 bytes (and `crop` makes
-    one more). Pillow >= 11.2 exports its pixel block through the Arrow C data interface: read in place (one
-    fixed-size-list child holding W*H*4 bytes), the window is one copy of whole 32-bit pixels, row by row;
-    the padding byte rides along and the consumer drops it (a strided view, no copy). Anything else (older
-    Pillow, an image not held in one block) takes the plain path.
+    one more). Pillow >= 11.2 exports its pixel block through the Arrow C data interface: one fixed-size-list
+    child holding W*H*4 bytes. Older Pillow or an image not held in one block gives None.
     """
-    h, w = out.shape[:2]
     W, H = im.size
     try:
-        arr_capsule = im.im.__arrow_c_array__()  # keep the capsule alive while its memory is read (im is loaded)
-        arr = _ArrowArray.from_address(_capsule_pointer(arr_capsule, b"arrow_array"))
+        capsule = im.im.__arrow_c_array__()
+        arr = _ArrowArray.from_address(_capsule_pointer(capsule, b"arrow_array"))
         child = arr.children[0].contents
         if arr.n_children != 1 or child.length != W * H * 4 or arr.offset or child.offset:
-            raise ValueError("unexpected Arrow layout")
+            return None
         px = np.frombuffer((ctypes.c_uint32 * (W * H)).from_address(child.buffers[1]), np.uint32).reshape(H, W)
-        out.view(np.uint32).reshape(h, w)[...] = px[y0:y0 + h, x0:x0 + w]
-        del px
+        return px, capsule
     except (AttributeError, ValueError, TypeError):
+        return None
+
+
+def copy_rgb(im: Image.Image, out: np.ndarray, x0: int = 0, y0: int = 0) -> None:
+    """Copy the (h, w) window at (x0, y0) of an RGB image into `out` (h, w, 4) uint8 (RGB + a padding byte):
+    one copy of whole 32-bit pixels, row by row, from Pillow's block in place (`pixel_block`); the padding
+    byte rides along and the consumer drops it (a strided view, no copy). Other images: the plain path."""
+    h, w = out.shape[:2]
+    blk = pixel_block(im)
+    if blk is None:
         out[..., :3] = np.asarray(im.crop((x0, y0, x0 + w, y0 + h)))
+        return
+    px, capsule = blk
+    out.view(np.uint32).reshape(h, w)[...] = px[y0:y0 + h, x0:x0 + w]
+    del px, capsule
+
+
+def resample_into(im: Image.Image, box: tuple[float, float, float, float], out: np.ndarray,
+                  flip: bool = False) -> None:
+    """Resample the `box` (x0, y0, x1, y1 in image pixels) of an RGB image to `out` (S, S, 4) uint8 with
+    antialiased bilinear filtering (as Pillow's BILINEAR resize), flipped left-right if `flip`.
+
+    The box is rounded to whole pixels (at most half a pixel at each edge) so that torch's uint8
+    antialiased kernel can take it: on this CPU it is 4-5x faster than Pillow's resampler (~0.25 against
+    ~1.2 ms for a 280 px box to 224 px), which would otherwise cost as much as decoding the frame. The result
+    equals Pillow's resize of the rounded box to +-1 except in the outermost rows and columns, which Pillow
+    filters with pixels from outside the box too. Images that `pixel_block` cannot read take Pillow's resize.
+    """
+    S = out.shape[0]
+    W, H = im.size
+    blk = pixel_block(im)
+    if blk is None:
+        r = im.resize((S, S), Image.BILINEAR, box=box)
+        copy_rgb(r.transpose(Image.FLIP_LEFT_RIGHT) if flip else r, out)
+        return
+    px, capsule = blk
+    xa, ya = min(max(0, round(box[0])), W - 1), min(max(0, round(box[1])), H - 1)
+    xb, yb = min(max(xa + 1, round(box[2])), W), min(max(ya + 1, round(box[3])), H)
+    crop = px[ya:yb, xa:xb].copy().view(np.uint8).reshape(1, yb - ya, xb - xa, 4)  # (1,h,w,4)
+    del px, capsule
+    # (1,4,h,w) channels-last with a whole-image batch stride ([None] after the permute would give the batch
+    # dim a stride torch does not read as channels-last): torch's vectorised uint8 path, output channels-last
+    x = torch.from_numpy(crop).permute(0, 3, 1, 2)
+    r = torch.nn.functional.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+    dst = torch.from_numpy(out).permute(2, 0, 1)[None]  # (1,4,S,S) view of `out`
+    dst.copy_(r.flip(-1) if flip else r)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -130,12 +172,13 @@ class PairAugment:
     def short(self) -> int:
         return self.resize_short or default_resize_short(self.img_size)
 
-    def _plan(self, img: Image.Image, u, augmented: bool):
-        """One view's crop from its geometry draws `u` (4 uniforms in [0, 1): x, y, zoom, flip): (img, x0, y0)
-        for a plain S x S window of `img`, or (a new S x S image, 0, 0)."""
+    def _plan(self, size: tuple[int, int], u, augmented: bool):
+        """One view's crop of an image of `size` (w, h) from its geometry draws `u` (4 uniforms in [0, 1): x,
+        y, zoom, flip): ("window", x0, y0) for a plain S x S window of the image, or ("box", (x0, y0, x1, y1),
+        flip) for a box of the image to resample to S x S."""
         S, short = self.img_size, self.short
         ux, uy, uz, uf = u
-        w, h = img.size
+        w, h = size
         scale = short / min(w, h)  # original px -> resized px
         rw, rh = max(short, round(w * scale)), max(short, round(h * scale))  # resized size
         sx, sy = w / rw, h / rh
@@ -143,15 +186,12 @@ class PairAugment:
             lo, hi = np.log(self.aug_zoom[0]), np.log(self.aug_zoom[1])
             L = min(S / float(np.exp(lo + (hi - lo) * uz)), rw, rh)  # box side in resized px (log-uniform zoom)
             x0, y0 = ux * (rw - L), uy * (rh - L)
-            out = img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + L) * sx, (y0 + L) * sy))
-            if uf < self.aug_flip:
-                out = out.transpose(Image.FLIP_LEFT_RIGHT)
-            return out, 0, 0
+            return "box", (x0 * sx, y0 * sy, (x0 + L) * sx, (y0 + L) * sy), uf < self.aug_flip
         x0, y0 = min(int(ux * (rw - S + 1)), rw - S), min(int(uy * (rh - S + 1)), rh - S)
         if (rw, rh) == (w, h):
-            return img, x0, y0
+            return "window", x0, y0
         # resample only the crop's box of the original: cost ~ S^2, not the whole image
-        return img.resize((S, S), Image.BILINEAR, box=(x0 * sx, y0 * sy, (x0 + S) * sx, (y0 + S) * sy)), 0, 0
+        return "box", (x0 * sx, y0 * sy, (x0 + S) * sx, (y0 + S) * sy), False
 
     def crop(self, img: Image.Image, rng: np.random.Generator, augmented: bool = False) -> Image.Image:
         """One view as a PIL image (what `crop_into` writes into a batch): resize short side to `short`,
@@ -164,10 +204,13 @@ class PairAugment:
     def crop_into(self, img: Image.Image, u, augmented: bool, out: np.ndarray) -> None:
         """One view (see `crop`, geometry draws `u` as in `_plan`) written straight into `out` (S, S, 4) uint8:
         RGB + a padding byte."""
-        im, x0, y0 = self._plan(img, u, augmented)
-        if im.mode != "RGB":
-            im = im.convert("RGB")
-        copy_rgb(im, out, x0, y0)
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        kind, a, b = self._plan(img.size, u, augmented)
+        if kind == "window":
+            copy_rgb(img, out, a, b)
+        else:
+            resample_into(img, a, out, flip=b)
 
     def colors(self, u: np.ndarray) -> np.ndarray:
         """Jitter from uniforms (..., 4) -> float32 (..., 4): brightness, contrast, saturation factors in
