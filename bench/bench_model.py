@@ -8,6 +8,12 @@ the same mask; the step is forward + MaskedMSE(norm_pix_loss=True) + backward. T
 not wall time, because the machine is shared: other processes' load then hardly moves it. Prints a
 markdown table: ms per pair, ratio slife / reference (goal <= 0.7) and the max abs output difference.
 The reference checkout is only imported from CROCO_REPO, never copied into slife.
+
+`--floor` adds the matrix-product floor: every matrix product of one slife step (forward and backward:
+aten mm/addmm/bmm, recorded with their shapes, strides and dtype) is re-run on its own, in the same
+process and threads, and their summed CPU time is the time the step cannot go under while it does the
+same products. Both implementations do the same products, so floor / reference is the best ratio any
+implementation of the same model could reach on this machine.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from collections import Counter
+
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from slife.train.loss import MaskedMSE
 from slife.train.model import CROCO_PRESETS, CroCoNet
@@ -47,7 +56,43 @@ def step(model, img1, img2, seed: int, bf16: bool, loss_fn) -> torch.Tensor:
     return out.detach().float()
 
 
-def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compiled: bool = False) -> list[dict]:
+class MatmulRecorder(TorchDispatchMode):
+    """Record the matrix products run under it: (op, shapes, strides, dtype, has bias) -> count."""
+
+    OPS = ("mm", "addmm", "bmm")
+
+    def __init__(self):
+        super().__init__()
+        self.calls: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.OPS:
+            mats = args[1:3] if name == "addmm" else args[:2]
+            self.calls[(name, tuple((tuple(m.shape), tuple(m.stride())) for m in mats), mats[0].dtype,
+                        tuple(args[0].shape) if name == "addmm" else None)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def matmul_floor(calls: Counter, reps: int = 3) -> float:
+    """CPU seconds to run the recorded products once each as often as recorded (median of `reps`)."""
+    total = 0.0
+    for (name, mats, dtype, bias), n in calls.items():
+        a, b = (torch.empty_strided(shape, stride, dtype=dtype).normal_() for shape, stride in mats)
+        c = torch.randn(bias, dtype=dtype) if bias is not None else None
+        run = {"mm": lambda: torch.mm(a, b), "bmm": lambda: torch.bmm(a, b), "addmm": lambda: torch.addmm(c, a, b)}[name]
+        run()
+        ts = []
+        for _ in range(reps):
+            t0 = time.process_time()
+            run()
+            ts.append(time.process_time() - t0)
+        total += n * statistics.median(ts)
+    return total
+
+
+def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compiled: bool = False,
+          floor: bool = False) -> list[dict]:
     kw = CROCO_PRESETS[preset]
     torch.manual_seed(0)
     ours = CroCoNet(**kw)
@@ -85,6 +130,12 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compil
             row["diff"] = (outs["slife"] - outs["reference"]).abs().max().item()
             gs = [(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters())]
             row["grad_diff"] = max((a - b).abs().max().item() for a, b in gs)
+        if floor:
+            rec = MatmulRecorder()
+            with rec:
+                step(ours, img1, img2, 2, bf16, loss_fn)
+            row["floor"] = matmul_floor(rec.calls) / batch * 1e3
+            row["products"] = sum(rec.calls.values())
         if ours_c is not None:
             row["compiled"] = statistics.median(times["slife compiled"]) / batch * 1e3
             row["compiled_diff"] = (outs["slife compiled"] - outs["slife"]).abs().max().item()
@@ -104,6 +155,8 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (autocast)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     ap.add_argument("--compile", action="store_true", help="also time slife under torch.compile (inductor)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the step's matrix products alone (the floor any implementation would hit)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,7 +164,8 @@ def main() -> None:
     Ref = load_reference()
     rows = []
     for preset in args.presets.split(","):
-        rows += bench(preset, batches.get(preset, 4), args.reps, args.precisions.split(","), Ref, args.compile)
+        rows += bench(preset, batches.get(preset, 4), args.reps, args.precisions.split(","), Ref, args.compile,
+                      args.floor)
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, forward+backward, CPU time (all threads) per pair, median of {args.reps}\n")
     if Ref is None:
         print("| preset | precision | batch | slife ms/pair |\n|---|---|---|---|")
@@ -123,6 +177,14 @@ def main() -> None:
         for r in rows:
             print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} | {r['reference']:.1f} | "
                   f"{r['ratio']:.2f} | {r['diff']:.1e} | {r['grad_diff']:.1e} |")
+    if args.floor:
+        print("\n| preset | precision | matrix products per step | their time alone, ms/pair | slife ms/pair | "
+              "floor / slife | reference ms/pair | floor / reference: best reachable ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            ref = (f"{r['reference']:.1f} | **{r['floor'] / r['reference']:.2f}**" if "reference" in r else "- | -")
+            print(f"| {r['preset']} | {r['precision']} | {r['products']} | {r['floor']:.1f} | {r['slife']:.1f} | "
+                  f"{r['floor'] / r['slife']:.2f} | {ref} |")
     if args.compile:
         print("\n| preset | precision | slife eager ms/pair | slife compiled ms/pair | compiled / eager | "
               "compiled / reference | max abs diff compiled vs eager |")
