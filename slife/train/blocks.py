@@ -69,9 +69,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, xpos: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
-        q, k, v = qkv.unbind(0)  # (B, H, N, Dh) each
-        if self.rope is not None:
-            q, k = self.rope(q, xpos), self.rope(k, xpos)
+        if self.rope is not None:  # q and k rotated in one call: (2, B, H, N, Dh)
+            q, k = self.rope(qkv[:2], xpos).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)  # (B, H, N, Dh) each
         x = attend(q, k, v, self.scale)  # (B, H, N, Dh)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
