@@ -111,14 +111,17 @@ def sfm(
     fps: float = typer.Option(2.0, help="Frames sampled per second for reconstruction."),
     max_side: int = typer.Option(640, help="Longest image side used for features."),
     overlap: int = typer.Option(10, help="Sequential matching: neighbours matched per frame."),
+    threads: int = typer.Option(2, "--threads", help="Threads for feature extraction, matching and mapping. "
+                                "With 1 the reconstruction is the same on every run (more threads change the "
+                                "order of bundle-adjustment sums)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo a finished reconstruction."),
 ):
     """Structure from motion (pycolmap): write a COLMAP model that `slife mine-pairs` reads."""
     from slife.lives import parse_options
     from slife.pairmine import sfm as sfm_mod
 
-    cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, overlap=overlap, overwrite=overwrite, reader=format,
-                            reader_options=tuple(parse_options(reader_option).items()))
+    cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, overlap=overlap, num_threads=threads, overwrite=overwrite,
+                            reader=format, reader_options=tuple(parse_options(reader_option).items()))
     out = out or video_dir.parent / f"{video_dir.name}_sfm"
     with progress_bar("sfm", unit="frames") as advance:
         path = sfm_mod.run(cfg, video_dir, out, progress=advance)

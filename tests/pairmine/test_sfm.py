@@ -33,8 +33,10 @@ def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
 
     from slife.cli import app
 
+    # one thread: the same reconstruction on every run (with two, bundle adjustment sums in varying order and
+    # the result, judged against ground truth below, changes from run to run)
     res = CliRunner().invoke(app, ["sfm", str(video_life), "--out", str(tmp_path / "sfm"), "--fps", "0",
-                                   "--max-side", "160", "--overlap", "5"])
+                                   "--max-side", "160", "--overlap", "5", "--threads", "1"])
     assert res.exit_code == 0, res.output
     model = tmp_path / "sfm" / "sparse" / "0"
     assert str(model) in res.output.replace("\n", "")
@@ -54,4 +56,4 @@ def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
     assert extent > 0.2
     assert np.median(err) < 0.05 * extent and err.max() < 0.15 * extent
     # rerun reuses the finished model
-    assert run(SfmConfig(fps=0, max_side=160, overlap=5), video_life, tmp_path / "sfm") == model
+    assert run(SfmConfig(fps=0, max_side=160, overlap=5, num_threads=1), video_life, tmp_path / "sfm") == model
