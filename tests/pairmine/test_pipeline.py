@@ -160,8 +160,9 @@ def test_workers_same_bytes_with_video_and_depth(tmp_path, tiny_life):
 SPOOL_WRITER = slow_writer_script(0.02, workers=2, part_frames=12)
 
 
+@pytest.mark.parametrize("resume_workers", [2, 1])
 def test_workers_killed_in_spooling_resume_without_decoding_twice(tmp_path, proc_images, proc_life, small_cfg,
-                                                                  monkeypatch):
+                                                                  monkeypatch, resume_workers):
     from slife.pairmine import pipeline, shards
 
     cfg = small_cfg(strategies=("spatial", "temporal"), workers=2)
@@ -185,7 +186,7 @@ def test_workers_killed_in_spooling_resume_without_decoding_twice(tmp_path, proc
     log_path = tmp_path / "decoded.txt"
     _log_decodes(monkeypatch, log_path)
     monkeypatch.setattr(pipeline, "PART_FRAMES", 12)
-    man = json.loads(pm.run(cfg, proc_life, out).read_text())  # resume
+    man = json.loads(pm.run(replace(cfg, workers=resume_workers), proc_life, out).read_text())  # resume
     again = _decoded(log_path)
     assert not done & set(again), "frames of complete spool parts were decoded again"
     assert len(done) + len(set(again)) == ref["summary"]["frames_used"]
