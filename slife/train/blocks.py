@@ -66,7 +66,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, x: torch.Tensor, xpos: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, xpos: torch.Tensor, split: int | None = None) -> torch.Tensor:
+        """x (B, N, C), positions (B, N, 2) -> (B, N, C). With `split`, tokens [:split] and [split:] are two
+        separate sets (two images packed into one pass): each attends only within its own set."""
         B, N, C = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
         if self.rope is not None:  # q and k rotated in one call: (2, B, H, N, Dh)
@@ -74,7 +76,11 @@ class Attention(nn.Module):
             v = qkv[2]
         else:
             q, k, v = qkv.unbind(0)  # (B, H, N, Dh) each
-        x = attend(q, k, v, self.scale)  # (B, H, N, Dh)
+        if split is None:
+            x = attend(q, k, v, self.scale)  # (B, H, N, Dh)
+        else:
+            x = torch.cat([attend(q[:, :, :split], k[:, :, :split], v[:, :, :split], self.scale),
+                           attend(q[:, :, split:], k[:, :, split:], v[:, :, split:], self.scale)], dim=2)  # (B, H, N, Dh)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
@@ -129,8 +135,8 @@ class Block(nn.Module):
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer)
 
-    def forward(self, x: torch.Tensor, xpos: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), xpos)
+    def forward(self, x: torch.Tensor, xpos: torch.Tensor, split: int | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), xpos, split)
         return x + self.mlp(self.norm2(x))
 
 

@@ -174,6 +174,27 @@ class CroCoNet(nn.Module):
             x = self.enc_norm(x)
         return x, posvis, pos
 
+    def encode_pair(self, img1: torch.Tensor, keep: torch.Tensor, img2: torch.Tensor):
+        """`encode` of the visible patches `keep` (B, N_vis) of img1 and of all of img2, in one pass: the
+        tokens of both go through each linear layer as one matrix (the weights' gradients are then summed
+        by the matrix product instead of by an extra add per weight, ~6% of a base step) and attend within
+        their own image. Same results as two `encode` calls. img1, img2 (B, 3, H, W) of one size ->
+        feat1 (B, N_vis, De), all positions of img1 (B, N, 2), feat2 (B, N, De), positions of img2 (B, N, 2)."""
+        B = img1.shape[0]
+        x, pos = self.patch_embed(torch.cat([img1, img2]))  # (2B, N, De), (2B, N, 2)
+        pe = self._sincos("enc_pos_embed", self.patch_embed.grid(img1.shape[-2], img1.shape[-1]))
+        if pe is not None:
+            x = x + pe  # (2B, N, De)
+        x1, x2, pos1, pos2 = x[:B], x[B:], pos[:B], pos[B:]
+        x1 = x1.gather(1, keep[..., None].expand(-1, -1, x1.shape[-1]))  # (B, N_vis, De)
+        posvis = pos1.gather(1, keep[..., None].expand(-1, -1, 2))  # (B, N_vis, 2)
+        nv = keep.shape[1]
+        xp, posp = torch.cat([x1, x2], dim=1), torch.cat([posvis, pos2], dim=1)  # (B, N_vis + N, De), (.., 2)
+        for blk in self.enc_blocks:
+            xp = blk(xp, posp, split=nv)
+        xp = self.enc_norm(xp)
+        return xp[:, :nv], pos1, xp[:, nv:], pos2
+
     def decode(self, feat1, pos1, mask1, feat2, pos2, grid1, grid2=None, return_logits: bool = False,
                keep: torch.Tensor | None = None):
         """feat1 (B, N_vis, De) visible img1 tokens, feat2 (B, N2, De) img2 tokens -> (B, N, Dd) after dec_norm
@@ -221,8 +242,7 @@ class CroCoNet(nn.Module):
             mask = self.mask_generator(B, N, device=img1.device)  # (B, N) True = masked
         num_masked = getattr(self.mask_generator, "num_masked", None) if mask_given is None else None
         keep = visible_index(mask, None if num_masked is None else N - num_masked(N))  # (B, N_vis)
-        feat1, _, pos1 = self.encode(img1, mask, keep=keep)  # (B, N_vis, De)
-        feat2, pos2, _ = self.encode(img2)  # (B, N, De)
+        feat1, pos1, feat2, pos2 = self.encode_pair(img1, keep, img2)
         dec = self.decode(feat1, pos1, mask, feat2, pos2, grid, keep=keep)  # (B, N, Dd)
         out = self.prediction_head(dec)  # (B, N, p*p*3)
         return out, mask, self.patchify(img1)
