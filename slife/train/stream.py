@@ -311,14 +311,19 @@ def decode_view(data: bytes, draft_short: int | None = None) -> Image.Image:
     return im.convert("RGB")
 
 
+def sample_view(sample: dict, view: str, draft_short: int | None = None) -> Image.Image:
+    """View "src" or "tgt" of a raw sample, decoded (`decode_view`); ValueError naming the tar, key and view."""
+    try:
+        return decode_view(sample[f"{view}.jpg"], draft_short)
+    except Exception as e:  # PIL raises many types for broken bytes
+        raise ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {view}.jpg: {e}") from None
+
+
 def decode_pair(sample: dict, draft_short: int | None = None) -> dict:
     """Raw sample -> {"key","src","tgt": PIL RGB (decoded),"json", depth bytes or None}; ValueError if bad."""
     out = {"key": sample["__key__"], "json": sample["json"]}
     for v in ("src", "tgt"):
-        try:
-            out[v] = decode_view(sample[f"{v}.jpg"], draft_short)
-        except Exception as e:  # PIL raises many types for broken bytes
-            raise ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {v}.jpg: {e}") from None
+        out[v] = sample_view(sample, v, draft_short)
         out[f"{v}_depth"] = sample.get(f"{v}.depth.png")
     return out
 
@@ -434,15 +439,13 @@ class PairStream(torch.utils.data.IterableDataset):
         """Decode and crop the pair `sample` into slot i of a batch, each view as soon as it is decoded (its
         pixels still in cache); False (through `handler`) if a view does not decode."""
         aug = is_augmented(sample["json"])
-        for v in (0, 1):
-            name = ("src", "tgt")[v]
+        for v, name in enumerate(("src", "tgt")):
             try:
-                im = decode_view(sample[f"{name}.jpg"], self.augment.short)
-            except Exception as e:  # PIL raises many types for broken bytes
-                err = ValueError(f"{sample.get('__url__')}: {sample['__key__']}: {name}.jpg: {e}")
-                if handler(err):
+                im = sample_view(sample, name, self.augment.short)
+            except ValueError as e:
+                if handler(e):
                     return False
-                raise err from None
+                raise
             self.augment.fill_view(arrays, i, v, im, aug)
         return True
 
