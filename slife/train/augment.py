@@ -101,8 +101,8 @@ def resample_into(im: Image.Image, box: tuple[float, float, float, float], out: 
     antialiased bilinear filtering (as Pillow's BILINEAR resize), flipped left-right if `flip`.
 
     The box is rounded to whole pixels (at most half a pixel at each edge) so that torch's uint8
-    antialiased kernel can take it: on this CPU it is 4-5x faster than Pillow's resampler (~0.25 against
-    ~1.2 ms for a 280 px box to 224 px), which would otherwise cost as much as decoding the frame. The result
+    antialiased kernel can take it: on this CPU it is 2-3x faster than Pillow's resampler (0.3-0.6 against
+    0.9-1.8 ms for a 280 px box to 224 px), which would otherwise cost as much as decoding the frame. The result
     equals Pillow's resize of the rounded box to +-1 except in the outermost rows and columns, which Pillow
     filters with pixels from outside the box too. Images that `pixel_block` cannot read take Pillow's resize.
     """
