@@ -79,13 +79,13 @@ def mine_pairs(
     import json
 
     from slife import pairmine as pm
-    from slife.lives.life import life_name
-
     from slife.lives import parse_options
+    from slife.lives.life import life_name
 
     strategies = pm.parse_strategies(strategy)
     cfg = pm.MineConfig(
-        strategies=strategies, reader=format, reader_options=tuple(parse_options(reader_option).items()), fps=fps, min_gap=min_gap, max_gap=max_gap, temporal_per_frame=temporal_per_frame,
+        strategies=strategies, reader=format, reader_options=tuple(parse_options(reader_option).items()), fps=fps,
+        min_gap=min_gap, max_gap=max_gap, temporal_per_frame=temporal_per_frame,
         j_min=j_min, j_max=j_max, per_frame=per_frame, max_depth=max_depth, voxel=voxel,
         random_per_frame=random_per_frame, augmented_per_frame=augmented_per_frame, max_pairs=max_pairs,
         ratios=pm.parse_ratios(ratios), seed=seed, short_side=short_side, pairs_per_shard=pairs_per_shard,
@@ -108,10 +108,10 @@ def sfm(
     format: Optional[str] = typer.Option(None, "--format", "-f", help="Life reader to use instead of "
                                                                      "auto-detection."),
     reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
-    fps: float = typer.Option(2.0, help="Frames sampled per second for reconstruction."),
-    max_side: int = typer.Option(640, help="Longest image side used for features."),
-    overlap: int = typer.Option(10, help="Sequential matching: neighbours matched per frame."),
-    threads: int = typer.Option(2, "--threads", help="Threads for feature extraction, matching and mapping. "
+    fps: float = typer.Option(2.0, min=0, help="Frames sampled per second for reconstruction (0: every frame)."),
+    max_side: int = typer.Option(640, min=16, help="Longest image side used for features."),
+    overlap: int = typer.Option(10, min=1, help="Sequential matching: neighbours matched per frame."),
+    threads: int = typer.Option(2, "--threads", min=1, help="Threads for feature extraction, matching and mapping. "
                                 "With 1 the reconstruction is the same on every run (more threads change the "
                                 "order of bundle-adjustment sums)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo a finished reconstruction."),

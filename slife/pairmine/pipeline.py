@@ -236,13 +236,14 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     One worker: the streaming writer. Several: phase 1 spools the needed frames (each decoded and encoded
     once, in contiguous decode-order parts, parts already in `spool_dir` reused), phase 2 writes the
     shards from the spool; both with `cfg.workers` forked processes. One worker resuming a spool left by an
-    interrupted run of several also takes the two phases, so spooled frames are not decoded again. `progress(n)` counts pairs (phase 1
-    advances the first SPOOL_SHARE of them as frames are spooled, phase 2 the rest as shards are written).
+    interrupted run of several also takes the two phases, so spooled frames are not decoded again.
+    `progress(n)` counts pairs (phase 1 advances the first SPOOL_SHARE of them as frames are spooled,
+    phase 2 the rest as shards are written).
     """
-    for s in shard_ids:  # temporaries of an interrupted writer: its unfinished tars are rewritten below
-        for t in Path(out_dir).glob(f".{shard_name(s)}.tmp*"):
-            t.unlink(missing_ok=True)
     out_dir = Path(out_dir)
+    for s in shard_ids:  # temporaries of an interrupted writer: its unfinished tars are rewritten below
+        for t in out_dir.glob(f".{shard_name(s)}.tmp*"):
+            t.unlink(missing_ok=True)
     spool_dir = Path(spool_dir or out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank))
     if cfg.workers <= 1 and not any(spool_dir.glob("part-*.json")):
         return write_shards(table, pairs, out_dir, shard_ids, cfg.pairs_per_shard, cfg.short_side,

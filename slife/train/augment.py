@@ -225,7 +225,6 @@ class PairAugment:
         S = self.img_size
         out = {k: np.empty((size, S, S, 4), np.uint8) for k in ("src", "tgt")}  # filled in place
         out["u"] = rng.random((size, 2, DRAWS))  # (size,2,8); one call: per-view draws cost ~5 us each
-        out["geometry"] = out["u"][..., :4].tolist()  # python floats for the crop arithmetic
         return out
 
     def fill(self, batch: dict, i: int, src: Image.Image, tgt: Image.Image, augmented: bool = False) -> None:
@@ -236,7 +235,8 @@ class PairAugment:
     def fill_view(self, batch: dict, i: int, view: int, im: Image.Image, augmented: bool = False) -> None:
         """View `view` (0 source, 1 target) of pair i of `batch` from its draws. The stream fills each view as
         soon as it is decoded, so that its pixels are still in cache."""
-        self.crop_into(im, batch["geometry"][i][view], augmented, batch[("src", "tgt")[view]][i])
+        u = batch["u"][i, view, :4].tolist()  # python floats for the crop arithmetic
+        self.crop_into(im, u, augmented, batch[("src", "tgt")[view]][i])
 
     def finish(self, batch: dict, n: int) -> dict:
         """The first n pairs as tensors: "src","tgt" uint8 (n,3,S,S) (a channels-last view, no copy),

@@ -152,21 +152,25 @@ class CroCoNet(nn.Module):
         return sincos_2d(dim, grid).to(buf.device)  # (N', D)
 
     # ---------------------------------------------------------------- parts
-    def encode(self, img: torch.Tensor, mask: torch.Tensor | None = None, layer: int | None = None,
-               keep: torch.Tensor | None = None):
-        """img (B, 3, H, W) -> tokens (B, N_vis, De) of the visible patches, their positions (B, N_vis, 2),
-        all positions (B, N, 2). With `layer`, stop after that block (final norm only after the last).
-        `keep` (B, N_vis): the visible indices of `mask`, if already known."""
+    def _embed(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """img (B, 3, H, W) -> patch tokens with the sin-cos table added (if any) (B, N, De), positions (B, N, 2)."""
         x, pos = self.patch_embed(img)  # (B, N, De), (B, N, 2)
-        grid = self.patch_embed.grid(img.shape[-2], img.shape[-1])
-        pe = self._sincos("enc_pos_embed", grid)
-        if pe is not None:
-            x = x + pe  # (B, N, De)
+        pe = self._sincos("enc_pos_embed", self.patch_embed.grid(img.shape[-2], img.shape[-1]))
+        return (x if pe is None else x + pe), pos
+
+    @staticmethod
+    def _visible(x: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B, N, D) and positions (B, N, 2) at the visible indices `keep` (B, N_vis)."""
+        return (x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1])),  # (B, N_vis, D)
+                pos.gather(1, keep[..., None].expand(-1, -1, 2)))  # (B, N_vis, 2)
+
+    def encode(self, img: torch.Tensor, mask: torch.Tensor | None = None, layer: int | None = None):
+        """img (B, 3, H, W) -> tokens (B, N_vis, De) of the visible patches, their positions (B, N_vis, 2),
+        all positions (B, N, 2). With `layer`, stop after that block (final norm only after the last)."""
+        x, pos = self._embed(img)  # (B, N, De), (B, N, 2)
         posvis = pos
         if mask is not None:
-            keep = visible_index(mask) if keep is None else keep  # (B, N_vis)
-            x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))  # (B, N_vis, De)
-            posvis = pos.gather(1, keep[..., None].expand(-1, -1, 2))  # (B, N_vis, 2)
+            x, posvis = self._visible(x, pos, visible_index(mask))  # (B, N_vis, De), (B, N_vis, 2)
         last = self.enc_depth - 1 if layer is None else range(self.enc_depth)[layer]
         for blk in self.enc_blocks[: last + 1]:
             x = blk(x, posvis)
@@ -181,19 +185,14 @@ class CroCoNet(nn.Module):
         their own image. Same results as two `encode` calls. img1, img2 (B, 3, H, W) of one size ->
         feat1 (B, N_vis, De), all positions of img1 (B, N, 2), feat2 (B, N, De), positions of img2 (B, N, 2)."""
         B = img1.shape[0]
-        x, pos = self.patch_embed(torch.cat([img1, img2]))  # (2B, N, De), (2B, N, 2)
-        pe = self._sincos("enc_pos_embed", self.patch_embed.grid(img1.shape[-2], img1.shape[-1]))
-        if pe is not None:
-            x = x + pe  # (2B, N, De)
-        x1, x2, pos1, pos2 = x[:B], x[B:], pos[:B], pos[B:]
-        x1 = x1.gather(1, keep[..., None].expand(-1, -1, x1.shape[-1]))  # (B, N_vis, De)
-        posvis = pos1.gather(1, keep[..., None].expand(-1, -1, 2))  # (B, N_vis, 2)
+        x, pos = self._embed(torch.cat([img1, img2]))  # (2B, N, De), (2B, N, 2)
+        x1, posvis = self._visible(x[:B], pos[:B], keep)  # (B, N_vis, De), (B, N_vis, 2)
         nv = keep.shape[1]
-        xp, posp = torch.cat([x1, x2], dim=1), torch.cat([posvis, pos2], dim=1)  # (B, N_vis + N, De), (.., 2)
+        xp, posp = torch.cat([x1, x[B:]], dim=1), torch.cat([posvis, pos[B:]], dim=1)  # (B, N_vis + N, De), (.., 2)
         for blk in self.enc_blocks:
             xp = blk(xp, posp, split=nv)
         xp = self.enc_norm(xp)
-        return xp[:, :nv], pos1, xp[:, nv:], pos2
+        return xp[:, :nv], pos[:B], xp[:, nv:], pos[B:]
 
     def decode(self, feat1, pos1, mask1, feat2, pos2, grid1, grid2=None, return_logits: bool = False,
                keep: torch.Tensor | None = None):
