@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from slife.train import fused_attention
 
 try:  # torch >= 2.2
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -70,7 +71,11 @@ class Attention(nn.Module):
         """x (B, N, C), positions (B, N, 2) -> (B, N, C). With `split`, tokens [:split] and [split:] are two
         separate sets (two images packed into one pass): each attends only within its own set."""
         B, N, C = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads)  # (B, N, 3, H, Dh)
+        if fused_attention.use_fused(qkv):  # CPU training: RoPE + attention as one autograd node
+            cs = None if self.rope is None else self.rope.tables(xpos, C // self.num_heads, qkv.dtype)
+            return self.proj(fused_attention.self_attention(qkv, cs, self.scale, split))
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
         if self.rope is not None:  # q and k rotated in one call: (2, B, H, N, Dh)
             q, k = self.rope(qkv[:2], xpos).unbind(0)
             v = qkv[2]
@@ -105,14 +110,21 @@ class CrossAttention(nn.Module):
     def forward(self, query, key, value, qpos, kpos, return_logits: bool = False):
         """query (B, Nq, C), key/value (B, Nk, C) -> (B, Nq, C) [, logits (B, H, Nq, Nk)]."""
         B, Nq, C = query.shape
-        q = self._heads(self.projq(query))  # (B, H, Nq, Dh)
+        q = self.projq(query)  # (B, Nq, C)
         if key is value:  # the decoder's case: one matmul for k and v
             w = torch.cat((self.projk.weight, self.projv.weight))  # (2C, C)
             b = None if self.projk.bias is None else torch.cat((self.projk.bias, self.projv.bias))  # (2C,)
-            kv = F.linear(key, w, b).unflatten(-1, (2, self.num_heads, -1)).permute(2, 0, 3, 1, 4)  # (2, B, H, Nk, Dh)
-            k, v = kv.unbind(0)  # (B, H, Nk, Dh) each
+            kv = F.linear(key, w, b).unflatten(-1, (2, self.num_heads, -1))  # (B, Nk, 2, H, Dh)
+            if not return_logits and fused_attention.use_fused(kv):  # CPU training: one autograd node
+                Dh = C // self.num_heads
+                cs = (None, None) if self.rope is None else (self.rope.tables(qpos, Dh, q.dtype),
+                                                             self.rope.tables(kpos, Dh, q.dtype))
+                x = fused_attention.cross_attention(q.view(B, Nq, self.num_heads, Dh), kv, *cs, self.scale)
+                return self.proj(x)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, Nk, Dh) each
+            q = self._heads(q)  # (B, H, Nq, Dh)
         else:
-            k, v = self._heads(self.projk(key)), self._heads(self.projv(value))  # (B, H, Nk, Dh) each
+            q, k, v = self._heads(q), self._heads(self.projk(key)), self._heads(self.projv(value))  # (B, H, N., Dh)
         if self.rope is not None:
             q, k = self.rope(q, qpos), self.rope(k, kpos)
         if return_logits:

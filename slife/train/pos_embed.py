@@ -56,17 +56,23 @@ def interpolate_pos_embed(table: torch.Tensor, old_grid: tuple[int, int], new_gr
     return img.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], -1).to(table.dtype)  # (N', D)
 
 
-def _rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """(..., Dh) tokens, (B, 1, N, 2, Dh/4) cos/sin -> rotated tokens, written into one new tensor."""
+def rotate_into(out: torch.Tensor, tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Write (..., B, H, N, Dh) tokens rotated by the (B, 1, N, 2, Dh/4) cos/sin tables into `out` (same shape,
+    not overlapping tokens); returns out."""
     t = tokens.unflatten(-1, (2, 2, -1))  # (..., B, H, N, 2 axes, 2 halves, Dh/4)
-    out = torch.empty_like(t)  # (..., B, H, N, 2, 2, Dh/4)
+    o = out.unflatten(-1, (2, 2, -1))
     a, b = t[..., 0, :], t[..., 1, :]  # (..., B, H, N, 2, Dh/4) each
-    oa, ob = out[..., 0, :], out[..., 1, :]
+    oa, ob = o[..., 0, :], o[..., 1, :]
     torch.mul(a, c, out=oa)
     oa.addcmul_(b, s, value=-1.0)  # a cos - b sin
     torch.mul(b, c, out=ob)
     ob.addcmul_(a, s)  # b cos + a sin
-    return out.flatten(-3)  # (..., B, H, N, Dh)
+    return out
+
+
+def _rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(..., Dh) tokens, (B, 1, N, 2, Dh/4) cos/sin -> rotated tokens, written into one new tensor."""
+    return rotate_into(torch.empty_like(tokens), tokens, c, s)
 
 
 def _rotate_functional(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -129,19 +135,20 @@ class RoPE2D(torch.nn.Module):
         """Rotate (..., B, H, N, Dh) tokens with the (B, 1, N, 2, Dh/4) tables of `cos_sin`."""
         return _Rotate.apply(tokens, c, s)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        # every block of a forward pass sees the same few positions tensors: look their cos/sin up once
-        if torch.compiler.is_compiling():  # the compiler removes repeated look-ups and fuses the rotation itself
-            return _rotate_functional(tokens, *self.cos_sin(positions, tokens.shape[-1], tokens.dtype))
-        key = (tokens.shape[-1], tokens.dtype)
+    def tables(self, positions: torch.Tensor, head_dim: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """`cos_sin`, looked up once per positions tensor: every block of a forward pass sees the same few."""
+        key = (head_dim, dtype)
         for pos, k, cs in self._recent:
             if pos is positions and k == key:
-                c, s = cs
-                break
-        else:
-            c, s = self.cos_sin(positions, tokens.shape[-1], tokens.dtype)
-            self._recent = [(positions, key, (c, s))] + self._recent[:3]
-        return self.rotate(tokens, c, s)
+                return cs
+        cs = self.cos_sin(positions, head_dim, dtype)
+        self._recent = [(positions, key, cs)] + self._recent[:3]
+        return cs
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # the compiler removes repeated look-ups and fuses the rotation itself
+            return _rotate_functional(tokens, *self.cos_sin(positions, tokens.shape[-1], tokens.dtype))
+        return self.rotate(tokens, *self.tables(positions, tokens.shape[-1], tokens.dtype))
 
     def extra_repr(self) -> str:
         return f"freq={self.base:g}, F0={self.F0:g}"
