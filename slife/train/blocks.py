@@ -71,11 +71,15 @@ class Attention(nn.Module):
         """x (B, N, C), positions (B, N, 2) -> (B, N, C). With `split`, tokens [:split] and [split:] are two
         separate sets (two images packed into one pass): each attends only within its own set."""
         B, N, C = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads)  # (B, N, 3, H, Dh)
-        if fused_attention.use_fused(qkv):  # CPU training: RoPE + attention as one autograd node
-            cs = None if self.rope is None else self.rope.tables(xpos, C // self.num_heads, qkv.dtype)
-            return self.proj(fused_attention.self_attention(qkv, cs, self.scale, split))
-        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
+        H, Dh = self.num_heads, C // self.num_heads
+        if fused_attention.use_fused(x, self.qkv.weight):  # CPU training: RoPE + attention as one autograd node
+            w, b, rot = self.qkv.weight, self.qkv.bias, None
+            if self.rope is not None:  # q, k rows reordered so that RoPE is a complex product (see fused_attention)
+                rows = fused_attention.interleaved_rows(H, Dh, groups=3, rotated=2).to(w.device)
+                w, b, rot = w[rows], None if b is None else b[rows], self.rope.complex_table(xpos, Dh, x.dtype)
+            qkv = F.linear(x, w, b).view(B, N, 3, H, Dh)  # (B, N, 3, H, Dh)
+            return self.proj(fused_attention.self_attention(qkv, rot, self.scale, split))
+        qkv = self.qkv(x).view(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
         if self.rope is not None:  # q and k rotated in one call: (2, B, H, N, Dh)
             q, k = self.rope(qkv[:2], xpos).unbind(0)
             v = qkv[2]
@@ -110,21 +114,28 @@ class CrossAttention(nn.Module):
     def forward(self, query, key, value, qpos, kpos, return_logits: bool = False):
         """query (B, Nq, C), key/value (B, Nk, C) -> (B, Nq, C) [, logits (B, H, Nq, Nk)]."""
         B, Nq, C = query.shape
-        q = self.projq(query)  # (B, Nq, C)
+        H, Dh = self.num_heads, C // self.num_heads
+        if key is value and not return_logits and fused_attention.use_fused(query, self.projq.weight):
+            # CPU training: one autograd node; k and v in one matmul; q, k rows interleaved for RoPE
+            wq, bq, rq, rk = self.projq.weight, self.projq.bias, None, None
+            w = torch.cat((self.projk.weight, self.projv.weight))  # (2C, C)
+            b = None if self.projk.bias is None else torch.cat((self.projk.bias, self.projv.bias))  # (2C,)
+            if self.rope is not None:
+                rows = fused_attention.interleaved_rows(H, Dh, groups=2, rotated=1).to(w.device)
+                wq, bq = wq[rows[:C]], None if bq is None else bq[rows[:C]]
+                w, b = w[rows], None if b is None else b[rows]
+                rq, rk = self.rope.complex_table(qpos, Dh, query.dtype), self.rope.complex_table(kpos, Dh, key.dtype)
+            q = F.linear(query, wq, bq).view(B, Nq, H, Dh)  # (B, Nq, H, Dh)
+            kv = F.linear(key, w, b).view(B, -1, 2, H, Dh)  # (B, Nk, 2, H, Dh)
+            return self.proj(fused_attention.cross_attention(q, kv, rq, rk, self.scale))
+        q = self._heads(self.projq(query))  # (B, H, Nq, Dh)
         if key is value:  # the decoder's case: one matmul for k and v
             w = torch.cat((self.projk.weight, self.projv.weight))  # (2C, C)
             b = None if self.projk.bias is None else torch.cat((self.projk.bias, self.projv.bias))  # (2C,)
-            kv = F.linear(key, w, b).unflatten(-1, (2, self.num_heads, -1))  # (B, Nk, 2, H, Dh)
-            if not return_logits and fused_attention.use_fused(kv):  # CPU training: one autograd node
-                Dh = C // self.num_heads
-                cs = (None, None) if self.rope is None else (self.rope.tables(qpos, Dh, q.dtype),
-                                                             self.rope.tables(kpos, Dh, q.dtype))
-                x = fused_attention.cross_attention(q.view(B, Nq, self.num_heads, Dh), kv, *cs, self.scale)
-                return self.proj(x)
-            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, Nk, Dh) each
-            q = self._heads(q)  # (B, H, Nq, Dh)
+            kv = F.linear(key, w, b).unflatten(-1, (2, self.num_heads, -1)).permute(2, 0, 3, 1, 4)  # (2, B, H, Nk, Dh)
+            k, v = kv.unbind(0)  # (B, H, Nk, Dh) each
         else:
-            q, k, v = self._heads(q), self._heads(self.projk(key)), self._heads(self.projv(value))  # (B, H, N., Dh)
+            k, v = self._heads(self.projk(key)), self._heads(self.projv(value))  # (B, H, Nk, Dh) each
         if self.rope is not None:
             q, k = self.rope(q, qpos), self.rope(k, kpos)
         if return_logits:

@@ -137,13 +137,23 @@ class RoPE2D(torch.nn.Module):
 
     def tables(self, positions: torch.Tensor, head_dim: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """`cos_sin`, looked up once per positions tensor: every block of a forward pass sees the same few."""
-        key = (head_dim, dtype)
-        for pos, k, cs in self._recent:
+        return self._cached(positions, (head_dim, dtype), lambda: self.cos_sin(positions, head_dim, dtype))
+
+    def complex_table(self, positions: torch.Tensor, head_dim: int, dtype) -> torch.Tensor:
+        """(B, N, 2) positions -> cos + i sin (B, N, Dh/2) complex, ordered (axis, frequency): the rotation of
+        features stored as adjacent (a, b) pairs (`fused_attention.interleaved_rows`). Cached as `tables`."""
+        def make():
+            c, s = self.tables(positions, head_dim, dtype)  # (B, 1, N, 2, Dh/4) each
+            return torch.complex(c, s).squeeze(1).flatten(-2)  # (B, N, Dh/2)
+        return self._cached(positions, (head_dim, dtype, "complex"), make)
+
+    def _cached(self, positions, key, make):
+        for pos, k, value in self._recent:
             if pos is positions and k == key:
-                return cs
-        cs = self.cos_sin(positions, head_dim, dtype)
-        self._recent = [(positions, key, cs)] + self._recent[:3]
-        return cs
+                return value
+        value = make()
+        self._recent = [(positions, key, value)] + self._recent[:5]
+        return value
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling():  # the compiler removes repeated look-ups and fuses the rotation itself

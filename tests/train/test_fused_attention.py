@@ -12,7 +12,7 @@ from slife.train.pos_embed import RoPE2D
 def _run(module, inputs, fused: bool, monkeypatch):
     """Output and gradients (inputs, then parameters) of module(*inputs) with the fused path on or off."""
     if not fused:
-        monkeypatch.setattr(fused_attention, "use_fused", lambda t: False)
+        monkeypatch.setattr(fused_attention, "use_fused", lambda *a: False)
     module.zero_grad(set_to_none=True)
     xs = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
     out = module(*xs)
@@ -74,9 +74,20 @@ def test_training_step_fused_equals_sdpa(monkeypatch):
 
 
 def test_use_fused_only_for_cpu_float_training():
-    t = torch.randn(2, 3, requires_grad=True)
-    assert fused_attention.use_fused(t)
-    assert not fused_attention.use_fused(t.detach())  # inference keeps the flash kernel
+    w = torch.randn(3, 3, requires_grad=True)
+    x = torch.randn(2, 3)
+    assert fused_attention.use_fused(x, w)
+    assert not fused_attention.use_fused(x, w.detach())  # inference keeps the flash kernel
     with torch.no_grad():
-        assert not fused_attention.use_fused(t)
-    assert not fused_attention.use_fused(t.detach().bfloat16().requires_grad_())
+        assert not fused_attention.use_fused(x, w)
+    assert not fused_attention.use_fused(x.bfloat16(), w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused_attention.use_fused(x, w)
+
+
+def test_interleaved_rows_pair_rope_features():
+    """Rows of head 1 of k in a (q|k|v) projection with Dh = 8: pairs (j, j + 2) per axis, v untouched."""
+    rows = fused_attention.interleaved_rows(num_heads=2, head_dim=8, groups=3, rotated=2)
+    assert rows.shape == (48,) and sorted(rows.tolist()) == list(range(48))
+    assert rows[16 + 8: 16 + 16].tolist() == [16 + 8 + i for i in (0, 2, 1, 3, 4, 6, 5, 7)]
+    assert rows[32:].tolist() == list(range(32, 48))
