@@ -75,8 +75,8 @@ class Attention(nn.Module):
         if fused_attention.use_fused(x, self.qkv.weight):  # CPU training: RoPE + attention as one autograd node
             w, b, rot = self.qkv.weight, self.qkv.bias, None
             if self.rope is not None:  # q, k rows reordered so that RoPE is a complex product (see fused_attention)
-                rows = fused_attention.interleaved_rows(H, Dh, groups=3, rotated=2).to(w.device)
-                w, b, rot = w[rows], None if b is None else b[rows], self.rope.complex_table(xpos, Dh, x.dtype)
+                w, b = (None if t is None else fused_attention.interleave(t, H, Dh, groups=3, rotated=2) for t in (w, b))
+                rot = self.rope.complex_table(xpos, Dh, x.dtype)
             qkv = F.linear(x, w, b).view(B, N, 3, H, Dh)  # (B, N, 3, H, Dh)
             return self.proj(fused_attention.self_attention(qkv, rot, self.scale, split))
         qkv = self.qkv(x).view(B, N, 3, H, Dh).permute(2, 0, 3, 1, 4)  # (3, B, H, N, Dh)
@@ -117,14 +117,12 @@ class CrossAttention(nn.Module):
         H, Dh = self.num_heads, C // self.num_heads
         if key is value and not return_logits and fused_attention.use_fused(query, self.projq.weight):
             # CPU training: one autograd node; k and v in one matmul; q, k rows interleaved for RoPE
-            wq, bq, rq, rk = self.projq.weight, self.projq.bias, None, None
-            w = torch.cat((self.projk.weight, self.projv.weight))  # (2C, C)
-            b = None if self.projk.bias is None else torch.cat((self.projk.bias, self.projv.bias))  # (2C,)
+            wq, bq, wk, bk, rq, rk = self.projq.weight, self.projq.bias, self.projk.weight, self.projk.bias, None, None
             if self.rope is not None:
-                rows = fused_attention.interleaved_rows(H, Dh, groups=2, rotated=1).to(w.device)
-                wq, bq = wq[rows[:C]], None if bq is None else bq[rows[:C]]
-                w, b = w[rows], None if b is None else b[rows]
+                wq, bq, wk, bk = (None if t is None else fused_attention.interleave(t, H, Dh) for t in (wq, bq, wk, bk))
                 rq, rk = self.rope.complex_table(qpos, Dh, query.dtype), self.rope.complex_table(kpos, Dh, key.dtype)
+            w = torch.cat((wk, self.projv.weight))  # (2C, C)
+            b = None if bk is None else torch.cat((bk, self.projv.bias))  # (2C,)
             q = F.linear(query, wq, bq).view(B, Nq, H, Dh)  # (B, Nq, H, Dh)
             kv = F.linear(key, w, b).view(B, -1, 2, H, Dh)  # (B, Nk, 2, H, Dh)
             return self.proj(fused_attention.cross_attention(q, kv, rq, rk, self.scale))
