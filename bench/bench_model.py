@@ -4,9 +4,10 @@ Run:  CROCO_REPO=/path/to/croco .venv/bin/python bench/bench_model.py          (
       .venv/bin/python bench/bench_model.py --presets tiny --reps 5             (no reference column)
 For each preset and precision (fp32, bf16 autocast) both models get the same weights, the same batch and
 the same mask; the step is forward + MaskedMSE(norm_pix_loss=True) + backward. Timings are interleaved
-(slife, reference, slife, ...) and the median is reported. Time is the process CPU time (all threads),
-not wall time, because the machine is shared: other processes' load then hardly moves it. Prints a
-markdown table: ms per pair, ratio slife / reference (goal <= 0.7) and the max abs output difference.
+(slife, reference, reference, slife, ...); the ratio is the median of the per-repetition ratios (each from
+two steps run back to back), with their quartiles. Time is the process CPU time (all threads; `--clock wall`
+for elapsed time), because other processes' load then hardly moves it. Prints a markdown table: ms per
+pair, ratio slife / reference (goal <= 0.7) and the max abs output and gradient differences.
 The reference checkout is only imported from CROCO_REPO, never copied into slife.
 
 `--floor` adds the matrix-product floor: every matrix product of one slife step (forward and backward:
@@ -120,8 +121,9 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compil
             models["slife compiled"] = ours_c
         outs = {name: step(m, img1, img2, 1, bf16, loss_fn) for name, m in models.items()}  # warm-up + outputs
         times = {name: [] for name in models}
-        for r in range(reps):
-            for name, m in models.items():
+        for r in range(reps):  # every other repetition in reverse order (ABBA): a steady drift cancels out
+            for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
+                m = models[name]
                 t0 = CLOCK()
                 step(m, img1, img2, 2 + r, bf16, loss_fn)
                 times[name].append(CLOCK() - t0)
@@ -129,7 +131,12 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compil
                "slife": statistics.median(times["slife"]) / batch * 1e3}
         if ref is not None:
             row["reference"] = statistics.median(times["reference"]) / batch * 1e3
-            row["ratio"] = row["slife"] / row["reference"]
+            # median of the per-repetition ratios (each pair of steps ran back to back, so a VM that changes
+            # speed between repetitions moves both), with their quartiles as the spread
+            ratios = sorted(a / b for a, b in zip(times["slife"], times["reference"]))
+            row["ratio"] = statistics.median(ratios)
+            q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+            row["ratio_q1"], row["ratio_q3"] = q[0], q[2]
             row["diff"] = (outs["slife"] - outs["reference"]).abs().max().item()
             gs = [(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters())]
             row["grad_diff"] = max((a - b).abs().max().item() for a, b in gs)
@@ -180,11 +187,12 @@ def main() -> None:
         for r in rows:
             print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} |")
     else:
-        print("| preset | precision | batch | slife ms/pair | reference ms/pair | ratio | max abs diff out | max abs diff grad |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| preset | precision | batch | slife ms/pair | reference ms/pair | ratio (median of reps) | quartiles | "
+              "max abs diff out | max abs diff grad |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} | {r['reference']:.1f} | "
-                  f"{r['ratio']:.2f} | {r['diff']:.1e} | {r['grad_diff']:.1e} |")
+                  f"{r['ratio']:.2f} | {r['ratio_q1']:.2f}-{r['ratio_q3']:.2f} | {r['diff']:.1e} | {r['grad_diff']:.1e} |")
     if args.floor:
         print("\n| preset | precision | matrix products per step | their time alone, ms/pair | slife ms/pair | "
               "floor / slife | reference ms/pair | floor / reference: best reachable ratio |")
