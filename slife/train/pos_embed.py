@@ -1,7 +1,8 @@
 """Position embeddings for CroCo: 2D sin-cos tables (`cosine`) and 2D rotary embeddings (`RoPE100`).
 
 Reads: a patch grid size (rows, cols) or integer patch positions (B, N, 2) as (row y, column x).
-Returns: sin-cos tables (rows*cols, D) float32, rotated query/key tensors, resized tables.
+Returns: sin-cos tables (rows*cols, D) float32, rotated query/key tensors, resized tables, RoPE cos/sin
+tables (`RoPE2D.tables`, or as complex numbers `RoPE2D.complex_table` for `train/fused_attention.py`).
 Entry points: `sincos_2d(dim, grid)`, `RoPE2D(freq)`, `interpolate_pos_embed(table, old, new)`.
 Leaves to `train/model.py` where the tables are added (encoder input, decoder input) and to
 `train/blocks.py` where RoPE is applied (queries and keys of every attention).
@@ -56,23 +57,17 @@ def interpolate_pos_embed(table: torch.Tensor, old_grid: tuple[int, int], new_gr
     return img.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], -1).to(table.dtype)  # (N', D)
 
 
-def rotate_into(out: torch.Tensor, tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Write (..., B, H, N, Dh) tokens rotated by the (B, 1, N, 2, Dh/4) cos/sin tables into `out` (same shape,
-    not overlapping tokens); returns out."""
+def _rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(..., Dh) tokens, (B, 1, N, 2, Dh/4) cos/sin -> rotated tokens, written into one new tensor."""
     t = tokens.unflatten(-1, (2, 2, -1))  # (..., B, H, N, 2 axes, 2 halves, Dh/4)
-    o = out.unflatten(-1, (2, 2, -1))
+    out = torch.empty_like(t)  # (..., B, H, N, 2, 2, Dh/4)
     a, b = t[..., 0, :], t[..., 1, :]  # (..., B, H, N, 2, Dh/4) each
-    oa, ob = o[..., 0, :], o[..., 1, :]
+    oa, ob = out[..., 0, :], out[..., 1, :]
     torch.mul(a, c, out=oa)
     oa.addcmul_(b, s, value=-1.0)  # a cos - b sin
     torch.mul(b, c, out=ob)
     ob.addcmul_(a, s)  # b cos + a sin
-    return out
-
-
-def _rotate(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """(..., Dh) tokens, (B, 1, N, 2, Dh/4) cos/sin -> rotated tokens, written into one new tensor."""
-    return rotate_into(torch.empty_like(tokens), tokens, c, s)
+    return out.flatten(-3)  # (..., B, H, N, Dh)
 
 
 def _rotate_functional(tokens: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -110,7 +105,7 @@ class RoPE2D(torch.nn.Module):
         self.base = float(freq)
         self.F0 = float(F0)
         self._tables: dict = {}  # (half_dim, device) -> inverse frequencies (half_dim/2,) float32
-        self._recent: list = []  # up to 4 (positions, (head_dim, dtype), (cos, sin)) of the latest calls
+        self._recent: list = []  # up to 6 (positions, key, (cos, sin) or complex table) of the latest calls
 
     def _inv_freq(self, half_dim: int, device) -> torch.Tensor:
         key = (half_dim, str(device))
