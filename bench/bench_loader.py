@@ -86,10 +86,11 @@ class _Ustar:
 
 
 def jpeg_bytes(folder: Path) -> list[tuple[bytes, bytes]]:
-    from slife.train.stream import CountingHandler, read_tars, resolve_shards
+    from slife.train.stream import CountingHandler, resolve_shards
+    from slife.train.tario import tar_samples
 
     s = resolve_shards(str(folder))
-    return [(x["src.jpg"], x["tgt.jpg"]) for x in read_tars(({"url": u} for u in s.paths), CountingHandler())]
+    return [(x["src.jpg"], x["tgt.jpg"]) for x in tar_samples(({"url": u} for u in s.paths), CountingHandler())]
 
 
 def bare_decode_time(pairs: list[tuple[bytes, bytes]]) -> float:

@@ -41,6 +41,7 @@ from PIL import Image
 
 from slife.errors import SlifeError
 from slife.train.augment import PairAugment, normalize, resize_short_side
+from slife.train.tario import tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def resolve_shards(spec) -> ShardSet:
 
 def check_image_size(shards: ShardSet, min_short: int) -> None:
     """Raise SlifeError if the first pair's views are smaller than `min_short` (the crop size)."""
-    for sample in islice(read_tars([{"url": shards.paths[0]}], handler=CountingHandler()), 8):
+    for sample in islice(tar_samples([{"url": shards.paths[0]}], handler=CountingHandler()), 8):
         try:
             pair = decode_pair(sample)
         except ValueError:
@@ -250,14 +251,6 @@ def resampled(urls: list[str], weights: list[int], rng: np.random.Generator) -> 
     p /= p.sum()
     while True:
         yield {"url": urls[int(rng.choice(len(urls), p=p))]}
-
-
-def read_tars(urls: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
-    """{"url": tar path} -> raw samples {"__key__", "__url__", "src.jpg": bytes, ...}, grouped as webdataset
-    does: read by `tario` (local files; webdataset's own reader otherwise)."""
-    from slife.train.tario import tar_samples
-
-    return tar_samples(urls, handler)
 
 
 def well_formed(samples: Iterable[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
@@ -390,7 +383,7 @@ class PairStream(torch.utils.data.IterableDataset):
         pairs = split_by_worker(split_by_node(pairs, self.rank, self.world), worker, num_workers)
         urls, counts = [p for p, _ in pairs], [n for _, n in pairs]
         src = resampled(urls, counts, step_rng(self.seed, self.rank, worker, epoch, 1))
-        samples = islice(well_formed(read_tars(src, handler), handler), 2 * needed + self.batch_size)
+        samples = islice(well_formed(tar_samples(src, handler), handler), 2 * needed + self.batch_size)
         return shuffle(samples, min(self.shuffle_buffer, needed), step_rng(self.seed, self.rank, worker, epoch, 2))
 
     def batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
@@ -506,7 +499,7 @@ def eval_pairs(shards, img_size: int, num_pairs: int) -> list[dict]:
     s = shards if isinstance(shards, ShardSet) else resolve_shards(shards)
     handler = CountingHandler()
     out = []
-    raw = well_formed(read_tars(({"url": u} for u in s.paths), handler), handler)
+    raw = well_formed(tar_samples(({"url": u} for u in s.paths), handler), handler)
     for p in decoded(raw, handler, draft_short=None):
         item = {"key": p["key"], "json": p["json"]}
         for v, kname in (("src", "K"), ("tgt", "K_b")):

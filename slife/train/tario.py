@@ -117,6 +117,7 @@ def tar_samples(urls: Iterable[dict], handler: Callable[[Exception], bool]) -> I
             yield from wds.tariterators.group_by_keys(files, handler=handler)
             continue
         cur: dict | None = None
+        fatal: Exception | None = None
         try:
             with open(url, "rb", buffering=1 << 20) as f:
                 for name, data in tar_members(f, url):
@@ -130,14 +131,17 @@ def tar_samples(urls: Iterable[dict], handler: Callable[[Exception], bool]) -> I
                         if cur is not None:
                             yield cur
                         cur = {"__key__": key, "__url__": url}
-                    if ext in cur:
-                        e = ValueError(f"{url}: {name}: duplicate file name in tar file {ext}")
-                        if not handler(e):
-                            raise e
-                        continue
+                    if ext in cur:  # the member is dropped (and counted by the handler)
+                        err = ValueError(f"{url}: {name}: duplicate file name in tar file {ext}")
+                        if handler(err):
+                            continue
+                        fatal = err  # raised below, where the read errors' handler does not see it again
+                        break
                     cur[ext] = data
         except (OSError, ValueError) as e:
             if not handler(e):
                 raise
+        if fatal is not None:
+            raise fatal
         if cur is not None:
             yield cur

@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from slife.train.stream import CountingHandler, read_tars
-from slife.train.tario import TarReadError, tar_members
+from slife.train.stream import CountingHandler
+from slife.train.tario import TarReadError, tar_members, tar_samples
 
 
 def _tar(path, fmt, members):
@@ -39,7 +39,7 @@ def test_samples_grouped_as_webdataset(tmp_path):
 
     p = tmp_path / "t.tar"
     _tar(p, tarfile.PAX_FORMAT, MEMBERS)
-    ours = list(read_tars([{"url": str(p)}], CountingHandler()))
+    ours = list(tar_samples([{"url": str(p)}], CountingHandler()))
     ref = list(wds.tarfile_to_samples()([{"url": str(p)}]))
     assert ours == ref and ours[0]["__key__"] == "a_000" and set(ours[0]) >= {"src.jpg", "json"}
 
@@ -52,7 +52,7 @@ def test_odd_names_grouped_as_webdataset(tmp_path):
            ("__meta__/f.jpg", b"m"), ("c_003.jpg", b"j")]
     _tar(p, tarfile.PAX_FORMAT, odd)
     h = CountingHandler()
-    ours = list(read_tars([{"url": str(p)}], h))
+    ours = list(tar_samples([{"url": str(p)}], h))
     ref = list(wds.tarfile_to_samples(handler=wds.ignore_and_continue)([{"url": str(p)}]))
     assert ours == ref and h.counts["bad_sample"] == 1  # the repeated (lower-cased) extension is dropped, counted
 
@@ -69,5 +69,15 @@ def test_corrupt_and_truncated(tmp_path):
         list(tar_members(io.BytesIO(raw[:600]), "x.tar"))
     h = CountingHandler()  # through the stream: the first sample survives, the failure is counted
     (tmp_path / "cut.tar").write_bytes(raw[:512 + 1024 + 300])
-    out = list(read_tars([{"url": str(tmp_path / "cut.tar")}], h))
+    out = list(tar_samples([{"url": str(tmp_path / "cut.tar")}], h))
     assert [s["__key__"] for s in out] == ["a_000"] and "json" not in out[0] and sum(h.counts.values()) == 1
+
+
+def test_duplicate_stops_once_when_handler_says_stop(tmp_path):
+    """A handler that does not continue sees the repeated extension once; the error reaches the caller."""
+    p = tmp_path / "t.tar"
+    _tar(p, tarfile.PAX_FORMAT, [("c_002.json", b"1"), ("c_002.JSON", b"2")])
+    seen = []
+    with pytest.raises(ValueError, match="duplicate"):
+        list(tar_samples([{"url": str(p)}], lambda e: seen.append(e) and False))
+    assert len(seen) == 1
