@@ -10,11 +10,12 @@ for elapsed time), because other processes' load then hardly moves it. Prints a 
 pair, ratio slife / reference (goal <= 0.7) and the max abs output and gradient differences.
 The reference checkout is only imported from CROCO_REPO, never copied into slife.
 
-`--floor` adds the matrix-product floor: every matrix product of one slife step (forward and backward:
-aten mm/addmm/bmm, recorded with their shapes, strides and dtype) is re-run on its own, in the same
-process and threads, and their summed CPU time is the time the step cannot go under while it does the
-same products. Both implementations do the same products, so floor / reference is the best ratio any
-implementation of the same model could reach on this machine.
+`--floor` adds the matrix-product floor. In every repetition each model also runs one extra step in which
+its matrix products (aten mm/addmm/bmm/baddbmm and the patch convolution, forward and backward) are timed
+one by one as they run. Both implementations do the same products, and no implementation of the same model
+can take less time than its products, so (slife's products / reference step), a median over repetitions
+like the ratio, is the best ratio reachable on this machine. The reference's own product time is shown
+too, as a check that the products are the same work in both.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-from collections import Counter
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -60,39 +59,24 @@ def step(model, img1, img2, seed: int, bf16: bool, loss_fn) -> torch.Tensor:
     return out.detach().float()
 
 
-class MatmulRecorder(TorchDispatchMode):
-    """Record the matrix products run under it: (op, shapes, strides, dtype, has bias) -> count."""
+class ProductTimer(TorchDispatchMode):
+    """Time the matrix products (and the patch convolution) run under it, as they run inside a real step:
+    `seconds` sums CLOCK() around each such op, forward and backward; `count` counts them."""
 
-    OPS = ("mm", "addmm", "bmm")
+    OPS = ("mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward")
 
     def __init__(self):
         super().__init__()
-        self.calls: Counter = Counter()
+        self.seconds, self.count = 0.0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name in self.OPS:
-            mats = args[1:3] if name == "addmm" else args[:2]
-            self.calls[(name, tuple((tuple(m.shape), tuple(m.stride())) for m in mats), mats[0].dtype,
-                        tuple(args[0].shape) if name == "addmm" else None)] += 1
-        return func(*args, **(kwargs or {}))
-
-
-def matmul_floor(calls: Counter, reps: int = 3) -> float:
-    """CPU seconds to run the recorded products once each as often as recorded (median of `reps`)."""
-    total = 0.0
-    for (name, mats, dtype, bias), n in calls.items():
-        a, b = (torch.empty_strided(shape, stride, dtype=dtype).normal_() for shape, stride in mats)
-        c = torch.randn(bias, dtype=dtype) if bias is not None else None
-        run = {"mm": lambda: torch.mm(a, b), "bmm": lambda: torch.bmm(a, b), "addmm": lambda: torch.addmm(c, a, b)}[name]
-        run()
-        ts = []
-        for _ in range(reps):
-            t0 = time.process_time()
-            run()
-            ts.append(time.process_time() - t0)
-        total += n * statistics.median(ts)
-    return total
+        if func.overloadpacket.__name__ not in self.OPS:
+            return func(*args, **(kwargs or {}))
+        t0 = CLOCK()
+        out = func(*args, **(kwargs or {}))
+        self.seconds += CLOCK() - t0
+        self.count += 1
+        return out
 
 
 def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compiled: bool = False,
@@ -120,9 +104,17 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compil
         if ours_c is not None:
             models["slife compiled"] = ours_c
         outs = {name: step(m, img1, img2, 1, bf16, loss_fn) for name, m in models.items()}  # warm-up + outputs
-        times = {name: [] for name in models}
+        times, counts = {name: [] for name in models}, {}
+        runs = list(models) + ([f"{name} products" for name in models if name != "slife compiled"] if floor else [])
         for r in range(reps):  # every other repetition in reverse order (ABBA): a steady drift cancels out
-            for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
+            for name in (runs if r % 2 == 0 else runs[::-1]):
+                if name.endswith(" products"):  # an extra step with its matrix products timed one by one
+                    timer = ProductTimer()
+                    with timer:
+                        step(models[name.removesuffix(" products")], img1, img2, 2 + r, bf16, loss_fn)
+                    times.setdefault(name, []).append(timer.seconds)
+                    counts[name] = timer.count
+                    continue
                 m = models[name]
                 t0 = CLOCK()
                 step(m, img1, img2, 2 + r, bf16, loss_fn)
@@ -140,12 +132,12 @@ def bench(preset: str, batch: int, reps: int, precisions: list[str], Ref, compil
             row["diff"] = (outs["slife"] - outs["reference"]).abs().max().item()
             gs = [(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters())]
             row["grad_diff"] = max((a - b).abs().max().item() for a, b in gs)
-        if floor:
-            rec = MatmulRecorder()
-            with rec:
-                step(ours, img1, img2, 2, bf16, loss_fn)
-            row["floor"] = matmul_floor(rec.calls) / batch * 1e3
-            row["products"] = sum(rec.calls.values())
+        if floor:  # products of the same repetition as the timed steps, so VM speed swings cancel in ratios
+            row["products"] = counts["slife products"]
+            row["floor"] = statistics.median(times["slife products"]) / batch * 1e3
+            if ref is not None:
+                row["ref_products"] = statistics.median(times["reference products"]) / batch * 1e3
+                row["floor_ratio"] = statistics.median(a / b for a, b in zip(times["slife products"], times["reference"]))
         if ours_c is not None:
             row["compiled"] = statistics.median(times["slife compiled"]) / batch * 1e3
             row["compiled_diff"] = (outs["slife compiled"] - outs["slife"]).abs().max().item()
@@ -166,7 +158,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     ap.add_argument("--compile", action="store_true", help="also time slife under torch.compile (inductor)")
     ap.add_argument("--floor", action="store_true",
-                    help="also time the step's matrix products alone (the floor any implementation would hit)")
+                    help="also time each model's matrix products inside an extra step per repetition: the floor any "
+                         "implementation of the same model would hit")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                     help="cpu: process CPU time over all threads (robust to other load); wall: elapsed time "
                          "(what a user waits for; only on an otherwise idle machine)")
@@ -194,11 +187,13 @@ def main() -> None:
             print(f"| {r['preset']} | {r['precision']} | {r['batch']} | {r['slife']:.1f} | {r['reference']:.1f} | "
                   f"{r['ratio']:.2f} | {r['ratio_q1']:.2f}-{r['ratio_q3']:.2f} | {r['diff']:.1e} | {r['grad_diff']:.1e} |")
     if args.floor:
-        print("\n| preset | precision | matrix products per step | their time alone, ms/pair | slife ms/pair | "
-              "floor / slife | reference ms/pair | floor / reference: best reachable ratio |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| preset | precision | products per step | slife: products ms/pair | slife: whole step | "
+              "products / step | reference: products ms/pair | reference: whole step | "
+              "slife products / reference step: best reachable ratio |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            ref = (f"{r['reference']:.1f} | **{r['floor'] / r['reference']:.2f}**" if "reference" in r else "- | -")
+            ref = (f"{r['ref_products']:.1f} | {r['reference']:.1f} | **{r['floor_ratio']:.2f}**"
+                   if "reference" in r else "- | - | -")
             print(f"| {r['preset']} | {r['precision']} | {r['products']} | {r['floor']:.1f} | {r['slife']:.1f} | "
                   f"{r['floor'] / r['slife']:.2f} | {ref} |")
     if args.compile:
