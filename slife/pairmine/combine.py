@@ -68,7 +68,7 @@ def combine(found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], strateg
         key = np.minimum(a, b) * n + np.maximum(a, b)
         parts.append((key, np.full(len(a), si), a, b, J))
     counts = {"found": {s: int(len(found[s][0])) if s in found else 0 for s in strategies}}
-    if not parts:
+    if not sum(len(p[0]) for p in parts):  # nothing found by any strategy
         z = np.zeros(0, np.int64)
         return PairTable(z, z, z, np.zeros(0), strategies, counts)
     key, si, a, b, J = (np.concatenate(x) for x in zip(*parts))

@@ -45,7 +45,7 @@ class FrameTable:
                     rel = Path(files[fi]).name
                 return rel if len(self.life.sources) == 1 else f"{src.name}/{rel}"  # COLMAP-style image name
             return f"{src.name}/{fi:06d}"
-        return f"frame/{i:06d}"
+        return f"frame/{fi:06d}"
 
 
 def decode_order(life: Life) -> np.ndarray:

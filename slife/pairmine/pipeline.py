@@ -78,8 +78,38 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def check_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int = 1, node_rank: int = 0) -> None:
-    """Refuse a non-empty folder made by other settings unless `overwrite`; then write mine.json (atomically).
+def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse, before any work, a non-empty folder made by other settings unless `overwrite`. Writes nothing:
+    a run that fails on its input leaves no folder behind to block the corrected run (`prepare_out_dir`
+    writes once the pairs are found). A folder holding only mine.json (left by an older run that found
+    nothing) counts as empty."""
+    if not out_dir.exists() or overwrite:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SlifeError(f"{out_dir}: is a file, not a folder; choose another --out")
+        return
+    if not out_dir.is_dir():
+        raise SlifeError(f"{out_dir}: is a file, not a folder; choose another --out")
+    mine_json = out_dir / "mine.json"
+    entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
+    if not entries or entries == [mine_json]:
+        return
+    if not mine_json.exists():
+        raise SlifeError(f"{out_dir}: folder is not empty and was not made by `slife mine-pairs`; "
+                         "choose another --out or pass --overwrite")
+    try:
+        old = json.loads(mine_json.read_text())
+    except (OSError, ValueError) as e:
+        raise SlifeError(f"{mine_json}: unreadable ({e}); pass --overwrite to mine this folder again") from None
+    if old != identity:
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        diff += sorted(k for k in set(old.get("config", {})) | set(identity["config"])
+                       if old.get("config", {}).get(k) != identity["config"].get(k))
+        raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({', '.join(diff)} differ); "
+                         "pass --overwrite to replace them or choose another --out")
+
+
+def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int = 1, node_rank: int = 0) -> None:
+    """Create the folder and write mine.json (atomically), once `check_out_dir` passed and pairs were found.
 
     With `overwrite`, one node removes all our files here; with several nodes only rank 0 removes the
     set-wide files (manifest, preview) here, and each node its own shards later (`clear_node_files`, once
@@ -88,24 +118,16 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     mine_json = out_dir / "mine.json"
-    entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
-    if entries and not overwrite:
-        if not mine_json.exists():
-            raise SlifeError(f"{out_dir}: folder is not empty and was not made by `slife mine-pairs`; "
-                             "choose another --out or pass --overwrite")
-        old = json.loads(mine_json.read_text())
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            diff += sorted(k for k in set(old.get("config", {})) | set(identity["config"])
-                           if old.get("config", {}).get(k) != identity["config"].get(k))
-            raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({', '.join(diff)} differ); "
-                             "pass --overwrite to replace them or choose another --out")
     if overwrite:
         pats = OUR_FILES if num_nodes <= 1 else SET_FILES if node_rank == 0 else ()
         for pat in pats:
             for p in out_dir.glob(pat):
                 _remove(p)
-    if not mine_json.exists() or overwrite:
+    try:
+        same = json.loads(mine_json.read_text()) == identity
+    except (OSError, ValueError):
+        same = False
+    if not same:
         atomic_write_bytes(mine_json, json.dumps(identity, indent=1).encode())
 
 
@@ -299,9 +321,17 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     src = str(life_path.root) if isinstance(life_path, Life) else str(Path(life_path).resolve())
     identity = {"life": src, "config": cfg.identity()}
     run = run_digest(identity)
-    check_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
+    check_out_dir(out_dir, identity, cfg.overwrite)
     table = ingest(life_path, cfg.fps, cfg.reader, cfg.reader_options)
+    if not cfg.pairs_only and not table.life.has_pixels:
+        raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
+                         "pass --pairs-only to write pairs.jsonl and pairs.txt only")
     pairs, vis_counts, warnings, _ = find_all(table, cfg)
+    if not len(pairs):
+        found = ", ".join(f"{s} {n}" for s, n in pairs.counts["found"].items())
+        raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over "
+                         f"{len(table.life)} sampled frames); loosen them (e.g. --fps, the gap or Jaccard range)")
+    prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs)
     summary["visibility"] = vis_counts

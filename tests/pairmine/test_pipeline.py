@@ -43,6 +43,36 @@ def test_no_poses(tmp_path, proc_life, small_cfg):
     assert man["summary"]["frames_without_pose"] == len(life)
 
 
+def test_no_pairs_is_an_error_that_leaves_no_folder(tmp_path, proc_life, small_cfg):
+    with pytest.raises(SlifeError, match="no pairs found.*temporal 0"):
+        pm.run(small_cfg(strategies=("temporal",), min_gap=1e5, max_gap=2e5), proc_life, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_run_does_not_block_the_corrected_one(tmp_path, proc_life, small_cfg):
+    out = tmp_path / "o"
+    with pytest.raises(SlifeError, match="slife sfm"):
+        pm.run(small_cfg(strategies=("spatial",)), replace(proc_life, T_world_cam=None, pose_valid=None), out)
+    assert not out.exists()
+    out.mkdir()  # an older version wrote mine.json before failing: a folder holding only it counts as empty
+    (out / "mine.json").write_text(json.dumps({"life": "elsewhere", "config": {}}))
+    man = json.loads(pm.run(small_cfg(strategies=("temporal",)), proc_life, out).read_text())
+    assert man["samples"] > 0 and json.loads((out / "mine.json").read_text())["life"] != "elsewhere"
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SlifeError, match="is a file"):
+        pm.run(small_cfg(strategies=("temporal",)), proc_life, tmp_path / "f")
+
+
+def test_a_life_without_pixels_needs_pairs_only(tmp_path, proc_life, small_cfg):
+    life = replace(proc_life, sources=[])
+    with pytest.raises(SlifeError, match="--pairs-only"):
+        pm.run(small_cfg(strategies=("temporal",)), life, tmp_path / "o")
+    pm.run(small_cfg(strategies=("temporal",), pairs_only=True), life, tmp_path / "o")
+    rows = [json.loads(r) for r in (tmp_path / "o" / "pairs.jsonl").read_text().splitlines()]
+    names = [line.split() for line in (tmp_path / "o" / "pairs.txt").read_text().splitlines()]
+    assert all(n == [f"frame/{r['frame_a']:06d}", f"frame/{r['frame_b']:06d}"] for r, n in zip(rows, names))
+
+
 def test_nodes_then_merge_equal_one_run(tmp_path, proc_life, small_cfg):
     cfg = small_cfg(strategies=("spatial", "temporal"), pairs_per_shard=25)
     one = json.loads(pm.run(cfg, proc_life, tmp_path / "one").read_text())
