@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,8 @@ def _load_npz(f: Path) -> dict:
     try:
         with np.load(f, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise SlifeError(f"{f}: unreadable npz ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise SlifeError(f"{f}: unreadable npz ({type(e).__name__}: {e})") from None
 
 
 def read(path: Path) -> Life:

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from slife.errors import SlifeError
 from slife.lives.geometry import Camera
 
 
@@ -76,6 +77,20 @@ class ImageFiles:
                     yield int(i), np.asarray(im)  # (H, W, 3) uint8
             except (OSError, ValueError, IndexError):
                 continue
+
+
+def image_size(files: Sequence[Path]) -> tuple[int, int]:
+    """(W, H) of the first of `files` that opens; unreadable ones are left to the frame reader, which skips
+    and counts them. Raises SlifeError when none opens."""
+    from PIL import Image
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                return im.size
+        except (OSError, ValueError):
+            continue
+    raise SlifeError(f"{Path(files[0]).parent if files else '?'}: none of the {len(files)} images can be read")
 
 
 def life_name(path: Path | str) -> str:

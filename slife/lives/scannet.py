@@ -17,7 +17,7 @@ import numpy as np
 
 from slife.errors import SlifeError
 from slife.lives.geometry import Camera, pose_problem
-from slife.lives.life import ImageFiles, Life, life_name
+from slife.lives.life import ImageFiles, Life, image_size, life_name
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ def _camera(f: Path, width: int, height: int) -> Camera:
 
 def read(path: Path) -> Life:
     """Read a ScanNet export folder (see the module docstring)."""
-    from PIL import Image
-
     path = Path(path)
     color = _numbered(path / "color", (".jpg", ".jpeg", ".png"))
     if not color:
@@ -66,29 +64,23 @@ def read(path: Path) -> Life:
     counts: dict = {}
     poses = _numbered(path / "pose", (".txt",))
     T = np.full((n, 4, 4), np.nan)
-    missing = 0
+    has_file = np.array([k in poses for k in nums], bool)
+    missing = int((~has_file).sum())
     for i, k in enumerate(nums):
-        if k in poses:
+        if has_file[i]:
             T[i] = _matrix(poses[k])
-        else:
-            missing += 1
     if missing:
         counts["poses_missing"] = missing
         warnings.append(f"pose/: {missing} of {n} frames have no pose file")
     problem = pose_problem(T)
-    present = ~np.isnan(T).all(axis=(1, 2))
-    bad = present & (problem != "")
+    bad = has_file & (problem != "")  # a file of NaN counts too
     if bad.any():
         counts["poses_invalid"] = int(bad.sum())
-        warnings.append(f"pose/: {int(bad.sum())} of {n} poses dropped (-inf or not a rotation)")
+        warnings.append(f"pose/: {int(bad.sum())} of {n} poses dropped (-inf, NaN or not a rotation)")
         T[bad] = np.nan
     valid = np.isfinite(T).all(axis=(1, 2))
 
-    try:
-        with Image.open(color[nums[0]]) as im:
-            W, H = im.size
-    except OSError as e:
-        raise SlifeError(f"{color[nums[0]]}: unreadable image ({e})") from None
+    W, H = image_size([color[k] for k in nums])
     kc = path / "intrinsic" / "intrinsic_color.txt"
     cameras, cam_id = [], np.full(n, -1, np.int32)
     if kc.is_file():
@@ -106,9 +98,7 @@ def read(path: Path) -> Life:
             counts["depth_missing"] = nd
             warnings.append(f"depth/: {nd} of {n} frames have no depth map")
         kd = path / "intrinsic" / "intrinsic_depth.txt"
-        first = next(p for p in depth_paths if p is not None)
-        with Image.open(first) as im:
-            dW, dH = im.size
+        dW, dH = image_size([p for p in depth_paths if p is not None])
         if kd.is_file():
             depth_camera = _camera(kd, dW, dH)
         elif (dW, dH) != (W, H):

@@ -22,7 +22,7 @@ import numpy as np
 
 from slife.errors import SlifeError
 from slife.lives.geometry import Camera, make_pose, pose_problem, qvec_to_rotmat
-from slife.lives.life import ImageFiles, Life, life_name
+from slife.lives.life import ImageFiles, Life, image_size, life_name
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +156,7 @@ def read(path: Path, max_dt: float = MAX_DT) -> Life:
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise SlifeError(f"{missing[0]}: listed in rgb.txt but missing ({len(missing)} missing)")
-    from PIL import Image
-
-    try:
-        with Image.open(files[0]) as im:
-            W, H = im.size
-    except OSError as e:
-        raise SlifeError(f"{files[0]}: unreadable image ({e})") from None
+    W, H = image_size(files)
 
     gt = path / "groundtruth.txt"
     rows = _numeric_rows(gt, 8, "timestamp tx ty tz qx qy qz qw")

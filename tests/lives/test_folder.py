@@ -104,6 +104,11 @@ def test_trajectory_only_and_missing_keys(tmp_path):
     (d / "poses.npz").write_bytes(b"not a zip")
     with pytest.raises(SlifeError, match="poses.npz: unreadable npz"):
         read_life(d)
+    np.savez(d / "poses.npz", t=sc.t, T_world_cam=sc.T_world_cam, K=sc.K, image_size=[W, H])
+    data = (d / "poses.npz").read_bytes()
+    (d / "poses.npz").write_bytes(data[: len(data) // 2])  # truncated: zipfile.BadZipFile
+    with pytest.raises(SlifeError, match="poses.npz: unreadable npz"):
+        read_life(d)
 
 
 def test_ascii_ply(tmp_path):

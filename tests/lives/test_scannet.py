@@ -49,3 +49,17 @@ def test_scannet_bad_pose_file(tmp_path):
     (d / "pose" / "10.txt").write_text("1 2 3\n")
     with pytest.raises(SlifeError, match=r"pose/10.txt: expected a 4x4 matrix"):
         read_life(d)
+
+
+def test_scannet_nan_pose_file_and_unreadable_first_image_are_counted(tmp_path):
+    sc = make_scene(n=4)
+    d = tmp_path / "s"
+    nums = write_scannet(d, sc, inf_pose=-1, skip=())
+    np.savetxt(d / "pose" / f"{nums[1]}.txt", np.full((4, 4), np.nan))  # a file of NaN: invalid, not missing
+    (d / "color" / f"{nums[0]}.jpg").write_bytes(b"garbage")  # the size comes from the next image
+    (d / "depth" / f"{nums[0]}.png").write_bytes(b"garbage")
+    life = read_life(d)
+    assert life.counts["poses_invalid"] == 1 and "poses_missing" not in life.counts
+    assert list(life.pose_valid) == [True, False, True, True]
+    assert (life.cameras[0].width, life.cameras[0].height) == (64, 48)
+    assert [i for i, _ in life.sources[0].read(range(4))] == [1, 2, 3]  # the unreadable frame is skipped
