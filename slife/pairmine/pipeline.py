@@ -29,6 +29,7 @@ import importlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import re
 import shutil
 import sys
@@ -69,6 +70,26 @@ def slife_version() -> str:
 def run_digest(identity: dict) -> str:
     """A short digest of the run's identity (life + settings): stored in stats files and spool indexes."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def content_digest(table: FrameTable, pairs: PairTable) -> str:
+    """A digest of what the shards hold beyond the settings: the pairs, the frames' times and poses, and the
+    size and modification time of every video or image file. A life re-rendered or re-exported at the same
+    path changes it, so that its old shards are written again instead of being kept."""
+    life = table.life
+    h = hashlib.sha256()
+    for arr in (pairs.a, pairs.b, life.t, life.frame_index, life.source,
+                life.T_world_cam if life.T_world_cam is not None else np.zeros(0)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    for src in life.sources:
+        files = getattr(src, "files", None) or [getattr(src, "path", None)]
+        for f in files:
+            try:
+                st = os.stat(f)
+                h.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except (OSError, TypeError):
+                h.update(f"{f}:?;".encode())
+    return h.hexdigest()[:16]
 
 
 def _remove(p: Path) -> None:
@@ -320,7 +341,6 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     out_dir = Path(out_dir)
     src = str(life_path.root) if isinstance(life_path, Life) else str(Path(life_path).resolve())
     identity = {"life": src, "config": cfg.identity()}
-    run = run_digest(identity)
     check_out_dir(out_dir, identity, cfg.overwrite)
     table = ingest(life_path, cfg.fps, cfg.reader, cfg.reader_options)
     if not cfg.pairs_only and not table.life.has_pixels:
@@ -332,6 +352,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over "
                          f"{len(table.life)} sampled frames); loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
+    run = run_digest({**identity, "content": content_digest(table, pairs)})  # in every shard's stats
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs)
     summary["visibility"] = vis_counts
@@ -366,7 +387,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         return out_dir / "manifest.json"
     stale = [s for s in range(n_shards) if not complete[s] and (out_dir / stats_name(s)).exists()]
     if stale:
-        raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards were written with other settings "
+        raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards are incomplete or were written with other settings "
                          f"(first: {shard_name(stale[0])}); run their nodes again, then --merge")
     path = write_manifest(out_dir, n_shards, base)
     if cfg.num_nodes <= 1:

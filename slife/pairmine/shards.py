@@ -101,7 +101,8 @@ def sha256_file(path: Path) -> str:
 
 
 def shard_complete(out_dir: Path, s: int, run: str | None = None) -> bool:
-    """A shard is complete when its tar and its stats (written after the tar) both exist.
+    """A shard is complete when its tar and its stats (written after the tar) both exist and the tar has
+    the size its stats record.
 
     With `run` given, the stats must also carry that run digest (a shard left by other settings, or by
     a writer older than the digest, is not complete: it will be written again).
@@ -110,12 +111,13 @@ def shard_complete(out_dir: Path, s: int, run: str | None = None) -> bool:
     st = out_dir / stats_name(s)
     if not (st.exists() and (out_dir / shard_name(s)).exists()):
         return False
-    if run is None:
-        return True
     try:
-        return json.loads(st.read_text()).get("run") == run
-    except (OSError, ValueError):
+        stats = json.loads(st.read_text())
+        if (out_dir / shard_name(s)).stat().st_size != stats.get("bytes"):  # truncated or replaced since
+            return False
+    except (OSError, ValueError, AttributeError):
         return False
+    return run is None or stats.get("run") == run
 
 
 def stored_size(w: int, h: int, short_side: int) -> tuple[int, int]:

@@ -73,6 +73,23 @@ def test_a_life_without_pixels_needs_pairs_only(tmp_path, proc_life, small_cfg):
     assert all(n == [f"frame/{r['frame_a']:06d}", f"frame/{r['frame_b']:06d}"] for r, n in zip(rows, names))
 
 
+def test_rerun_rewrites_truncated_shards_and_shards_of_a_changed_life(tmp_path, proc_life, small_cfg):
+    cfg = small_cfg(strategies=("temporal",), pairs_per_shard=25)
+    out = tmp_path / "o"
+    man = json.loads(pm.run(cfg, proc_life, out).read_text())
+    tar = out / man["shards"][1]["name"]
+    tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
+    again = json.loads(pm.run(cfg, proc_life, out).read_text())
+    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in man["shards"]]
+    assert tar.stat().st_size == man["shards"][1]["bytes"]
+    moved = proc_life.T_world_cam.copy()
+    moved[:, :3, 3] += 0.01  # the same life path, other content (e.g. rendered again)
+    life2 = replace(proc_life, T_world_cam=moved)
+    runs = {json.loads(p.read_text())["run"] for p in out.glob("pairs-*.stats.json")}
+    pm.run(cfg, life2, out)
+    assert not runs & {json.loads(p.read_text())["run"] for p in out.glob("pairs-*.stats.json")}
+
+
 def test_nodes_then_merge_equal_one_run(tmp_path, proc_life, small_cfg):
     cfg = small_cfg(strategies=("spatial", "temporal"), pairs_per_shard=25)
     one = json.loads(pm.run(cfg, proc_life, tmp_path / "one").read_text())
@@ -209,7 +226,8 @@ def test_workers_killed_in_spooling_resume_without_decoding_twice(tmp_path, proc
         pass
     finally:
         proc.wait()
-    spool = shards.Spool(out / ".frames", pipeline.run_digest(json.loads((out / "mine.json").read_text())))
+    parts = sorted((out / ".frames").glob("part-*.json"))
+    spool = shards.Spool(out / ".frames", json.loads(parts[0].read_text())["run"] if parts else "")
     done = set(spool.asked.tolist())
     assert len(done) >= 2 and not list(out.glob("pairs-*.stats.json")), "not killed while spooling"
     assert len(done) < ref["summary"]["frames_used"]
