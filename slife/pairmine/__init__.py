@@ -109,29 +109,30 @@ class MineConfig:
                 raise SlifeError(f"unknown strategy {s!r}; choose from {', '.join(STRATEGIES)} (join with '+')")
         if len(set(self.strategies)) != len(self.strategies):
             raise SlifeError(f"strategy given twice: {'+'.join(self.strategies)}")
-        if self.fps < 0:
-            raise ValueError(f"fps must be >= 0, got {self.fps}")
-        if not 0 <= self.min_gap <= self.max_gap:
-            raise ValueError(f"need 0 <= min_gap <= max_gap, got {self.min_gap}, {self.max_gap}")
-        if not 0 <= self.j_min <= self.j_max <= 1:
-            raise ValueError(f"need 0 <= j_min <= j_max <= 1, got {self.j_min}, {self.j_max}")
+        def need(ok: bool, what: str) -> None:  # option names as on the command line (the fields, dashed)
+            if not ok:
+                raise SlifeError(f"bad option: {what}")
+
+        need(self.fps >= 0, f"--fps must be >= 0, got {self.fps}")
+        need(0 <= self.min_gap <= self.max_gap,
+             f"need 0 <= --min-gap <= --max-gap, got {self.min_gap}, {self.max_gap}")
+        need(0 <= self.j_min <= self.j_max <= 1, f"need 0 <= --j-min <= --j-max <= 1, got {self.j_min}, {self.j_max}")
         for name in ("temporal_per_frame", "per_frame", "random_per_frame", "max_pairs", "lsh_window",
-                     "zbuffer_cells"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.max_depth <= 0 or self.voxel < 0 or self.augmented_per_frame < 0:
-            raise ValueError("max_depth must be > 0, voxel and augmented_per_frame >= 0")
-        if self.lsh_hashes < 1:
-            raise ValueError("lsh_hashes must be >= 1")
-        if self.short_side < 8 or not 1 <= self.jpeg_quality <= 100 or self.pairs_per_shard < 1:
-            raise ValueError("short_side >= 8, 1 <= jpeg_quality <= 100, pairs_per_shard >= 1")
-        if self.workers < 1 or self.num_nodes < 1 or not 0 <= self.node_rank < self.num_nodes:
-            raise ValueError(f"need workers >= 1 and 0 <= node_rank < num_nodes, got {self.node_rank}/{self.num_nodes}")
+                     "zbuffer_cells", "voxel", "augmented_per_frame", "preview"):
+            opt = name if name in ("lsh_window", "zbuffer_cells") else "--" + name.replace("_", "-")  # config only
+            need(getattr(self, name) >= 0, f"{opt} must be >= 0, got {getattr(self, name)}")
+        need(self.max_depth > 0, f"--max-depth must be > 0, got {self.max_depth}")
+        need(self.lsh_hashes >= 1, f"lsh_hashes must be >= 1, got {self.lsh_hashes}")
+        need(self.short_side >= 8, f"--short-side must be >= 8, got {self.short_side}")
+        need(1 <= self.jpeg_quality <= 100, f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        need(self.pairs_per_shard >= 1, f"--pairs-per-shard must be >= 1, got {self.pairs_per_shard}")
+        need(self.workers >= 1, f"--workers must be >= 1, got {self.workers}")
+        need(self.num_nodes >= 1 and 0 <= self.node_rank < self.num_nodes,
+             f"need --num-nodes >= 1 and 0 <= --node-rank < --num-nodes, got {self.node_rank} of {self.num_nodes}")
         for name, r in self.ratios:
             if name not in self.strategies:
                 raise SlifeError(f"ratio given for {name!r}, which is not among the strategies {'+'.join(self.strategies)}")
-            if r < 0:
-                raise ValueError(f"ratio of {name} must be >= 0")
+            need(r >= 0, f"--ratios: the share of {name} must be >= 0, got {r}")
 
     def identity(self) -> dict:
         """The fields that define the output (everything but run-time fields)."""

@@ -131,8 +131,12 @@ def test_max_pairs_holds_across_strategy_sets(tmp_path, proc_life, small_cfg):
 def test_config_validation():
     with pytest.raises(SlifeError, match="unknown strategy"):
         pm.MineConfig(strategies=("spatial", "magic"))
-    with pytest.raises(ValueError):
+    with pytest.raises(SlifeError, match="--j-min"):
         pm.MineConfig(j_min=0.8, j_max=0.2)
+    for bad, opt in ((dict(fps=-1), "--fps"), (dict(pairs_per_shard=0), "--pairs-per-shard"),
+                     (dict(workers=0), "--workers"), (dict(num_nodes=2, node_rank=2), "--node-rank")):
+        with pytest.raises(SlifeError, match=opt):
+            pm.MineConfig(**bad)
     with pytest.raises(SlifeError, match="ratio"):
         pm.MineConfig(strategies=("spatial",), ratios=(("temporal", 1.0),))
     assert pm.parse_strategies("spatial+temporal") == ("spatial", "temporal")
