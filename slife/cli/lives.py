@@ -86,7 +86,8 @@ def inspect(
 
     For a shard folder, show its manifest summary and integrity check (exit 1 if a problem is found).
     """
-    if path.is_dir() and (path / "manifest.json").is_file():
+    if path.is_dir() and ((path / "manifest.json").is_file() or (path / "mine.json").is_file()
+                          or any(path.glob("pairs-*.tar"))):  # a shard set, finished or not
         from slife.pairmine.manifest import inspect_shards
 
         summary = inspect_shards(path)

@@ -124,9 +124,16 @@ def inspect_shards(folder: Path | str) -> dict:
     per_strategy: dict[str, int] = {}
     for tp in tars:
         st_path = tp.with_name(tp.name[:-4] + ".stats.json")
-        st = json.loads(st_path.read_text()) if st_path.exists() else None
-        if st is None:
+        st = None
+        if not st_path.exists():
             problems.append(f"{tp.name}: no stats file (incomplete shard)")
+        else:
+            try:
+                st = json.loads(st_path.read_text())
+                st["samples"]
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                problems.append(f"{st_path.name}: unreadable ({type(e).__name__}: {e})")
+                st = None
         digest = sha256_file(tp)
         if st is not None and st.get("sha256") != digest:
             problems.append(f"{tp.name}: sha256 differs from its stats")

@@ -44,6 +44,10 @@ def test_inspect_shard_folder(tmp_path):
     assert r.exit_code in (0, 1), r.output
     s = json.loads(r.stdout)
     assert isinstance(s, dict) and s  # the summary of slife.pairmine.manifest.inspect_shards
+    (d / "manifest.json").unlink()  # a killed run: shards and mine.json, no manifest yet
+    (d / "mine.json").write_text("{}")
+    r = CliRunner().invoke(app, ["inspect", "--json", str(d)])
+    assert r.exit_code == 1 and "manifest.json missing" in json.loads(r.stdout)["problems"][0]
 
 
 def test_inspect_check_counts_undecodable_frames(tmp_path):

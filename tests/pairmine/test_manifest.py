@@ -34,6 +34,8 @@ def test_manifest_and_inspect(tmp_path, proc_life, small_cfg):
     assert not r["ok"]
     text = " ".join(r["problems"])
     assert "pairs-000000.tar: sha256" in text and "pairs-000001.tar" in text
+    (tmp_path / "pairs-000002.stats.json").write_text("{broken")  # listed as a problem, not raised
+    assert any(p.startswith("pairs-000002.stats.json: unreadable") for p in inspect_shards(tmp_path)["problems"])
 
 
 def test_inspect_unfinished(tmp_path):
