@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from slife.errors import SlifeError
+from slife.pairmine.shards import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,35 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
     """Reconstruct the sampled frames of the life at `life_path` into `out_dir/sparse/0`; returns that folder."""
     import pycolmap
 
-    from slife.lives import read_life
-
     out_dir = Path(out_dir)
     model_dir = out_dir / "sparse" / "0"
     if model_dir.exists() and not cfg.overwrite:
-        log.info("%s exists; reusing it (pass overwrite to redo)", model_dir)
+        try:
+            made = json.loads((out_dir / "sfm.json").read_text())
+        except (OSError, ValueError):
+            made = None  # a model from before sfm.json existed: reused as it is
+        now = {"config": json.loads(json.dumps(asdict(cfg))), "life": str(Path(life_path).resolve())}
+        differ = [] if not made else sorted(
+            [k for k in now["config"] if k not in ("overwrite", "num_threads")
+             and made.get("config", {}).get(k) != now["config"][k]] + (["life"] if made.get("life") != now["life"] else []))
+        if differ:
+            raise SlifeError(f"{model_dir}: was reconstructed with other settings ({', '.join(differ)} differ); "
+                             "pass --overwrite to redo it or choose another --out")
+        log.warning("%s exists; reusing it (pass --overwrite to redo)", model_dir)
         return model_dir
+    old_level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.INFO) else 1  # COLMAP's INFO lines only with -v
+    try:
+        return _reconstruct(cfg, life_path, out_dir, model_dir, progress)
+    finally:
+        pycolmap.logging.minloglevel = old_level
+
+
+def _reconstruct(cfg: SfmConfig, life_path, out_dir: Path, model_dir: Path, progress) -> Path:
+    import pycolmap
+
+    from slife.lives import read_life
+
     life = read_life(Path(life_path), cfg.reader, **dict(cfg.reader_options))
     if not life.has_pixels:
         raise SlifeError(f"{life_path}: this life has no images or video to reconstruct from")
@@ -127,6 +150,9 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
     info = {"config": asdict(cfg), "life": str(Path(life_path).resolve()), "frames": len(names),
             "registered": int(best.num_reg_images()), "points": int(best.num_points3D()),
             "models": len(recs)}
-    (out_dir / "sfm.json").write_text(json.dumps(info, indent=1))
+    atomic_write_bytes(out_dir / "sfm.json", json.dumps(info, indent=1).encode())
     log.info("sfm: %d of %d frames registered, %d points", info["registered"], len(names), info["points"])
+    if info["registered"] < 0.5 * len(names):
+        log.warning("%s: SfM registered only %d of %d frames (%d models); spatial pairs will only use those",
+                    life_path, info["registered"], len(names), info["models"])
     return model_dir

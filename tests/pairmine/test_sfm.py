@@ -1,7 +1,11 @@
 """slife sfm (through the CLI): a short synthetic video gets poses that agree with ground truth up to a similarity transform."""
 
+import json
+
 import numpy as np
 import pytest
+
+from slife.errors import SlifeError
 
 
 def _umeyama(X, Y):
@@ -57,3 +61,7 @@ def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
     assert np.median(err) < 0.05 * extent and err.max() < 0.15 * extent
     # rerun reuses the finished model
     assert run(SfmConfig(fps=0, max_side=160, overlap=5, num_threads=1), video_life, tmp_path / "sfm") == model
+    # other settings on the same folder: a one-line error instead of a silent reuse
+    with pytest.raises(SlifeError, match="other settings.*fps"):
+        run(SfmConfig(fps=2, max_side=160, overlap=5, num_threads=1), video_life, tmp_path / "sfm")
+    assert json.loads((tmp_path / "sfm" / "sfm.json").read_text())["registered"] == rec.pose_valid.sum()
