@@ -32,6 +32,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -271,6 +272,11 @@ class _Scaled:
         self.sent = max(self.sent, due)
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops the pool (no traceback from every worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], cfg: MineConfig,
               progress: Callable[..., None] | None = None, run: str | None = None,
               spool_dir: Path | None = None) -> dict:
@@ -312,7 +318,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
             _JOB.update(table=table, spool_dir=spool_dir, short_side=cfg.short_side, quality=cfg.jpeg_quality,
                         run=run or "")
             step = _Scaled(progress, P1, len(left))
-            with ctx.Pool(min(cfg.workers, n_parts)) as pool:
+            with ctx.Pool(min(cfg.workers, n_parts), initializer=_ignore_sigint) as pool:
                 for n, c in pool.imap_unordered(_spool_one, tasks):
                     counts["frames_decoded"] += c["frames_decoded"]
                     counts["frames_corrupt"] += c["frames_corrupt"]
@@ -325,7 +331,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
         _JOB.clear()
         _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, spool=spool, run=run or "")
         step = _Scaled(progress, len(rows) - P1, len(rows))
-        with ctx.Pool(min(cfg.workers, len(todo))) as pool:
+        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_ignore_sigint) as pool:
             for n, st in pool.imap_unordered(_write_from_spool, todo):
                 sh.add_shard_counts(counts, st)
                 step(n)
