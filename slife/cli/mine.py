@@ -33,6 +33,8 @@ def _summary_table(manifest: dict) -> None:
     console.print(f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
                   f"{s['frames_without_pose']} without pose, {s.get('frames_corrupt', 0)} corrupt "
                   f"({s.get('pairs_dropped_corrupt', 0)} pairs dropped)")
+    if s.get("pairs_without_depth"):
+        console.print(f"{s['pairs_without_depth']} pairs written without depth (a depth map missing or unreadable)")
     for name, key in (("Jaccard", "jaccard_hist"), ("time gap (s)", "dt_hist")):
         h = s[key]
         cells = [f"{h['edges'][i]}-{h['edges'][i + 1]}: {c}" for i, c in enumerate(h["counts"]) if c]

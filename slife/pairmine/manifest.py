@@ -98,6 +98,7 @@ def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
     m["summary"]["written_per_strategy"] = dict(sorted(written.items()))
     m["summary"]["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
     m["summary"]["frames_corrupt"] = len(frames_missing)
+    m["summary"]["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
     path = folder / "manifest.json"
     atomic_write_bytes(path, json.dumps(m, indent=1).encode())
     return path

@@ -211,7 +211,9 @@ def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
         try:
             d = life.read_depth(i)  # (H, W) metres or None
             dep = None if d is None else encode_depth(d, size)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as e:
+            log.warning("%s: unreadable depth map (%s); its pairs are written without depth",
+                        life.depth_paths[i], e)
             dep = None
     return jpg, dep, size
 
@@ -236,7 +238,7 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
     has_depth = life.depth_paths is not None
     r0, r1 = pair_rows(s, pairs_per_shard, len(pairs))
     tmp = out_dir / f".{shard_name(s)}.tmp{tmp_suffix()}"
-    n_ok = n_bad = 0
+    n_ok = n_bad = n_nodepth = 0
     missing: set[int] = set()
     per_strategy: dict[str, int] = {}
     with open(tmp, "wb") as f:
@@ -251,6 +253,8 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
                 if has_depth and fa[1] is not None and fb[1] is not None:
                     sample["src.depth.png"] = fa[1]
                     sample["tgt.depth.png"] = fb[1]
+                elif has_depth:  # a depth map missing or unreadable
+                    n_nodepth += 1
                 tw.write(sample)
                 n_ok += 1
                 per_strategy[js["strategy"]] = per_strategy.get(js["strategy"], 0) + 1
@@ -265,7 +269,7 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
         os.fsync(f.fileno())
     os.replace(tmp, out_dir / shard_name(s))
     stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [int(r0), int(r1)], "pairs_dropped_corrupt": n_bad,
-             "strategies": per_strategy, "frames_missing": sorted(missing),
+             "pairs_without_depth": n_nodepth, "strategies": per_strategy, "frames_missing": sorted(missing),
              "bytes": (out_dir / shard_name(s)).stat().st_size, "sha256": sha256_file(out_dir / shard_name(s)),
              "run": run}
     atomic_write_bytes(out_dir / stats_name(s), json.dumps(stats, indent=1).encode())

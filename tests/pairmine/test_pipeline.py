@@ -208,6 +208,26 @@ def test_workers_same_bytes_with_video_and_depth(tmp_path, tiny_life):
         assert any(m.name.endswith("src.depth.png") for m in tf)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_depth_maps_are_counted(tmp_path, tiny_life, workers):
+    import shutil
+
+    life = tmp_path / "life"
+    shutil.copytree(tiny_life, life)
+    (life / "depth" / "000003.png").write_bytes(b"junk")
+    cfg = pm.MineConfig(strategies=("temporal",), fps=0, short_side=24, min_gap=0.1, max_gap=0.5,
+                        pairs_per_shard=10, workers=workers)
+    man = json.loads(pm.run(cfg, life, tmp_path / "o").read_text())
+    rows = [json.loads(r) for r in (tmp_path / "o" / "pairs.jsonl").read_text().splitlines()]
+    with_3 = sum(3 in (r["frame_a"], r["frame_b"]) for r in rows)
+    assert man["summary"]["pairs_without_depth"] == with_3 > 0
+    depth = 0
+    for t in sorted((tmp_path / "o").glob("pairs-*.tar")):
+        with tarfile.open(t) as tf:
+            depth += sum(m.name.endswith("src.depth.png") for m in tf)
+    assert depth == man["samples"] - with_3
+
+
 SPOOL_WRITER = slow_writer_script(0.02, workers=2, part_frames=12)
 
 
