@@ -40,6 +40,9 @@ def detect_format(path: Path) -> str:
     for name in READERS:
         if reader(name).detect(path):
             return name
+    partial = reader("colmap").incomplete_model(path)
+    if partial:
+        raise SlifeError(partial)
     raise SlifeError(
         f"{path}: not a recognised life layout (expected videos, a COLMAP model, EPIC-Fields JSON, "
         "Aria MPS, ScanNet, TUM RGB-D or a slife life folder with poses.npz)"

@@ -44,6 +44,72 @@ def find_model(path: Path) -> Path | None:
     return None
 
 
+def incomplete_model(path: Path) -> str | None:
+    """For a folder that holds part of a COLMAP model (at `path`, `path/sparse/0` or `path/sparse`): which
+    files are missing, as a message; else None."""
+    path = Path(path)
+    for d in (path, path / "sparse" / "0", path / "sparse"):
+        for ext in (".bin", ".txt"):
+            have = [f for f in _FILES if (d / f"{f}{ext}").is_file()]
+            if have and len(have) < len(_FILES):
+                missing = ", ".join(f + ext for f in _FILES if f not in have)
+                return f"{d}: incomplete COLMAP model ({missing} missing)"
+    return None
+
+
+def _bad_binary_file(model: Path) -> str | None:
+    """After pycolmap failed: the first binary model file whose records do not fit its size, named with the
+    problem; None if all parse (or the model is in text form). Only run on failure: it walks every record."""
+    import struct
+
+    def walk(f: Path, record) -> str | None:
+        data = f.read_bytes()
+        if len(data) < 8:
+            return f"{f}: truncated (no record count)"
+        (n,), off = struct.unpack_from("<Q", data), 8
+        for k in range(n):
+            try:
+                off = record(data, off)
+            except (struct.error, ValueError):
+                return f"{f}: truncated or corrupt at record {k} of {n}"
+        return None if off == len(data) else f"{f}: {len(data) - off} bytes after the last of {n} records"
+
+    def camera(data, off):
+        _, model_id, _, _ = struct.unpack_from("<iiQQ", data, off)
+        n = CAMERA_PARAMS.get(model_id)
+        if n is None:
+            raise ValueError
+        struct.unpack_from(f"<{n}d", data, off + 24)
+        return off + 24 + 8 * n
+
+    def image(data, off):
+        struct.unpack_from("<I7dI", data, off)
+        end = data.index(b"\0", off + 64)
+        (n,) = struct.unpack_from("<Q", data, end + 1)
+        if end + 9 + 24 * n > len(data):
+            raise ValueError
+        return end + 9 + 24 * n
+
+    def point(data, off):
+        (n,) = struct.unpack_from("<Q", data, off + 43)
+        if off + 51 + 8 * n > len(data):
+            raise ValueError
+        return off + 51 + 8 * n
+
+    for name, record in (("cameras", camera), ("images", image), ("points3D", point)):
+        f = model / f"{name}.bin"
+        if f.is_file():
+            problem = walk(f, record)
+            if problem:
+                return problem
+    return None
+
+
+# COLMAP camera model id -> number of parameters (as pycolmap 4.2 creates them)
+CAMERA_PARAMS = {0: 3, 1: 4, 2: 4, 3: 5, 4: 8, 5: 8, 6: 12, 7: 5, 8: 4, 9: 5, 10: 12, 11: 16, 12: 4, 13: 5,
+                 14: 3, 15: 4, 16: 6, 17: 2}
+
+
 def detect(path: Path) -> bool:
     return find_model(Path(path)) is not None
 
@@ -92,7 +158,7 @@ def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -
         rec = pycolmap.Reconstruction(str(model))
     except Exception as e:  # pycolmap raises RuntimeError/ValueError with a multi-line message
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise SlifeError(f"{model}: unreadable COLMAP model ({msg})") from None
+        raise SlifeError(_bad_binary_file(model) or f"{model}: unreadable COLMAP model ({msg})") from None
     warnings: list[str] = []
     counts: dict = {}
     images = sorted(rec.images.values(), key=lambda im: im.name)

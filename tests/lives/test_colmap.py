@@ -1,5 +1,6 @@
 """slife.lives.colmap: .txt and .bin models (world-to-camera inverted), tracks CSR, images dir, real model."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,20 @@ def test_colmap_txt_and_bin(tmp_path):
     lb = read_life(binm, format="colmap")
     assert assert_projects_like(lb, sc) == sc.n
     assert lb.tracks[0][-1] == life.tracks[0][-1]
+    # a damaged binary model: the error names the file; a missing file is named too
+    from slife.lives.colmap import _bad_binary_file
+
+    assert _bad_binary_file(binm) is None
+    for name in ("images.bin", "points3D.bin"):
+        bad = tmp_path / f"bad-{name}"
+        shutil.copytree(binm, bad)
+        data = (bad / name).read_bytes()
+        (bad / name).write_bytes(data[: len(data) * 2 // 3])
+        with pytest.raises(SlifeError, match=rf"bad-{name}/{name}: truncated"):
+            read_life(bad, format="colmap")
+    (tmp_path / "bad-images.bin" / "cameras.bin").unlink()
+    with pytest.raises(SlifeError, match=r"incomplete COLMAP model \(cameras.bin missing\)"):
+        read_life(tmp_path / "bad-images.bin")
 
 
 def test_colmap_unregistered_and_bad(tmp_path):
