@@ -123,7 +123,7 @@ class VideoSource:
 
             it = None
             pos = -1  # presentation index the decoder has reached
-            ti = 0
+            ti = errors = 0
             while ti < len(want):
                 target = int(want[ti])
                 k = int(kf[np.searchsorted(kf, target, side="right") - 1])  # keyframe at or before target
@@ -138,7 +138,9 @@ class VideoSource:
                 except StopIteration:
                     break
                 except av.error.FFmpegError as e:  # corrupt data: give up this frame, re-seek for the next
-                    log.warning("%s: decode error near frame %d (%s)", self.path, target, e)
+                    errors += 1  # the first is a warning, the rest are summed up after the read
+                    (log.warning if errors == 1 else log.debug)("%s: decode error near frame %d (%s)",
+                                                                self.path, target, e)
                     self.stats["decode_errors"] += 1
                     ti += 1
                     it = None
@@ -158,6 +160,8 @@ class VideoSource:
                     yield from ready(block=False)
                     ti += 1
             yield from ready(block=True)
+            if errors > 1:
+                log.warning("%s: %d decode errors in this read; the frames near them were skipped", self.path, errors)
 
 
 def open_video(path: Path, name: str | None = None) -> VideoSource:
