@@ -67,8 +67,15 @@ def croco_kwargs_of(ckpt: dict) -> dict:
     return dict(croco_args_from_ckpt(ckpt))
 
 
+# Untrained controls draw their weights from seeds offset by this, so that untrained-s0 is not the initial
+# model of `slife train --seed 0` (which seeds torch with the run seed before building the model): a trained
+# model compared with its own initialisation would make the control look more alike than chance.
+UNTRAINED_SEED_OFFSET = 1_000_003
+
+
 def untrained_models(croco_kwargs: dict, seeds: Sequence[int]) -> list[tuple[str, object]]:
-    """[(label, model)] CroCoNets of the given architecture with seeded random weights (the untrained control)."""
+    """[(label, model)] CroCoNets of the given architecture with seeded random weights (the untrained control);
+    seed s builds its weights from torch seed s + UNTRAINED_SEED_OFFSET, never a training run's start."""
     import torch
 
     from slife.train.model import CroCoNet
@@ -77,7 +84,7 @@ def untrained_models(croco_kwargs: dict, seeds: Sequence[int]) -> list[tuple[str
     state = torch.random.get_rng_state()
     try:
         for s in seeds:
-            torch.manual_seed(int(s))
+            torch.manual_seed(int(s) + UNTRAINED_SEED_OFFSET)
             m = CroCoNet(**croco_kwargs)
             m.eval()
             out.append((f"untrained-s{s}", m))
