@@ -255,13 +255,22 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
         from slife.train.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(ck_path)
+        last = out_dir / "last.pt"
         if "optimizer" not in ckpt or "step" not in ckpt:  # a released / weights-only checkpoint: start from it,
-            if (out_dir / "last.pt").exists():  # unless this run has already begun from it
+            if last.exists():  # unless this run has already begun from it
                 ck_path = out_dir / "last.pt"
                 ckpt = load_checkpoint(ck_path)
             else:
                 _init_from(ck_path, ckpt, model)
                 ckpt = None
+        elif last.exists() and not last.samefile(ck_path):  # --resume PATH given again after an interruption:
+            mine = load_checkpoint(last)  # this run's own progress since PATH is not thrown away
+            if int(mine.get("step", -1)) >= int(ckpt["step"]):
+                if d.main:
+                    log.info("%s is at step %d, past %s (step %d): continuing from it", last, int(mine["step"]),
+                             ck_path, int(ckpt["step"]))
+                ck_path, ckpt = last, mine
+            del mine
     if ckpt is not None:
         _check_compatible(ck_path, ckpt, cfg, kwargs)
         model.load_state_dict(ckpt["model"])

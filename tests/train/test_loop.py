@@ -98,6 +98,24 @@ def test_interrupted_run_equals_uninterrupted(reference, shards, tmp_path):
     assert [v for _, v in a] == pytest.approx([v for _, v in b], abs=1e-5)  # csv keeps 6 digits
 
 
+def test_resume_path_given_again_continues_the_runs_own_progress(reference, shards, tmp_path):
+    cfg = dataclasses.replace(CFG, resume=str(reference.parent / "step-0000020.pt"))
+    steps = []
+
+    def stop(n=1, **kw):
+        steps.append(n)
+        if len(steps) == 13:  # the resume call, then steps 21..32: last.pt was written at step 30
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, str(shards), tmp_path, progress=stop)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 30
+    seen = []
+    last = run(cfg, str(shards), tmp_path, progress=lambda n=1, **kw: seen.append(n))  # the same command again
+    assert seen[0] == 30 and len(seen) == 1 + STEPS - 30  # from its own last.pt, not from step 20 again
+    _same_weights(reference, last)
+
+
 def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "slife", "train", str(shards), "--out", str(tmp_path), *CLI_ARGS]
