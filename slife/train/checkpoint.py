@@ -150,6 +150,23 @@ def croco_args_from_ckpt(ckpt: dict, path="checkpoint") -> dict:
     return args
 
 
+def key_mismatch(missing: list, unexpected: list) -> str:
+    """'N missing key(s), first ...; M unexpected key(s), first ...' (one line, however many keys)."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s), first {missing[0]!r}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
+    return "; ".join(parts)
+
+
+def check_finite(sd: dict, path) -> None:
+    """SlifeError naming the first weight with NaN or inf (a diverged run's weights evaluate to nonsense)."""
+    bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise SlifeError(f"{path}: weights contain NaN or inf ({len(bad)} tensor(s), first {bad[0]!r})")
+
+
 def load_model(path, strict: bool = True, img_size=None, map_location="cpu") -> tuple[CroCoNet, dict]:
     """Build CroCoNet from a checkpoint's arguments and load its `model` weights -> (model, ckpt).
 
@@ -180,13 +197,9 @@ def load_model(path, strict: bool = True, img_size=None, map_location="cpu") -> 
         if k in own and tuple(v.shape) != tuple(own[k].shape):
             raise SlifeError(f"{path}: {k} has shape {tuple(v.shape)}, the model built from its arguments "
                              f"expects {tuple(own[k].shape)}")
+    check_finite(sd, path)
     if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s), first {missing[0]!r}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s), first {unexpected[0]!r}")
-        raise SlifeError(f"{path}: state_dict does not match CroCoNet({args}): {'; '.join(parts)}")
+        raise SlifeError(f"{path}: state_dict does not match CroCoNet({args}): {key_mismatch(missing, unexpected)}")
     if missing or unexpected:
         log.warning("%s: %d missing and %d unexpected keys ignored", path, len(missing), len(unexpected))
     model.load_state_dict(sd, strict=False)

@@ -140,13 +140,21 @@ def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kwargs: dict) ->
 
 def _init_from(path: Path, ckpt: dict, model: torch.nn.Module) -> None:
     """Load only the weights of a checkpoint that is not a slife training state (e.g. a released CroCo one)."""
+    from slife.train.checkpoint import check_finite, key_mismatch
+
     sd = ckpt.get("model", ckpt)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise SlifeError(f"{path}: weights do not fit this run's model ({first[1].strip() if len(first) > 1 else e})"
-                         ) from None
+    if not isinstance(sd, dict):
+        raise SlifeError(f"{path}: no 'model' state_dict in the checkpoint")
+    own = model.state_dict()
+    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    if missing or unexpected:
+        raise SlifeError(f"{path}: weights do not fit this run's model ({key_mismatch(missing, unexpected)})")
+    for k, v in sd.items():
+        if not torch.is_tensor(v) or tuple(v.shape) != tuple(own[k].shape):
+            raise SlifeError(f"{path}: weights do not fit this run's model ({k} has shape "
+                             f"{tuple(getattr(v, 'shape', ()))}, the model's is {tuple(own[k].shape)})")
+    check_finite(sd, path)
+    model.load_state_dict(sd, strict=True)
     log.info("%s: no optimiser state: starting at step 0 from its weights", path)
 
 
@@ -273,6 +281,9 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
             del mine
     if ckpt is not None:
         _check_compatible(ck_path, ckpt, cfg, kwargs)
+        from slife.train.checkpoint import check_finite
+
+        check_finite(ckpt["model"], ck_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):

@@ -140,3 +140,6 @@ def test_mismatching_state_dicts(tmp_path):
     _one_line_error(lambda: load_model(tmp_path / "s.pt"), "s.pt", "mask_token has shape (1, 1, 16)", "(1, 1, 32)")
     save_checkpoint(tmp_path / "b.pt", {"model": sd, "croco_kwargs": dict(kw, enc_num_heads=5)})
     _one_line_error(lambda: load_model(tmp_path / "b.pt"), "b.pt", "cannot build CroCoNet")
+    nan = {k: (torch.full_like(v, float("nan")) if k == "enc_norm.weight" else v) for k, v in sd.items()}
+    save_checkpoint(tmp_path / "n.pt", {"model": nan, "croco_kwargs": kw})
+    _one_line_error(lambda: load_model(tmp_path / "n.pt"), "n.pt", "NaN or inf", "'enc_norm.weight'")

@@ -183,6 +183,14 @@ def test_start_from_weights_only_checkpoint(reference, shards, tmp_path):
     assert torch.load(last, weights_only=True)["step"] == 3
     with pytest.raises(SlifeError, match="weights do not fit this run's model"):
         run(dataclasses.replace(cfg, croco_kwargs=dict(MICRO, enc_embed_dim=32)), str(shards), tmp_path / "x")
+    extra = dict(ck["model"], **{f"extra.{i}": torch.zeros(1) for i in range(50)})
+    torch.save({"model": extra, "croco_kwargs": ck["croco_kwargs"]}, tmp_path / "extra.pth")
+    with pytest.raises(SlifeError, match=r"50 unexpected key\(s\), first 'extra.0'\)$"):  # one short line
+        run(dataclasses.replace(cfg, resume=str(tmp_path / "extra.pth")), str(shards), tmp_path / "y")
+    nan = {k: v.clone().fill_(float("nan")) if v.is_floating_point() else v for k, v in ck["model"].items()}
+    torch.save({"model": nan, "croco_kwargs": ck["croco_kwargs"]}, tmp_path / "nan.pth")
+    with pytest.raises(SlifeError, match="nan.pth: weights contain NaN or inf"):
+        run(dataclasses.replace(cfg, resume=str(tmp_path / "nan.pth")), str(shards), tmp_path / "z")
 
 
 @pytest.mark.multiprocess
