@@ -330,7 +330,8 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                 "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
                 "rng": {r: v["rng"] for r, v in ranks.items()},
                 "data": dict(data_pos, step=step, epoch=step // steps_per_epoch, step_in_epoch=step % steps_per_epoch,
-                             positions={r: v["positions"] for r, v in ranks.items()}),
+                             positions={r: v["positions"] for r, v in ranks.items()},
+                             metrics_window={k: win[k] for k in ("loss", "n", "gn")}),
                 "config": _config_dict(cfg, extra), "slife_version": slife.__version__}
 
     metrics = MetricsLog(out_dir, start) if d.main else None
@@ -344,7 +345,10 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
 
     last = out_dir / "last.pt"
     step = start
-    win = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "gn": 0.0}
+    # metrics window: loss and grad-norm sums over the n steps since the last row (restored on resume, so that
+    # metrics.csv equals an uninterrupted run's), data wait and time over the nt steps timed in this process
+    win = {"loss": 0.0, "n": 0, "gn": 0.0, **(ck_data.get("metrics_window") or {}),
+           "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
     it = iter(loader)
     if progress is not None and d.main and start:
         progress(start, info=f"resumed at step {start}")
@@ -384,14 +388,15 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
             step += 1
             win["loss"] += loss_val
             win["n"] += 1
+            win["nt"] += 1
 
             if d.main and (step % cfg.log_every == 0 or step == cfg.steps):
                 dt = time.perf_counter() - win["t0"]
                 row = {"step": step, "epoch": step // steps_per_epoch, "loss": win["loss"] / win["n"],
-                       "lr": cur_lr, "pairs_per_s": win["n"] * eff_batch / dt, "data_wait_share": win["wait"] / dt,
+                       "lr": cur_lr, "pairs_per_s": win["nt"] * eff_batch / dt, "data_wait_share": win["wait"] / dt,
                        "grad_norm": win["gn"] / win["n"], "bad_samples": sum(_bad_counts(positions).values())}
                 metrics.write(row)
-                win = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter(), "gn": 0.0}
+                win = {"loss": 0.0, "n": 0, "gn": 0.0, "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
                 info = f"loss {row['loss']:.4f}  lr {cur_lr:.2e}  {row['pairs_per_s']:.0f} pairs/s"
             else:
                 info = None
@@ -400,10 +405,11 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
 
                 p = write_preview(model, src, tgt, out_dir / "previews" / f"step-{step:07d}.png", cfg.norm_pix_loss)
                 metrics.image("preview", p, step)
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            snapshot = bool(cfg.keep_every) and step % cfg.keep_every == 0
+            if step % cfg.save_every == 0 or step == cfg.steps or snapshot:
                 ranks = _gather_rank_state(d, positions)  # every rank takes part
                 if d.main:
-                    keep = out_dir / f"step-{step:07d}.pt" if cfg.keep_every and step % cfg.keep_every == 0 else None
+                    keep = out_dir / f"step-{step:07d}.pt" if snapshot else None
                     _save(last, checkpoint(step, ranks), keep)
             if progress is not None and d.main:
                 progress(1, info=info) if info is not None else progress(1)

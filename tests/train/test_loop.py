@@ -116,6 +116,31 @@ def test_resume_path_given_again_continues_the_runs_own_progress(reference, shar
     _same_weights(reference, last)
 
 
+def test_windows_and_snapshots_not_aligned_with_saves(shards, tmp_path):
+    cfg = dataclasses.replace(CFG, log_every=4, keep_every=15, preview_every=0)  # save_every 10
+    ref = run(cfg, str(shards), tmp_path / "ref")
+    assert {p.name for p in ref.parent.glob("step-*.pt")} == {"step-0000015.pt", "step-0000030.pt"}
+    steps = []
+
+    def stop_at_14(n=1, **kw):
+        steps.append(n)
+        if len(steps) == 14:  # last.pt was written at step 10, inside the metrics window of steps 9-12
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, str(shards), tmp_path / "int", progress=stop_at_14)
+    assert torch.load(tmp_path / "int" / "last.pt", weights_only=True)["step"] == 10
+    run(cfg, str(shards), tmp_path / "int")
+
+    def rows(d):
+        with open(d / "metrics.csv") as f:
+            return [(int(r["step"]), float(r["loss"]), float(r["grad_norm"])) for r in csv.DictReader(f)]
+
+    a, b = rows(tmp_path / "int"), rows(ref.parent)
+    assert [r[0] for r in a] == [r[0] for r in b] == list(range(4, STEPS + 1, 4))
+    assert [v for r in a for v in r[1:]] == pytest.approx([v for r in b for v in r[1:]], abs=1e-5)
+
+
 def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "slife", "train", str(shards), "--out", str(tmp_path), *CLI_ARGS]
