@@ -32,32 +32,32 @@ def train(
     croco_kwargs: Optional[str] = typer.Option(None, "--croco-kwargs", help="JSON object overriding the preset's "
                                                                             "model arguments, e.g. "
                                                                             "'{\"enc_depth\": 4}'."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps in the whole run [preset]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Pairs per step per process [preset]."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", help="Training crop side in px [the model's]."),
-    blr: Optional[float] = typer.Option(None, "--blr", help="Base lr; lr = blr x effective batch / 256 [preset]."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps in the whole run \\[preset]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Pairs per step per process \\[preset]."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Training crop side in px \\[the model's]."),
+    blr: Optional[float] = typer.Option(None, "--blr", help="Base lr; lr = blr x effective batch / 256 \\[preset]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Absolute lr (overrides --blr)."),
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help="lr at the end of the cosine decay [0]."),
-    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warmup steps [preset]."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warmup steps \\[preset]."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay [0.05]."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this; 0 = off "
-                                                                        "[preset]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where the CPU/GPU computes it natively, else fp32) | bf16 | fp32 | fp16 (cuda) [auto]."),
+                                                                        "\\[preset]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where the CPU/GPU computes it natively, else fp32) | bf16 | fp32 | fp16 (cuda) \\[auto]."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (inductor; the first "
                                                                                      "steps compile for a minute or more). Meant for "
                                                                                      "GPUs: on a CPU eager fp32 is faster, since compiled "
                                                                                      "models skip slife's fused CPU attention (tiny: "
-                                                                                     "1.26x slower) [off]."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda [auto: cuda if present]."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process [torch's default]."),
+                                                                                     "1.26x slower) \\[off]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda \\[auto: cuda if present]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per process \\[torch's default]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of masking, sampling and augmentation [0]."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", "-j", help="Loader processes per training "
-                                                                                "process [preset]."),
-    shuffle_buffer: Optional[int] = typer.Option(None, "--shuffle-buffer", help="Shuffle buffer per loader worker."),
+                                                                                "process \\[preset]."),
+    shuffle_buffer: Optional[int] = typer.Option(None, "--shuffle-buffer", help="Shuffle buffer per loader worker \\[preset]."),
     samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch", help="Pairs per epoch per process "
-                                                                                      "[pairs in shards / processes]."),
+                                                                                      "\\[pairs in shards / processes]."),
     resize_short: Optional[int] = typer.Option(None, "--resize-short", help="Short side before the random crop "
-                                                                            "[img_size x 256/224]."),
+                                                                            "\\[img_size x 256/224]."),
     color_jitter: Optional[float] = typer.Option(None, "--color-jitter", help="Brightness/contrast/saturation "
                                                                               "jitter per view [0.4]."),
     hue: Optional[float] = typer.Option(None, "--hue", help="Hue jitter per view, in turns [0]."),
@@ -67,11 +67,11 @@ def train(
                                                                     "pair is flipped left-right [0.5]."),
     norm_pix_loss: Optional[bool] = typer.Option(None, "--norm-pix-loss/--no-norm-pix-loss",
                                                  help="Loss on per-patch normalised pixels [on]."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="Write last.pt every N steps [preset]."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="Write last.pt every N steps \\[preset]."),
     keep_every: Optional[int] = typer.Option(None, "--keep-every", help="Keep a snapshot every N steps [0: none]."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="metrics.csv row every N steps [10]."),
     preview_every: Optional[int] = typer.Option(None, "--preview-every", help="Preview PNG every N steps "
-                                                                              "[preset; 0: none]."),
+                                                                              "\\[preset; 0: none]."),
     resume: str = typer.Option("auto", "--resume", help="auto (continue OUT/last.pt if present) | never (start "
                                                         "over) | a checkpoint path (a training state is "
                                                         "continued; weights only, e.g. a released CroCo "
@@ -109,8 +109,37 @@ def train(
     cfg = dataclasses.replace(TRAIN_PRESETS[preset], resume=resume, log_keys=log_keys, **given)
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
+        import time
+
+        t0 = time.perf_counter()
         with progress_bar("train", total=cfg.steps, unit="steps") as advance:
             last = run(cfg, shards, out, progress=advance)
+        _summary(last.parent, time.perf_counter() - t0)
         console.print(f"checkpoint: {last}")
     else:
         run(cfg, shards, out)
+
+
+def _summary(run_dir, seconds: float) -> None:
+    """End-of-run lines: steps, last logged loss and speed, bad samples skipped, where the files are."""
+    import csv
+    import json
+
+    try:
+        info = json.loads((run_dir / "train.json").read_text())
+    except (OSError, ValueError):
+        return
+    rows = []
+    if (run_dir / "metrics.csv").exists():
+        with open(run_dir / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+    line = f"trained to step {info.get('final_step', '?')} of {info['config'].get('steps', '?')} in {seconds:.0f} s"
+    if rows:
+        r = rows[-1]
+        line += (f"; last logged loss {float(r['loss']):.4f} at step {r['step']}, "
+                 f"{float(r['pairs_per_s']):.1f} pairs/s, data wait {100 * float(r['data_wait_share']):.1f}%")
+    console.print(line)
+    bad = info.get("bad_samples") or {}
+    if bad:
+        console.print("[yellow]skipped bad samples:[/yellow] " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+    console.print(f"metrics: {run_dir / 'metrics.csv'}  previews: {run_dir / 'previews'}")

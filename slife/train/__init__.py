@@ -61,14 +61,14 @@ class TrainConfig:
             raise SlifeError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("steps", "batch_size", "save_every", "log_every"):
             if getattr(self, name) < 1:
-                raise SlifeError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise SlifeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "keep_every", "preview_every", "num_workers", "seed"):
             if getattr(self, name) < 0:
-                raise SlifeError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise SlifeError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.blr <= 0 or (self.lr is not None and self.lr <= 0):
             raise SlifeError("learning rates must be > 0")
         if self.img_size is not None and self.img_size < 8:
-            raise SlifeError(f"img_size must be >= 8, got {self.img_size}")
+            raise SlifeError(f"--img-size must be >= 8, got {self.img_size}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise SlifeError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if not 0 <= self.color_jitter < 1 or not 0 <= self.hue <= 0.5:
@@ -77,7 +77,7 @@ class TrainConfig:
             raise SlifeError(f"need aug_zoom LO,HI with 0 < LO <= HI and aug_flip in [0,1], got {self.aug_zoom}, "
                              f"{self.aug_flip}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < self.batch_size:
-            raise SlifeError(f"samples_per_epoch ({self.samples_per_epoch}) must be >= batch_size ({self.batch_size})")
+            raise SlifeError(f"--samples-per-epoch ({self.samples_per_epoch}) must be >= --batch-size ({self.batch_size})")
         if not self.resume:
             raise SlifeError("resume must be auto, never or a checkpoint path")
 

@@ -99,13 +99,29 @@ def _model_kwargs(cfg: TrainConfig) -> dict:
 
     if cfg.preset not in CROCO_PRESETS:
         raise SlifeError(f"unknown preset {cfg.preset!r} (known: {', '.join(CROCO_PRESETS)})")
+    import inspect
+
+    from slife.train.model import CroCoNet
+
+    known = set(inspect.signature(CroCoNet.__init__).parameters) - {"self"}
+    unknown = sorted(set(cfg.croco_kwargs or {}) - known)
+    if unknown:
+        raise SlifeError(f"--croco-kwargs: unknown argument(s) {', '.join(unknown)} (CroCoNet takes "
+                         f"{', '.join(sorted(known))})")
     kw = dict(CROCO_PRESETS[cfg.preset])
     kw.update(cfg.croco_kwargs or {})
     if cfg.img_size is not None:
         kw["img_size"] = cfg.img_size
     p, s = kw.get("patch_size", 16), kw.get("img_size", 224)
-    if s % p:
-        raise SlifeError(f"image size {s} is not a multiple of the patch size {p} (preset {cfg.preset!r})")
+    try:
+        if s % p:
+            raise SlifeError(f"image size {s} is not a multiple of the patch size {p} (preset {cfg.preset!r})")
+        with torch.device("meta"):  # checks the arguments without allocating the weights
+            CroCoNet(**kw)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise SlifeError(f"cannot build CroCoNet({kw}): {str(e).strip().splitlines()[0]}") from None
+    if cfg.resize_short is not None and cfg.resize_short < s:
+        raise SlifeError(f"--resize-short {cfg.resize_short} is smaller than the image size {s}")
     return kw
 
 
@@ -337,6 +353,9 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
     metrics = MetricsLog(out_dir, start) if d.main else None
     keys_file = open(out_dir / f"keys-rank{d.rank}.txt", "a") if cfg.log_keys else None
     if d.main:
+        if cfg.warmup_steps > cfg.steps:
+            log.warning("the run ends at step %d, before the lr warmup (%d steps) reaches its peak %.3g",
+                        cfg.steps, cfg.warmup_steps, lr)
         _write_json(out_dir / "train.json", {"config": _config_dict(cfg, extra), "croco_kwargs": kwargs,
                                              "shards": shardset.summary(), "slife_version": slife.__version__})
         log.info("training %s (%s) on %d pairs in %d shards: %d steps of %d pairs x %d processes, lr %.3g "

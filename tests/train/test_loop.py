@@ -196,6 +196,13 @@ def test_bad_input(reference, shards, tmp_path):
         run(CFG, str(tmp_path / "nothing"), tmp_path / "c")
     with pytest.raises(SlifeError, match="precision"):
         dataclasses.replace(CFG, precision="fp8")
+    with pytest.raises(SlifeError, match="unknown argument\\(s\\) foo"):
+        run(dataclasses.replace(CFG, croco_kwargs=dict(MICRO, foo=1)), str(shards), tmp_path / "d")
+    with pytest.raises(SlifeError, match="cannot build CroCoNet"):
+        run(dataclasses.replace(CFG, croco_kwargs=dict(MICRO, enc_depth="x")), str(shards), tmp_path / "e")
+    with pytest.raises(SlifeError, match="--resize-short 16 is smaller than the image size"):
+        run(dataclasses.replace(CFG, resize_short=16), str(shards), tmp_path / "f")
+    assert not any((tmp_path / n).exists() for n in "def")
 
 
 def test_start_from_weights_only_checkpoint(reference, shards, tmp_path):
@@ -252,9 +259,12 @@ def test_cli_end_to_end(shards, tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "last.pt" in r.output and (tmp_path / "run" / "previews" / "step-0000003.png").exists()
+    assert "trained to step 3 of 3" in r.output and "last logged loss" in r.output
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["precision"] == "auto"
     r = runner.invoke(app, ["train", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "no such shard folder" in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["train", "--help"])
+    assert r.output.count("[preset") >= 8 and "[auto]" in r.output  # defaults in brackets are not eaten as markup
 
 
 def test_auto_precision_follows_the_hardware():
