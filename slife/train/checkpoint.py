@@ -75,6 +75,16 @@ def save_checkpoint(path, obj: dict) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder) -> int:
+    """Delete checkpoint temporaries (`.NAME.pt.PID.tmp`) that a killed writer left in `folder`; -> how many.
+    Call before a run writes into the folder (one writer per folder: rank 0 of one run)."""
+    n = 0
+    for p in Path(folder).glob(".*.pt.*.tmp"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     """torch.load(path, weights_only=True) -> dict; SlifeError (one line) for a missing, truncated, corrupt,
     unsafe or non-dict file. argparse.Namespace (the `args` of older CroCo checkpoints) is allowed."""

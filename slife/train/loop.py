@@ -262,6 +262,11 @@ def _run(cfg, shards, out_dir, progress, d: Dist, CroCoNet, MaskedMSE) -> Path:
                           aug_zoom=tuple(cfg.aug_zoom), aug_flip=cfg.aug_flip)
     check_image_size(shardset, S)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if d.main:
+        from slife.train.checkpoint import remove_stale_temporaries
+
+        if remove_stale_temporaries(out_dir):
+            log.info("%s: removed checkpoint temporaries of an interrupted save", out_dir)
 
     # model, optimiser, schedule
     torch.manual_seed(cfg.seed)  # same initial weights on every rank

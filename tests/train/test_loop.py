@@ -157,8 +157,10 @@ def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
         proc.wait()
     step = torch.load(tmp_path / "last.pt", weights_only=True)["step"]
     assert 20 <= step < STEPS
+    (tmp_path / ".last.pt.12345.tmp").write_bytes(b"half a checkpoint")  # as a kill during a save leaves it
     last = run(CFG, str(shards), tmp_path)
     _same_weights(reference, last)
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(shards, tmp_path, monkeypatch):
