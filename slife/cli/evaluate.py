@@ -200,6 +200,8 @@ def probe_cmd(
     depth_kind: str = typer.Option("depths", "--depth", help="nyu: 'depths' (filled) or 'rawDepths' (raw)."),
     max_train: int = typer.Option(0, "--max-train", help="Use only the first n training images (0 = all)."),
     max_test: int = typer.Option(0, "--max-test", help="Use only the first n test images (0 = all)."),
+    frame_step: int = typer.Option(10, "--frame-step", help="scannet / life: use every n-th frame (neighbouring "
+                                   "frames are near duplicates)."),
     align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
     seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
     control_untrained: bool = typer.Option(False, "--control-untrained", help="Also fit the same readout on an "
@@ -216,12 +218,9 @@ def probe_cmd(
     root = data_root
     if root is None and os.environ.get(ENV_ROOTS.get(dataset, "")):
         root = Path(os.environ[ENV_ROOTS[dataset]])
-    try:
-        cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
-                          weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
-                          align=align, seed=seed, control_untrained=control_untrained)
-    except ValueError as e:
-        raise SlifeError(f"probe: {e}") from None
+    cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
+                      frame_step=frame_step, align=align, seed=seed, control_untrained=control_untrained)
     with progress_bar("probe", unit="steps") as adv:
         path = run(cfg, [checkpoint], out, progress=adv)
     rep = json.loads(Path(path).read_text())

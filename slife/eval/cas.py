@@ -51,13 +51,13 @@ class CasConfig:
 
     def __post_init__(self):
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise SlifeError(f"--k must be >= 1, got {self.k}")
         if self.num_pairs < 1:
-            raise ValueError(f"num_pairs must be >= 1, got {self.num_pairs}")
+            raise SlifeError(f"--num-pairs must be >= 1, got {self.num_pairs}")
         if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+            raise SlifeError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise SlifeError(f"--batch-size must be >= 1, got {self.batch_size}")
         object.__setattr__(self, "untrained_seeds", tuple(int(s) for s in self.untrained_seeds))
 
 
@@ -358,7 +358,12 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
             raise SlifeError(f"{path}: image size {s2} / grid {g2}x{g2} differs from the first checkpoint's "
                              f"{size} / {side}x{side}; CAS compares models on the same patch grid")
     grid = (side, side)
+    if cfg.metric == "cas" and cfg.k >= side * side:  # every patch would be a neighbour: all scores 1
+        raise SlifeError(f"--k {cfg.k} must be below the {side * side} patches per image of these models")
     pairs = _load_pairs(cfg.pairs, size, cfg.num_pairs)
+    if cfg.metric == "mknn" and cfg.k >= len(pairs) - 1:
+        raise SlifeError(f"--k {cfg.k} must be below the {len(pairs) - 1} other images of the {len(pairs)} "
+                         "test pairs for --metric mknn")
     controls = untrained_models(kw0, cfg.untrained_seeds)
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
     entries += [(n, m, "untrained", None) for n, m in controls]

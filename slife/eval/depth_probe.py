@@ -63,18 +63,18 @@ class ProbeConfig:
 
     def __post_init__(self):
         if self.dataset not in ENV_ROOTS:
-            raise ValueError(f"dataset must be one of {tuple(ENV_ROOTS)}, got {self.dataset!r}")
+            raise SlifeError(f"dataset must be one of {', '.join(ENV_ROOTS)}, got {self.dataset!r}")
         if self.depth_kind not in ("depths", "rawDepths"):
-            raise ValueError(f"depth_kind must be 'depths' or 'rawDepths', got {self.depth_kind!r}")
+            raise SlifeError(f"--depth must be 'depths' or 'rawDepths', got {self.depth_kind!r}")
         for name in ("epochs", "batch_size", "dim", "heads", "frame_step"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise SlifeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.dim % 4 or self.dim % self.heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by 4 and by heads ({self.heads})")
+            raise SlifeError(f"--dim ({self.dim}) must be divisible by 4 and by --heads ({self.heads})")
         if not 0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+            raise SlifeError(f"need 0 < --min-depth < --max-depth, got {self.min_depth}, {self.max_depth}")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_train < 0 or self.max_test < 0:
-            raise ValueError("lr must be > 0; weight_decay, max_train, max_test >= 0")
+            raise SlifeError("--lr must be > 0; --weight-decay, --max-train, --max-test >= 0")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -329,6 +329,9 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         return readout, tr, te, pred, result
 
     readout, tr, te, pred, result = fit(model)
+    if len(te["names"]) < 10:
+        log.warning("%s: only %d test images (%d train) with --frame-step %d: the metrics rest on very few images",
+                    cfg.data_root, len(te["names"]), len(tr["names"]), cfg.frame_step)
     train_valid = (tr["depth"] > cfg.min_depth) & (tr["depth"] <= cfg.max_depth) & tr["mask"]
     mean_depth = float(tr["depth"][train_valid].mean()) if train_valid.any() else 1.0
     rows_base = [depth_metrics(np.full_like(g, mean_depth), g, m, cfg.min_depth, cfg.max_depth)

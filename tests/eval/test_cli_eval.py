@@ -40,6 +40,12 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     assert row["a_vs_same_position"] == m[0][5] and row["cas_displaced"] == gt["matrix_displaced"][0][1]
     assert (out / "cas.csv").read_text().splitlines()[0] == "," + ",".join(names)
     assert (out / "cas.png").stat().st_size > 1000 and (out / "cas_displaced.csv").exists()
+    for extra, msg in ((["--k", "16"], "--k 16 must be below the 16 patches"),
+                       (["--k", "5", "--metric", "mknn"], "--k 5 must be below the 5 other images"),
+                       (["--k", "0"], "--k must be >= 1")):
+        r = runner.invoke(app, ["cas", *map(str, ckpts), "--pairs", str(shards), "--out", str(out), "--num-pairs",
+                                "6", *extra])
+        assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_feature_metrics_on_real_models(ckpts):
@@ -94,3 +100,9 @@ def test_cli_match_end_to_end(tmp_path, ckpts):
     assert "id AEPE" in r.output and "same-pos acc" in r.output
     r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(tmp_path), "--out", str(out)])
     assert r.exit_code == 2 and "H_1_2" in r.output
+
+
+def test_cli_probe_bad_options_are_one_line_errors(tmp_path, ckpts):
+    for extra, msg in ((["--frame-step", "0"], "--frame-step must be >= 1"), (["--depth", "x"], "--depth must be")):
+        r = runner.invoke(app, ["probe", "life", str(ckpts[0]), "--data-root", str(tmp_path), *extra])
+        assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
