@@ -172,6 +172,12 @@ def resolve_shards(spec) -> ShardSet:
             raise SlifeError(f"{p}: no such shard folder or .tar file")
     if not listed:
         raise SlifeError(f"{s.spec}: no shards listed")
+    times = Counter(p.resolve() for p, _, _ in listed)
+    repeated = {p: k for p, k in times.items() if k > 1}
+    if repeated:  # kept (as in webdataset, a repeated shard weighs more), but said
+        first, k = next(iter(repeated.items()))
+        log.warning("%s: %d shard(s) listed more than once (e.g. %s, %d times): their pairs are drawn that many "
+                    "times as often", s.spec, len(repeated), first, k)
     for path, n, size in listed:
         why = tar_problem(path)
         if why is None and size is not None and path.stat().st_size != size:

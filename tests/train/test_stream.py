@@ -39,6 +39,12 @@ def test_spec_forms(shards, tmp_path):
     assert resolve_shards([str(shards / "pairs-000000.tar")]).counts == [16]  # a bare tar: counted by scan
 
 
+def test_a_shard_listed_twice_is_kept_and_said(shards, caplog):
+    twice = resolve_shards(f"{shards},{shards}")
+    assert twice.total == 64  # as in webdataset, listing weighs
+    assert "2 shard(s) listed more than once" in caplog.text
+
+
 def test_bad_shard_sets(shards, tmp_path):
     with pytest.raises(SlifeError, match="no such shard folder"):
         resolve_shards(str(tmp_path / "nope"))
