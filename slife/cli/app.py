@@ -78,11 +78,11 @@ app = _App(
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v: debug). Info is shown by default."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ):
     STATE["debug"] = debug or STATE["debug"]
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 1 else logging.INFO)
     setup_logging(level)
 
 

@@ -27,7 +27,8 @@ def _zoom(text: str | None) -> tuple[float, float] | None:
 def train(
     shards: str = typer.Argument(..., help="Pair shards: a shard folder, several comma-separated, a brace pattern "
                                            "(shards/life{1..3}) or .tar files."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: last.pt, snapshots, metrics.csv, previews/."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: last.pt, snapshots, metrics.csv, "
+                                       "previews/ \\[runs/NAME, NAME = the (first) shard folder's name]."),
     preset: str = typer.Option("tiny", "--preset", help="Model + recipe preset: tiny, small, base, base-base, large."),
     croco_kwargs: Optional[str] = typer.Option(None, "--croco-kwargs", help="JSON object overriding the preset's "
                                                                             "model arguments, e.g. "
@@ -107,6 +108,12 @@ def train(
     if clip_grad is not None:
         given["clip_grad"] = clip_grad or None
     cfg = dataclasses.replace(TRAIN_PRESETS[preset], resume=resume, log_keys=log_keys, **given)
+    if out is None:
+        import re
+
+        from slife.train.stream import split_spec
+
+        out = Path("runs") / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", Path(split_spec(shards)[0]).name).strip("_") or "run")
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
         import time

@@ -87,7 +87,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
         log.warning("%s exists; reusing it (pass --overwrite to redo)", model_dir)
         return model_dir
     old_level = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.INFO) else 1  # COLMAP's INFO lines only with -v
+    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 1  # COLMAP's INFO lines only with -v
     try:
         return _reconstruct(cfg, life_path, out_dir, model_dir, progress)
     finally:

@@ -143,7 +143,7 @@ def encode_depth(depth_m: np.ndarray, size: tuple[int, int]) -> bytes:
     """Depth in metres (H, W) float -> uint16 mm PNG bytes at `size` (W, H), nearest-neighbour resized."""
     from PIL import Image
 
-    mm = np.clip(np.nan_to_num(depth_m) * 1000.0, 0, 65535).astype(np.uint16)  # (H, W)
+    mm = np.rint(np.clip(np.nan_to_num(depth_m) * 1000.0, 0, 65535)).astype(np.uint16)  # (H, W), rounded to the mm
     im = Image.fromarray(mm)
     if im.size != tuple(size):
         im = im.resize(tuple(size), Image.NEAREST)

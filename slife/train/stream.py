@@ -512,7 +512,9 @@ def eval_pairs(shards, img_size: int, num_pairs: int) -> list[dict]:
             t, d, (w, h, rw, rh, x0, y0) = _center_crop_view(p[v], p[f"{v}_depth"], img_size)
             item[v] = normalize(t[None])[0]
             item[f"{v}_depth"] = d
-            item[f"K_{v}"] = _crop_K(p["json"].get(kname), w, h, rw, rh, x0, y0)
+            # shards written to DESIGN.md's fields alone have one K for both views; ours add K_b (None: unknown)
+            K = p["json"][kname] if kname in p["json"] else p["json"].get("K")
+            item[f"K_{v}"] = _crop_K(K, w, h, rw, rh, x0, y0)
         out.append(item)
         if len(out) >= num_pairs:
             break

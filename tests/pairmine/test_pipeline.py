@@ -208,6 +208,23 @@ def test_workers_same_bytes_with_video_and_depth(tmp_path, tiny_life):
         assert any(m.name.endswith("src.depth.png") for m in tf)
 
 
+def test_depth_at_the_native_size_is_stored_to_the_millimetre(tmp_path, tiny_life):
+    import io
+
+    from PIL import Image
+
+    cfg = pm.MineConfig(strategies=("temporal",), fps=0, short_side=48, min_gap=0.1, max_gap=0.5, pairs_per_shard=50)
+    man = json.loads(pm.run(cfg, tiny_life, tmp_path / "o").read_text())
+    assert [s["name"] for s in man["life"]["sources"]] == ["video"]
+    with tarfile.open(tmp_path / "o" / "pairs-000000.tar") as tf:
+        members = {m.name: tf.extractfile(m).read() for m in tf if m.isfile()}
+    key = sorted(k for k in members if k.endswith(".json"))[0][: -len(".json")]
+    frame = json.loads(members[key + ".json"])["frame_a"]
+    stored = np.asarray(Image.open(io.BytesIO(members[key + ".src.depth.png"])))
+    life = np.asarray(Image.open(tiny_life / "depth" / f"{frame:06d}.png"))
+    assert stored.shape == life.shape and np.array_equal(stored, life)  # rounded, not truncated, to the mm
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_unreadable_depth_maps_are_counted(tmp_path, tiny_life, workers):
     import shutil

@@ -249,6 +249,19 @@ def test_torchrun_two_cpu_processes(shards, tmp_path):
     assert len(_losses(tmp_path)) == 2  # only rank 0 writes metrics
 
 
+def test_cli_default_out_is_runs_slash_the_shard_folder_name(shards, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from slife.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["train", str(shards), "--preset", "tiny", "--croco-kwargs", json.dumps(MICRO),
+                                 "--steps", "1", "--batch-size", "4", "--threads", "1", "--num-workers", "0",
+                                 "--preview-every", "0"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "runs" / shards.name / "last.pt").exists()
+
+
 def test_cli_end_to_end(shards, tmp_path):
     from typer.testing import CliRunner
 

@@ -154,6 +154,10 @@ def test_eval_pairs(tmp_path):
     sx = 43 / 96
     assert np.allclose(p["K_src"], [[90 * sx, 0, 48 * sx - 5], [0, 90 * s, 36 * s], [0, 0, 1]])
     assert p["K_tgt"] is None and p["tgt_depth"] is None
+    with wds.TarWriter(str(g / "pairs-000000.tar")) as w:  # DESIGN.md's fields only: one K for both views
+        w.write({"__key__": "w_000000000", "src.jpg": im, "tgt.jpg": im, "json": json.dumps({"K": K})})
+    (p,) = eval_pairs(str(g), 32, 5)
+    assert np.allclose(p["K_tgt"], p["K_src"])
 
 
 def test_resume_is_exact_after_failed_decodes(tmp_path):
