@@ -141,8 +141,13 @@ def _folder_shards(folder: Path) -> list[tuple[Path, int | None, int | None]]:
         tars = sorted(folder.glob("pairs-*.tar"))
         if not tars:
             raise SlifeError(f"{folder}: not a shard folder (no manifest.json and no pairs-*.tar)")
-        log.warning("%s: no manifest.json; reading the %d pairs-*.tar that have a .stats.json", folder, len(tars))
-        return [(t, None, None) for t in tars if t.with_suffix(".stats.json").exists()]
+        done = [t for t in tars if t.with_suffix(".stats.json").exists()]
+        if not done:
+            raise SlifeError(f"{folder}: no manifest.json and none of its {len(tars)} pairs-*.tar is finished "
+                             "(no .stats.json beside it)")
+        log.warning("%s: no manifest.json; reading the %d of %d pairs-*.tar that have a .stats.json (finished)",
+                    folder, len(done), len(tars))
+        return [(t, None, None) for t in done]
     try:
         manifest = json.loads(man.read_text())
     except (OSError, ValueError) as e:

@@ -97,6 +97,9 @@ def test_nyu_bad_files(tmp_path):
     (tmp_path / "b" / "nyu_depth_v2_labeled.mat").write_bytes(b"MATLAB 5.0 MAT-file")
     with pytest.raises(SlifeError, match="not an HDF5"):
         nyu.describe(tmp_path / "b")
+    (tmp_path / "b" / "splits.mat").write_bytes(b"junk")  # scipy's MatReadError
+    with pytest.raises(SlifeError, match="splits.mat: not a readable MATLAB splits file"):
+        nyu.read_splits(tmp_path / "b" / "splits.mat")
 
 
 def test_scannet_reader_layout(tmp_path):
@@ -117,6 +120,9 @@ def test_scannet_reader_layout(tmp_path):
     assert [x.name for x in s] == ["scene0001_00/0", "scene0001_00/2"]
     assert s[1].rgb.shape == (15, 20, 3) and s[1].depth[0, 0] == pytest.approx(1.502)
     assert scannet.detect(tmp_path)
+    Image.fromarray(np.full((15, 20, 3), 9, np.uint8)).save(tmp_path / "scene0001_00" / "depth" / "2.png")
+    with pytest.raises(SlifeError, match=r"depth/2.png: depth PNG is mode RGB"):
+        list(scannet.iterate(tmp_path, "test", frame_step=2))
 
 
 def test_cli_probe_end_to_end(tmp_path):

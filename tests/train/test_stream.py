@@ -51,6 +51,10 @@ def test_bad_shard_sets(shards, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlifeError, match="not a shard folder"):
         resolve_shards(str(tmp_path / "empty"))
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "pairs-000000.tar").write_bytes(b"junk")  # no manifest, no stats
+    with pytest.raises(SlifeError, match="none of its 1 pairs-\\*.tar is finished"):
+        resolve_shards(str(tmp_path / "unfinished"))
     e = write_shards(tmp_path / "zero", n_shards=1, per_shard=0)
     with pytest.raises(SlifeError, match="no pairs to train on"):
         resolve_shards(str(e))

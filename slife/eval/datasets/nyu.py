@@ -55,10 +55,11 @@ def eigen_mask(h: int, w: int) -> np.ndarray:
 def read_splits(path: Path) -> dict[str, np.ndarray]:
     """{"train": (n,) int64 0-based, "test": (m,) int64 0-based} from splits.mat."""
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     try:
         s = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError, NotImplementedError) as e:
+    except (ValueError, OSError, TypeError, NotImplementedError, MatReadError) as e:
         raise SlifeError(f"{path}: not a readable MATLAB splits file ({str(e).splitlines()[0]})") from None
     missing = [k for k in ("trainNdxs", "testNdxs") if k not in s]
     if missing:

@@ -74,6 +74,9 @@ def iterate(root: Path, split: str, limit: int = 0, frame_step: int = 10, **_) -
         for c, d in scene_frames(scene, frame_step):
             try:
                 with Image.open(d) as im:
+                    if im.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):  # a single-channel mm map
+                        raise SlifeError(f"{d}: depth PNG is mode {im.mode}, expected 16-bit grey millimetres "
+                                         "(ScanNet export)")
                     depth = np.asarray(im, dtype=np.float32) / 1000.0  # (H, W) metres
                 with Image.open(c) as im:
                     rgb = np.asarray(im.convert("RGB").resize((depth.shape[1], depth.shape[0]), Image.BILINEAR))
