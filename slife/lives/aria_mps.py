@@ -121,6 +121,10 @@ def interpolate_poses(t_traj: np.ndarray, T_traj: np.ndarray, t: np.ndarray, max
         ok = np.abs(t - t_traj[0]) < 1e-9
         out[ok] = T_traj[0]
         return out, ok
+    eps = 1e-6  # s: ns and us clocks converted to seconds differ by ~1e-14 at a shared sample time
+    t = np.asarray(t, dtype=np.float64)
+    near = (t >= t_traj[0] - eps) & (t <= t_traj[-1] + eps)
+    t = np.where(near, np.clip(t, t_traj[0], t_traj[-1]), t)  # a frame at the first or last sample keeps its pose
     j = np.clip(np.searchsorted(t_traj, t, side="right") - 1, 0, len(t_traj) - 2)  # left sample
     t0, t1 = t_traj[j], t_traj[j + 1]
     ok = (t >= t_traj[0]) & (t <= t_traj[-1]) & (t1 - t0 <= max_gap)

@@ -115,6 +115,9 @@ def read(path: Path) -> Life:
         rows = nums - 1
         if rows.min() < 0 or rows.max() >= n:
             raise SlifeError(f"{f}: frame {int(nums.max())} beyond the {n} frames of {video.name}")
+        if n > len(entries):  # EPIC-Fields registers a subset of the frames: the rest have no pose (counted)
+            counts["poses_missing"] = n - len(entries)
+            log.info("%s: %d of %d video frames are not registered (no pose)", f, n - len(entries), n)
         sources, source = [vs], np.zeros(n, np.int32)
     else:
         n = len(entries)

@@ -149,3 +149,15 @@ def test_aria_upright_video(tmp_path):
         uv2, _, vis2 = project_points(up.T_world_cam[i], up.camera(i), up.points)
         np.testing.assert_array_equal(vis, vis2)
         np.testing.assert_allclose(uv2, np.stack([64 - uv[:, 1], uv[:, 0]], axis=1), atol=1e-9)
+
+
+def test_frames_at_the_first_and_last_trajectory_sample_keep_their_pose():
+    from slife.lives.aria_mps import interpolate_poses
+
+    t_traj = np.arange(201) / 100.0  # 100 Hz over 2 s
+    T = np.tile(np.eye(4), (201, 1, 1))
+    T[:, 0, 3] = t_traj
+    t = np.array([-1e-14, 0.5, 2.0 + 2.8e-14, 2.1, -0.1])  # ns vs us clock conversions differ by ~1e-14 s
+    out, ok = interpolate_poses(t_traj, T, t)
+    assert ok.tolist() == [True, True, True, False, False]
+    assert out[0, 0, 3] == 0.0 and out[2, 0, 3] == 2.0 and out[1, 0, 3] == pytest.approx(0.5)

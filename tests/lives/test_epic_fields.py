@@ -46,6 +46,7 @@ def test_epic_video_all_frames_posed_subset(tmp_path):
     life = read_life(tmp_path)
     assert len(life) == 10 and life.pose_valid.sum() == 3 and life.has_pixels
     np.testing.assert_array_equal(np.flatnonzero(life.pose_valid), reg)
+    assert life.counts["poses_missing"] == 7  # unregistered video frames are counted
     assert_projects_like(life, sc)
     np.testing.assert_allclose(life.t, np.arange(10) / 10.0)
 
