@@ -170,6 +170,22 @@ def key_mismatch(missing: list, unexpected: list) -> str:
     return "; ".join(parts)
 
 
+def check_weights(sd: dict, own: dict, path, what: str, strict: bool = True) -> tuple[list, list]:
+    """Check checkpoint weights `sd` against a model's state_dict `own` before loading them: a one-line
+    SlifeError "{path}: {what} (...)" for a wrong shape, NaN/inf weights or, with `strict`, missing or
+    unexpected keys (counted, first named). -> (missing, unexpected) keys."""
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    for k, v in sd.items():
+        if k in own and (not torch.is_tensor(v) or tuple(v.shape) != tuple(own[k].shape)):
+            raise SlifeError(f"{path}: {what} ({k} has shape {tuple(getattr(v, 'shape', ()))}, the model's is "
+                             f"{tuple(own[k].shape)})")
+    check_finite(sd, path)
+    if strict and (missing or unexpected):
+        raise SlifeError(f"{path}: {what} ({key_mismatch(missing, unexpected)})")
+    return missing, unexpected
+
+
 def check_finite(sd: dict, path) -> None:
     """SlifeError naming the first weight with NaN or inf (a diverged run's weights evaluate to nonsense)."""
     bad = [k for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
@@ -201,15 +217,7 @@ def load_model(path, strict: bool = True, img_size=None, map_location="cpu") -> 
             log.info("%s: %s saved for another grid %s; using the exact table %s", path, k,
                      tuple(sd[k].shape), tuple(own[k].shape))
             sd[k] = own[k]
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    for k, v in sd.items():
-        if k in own and tuple(v.shape) != tuple(own[k].shape):
-            raise SlifeError(f"{path}: {k} has shape {tuple(v.shape)}, the model built from its arguments "
-                             f"expects {tuple(own[k].shape)}")
-    check_finite(sd, path)
-    if strict and (missing or unexpected):
-        raise SlifeError(f"{path}: state_dict does not match CroCoNet({args}): {key_mismatch(missing, unexpected)}")
+    missing, unexpected = check_weights(sd, own, path, f"state_dict does not match CroCoNet({args})", strict)
     if missing or unexpected:
         log.warning("%s: %d missing and %d unexpected keys ignored", path, len(missing), len(unexpected))
     model.load_state_dict(sd, strict=False)

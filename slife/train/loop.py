@@ -156,20 +156,12 @@ def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kwargs: dict) ->
 
 def _init_from(path: Path, ckpt: dict, model: torch.nn.Module) -> None:
     """Load only the weights of a checkpoint that is not a slife training state (e.g. a released CroCo one)."""
-    from slife.train.checkpoint import check_finite, key_mismatch
+    from slife.train.checkpoint import check_weights
 
     sd = ckpt.get("model", ckpt)
     if not isinstance(sd, dict):
         raise SlifeError(f"{path}: no 'model' state_dict in the checkpoint")
-    own = model.state_dict()
-    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise SlifeError(f"{path}: weights do not fit this run's model ({key_mismatch(missing, unexpected)})")
-    for k, v in sd.items():
-        if not torch.is_tensor(v) or tuple(v.shape) != tuple(own[k].shape):
-            raise SlifeError(f"{path}: weights do not fit this run's model ({k} has shape "
-                             f"{tuple(getattr(v, 'shape', ()))}, the model's is {tuple(own[k].shape)})")
-    check_finite(sd, path)
+    check_weights(sd, model.state_dict(), path, "weights do not fit this run's model")
     model.load_state_dict(sd, strict=True)
     log.info("%s: no optimiser state: starting at step 0 from its weights", path)
 
