@@ -105,12 +105,10 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
     a run that fails on its input leaves no folder behind to block the corrected run (`prepare_out_dir`
     writes once the pairs are found). A folder holding only mine.json (left by an older run that found
     nothing) counts as empty."""
-    if not out_dir.exists() or overwrite:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise SlifeError(f"{out_dir}: is a file, not a folder; choose another --out")
-        return
-    if not out_dir.is_dir():
+    if out_dir.exists() and not out_dir.is_dir():
         raise SlifeError(f"{out_dir}: is a file, not a folder; choose another --out")
+    if not out_dir.exists() or overwrite:
+        return
     mine_json = out_dir / "mine.json"
     entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
     if not entries or entries == [mine_json]:
@@ -122,12 +120,19 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
         old = json.loads(mine_json.read_text())
     except (OSError, ValueError) as e:
         raise SlifeError(f"{mine_json}: unreadable ({e}); pass --overwrite to mine this folder again") from None
-    if old != identity:
-        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-        diff += sorted(k for k in set(old.get("config", {})) | set(identity["config"])
-                       if old.get("config", {}).get(k) != identity["config"].get(k))
+    diff = settings_diff(old, identity)
+    if diff:
         raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({', '.join(diff)} differ); "
                          "pass --overwrite to replace them or choose another --out")
+
+
+def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Names that differ between two identities {"life": ..., "config": {...}, ...}: top-level keys, then
+    the config fields, leaving out `ignore`d config fields. [] when they agree."""
+    old_c, new_c = old.get("config") or {}, new.get("config") or {}
+    top = sorted(k for k in set(old) | set(new) if k != "config" and old.get(k) != new.get(k))
+    fields = sorted(k for k in set(old_c) | set(new_c) if k not in ignore and old_c.get(k) != new_c.get(k))
+    return top + fields
 
 
 def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int = 1, node_rank: int = 0) -> None:
@@ -358,7 +363,6 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over "
                          f"{len(table.life)} sampled frames); loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
-    run = run_digest({**identity, "content": content_digest(table, pairs)})  # in every shard's stats
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs)
     summary["visibility"] = vis_counts
@@ -382,6 +386,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     }
     if cfg.pairs_only:
         return write_manifest(out_dir, 0, base)
+    run = run_digest({**identity, "content": content_digest(table, pairs)})  # in every shard's stats
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
     if not merge:
         counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir)

@@ -73,14 +73,15 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
     out_dir = Path(out_dir)
     model_dir = out_dir / "sparse" / "0"
     if model_dir.exists() and not cfg.overwrite:
+        from slife.pairmine.pipeline import settings_diff
+
         try:
             made = json.loads((out_dir / "sfm.json").read_text())
         except (OSError, ValueError):
             made = None  # a model from before sfm.json existed: reused as it is
         now = {"config": json.loads(json.dumps(asdict(cfg))), "life": str(Path(life_path).resolve())}
-        differ = [] if not made else sorted(
-            [k for k in now["config"] if k not in ("overwrite", "num_threads")
-             and made.get("config", {}).get(k) != now["config"][k]] + (["life"] if made.get("life") != now["life"] else []))
+        made = made and {k: made.get(k) for k in now}  # sfm.json also holds the reconstruction's counts
+        differ = made and settings_diff(made, now, ignore=("overwrite", "num_threads"))
         if differ:
             raise SlifeError(f"{model_dir}: was reconstructed with other settings ({', '.join(differ)} differ); "
                              "pass --overwrite to redo it or choose another --out")
