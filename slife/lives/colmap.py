@@ -76,9 +76,7 @@ def _bad_binary_file(model: Path) -> str | None:
 
     def camera(data, off):
         _, model_id, _, _ = struct.unpack_from("<iiQQ", data, off)
-        n = CAMERA_PARAMS.get(model_id)
-        if n is None:
-            raise ValueError
+        n = _num_params(model_id)
         struct.unpack_from(f"<{n}d", data, off + 24)
         return off + 24 + 8 * n
 
@@ -105,9 +103,14 @@ def _bad_binary_file(model: Path) -> str | None:
     return None
 
 
-# COLMAP camera model id -> number of parameters (as pycolmap 4.2 creates them)
-CAMERA_PARAMS = {0: 3, 1: 4, 2: 4, 3: 5, 4: 8, 5: 8, 6: 12, 7: 5, 8: 4, 9: 5, 10: 12, 11: 16, 12: 4, 13: 5,
-                 14: 3, 15: 4, 16: 6, 17: 2}
+def _num_params(model_id: int) -> int:
+    """Parameters of COLMAP camera model `model_id`, as the installed pycolmap defines it; ValueError if unknown."""
+    import pycolmap
+
+    try:
+        return len(pycolmap.Camera.create_from_model_id(0, pycolmap.CameraModelId(model_id), 1.0, 1, 1).params)
+    except Exception:  # pycolmap raises its own check failures for an unknown id
+        raise ValueError(f"unknown camera model id {model_id}") from None
 
 
 def detect(path: Path) -> bool:

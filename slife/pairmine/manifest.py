@@ -131,9 +131,10 @@ def inspect_shards(folder: Path | str) -> dict:
         else:
             try:
                 st = json.loads(st_path.read_text())
-                st["samples"]
-            except (OSError, ValueError, TypeError, KeyError) as e:
-                problems.append(f"{st_path.name}: unreadable ({type(e).__name__}: {e})")
+            except (OSError, ValueError) as e:
+                st = f"{type(e).__name__}: {e}"
+            if not isinstance(st, dict) or "samples" not in st:
+                problems.append(f"{st_path.name}: unreadable ({st if isinstance(st, str) else 'no sample count'})")
                 st = None
         digest = sha256_file(tp)
         if st is not None and st.get("sha256") != digest:
