@@ -28,7 +28,7 @@ def train(
     shards: str = typer.Argument(..., help="Pair shards: a shard folder, several comma-separated, a brace pattern "
                                            "(shards/life{1..3}) or .tar files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: last.pt, snapshots, metrics.csv, "
-                                       "previews/ \\[runs/NAME, NAME = the (first) shard folder's name]."),
+                                       "previews/ \\[runs/NAME, NAME = the (first) shard folder's name, as letters, digits and '-']."),
     preset: str = typer.Option("tiny", "--preset", help="Model + recipe preset: tiny, small, base, base-base, large."),
     croco_kwargs: Optional[str] = typer.Option(None, "--croco-kwargs", help="JSON object overriding the preset's "
                                                                             "model arguments, e.g. "
@@ -108,12 +108,12 @@ def train(
     if clip_grad is not None:
         given["clip_grad"] = clip_grad or None
     cfg = dataclasses.replace(TRAIN_PRESETS[preset], resume=resume, log_keys=log_keys, **given)
-    if out is None:
-        import re
-
+    if out is None:  # runs/<first shard folder>, named as mine-pairs names its default output
+        from slife.lives.life import life_name
         from slife.train.stream import split_spec
 
-        out = Path("runs") / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", Path(split_spec(shards)[0]).name).strip("_") or "run")
+        first = split_spec(shards)
+        out = Path("runs") / (life_name(first[0]) if first else "run")
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
         import time
