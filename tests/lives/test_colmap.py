@@ -91,7 +91,12 @@ def test_colmap_txt_and_bin(tmp_path):
 def test_colmap_unregistered_and_bad(tmp_path):
     sc = make_scene(n=5)
     m = tmp_path / "m" / "sparse" / "0"
-    write_colmap_txt(m, sc, skip_image=2)
+    write_colmap_txt(m, sc, skip_image=2)  # image 2 is on disk but not in the model (SfM did not register it)
+    life = read_life(m)
+    assert len(life) == 5 and life.pose_valid.tolist() == [True, True, False, True, True]
+    assert life.counts == {"poses_missing": 1} and life.frame_tracks(2).size == 0 and life.camera(2) is not None
+    np.testing.assert_allclose(life.t, np.arange(5) / 30.0)  # kept in its place, for temporal pairs
+    (m.parent.parent / "images" / "cam" / "0002.png").unlink()
     life = read_life(m)
     assert len(life) == 4 and life.pose_valid.all()
     np.testing.assert_allclose(life.t, np.array([0, 1, 3, 4]) / 30.0)  # frame numbers in the names keep the gap
