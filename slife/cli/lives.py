@@ -94,7 +94,9 @@ def inspect(
         if as_json:
             typer.echo(json.dumps(summary, indent=2, default=str))
         else:
-            console.print(_dict_table(summary, f"shards {path}"))
+            console.print(_dict_table({k: v for k, v in summary.items() if k != "warnings"}, f"shards {path}"))
+            for w in summary.get("warnings") or []:
+                console.print(f"[yellow]warning:[/yellow] {w}")
         if summary.get("ok") is False:  # integrity problems: listed above, exit 1 so scripts notice
             raise typer.Exit(1)
         return

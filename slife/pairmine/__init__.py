@@ -98,8 +98,9 @@ class MineConfig:
     num_nodes: int = 1  # machines sharing the job (run-time only)
     node_rank: int = 0  # this machine's rank in [0, num_nodes) (run-time only)
     overwrite: bool = False  # replace an output folder made with other settings (run-time only)
+    strict: bool = False  # any loss (a frame missing or unreadable, a video skipped, a pair not written) is an error (run-time only)
 
-    RUNTIME_FIELDS = ("workers", "num_nodes", "node_rank", "overwrite", "preview")
+    RUNTIME_FIELDS = ("workers", "num_nodes", "node_rank", "overwrite", "preview", "strict")
 
     def __post_init__(self):
         if not self.strategies:
