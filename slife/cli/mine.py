@@ -64,7 +64,8 @@ def mine_pairs(
     temporal_per_frame: int = typer.Option(2, help="Temporal: partners drawn per frame (0: all in the window)."),
     j_min: float = typer.Option(0.15, help="Spatial: smallest Jaccard of visible point sets."),
     j_max: float = typer.Option(0.75, help="Spatial: largest Jaccard (above: near-duplicates)."),
-    per_frame: int = typer.Option(5, help="Spatial: best partners kept per frame (0: all pairs in range)."),
+    per_frame: int = typer.Option(5, help="Spatial: partners kept per frame, the best inside [--j-min, --j-max] "
+                                  "(0: all pairs in range)."),
     max_depth: float = typer.Option(10.0, help="Visibility: farthest visible point in metres."),
     voxel: float = typer.Option(0.2, help="Visibility: voxel size in metres for points/depth (0: raw points)."),
     random_per_frame: int = typer.Option(1, help="Random: partners per frame."),

@@ -4,6 +4,8 @@ Reads a life path (or an in-memory `Life`) and a `MineConfig`; writes into the o
 (the run's identity, checked on every re-run), `pairs.jsonl` + `pairs.txt` (the pair table, before any
 pixel is decoded), the shards of this node, `manifest.json` (when every shard is complete) and
 `preview.png`. Entry point: `mine(cfg, life_path, out_dir, ...)`, called by `slife.pairmine.run`.
+With `strict`, a life whose reader lost pixels (`lives.life.LOSS_COUNTS`) is refused before mining, and
+pairs lost in the writer stop the run before the manifest (`manifest.write_manifest`).
 
 Writing (`write_all`): one worker streams (`shards.write_shards`); `--workers N` runs two phases of
 N processes: phase 1 splits the frames the unfinished shards need, in decode order, into contiguous

@@ -107,3 +107,31 @@ def test_mine_pairs_images_dir_must_exist(tmp_path):
     (tmp_path / "empty").mkdir()
     res = CliRunner().invoke(app, ["inspect", str(proj), "-O", f"images_dir={tmp_path / 'empty'}"])
     assert res.exit_code == 2 and "holds none of the model's 4 images" in res.output
+
+
+def test_mine_pairs_unreadable_videos_listed_skipped_counted(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "lives"))
+    from lives_scene import make_scene, write_video
+
+    sc = make_scene(n=12)
+    write_video(tmp_path / "v" / "good.mp4", [sc.image(i) for i in range(12)])
+    for name in ("bad1.mp4", "bad2.mov"):
+        (tmp_path / "v" / name).write_bytes(b"not a video" * 50)
+    base = ["mine-pairs", str(tmp_path / "v"), "-s", "temporal", "--fps", "0", "--min-gap", "0.1",
+            "--max-gap", "0.5", "--short-side", "16"]
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "a")])
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error")]
+    assert res.exit_code == 2 and len(errors) == 1
+    assert "2 of 3 videos cannot be read: bad1.mp4, bad2.mov" in errors[0] and "skip_unreadable=true" in errors[0]
+    res = CliRunner().invoke(app, base + ["-O", "skip_unreadable=true", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["life"]["reader_counts"] == {"videos_skipped": 2} and man["samples"] > 0
+    assert [w.split(":")[0] for w in man["warnings"]] == ["bad1.mp4", "bad2.mov"]
+    assert "warning: bad1.mp4: skipped, cannot be read" in res.output
+    res = CliRunner().invoke(app, base + ["-O", "skip_unreadable=true", "--strict", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "--strict" in res.output and "videos skipped: 2" in res.output
+    assert "skip_unreadable=true" in CliRunner().invoke(app, ["mine-pairs", "--help"]).output
