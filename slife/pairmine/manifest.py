@@ -86,7 +86,7 @@ def spatial_coverage(pairs, pose_valid: np.ndarray) -> dict:
 def coverage_line(summary: dict) -> str | None:
     """'spatial coverage: 2990 of 3000 posed frames (99.7%) have a spatial pair', or None without spatial."""
     c = summary.get("spatial_coverage")
-    if not c:
+    if not c or not c["posed_frames"]:  # no spatial mining, or no posed frame (warned about when mining)
         return None
     share = "-" if c["share"] is None else f"{100 * c['share']:.1f}%"
     return f"spatial coverage: {c['with_spatial_pair']} of {c['posed_frames']} posed frames ({share}) have a spatial pair"
