@@ -20,6 +20,8 @@ from slife.cli.lives import READER_OPTION_HELP
 def _summary_table(manifest: dict) -> None:
     from rich.table import Table
 
+    from slife.pairmine.manifest import coverage_line
+
     s = manifest["summary"]
     t = Table(title=f"pairs mined from {manifest['life']['name']}")
     t.add_column("strategy")
@@ -31,8 +33,12 @@ def _summary_table(manifest: dict) -> None:
     t.add_row("total", str(s["pairs"]), str(s.get("pairs_written", "-")))
     console.print(t)
     console.print(f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
-                  f"{s['frames_without_pose']} without pose, {s.get('frames_corrupt', 0)} corrupt "
-                  f"({s.get('pairs_dropped_corrupt', 0)} pairs dropped)")
+                  f"{s['frames_without_pose']} without pose, {s.get('frames_missing', 0)} missing, "
+                  f"{s.get('frames_corrupt', 0)} corrupt ({s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs "
+                  "not written)")
+    cov = coverage_line(s)
+    if cov:
+        console.print(cov)
     if s.get("pairs_without_depth"):
         console.print(f"{s['pairs_without_depth']} pairs written without depth (a depth map missing or unreadable)")
     for name, key in (("Jaccard", "jaccard_hist"), ("time gap (s)", "dt_hist")):
@@ -58,7 +64,8 @@ def mine_pairs(
     temporal_per_frame: int = typer.Option(2, help="Temporal: partners drawn per frame (0: all in the window)."),
     j_min: float = typer.Option(0.15, help="Spatial: smallest Jaccard of visible point sets."),
     j_max: float = typer.Option(0.75, help="Spatial: largest Jaccard (above: near-duplicates)."),
-    per_frame: int = typer.Option(5, help="Spatial: best partners kept per frame (0: all pairs in range)."),
+    per_frame: int = typer.Option(5, help="Spatial: partners kept per frame, the best inside [--j-min, --j-max] "
+                                  "(0: all pairs in range)."),
     max_depth: float = typer.Option(10.0, help="Visibility: farthest visible point in metres."),
     voxel: float = typer.Option(0.2, help="Visibility: voxel size in metres for points/depth (0: raw points)."),
     random_per_frame: int = typer.Option(1, help="Random: partners per frame."),
@@ -76,8 +83,15 @@ def mine_pairs(
     node_rank: Optional[int] = typer.Option(None, help="This machine's rank (default: SLURM/torchrun env, else 0)."),
     merge: bool = typer.Option(False, "--merge", help="Only gather the nodes' finished shards into manifest.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder mined with other settings."),
+    strict: bool = typer.Option(False, "--strict", help="Make any loss an error instead of a warning: an image file "
+                                "missing or unreadable, a video skipped (-O skip_unreadable=true), a pair not "
+                                "written because a frame does not decode. Shards already written are kept."),
 ):
-    """Mine view pairs from a life and write them as WebDataset shards."""
+    """Mine view pairs from a life and write them as WebDataset shards.
+
+    Data that cannot be read is skipped, counted and reported as a warning (at the end: how many pairs were
+    not written and why); --strict turns any such loss into an error.
+    """
     import json
 
     from slife import pairmine as pm
@@ -93,7 +107,8 @@ def mine_pairs(
         ratios=pm.parse_ratios(ratios), seed=seed, short_side=short_side, pairs_per_shard=pairs_per_shard,
         pairs_only=pairs_only, preview=preview, workers=workers,
         num_nodes=pm.default_num_nodes() if num_nodes is None else num_nodes,
-        node_rank=pm.default_node_rank() if node_rank is None else node_rank, overwrite=overwrite)
+        node_rank=pm.default_node_rank() if node_rank is None else node_rank, overwrite=overwrite,
+        strict=strict)
     out = out or Path("shards") / f"{life_name(life)}_{'+'.join(strategies)}"
     command = "slife " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with progress_bar("writing pairs", unit="pairs") as advance:

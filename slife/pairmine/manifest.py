@@ -2,8 +2,10 @@
 
 Reads the shard folder (`pairs-%06d.tar`, `pairs-%06d.stats.json`) and the mined `PairTable`; writes
 `manifest.json` last (slife version, command line, life source, config, strategy counts, Jaccard and
-time-gap histograms, frames used / without pose / corrupt, shard list with sample counts and sha256).
-Entry points: `summarize(table, pairs)` (histograms and counts), `write_manifest(...)`, and
+time-gap histograms, frames used / without pose / missing / corrupt, pairs lost, the share of posed frames
+with a spatial pair, shard list with sample counts and sha256).
+Entry points: `summarize(table, pairs)` (histograms and counts), `write_manifest(...)`, the one-line
+reports `coverage_line` and `loss_line` (the end-of-run table and `slife inspect` print them), and
 `inspect_shards(folder) -> dict` (used by `slife inspect`: every tar readable, sample counts equal the
 stats, sha256 equal the manifest). Writing the tars is `shards.py`'s job.
 """
@@ -50,7 +52,7 @@ def summarize(table, pairs) -> dict:
         by_strategy[s] = {"pairs": int(sel.sum()),
                           "jaccard_hist": histogram(pairs.jaccard[sel], J_EDGES),
                           "dt_hist": histogram(dt[sel], DT_EDGES, open_end=True)}
-    return {
+    out = {
         "pairs": int(len(pairs)),
         "pairs_per_strategy": dict(sorted(per_label.items())),
         "found_by_strategy": {s: v["pairs"] for s, v in by_strategy.items()},
@@ -63,6 +65,47 @@ def summarize(table, pairs) -> dict:
         "by_strategy": by_strategy,
         "combine": pairs.counts,
     }
+    if "spatial" in pairs.strategies:
+        out["spatial_coverage"] = spatial_coverage(pairs, pv)
+    return out
+
+
+def spatial_coverage(pairs, pose_valid: np.ndarray) -> dict:
+    """How many posed frames have at least one spatial pair (after merging and quotas): {"posed_frames",
+    "with_spatial_pair", "share"} (share None without posed frames)."""
+    k = pairs.strategies.index("spatial")
+    sel = ((pairs.mask >> k) & 1).astype(bool)
+    paired = np.zeros(len(pose_valid), bool)
+    paired[pairs.a[sel]] = True
+    paired[pairs.b[sel]] = True
+    posed = int(pose_valid.sum())
+    hit = int((paired & pose_valid).sum())
+    return {"posed_frames": posed, "with_spatial_pair": hit, "share": hit / posed if posed else None}
+
+
+def coverage_line(summary: dict) -> str | None:
+    """'spatial coverage: 2990 of 3000 posed frames (99.7%) have a spatial pair', or None without spatial."""
+    c = summary.get("spatial_coverage")
+    if not c or not c["posed_frames"]:  # no spatial mining, or no posed frame (warned about when mining)
+        return None
+    share = "-" if c["share"] is None else f"{100 * c['share']:.1f}%"
+    return f"spatial coverage: {c['with_spatial_pair']} of {c['posed_frames']} posed frames ({share}) have a spatial pair"
+
+
+def loss_line(summary: dict) -> str | None:
+    """One line for the pairs that could not be written (frames whose image file is missing or whose pixels
+    do not decode), with the counts and the first of each; None when nothing was lost."""
+    dropped = summary.get("pairs_dropped_corrupt", 0)
+    if not dropped:
+        return None
+    total = summary.get("pairs", 0)
+    parts = []
+    for key, what in (("missing", "image file missing"), ("corrupt", "pixels that do not decode")):
+        n = summary.get(f"frames_{key}", 0)
+        if n:
+            parts.append(f"{n} {'frame' if n == 1 else 'frames'} with {what} (first: {summary[f'first_{key}']})")
+    share = f" ({100 * dropped / total:.1f}%)" if total else ""
+    return f"{dropped} of {total} pairs{share} were not written: " + "; ".join(parts)
 
 
 def read_stats(folder: Path, n_shards: int) -> list[dict | None]:
@@ -73,14 +116,20 @@ def read_stats(folder: Path, n_shards: int) -> list[dict | None]:
     return out
 
 
-def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
-    """Gather every shard's stats into manifest.json (written last, atomically); returns its path."""
+def write_manifest(folder: Path, n_shards: int, base: dict, table=None, strict: bool = False) -> Path:
+    """Gather every shard's stats into manifest.json (written last, atomically); returns its path.
+
+    Frames that failed in the writer are split into `frames_missing` (the image file is not there; needs
+    `table`, the `FrameTable`, to find the files) and `frames_corrupt` (the rest), each with its first
+    one named; lost pairs give a warning (logged and in the manifest's warnings), or with `strict` an
+    error before the manifest is written (the complete shards stay for a re-run).
+    """
+    from slife.errors import SlifeError
+
     folder = Path(folder)
     stats = read_stats(folder, n_shards)
     missing = [s for s, st in enumerate(stats) if st is None]
     if missing:
-        from slife.errors import SlifeError
-
         raise SlifeError(f"{folder}: {len(missing)} of {n_shards} shards are not complete yet "
                          f"(first: {shard_name(missing[0])}); run the missing nodes, then --merge")
     written: dict[str, int] = {}
@@ -97,8 +146,22 @@ def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
     m["summary"]["pairs_written"] = m["samples"]
     m["summary"]["written_per_strategy"] = dict(sorted(written.items()))
     m["summary"]["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
-    m["summary"]["frames_corrupt"] = len(frames_missing)
+    failed = sorted(frames_missing)
+    absent = [i for i in failed if table is not None and (f := table.frame_file(i)) is not None and not f.exists()]
+    corrupt = sorted(set(failed) - set(absent))
+    m["summary"]["frames_missing"] = len(absent)
+    m["summary"]["frames_corrupt"] = len(corrupt)
+    m["summary"]["first_missing"] = str(table.frame_file(absent[0])) if absent else None
+    m["summary"]["first_corrupt"] = (table.frame_name(corrupt[0]) if table is not None else f"frame {corrupt[0]}") \
+        if corrupt else None
     m["summary"]["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
+    lost = loss_line(m["summary"])
+    if lost and strict:
+        raise SlifeError(f"{folder}: --strict: {lost} (the written shards are kept; fix the input or run "
+                         "again without --strict to finish with these losses)")
+    if lost:
+        log.warning("%s", lost)
+        m["warnings"] = list(m.get("warnings", [])) + [lost]
     path = folder / "manifest.json"
     atomic_write_bytes(path, json.dumps(m, indent=1).encode())
     return path
@@ -165,6 +228,9 @@ def inspect_shards(folder: Path | str) -> dict:
         "samples": total, "samples_per_strategy": dict(sorted(per_strategy.items())),
     }
     if man is not None:
+        summary = man.get("summary") or {}
         out.update({"life": man.get("life"), "config": man.get("config"), "command": man.get("command"),
-                    "slife_version": man.get("slife_version"), "summary": man.get("summary")})
+                    "slife_version": man.get("slife_version"), "summary": summary,
+                    "spatial_coverage": coverage_line(summary), "pairs_lost": loss_line(summary),
+                    "warnings": man.get("warnings", [])})
     return out

@@ -4,6 +4,8 @@ Reads a life path (or an in-memory `Life`) and a `MineConfig`; writes into the o
 (the run's identity, checked on every re-run), `pairs.jsonl` + `pairs.txt` (the pair table, before any
 pixel is decoded), the shards of this node, `manifest.json` (when every shard is complete) and
 `preview.png`. Entry point: `mine(cfg, life_path, out_dir, ...)`, called by `slife.pairmine.run`.
+With `strict`, a life whose reader lost pixels (`lives.life.LOSS_COUNTS`) is refused before mining, and
+pairs lost in the writer stop the run before the manifest (`manifest.write_manifest`).
 
 Writing (`write_all`): one worker streams (`shards.write_shards`); `--workers N` runs two phases of
 N processes: phase 1 splits the frames the unfinished shards need, in decode order, into contiguous
@@ -41,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from slife.errors import SlifeError
-from slife.lives.life import Life
+from slife.lives.life import LOSS_COUNTS, Life
 from slife.pairmine import STRATEGIES, MineConfig
 from slife.pairmine.combine import PairTable, combine
 from slife.pairmine.ingest import FrameTable, ingest
@@ -354,6 +356,11 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     identity = {"life": src, "config": cfg.identity()}
     check_out_dir(out_dir, identity, cfg.overwrite)
     table = ingest(life_path, cfg.fps, cfg.reader, cfg.reader_options)
+    lost = {k: table.life.counts[k] for k in LOSS_COUNTS if table.life.counts.get(k)}
+    if cfg.strict and lost:
+        raise SlifeError(f"{table.life.root}: --strict: the life is incomplete ("
+                         + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in lost.items())
+                         + f"); `slife inspect {table.life.root}` names them")
     if not cfg.pairs_only and not table.life.has_pixels:
         raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
                          "pass --pairs-only to write pairs.jsonl and pairs.txt only")
@@ -401,7 +408,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     if stale:
         raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards are incomplete or were written with other settings "
                          f"(first: {shard_name(stale[0])}); run their nodes again, then --merge")
-    path = write_manifest(out_dir, n_shards, base)
+    path = write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
     if cfg.preview > 0 and P:
