@@ -72,6 +72,7 @@ class DemoConfig:
     batch_size: int = 32  # pairs per training step
     lr: float = 1e-3  # training learning rate (DESIGN.md: 1e-3 trains tiny CroCo on CPU)
     side_by_side: int = 2  # models (and probes) run at once, each in its own process on one torch thread
+    photos: bool = True  # scenes textured with photographs too (`slife synth --photos`; bench/study.md)
     heldout_scene: str = "workshop"  # a life no model sees: the CAS test pairs
     probe_train_scenes: tuple = ("gallery", "living_room", "apartment")  # held-out scenes the depth readout trains on
     probe_test_scene: str = "workshop"  # the probe's test place (another layout than the CAS life's)
@@ -269,7 +270,7 @@ def _synth_cmd(cfg: DemoConfig, plan: _Plan, out: Path) -> str:
 def _lives_spec(cfg: DemoConfig, plan: _Plan) -> dict:
     """relative folder under lives/ -> SynthConfig kwargs."""
     common = dict(fps=plan.fps, width=plan.width, height=plan.height, texture_size=64 if cfg.smoke else 256,
-                  points=4000 if cfg.smoke else 60_000)
+                  points=4000 if cfg.smoke else 60_000, photos=cfg.photos)
     spec = {}
     for i, (scene, days) in enumerate(cfg.spec.lives):
         spec[f"life-{scene}"] = dict(kind="life", scene=scene, days=days, duration=plan.life_seconds,
