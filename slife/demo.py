@@ -108,9 +108,9 @@ class _Stages:
 
     def finish(self, name: str, result: dict, seconds: float) -> dict:
         self.data["stages"][name] = {"result": result, "seconds": round(seconds, 2)}
-        from slife.pairmine.shards import atomic_write_bytes
+        from slife.io import atomic_write_json
 
-        atomic_write_bytes(self.path, json.dumps(self.data, indent=2).encode())
+        atomic_write_json(self.path, self.data, indent=2)
         return result
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slife.io import atomic_file, atomic_write_text
+
 
 def _f(x, nd=3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -81,10 +83,9 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path, keep_suffix=True, durable=False) as tmp:  # matplotlib picks the format by suffix
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _plot_probe(probe: dict, path: Path) -> None:
@@ -237,10 +238,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     # ------------------------------------------------------------------ reading
     L.append("## Reading, next to the paper's claims\n")
     L.extend(_reading(g, gh, probe, match))
-    from slife.pairmine.shards import atomic_write_bytes
-
     path = out / "report.md"
-    atomic_write_bytes(path, ("\n".join(L) + "\n").encode())
+    atomic_write_text(path, "\n".join(L) + "\n")
     return path
 
 

@@ -45,16 +45,16 @@ from slife.lives.life import Life
 from slife.pairmine import STRATEGIES, MineConfig
 from slife.pairmine.combine import PairTable, combine
 from slife.pairmine.ingest import FrameTable, ingest
-from slife.pairmine.manifest import summarize, write_manifest
+from slife.io import atomic_write_json
 from slife.pairmine import shards as sh
-from slife.pairmine.shards import atomic_write_bytes, shard_complete, shard_name, stats_name, write_shards
+from slife.pairmine import shardset as ss
+from slife.pairmine.manifest import summarize
+from slife.pairmine.shards import write_shards
+from slife.pairmine.shardset import shard_complete, shard_name, stats_name
 from slife.pairmine.visibility import compute_visibility, jaccard_exact
 
 log = logging.getLogger(__name__)
 
-OUR_FILES = ("pairs-*.tar", "pairs-*.stats.json", ".pairs-*", ".*.tmp*", ".frames*", "manifest.json", "mine.json",
-             "pairs.jsonl", "pairs.txt", "preview.png")
-SET_FILES = ("manifest.json", "preview.png")  # what rank 0 of several nodes removes up front with --overwrite
 PART_FRAMES = 1024  # spool: at most this many frames per part (resume granularity and progress steps)
 SPOOL_SHARE = 0.8  # two-phase writer: share of the progress (in pairs) given to phase 1 (decode + encode)
 
@@ -109,7 +109,7 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
         raise SlifeError(f"{out_dir}: is a file, not a folder; choose another --out")
     if not out_dir.exists() or overwrite:
         return
-    mine_json = out_dir / "mine.json"
+    mine_json = out_dir / ss.MINE_JSON
     entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
     if not entries or entries == [mine_json]:
         return
@@ -144,9 +144,9 @@ def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: i
     writes the same mine.json.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    mine_json = out_dir / "mine.json"
+    mine_json = out_dir / ss.MINE_JSON
     if overwrite:
-        pats = OUR_FILES if num_nodes <= 1 else SET_FILES if node_rank == 0 else ()
+        pats = ss.OUR_FILES if num_nodes <= 1 else ss.SET_FILES if node_rank == 0 else ()
         for pat in pats:
             for p in out_dir.glob(pat):
                 _remove(p)
@@ -155,10 +155,9 @@ def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: i
     except (OSError, ValueError):
         same = False
     if not same:
-        atomic_write_bytes(mine_json, json.dumps(identity, indent=1).encode())
+        atomic_write_json(mine_json, identity, indent=1)
 
 
-_SHARD_FILE = re.compile(r"^\.?pairs-(\d+)\.(tar|stats\.json)")  # a shard's tar, stats or their temporaries
 _NODE_SPOOL = re.compile(r"^\.frames-node(\d+)$")
 
 
@@ -171,7 +170,7 @@ def clear_node_files(out_dir: Path, shard_ids: list[int], n_shards: int, num_nod
     if node_rank == 0:
         spools.add(".frames")
     for p in out_dir.iterdir():
-        m, ms = _SHARD_FILE.match(p.name), _NODE_SPOOL.match(p.name)
+        m, ms = ss.SHARD_FILE.match(p.name), _NODE_SPOOL.match(p.name)
         if m and (int(m.group(1)) in mine or (node_rank == 0 and int(m.group(1)) >= n_shards)):
             _remove(p)
         elif p.name in spools or (ms and node_rank == 0 and int(ms.group(1)) >= num_nodes):
@@ -229,20 +228,17 @@ def write_pair_table(out_dir: Path, table: FrameTable, pairs: PairTable) -> Path
         return names[i]
 
     labels = pairs.labels()
-    lines, txt = [], []
+    rows, ends = [], []
     for k in range(len(pairs)):
         a, b = int(pairs.a[k]), int(pairs.b[k])
         J = float(pairs.jaccard[k])
-        lines.append(json.dumps({
+        rows.append({
             "pair": k, "strategy": labels[k], "a": a, "b": b, "name_a": name(a), "name_b": name(b),
             "video_a": life.source_name(a), "video_b": life.source_name(b),
             "frame_a": int(life.frame_index[a]), "frame_b": int(life.frame_index[b]),
-            "t_a": float(life.t[a]), "t_b": float(life.t[b]), "jaccard": None if np.isnan(J) else J}))
-        txt.append(f"{name(a)} {name(b)}")
-    atomic_write_bytes(out_dir / "pairs.txt", ("\n".join(txt) + ("\n" if txt else "")).encode())
-    path = out_dir / "pairs.jsonl"
-    atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
-    return path
+            "t_a": float(life.t[a]), "t_b": float(life.t[b]), "jaccard": None if np.isnan(J) else J})
+        ends.append((name(a), name(b)))
+    return ss.write_pair_table(out_dir, rows, ends)
 
 
 _JOB: dict = {}  # what forked writer processes need (set before each pool is made)
@@ -385,7 +381,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         "summary": summary,
     }
     if cfg.pairs_only:
-        return write_manifest(out_dir, 0, base)
+        return ss.write_manifest(out_dir, 0, base)
     run = run_digest({**identity, "content": content_digest(table, pairs)})  # in every shard's stats
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
     if not merge:
@@ -396,12 +392,12 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     complete = [shard_complete(out_dir, s, run) for s in range(n_shards)]
     if cfg.num_nodes > 1 and not merge and not all(complete):
         log.info("node %d done; other nodes' shards are not all complete: run --merge when they are", cfg.node_rank)
-        return out_dir / "manifest.json"
+        return out_dir / ss.MANIFEST
     stale = [s for s in range(n_shards) if not complete[s] and (out_dir / stats_name(s)).exists()]
     if stale:
         raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards are incomplete or were written with other settings "
                          f"(first: {shard_name(stale[0])}); run their nodes again, then --merge")
-    path = write_manifest(out_dir, n_shards, base)
+    path = ss.write_manifest(out_dir, n_shards, base)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
     if cfg.preview > 0 and P:

@@ -19,105 +19,33 @@ a uint16 mm PNG at the same size), whatever the number of pairs that use it. Two
 Both ways write a shard with the same function, `write_shard`: the tar under a temporary name with
 fixed mtimes (identical bytes on every run and either way), renamed when complete, then its
 `.stats.json` (which marks it complete; its "run" field, a digest of the run's identity, lets a shard
-left by other settings be told from a finished one). Sample members follow DESIGN.md: `src.jpg`,
-`tgt.jpg`, `json`, optional `src.depth.png`/`tgt.depth.png`. Tars are written with the standard
-library in webdataset's TarWriter layout (USTAR, members of a sample contiguous and sorted,
-`<key>.<ext>` names): `import webdataset` pulls in torch (~10 s per process), which the writer does not
-need; the tests read the shards back with `webdataset.WebDataset`.
+left by other settings be told from a finished one). The file names, the stats record, the sample's
+members and json and the tar layout (webdataset's TarWriter layout, written with the standard library:
+`import webdataset` pulls in torch, ~10 s per process, which the writer does not need; the tests read the
+shards back with `webdataset.WebDataset`) belong to the format's owner, `shardset.py`.
 Entry points: `write_shards(table, pairs, out_dir, shard_ids, ...)` (streaming), `spool_part` +
-`Spool` + `write_shard` (spooled). Process pools, output-folder policy and the manifest are left to
-`pipeline.py` and `manifest.py`.
+`Spool` + `write_shard` (spooled). Process pools, output-folder policy and the manifest's summary are left
+to `pipeline.py` and `manifest.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import os
-import re
-import socket
-import tarfile
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
+from slife.io import atomic_file, atomic_write_json
 from slife.pairmine.combine import PairTable
 from slife.pairmine.ingest import FrameTable
+from slife.pairmine.shardset import (TarShard, pair_meta, sample_key, sample_members, shard_complete, shard_name,
+                                     shard_stats, write_stats)
 
 log = logging.getLogger(__name__)
-
-
-class TarShard:
-    """Writes samples ({"__key__": str, ext: bytes}) as webdataset's TarWriter does, with fixed mtimes."""
-
-    def __init__(self, fileobj):
-        self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.USTAR_FORMAT)
-
-    def write(self, sample: dict) -> None:
-        key = sample["__key__"]
-        for ext in sorted(k for k in sample if not k.startswith("_")):
-            data = sample[ext]
-            ti = tarfile.TarInfo(f"{key}.{ext}")
-            ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(data), 0, 0o444, "bigdata", "bigdata"
-            self.tar.addfile(ti, io.BytesIO(data))
-
-    def close(self) -> None:
-        self.tar.close()
-
-
-def shard_name(s: int) -> str:
-    return f"pairs-{s:06d}.tar"
-
-
-def stats_name(s: int) -> str:
-    return f"pairs-{s:06d}.stats.json"
-
-
-def tmp_suffix() -> str:
-    """Unique per process, also across machines sharing the folder (several nodes): host and pid."""
-    return f"{re.sub(r'[^A-Za-z0-9-]', '', socket.gethostname())[:32]}-{os.getpid()}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{tmp_suffix()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def shard_complete(out_dir: Path, s: int, run: str | None = None) -> bool:
-    """A shard is complete when its tar and its stats (written after the tar) both exist and the tar has
-    the size its stats record.
-
-    With `run` given, the stats must also carry that run digest (a shard left by other settings, or by
-    a writer older than the digest, is not complete: it will be written again).
-    """
-    out_dir = Path(out_dir)
-    st = out_dir / stats_name(s)
-    if not (st.exists() and (out_dir / shard_name(s)).exists()):
-        return False
-    try:
-        stats = json.loads(st.read_text())
-        if (out_dir / shard_name(s)).stat().st_size != stats.get("bytes"):  # truncated or replaced since
-            return False
-    except (OSError, ValueError, AttributeError):
-        return False
-    return run is None or stats.get("run") == run
 
 
 def stored_size(w: int, h: int, short_side: int) -> tuple[int, int]:
@@ -165,7 +93,7 @@ def camera_at(life, i: int, size: tuple[int, int]):
 
 
 def pair_json(table: FrameTable, pairs: PairTable, k: int, sizes: dict) -> dict:
-    """The `json` member of pair k (DESIGN.md fields + K_b, cam_a, cam_b)."""
+    """The `json` member of pair k (`shardset.pair_meta`: DESIGN.md fields + K_b, cam_a, cam_b)."""
     life = table.life
     a, b = int(pairs.a[k]), int(pairs.b[k])
 
@@ -175,25 +103,12 @@ def pair_json(table: FrameTable, pairs: PairTable, k: int, sizes: dict) -> dict:
         return life.T_world_cam[i].tolist()
 
     def cam(i):
-        c = camera_at(life, i, sizes[i]) if i in sizes else None
-        return c
+        return camera_at(life, i, sizes[i]) if i in sizes else None
 
-    ca, cb = cam(a), cam(b)
     J = float(pairs.jaccard[k])
-    return {
-        "life": life.name, "strategy": pairs.label(k),
-        "video_a": life.source_name(a), "video_b": life.source_name(b),
-        "frame_a": int(life.frame_index[a]), "frame_b": int(life.frame_index[b]),
-        "t_a": float(life.t[a]), "t_b": float(life.t[b]),
-        "jaccard": None if np.isnan(J) else J,
-        "T_a": pose(a), "T_b": pose(b),
-        "K": None if ca is None else ca.K.tolist(),
-        "K_b": None if cb is None else cb.K.tolist(),
-        "cam_a": None if ca is None else {"model": ca.model, "width": ca.width, "height": ca.height,
-                                          "params": list(ca.params)},
-        "cam_b": None if cb is None else {"model": cb.model, "width": cb.width, "height": cb.height,
-                                          "params": list(cb.params)},
-    }
+    return pair_meta(life.name, pairs.label(k), life.source_name(a), life.source_name(b), life.frame_index[a],
+                     life.frame_index[b], life.t[a], life.t[b], None if np.isnan(J) else J, pose(a), pose(b),
+                     cam(a), cam(b))
 
 
 def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
@@ -237,25 +152,20 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
     life = table.life
     has_depth = life.depth_paths is not None
     r0, r1 = pair_rows(s, pairs_per_shard, len(pairs))
-    tmp = out_dir / f".{shard_name(s)}.tmp{tmp_suffix()}"
     n_ok = n_bad = n_nodepth = 0
     missing: set[int] = set()
     per_strategy: dict[str, int] = {}
-    with open(tmp, "wb") as f:
+    tar = out_dir / shard_name(s)
+    with atomic_file(tar) as tmp, open(tmp, "wb") as f:
         tw = TarShard(f)
         for k in range(r0, r1):
             a, b = int(pairs.a[k]), int(pairs.b[k])
             if a in frames and b in frames:
                 js = pair_json(table, pairs, k, sizes)
                 fa, fb = frames[a], frames[b]
-                sample = {"__key__": f"{life.name}_{k:09d}", "src.jpg": fa[0], "tgt.jpg": fb[0],
-                          "json": json.dumps(js).encode()}
-                if has_depth and fa[1] is not None and fb[1] is not None:
-                    sample["src.depth.png"] = fa[1]
-                    sample["tgt.depth.png"] = fb[1]
-                elif has_depth:  # a depth map missing or unreadable
+                tw.write(sample_members(sample_key(life.name, k), fa[0], fb[0], js, fa[1], fb[1]))
+                if has_depth and (fa[1] is None or fb[1] is None):  # a depth map missing or unreadable
                     n_nodepth += 1
-                tw.write(sample)
                 n_ok += 1
                 per_strategy[js["strategy"]] = per_strategy.get(js["strategy"], 0) + 1
             else:
@@ -265,14 +175,8 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
                 release(a)
                 release(b)
         tw.close()
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out_dir / shard_name(s))
-    stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [int(r0), int(r1)], "pairs_dropped_corrupt": n_bad,
-             "pairs_without_depth": n_nodepth, "strategies": per_strategy, "frames_missing": sorted(missing),
-             "bytes": (out_dir / shard_name(s)).stat().st_size, "sha256": sha256_file(out_dir / shard_name(s)),
-             "run": run}
-    atomic_write_bytes(out_dir / stats_name(s), json.dumps(stats, indent=1).encode())
+    stats = shard_stats(s, tar, n_ok, (r0, r1), n_bad, n_nodepth, per_strategy, missing, run)
+    write_stats(out_dir, s, stats)
     return stats
 
 
@@ -368,10 +272,9 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
     life = table.life
     spool_dir = Path(spool_dir)
     name = part_name(part)
-    tmp = spool_dir / f".{name}.bin.tmp{tmp_suffix()}"
     entries: dict[str, list[int]] = {}
     off = 0
-    with open(tmp, "wb") as f:
+    with atomic_file(spool_dir / f"{name}.bin") as tmp, open(tmp, "wb") as f:
         for i, rgb in life.iter_frames(ids):
             enc = encode_one(life, i, rgb, short_side, quality)
             if enc is None:
@@ -385,11 +288,8 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
                 e[2], e[3] = off, len(dep)
                 off += len(dep)
             entries[str(int(i))] = e
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, spool_dir / f"{name}.bin")
     index = {"run": run, "asked": [int(i) for i in ids], "frames": entries}
-    atomic_write_bytes(spool_dir / f"{name}.json", json.dumps(index).encode())
+    atomic_write_json(spool_dir / f"{name}.json", index, indent=None)
     return {"frames_decoded": len(entries), "frames_corrupt": int(len(ids) - len(entries))}
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from slife.errors import SlifeError
+from slife.io import atomic_file, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +97,20 @@ class SynthConfig:
         return Camera("PINHOLE", self.width, self.height, (f, f, self.width / 2, self.height / 2))
 
 
-def _atomic(path: Path, suffix: str = "") -> Path:
-    """A temporary name beside `path` (keeps the real suffix last when `suffix` is given)."""
-    return path.with_name(f".{path.stem}.tmp{suffix or path.suffix}")
-
-
 def save_npz_deterministic(path: Path, **arrays) -> None:
     """np.savez with fixed zip timestamps (same arrays -> same bytes), written atomically."""
-    tmp = _atomic(path)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with atomic_file(path, keep_suffix=True) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, a in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _write_png16(path: Path, mm: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = _atomic(path)
-    Image.fromarray(mm).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_file(path, keep_suffix=True, durable=False) as tmp:  # one per frame: no fsync each
+        Image.fromarray(mm).save(tmp, format="PNG")
 
 
 def _write_points(path: Path, renderer, n: int, rng: np.random.Generator) -> int:
@@ -133,10 +125,9 @@ def _write_points(path: Path, renderer, n: int, rng: np.random.Generator) -> int
     pcd.points = o3d.utility.Vector3dVector(pts)
     pcd.colors = o3d.utility.Vector3dVector(col.astype(np.float64))
     pcd.normals = o3d.utility.Vector3dVector(renderer.scene.tri_normal[tri].astype(np.float64))
-    tmp = _atomic(path)
-    if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False, compressed=False, print_progress=False):
-        raise SlifeError(f"{path}: open3d could not write the point cloud")
-    os.replace(tmp, path)
+    with atomic_file(path, keep_suffix=True) as tmp:  # open3d picks the format by suffix
+        if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False, compressed=False, print_progress=False):
+            raise SlifeError(f"{path}: open3d could not write the point cloud")
     return int(len(pts))
 
 
@@ -199,12 +190,12 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         if (out / "depth").is_dir():
             (out / "depth").rmdir()
         frames = screen_frames(n, cfg.width, cfg.height, cfg.fps, np.random.default_rng([cfg.seed, 4]))
-        with VideoWriter(_atomic(out / "video.mp4"), cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
+        with atomic_file(out / "video.mp4", keep_suffix=True) as tmp, \
+                VideoWriter(tmp, cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
             for k, rgb in enumerate(frames):
                 vw.write(rgb, pts[k])
                 if progress:
                     progress(1)
-        os.replace(_atomic(out / "video.mp4"), out / "video.mp4")
     else:
         save_npz_deterministic(out / "poses.npz", t=t, T_world_cam=T, K=cam.K,
                                image_size=np.array([cfg.width, cfg.height], np.int64), day=day)
@@ -216,7 +207,8 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         light = _light_schedule(cfg, scene, t)
         if cfg.depth:
             (out / "depth").mkdir(exist_ok=True)
-        with VideoWriter(_atomic(out / "video.mp4"), cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
+        with atomic_file(out / "video.mp4", keep_suffix=True) as tmp, \
+                VideoWriter(tmp, cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
 
             def write(k, rgb, depth):  # runs in a worker thread (x264 and zlib release the GIL)
                 vw.write(rgb, pts[k])
@@ -229,7 +221,6 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
                     writer.put(k, rgb, depth)
                     if progress:
                         progress(1)
-        os.replace(_atomic(out / "video.mp4"), out / "video.mp4")
         summary["seconds"] = {**{k: round(v, 3) for k, v in renderer.timing.items()}, "encode": round(vw.seconds, 3)}
         summary["scene"] = scene.info
     log.info("%s: %d frames, timing %s", out, n, summary.get("seconds"))
@@ -252,9 +243,7 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         "summary": summary,
         "config": config,
     }
-    tmp = _atomic(meta_path)
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    atomic_write_json(meta_path, meta, indent=1)
     return out
 
 

@@ -30,7 +30,7 @@ import torch
 
 import slife
 from slife.errors import SlifeError
-from slife.pairmine.shards import atomic_write_bytes
+from slife.io import atomic_write_bytes
 from slife.train import TrainConfig
 from slife.train.augment import PairAugment, to_model_input
 from slife.train.metrics import MetricsLog
