@@ -3,7 +3,8 @@
 Reads the sampled life (`FrameTable`) and the mined `PairTable`; returns the summary the manifest holds:
 pairs per strategy (as written, and found by each strategy), frames sampled / in the life / used / without
 pose, Jaccard and time-gap histograms overall and per strategy, and combine's counts (found, distinct,
-duplicates, quotas). Entry point: `summarize(table, pairs)`. The manifest file itself (its shard list and
+duplicates, quotas); for a set of several generations, `merge_summaries` adds theirs up. Entry points:
+`summarize(table, pairs)`, `merge_summaries`. The manifest file itself (its shard list and
 written counts gathered from the stats, reading it back, the integrity check) belongs to `shardset.py`.
 """
 
@@ -57,3 +58,45 @@ def summarize(table, pairs) -> dict:
         "by_strategy": by_strategy,
         "combine": pairs.counts,
     }
+
+
+def _add_counts(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(set(a) | set(b))}
+
+
+def _add_hist(a: dict, b: dict) -> dict:
+    return {"edges": a["edges"], "counts": [x + y for x, y in zip(a["counts"], b["counts"])]}
+
+
+def merge_summaries(summaries: list[dict]) -> dict:
+    """The summary of a set of several generations from theirs (oldest first): pairs, per-strategy counts and
+    histograms summed; `frames_used` summed too (an upper bound: a frame used by two generations counts twice;
+    the miner replaces it by the distinct count); frames sampled / in the life / without pose and visibility
+    as the newest generation saw the life; combine's counts only in each generation's own summary. One
+    summary is returned as it is."""
+    if len(summaries) == 1:
+        return dict(summaries[0])
+    out = {k: v for k, v in summaries[-1].items() if k not in ("combine", "frames_new")}
+    for key in ("pairs", "frames_used"):
+        out[key] = int(sum(s.get(key, 0) for s in summaries))
+    for key in ("pairs_per_strategy", "found_by_strategy"):
+        acc: dict = {}
+        for s in summaries:
+            acc = _add_counts(acc, s.get(key, {}))
+        out[key] = acc
+    for key in ("jaccard_hist", "dt_hist"):
+        h = summaries[0][key]
+        for s in summaries[1:]:
+            h = _add_hist(h, s[key])
+        out[key] = h
+    by: dict = {}
+    for s in summaries:
+        for name, v in s.get("by_strategy", {}).items():
+            if name not in by:
+                by[name] = dict(v)
+            else:
+                by[name] = {"pairs": by[name]["pairs"] + v["pairs"],
+                            "jaccard_hist": _add_hist(by[name]["jaccard_hist"], v["jaccard_hist"]),
+                            "dt_hist": _add_hist(by[name]["dt_hist"], v["dt_hist"])}
+    out["by_strategy"] = by
+    return out

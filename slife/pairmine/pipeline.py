@@ -18,8 +18,17 @@ unless --overwrite. With one node --overwrite removes our files; with several, e
 its own shards and spool, rank 0 also the set-wide files (manifest, preview, shards beyond the new
 count), so no node deletes another's fresh shards; every stats file carries the run digest, so a shard
 left by other settings never counts as complete.
-Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `shards`, `manifest`,
-`preview`.
+
+Generations (`generations.py` says what is new): a re-run on a set whose manifest lists generations (or a
+set made before them, adopted as generation 0 by `_adopt_legacy`) refuses a changed or removed recording
+unless --overwrite, writes again any missing or damaged tar of an old generation (`_repair`: its pairs mined
+again from the recordings it had, the same bytes, or a refusal), and with nothing new returns at once,
+writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life keeping the pairs
+that involve a new frame, quotas per generation, pair indices and shard numbers after the old ones, a run
+digest of its own), appends its rows to the pair table, writes its tars like any run (resumable: a kill
+then a re-run writes the same bytes) and adds its record to the manifest last.
+Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
+`shardset` (the format), `manifest` (its summary), `preview`.
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ import re
 import shutil
 import signal
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -46,9 +57,10 @@ from slife.pairmine import STRATEGIES, MineConfig
 from slife.pairmine.combine import PairTable, combine
 from slife.pairmine.ingest import FrameTable, ingest
 from slife.io import atomic_write_json
+from slife.pairmine import generations as gen
 from slife.pairmine import shards as sh
 from slife.pairmine import shardset as ss
-from slife.pairmine.manifest import summarize
+from slife.pairmine.manifest import merge_summaries, summarize
 from slife.pairmine.shards import write_shards
 from slife.pairmine.shardset import shard_complete, shard_name, stats_name
 from slife.pairmine.visibility import compute_visibility, jaccard_exact
@@ -177,9 +189,19 @@ def clear_node_files(out_dir: Path, shard_ids: list[int], n_shards: int, num_nod
             _remove(p)
 
 
-def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] | None = None):
-    """Run every asked strategy -> (PairTable, visibility counts, warnings)."""
+def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, generation: int = 0):
+    """Run every asked strategy -> (PairTable, visibility counts, warnings, visibility).
+
+    For generation g > 0 of a shard set, `new` (N,) bool marks the frames of the recordings it adds: every
+    strategy runs over the whole life (seeded with g too) and keeps the pairs that involve a new frame
+    (temporal: within the new recordings; spatial: new x new and new x old, each frame's `per_frame` best
+    partners; random: drawn by or landing on a new frame; augmented: the new frames'), and the quotas
+    (`max_pairs`, `ratios`) cut those. Generation 0 (`new` None) mines the whole life."""
     life = table.life
+
+    def rng(k: int) -> np.random.Generator:  # (seed, k) in generation 0, as before generations existed
+        return np.random.default_rng([cfg.seed, k, generation] if generation else [cfg.seed, k])
+
     found: dict = {}
     warnings: list[str] = []
     vis = None
@@ -198,17 +220,20 @@ def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] |
         vis_counts = {"method": vis.method, "items": int(vis.V.shape[1]), **vis.counts,
                       "mean_items_per_frame": float(vis.sizes.mean()) if len(life) else 0.0}
     for s in strategies:
-        rng = np.random.default_rng([cfg.seed, list(STRATEGIES).index(s)])  # independent of the other strategies
+        r = rng(list(STRATEGIES).index(s))  # independent of the other strategies
         mod = importlib.import_module(STRATEGIES[s])
         if hasattr(mod, "find_pair_arrays"):
-            found[s] = mod.find_pair_arrays(life, cfg, rng, vis)
+            found[s] = mod.find_pair_arrays(life, cfg, r, vis)
         else:  # a plug-in with only the generator interface
-            ps = list(mod.find_pairs(life, cfg, rng))
+            ps = list(mod.find_pairs(life, cfg, r))
             found[s] = (np.array([p.a for p in ps], np.int64), np.array([p.b for p in ps], np.int64),
                         np.array([np.nan if p.jaccard is None else p.jaccard for p in ps]))
+        if new is not None:
+            a, b, J = found[s]
+            keep = new[a] | new[b]
+            found[s] = (a[keep], b[keep], J[keep])
         log.info("%s: %d pairs", s, len(found[s][0]))
-    pairs = combine(found, cfg.strategies, table.decode_rank, np.random.default_rng([cfg.seed, 1000]),
-                    cfg.max_pairs, dict(cfg.ratios))
+    pairs = combine(found, cfg.strategies, table.decode_rank, rng(1000), cfg.max_pairs, dict(cfg.ratios))
     if vis is not None:  # Jaccard for every pair whose two frames have visibility
         pv = life.pose_valid if life.pose_valid is not None else np.ones(len(life), bool)
         need = np.isnan(pairs.jaccard) & pv[pairs.a] & pv[pairs.b] & (pairs.a != pairs.b)
@@ -218,7 +243,9 @@ def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] |
 
 
 def write_pair_table(out_dir: Path, table: FrameTable, pairs: PairTable) -> Path:
-    """pairs.jsonl (one pair per line, in write order) and hloc-style pairs.txt ("name_a name_b")."""
+    """pairs.jsonl (one pair per line, in write order) and hloc-style pairs.txt ("name_a name_b"), after the
+    lines of the earlier generations' pairs (`pairs.first_pair` of them). `a`/`b` are sampled-life indices of
+    the life the pair's generation was mined from; names, videos and frame numbers stay valid as it grows."""
     life = table.life
     names = {}
 
@@ -233,12 +260,12 @@ def write_pair_table(out_dir: Path, table: FrameTable, pairs: PairTable) -> Path
         a, b = int(pairs.a[k]), int(pairs.b[k])
         J = float(pairs.jaccard[k])
         rows.append({
-            "pair": k, "strategy": labels[k], "a": a, "b": b, "name_a": name(a), "name_b": name(b),
+            "pair": pairs.first_pair + k, "strategy": labels[k], "a": a, "b": b, "name_a": name(a), "name_b": name(b),
             "video_a": life.source_name(a), "video_b": life.source_name(b),
             "frame_a": int(life.frame_index[a]), "frame_b": int(life.frame_index[b]),
             "t_a": float(life.t[a]), "t_b": float(life.t[b]), "jaccard": None if np.isnan(J) else J})
         ends.append((name(a), name(b)))
-    return ss.write_pair_table(out_dir, rows, ends)
+    return ss.write_pair_table(out_dir, rows, ends, keep=pairs.first_pair)
 
 
 _JOB: dict = {}  # what forked writer processes need (set before each pool is made)
@@ -253,7 +280,7 @@ def _spool_one(task: tuple[int, np.ndarray]) -> tuple[int, dict]:
 def _write_from_spool(s: int) -> tuple[int, dict]:
     j = _JOB
     pairs, pps = j["pairs"], j["pps"]
-    r0, r1 = sh.pair_rows(s, pps, len(pairs))
+    r0, r1 = pairs.shard_rows(s, pps)
     spool = j["spool"]
     frames = spool.read(np.concatenate([pairs.a[r0:r1], pairs.b[r0:r1]]))
     return r1 - r0, sh.write_shard(j["table"], pairs, j["out_dir"], s, pps, frames, spool.sizes, j["run"])
@@ -304,7 +331,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     if not todo:
         return counts
     spool_dir.mkdir(parents=True, exist_ok=True)
-    rows = sh.todo_rows(todo, cfg.pairs_per_shard, len(pairs))
+    rows = sh.todo_rows(todo, cfg.pairs_per_shard, pairs)
     need = np.unique(np.concatenate([pairs.a[rows], pairs.b[rows]]))  # (F,) life indices
     spool = sh.Spool(spool_dir, run or "")
     left = need[~np.isin(need, spool.asked)]  # (L,) frames no complete part holds
@@ -342,6 +369,96 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     return counts
 
 
+@dataclass
+class _Plan:
+    """One generation's pairs as the miner plans them, before anything is written."""
+
+    number: int  # the generation
+    table: FrameTable  # the life as the generation sees it (all of it, but for an old generation mined again)
+    pairs: PairTable  # its pairs, with the set's pair and shard numbers (first_pair, first_shard)
+    run: str  # the digest every one of its shards' stats carries
+    added: list[str]  # the recordings it adds
+    vis_counts: dict
+    warnings: list[str]
+
+
+def _plan(cfg: MineConfig, identity: dict, table: FrameTable, number: int, old: set[str], added: list[str] | None,
+          first_pair: int, first_shard: int) -> _Plan:
+    """Mine generation `number` of the life restricted to the recordings `old` + `added`, those of `added` being
+    new (`added` None: the whole life; generation 0 is mined as before generations existed)."""
+    sub = table if added is None else gen.restrict(table, old | set(added))
+    new = gen.new_frames(sub, added) if number else None
+    pairs, vis_counts, warnings, _ = find_all(sub, cfg, new=new, generation=number)
+    pairs.first_pair, pairs.first_shard = first_pair, first_shard
+    run = ""
+    if not cfg.pairs_only:  # the content digest stats every file: only when shards are written
+        content = content_digest(sub, pairs)
+        key = {**identity, "content": content} if not number else \
+            {**identity, "generation": number, "first_pair": first_pair, "first_shard": first_shard, "content": content}
+        run = run_digest(key)
+    return _Plan(number, sub, pairs, run, list(added or []), vis_counts, warnings)
+
+
+def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, man: dict) -> dict:
+    """A set made before generations existed, as generation 0, when mining its recordings again gives the run
+    digest its stats carry; else SlifeError saying how to proceed."""
+    names = [x.get("name", "") for x in (man.get("life") or {}).get("sources") or []]
+    n = len(man.get("shards") or [])
+    runs = {(ss.read_stats(out_dir, k) or {}).get("run") for k in range(n)}
+    current = {r["name"]: r for r in gen.recordings(table)}
+    why = ("its manifest does not list the life's recordings" if not names else
+           "its shards are not all finished" if not n or None in runs or len(runs) != 1 else
+           "recordings it was mined from are no longer in the life" if not set(names) <= set(current) else None)
+    plan = None
+    if why is None:
+        plan = _plan(cfg, identity, table, 0, set(), names, 0, 0)
+        if plan.run not in runs:
+            why = "its recordings (or the life's geometry) changed since"
+    if why is not None:
+        raise SlifeError(f"{out_dir}: made by slife {man.get('slife_version', '?')} before shard sets had generations, "
+                         f"and {why}; pass --overwrite to mine the life again as generation 0, or choose another --out")
+    log.info("%s: a set made before generations, adopted as generation 0 (%d recordings, %d pairs)", out_dir,
+             len(names), len(plan.pairs))
+    return ss.generation_record(0, [current[x] for x in names], 0, len(plan.pairs), 0, n, plan.run,
+                                man.get("command", ""), man.get("summary", {}), gen.geometry_digest(plan.table.life))
+
+
+def _repair(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, gens: list[dict], k: int,
+            progress) -> None:
+    """Write again the shards of old generation k that are missing or damaged (same bytes: its pairs are mined
+    again from the recordings it had); SlifeError when that is no longer possible."""
+    g = gens[k]
+    ids = list(range(g["first_shard"], g["first_shard"] + g["shards"]))
+    bad = [s for s in ids if not shard_complete(out_dir, s, g["run"])]
+    if not bad:
+        return
+    old = {r["name"] for h in gens[:k] for r in h["recordings"]}
+    plan = _plan(cfg, identity, table, k, old, [r["name"] for r in g["recordings"]], g["first_pair"], g["first_shard"])
+    if plan.run != g["run"]:
+        raise SlifeError(f"{out_dir}: {shard_name(bad[0])} of generation {k} is missing or damaged ({len(bad)} "
+                         f"shard(s)) and generation {k} can no longer be mined as it was (the life's geometry or files "
+                         "changed); pass --overwrite to mine the whole life again")
+    log.warning("%s: %d shard(s) of generation %d missing or damaged (first: %s): written again", out_dir, len(bad), k,
+                shard_name(bad[0]))
+    write_all(plan.table, plan.pairs, out_dir, bad, cfg, progress, run=plan.run,
+              spool_dir=out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank))
+
+
+def _old_generations(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path) -> list[dict]:
+    """The generations the set at `out_dir` holds ([] for a new set, or a first run not finished)."""
+    if cfg.overwrite:
+        return []
+    try:
+        man = ss.read_manifest(out_dir)
+    except SlifeError as e:
+        raise SlifeError(f"{e}; pass --overwrite to mine this folder again") from None
+    if man is None:
+        return []
+    if "generations" not in man:
+        return [_adopt_legacy(cfg, identity, table, out_dir, man)]
+    return gen.generations_of(man)
+
+
 def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = False, command: str = "",
          progress: Callable[..., None] | None = None) -> Path:
     """See `slife.pairmine.run`."""
@@ -353,50 +470,90 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     if not cfg.pairs_only and not table.life.has_pixels:
         raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
                          "pass --pairs-only to write pairs.jsonl and pairs.txt only")
-    pairs, vis_counts, warnings, _ = find_all(table, cfg)
+    command = command or " ".join(sys.argv)
+    current = gen.recordings(table) if not cfg.pairs_only else []
+    gens = [] if cfg.pairs_only else _old_generations(cfg, identity, table, out_dir)
+    gen.check_unchanged(out_dir, gens, current)
+    if not merge and cfg.node_rank == 0:
+        for k in range(len(gens)):
+            _repair(cfg, identity, table, out_dir, gens, k, progress)
+    known = {r["name"] for g in gens for r in g["recordings"]}
+    added = [r["name"] for r in current if r["name"] not in known]
+    if gens and not added:
+        log.info("%s: nothing new in %s since generation %d (%d recordings): nothing written", out_dir,
+                 table.life.root, len(gens) - 1, len(known))
+        return out_dir / ss.MANIFEST
+    number = len(gens)
+    first_pair = int(sum(g["pairs"] for g in gens))
+    first_shard = int(sum(g["shards"] for g in gens))
+    if number:
+        log.info("%s: generation %d: %d new recording(s) (%s)", out_dir, number, len(added), ", ".join(added[:5]))
+    plan = _plan(cfg, identity, table, number, known, added if number else None, first_pair, first_shard)
+    pairs = plan.pairs
     if not len(pairs):
         found = ", ".join(f"{s} {n}" for s, n in pairs.counts["found"].items())
-        raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over "
-                         f"{len(table.life)} sampled frames); loosen them (e.g. --fps, the gap or Jaccard range)")
+        what = f"{len(table.life)} sampled frames" if not number else \
+            f"{int(gen.new_frames(table, added).sum())} new sampled frames"
+        raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over {what}); "
+                         "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
+    used_before = _frames_used_before(out_dir, table, first_pair) if number else None
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs)
-    summary["visibility"] = vis_counts
+    summary["visibility"] = plan.vis_counts
+    if number:
+        summary["frames_new"] = int(gen.new_frames(table, added).sum())
     P = len(pairs)
-    n_shards = 0 if cfg.pairs_only else -(-P // cfg.pairs_per_shard)
-    mine_ids = [int(s) for s in np.array_split(np.arange(n_shards), cfg.num_nodes)[cfg.node_rank]] \
-        if n_shards else []
+    ids = [] if cfg.pairs_only else pairs.shard_ids(cfg.pairs_per_shard)
+    n_shards = first_shard + len(ids)  # in the whole set
+    mine_ids = [int(s) for s in np.array_split(np.asarray(ids, np.int64), cfg.num_nodes)[cfg.node_rank]] \
+        if ids else []
     if cfg.overwrite and cfg.num_nodes > 1 and not merge:
         clear_node_files(out_dir, mine_ids, n_shards, cfg.num_nodes, cfg.node_rank)
+    elif number and not merge and cfg.node_rank == 0:
+        _remove_beyond(out_dir, n_shards)  # shards of an interrupted append that planned more of them
     life = table.life
     base = {
         "slife_version": slife_version(),
-        "command": command or " ".join(sys.argv),
+        "command": command,
         "life": {"path": src, "name": life.name, "format": life.format, "frames": table.frames_total,
                  "sampled_frames": len(life), "reader_counts": dict(life.counts),
                  "sources": [{"name": x.name, "path": str(getattr(x, "path", ""))} for x in life.sources]},
         "config": {**asdict(cfg), "strategies": list(cfg.strategies)},
         "pairs_only": cfg.pairs_only,
-        "warnings": warnings + list(life.warnings),
+        "warnings": plan.warnings + list(life.warnings),
         "summary": summary,
     }
     if cfg.pairs_only:
         return ss.write_manifest(out_dir, 0, base)
-    run = run_digest({**identity, "content": content_digest(table, pairs)})  # in every shard's stats
+    run = plan.run  # in every shard's stats
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
     if not merge:
         counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir)
         log.info("node %d/%d: %s", cfg.node_rank, cfg.num_nodes, counts)
         if cfg.num_nodes > 1 and all(shard_complete(out_dir, s, run) for s in mine_ids):
             _remove(spool_dir)  # this node's shards are done
-    complete = [shard_complete(out_dir, s, run) for s in range(n_shards)]
+    complete = [shard_complete(out_dir, s, run) for s in ids]
     if cfg.num_nodes > 1 and not merge and not all(complete):
         log.info("node %d done; other nodes' shards are not all complete: run --merge when they are", cfg.node_rank)
         return out_dir / ss.MANIFEST
-    stale = [s for s in range(n_shards) if not complete[s] and (out_dir / stats_name(s)).exists()]
+    stale = [s for s, ok in zip(ids, complete) if not ok and (out_dir / stats_name(s)).exists()]
     if stale:
-        raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards are incomplete or were written with other settings "
+        raise SlifeError(f"{out_dir}: {len(stale)} of {len(ids)} shards are incomplete or were written with other settings "
                          f"(first: {shard_name(stale[0])}); run their nodes again, then --merge")
+    geometry = gen.geometry_digest(life)
+    if gens and gens[-1].get("geometry") not in (None, geometry):
+        log.warning("%s: the life's points or tracks changed since generation %d: its pairs keep the Jaccard measured "
+                    "then; the new pairs are measured on the geometry of now", out_dir, number - 1)
+    new_recordings = [r for r in current if r["name"] in set(added)]
+    record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
+                                  geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    gens = gens + [record]
+    base["generations"] = gens
+    base["summary"] = merge_summaries([g["summary"] for g in gens])
+    if used_before is not None:  # distinct frames over all generations (merge_summaries can only add them up)
+        used_before[pairs.a] = used_before[pairs.b] = True
+        base["summary"]["frames_used"] = int(used_before.sum())
     path = ss.write_manifest(out_dir, n_shards, base)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
@@ -405,3 +562,31 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
 
         contact_sheet(out_dir, cfg.preview, seed=cfg.seed)
     return path
+
+
+def _frames_used_before(out_dir: Path, table: FrameTable, first_pair: int) -> np.ndarray:
+    """(N,) bool: the frames of the life that the earlier generations' pairs (the first `first_pair` rows of
+    pairs.jsonl) use, found by recording name and frame number."""
+    life = table.life
+    index = {(life.source_name(i), int(life.frame_index[i])): i for i in range(len(life))}
+    used = np.zeros(len(life), bool)
+    try:
+        with open(out_dir / ss.PAIRS_JSONL) as f:
+            for line in islice(f, first_pair):
+                r = json.loads(line)
+                for v, fr in ((r["video_a"], r["frame_a"]), (r["video_b"], r["frame_b"])):
+                    i = index.get((v, fr))
+                    if i is not None:
+                        used[i] = True
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("%s: cannot read the earlier generations' pairs (%s): frames_used counts this one's only",
+                    out_dir / ss.PAIRS_JSONL, e)
+    return used
+
+
+def _remove_beyond(out_dir: Path, n_shards: int) -> None:
+    """Remove shard files (tars, stats, temporaries) numbered n_shards or more."""
+    for p in out_dir.iterdir():
+        m = ss.SHARD_FILE.match(p.name)
+        if m and int(m.group(1)) >= n_shards:
+            _remove(p)

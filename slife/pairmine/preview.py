@@ -1,7 +1,8 @@
 """Preview: a contact sheet PNG of random written pairs per strategy, so a person can see what was mined.
 
 Reads a finished shard folder (`pairs.jsonl`, `manifest.json`, the tars). Writes `preview.png`: one row
-per pair, source | target, captioned with strategy, time gap dt and Jaccard J; N pairs per strategy.
+per pair, source | target, captioned with strategy, time gap dt and Jaccard J; N pairs per strategy, drawn
+from the newest generation's pairs (what the last run added).
 Entry point: `contact_sheet(folder, n, seed) -> Path`. Mining and writing are other modules' jobs.
 """
 
@@ -23,8 +24,8 @@ def contact_sheet(folder: Path, n: int, seed: int = 0, thumb: int = 128) -> Path
 
     folder = Path(folder)
     man = ss.read_manifest(folder)
-    pps = man["config"]["pairs_per_shard"]
-    rows = ss.read_pair_table(folder)
+    first = (man.get("generations") or [{"first_pair": 0}])[-1]["first_pair"]  # the newest generation's pairs
+    rows = [r for r in ss.read_pair_table(folder) if r["pair"] >= first]
     rng = np.random.default_rng(seed)
     chosen: list[tuple[str, dict]] = []
     for s in man["config"]["strategies"]:
@@ -34,7 +35,7 @@ def contact_sheet(folder: Path, n: int, seed: int = 0, thumb: int = 128) -> Path
     life = man["life"]["name"]
     by_shard: dict[int, list] = {}
     for s, r in chosen:
-        by_shard.setdefault(r["pair"] // pps, []).append(r["pair"])
+        by_shard.setdefault(ss.shard_of_pair(man, r["pair"]), []).append(r["pair"])
     images: dict[int, tuple] = {}
     for sh, ks in by_shard.items():
         p = folder / ss.shard_name(sh)

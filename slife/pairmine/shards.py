@@ -133,11 +133,6 @@ def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
     return jpg, dep, size
 
 
-def pair_rows(s: int, pairs_per_shard: int, n_pairs: int) -> tuple[int, int]:
-    """Rows [r0, r1) of the pair table that shard s holds."""
-    return s * pairs_per_shard, min(n_pairs, (s + 1) * pairs_per_shard)
-
-
 def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pairs_per_shard: int,
                 frames: Mapping[int, tuple[bytes, bytes | None]], sizes: Mapping[int, tuple[int, int]],
                 run: str = "", release: Callable[[int], None] | None = None) -> dict:
@@ -151,7 +146,7 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
     out_dir = Path(out_dir)
     life = table.life
     has_depth = life.depth_paths is not None
-    r0, r1 = pair_rows(s, pairs_per_shard, len(pairs))
+    r0, r1 = pairs.shard_rows(s, pairs_per_shard)
     n_ok = n_bad = n_nodepth = 0
     missing: set[int] = set()
     per_strategy: dict[str, int] = {}
@@ -163,7 +158,7 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
             if a in frames and b in frames:
                 js = pair_json(table, pairs, k, sizes)
                 fa, fb = frames[a], frames[b]
-                tw.write(sample_members(sample_key(life.name, k), fa[0], fb[0], js, fa[1], fb[1]))
+                tw.write(sample_members(sample_key(life.name, pairs.first_pair + k), fa[0], fb[0], js, fa[1], fb[1]))
                 if has_depth and (fa[1] is None or fb[1] is None):  # a depth map missing or unreadable
                     n_nodepth += 1
                 n_ok += 1
@@ -175,7 +170,8 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
                 release(a)
                 release(b)
         tw.close()
-    stats = shard_stats(s, tar, n_ok, (r0, r1), n_bad, n_nodepth, per_strategy, missing, run)
+    stats = shard_stats(s, tar, n_ok, (pairs.first_pair + r0, pairs.first_pair + r1), n_bad, n_nodepth, per_strategy,
+                        missing, run)
     write_stats(out_dir, s, stats)
     return stats
 
@@ -192,11 +188,11 @@ def add_shard_counts(counts: dict, stats: dict) -> None:
     counts["pairs_dropped_corrupt"] += stats["pairs_dropped_corrupt"]
 
 
-def todo_rows(shard_ids: list[int], pairs_per_shard: int, n_pairs: int) -> np.ndarray:
+def todo_rows(shard_ids: list[int], pairs_per_shard: int, pairs: PairTable) -> np.ndarray:
     """(R,) int64 pair-table rows of the shards `shard_ids`."""
     if not shard_ids:
         return np.zeros(0, np.int64)
-    return np.concatenate([np.arange(*pair_rows(s, pairs_per_shard, n_pairs)) for s in shard_ids]).astype(np.int64)
+    return np.concatenate([np.arange(*pairs.shard_rows(s, pairs_per_shard)) for s in shard_ids]).astype(np.int64)
 
 
 def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], pairs_per_shard: int,
@@ -209,8 +205,7 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
     counts = new_counts(len(shard_ids) - len(todo))
     if not todo:
         return counts
-    P = len(pairs)
-    rows = todo_rows(todo, pairs_per_shard, P)
+    rows = todo_rows(todo, pairs_per_shard, pairs)
     ends = pairs.a[rows], pairs.b[rows]
     need = np.unique(np.concatenate(ends))
     uses = np.bincount(np.concatenate(ends), minlength=len(life))  # (N,) remaining uses per frame
@@ -227,7 +222,7 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
     def flush(upto_rank: float):
         while pending:
             s = pending[0]
-            r0, r1 = pair_rows(s, pairs_per_shard, P)
+            r0, r1 = pairs.shard_rows(s, pairs_per_shard)
             if ready_rank[r1 - 1] > upto_rank:
                 return
             pending.pop(0)

@@ -147,34 +147,74 @@ def read_manifest(folder: Path) -> dict | None:
         raise SlifeError(f"{p}: not readable JSON ({e})") from None
 
 
-def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
-    """Gather the stats of shards 0..n_shards-1 into manifest.json (written last, atomically) over the fields
-    of `base` (version, command, life, config, summary ...); returns its path."""
-    folder = Path(folder)
-    stats = [read_stats(folder, s) for s in range(n_shards)]
-    missing = [s for s, st in enumerate(stats) if st is None]
-    if missing:
-        raise SlifeError(f"{folder}: {len(missing)} of {n_shards} shards are not complete yet "
-                         f"(first: {shard_name(missing[0])}); run the missing nodes, then --merge")
+def _written(summary: dict, stats: list[dict]) -> dict:
+    """`summary` with what the shards `stats` hold: pairs written (per strategy), dropped, frames corrupt."""
     written: dict[str, int] = {}
     frames_missing: set[int] = set()
     for st in stats:
         for k, v in st["strategies"].items():
             written[k] = written.get(k, 0) + v
         frames_missing.update(st.get("frames_missing", []))
+    out = dict(summary)
+    out["pairs_written"] = int(sum(st["samples"] for st in stats))
+    out["written_per_strategy"] = dict(sorted(written.items()))
+    out["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
+    out["frames_corrupt"] = len(frames_missing)
+    out["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
+    return out
+
+
+def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
+    """Gather the stats of shards 0..n_shards-1 into manifest.json (written last, atomically) over the fields
+    of `base` (version, command, life, config, summary, generations ...); returns its path. Each generation
+    record of `base["generations"]` gets its shards' written counts (`samples`, its summary's `pairs_written`
+    ...), and each shard entry its generation."""
+    folder = Path(folder)
+    stats = [read_stats(folder, s) for s in range(n_shards)]
+    missing = [s for s, st in enumerate(stats) if st is None]
+    if missing:
+        raise SlifeError(f"{folder}: {len(missing)} of {n_shards} shards are not complete yet "
+                         f"(first: {shard_name(missing[0])}); run the missing nodes, then --merge")
     m = dict(base)
     m["shards"] = [{"name": st["shard"], "samples": st["samples"], "bytes": st["bytes"], "sha256": st["sha256"],
                     "pairs": st["pairs"]} for st in stats]
     m["samples"] = int(sum(st["samples"] for st in stats))
-    m["summary"] = dict(m.get("summary", {}))
-    m["summary"]["pairs_written"] = m["samples"]
-    m["summary"]["written_per_strategy"] = dict(sorted(written.items()))
-    m["summary"]["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
-    m["summary"]["frames_corrupt"] = len(frames_missing)
-    m["summary"]["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
+    m["summary"] = _written(m.get("summary", {}), stats)
+    if "generations" in m:
+        gens = []
+        for g in m["generations"]:
+            r = range(g["first_shard"], g["first_shard"] + g["shards"])
+            for s in r:
+                m["shards"][s]["generation"] = g["generation"]
+            g = dict(g, samples=int(sum(stats[s]["samples"] for s in r)))
+            g["summary"] = _written(g.get("summary", {}), [stats[s] for s in r])
+            gens.append(g)
+        m["generations"] = gens
     path = folder / MANIFEST
     atomic_write_json(path, m, indent=1)
     return path
+
+
+def generation_record(number: int, recordings: list[dict], first_pair: int, pairs: int, first_shard: int,
+                      shards: int, run: str, command: str, summary: dict, geometry: str,
+                      added: str | None = None) -> dict:
+    """One entry of the manifest's `generations`: the recordings it added (name, path, sampled frames,
+    fingerprint), its pairs (indices first_pair .. first_pair + pairs - 1, the sample keys) and shards
+    (numbers first_shard .. first_shard + shards - 1), the run digest its stats carry, the command, its
+    summary, a digest of the life's geometry when it was mined, and the UTC time it was added (None for
+    a set made before generations existed)."""
+    return {"generation": number, "added": added, "recordings": recordings, "first_pair": first_pair,
+            "pairs": pairs, "first_shard": first_shard, "shards": shards, "run": run, "command": command,
+            "geometry": geometry, "summary": summary}
+
+
+def shard_of_pair(manifest: dict, pair: int) -> int:
+    """The shard number that holds pair index `pair` (through the generations' ranges when the set has them)."""
+    pps = manifest["config"]["pairs_per_shard"]
+    for g in reversed(manifest.get("generations") or []):
+        if pair >= g["first_pair"]:
+            return g["first_shard"] + (pair - g["first_pair"]) // pps
+    return pair // pps
 
 
 def _entry(entry) -> tuple[str | None, int | None, int | None]:
@@ -237,6 +277,8 @@ def inspect_shards(folder: Path | str) -> dict:
         problems.append(f"{MANIFEST} missing (run not finished, or nodes not merged)")
     tars = sorted(folder.glob(SHARD_GLOB))
     listed = {s["name"]: s for s in (man or {}).get("shards", [])}
+    gens = (man or {}).get("generations") or []
+    run_of = {shard_name(s): g["run"] for g in gens for s in range(g["first_shard"], g["first_shard"] + g["shards"])}
     for name in listed:
         if not (folder / name).exists():
             problems.append(f"{name}: listed in the manifest but missing")
@@ -258,6 +300,8 @@ def inspect_shards(folder: Path | str) -> dict:
         digest = sha256_file(tp)
         if st is not None and st.get("sha256") != digest:
             problems.append(f"{tp.name}: sha256 differs from its stats")
+        if st is not None and tp.name in run_of and st.get("run") != run_of[tp.name]:
+            problems.append(f"{tp.name}: its stats are of another run than its generation's")
         if man is not None:
             if tp.name not in listed:
                 problems.append(f"{tp.name}: not in the manifest")
@@ -286,6 +330,12 @@ def inspect_shards(folder: Path | str) -> dict:
     if man is not None:
         out.update({"life": man.get("life"), "config": man.get("config"), "command": man.get("command"),
                     "slife_version": man.get("slife_version"), "summary": man.get("summary")})
+    if gens:
+        out["generations"] = [{"generation": g["generation"], "added": g["added"],
+                               "recordings": [r["name"] for r in g["recordings"]], "pairs": g["pairs"],
+                               "samples": g.get("samples"),
+                               "shards": f"{shard_name(g['first_shard'])} .. {shard_name(g['first_shard'] + g['shards'] - 1)}"}
+                              for g in gens]
     return out
 
 
@@ -379,16 +429,23 @@ def is_augmented(meta) -> bool:
 # the pair table
 
 
-def write_pair_table(folder: Path, rows: list[dict], names: list[tuple[str, str]]) -> Path:
+def write_pair_table(folder: Path, rows: list[dict], names: list[tuple[str, str]], keep: int = 0) -> Path:
     """Write `pairs.txt` (hloc-style "name_a name_b", one per pair) and then `pairs.jsonl` (one JSON object per
-    pair, in pair order), each atomically; returns the pairs.jsonl path."""
+    pair, in pair order), each atomically, after the first `keep` lines already there (the pairs of earlier
+    generations); returns the pairs.jsonl path."""
     folder = Path(folder)
-    txt = [f"{a} {b}" for a, b in names]
-    atomic_write_bytes(folder / PAIRS_TXT, ("\n".join(txt) + ("\n" if txt else "")).encode())
-    lines = [json.dumps(r) for r in rows]
-    path = folder / PAIRS_JSONL
-    atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
-    return path
+    for name, lines in ((PAIRS_TXT, [f"{a} {b}" for a, b in names]), (PAIRS_JSONL, [json.dumps(r) for r in rows])):
+        if keep:
+            try:
+                old = (folder / name).read_text().splitlines()[:keep]
+            except OSError:
+                old = []
+            if len(old) < keep:
+                log.warning("%s: holds %d of the %d pairs of the earlier generations; they are missing from it",
+                            folder / name, len(old), keep)
+            lines = old + lines
+        atomic_write_bytes(folder / name, ("\n".join(lines) + ("\n" if lines else "")).encode())
+    return folder / PAIRS_JSONL
 
 
 def read_pair_table(folder: Path) -> list[dict]:
