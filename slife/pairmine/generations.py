@@ -13,8 +13,13 @@ shard numbers after theirs, so the old tars are never touched. A set written bef
 (its manifest lists the life's sources but no generations) is adopted as generation 0 when mining it again
 gives the run digest its stats carry (`adopt_legacy`), else refused with a one-line message.
 
-Reads the sampled life (`FrameTable`) and the set's manifest; returns plain data. Entry points:
-`recordings(table)`, `generations_of(manifest)`, `check_unchanged`, `new_frames`, `restrict`, `geometry_digest`.
+An old frame that a new pair uses is taken, already encoded, from the earlier generation's tar that holds
+it (`scan_old_pairs` + `stored_locations`: found through pairs.jsonl and the tar's headers), so an append
+decodes the new recordings and only the old frames no earlier pair used, not the old videos up to them.
+
+Reads the sampled life (`FrameTable`), the set's manifest, pairs.jsonl and tar headers; returns plain data.
+Entry points: `recordings(table)`, `generations_of(manifest)`, `check_unchanged`, `new_frames`, `restrict`,
+`geometry_digest`, `scan_old_pairs`, `stored_locations`.
 Mining the pairs (`pipeline.find_all` with a new-frame mask), writing the tars (`shards.py`) and the
 manifest format (`shardset.py`) are left to their modules.
 """
@@ -55,8 +60,11 @@ def recordings(table: FrameTable) -> list[dict]:
     modification times: it changes when anything the recording's pairs were made from changes."""
     life = table.life
     out = []
-    for s in sorted(set(np.unique(life.source).tolist()) | set(range(len(life.sources)))):
-        rows = np.flatnonzero(life.source == s)
+    order = np.argsort(life.source, kind="stable")  # rows grouped by source, in life order within each
+    keys = sorted(set(np.unique(life.source).tolist()) | set(range(len(life.sources))))
+    bounds = np.searchsorted(life.source[order], keys + [max(keys, default=0) + 1])
+    for j, s in enumerate(keys):
+        rows = order[bounds[j]:bounds[j + 1]]
         src = life.sources[s] if 0 <= s < len(life.sources) else None
         h = hashlib.sha256()
         for arr in (life.t[rows], life.frame_index[rows],
@@ -136,4 +144,64 @@ def restrict(table: FrameTable, names) -> FrameTable:
     return FrameTable(sub, decode_order(sub), int(len(sub)))
 
 
-__all__ = ["check_unchanged", "generations_of", "geometry_digest", "new_frames", "recordings", "restrict"]
+def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) -> tuple[np.ndarray, dict[int, tuple[int, str]]]:
+    """What the earlier generations' pairs (the first `first_pair` rows of pairs.jsonl) hold, in the life's
+    indices (found by recording name and frame number): (N,) bool the frames they use, and for each such
+    frame one (pair index, view "src" | "tgt") where it is stored."""
+    import json
+
+    from slife.pairmine.shardset import PAIRS_JSONL
+
+    life = table.life
+    index = {(life.source_name(i), int(life.frame_index[i])): i for i in range(len(life))}
+    used = np.zeros(len(life), bool)
+    where: dict[int, tuple[int, str]] = {}
+    try:
+        with open(Path(out_dir) / PAIRS_JSONL) as f:
+            for k, line in enumerate(f):
+                if k >= first_pair:
+                    break
+                r = json.loads(line)
+                for view, v, fr in (("src", r["video_a"], r["frame_a"]), ("tgt", r["video_b"], r["frame_b"])):
+                    i = index.get((v, fr))
+                    if i is not None and not used[i]:
+                        used[i] = True
+                        where[i] = (int(r["pair"]), view)
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("%s: cannot read the earlier generations' pairs (%s): their frames are decoded again",
+                    Path(out_dir) / PAIRS_JSONL, e)
+    return used, where
+
+
+def stored_locations(out_dir: Path, generations: list[dict], pairs_per_shard: int, where: dict[int, tuple[int, str]],
+                     need) -> dict[int, tuple[str, int, int, int, int]]:
+    """For the frames `need` (life indices) that an earlier generation's tar holds (`where`, from
+    `scan_old_pairs`): life index -> (tar path, JPEG offset, length, depth PNG offset, length or 0), read from
+    the tars' headers (`shardset.tar_members`). Frames not found (a pair dropped as corrupt, a damaged tar)
+    are left out: the writer decodes them."""
+    from slife.pairmine import shardset as ss
+
+    man = {"config": {"pairs_per_shard": pairs_per_shard}, "generations": generations}
+    by_tar: dict[int, list[int]] = {}
+    for i in need:
+        if int(i) in where:
+            by_tar.setdefault(ss.shard_of_pair(man, where[int(i)][0]), []).append(int(i))
+    out = {}
+    for s, ids in sorted(by_tar.items()):
+        tar = Path(out_dir) / ss.shard_name(s)
+        try:  # by pair index: the key's life name is the one the life had then
+            members = {(name.split(".", 1)[0].rsplit("_", 1)[-1], name.split(".", 1)[-1]): v
+                       for name, v in ss.tar_members(tar).items()}
+        except OSError:
+            continue
+        for i in ids:
+            pair, view = where[i]
+            key = f"{pair:09d}"
+            jpg, dep = members.get((key, f"{view}.jpg")), members.get((key, f"{view}.depth.png"))
+            if jpg is not None:
+                out[i] = (str(tar), jpg[0], jpg[1], *(dep if dep is not None else (0, 0)))
+    return out
+
+
+__all__ = ["check_unchanged", "generations_of", "geometry_digest", "new_frames", "recordings", "restrict",
+           "scan_old_pairs", "stored_locations"]

@@ -43,9 +43,9 @@ import re
 import shutil
 import signal
 import sys
+from collections import ChainMap
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -281,9 +281,11 @@ def _write_from_spool(s: int) -> tuple[int, dict]:
     j = _JOB
     pairs, pps = j["pairs"], j["pps"]
     r0, r1 = pairs.shard_rows(s, pps)
-    spool = j["spool"]
-    frames = spool.read(np.concatenate([pairs.a[r0:r1], pairs.b[r0:r1]]))
-    return r1 - r0, sh.write_shard(j["table"], pairs, j["out_dir"], s, pps, frames, spool.sizes, j["run"])
+    spool, stored = j["spool"], j["stored"]
+    frames, sizes = spool.read(np.concatenate([pairs.a[r0:r1], pairs.b[r0:r1]])), spool.sizes
+    if stored is not None:
+        frames, sizes = ChainMap(frames, stored.frames), ChainMap(sizes, stored.sizes)
+    return r1 - r0, sh.write_shard(j["table"], pairs, j["out_dir"], s, pps, frames, sizes, j["run"])
 
 
 class _Scaled:
@@ -307,7 +309,7 @@ def _ignore_sigint() -> None:
 
 def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], cfg: MineConfig,
               progress: Callable[..., None] | None = None, run: str | None = None,
-              spool_dir: Path | None = None) -> dict:
+              spool_dir: Path | None = None, stored: sh.StoredFrames | None = None) -> dict:
     """Write `shard_ids` (skipping complete ones); returns summed counts.
 
     One worker: the streaming writer. Several: phase 1 spools the needed frames (each decoded and encoded
@@ -315,7 +317,8 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     shards from the spool; both with `cfg.workers` forked processes. One worker resuming a spool left by an
     interrupted run of several also takes the two phases, so spooled frames are not decoded again.
     `progress(n)` counts pairs (phase 1 advances the first SPOOL_SHARE of them as frames are spooled,
-    phase 2 the rest as shards are written).
+    phase 2 the rest as shards are written). Frames in `stored` (earlier generations' tars) are read from
+    there instead of being decoded.
     """
     out_dir = Path(out_dir)
     for s in shard_ids:  # temporaries of an interrupted writer: its unfinished tars are rewritten below
@@ -324,7 +327,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     spool_dir = Path(spool_dir or out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank))
     if cfg.workers <= 1 and not any(spool_dir.glob("part-*.json")):
         return write_shards(table, pairs, out_dir, shard_ids, cfg.pairs_per_shard, cfg.short_side,
-                            cfg.jpeg_quality, progress, run=run)
+                            cfg.jpeg_quality, progress, run=run, stored=stored)
     # several workers, or one resuming a run of several that left spooled frames: reuse them (two phases)
     todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s, run)]
     counts = sh.new_counts(len(shard_ids) - len(todo))
@@ -333,6 +336,8 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     spool_dir.mkdir(parents=True, exist_ok=True)
     rows = sh.todo_rows(todo, cfg.pairs_per_shard, pairs)
     need = np.unique(np.concatenate([pairs.a[rows], pairs.b[rows]]))  # (F,) life indices
+    if stored is not None:
+        need = need[~np.isin(need, np.fromiter(stored.loc, np.int64, len(stored.loc)))]
     spool = sh.Spool(spool_dir, run or "")
     left = need[~np.isin(need, spool.asked)]  # (L,) frames no complete part holds
     left = left[np.argsort(table.decode_rank[left], kind="stable")]  # decode order: contiguous video stretches
@@ -357,7 +362,8 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
                 raise SlifeError(f"{spool_dir}: {len(lost)} frames missing from the spool after spooling "
                                  f"(first: life frame {int(lost[0])}); run again")
         _JOB.clear()
-        _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, spool=spool, run=run or "")
+        _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, spool=spool, run=run or "",
+                    stored=stored)
         step = _Scaled(progress, len(rows) - P1, len(rows))
         with ctx.Pool(min(cfg.workers, len(todo)), initializer=_ignore_sigint) as pool:
             for n, st in pool.imap_unordered(_write_from_spool, todo):
@@ -497,7 +503,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over {what}); "
                          "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
-    used_before = _frames_used_before(out_dir, table, first_pair) if number else None
+    used_before, where = gen.scan_old_pairs(out_dir, table, first_pair) if number else (None, {})
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs)
     summary["visibility"] = plan.vis_counts
@@ -529,7 +535,16 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     run = plan.run  # in every shard's stats
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
     if not merge:
-        counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir)
+        stored = None
+        if number:  # old frames the new pairs use: from the old tars, already encoded
+            old_used = np.unique(np.concatenate([pairs.a, pairs.b]))
+            old_used = old_used[~gen.new_frames(table, added)[old_used]]
+            loc = gen.stored_locations(out_dir, gens, cfg.pairs_per_shard, where, old_used)
+            stored = sh.StoredFrames(life, loc) if loc else None
+            log.info("%s: %d of the %d old frames the new pairs use are taken from the old tars", out_dir, len(loc),
+                     len(old_used))
+        counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir,
+                           stored=stored)
         log.info("node %d/%d: %s", cfg.node_rank, cfg.num_nodes, counts)
         if cfg.num_nodes > 1 and all(shard_complete(out_dir, s, run) for s in mine_ids):
             _remove(spool_dir)  # this node's shards are done
@@ -562,26 +577,6 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
 
         contact_sheet(out_dir, cfg.preview, seed=cfg.seed)
     return path
-
-
-def _frames_used_before(out_dir: Path, table: FrameTable, first_pair: int) -> np.ndarray:
-    """(N,) bool: the frames of the life that the earlier generations' pairs (the first `first_pair` rows of
-    pairs.jsonl) use, found by recording name and frame number."""
-    life = table.life
-    index = {(life.source_name(i), int(life.frame_index[i])): i for i in range(len(life))}
-    used = np.zeros(len(life), bool)
-    try:
-        with open(out_dir / ss.PAIRS_JSONL) as f:
-            for line in islice(f, first_pair):
-                r = json.loads(line)
-                for v, fr in ((r["video_a"], r["frame_a"]), (r["video_b"], r["frame_b"])):
-                    i = index.get((v, fr))
-                    if i is not None:
-                        used[i] = True
-    except (OSError, ValueError, KeyError) as e:
-        log.warning("%s: cannot read the earlier generations' pairs (%s): frames_used counts this one's only",
-                    out_dir / ss.PAIRS_JSONL, e)
-    return used
 
 
 def _remove_beyond(out_dir: Path, n_shards: int) -> None:

@@ -34,6 +34,7 @@ import io
 import json
 import logging
 import os
+from collections import ChainMap
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -121,16 +122,72 @@ def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
         jpg, size = encode_frame(rgb, short_side, quality)
     except (OSError, ValueError):
         return None
-    dep = None
-    if life.depth_paths is not None:
-        try:
-            d = life.read_depth(i)  # (H, W) metres or None
-            dep = None if d is None else encode_depth(d, size)
-        except (OSError, ValueError) as e:
-            log.warning("%s: unreadable depth map (%s); its pairs are written without depth",
-                        life.depth_paths[i], e)
-            dep = None
-    return jpg, dep, size
+    return jpg, depth_png(life, i, size), size
+
+
+def depth_png(life, i: int, size: tuple[int, int]) -> bytes | None:
+    """Frame i's depth map as the stored uint16 mm PNG at `size`, or None (no depth; an unreadable map warns)."""
+    if life.depth_paths is None:
+        return None
+    try:
+        d = life.read_depth(i)  # (H, W) metres or None
+        return None if d is None else encode_depth(d, size)
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable depth map (%s); its pairs are written without depth", life.depth_paths[i], e)
+        return None
+
+
+class StoredFrames:
+    """Frames of a set's earlier generations that their tars already hold, taken from there instead of decoding
+    the videos again: the set's settings and these recordings are unchanged (mine.json, fingerprints), so the
+    bytes are the ones this run would encode. `loc`: life index -> (tar, JPEG offset, JPEG length, depth
+    offset, depth length; depth length 0: not in the tar, made from the life's depth map if it has one).
+    `frames` and `sizes` are read-only maps like the writer's own (index -> (JPEG, depth PNG or None); index
+    -> stored (W, H)); bytes are read on demand, so memory stays that of the shard being written."""
+
+    def __init__(self, life, loc: dict[int, tuple[str, int, int, int, int]]):
+        self.life, self.loc = life, loc
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self.frames = _StoredView(self, "frames")
+        self.sizes = _StoredView(self, "sizes")
+
+    def _read(self, path: str, off: int, n: int) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(off)
+            return f.read(n)
+
+    def size(self, i: int) -> tuple[int, int]:
+        if i not in self._sizes:
+            from PIL import Image
+
+            tar, off, n = self.loc[i][:3]
+            self._sizes[i] = Image.open(io.BytesIO(self._read(tar, off, n))).size
+        return self._sizes[i]
+
+    def frame(self, i: int) -> tuple[bytes, bytes | None]:
+        tar, off, n, doff, dn = self.loc[i]
+        jpg = self._read(tar, off, n)
+        dep = self._read(tar, doff, dn) if dn else depth_png(self.life, i, self.size(i))
+        return jpg, dep
+
+
+class _StoredView(Mapping):
+    def __init__(self, store: StoredFrames, what: str):
+        self.store, self.what = store, what
+
+    def __contains__(self, i) -> bool:
+        return int(i) in self.store.loc
+
+    def __getitem__(self, i):
+        if i not in self:
+            raise KeyError(i)
+        return self.store.frame(int(i)) if self.what == "frames" else self.store.size(int(i))
+
+    def __iter__(self):
+        return iter(self.store.loc)
+
+    def __len__(self) -> int:
+        return len(self.store.loc)
 
 
 def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pairs_per_shard: int,
@@ -197,8 +254,9 @@ def todo_rows(shard_ids: list[int], pairs_per_shard: int, pairs: PairTable) -> n
 
 def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], pairs_per_shard: int,
                  short_side: int = 256, quality: int = 90, progress: Callable[..., None] | None = None,
-                 run: str | None = None) -> dict:
-    """Streaming writer: write the shards `shard_ids` (skipping complete ones) in one process; returns counts."""
+                 run: str | None = None, stored: StoredFrames | None = None) -> dict:
+    """Streaming writer: write the shards `shard_ids` (skipping complete ones) in one process; returns counts.
+    Frames in `stored` (an earlier generation's tars) are taken from there, not decoded."""
     out_dir = Path(out_dir)
     life = table.life
     todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s, run)]
@@ -208,10 +266,16 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
     rows = todo_rows(todo, pairs_per_shard, pairs)
     ends = pairs.a[rows], pairs.b[rows]
     need = np.unique(np.concatenate(ends))
+    rank = table.decode_rank.copy()  # (N,) when a frame is ready: its decode position, or at once if stored
+    if stored is not None:
+        held = np.fromiter(stored.loc, np.int64, len(stored.loc))
+        need = need[~np.isin(need, held)]
+        rank[held] = -1
     uses = np.bincount(np.concatenate(ends), minlength=len(life))  # (N,) remaining uses per frame
-    ready_rank = np.maximum(table.decode_rank[pairs.a], table.decode_rank[pairs.b])  # (P,)
+    ready_rank = np.maximum(rank[pairs.a], rank[pairs.b])  # (P,)
     cache: dict[int, tuple[bytes, bytes | None]] = {}
     sizes: dict[int, tuple[int, int]] = {}
+    frames, known = (cache, sizes) if stored is None else (ChainMap(cache, stored.frames), ChainMap(sizes, stored.sizes))
     pending = list(todo)
 
     def release(i: int):
@@ -223,10 +287,10 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
         while pending:
             s = pending[0]
             r0, r1 = pairs.shard_rows(s, pairs_per_shard)
-            if ready_rank[r1 - 1] > upto_rank:
+            if ready_rank[r0:r1].max() > upto_rank:
                 return
             pending.pop(0)
-            add_shard_counts(counts, write_shard(table, pairs, out_dir, s, pairs_per_shard, cache, sizes,
+            add_shard_counts(counts, write_shard(table, pairs, out_dir, s, pairs_per_shard, frames, known,
                                                  run or "", release))
             if progress:
                 progress(r1 - r0)

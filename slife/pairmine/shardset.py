@@ -362,6 +362,30 @@ class TarShard:
         self.tar.close()
 
 
+def tar_members(path: Path) -> dict[str, tuple[int, int]]:
+    """Member name -> (offset of its data, size) in a tar as `TarShard` writes it (USTAR), from the headers only:
+    one 512-byte read per member, so that a writer can take a few members out of a large tar cheaply. Stops at
+    the end-of-archive block or a header it cannot read (what follows is left out)."""
+    out: dict[str, tuple[int, int]] = {}
+    with open(path, "rb") as f:
+        off = 0
+        while True:
+            f.seek(off)
+            h = f.read(512)
+            if len(h) < 512 or not h.strip(b"\0"):
+                break
+            try:
+                name = h[:100].split(b"\0", 1)[0].decode()
+                prefix = h[345:500].split(b"\0", 1)[0].decode()
+                size = int(h[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            except (UnicodeDecodeError, ValueError):
+                break
+            if h[156:157] in (b"0", b"\0"):
+                out[f"{prefix}/{name}" if prefix else name] = (off + 512, size)
+            off += 512 + -(-size // 512) * 512
+    return out
+
+
 def sample_key(life: str, pair_index: int) -> str:
     """A sample's `__key__`: the life's name and the pair's place in the set's pair order."""
     return f"{life}_{pair_index:09d}"

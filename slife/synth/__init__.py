@@ -283,6 +283,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     points are not touched; poses.npz is rewritten with the new rows (and its `video` column, see
     `slife.lives.folder`), then life.json (last: a kill before it leaves the folder to be grown again,
     to the same bytes)."""
+    from slife.lives.life import life_name
     from slife.synth.encode import frame_rate
     from slife.synth.render import Renderer
     from slife.synth.scenes import build_scene
@@ -329,7 +330,8 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
                            image_size=np.array([cfg.width, cfg.height], np.int64), day=day, video=recording)
     summary = {k: v for k, v in meta.get("summary", {}).items()}
     summary["frames"] = int(len(t))
-    atomic_write_json(meta_path, _meta(cfg, out, t, day, summary, appended=have + days), indent=1)
+    meta = {**_meta(cfg, out, t, day, summary, appended=have + days), "name": meta.get("name") or life_name(out)}
+    atomic_write_json(meta_path, meta, indent=1)  # the life keeps its name (its samples' keys) as it grows
     log.info("%s: %d days appended (%d frames in all)", out, days, len(t))
     return out
 

@@ -97,6 +97,33 @@ def test_a_grown_life_gets_a_new_generation(grown, tmp_path):
     assert _files(out) == before
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_old_frames_are_taken_from_the_old_tars(grown, tmp_path, monkeypatch, workers):
+    """An append decodes the new recordings (and old frames no earlier pair used), not the old videos; the bytes
+    equal decoding everything. (Forked writers decode in their own processes: counted with one worker only.)"""
+    from slife.lives.life import Life
+    from slife.pairmine import generations
+
+    life, first = grown
+    cfg = pm.MineConfig(**{**TINY_CFG, "workers": workers})
+    used = {r[k] for r in map(json.loads, (first / "pairs.jsonl").read_text().splitlines()) for k in ("a", "b")}
+    decoded = []
+    real = Life.iter_frames
+    monkeypatch.setattr(Life, "iter_frames", lambda self, ids, *a, **k: (
+        (decoded.append(i) or (i, rgb)) for i, rgb in real(self, ids, *a, **k)))
+    shutil.copytree(first, tmp_path / "a")
+    shutil.copytree(first, tmp_path / "b")
+    man = json.loads(pm.run(cfg, life, tmp_path / "a").read_text())
+    rows = [json.loads(x) for x in (tmp_path / "a" / "pairs.jsonl").read_text().splitlines()]
+    old = {r[k] for r in rows[man["generations"][1]["first_pair"]:] for k in ("a", "b")} & used
+    assert len(old) > 10  # new x old pairs need old frames ...
+    if workers == 1:
+        assert decoded and not old & set(decoded)  # ... which were not decoded again
+    monkeypatch.setattr(generations, "stored_locations", lambda *a, **k: {})
+    pm.run(cfg, life, tmp_path / "b")  # every frame decoded: the same bytes
+    assert _sha(tmp_path / "a") == _sha(tmp_path / "b")
+
+
 @pytest.fixture()
 def proc_grown(proc_life):
     """The procedural life as it was with two recordings (day0, day1), and grown (day2 added)."""
