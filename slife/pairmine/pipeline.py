@@ -446,8 +446,9 @@ def _repair(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, g
                          "changed); pass --overwrite to mine the whole life again")
     log.warning("%s: %d shard(s) of generation %d missing or damaged (first: %s): written again", out_dir, len(bad), k,
                 shard_name(bad[0]))
-    write_all(plan.table, plan.pairs, out_dir, bad, cfg, progress, run=plan.run,
-              spool_dir=out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank))
+    spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
+    write_all(plan.table, plan.pairs, out_dir, bad, cfg, progress, run=plan.run, spool_dir=spool_dir)
+    _remove(spool_dir)
 
 
 def _old_generations(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path) -> list[dict]:
