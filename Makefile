@@ -1,11 +1,12 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up .venv if needed, then run the single-life study in miniature
-#   make test   set up .venv if needed, then run the test suite
+#   make demo       set up .venv if needed, then run the single-life study in miniature (15 min)
+#   make test       set up .venv if needed, then run the test suite
+#   make demo-full  the longer study: a third life and the pairing ablation (45 min)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.slife-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-full test clean
 
 setup: $(STAMP)
 
@@ -19,11 +20,14 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -c "import open3d" 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq libusb-1.0-0) >/dev/null; \
 	  else echo "open3d cannot import: install Debian's libusb-1.0-0 (sudo apt-get install libusb-1.0-0)"; exit 1; fi; }
-	$(PY) -c "import open3d, pycolmap, av, webdataset, torch"
+	$(PY) -c "import open3d, pycolmap, av, webdataset, torch, skimage"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/slife demo --out runs/demo
+
+demo-full: $(STAMP)
+	$(VENV)/bin/slife demo --study full --out runs/demo-full
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -1,9 +1,13 @@
-"""The demo's numbers across seeds: run `slife demo` for several seeds and print mean and spread.
+"""The demo's numbers across seeds: run `slife demo` for several seeds and print means, spreads and the claims.
 
-Run: `.venv/bin/python bench/bench_demo_seeds.py --budget-minutes 15 --seeds 0 1 2` (about 12 min a seed on
-2 idle cores; a smaller budget shrinks the lives and training). Outputs go to bench/out/demo-seed{S}/ (a rerun
-resumes). Prints one markdown table: each report number's mean and standard deviation over the seeds, and
-the wall time per stage.
+Run: `.venv/bin/python bench/bench_demo_seeds.py --study default --seeds 0 1 2` (about 15 min a seed on 2 idle
+cores; `--study full` about 45 min a seed; `--budget-minutes` overrides the study's budget). Outputs go to
+bench/out/demo-{study}-b{budget}-seed{S}/ (a rerun resumes). Reads each run's summary.json and prints markdown:
+1. every number of every encoder: per seed, mean and standard deviation over seeds;
+2. the margins the claims rest on, per seed, with mean, std and whether mean > 2 x std (depth) or
+   mean > std (alignment) as the issue states them; every life model is compared in every seed;
+3. the pairing ablation (full study) as mean +- std per arm and the order by mean;
+4. wall time per stage.
 """
 
 from __future__ import annotations
@@ -14,51 +18,103 @@ import statistics
 from pathlib import Path
 
 from slife.demo import DemoConfig, run
-from slife.demo_report import _cas_groups
 
 
-def numbers(out: Path) -> dict:
-    """The report's headline numbers of one demo run."""
-    st = json.loads((out / "stages.json").read_text())["stages"]
-    ev = st["eval"]["result"]
-    cas = json.loads(Path(ev["cas"]).read_text())
-    g = _cas_groups(cas)
-    row = {f"CAS {k.replace('_', ' ')}": v for k, v in g.items() if k != "chance"}
-    acc = cas.get("ground_truth", {}).get("accuracy", {})
-    lives = [n for n in acc if n.startswith("life-")]
-    if lives:
-        row["top-1 accuracy, displaced, life models"] = statistics.mean(acc[n]["displaced"] for n in lives)
-    for name, p in ev["probe"].items():
-        row[f"probe AbsRel {name}"] = json.loads(Path(p).read_text())["metrics"]["abs_rel"]
-    match = json.loads(Path(ev["match"]).read_text())
-    aepe = [r["overall"]["model"]["aepe"] for r in match["models"].values()]
-    row["match AEPE, mean over models"] = statistics.mean(aepe)
-    row["match AEPE, zero flow"] = next(iter(match["models"].values()))["overall"]["identity"]["aepe"]
-    for k, v in st.items():
-        row[f"seconds: {k}"] = v["seconds"]
-    return row
+def _ms(vals: list[float], nd: int = 3) -> tuple[str, float, float]:
+    m = statistics.mean(vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{m:.{nd}f} ± {sd:.{nd}f}", m, sd
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--budget-minutes", type=float, default=15.0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default="default")
+    ap.add_argument("--budget-minutes", type=float, default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     a = ap.parse_args()
-    rows = []
+    runs, stage_s = [], []
     for s in a.seeds:
-        out = a.out / f"demo-b{a.budget_minutes:g}-seed{s}"
-        run(DemoConfig(budget_minutes=a.budget_minutes, seed=s), out)
-        rows.append(numbers(out))
-    keys = [k for k in rows[0] if all(k in r and r[k] is not None for r in rows)]
-    print(f"| number (budget {a.budget_minutes:g} min) | " + " | ".join(f"seed {s}" for s in a.seeds)
-          + " | mean | std |")
+        cfg = DemoConfig(study=a.study, budget_minutes=a.budget_minutes, seed=s)
+        out = a.out / f"demo-{a.study}-b{cfg.budget:g}-seed{s}"
+        run(cfg, out)
+        runs.append(json.loads((out / "summary.json").read_text()))
+        stage_s.append({k: v["seconds"] for k, v in json.loads((out / "stages.json").read_text())["stages"].items()})
+    seeds = " | ".join(f"seed {s}" for s in a.seeds)
+    budget = runs[0]["budget_minutes"]
+    print(f"### study {a.study}, budget {budget:g} min, {runs[0]['steps']}-{runs[-1]['steps']} steps per model\n")
+    print(f"| encoder | measure | {seeds} | mean ± std |")
+    print("|---|---|" + "---|" * (len(a.seeds) + 1))
+    keys = ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced", "match_aepe", "match_pck5")
+    for name, e in runs[0]["encoders"].items():
+        for k in keys:
+            vals = [r["encoders"].get(name, {}).get(k) for r in runs]
+            if any(v is None for v in vals):
+                continue
+            nd = 1 if k == "match_aepe" else 3
+            print(f"| {name} | {k} | " + " | ".join(f"{v:.{nd}f}" for v in vals) + f" | {_ms(vals, nd)[0]} |")
+    for key in ("chance_top1",):
+        vals = [r[key] for r in runs]
+        print(f"| (chance) | top-1 within one patch | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+    for k in ("match_aepe", "match_pck5"):
+        vals = [r["zero_flow"][k] for r in runs]
+        print(f"| zero flow | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+    for block in ("alignment_beyond_shortcut", "alignment_beyond_shortcut_displaced", "cas_paper"):
+        for k in ("life_life", "life_control", "untrained_untrained", "life_same_position"):
+            vals = [(r.get(block) or {}).get(k) for r in runs]
+            if any(v is None for v in vals):
+                continue
+            print(f"| {block} | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+
+    print("\n#### Margins the claims rest on\n")
+    print(f"| margin | {seeds} | mean ± std | holds |")
     print("|---|" + "---|" * (len(a.seeds) + 2))
-    for k in keys:
-        vals = [float(r[k]) for r in rows]
-        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        nd = 1 if k.startswith(("seconds", "match")) else 3
-        print(f"| {k} | " + " | ".join(f"{v:.{nd}f}" for v in vals) + f" | {statistics.mean(vals):.{nd}f} | {sd:.{nd}f} |")
+    lives = [n for n, e in runs[0]["encoders"].items() if e["group"] == "life"]
+    for n in lives:  # depth: untrained - life, positive in every seed and mean > 2 std
+        d = [r["encoders"]["untrained"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"]
+             for r in runs]
+        txt, m, sd = _ms(d)
+        print(f"| probe: untrained - {n} (aligned AbsRel) | " + " | ".join(f"{v:.3f}" for v in d)
+              + f" | {txt} | {'yes' if min(d) > 0 and m > 2 * sd else 'no'} |")
+    for n in lives:  # correspondence: top-1 displaced / chance >= 2 and above untrained in every seed
+        q = [r["encoders"][n]["top1_displaced"] / r["chance_top1"] for r in runs]
+        above = all(r["encoders"][n]["top1_displaced"] > r["encoders"]["untrained"]["top1_displaced"] for r in runs)
+        print(f"| top-1 displaced / chance, {n} | " + " | ".join(f"{v:.2f}" for v in q) + f" | {_ms(q, 2)[0]} | "
+              f"{'yes' if min(q) >= 2 and above else 'no'} |")
+    best = [min((r["encoders"][n] for n in lives), key=lambda e: e["match_aepe"]) for r in runs]
+    ok = all(b["match_aepe"] < r["zero_flow"]["match_aepe"] and b["match_pck5"] > r["zero_flow"]["match_pck5"]
+             for b, r in zip(best, runs))
+    d = [r["zero_flow"]["match_aepe"] - b["match_aepe"] for b, r in zip(best, runs)]
+    print(f"| graffiti: zero-flow AEPE - best life AEPE (and PCK-5 above) | " + " | ".join(f"{v:.1f}" for v in d)
+          + f" | {_ms(d, 1)[0]} | {'yes' if ok else 'no'} |")
+    for other in ("untrained_untrained", "life_control"):
+        d = [r["alignment_beyond_shortcut"]["life_life"] - r["alignment_beyond_shortcut"][other] for r in runs]
+        txt, m, sd = _ms(d)
+        print(f"| beyond position: life-life - {other} | " + " | ".join(f"{v:.3f}" for v in d)
+              + f" | {txt} | {'yes' if min(d) > 0 and m > sd else 'no'} |")
+
+    arms = [n for n, e in runs[0]["encoders"].items() if e["group"] == "ablation"]
+    if arms:
+        first = lives[0]
+        print("\n#### Pairing ablation (mean ± std over seeds)\n")
+        print("| arm | probe AbsRel aligned | top-1 displaced | AEPE | PCK-5 |")
+        print("|---|---|---|---|---|")
+        rows = {}
+        for n in [first] + arms:
+            lbl = "spatial+temporal" if n == first else n.replace("ablation-", "")
+            rows[lbl] = [_ms([r["encoders"][n][k] for r in runs], 1 if k == "match_aepe" else 3)
+                         for k in ("probe_abs_rel_aligned", "top1_displaced", "match_aepe", "match_pck5")]
+            print(f"| {lbl} | " + " | ".join(c[0] for c in rows[lbl]) + " |")
+        order = sorted(rows, key=lambda lbl: rows[lbl][0][1])
+        print(f"\nOrder by mean probe AbsRel (best first): {' > '.join(order)}")
+        order = sorted(rows, key=lambda lbl: -rows[lbl][1][1])
+        print(f"Order by mean top-1 displaced (best first): {' > '.join(order)}")
+
+    print(f"\n| stage | {seeds} | mean ± std |")
+    print("|---|" + "---|" * (len(a.seeds) + 1))
+    for k in stage_s[0]:
+        vals = [st[k] for st in stage_s]
+        print(f"| seconds: {k} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {_ms(vals, 1)[0]} |")
 
 
 if __name__ == "__main__":

@@ -2,27 +2,32 @@
 
 Reads nothing but `../shared/data/graffiti_homography` when present (real photographs with known
 homographies for zero-shot correspondence; otherwise HPatches-style pairs are made by warping a
-synthetic frame). Writes under `out_dir`: `lives/` (slife life folders), `shards/` (pair shards),
-`runs/` (checkpoints, metrics, previews), `eval/` (cas/, probe/, match/), `stages.json` (wall time
-and outputs of each finished stage; a rerun skips them) and `report.md` with its PNGs.
-Entry point: `run(cfg, out_dir, announce=None, task=None) -> Path` (report.md). Every stage is
-the `run` function behind a CLI command, called by path; `announce(stage, command)` is given the
-equivalent command line so the CLI can print the demo as a tutorial, and `task(description, total)` opens
-a progress context for each long piece of work (a life rendered, a model trained) whose callback is
-handed to that stage's `run`. The maths of each stage is in
-its package (synth, pairmine, train, eval); this module only chooses sizes, chains stages and writes
-the report.
+synthetic frame). Writes under `out_dir`: `lives/` (slife life folders, and `probe/` the place-disjoint
+depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pair shards), `runs/`
+(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/), `stages.json` (wall time and
+outputs of each finished stage; a rerun skips them), `summary.json` (the numbers, machine-readable) and
+`report.md` with its PNGs.
+
+Two named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls) and
+`full` (the smallest budget that measured the claims, with a third life and the pairing ablation). Models
+train two at a time, side by side, one torch thread each (measured faster than one model on two threads:
+bench/README.md); steps are calibrated from a short side-by-side run so the study fits its budget.
+Entry point: `run(cfg, out_dir, announce=None, task=None) -> Path` (report.md). Every stage is the `run`
+function behind a CLI command, called by path; `announce(stage, command)` is given the equivalent command
+line so the CLI can print the demo as a tutorial, and `task(description, total)` opens a progress context
+for each long piece of work. The maths of each stage is in its package (synth, pairmine, train, eval);
+this module only chooses sizes, schedules processes and chains stages; `demo_report.py` writes the
+summary and the report.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Callable, ContextManager
 
 import numpy as np
@@ -35,59 +40,90 @@ ABLATION = ("spatial+temporal", "temporal", "spatial", "random", "augmented")
 
 
 @dataclass(frozen=True)
-class DemoConfig:
-    """Sizes of the miniature study; `budget_minutes` scales durations and training steps."""
+class Study:
+    """What a named study trains and its default budget; sizes scale with the budget (`_plan`)."""
 
-    budget_minutes: float = 15.0  # wall-time budget after installation (2 cores); < 2 gives the smoke version
+    lives: tuple  # (scene, days) of each life trained on; the first also holds the pairing ablation
+    controls: tuple  # non-life controls trained like a life: "static" (one fixed camera), "screen" (no camera)
+    ablation: bool  # also train the pairing-ablation arms (temporal, spatial, random, augmented) on the first life
+    budget_minutes: float  # default wall-time budget on 2 cores
+    description: str  # one line for --help and the report
+
+
+STUDIES: dict[str, Study] = {
+    "default": Study(lives=(("kitchen", 3), ("office", 2)), controls=("static", "screen"), ablation=False,
+                     budget_minutes=15.0, description="two lives and the two non-life controls"),
+    "full": Study(lives=(("kitchen", 3), ("office", 2), ("bedroom", 2)), controls=("static", "screen"),
+                  ablation=True, budget_minutes=45.0,
+                  description="three lives, the two controls and the pairing ablation on the first life"),
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The miniature study; `budget_minutes` (default: the study's) scales durations and training steps."""
+
+    study: str = "default"  # a key of STUDIES
+    budget_minutes: float | None = None  # wall-time budget after installation (2 cores); < 2 gives the smoke version
     seed: int = 0  # seeds lives, mining, training and evaluation
     width: int = 128  # synthetic video width in pixels
     height: int = 96  # synthetic video height in pixels
-    fps: float = 5.0  # synthetic video frame rate
-    train_share: float = 0.75  # share of the budget spent training (measured: synth ~3%, mining ~2%, eval ~8%)
+    fps: float = 5.0  # synthetic video frame rate (frames are also mined at this rate)
     batch_size: int = 32  # pairs per training step
     lr: float = 1e-3  # training learning rate (DESIGN.md: 1e-3 trains tiny CroCo on CPU)
-    lives: tuple = field(default=(("kitchen", 3), ("office", 2), ("bedroom", 2)))  # (scene, days) per life
+    side_by_side: int = 2  # models (and probes) run at once, each in its own process on one torch thread
     heldout_scene: str = "workshop"  # a life no model sees: the CAS test pairs
-    probe_scene: str = "gallery"  # a scene no model sees: the depth probe benchmark
+    probe_train_scenes: tuple = ("gallery", "living_room", "apartment")  # held-out scenes the depth readout trains on
+    probe_test_scene: str = "workshop"  # the probe's test place (another layout than the CAS life's)
+    probe_views: int = 160  # views rendered per probe scene (3 x 160 = 480 training views)
 
     def __post_init__(self):
-        if self.budget_minutes <= 0:
+        if self.study not in STUDIES:
+            raise SlifeError(f"--study must be one of {', '.join(STUDIES)}, got {self.study!r}")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
             raise SlifeError(f"--budget-minutes must be positive, got {self.budget_minutes}")
-        if len(self.lives) < 3:
-            raise SlifeError("the demo needs at least three lives")
+        if self.side_by_side < 1:
+            raise SlifeError(f"side_by_side must be >= 1, got {self.side_by_side}")
+
+    @property
+    def spec(self) -> Study:
+        return STUDIES[self.study]
+
+    @property
+    def budget(self) -> float:
+        return self.budget_minutes if self.budget_minutes is not None else self.spec.budget_minutes
 
     @property
     def smoke(self) -> bool:
-        return self.budget_minutes < 2.0
+        return self.budget < 2.0
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Sizes derived from the budget."""
+    """Sizes derived from the study and budget."""
 
-    life_seconds: float  # video seconds per life
+    life_seconds: float  # video seconds per life (all days together)
     width: int
     height: int
     fps: float
     mine_fps: float  # frames sampled per second when mining
     max_pairs: int  # pairs per training set (ablation arms hold it fixed)
-    probe_views: int  # frames of the held-out probe scene
+    probe_views: int  # views rendered per probe scene
+    probe_epochs: int  # readout epochs (measured to converge: bench/README.md)
     cas_pairs: int  # test pairs for CAS
-    probe_epochs: int  # probe readout training epochs
-    match_pairs: int  # homography pairs for correspondence
+    match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
+    train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
 
 
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
-        return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24,
-                     probe_views=12, cas_pairs=4, probe_epochs=1, match_pairs=1,
-                     batch_size=4)
-    s = cfg.budget_minutes / 15.0
-    return _Plan(life_seconds=max(20.0, 90.0 * s), width=cfg.width, height=cfg.height, fps=cfg.fps,
-                 mine_fps=2.0, max_pairs=int(max(200, 600 * s)), probe_views=int(max(40, 100 * s)),
-                 cas_pairs=int(max(16, 48 * s)), probe_epochs=int(max(4, 8 * s)), match_pairs=0,
-                 batch_size=cfg.batch_size)
+        return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
+                     probe_epochs=1, cas_pairs=4, match_pairs=1, batch_size=4, train_share=0.5)
+    s = cfg.budget / cfg.spec.budget_minutes
+    return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
+                 mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
+                 probe_epochs=60, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, train_share=0.62)
 
 
 class _Stages:
@@ -140,14 +176,81 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         return stages.finish(name, res, time.perf_counter() - t0)
 
     lives = stage("synth", _synth_cmd(cfg, plan, out), lambda: _do_synth(cfg, plan, out, progress))
-    shards = stage("mine", "slife mine-pairs LIFE --strategy ... --max-pairs %d --out %s/shards/NAME"
-                   % (plan.max_pairs, out), lambda: _do_mine(cfg, plan, out, lives, progress))
-    runs = stage("train", f"slife train {out}/shards/NAME --preset tiny --steps N --out {out}/runs/NAME",
-                 lambda: _do_train(cfg, plan, out, shards, progress))
-    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life ...; "
-                  f"slife match hpatches ...", lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
-    return stage("report", f"(writes {out}/report.md)",
+    shards = stage("mine", "slife mine-pairs LIFE --strategy ... --fps %g --max-pairs %d --out %s/shards/NAME"
+                   % (plan.mine_fps, plan.max_pairs, out), lambda: _do_mine(cfg, plan, out, lives, progress))
+    runs = stage("train", f"slife train {out}/shards/NAME --preset tiny --steps N --threads 1 --out {out}/runs/NAME "
+                 f"({cfg.side_by_side} side by side)", lambda: _do_train(cfg, plan, out, shards, progress))
+    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
+                  f"--data-root {out}/lives/probe --control-oracle; slife match hpatches ...",
+                  lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
+    return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals))})["report"]
+
+
+# ----------------------------------------------------------------------------------------------- side by side
+
+
+def _job(fn: Callable, name: str, args: tuple, queue) -> tuple:
+    """One job in a spawned process: one torch thread, log records and progress sent to the parent."""
+    import logging.handlers
+
+    import torch
+
+    torch.set_num_threads(1)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(queue)]
+    root.setLevel(logging.DEBUG)
+
+    def progress(n: int = 1, total: int | None = None, info: str | None = None, **_):
+        queue.put(("progress", name, n, total, info))
+
+    t0 = time.perf_counter()
+    res = fn(*args, progress=progress)
+    return res, time.perf_counter() - t0
+
+
+def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: Callable[..., None]) -> dict:
+    """Run each (name, fn, args) job as fn(*args, progress=...), `parallel` at a time in spawned processes with
+    one torch thread each; their log records are re-emitted here and their progress summed into `adv`.
+    Returns name -> (result, seconds). A job's error (a SlifeError's one line) is raised here."""
+    if parallel <= 1 or len(jobs) <= 1:
+        out = {}
+        for name, fn, args in jobs:
+            t0 = time.perf_counter()
+            res = fn(*args, progress=lambda n=1, total=None, info=None, **_: adv(n, info=f"{name} {info or ''}"))
+            out[name] = (res, time.perf_counter() - t0)
+        return out
+    import multiprocessing as mp
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")  # a clean interpreter per job: no torch thread pool inherited through fork
+    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
+        q = manager.Queue()
+        futures = {pool.submit(_job, fn, name, args, q): name for name, fn, args in jobs}
+        pending, results = set(futures), {}
+
+        def drain():
+            while True:
+                try:
+                    item = q.get_nowait()
+                except queue_mod.Empty:
+                    return
+                if isinstance(item, logging.LogRecord):
+                    lg = logging.getLogger(item.name)
+                    if lg.isEnabledFor(item.levelno):
+                        lg.handle(item)
+                elif item[0] == "progress":
+                    _, name, n, _total, info = item
+                    adv(n, info=f"{name} {info}" if info else None)
+
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            drain()
+            for f in done:
+                results[futures[f]] = f.result()  # re-raises the job's error
+        drain()
+    return results
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -159,48 +262,57 @@ def _jsonable(x):
 
 def _synth_cmd(cfg: DemoConfig, plan: _Plan, out: Path) -> str:
     return (f"slife synth {out}/lives/SCENE --scene SCENE --days D --duration {plan.life_seconds:g} "
-            f"--fps {plan.fps:g} --width {plan.width} --height {plan.height} --seed {cfg.seed}")
+            f"--fps {plan.fps:g} --width {plan.width} --height {plan.height} --seed {cfg.seed}; "
+            f"slife synth {out}/lives/probe/train/SCENE --kind views ...")
 
 
 def _lives_spec(cfg: DemoConfig, plan: _Plan) -> dict:
-    """name -> SynthConfig kwargs."""
+    """relative folder under lives/ -> SynthConfig kwargs."""
     common = dict(fps=plan.fps, width=plan.width, height=plan.height, texture_size=64 if cfg.smoke else 256,
                   points=4000 if cfg.smoke else 60_000)
     spec = {}
-    for i, (scene, days) in enumerate(cfg.lives):
+    for i, (scene, days) in enumerate(cfg.spec.lives):
         spec[f"life-{scene}"] = dict(kind="life", scene=scene, days=days, duration=plan.life_seconds,
                                      seed=cfg.seed + 10 * i, **common)
-    spec["control-static"] = dict(kind="static", scene=cfg.lives[0][0], duration=plan.life_seconds,
-                                  seed=cfg.seed + 100, **common)
-    spec["control-screen"] = dict(kind="screen", duration=plan.life_seconds, seed=cfg.seed + 101, **common)
-    spec["heldout"] = dict(kind="life", scene=cfg.heldout_scene, days=1, duration=max(4.0, plan.life_seconds / 2),
+    first = cfg.spec.lives[0][0]
+    if "static" in cfg.spec.controls:
+        spec["control-static"] = dict(kind="static", scene=first, duration=plan.life_seconds, seed=cfg.seed + 100,
+                                      **common)
+    if "screen" in cfg.spec.controls:
+        spec["control-screen"] = dict(kind="screen", duration=plan.life_seconds, seed=cfg.seed + 101, **common)
+    spec["heldout"] = dict(kind="life", scene=cfg.heldout_scene, days=1, duration=max(4.0, min(60.0, plan.life_seconds)),
                            seed=cfg.seed + 200, **common)
-    spec["probe"] = dict(kind="views", scene=cfg.probe_scene, duration=plan.probe_views / plan.fps,
-                         seed=cfg.seed + 300, **common)
+    views = dict(kind="views", duration=plan.probe_views / plan.fps, **common)
+    for j, scene in enumerate(cfg.probe_train_scenes):
+        spec[f"probe/train/{scene}"] = dict(scene=scene, seed=cfg.seed + 300 + j, **views)
+    spec[f"probe/test/{cfg.probe_test_scene}"] = dict(scene=cfg.probe_test_scene, seed=cfg.seed + 399, **views)
     return spec
 
 
 def _do_synth(cfg: DemoConfig, plan: _Plan, out: Path, task) -> dict:
     from slife.synth import SynthConfig, run as synth_run
 
+    specs = {name: SynthConfig(**kw) for name, kw in _lives_spec(cfg, plan).items()}
+    total = sum(sc.frames_per_day() * (sc.days if sc.kind == "life" else 1) for sc in specs.values())
     paths = {}
-    for name, kw in _lives_spec(cfg, plan).items():
-        sc = SynthConfig(**kw)
-        with task(f"synth {name}", sc.frames_per_day() * (sc.days if sc.kind == "life" else 1)) as adv:
+    with task(f"synth {len(specs)} lives", total) as adv:
+        for name, sc in specs.items():
             paths[name] = str(synth_run(sc, out / "lives" / name, progress=adv))
+    paths["probe"] = str(out / "lives" / "probe")
     return paths
 
 
-def _mine_sets(cfg: DemoConfig, lives: dict) -> dict:
+def _mine_sets(cfg: DemoConfig) -> dict:
     """shard-set name -> (life name, strategies)."""
-    first = f"life-{cfg.lives[0][0]}"
-    sets = {}
-    for scene, _ in cfg.lives:
-        sets[f"life-{scene}"] = (f"life-{scene}", "spatial+temporal")
-    sets["control-static"] = ("control-static", "temporal+augmented")  # one place: spatial J ~ 1 everywhere
-    sets["control-screen"] = ("control-screen", "temporal+random")  # no poses: no spatial pairs
-    for arm in ABLATION[1:]:
-        sets[f"ablation-{arm}"] = (first, arm)
+    first = f"life-{cfg.spec.lives[0][0]}"
+    sets = {f"life-{scene}": (f"life-{scene}", "spatial+temporal") for scene, _ in cfg.spec.lives}
+    if "static" in cfg.spec.controls:
+        sets["control-static"] = ("control-static", "temporal+augmented")  # one place: spatial J ~ 1 everywhere
+    if "screen" in cfg.spec.controls:
+        sets["control-screen"] = ("control-screen", "temporal+random")  # no poses: no spatial pairs
+    if cfg.spec.ablation:
+        for arm in ABLATION[1:]:
+            sets[f"ablation-{arm}"] = (first, arm)
     return sets
 
 
@@ -208,22 +320,25 @@ def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict
     from slife import pairmine as pm
 
     res = {}
-    # enough candidates per frame that every ablation arm reaches the same cap (max_pairs)
+    # enough candidates per frame that every ablation arm can reach the same cap (max_pairs)
     base = dict(fps=plan.mine_fps, short_side=72 if cfg.smoke else 80, seed=cfg.seed, temporal_per_frame=4,
-                random_per_frame=4, augmented_per_frame=4.0,
-                pairs_per_shard=max(50, plan.max_pairs // 2), preview=4 if not cfg.smoke else 2)
-    for name, (life, strategy) in _mine_sets(cfg, lives).items():
-        mc = pm.MineConfig(strategies=pm.parse_strategies(strategy), max_pairs=plan.max_pairs, **base)
-        with task(f"mine {name}", None) as adv:
+                random_per_frame=4, augmented_per_frame=4.0, pairs_per_shard=max(50, plan.max_pairs // 4),
+                preview=4 if not cfg.smoke else 2)
+    sets = _mine_sets(cfg)
+    with task(f"mine {len(sets) + 1} shard sets", None) as adv:
+        for name, (life, strategy) in sets.items():
+            mc = pm.MineConfig(strategies=pm.parse_strategies(strategy), max_pairs=plan.max_pairs, **base)
             manifest = pm.run(mc, lives[life], out / "shards" / name, progress=adv,
-                              command=f"slife mine-pairs {lives[life]} --strategy {strategy} --max-pairs {plan.max_pairs}")
-        m = json.loads(Path(manifest).read_text())
-        res[name] = {"path": str(Path(manifest).parent), "life": life, "strategy": strategy,
-                     "pairs": m["summary"].get("pairs_written", m["summary"]["pairs"]),
-                     "per_strategy": m["summary"]["pairs_per_strategy"]}
-    # held-out test pairs for CAS: spatial+temporal from a life no model trains on
-    mc = pm.MineConfig(strategies=("spatial", "temporal"), max_pairs=max(plan.cas_pairs * 2, 16), **base)
-    manifest = pm.run(mc, lives["heldout"], out / "shards" / "heldout", command="slife mine-pairs heldout")
+                              command=f"slife mine-pairs {lives[life]} --strategy {strategy} --fps {plan.mine_fps:g} "
+                                      f"--max-pairs {plan.max_pairs}")
+            m = json.loads(Path(manifest).read_text())
+            res[name] = {"path": str(Path(manifest).parent), "life": life, "strategy": strategy,
+                         "pairs": m["summary"].get("pairs_written", m["summary"]["pairs"]),
+                         "per_strategy": m["summary"]["pairs_per_strategy"]}
+        # held-out test pairs for CAS: spatial+temporal from a life no model trains on
+        mc = pm.MineConfig(strategies=("spatial", "temporal"), max_pairs=max(plan.cas_pairs * 2, 16), **base)
+        manifest = pm.run(mc, lives["heldout"], out / "shards" / "heldout", progress=adv,
+                          command="slife mine-pairs heldout")
     res["heldout"] = {"path": str(Path(manifest).parent), "life": "heldout", "strategy": "spatial+temporal",
                       "pairs": json.loads(Path(manifest).read_text())["summary"]["pairs"]}
     return res
@@ -231,50 +346,65 @@ def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict
 
 def _train_sets(cfg: DemoConfig) -> dict:
     """model name -> shard-set name (the first life's model is also the ablation's spatial+temporal arm)."""
-    names = {f"life-{s}": f"life-{s}" for s, _ in cfg.lives}
-    names.update({"control-static": "control-static", "control-screen": "control-screen"})
-    names.update({f"ablation-{a}": f"ablation-{a}" for a in ABLATION[1:]})
-    return names
+    return {name: name for name in _mine_sets(cfg)}
 
 
-def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path) -> tuple[float, float]:
-    """(steady training pairs/s, fixed seconds per run) of the tiny preset here, from a 6-step run."""
+def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, **over):
+    from slife.train import TrainConfig
+
+    # independently trained models: each its own initialisation, masking and data order
+    kw = dict(preset="tiny", steps=steps, batch_size=plan.batch_size, lr=cfg.lr, warmup_steps=max(1, steps // 10),
+              save_every=max(1, steps // 2), keep_every=max(1, steps // 2), preview_every=max(1, steps),
+              log_every=max(1, steps // 50), seed=1000 * cfg.seed + index, num_workers=0 if cfg.smoke else 1,
+              threads=1 if cfg.side_by_side > 1 else None)
+    kw.update(over)
+    return TrainConfig(**kw)
+
+
+def _train_one(tc, shards: str, out_dir: str, progress=None) -> str:
+    from slife.train import run as train_run
+
+    return str(train_run(tc, shards, Path(out_dir), progress=progress))
+
+
+def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path, task) -> tuple[float, float]:
+    """(training pairs/s of ONE model while `side_by_side` run at once, fixed seconds per run), from short runs."""
     import csv
 
-    from slife.train import TrainConfig, run as train_run
-
-    steps = 6
-    tc = TrainConfig(preset="tiny", steps=steps, batch_size=plan.batch_size, lr=cfg.lr, warmup_steps=1,
-                     save_every=1000, preview_every=0, log_every=1, resume="never", seed=cfg.seed, num_workers=1)
-    t0 = time.perf_counter()
-    train_run(tc, shards, tmp)
-    total = time.perf_counter() - t0
-    rates = [float(r["pairs_per_s"]) for r in csv.DictReader((tmp / "metrics.csv").open())][1:]
-    pps = float(np.median(rates)) if rates else steps * plan.batch_size / total
-    return pps, max(0.0, total - steps * plan.batch_size / pps)
+    steps = 8
+    jobs = [(f"calibrate-{i}", _train_one, (_train_config(cfg, plan, steps, 900 + i, warmup_steps=1, save_every=1000,
+                                                          keep_every=0, preview_every=0, log_every=1, resume="never"),
+                                            shards, str(tmp / str(i))))
+            for i in range(cfg.side_by_side)]
+    with task("calibrate training speed", steps * len(jobs)) as adv:
+        done = _side_by_side(jobs, cfg.side_by_side, adv)
+    rates, overheads = [], []
+    for i, (name, (_, seconds)) in enumerate(sorted(done.items())):
+        r = [float(x["pairs_per_s"]) for x in csv.DictReader((tmp / str(i) / "metrics.csv").open())][2:]
+        pps = float(np.median(r)) if r else steps * plan.batch_size / seconds
+        rates.append(pps)
+        overheads.append(max(0.0, seconds - steps * plan.batch_size / pps))
+    return float(np.median(rates)), float(np.median(overheads))
 
 
 def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> dict:
-    from slife.train import TrainConfig, run as train_run
-
     sets = _train_sets(cfg)
+    rounds = -(-len(sets) // cfg.side_by_side)  # models train `side_by_side` at a time
     if cfg.smoke:
         steps, pps = 2, None
     else:
-        pps, overhead = _calibrate(cfg, plan, shards[next(iter(sets.values()))]["path"], out / "runs" / ".calibration")
-        seconds = cfg.budget_minutes * 60 * cfg.train_share / len(sets) - overhead
+        pps, overhead = _calibrate(cfg, plan, shards[next(iter(sets.values()))]["path"], out / "runs" / ".calibration",
+                                   task)
+        seconds = cfg.budget * 60 * plan.train_share / rounds - overhead
         steps = max(20, int(seconds * pps / plan.batch_size))
-    res = {"steps": steps, "calibrated_pairs_per_s": pps, "models": {}}
-    for i, (name, shard_set) in enumerate(sets.items()):
-        # independently trained models: each its own initialisation, masking and data order
-        tc = TrainConfig(preset="tiny", steps=steps, batch_size=plan.batch_size, lr=cfg.lr,
-                         warmup_steps=max(1, steps // 10), save_every=max(1, steps // 2),
-                         keep_every=max(1, steps // 2), preview_every=max(1, steps), log_every=max(1, steps // 50),
-                         seed=1000 * cfg.seed + i, num_workers=0 if cfg.smoke else 1)
-        t0 = time.perf_counter()
-        with task(f"train {name}", steps) as adv:
-            ckpt = train_run(tc, shards[shard_set]["path"], out / "runs" / name, progress=adv)
-        res["models"][name] = {"checkpoint": str(ckpt), "shards": shard_set, "seconds": time.perf_counter() - t0,
+    jobs = [(name, _train_one, (_train_config(cfg, plan, steps, i), shards[shard_set]["path"], str(out / "runs" / name)))
+            for i, (name, shard_set) in enumerate(sets.items())]
+    with task(f"train {len(jobs)} models, {cfg.side_by_side} side by side", steps * len(jobs)) as adv:
+        done = _side_by_side(jobs, cfg.side_by_side, adv)
+    res = {"steps": steps, "calibrated_pairs_per_s": pps, "side_by_side": cfg.side_by_side, "models": {}}
+    for name, shard_set in sets.items():
+        ckpt, seconds = done[name]
+        res["models"][name] = {"checkpoint": ckpt, "shards": shard_set, "seconds": seconds,
                                "half": _half_snapshot(Path(ckpt).parent, steps)}
     return res
 
@@ -286,7 +416,7 @@ def _half_snapshot(run_dir: Path, steps: int) -> str | None:
     return str(min(snaps, key=lambda p: abs(int(p.stem.split("-")[1]) - steps / 2))) if snaps else None
 
 
-def _match_root(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict) -> Path:
+def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
     """HPatches-style pairs: the real graffiti sequence if shared/ has it, else warps of a synthetic frame."""
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "graffiti_homography"
     if shared.is_dir():
@@ -298,7 +428,7 @@ def _match_root(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict) -> Path:
 
     from slife.lives import read_life
 
-    life = read_life(lives["probe"])
+    life = read_life(lives[f"probe/test/{cfg.probe_test_scene}"])
     _, rgb = next(life.iter_frames([0]))
     img = Image.fromarray(rgb).resize((256, 192))
     root.mkdir(parents=True, exist_ok=True)
@@ -319,46 +449,80 @@ def _match_root(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict) -> Path:
     return root.parent
 
 
-def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, progress) -> dict:
+def untrained_name(cfg: DemoConfig) -> str:
+    """The demo's untrained control encoder (`eval.models.untrained_models` with the demo's seed)."""
+    return f"untrained-s{cfg.seed}"
+
+
+def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int | None = None,
+               progress=None) -> str:
+    """One depth probe: a trained checkpoint, or (checkpoint None) the untrained control of the tiny preset."""
+    from slife.eval.depth_probe import run as probe_run
+
+    if checkpoint is not None:
+        return str(probe_run(pcfg, [Path(checkpoint)], Path(out_dir), progress=progress))
+    from slife.eval.models import untrained_models
+    from slife.train.model import CROCO_PRESETS
+
+    kw = dict(CROCO_PRESETS["tiny"])
+    model = untrained_models(kw, [untrained_seed])[0][1]
+    return str(probe_run(pcfg, [], Path(out_dir), progress=progress, model=model, croco_kwargs=kw))
+
+
+def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
     import torch
+
+    from slife.eval.depth_probe import ProbeConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # evaluation tensors are small: one thread is faster than two here (bench/eval.md)
     try:
-        return _eval_all(cfg, plan, out, lives, shards, runs)
+        ev = out / "eval"
+        models = runs["models"]
+        # depth probes: one readout per encoder, side by side; the oracle (positive control) rides with the
+        # untrained encoder's probe (negative control); same readout, same budget for all
+        pcfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs, frame_step=1,
+                           batch_size=32, seed=cfg.seed)
+        jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]
+        from dataclasses import replace
+
+        un = untrained_name(cfg)
+        jobs.insert(0, (un, _probe_one, (replace(pcfg, control_oracle=True), None, str(ev / "probe" / un), cfg.seed)))
+        n_train = len(cfg.probe_train_scenes) * plan.probe_views
+        with task(f"depth probes ({len(jobs)} encoders)", len(jobs) * plan.probe_epochs * -(-n_train // 32)) as adv:
+            probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
+        res = {"probe": probes}
+        res.update(_eval_attention(cfg, plan, out, lives, shards, runs, task))
+        return res
     finally:
         torch.set_num_threads(threads)
 
 
-def _eval_all(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict) -> dict:
+def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
+    """CAS on the held-out life's pairs (end and half of training) and zero-shot correspondence."""
     from slife.eval.cas import CasConfig, run as cas_run
     from slife.eval.correspondence import MatchConfig, run as match_run
-    from slife.eval.depth_probe import ProbeConfig, run as probe_run
+    from slife.eval.models import croco_kwargs_of, load_models, untrained_models
+    from slife.train.model import CROCO_PRESETS
 
     models = runs["models"]
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
     res = {}
-    cas_cfg = CasConfig(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, k=10 if not cfg.smoke else 3)
-    res["cas"] = str(cas_run(cas_cfg, ckpts, ev / "cas"))
+    cas_cfg = CasConfig(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, k=10 if not cfg.smoke else 3,
+                        untrained_seeds=(cfg.seed, cfg.seed + 1))
+    with task("CAS (end of training)", None) as adv:
+        res["cas"] = str(cas_run(cas_cfg, ckpts, ev / "cas", progress=adv))
     halves = [Path(m["half"]) for m in models.values() if m.get("half")]
     if len(halves) == len(ckpts):
-        res["cas_half"] = str(cas_run(cas_cfg, halves, ev / "cas_half"))
-    probe_cfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs,
-                            frame_step=1, seed=cfg.seed)
-    res["probe"] = {}
-    for name, m in models.items():
-        res["probe"][name] = str(probe_run(probe_cfg, [Path(m["checkpoint"])], ev / "probe" / name))
-    import torch
-
-    from slife.train.model import CROCO_PRESETS, CroCoNet
-
-    torch.manual_seed(cfg.seed)
-    untrained = CroCoNet(**CROCO_PRESETS["tiny"])
-    res["probe"]["untrained"] = str(probe_run(probe_cfg, [], ev / "probe" / "untrained", model=untrained,
-                                              croco_kwargs=dict(CROCO_PRESETS["tiny"])))
-    mcfg = MatchConfig(data_root=_match_root(cfg, plan, out, lives), max_pairs=plan.match_pairs, max_side=320)
-    res["match"] = str(match_run(mcfg, ckpts, ev / "match"))
+        with task("CAS (half training)", None) as adv:
+            res["cas_half"] = str(cas_run(cas_cfg, halves, ev / "cas_half", progress=adv))
+    loaded = [(name, m, croco_kwargs_of(ck)) for (_, m, ck), name in zip(load_models(ckpts), models)]
+    kw = dict(CROCO_PRESETS["tiny"])
+    loaded += [(untrained_name(cfg), untrained_models(kw, [cfg.seed])[0][1], kw)]
+    mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320)
+    with task("zero-shot correspondence", None) as adv:
+        res["match"] = str(match_run(mcfg, [], ev / "match", progress=adv, models=loaded))
     return res
 
 
@@ -366,6 +530,7 @@ def _eval_all(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict
 
 
 def _write_report(cfg, plan, out, stages, lives, shards, runs, evals) -> Path:
-    from slife.demo_report import write_report
+    from slife.demo_report import write_report, write_summary
 
+    write_summary(cfg, plan, out, runs, evals)
     return write_report(cfg, plan, out, stages.data["stages"], lives, shards, runs, evals)

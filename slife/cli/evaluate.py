@@ -85,13 +85,20 @@ def _cas_tables(rep: dict) -> None:
                     _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
         c.add_row(*row)
     console.print(c)
-    pt = Table(title="pairs of models: agreement beside the shortcut")
-    for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos"):
+    pt = Table(title="pairs of models: agreement beside the shortcut (beyond position: 0 = what a fixed "
+                     "positional prior gives, 1 = identical)")
+    for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
+                "beyond position, displaced"):
         pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
     for row in rep.get("pair_table", []):
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
-                   _f(row["b_vs_same_position"]))
+                   _f(row["b_vs_same_position"]), _f(row.get("cas_calibrated")),
+                   _f(row.get("cas_calibrated_displaced")))
     console.print(pt)
+    cal = rep.get("calibrated") or {}
+    if cal.get("untrained_vs_untrained") is not None:
+        console.print(f"CAS beyond position: untrained vs untrained {_f(cal['untrained_vs_untrained'])}; the "
+                      "same-position predictor scores 0 against every model by construction")
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
@@ -114,7 +121,8 @@ def cas_cmd(
                                     "among its own top-k targets (mutual neighbours)."),
     untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models "
                                         "(same architecture as the first checkpoint), comma-separated."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
+    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
+    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
     """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls."""
@@ -146,7 +154,8 @@ def match_cmd(
     temperature: float = typer.Option(1.0, "--temperature", help="Soft-argmax temperature on the averaged logits."),
     softmax: bool = typer.Option(False, "--softmax", help="Soft-argmax over post-softmax maps averaged over heads and blocks."),
     max_pairs: int = typer.Option(0, "--max-pairs", help="Evaluate only the first n pairs (0 = all)."),
-    max_side: int = typer.Option(0, "--max-side", help="Downscale images with a longer side above this (0 = full resolution)."),    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
+    max_side: int = typer.Option(0, "--max-side", help="Downscale images with a longer side above this (0 = full resolution)."),
+    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
     """Zero-shot dense correspondence from decoder cross-attention: AEPE and PCK-1/3/5 with the identity baseline."""
@@ -205,7 +214,11 @@ def probe_cmd(
     align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
     seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
     control_untrained: bool = typer.Option(False, "--control-untrained", help="Also fit the same readout on an "
-                                           "untrained encoder of the same architecture (seeded) and report it beside."),    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
+                                           "untrained encoder of the same architecture (seeded) and report it beside."),
+    control_oracle: bool = typer.Option(False, "--control-oracle", help="Also fit the same readout on depth-oracle "
+                                        "tokens (each patch's true log-depth through a fixed random projection): "
+                                        "the positive control that shows the readout can learn depth at all."),
+    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
     """Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware)."""
@@ -220,7 +233,8 @@ def probe_cmd(
         root = Path(os.environ[ENV_ROOTS[dataset]])
     cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
-                      frame_step=frame_step, align=align, seed=seed, control_untrained=control_untrained)
+                      frame_step=frame_step, align=align, seed=seed, control_untrained=control_untrained,
+                      control_oracle=control_oracle)
     with progress_bar("probe", unit="steps") as adv:
         path = run(cfg, [checkpoint], out, progress=adv)
     rep = json.loads(Path(path).read_text())
@@ -231,10 +245,13 @@ def probe_cmd(
     for c in cols:
         t.add_column(c, justify="right")
     ctrl = rep.get("control_untrained") or {}
+    orc = rep.get("control_oracle") or {}
     for m, label in ((rep.get("metrics"), "scale-aware"), (rep.get("metrics_aligned"), "scale+shift aligned"),
                      (rep.get("baseline_mean_depth"), "mean train depth (control)"),
                      (ctrl.get("metrics"), "untrained encoder (control)"),
-                     (ctrl.get("metrics_aligned"), "untrained, aligned (control)")):
+                     (ctrl.get("metrics_aligned"), "untrained, aligned (control)"),
+                     (orc.get("metrics"), "depth oracle (control)"),
+                     (orc.get("metrics_aligned"), "depth oracle, aligned (control)")):
         if m:
             t.add_row(label, *[_f(m.get(c)) for c in cols])
     console.print(t)

@@ -18,7 +18,10 @@ from slife.cli.app import app, console
 READER_OPTION_HELP = ("An option of the life reader as KEY=VALUE (repeatable): upright=true (aria_mps: the MP4's "
                       "frames were turned 90 degrees clockwise, as HD-EPIC's are; cameras and poses turn with "
                       "them), images_dir=PATH and fps=30 (colmap: where the images are; frame rate that turns "
-                      "image numbers into times), max_dt=0.02 (tum: largest rgb-to-pose time gap in seconds).")
+                      "image numbers into times), max_dt=0.02 (tum: largest rgb-to-pose time gap in seconds), "
+                      "skip_unreadable=true (video: leave out videos that cannot be read, counted as "
+                      "videos_skipped, instead of stopping with the list of them), fps=N (frames: the rate the "
+                      "image frames were taken at, when their names are frame numbers, not timestamps).")
 
 
 def _fmt(v) -> str:
@@ -73,10 +76,11 @@ def _dict_table(d: dict, title: str):
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., help="A life (video(s), COLMAP model, EPIC-Fields JSON, Aria MPS, ScanNet, "
-                                          "TUM RGB-D or slife life folder) or a pair-shard folder with manifest.json."),
+    path: Path = typer.Argument(..., help="A life (video(s), image frames, COLMAP model, EPIC-Fields JSON, Aria MPS, "
+                                          "ScanNet, TUM RGB-D or slife life folder) or a pair-shard folder with "
+                                          "manifest.json."),
     format: str = typer.Option(None, "--format", "-f", help="Reader to use instead of auto-detection "
-                                                            "(folder, aria_mps, epic_fields, scannet, tum, colmap, video)."),
+                                                            "(folder, aria_mps, epic_fields, scannet, tum, colmap, video, frames)."),
     reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of a table."),
     check: bool = typer.Option(False, "--check", help="Also decode every frame and count the ones that fail "
@@ -94,7 +98,9 @@ def inspect(
         if as_json:
             typer.echo(json.dumps(summary, indent=2, default=str))
         else:
-            console.print(_dict_table(summary, f"shards {path}"))
+            console.print(_dict_table({k: v for k, v in summary.items() if k != "warnings"}, f"shards {path}"))
+            for w in summary.get("warnings") or []:
+                console.print(f"[yellow]warning:[/yellow] {w}")
         if summary.get("ok") is False:  # integrity problems: listed above, exit 1 so scripts notice
             raise typer.Exit(1)
         return

@@ -22,6 +22,8 @@ def _summary_table(manifest: dict) -> None:
     (what this run added), then a line on the whole set."""
     from rich.table import Table
 
+    from slife.pairmine.shardset import coverage_line
+
     s = manifest["summary"]
     gens = manifest.get("generations") or []
     title = f"pairs mined from {manifest['life']['name']}"
@@ -40,8 +42,12 @@ def _summary_table(manifest: dict) -> None:
     t.add_row("total", str(s["pairs"]), str(s.get("pairs_written", "-")))
     console.print(t)
     console.print(f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
-                  f"{s['frames_without_pose']} without pose, {s.get('frames_corrupt', 0)} corrupt "
-                  f"({s.get('pairs_dropped_corrupt', 0)} pairs dropped)")
+                  f"{s['frames_without_pose']} without pose, {s.get('frames_missing', 0)} missing, "
+                  f"{s.get('frames_corrupt', 0)} corrupt ({s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs "
+                  "not written)")
+    cov = coverage_line(s)
+    if cov:
+        console.print(cov)
     if s.get("pairs_without_depth"):
         console.print(f"{s['pairs_without_depth']} pairs written without depth (a depth map missing or unreadable)")
     for name, key in (("Jaccard", "jaccard_hist"), ("time gap (s)", "dt_hist")):
@@ -52,6 +58,9 @@ def _summary_table(manifest: dict) -> None:
         console.print(f"the set holds {len(gens)} generations: {manifest['samples']} pairs in {len(manifest['shards'])} "
                       f"shards (generation {gens[-1]['generation']}: {gens[-1]['samples']} pairs in shards "
                       f"{gens[-1]['first_shard']}-{gens[-1]['first_shard'] + gens[-1]['shards'] - 1})")
+        cov = coverage_line(manifest["summary"])
+        if cov:
+            console.print(f"the whole set's {cov}")
     for w in manifest.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}")
 
@@ -64,7 +73,10 @@ _MINE_HELP = (
     "writes them as a new generation of tars after the existing ones, which stay byte-identical; "
     "manifest.json lists the generations (recordings, counts, time added). With nothing new it writes "
     "nothing; a recording that changed or went away is refused unless --overwrite. Every per-frame option "
-    "and quota applies per generation."
+    "and quota applies per generation.\n\n"
+    "Data that cannot be read is skipped, counted and reported as a warning (at the end: how many pairs were "
+    "not written and why, and the share of posed frames with a spatial pair); --strict turns any such loss "
+    "into an error."
 )
 
 
@@ -85,10 +97,11 @@ def mine_pairs(
                                            "within its new recordings."),
     j_min: float = typer.Option(0.15, help="Spatial: smallest Jaccard of visible point sets."),
     j_max: float = typer.Option(0.75, help="Spatial: largest Jaccard (above: near-duplicates)."),
-    per_frame: int = typer.Option(5, help="Spatial: best partners kept per frame (0: all pairs in range). Per "
-                                  "generation: a new generation keeps each frame's best partners over the grown "
-                                  "life where one side is new, so every new frame gets up to this many and an old "
-                                  "frame may gain partners among the new frames (its earlier ones stay)."),
+    per_frame: int = typer.Option(5, help="Spatial: partners kept per frame, the best inside [--j-min, --j-max] "
+                                  "(0: all pairs in range). Per generation: a new generation keeps each frame's "
+                                  "best partners over the grown life where one side is new, so every new frame "
+                                  "gets up to this many and an old frame may gain partners among the new frames "
+                                  "(its earlier ones stay)."),
     max_depth: float = typer.Option(10.0, help="Visibility: farthest visible point in metres."),
     voxel: float = typer.Option(0.2, help="Visibility: voxel size in metres for points/depth (0: raw points)."),
     random_per_frame: int = typer.Option(1, help="Random: partners per frame (drawn over the whole grown life; a "
@@ -111,6 +124,10 @@ def mine_pairs(
     merge: bool = typer.Option(False, "--merge", help="Only gather the nodes' finished shards into manifest.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder mined with other settings, "
                                    "or whose life changed (not just grew): mine the whole life again as generation 0."),
+    strict: bool = typer.Option(False, "--strict", help="Make any loss an error instead of a warning: an image file "
+                                "missing or unreadable, a video skipped (-O skip_unreadable=true), a pair not "
+                                "written because a frame does not decode (in a re-run on a grown life: a pair of "
+                                "the new generation). Shards already written are kept."),
 ):
     """Mine view pairs from a life and write them as WebDataset shards (see _MINE_HELP)."""
     import json
@@ -128,7 +145,8 @@ def mine_pairs(
         ratios=pm.parse_ratios(ratios), seed=seed, short_side=short_side, pairs_per_shard=pairs_per_shard,
         pairs_only=pairs_only, preview=preview, workers=workers,
         num_nodes=pm.default_num_nodes() if num_nodes is None else num_nodes,
-        node_rank=pm.default_node_rank() if node_rank is None else node_rank, overwrite=overwrite)
+        node_rank=pm.default_node_rank() if node_rank is None else node_rank, overwrite=overwrite,
+        strict=strict)
     out = out or Path("shards") / f"{life_name(life)}_{'+'.join(strategies)}"
     command = "slife " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with progress_bar("writing pairs", unit="pairs") as advance:

@@ -5,6 +5,15 @@ Reads N checkpoints (DESIGN.md "Checkpoints") and a folder of test pair shards (
 cross-attention (target attends to source, no masking) is computed ONCE: logits (or, with `softmax`,
 attention) averaged over heads, then per decoder block and averaged over blocks; top-k source patches per
 target patch. CAS(i, j) = mean over pairs and target patches of |topk_i n topk_j| / k.
+Beside it, CAS beyond position (`calibrated_score`): the same top-k overlap, chance-corrected against a
+pair-permutation null (each model's sets compared with the other model's sets at the same target patch on
+the OTHER test pairs): (observed - null) / (1 - null). Restricting to displaced patches does not remove the
+"attend to the same grid position" shortcut (two models can agree on the same wrong patch); this does, by
+construction: any predictor whose top-k sets do not depend on the images (the same-position predictor, any
+fixed positional prior) has null = observed and scores exactly 0 against every model, and two models score
+above 0 only where they agree on content-dependent patches. (The same idea as calibrating mutual-kNN
+alignment against a permutation null, as the 2026 "Aristotelian view" of the Platonic Representation
+Hypothesis does.) 1 means identical sets; the null is conservative when test pairs resemble each other.
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
 a same-position predictor (top-k = same grid position and nearest neighbours), two untrained seeded models
 of the same architecture, per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
@@ -107,6 +116,58 @@ def score_matrix(summaries: Sequence[AttentionSummary], block: int = -1, mask: n
     return out
 
 
+def calibrated_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None,
+                     n_src: int | None = None) -> float:
+    """CAS beyond position: chance-corrected agreement of two top-k sets against a pair-permutation null.
+
+    a, b (P, N, k) top-k source patches of two predictors on the same P pairs. Observed o: the mean of
+    |a[p,n] n b[p,n]| / k over the (p, n) in `mask` (P, N) (all when None). Null e: the same overlap with the
+    OTHER predictor's sets on the other pairs at the same target patch, a[p,n] against b[q,n] for every q != p
+    with (q, n) in the mask, and b[p,n] against a[q,n], averaged over both directions. Score (o - e) / (1 - e):
+    1 for identical sets, 0 when the two agree no more than their sets do across unrelated pairs.
+    A predictor whose sets do not depend on the images (the same-position predictor, any fixed positional
+    prior) has b[q,n] = b[p,n] for every q, so e = o and it scores exactly 0 against anything, by
+    construction; so does the positional part of a model's attention. 0 where o equals e (also when e = 1);
+    NaN when no target patch is in the mask on two or more pairs."""
+    if n_src is None:
+        n_src = int(max(a.max(), b.max())) + 1
+    P, N, k = a.shape
+    m = torch.ones(P, N, dtype=torch.bool) if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool))
+    m_n = m.sum(0)  # (N,) pairs in the mask at each target patch
+    use = m & (m_n >= 2)[None, :]  # (P, N) patches that have a null
+    if not use.any():
+        return math.nan
+    mem_a, mem_b = membership(a, n_src), membership(b, n_src)  # (P, N, N_src)
+    both = overlap_with(mem_a, b) * k  # (P, N) |a n b| counts
+
+    def null(sets, member_other):
+        counts = (member_other.to(torch.int64) * use[..., None]).sum(0)  # (N, N_src) over pairs in the mask
+        idx = sets.clamp_min(0)  # (P, N, k)
+        hits = counts[torch.arange(N)[None, :, None], idx] * (sets >= 0)  # (P, N, k)
+        others = (m_n - 1).clamp_min(1)[None, :].double()  # (1, N)
+        return (hits.sum(-1).double() - both.double()) / (others * k)  # (P, N) mean overlap with other pairs' sets
+
+    o = float((both.double() / k)[use].mean())
+    e = float(((null(a, mem_b) + null(b, mem_a)) / 2)[use].mean())
+    if abs(o - e) < 1e-12 or 1.0 - e < 1e-12:
+        return 0.0
+    return (o - e) / (1.0 - e)
+
+
+def calibrated_matrix(summaries: Sequence[AttentionSummary], block: int = -1,
+                      mask: np.ndarray | None = None) -> np.ndarray:
+    """(M, M) `calibrated_score` between every two predictors at `block` (-1: block average); NaN where missing."""
+    m = len(summaries)
+    out = np.full((m, m), np.nan)
+    sets = [_block(s, block) for s in summaries]
+    n_src = summaries[0].grid[0] * summaries[0].grid[1] if summaries else None
+    for i in range(m):
+        for j in range(i, m):
+            if sets[i] is not None and sets[j] is not None:
+                out[i, j] = out[j, i] = calibrated_score(sets[i], sets[j], mask, n_src)
+    return out
+
+
 def accuracy(s: AttentionSummary, true_idx: np.ndarray, block: int = -1, mask: np.ndarray | None = None) -> float:
     """Share of target patches (with known truth, and in `mask`) whose top-1 source patch is within one patch of it."""
     t = _block(s, block)
@@ -192,6 +253,12 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             if np.isfinite([per_block[str(b)][a, c] for ai, a in enumerate(models) for c in models[ai + 1:]]).any()
             else math.nan for b in range(max_blocks)]
     rep["controls"] = controls
+    # CAS beyond position (calibrated_score): 0 for any predictor that ignores the images, by construction
+    cal = {"matrix": calibrated_matrix(summaries),
+           "per_block": {str(b): calibrated_matrix(summaries, b) for b in range(max_blocks)}}
+    if len(un) >= 2:
+        cal["untrained_vs_untrained"] = cal["matrix"][un[0], un[1]]
+    rep["calibrated"] = cal
     if true_idx is not None:
         true_idx = np.asarray(true_idx)
         known = true_idx >= 0
@@ -202,6 +269,7 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             "displaced_patches": int(disp.sum()),
             "displaced_share": float(disp.sum() / known.sum()) if known.any() else math.nan,
             "matrix_displaced": score_matrix(summaries, -1, disp),
+            "calibrated_displaced": calibrated_matrix(summaries, -1, disp),
             "per_block_displaced": {str(b): score_matrix(summaries, b, disp) for b in range(max_blocks)},
             "accuracy": {},
         }
@@ -227,8 +295,10 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             row = {"a": names[a], "b": names[b], "cas": mat[a, b],
                    "a_vs_same_position": mat[a, sp[0]] if sp else math.nan,
                    "b_vs_same_position": mat[b, sp[0]] if sp else math.nan}
+            row["cas_calibrated"] = cal["matrix"][a, b]
             if true_idx is not None:
                 row["cas_displaced"] = rep["ground_truth"]["matrix_displaced"][a, b]
+                row["cas_calibrated_displaced"] = rep["ground_truth"]["calibrated_displaced"][a, b]
             rows.append(row)
     rep["pair_table"] = rows
     return _nan_to_none(rep)

@@ -11,7 +11,8 @@ Metrics (`depth_metrics`) per test image on valid pixels (0 < depth <= max_depth
 for NYU), prediction clamped to [min_depth, max_depth], averaged over images: delta1/2/3, AbsRel, RMSE,
 log10. Scale-aware (no median scaling); also least-squares scale-and-shift aligned per image when asked;
 and, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
-same readout on an untrained encoder of the same architecture.
+same readout on an untrained encoder of the same architecture (the negative control) and on depth-oracle tokens
+(`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn).
 Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
 Entry point: `run(cfg, checkpoints, out_dir) -> Path`.
 """
@@ -59,6 +60,7 @@ class ProbeConfig:
     align: bool = True  # also report least-squares scale-and-shift aligned metrics
     num_examples: int = 4  # test images drawn in probe_examples.png
     control_untrained: bool = False  # also fit the same readout on an untrained encoder (same architecture, seeded)
+    control_oracle: bool = False  # also fit it on depth-oracle tokens (the true log-depth): shows the readout can learn
     seed: int = 0  # readout initialisation and batch order
 
     def __post_init__(self):
@@ -222,6 +224,23 @@ def encode_split(model, samples, S: int, layer: int | None, batch_size: int = 32
     return {"tokens": torch.cat(toks), "depth": np.stack(depths), "mask": np.stack(masks), "rgb": rgbs, "names": names}
 
 
+def depth_oracle_tokens(depth: np.ndarray, mask: np.ndarray, patch: int, dim: int, seed: int = 0,
+                        min_depth: float = 1e-3, max_depth: float = 10.0) -> torch.Tensor:
+    """The positive control's tokens: each patch's true log-depth through a fixed random projection.
+
+    depth, mask (n, S, S) -> (n, N, dim) float16, N = (S / patch)^2 in row-major patch order, like an encoder's.
+    Pixels without valid depth carry log(2 m) (they are not scored). A readout that cannot reach a low error
+    on these tokens cannot separate encoders either; one that can shows the probe is able to learn depth."""
+    d = torch.from_numpy(np.asarray(depth, dtype=np.float32))  # (n, S, S)
+    valid = torch.from_numpy(np.asarray(mask, dtype=bool)) & (d > min_depth) & (d <= max_depth)
+    ld = torch.where(valid, d.clamp(min_depth, max_depth).log(), torch.tensor(math.log(2.0)))  # (n, S, S)
+    n, S, _ = ld.shape
+    g = S // patch
+    pt = ld.view(n, g, patch, g, patch).permute(0, 1, 3, 2, 4).reshape(n, g * g, patch * patch)  # (n, N, p*p)
+    R = torch.randn(patch * patch, dim, generator=torch.Generator().manual_seed(seed)) / math.sqrt(patch * patch)
+    return (pt @ R).to(torch.float16)  # (n, N, dim)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # entry point
 
@@ -299,14 +318,18 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    def fit(encoder):
-        """Encode both splits with `encoder`, fit a fresh readout, score it -> (readout, tr, te, pred, result)."""
+    def fit(encoder, splits=None):
+        """Encode both splits with `encoder` (or take `splits` as given), fit a fresh readout, score it
+        -> (readout, tr, te, pred, result)."""
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
-        tr = encode_split(encoder, reader.iterate(cfg.data_root, "train", cfg.max_train, **opts), S, layer,
-                          progress=progress)
-        te = encode_split(encoder, reader.iterate(cfg.data_root, "test", cfg.max_test, **opts), S, layer,
-                          progress=progress)
+        if splits is None:
+            tr = encode_split(encoder, reader.iterate(cfg.data_root, "train", cfg.max_train, **opts), S, layer,
+                              progress=progress)
+            te = encode_split(encoder, reader.iterate(cfg.data_root, "test", cfg.max_test, **opts), S, layer,
+                              progress=progress)
+        else:
+            tr, te = splits
         t_encode = time.perf_counter() - t0
         if tr["tokens"] is None or te["tokens"] is None:
             raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images; need both")
@@ -342,13 +365,20 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
 
         control = fit(untrained_models(croco_kwargs, [cfg.seed])[0][1])[4]
         control["seed"] = cfg.seed
+    oracle = None
+    if cfg.control_oracle:
+        dim = int(tr["tokens"].shape[-1])
+        oracle = fit(None, tuple(dict(sp, tokens=depth_oracle_tokens(sp["depth"], sp["mask"], patch, dim, cfg.seed,
+                                                                      cfg.min_depth, cfg.max_depth))
+                                 for sp in (tr, te)))[4]
+        oracle["tokens"] = "true log-depth per patch through a fixed random projection (depth_oracle_tokens)"
     rep = {
         "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,
         "layer": "last" if layer is None else layer, "target": "log-depth regression (metres), L1 loss",
         "resolution": [S, S], "crop": "centre square, resized to the model size; depth nearest",
         "eigen_crop": cfg.dataset == "nyu", "num_train": len(tr["names"]), "num_test": len(te["names"]),
         **result, "baseline_mean_depth": {**mean_metrics(rows_base), "depth_m": mean_depth},
-        "control_untrained": control,
+        "control_untrained": control, "control_oracle": oracle,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
     path = out_dir / "probe.json"

@@ -142,7 +142,7 @@ def plot_depth_examples(images: list[np.ndarray], preds: list[np.ndarray], trues
 
 
 def plot_match(rep: dict, path: Path) -> Path:
-    """AEPE and PCK-5 per pair index for each model, with the identity (zero-flow) baseline dashed, and the
+    """AEPE and PCK-5 per pair index for each model, with the identity (zero-flow) baseline dashed grey, and the
     patch-level top-1 accuracy on displaced patches against the same-position predictor's."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -153,11 +153,10 @@ def plot_match(rep: dict, path: Path) -> Path:
         get = lambda key, m: [res["per_index"][i][key][m] for i in idx]  # noqa: E731
         none = lambda v: [np.nan if a is None else a for a in v]  # noqa: E731
         axes[0].plot(x, none(get("model", "aepe")), "o-", color=col, label=name)
-        axes[0].plot(x, none(get("identity", "aepe")), "x--", color=col, alpha=0.6,
-                     label="identity" if ci == 0 else None)
         axes[1].plot(x, none(get("model", "pck5")), "o-", color=col, label=name)
-        axes[1].plot(x, none(get("identity", "pck5")), "x--", color=col, alpha=0.6,
-                     label="identity" if ci == 0 else None)
+        if ci == 0:  # the zero flow is the same for every model (same pairs): drawn once, in its own colour
+            for ax, m in ((axes[0], "aepe"), (axes[1], "pck5")):
+                ax.plot(x, none(get("identity", m)), "x--", color="gray", label="zero flow (identity)")
         acc = none([res["per_index"][i]["patch_accuracy_displaced"] for i in idx])
         sp = none([res["per_index"][i]["same_position_accuracy_displaced"] for i in idx])
         axes[2].plot(x, acc, "o-", color=col, label=f"{name} (displaced)")

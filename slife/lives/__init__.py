@@ -22,6 +22,7 @@ READERS: dict[str, str] = {
     "tum": "slife.lives.tum",  # TUM RGB-D (rgb.txt, groundtruth.txt)
     "colmap": "slife.lives.colmap",  # COLMAP model (cameras/images/points3D .bin or .txt)
     "video": "slife.lives.video",  # plain folder of videos (or one video file)
+    "frames": "slife.lives.frames",  # folder of image frames (or of folders of them), no poses
 }
 
 
@@ -44,7 +45,7 @@ def detect_format(path: Path) -> str:
     if partial:
         raise SlifeError(partial)
     raise SlifeError(
-        f"{path}: not a recognised life layout (expected videos, a COLMAP model, EPIC-Fields JSON, "
+        f"{path}: not a recognised life layout (expected videos, image frames, a COLMAP model, EPIC-Fields JSON, "
         "Aria MPS, ScanNet, TUM RGB-D or a slife life folder with poses.npz)"
     )
 

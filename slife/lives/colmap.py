@@ -5,25 +5,32 @@ Reads a model folder (or a project folder with `sparse/0` or `sparse/`) holding 
 world-to-camera (qvec, tvec); poses here are inverted to camera-to-world, OpenCV axes (COLMAP's camera axes
 are OpenCV's), in the model's units. Intrinsics keep COLMAP's camera model and parameters (the distortion
 model is recorded); COLMAP's pixel convention is slife's. Tracks: per image, the dense indices of the
-points3D it observes (CSR). Images are found in `images_dir` or, by default, the first of `<model>/images`,
-`<model>/../images`, `<model>/../../images`, `<model>/../rgb`, `<model>/..` that holds the first image.
-Image names grouped by folder become one source each, ordered by name. COLMAP has no clock, so `t` is the
+points3D it observes (CSR). Images are found in `images_dir` (an error if it is not a folder or holds none
+of them) or, by default, in whichever of `<model>/images`, `<model>/../images`, `<model>/../../images`,
+`<model>/../rgb`, `<model>/..` holds the most of a sample of the model's image names. Image names grouped
+by folder become one source each, ordered by name; images of the model missing from the folder are kept
+(poses, tracks) and counted as `frames_missing` with a warning naming the first; images in those folders
+that the model lacks (frames SfM did not register) are added as frames without a pose (`poses_missing`). COLMAP has no clock, so `t` is the
 timestamp in the name when every name is one (TUM's `1311868169.163498.png`), else the trailing frame number
 of the names / `fps` (`frame_000123.jpg`; default `DEFAULT_FPS`), else the rank in the folder / `fps`.
-Returns a `Life`; entry points `detect`, `find_model`, `read`.
+Returns a `Life`; entry points `detect`, `find_model`, `read`, and `colmap_log` (COLMAP's own log only with -v;
+also used by `pairmine/sfm.py`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 import numpy as np
 
 from slife.errors import SlifeError
 from slife.lives.geometry import CAMERA_MODELS, Camera, invert_pose, make_pose, pose_problem
-from slife.lives.life import ImageFiles, Life, life_name
+from slife.lives.life import IMAGE_SUFFIXES, ImageFiles, Life, life_name
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,20 @@ def detect(path: Path) -> bool:
     return find_model(Path(path)) is not None
 
 
+@contextmanager
+def colmap_log(logger: logging.Logger) -> Iterator[None]:
+    """COLMAP's own log lines (glog, written straight to stderr, past Python's logging) only when `logger`
+    shows debug lines (`slife -v`); otherwise only its errors. Used around every pycolmap call."""
+    import pycolmap
+
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if logger.isEnabledFor(logging.DEBUG) else 2  # 0 info, 1 warning, 2 error
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
 def _camera(cam, warnings: list[str]) -> Camera:
     """pycolmap camera -> slife Camera (unsupported distortion models keep their linear part, with a warning)."""
     name = cam.model.name if hasattr(cam.model, "name") else str(cam.model)
@@ -139,14 +160,33 @@ def _cam_from_world(im) -> np.ndarray | None:
     return make_pose(M[:, :3], M[:, 3])
 
 
-def _find_images_dir(model: Path, first_name: str, images_dir: Path | None) -> Path | None:
-    cands = [Path(images_dir)] if images_dir is not None else [
-        model / "images", model.parent / "images", model.parent.parent / "images", model.parent / "rgb",
-        model.parent.parent / "rgb", model.parent, model.parent.parent]
+def _find_images_dir(model: Path, names: list[str], images_dir: Path | None) -> Path | None:
+    """The folder holding the model's images: `images_dir` when given (an error if it is not a folder), else
+    the candidate beside the model that holds the most of up to 65 names spread over the model (so one
+    missing file, the first included, does not hide the folder); None when no candidate holds any."""
+    if images_dir is not None:
+        d = Path(images_dir)
+        if not d.is_dir():
+            raise SlifeError(f"{d}: no such folder (reader option images_dir)")
+        return d
+    cands = [model / "images", model.parent / "images", model.parent.parent / "images", model.parent / "rgb",
+             model.parent.parent / "rgb", model.parent, model.parent.parent]
+    probe = names[::max(1, len(names) // 64)] + names[-1:]
+    best, hits = None, 0
     for d in cands:
-        if (d / first_name).is_file():
-            return d
-    return None
+        h = sum((d / nm).is_file() for nm in probe)
+        if h > hits:
+            best, hits = d, h
+    return best
+
+
+def _listing(root: Path, folder: str) -> set[str]:
+    """Names of the image files in `root/folder` (empty when it is not a folder)."""
+    d = root / folder
+    try:
+        return {e.name for e in os.scandir(d) if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()}
+    except OSError:
+        return set()
 
 
 def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -> Life:
@@ -158,7 +198,8 @@ def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -
     if model is None:
         raise SlifeError(f"{path}: no COLMAP model (cameras, images, points3D .bin or .txt)")
     try:
-        rec = pycolmap.Reconstruction(str(model))
+        with colmap_log(log):
+            rec = pycolmap.Reconstruction(str(model))
     except Exception as e:  # pycolmap raises RuntimeError/ValueError with a multi-line message
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise SlifeError(_bad_binary_file(model) or f"{model}: unreadable COLMAP model ({msg})") from None
@@ -176,54 +217,84 @@ def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -
     points = np.array([rec.points3D[p].xyz for p in pids], dtype=np.float64).reshape(-1, 3)  # (M, 3)
     colors = np.array([rec.points3D[p].color for p in pids], dtype=np.uint8).reshape(-1, 3)  # (M, 3)
 
-    # sources: one per folder part of the image names
+    # sources: one per folder part of the image names; each holds the model's images of that folder and,
+    # where the images are found, the folder's other images (frames SfM did not register: kept without a pose)
+    names = [im.name for im in images]
+    root = _find_images_dir(model, names, images_dir)
     groups: dict[str, list] = {}
     for im in images:
         groups.setdefault(str(PurePosixPath(im.name).parent), []).append(im)
-    root = _find_images_dir(model, images[0].name, images_dir)
+    missing: list[str] = []
+    extra = 0
+    for folder in sorted(groups):
+        ims = groups[folder]
+        if root is None:
+            groups[folder] = [(im.name, im) for im in ims]
+            continue
+        have = _listing(root, folder)
+        in_model = {PurePosixPath(im.name).name for im in ims}
+        missing += [im.name for im in ims if PurePosixPath(im.name).name not in have]
+        others = sorted(have - in_model)
+        extra += len(others)
+        prefix = "" if folder == "." else folder + "/"
+        groups[folder] = sorted([(im.name, im) for im in ims] + [(prefix + o, None) for o in others],
+                                key=lambda e: e[0])
     if root is None:
         warnings.append(f"images not found (looked beside {model}); the life has poses but no pixels")
-    n = len(images)
+    elif len(missing) == len(images) and images_dir is not None:
+        raise SlifeError(f"{root}: holds none of the model's {len(images)} images (first: {images[0].name}; "
+                         "reader option images_dir)")
+    if missing:
+        counts["frames_missing"] = len(missing)
+        warnings.append(f"{len(missing)} of {len(images)} images of the model are missing from {root} "
+                        f"(first: {missing[0]}); their pairs cannot be written")
+    if extra:
+        counts["poses_missing"] = extra
+        warnings.append(f"{extra} images in {root} are not in the model (not registered by SfM); kept without a pose")
+    n = sum(len(v) for v in groups.values())
     T = np.full((n, 4, 4), np.nan)
     src = np.zeros(n, np.int32)
     fidx = np.zeros(n, np.int64)
     t = np.zeros(n, np.float64)
-    cam_id = np.zeros(n, np.int32)
+    cam_id = np.full(n, -1, np.int32)
     indptr = np.zeros(n + 1, np.int64)
     tracks = []
     sources = []
-    stems = [PurePosixPath(im.name).stem for im in images]
+    stems = [PurePosixPath(nm).stem for v in groups.values() for nm, _ in v]
     timed = all(re.fullmatch(r"\d+\.\d+", st) for st in stems)
     numbered = not timed and all(re.search(r"\d+$", st) for st in stems)
     i = 0
     unregistered = 0
-    for s, (folder, ims) in enumerate(sorted(groups.items())):
+    for s, (folder, entries) in enumerate(sorted(groups.items())):
         if root is not None:
             sources.append(ImageFiles(name=re.sub(r"[^A-Za-z0-9-]+", "-", folder).strip("-") or "images",
-                                      path=root / folder, files=[root / im.name for im in ims]))
-        for k, im in enumerate(ims):
-            Tcw = _cam_from_world(im)
+                                      path=root / folder, files=[root / nm for nm, _ in entries]))
+        folder_cams = {im.camera_id for _, im in entries if im is not None}
+        folder_cam = cam_index.get(next(iter(folder_cams)), -1) if len(folder_cams) == 1 else -1
+        for k, (name, im) in enumerate(entries):
+            Tcw = None if im is None else _cam_from_world(im)
             if Tcw is None:
-                unregistered += 1
+                unregistered += im is not None
             else:
                 T[i] = invert_pose(Tcw)
             src[i] = s if root is not None else -1
             fidx[i] = k
-            stem = PurePosixPath(im.name).stem
+            stem = PurePosixPath(name).stem
             if timed:
                 t[i] = float(stem)
             elif numbered:  # frame_000123.jpg: frame 123 of a video at fps (keeps the gaps between frames)
                 t[i] = int(re.search(r"(\d+)$", stem).group(1)) / fps
             else:
                 t[i] = k / fps
-            cam_id[i] = cam_index.get(im.camera_id, -1)
-            ids = [pindex[p.point3D_id] for p in im.points2D if p.has_point3D() and p.point3D_id in pindex]
+            cam_id[i] = folder_cam if im is None else cam_index.get(im.camera_id, -1)
+            ids = [] if im is None else [pindex[p.point3D_id] for p in im.points2D
+                                         if p.has_point3D() and p.point3D_id in pindex]
             tracks.append(np.asarray(ids, dtype=np.int64))
             indptr[i + 1] = indptr[i] + len(ids)
             i += 1
     if unregistered:
-        counts["poses_missing"] = unregistered
-        warnings.append(f"{unregistered} of {n} images are not registered (no pose)")
+        counts["poses_missing"] = counts.get("poses_missing", 0) + unregistered
+        warnings.append(f"{unregistered} of {len(images)} images of the model are not registered (no pose)")
     problem = pose_problem(T)
     bad = (problem != "") & (problem != "not finite")
     bad |= (problem == "not finite") & ~np.isnan(T).all(axis=(1, 2))

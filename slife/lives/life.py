@@ -55,6 +55,12 @@ def resized_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(1, int(round(width * s))), int(short_side)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # image files readers take as frames
+# `Life.counts` keys that mean pixels the life should have and cannot give: an image file listed but missing,
+# an image file that cannot be read, a video that cannot be read (skipped on request)
+LOSS_COUNTS = ("frames_missing", "frames_unreadable", "videos_skipped")
+
+
 @dataclass
 class ImageFiles:
     """A frame source backed by one image file per frame (JPEG/PNG), e.g. COLMAP or ScanNet `color/`."""

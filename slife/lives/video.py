@@ -4,7 +4,8 @@ Reads a video file (*.mp4, *.mov, *.mkv, *.avi, *.webm) or a folder of them (sor
 Timestamps are the real presentation timestamps (pts x time_base, seconds), read by demuxing packets
 without decoding; `frame_index` is the presentation order (0 = first frame shown). Each video is its own
 clock (there is no common clock between plain videos).
-Returns a `Life` whose sources are `VideoSource`s; `VideoSource.read` decodes only the asked frames
+Videos that cannot be read are all named in one error, or with the reader option `skip_unreadable` left out
+and counted (`videos_skipped`). Returns a `Life` whose sources are `VideoSource`s; `VideoSource.read` decodes only the asked frames
 (threaded, seeking to the keyframe before a wanted frame when that is ahead of the decoder) and can resize
 to a stored short side on the way out. Entry points: `detect`, `read`, `open_video` (used by the folder,
 EPIC-Fields and Aria readers). Sampling at an fps is `Life.sample`; pixels for pairs are taken by
@@ -246,24 +247,41 @@ def detect(path: Path) -> bool:
     return bool(list_videos(Path(path)))
 
 
-def read(path: Path) -> Life:
-    """Every video at `path` as one source each; t from pts (seconds), frame_index in presentation order."""
+def read(path: Path, skip_unreadable: bool = False) -> Life:
+    """Every video at `path` as one source each; t from pts (seconds), frame_index in presentation order.
+
+    Every video is probed before any error: the ones that cannot be read are all named (one warning each,
+    and together in the error). With `skip_unreadable` they are left out instead, counted
+    (`videos_skipped`) and listed in the life's warnings; an error still when none can be read.
+    """
     path = Path(path)
     videos = list_videos(path)
     if not videos:
         raise SlifeError(f"{path}: no video files (*{', *'.join(VIDEO_SUFFIXES)})")
     sources, src, fidx, ts = [], [], [], []
     names: set[str] = set()
-    for s, v in enumerate(videos):
-        name = v.stem if v.stem not in names else v.name
-        names.add(name)
-        vs = open_video(v, name=name)
+    bad: list[tuple[Path, str]] = []
+    for v in videos:
+        try:
+            vs = open_video(v, name=v.stem if v.stem not in names else v.name)
+        except SlifeError as e:
+            if len(videos) == 1:
+                raise
+            bad.append((v, str(e)))
+            log.warning("%s", e)
+            continue
+        names.add(vs.name)
+        src.append(np.full(len(vs), len(sources), np.int32))
         sources.append(vs)
-        src.append(np.full(len(vs), s, np.int32))
         fidx.append(np.arange(len(vs), dtype=np.int64))
         ts.append(vs.t)
-    counts: dict = {}
-    warnings = []
+    if bad and (not skip_unreadable or not sources):
+        listed = ", ".join(v.name for v, _ in bad)
+        fix = "; pass -O skip_unreadable=true to skip them" if sources else ""
+        raise SlifeError(f"{path}: {len(bad)} of {len(videos)} videos cannot be read: {listed} "
+                         f"(first: {bad[0][1]}){fix}")
+    counts: dict = {"videos_skipped": len(bad)} if bad else {}
+    warnings = [f"{v.name}: skipped, cannot be read ({why})" for v, why in bad]
     for vs in sources:
         for k, v in vs.dropped.items():
             counts[k] = counts.get(k, 0) + v

@@ -82,7 +82,7 @@ class MineConfig:
     temporal_per_frame: int = 2  # temporal partners drawn per frame (0: every frame in the gap window)
     j_min: float = 0.15  # spatial: smallest Jaccard of visible sets
     j_max: float = 0.75  # spatial: largest Jaccard (above: near-duplicate views)
-    per_frame: int = 5  # spatial: best partners kept per frame (0: keep all pairs in [j_min, j_max])
+    per_frame: int = 5  # spatial: partners kept per frame, its best inside [j_min, j_max] (0: all pairs in range)
     max_depth: float = 10.0  # visibility: farthest visible point in metres
     voxel: float = 0.2  # visibility: voxel size in metres for points / back-projected depth (0: raw points)
     zbuffer_cells: int = 32  # visibility: z-buffer grid cells across the image width (0: no occlusion test)
@@ -102,8 +102,9 @@ class MineConfig:
     num_nodes: int = 1  # machines sharing the job (run-time only)
     node_rank: int = 0  # this machine's rank in [0, num_nodes) (run-time only)
     overwrite: bool = False  # replace an output folder made with other settings (run-time only)
+    strict: bool = False  # any loss (a frame missing or unreadable, a video skipped, a pair not written) is an error (run-time only)
 
-    RUNTIME_FIELDS = ("workers", "num_nodes", "node_rank", "overwrite", "preview")
+    RUNTIME_FIELDS = ("workers", "num_nodes", "node_rank", "overwrite", "preview", "strict")
 
     def __post_init__(self):
         if not self.strategies:

@@ -144,10 +144,11 @@ def restrict(table: FrameTable, names) -> FrameTable:
     return FrameTable(sub, decode_order(sub), int(len(sub)))
 
 
-def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) -> tuple[np.ndarray, dict[int, tuple[int, str]]]:
+def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) \
+        -> tuple[np.ndarray, dict[int, tuple[int, str]], np.ndarray]:
     """What the earlier generations' pairs (the first `first_pair` rows of pairs.jsonl) hold, in the life's
-    indices (found by recording name and frame number): (N,) bool the frames they use, and for each such
-    frame one (pair index, view "src" | "tgt") where it is stored."""
+    indices (found by recording name and frame number): (N,) bool the frames they use, for each such frame
+    one (pair index, view "src" | "tgt") where it is stored, and (N,) bool the frames in a spatial pair."""
     import json
 
     from slife.pairmine.shardset import PAIRS_JSONL
@@ -155,6 +156,7 @@ def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) -> tuple[n
     life = table.life
     index = {(life.source_name(i), int(life.frame_index[i])): i for i in range(len(life))}
     used = np.zeros(len(life), bool)
+    spatial = np.zeros(len(life), bool)
     where: dict[int, tuple[int, str]] = {}
     try:
         with open(Path(out_dir) / PAIRS_JSONL) as f:
@@ -162,15 +164,18 @@ def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) -> tuple[n
                 if k >= first_pair:
                     break
                 r = json.loads(line)
+                is_spatial = "spatial" in str(r.get("strategy") or "").split("+")
                 for view, v, fr in (("src", r["video_a"], r["frame_a"]), ("tgt", r["video_b"], r["frame_b"])):
                     i = index.get((v, fr))
+                    if i is not None and is_spatial:
+                        spatial[i] = True
                     if i is not None and not used[i]:
                         used[i] = True
                         where[i] = (int(r["pair"]), view)
     except (OSError, ValueError, KeyError) as e:
-        log.warning("%s: cannot read the earlier generations' pairs (%s): their frames are decoded again",
-                    Path(out_dir) / PAIRS_JSONL, e)
-    return used, where
+        log.warning("%s: cannot read the earlier generations' pairs (%s): their frames are decoded again, and "
+                    "the set's spatial coverage counts only the new pairs", Path(out_dir) / PAIRS_JSONL, e)
+    return used, where, spatial
 
 
 def stored_locations(out_dir: Path, generations: list[dict], pairs_per_shard: int, where: dict[int, tuple[int, str]],

@@ -31,18 +31,28 @@ class FrameTable:
     def __len__(self) -> int:
         return len(self.life)
 
+    def frame_file(self, i: int) -> Path | None:
+        """The image file of frame i when its source is one file per frame (`ImageFiles`), else None."""
+        s = int(self.life.source[i])
+        fi = int(self.life.frame_index[i])
+        if 0 <= s < len(self.life.sources):
+            files = getattr(self.life.sources[s], "files", None)
+            if files is not None and 0 <= fi < len(files):
+                return Path(files[fi])
+        return None
+
     def frame_name(self, i: int) -> str:
         """A stable name for frame i: its image file name where there is one, else source/frame_index."""
         s = int(self.life.source[i])
         fi = int(self.life.frame_index[i])
         if 0 <= s < len(self.life.sources):
             src = self.life.sources[s]
-            files = getattr(src, "files", None)
-            if files is not None and 0 <= fi < len(files):
+            f = self.frame_file(i)
+            if f is not None:
                 try:
-                    rel = str(Path(files[fi]).relative_to(src.path))
+                    rel = str(f.relative_to(src.path))
                 except ValueError:
-                    rel = Path(files[fi]).name
+                    rel = f.name
                 return rel if len(self.life.sources) == 1 else f"{src.name}/{rel}"  # COLMAP-style image name
             return f"{src.name}/{fi:06d}"
         return f"frame/{fi:06d}"

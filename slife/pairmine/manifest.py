@@ -2,10 +2,12 @@
 
 Reads the sampled life (`FrameTable`) and the mined `PairTable`; returns the summary the manifest holds:
 pairs per strategy (as written, and found by each strategy), frames sampled / in the life / used / without
-pose, Jaccard and time-gap histograms overall and per strategy, and combine's counts (found, distinct,
-duplicates, quotas); for a set of several generations, `merge_summaries` adds theirs up. Entry points:
-`summarize(table, pairs)`, `merge_summaries`. The manifest file itself (its shard list and
-written counts gathered from the stats, reading it back, the integrity check) belongs to `shardset.py`.
+pose, Jaccard and time-gap histograms overall and per strategy, combine's counts (found, distinct,
+duplicates, quotas) and the spatial coverage (`spatial_coverage`: the posed frames with a spatial pair; for
+a new generation, its new frames'); for a set of several generations, `merge_summaries` adds theirs up.
+Entry points: `summarize(table, pairs)`, `spatial_coverage`, `merge_summaries`. The manifest file itself
+(its shard list, the written and lost counts gathered from the stats, the loss warning and `--strict`,
+reading it back, the one-line coverage and loss reports, the integrity check) belongs to `shardset.py`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ def histogram(values: np.ndarray, edges: list[float], open_end: bool = False) ->
     return {"edges": list(edges) + (["inf"] if open_end else []), "counts": c.astype(int).tolist()}
 
 
-def summarize(table, pairs) -> dict:
-    """Counts and histograms of a mined pair table (before writing)."""
+def summarize(table, pairs, new: np.ndarray | None = None) -> dict:
+    """Counts and histograms of a mined pair table (before writing); `new` (N,) bool marks the frames of a new
+    generation's recordings (its spatial coverage is theirs; None: generation 0, every frame)."""
     life = table.life
     labels = pairs.labels()
     per_label: dict[str, int] = {}
@@ -45,7 +48,7 @@ def summarize(table, pairs) -> dict:
         by_strategy[s] = {"pairs": int(sel.sum()),
                           "jaccard_hist": histogram(pairs.jaccard[sel], J_EDGES),
                           "dt_hist": histogram(dt[sel], DT_EDGES, open_end=True)}
-    return {
+    out = {
         "pairs": int(len(pairs)),
         "pairs_per_strategy": dict(sorted(per_label.items())),
         "found_by_strategy": {s: v["pairs"] for s, v in by_strategy.items()},
@@ -58,6 +61,29 @@ def summarize(table, pairs) -> dict:
         "by_strategy": by_strategy,
         "combine": pairs.counts,
     }
+    if "spatial" in pairs.strategies:
+        out["spatial_coverage"] = spatial_coverage(pairs, pv, among=new)
+    return out
+
+
+def spatial_coverage(pairs, pose_valid: np.ndarray, among: np.ndarray | None = None,
+                     before: np.ndarray | None = None) -> dict:
+    """How many posed frames have at least one spatial pair (after merging and quotas): {"posed_frames",
+    "with_spatial_pair", "share"} (share None without posed frames). `among` (N,) bool counts only those
+    frames (a new generation's: the record then says "new": true); `before` (N,) bool marks frames that
+    already have a spatial pair in earlier generations (the coverage of a whole grown set)."""
+    k = pairs.strategies.index("spatial")
+    sel = ((pairs.mask >> k) & 1).astype(bool)
+    paired = np.zeros(len(pose_valid), bool) if before is None else np.asarray(before, bool).copy()
+    paired[pairs.a[sel]] = True
+    paired[pairs.b[sel]] = True
+    counted = pose_valid if among is None else pose_valid & among
+    posed = int(counted.sum())
+    hit = int((paired & counted).sum())
+    out = {"posed_frames": posed, "with_spatial_pair": hit, "share": hit / posed if posed else None}
+    if among is not None:
+        out["new"] = True
+    return out
 
 
 def _add_counts(a: dict, b: dict) -> dict:
@@ -72,11 +98,12 @@ def merge_summaries(summaries: list[dict]) -> dict:
     """The summary of a set of several generations from theirs (oldest first): pairs, per-strategy counts and
     histograms summed; `frames_used` summed too (an upper bound: a frame used by two generations counts twice;
     the miner replaces it by the distinct count); frames sampled / in the life / without pose and visibility
-    as the newest generation saw the life; combine's counts only in each generation's own summary. One
-    summary is returned as it is."""
+    as the newest generation saw the life; combine's counts, and the spatial coverage (which cannot be added
+    up: the miner recounts it over all generations), only in each generation's own summary. One summary is
+    returned as it is."""
     if len(summaries) == 1:
         return dict(summaries[0])
-    out = {k: v for k, v in summaries[-1].items() if k not in ("combine", "frames_new")}
+    out = {k: v for k, v in summaries[-1].items() if k not in ("combine", "frames_new", "spatial_coverage")}
     for key in ("pairs", "frames_used"):
         out[key] = int(sum(s.get(key, 0) for s in summaries))
     for key in ("pairs_per_strategy", "found_by_strategy"):

@@ -4,6 +4,9 @@ Reads a life path (or an in-memory `Life`) and a `MineConfig`; writes into the o
 (the run's identity, checked on every re-run), `pairs.jsonl` + `pairs.txt` (the pair table, before any
 pixel is decoded), the shards of this node, `manifest.json` (when every shard is complete) and
 `preview.png`. Entry point: `mine(cfg, life_path, out_dir, ...)`, called by `slife.pairmine.run`.
+With `strict`, a life whose reader lost pixels (`lives.life.LOSS_COUNTS`) is refused before mining, and
+pairs lost in the writer stop the run before the manifest (`shardset.write_manifest`; in an append, the
+new generation's losses).
 
 Writing (`write_all`): one worker streams (`shards.write_shards`); `--workers N` runs two phases of
 N processes: phase 1 splits the frames the unfinished shards need, in decode order, into contiguous
@@ -52,7 +55,7 @@ from typing import Callable
 import numpy as np
 
 from slife.errors import SlifeError
-from slife.lives.life import Life
+from slife.lives.life import LOSS_COUNTS, Life
 from slife.pairmine import STRATEGIES, MineConfig
 from slife.pairmine.combine import PairTable, combine
 from slife.pairmine.ingest import FrameTable, ingest
@@ -60,7 +63,7 @@ from slife.io import atomic_write_json
 from slife.pairmine import generations as gen
 from slife.pairmine import shards as sh
 from slife.pairmine import shardset as ss
-from slife.pairmine.manifest import merge_summaries, summarize
+from slife.pairmine.manifest import merge_summaries, spatial_coverage, summarize
 from slife.pairmine.shards import write_shards
 from slife.pairmine.shardset import shard_complete, shard_name, stats_name
 from slife.pairmine.visibility import compute_visibility, jaccard_exact
@@ -474,6 +477,11 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     identity = {"life": src, "config": cfg.identity()}
     check_out_dir(out_dir, identity, cfg.overwrite)
     table = ingest(life_path, cfg.fps, cfg.reader, cfg.reader_options)
+    lost = {k: table.life.counts[k] for k in LOSS_COUNTS if table.life.counts.get(k)}
+    if cfg.strict and lost:
+        raise SlifeError(f"{table.life.root}: --strict: the life is incomplete ("
+                         + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in lost.items())
+                         + f"); `slife inspect {table.life.root}` names them")
     if not cfg.pairs_only and not table.life.has_pixels:
         raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
                          "pass --pairs-only to write pairs.jsonl and pairs.txt only")
@@ -504,12 +512,13 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over {what}); "
                          "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
-    used_before, where = gen.scan_old_pairs(out_dir, table, first_pair) if number else (None, {})
+    new = gen.new_frames(table, added) if number else None
+    used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair) if number else (None, {}, None)
     write_pair_table(out_dir, table, pairs)
-    summary = summarize(table, pairs)
+    summary = summarize(table, pairs, new=new)
     summary["visibility"] = plan.vis_counts
     if number:
-        summary["frames_new"] = int(gen.new_frames(table, added).sum())
+        summary["frames_new"] = int(new.sum())
     P = len(pairs)
     ids = [] if cfg.pairs_only else pairs.shard_ids(cfg.pairs_per_shard)
     n_shards = first_shard + len(ids)  # in the whole set
@@ -539,7 +548,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         stored = None
         if number:  # old frames the new pairs use: from the old tars, already encoded
             old_used = np.unique(np.concatenate([pairs.a, pairs.b]))
-            old_used = old_used[~gen.new_frames(table, added)[old_used]]
+            old_used = old_used[~new[old_used]]
             loc = gen.stored_locations(out_dir, gens, cfg.pairs_per_shard, where, old_used)
             stored = sh.StoredFrames(life, loc) if loc else None
             log.info("%s: %d of the %d old frames the new pairs use are taken from the old tars", out_dir, len(loc),
@@ -570,7 +579,10 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     if used_before is not None:  # distinct frames over all generations (merge_summaries can only add them up)
         used_before[pairs.a] = used_before[pairs.b] = True
         base["summary"]["frames_used"] = int(used_before.sum())
-    path = ss.write_manifest(out_dir, n_shards, base)
+        if "spatial_coverage" in summary:  # over the grown life, with the earlier generations' spatial pairs
+            pv = life.pose_valid if life.pose_valid is not None else np.zeros(len(life), bool)
+            base["summary"]["spatial_coverage"] = spatial_coverage(pairs, pv, before=spatial_before)
+    path = ss.write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
     if cfg.preview > 0 and P:

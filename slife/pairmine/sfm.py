@@ -22,6 +22,7 @@ from typing import Callable
 
 from slife.errors import SlifeError
 from slife.io import atomic_write_json
+from slife.lives.colmap import colmap_log
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ def write_frames(life, out_images: Path, max_side: int, progress: Callable[..., 
 def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
         progress: Callable[..., None] | None = None) -> Path:
     """Reconstruct the sampled frames of the life at `life_path` into `out_dir/sparse/0`; returns that folder."""
-    import pycolmap
-
     out_dir = Path(out_dir)
     model_dir = out_dir / "sparse" / "0"
     if model_dir.exists() and not cfg.overwrite:
@@ -87,12 +86,8 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
                              "pass --overwrite to redo it or choose another --out")
         log.warning("%s exists; reusing it (pass --overwrite to redo)", model_dir)
         return model_dir
-    old_level = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = 0 if log.isEnabledFor(logging.DEBUG) else 1  # COLMAP's INFO lines only with -v
-    try:
+    with colmap_log(log):  # COLMAP's log lines (its warnings included) only with -v
         return _reconstruct(cfg, life_path, out_dir, model_dir, progress)
-    finally:
-        pycolmap.logging.minloglevel = old_level
 
 
 def _reconstruct(cfg: SfmConfig, life_path, out_dir: Path, model_dir: Path, progress) -> Path:

@@ -11,18 +11,21 @@ One sample is one pair: `__key__` = `{life}_{pair_index:09d}`, `src.jpg` (refere
 source view, `K_b` of the target view, `cam_a`/`cam_b`), optional `src.depth.png`/`tgt.depth.png`.
 
 This module owns all of it, both ways: the names (`shard_name`, `stats_name`, `OUR_FILES`...), writing and
-reading the stats (`shard_stats`, `write_stats`, `read_stats`) and the manifest (`write_manifest`,
-`read_manifest`, `manifest_shards`: the tars a reader should read, with counts and sizes), the completeness
-and integrity checks (`shard_complete`, `inspect_shards`), the sample's members and json on the write side
-(`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read side (`REQUIRED`,
-`view_K` with its fallback to `K` for both views when `K_b` is absent, `is_augmented`), and the pair-table
-files (`write_pair_table`, `read_pair_table`).
+reading the stats (`shard_stats`, `write_stats`, `read_stats`) and the manifest (`write_manifest`, with the
+written and lost counts gathered from the stats: frames missing vs corrupt, the loss warning, `--strict`;
+`read_manifest`; `manifest_shards`: the tars a reader should read, with counts and sizes; `coverage_line`
+and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife inspect` print),
+the completeness and integrity checks (`shard_complete`, `inspect_shards`), the sample's members and json
+on the write side (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read side
+(`REQUIRED`, `view_K` with its fallback to `K` for both views when `K_b` is absent, `is_augmented`), and
+the pair-table files (`write_pair_table`, `read_pair_table`).
 
 Where it sits: in `pairmine`, the lowest layer that writes the format, so that the miner (pairmine), the
 training stream (`train/stream.py`), the evaluations (`eval`) and `slife inspect` (cli) all import it
 downward (lives <- pairmine <- train <- eval <- demo <- cli). It imports only the standard library,
-numpy-free helpers and `slife.io`, so reading a set pulls in no mining code. What goes into a manifest's
-summary (counts, histograms) is `manifest.py`'s job; decoding frames and writing tars in order is
+numpy-free helpers and `slife.io`, so reading a set pulls in no mining code (the miner hands
+`write_manifest` its `FrameTable` to name the lost frames). What goes into a manifest's summary (counts,
+histograms, the spatial coverage) is `manifest.py`'s job; decoding frames and writing tars in order is
 `shards.py`'s; decoding samples for training is `train/stream.py`'s.
 """
 
@@ -147,28 +150,69 @@ def read_manifest(folder: Path) -> dict | None:
         raise SlifeError(f"{p}: not readable JSON ({e})") from None
 
 
-def _written(summary: dict, stats: list[dict]) -> dict:
-    """`summary` with what the shards `stats` hold: pairs written (per strategy), dropped, frames corrupt."""
+LOSS_KEYS = ("frames_missing", "frames_corrupt", "first_missing", "first_corrupt")  # a summary's frame losses
+
+
+def _losses(failed: list[int], table, before: dict) -> dict:
+    """The frames that failed in the writer (sampled-life indices, from the stats' `frames_missing`), split into
+    `frames_missing` (the image file is not there) and `frames_corrupt` (the rest: pixels that do not decode),
+    each with its first one named. `table` is the `FrameTable` the indices refer to (`frame_file`,
+    `frame_name`); without it (an earlier generation's shards, mined from the life as it was then) the split
+    its summary `before` recorded is kept when it covers as many frames, else all count as corrupt."""
+    if table is not None:
+        absent = [i for i in failed if (f := table.frame_file(i)) is not None and not f.exists()]
+        corrupt = sorted(set(failed) - set(absent))
+        return {"frames_missing": len(absent), "frames_corrupt": len(corrupt),
+                "first_missing": str(table.frame_file(absent[0])) if absent else None,
+                "first_corrupt": table.frame_name(corrupt[0]) if corrupt else None}
+    if before.get("frames_missing", 0) + before.get("frames_corrupt", 0) == len(failed):
+        out = {k: before.get(k, None if k.startswith("first") else 0) for k in LOSS_KEYS}
+        if out["frames_corrupt"] and not out["first_corrupt"]:  # recorded before the first was named
+            out["first_corrupt"] = f"frame {failed[0]}"
+        return out
+    return {"frames_missing": 0, "frames_corrupt": len(failed), "first_missing": None,
+            "first_corrupt": f"frame {failed[0]}" if failed else None}
+
+
+def _written(summary: dict, stats: list[dict], table=None, losses: dict | None = None) -> dict:
+    """`summary` with what the shards `stats` hold: pairs written (per strategy) and dropped, frames missing and
+    corrupt (`_losses` with `table`, or `losses` when given), pairs without depth."""
     written: dict[str, int] = {}
-    frames_missing: set[int] = set()
+    failed: set[int] = set()
     for st in stats:
         for k, v in st["strategies"].items():
             written[k] = written.get(k, 0) + v
-        frames_missing.update(st.get("frames_missing", []))
+        failed.update(st.get("frames_missing", []))
     out = dict(summary)
     out["pairs_written"] = int(sum(st["samples"] for st in stats))
     out["written_per_strategy"] = dict(sorted(written.items()))
     out["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
-    out["frames_corrupt"] = len(frames_missing)
+    out.update(losses if losses is not None else _losses(sorted(failed), table, summary))
     out["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
     return out
 
 
-def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
+def _sum_losses(summaries: list[dict]) -> dict:
+    """The frame losses of a set of generations: their counts added, the first named by the oldest that has one."""
+    out: dict = {}
+    for k in LOSS_KEYS:
+        vals = [s.get(k) for s in summaries]
+        out[k] = int(sum(v or 0 for v in vals)) if k.startswith("frames") else next((v for v in vals if v), None)
+    return out
+
+
+def write_manifest(folder: Path, n_shards: int, base: dict, table=None, strict: bool = False) -> Path:
     """Gather the stats of shards 0..n_shards-1 into manifest.json (written last, atomically) over the fields
     of `base` (version, command, life, config, summary, generations ...); returns its path. Each generation
     record of `base["generations"]` gets its shards' written counts (`samples`, its summary's `pairs_written`
-    ...), and each shard entry its generation."""
+    ...), and each shard entry its generation.
+
+    Frames that failed in the writer are split into `frames_missing` (the image file is not there) and
+    `frames_corrupt` (the rest), each with its first one named, using `table` (the `FrameTable` the newest
+    generation, or a set without generations, was mined from; older generations keep the split they
+    recorded); the set's counts are the generations' added up. Pairs this run lost (the newest generation's)
+    give a warning (logged, and in the manifest's warnings), or with `strict` an error before the manifest is
+    written (the complete shards stay for a re-run)."""
     folder = Path(folder)
     stats = [read_stats(folder, s) for s in range(n_shards)]
     missing = [s for s, st in enumerate(stats) if st is None]
@@ -179,20 +223,61 @@ def write_manifest(folder: Path, n_shards: int, base: dict) -> Path:
     m["shards"] = [{"name": st["shard"], "samples": st["samples"], "bytes": st["bytes"], "sha256": st["sha256"],
                     "pairs": st["pairs"]} for st in stats]
     m["samples"] = int(sum(st["samples"] for st in stats))
-    m["summary"] = _written(m.get("summary", {}), stats)
+    newest = None
     if "generations" in m:
         gens = []
-        for g in m["generations"]:
+        for k, g in enumerate(m["generations"]):
             r = range(g["first_shard"], g["first_shard"] + g["shards"])
             for s in r:
                 m["shards"][s]["generation"] = g["generation"]
             g = dict(g, samples=int(sum(stats[s]["samples"] for s in r)))
-            g["summary"] = _written(g.get("summary", {}), [stats[s] for s in r])
+            g["summary"] = _written(g.get("summary", {}), [stats[s] for s in r],
+                                    table if k == len(m["generations"]) - 1 else None)
             gens.append(g)
         m["generations"] = gens
+        m["summary"] = _written(m.get("summary", {}), stats, losses=_sum_losses([g["summary"] for g in gens]))
+        newest = gens[-1] if gens else None
+    else:
+        m["summary"] = _written(m.get("summary", {}), stats, table)
+    lost = loss_line(newest["summary"] if newest else m["summary"])
+    if lost and newest and len(m["generations"]) > 1:
+        lost = f"generation {newest['generation']}: {lost}"
+    if lost and strict:
+        raise SlifeError(f"{folder}: --strict: {lost} (the written shards are kept; fix the input or run "
+                         "again without --strict to finish with these losses)")
+    if lost:
+        log.warning("%s", lost)
+        m["warnings"] = list(m.get("warnings", [])) + [lost]
     path = folder / MANIFEST
     atomic_write_json(path, m, indent=1)
     return path
+
+
+def coverage_line(summary: dict) -> str | None:
+    """'spatial coverage: 2990 of 3000 posed frames (99.7%) have a spatial pair' (a generation's: 'of its 300
+    new posed frames'), or None without spatial mining or without posed frames."""
+    c = summary.get("spatial_coverage")
+    if not c or not c["posed_frames"]:  # no spatial mining, or no posed frame (warned about when mining)
+        return None
+    share = "-" if c["share"] is None else f"{100 * c['share']:.1f}%"
+    of = f"its {c['posed_frames']} new" if c.get("new") else str(c["posed_frames"])
+    return f"spatial coverage: {c['with_spatial_pair']} of {of} posed frames ({share}) have a spatial pair"
+
+
+def loss_line(summary: dict) -> str | None:
+    """One line for the pairs that could not be written (frames whose image file is missing or whose pixels
+    do not decode), with the counts and the first of each; None when nothing was lost."""
+    dropped = summary.get("pairs_dropped_corrupt", 0)
+    if not dropped:
+        return None
+    total = summary.get("pairs", 0)
+    parts = []
+    for key, what in (("missing", "image file missing"), ("corrupt", "pixels that do not decode")):
+        n = summary.get(f"frames_{key}", 0)
+        if n:
+            parts.append(f"{n} {'frame' if n == 1 else 'frames'} with {what} (first: {summary.get(f'first_{key}')})")
+    share = f" ({100 * dropped / total:.1f}%)" if total else ""
+    return f"{dropped} of {total} pairs{share} were not written: " + "; ".join(parts)
 
 
 def generation_record(number: int, recordings: list[dict], first_pair: int, pairs: int, first_shard: int,
@@ -328,13 +413,18 @@ def inspect_shards(folder: Path | str) -> dict:
         "samples": total, "samples_per_strategy": dict(sorted(per_strategy.items())),
     }
     if man is not None:
+        summary = man.get("summary") or {}
         out.update({"life": man.get("life"), "config": man.get("config"), "command": man.get("command"),
-                    "slife_version": man.get("slife_version"), "summary": man.get("summary")})
+                    "slife_version": man.get("slife_version"), "summary": summary,
+                    "spatial_coverage": coverage_line(summary), "pairs_lost": loss_line(summary),
+                    "warnings": man.get("warnings", [])})
     if gens:
         out["generations"] = [{"generation": g["generation"], "added": g["added"],
                                "recordings": [r["name"] for r in g["recordings"]], "pairs": g["pairs"],
                                "samples": g.get("samples"),
-                               "shards": f"{shard_name(g['first_shard'])} .. {shard_name(g['first_shard'] + g['shards'] - 1)}"}
+                               "shards": f"{shard_name(g['first_shard'])} .. {shard_name(g['first_shard'] + g['shards'] - 1)}",
+                               "spatial_coverage": coverage_line(g.get("summary") or {}),
+                               "pairs_lost": loss_line(g.get("summary") or {})}
                               for g in gens]
     return out
 

@@ -18,9 +18,20 @@ How it scales (never an all-pairs loop; 10^5-10^6 frames):
    bits of each value (b-bit MinHash: unequal values collide with probability 1/256, which the estimate
    corrects for): one byte compare per hash, the matches added eight at a time as 64-bit words. Candidates more than 3 standard
    deviations outside [j_min, j_max] (or with set sizes that cannot reach j_min) are dropped.
-4. With `per_frame` > 0 the permutations are streamed two at a time and each frame keeps only its
-   2 x per_frame best-estimated candidates so far (memory linear in frames). The running set is one int64
-   key per (frame, score, partner), so keeping the best is a single sort and a rank within each frame.
+4. With `per_frame` > 0 the permutations are streamed two at a time and each frame keeps only 3 x per_frame
+   candidates so far (memory linear in frames), in two kinds of slots, each ranked by the number of
+   matching signature bytes through a fixed table (`slot_orders`):
+   - 2 x per_frame "sure" slots: the highest expected Jaccard *inside* [j_min, j_max] given the matches
+     (binomial likelihood of the matches, flat prior on J). A near-duplicate whose estimate lies at or
+     above j_max is likely outside the range and ranks low, so in a dense place (every frame seeing the
+     same room, hundreds of near-duplicates above j_max) the slots hold partners that survive the range
+     filter (earlier, 2 x per_frame slots by estimate alone filled with them: on one room walked for 3000
+     frames, 46% of the frames got per_frame partners; now all do, bench/pairmine.md).
+   - per_frame "top" slots for candidates estimated above that optimum: in range by estimate first,
+     highest first, then the rest by distance to the range, so the partners nearest j_max (the
+     highest-overlap views the range allows) are still counted exactly.
+   The running set is one int64 key per (frame, slot kind, rank, partner), so keeping the best is a single
+   sort and a rank within each (frame, kind).
 5. The exact Jaccard is counted for the survivors (`visibility.intersection_counts`: restricted sparse
    products), pairs outside [j_min, j_max] are dropped, and each frame keeps its `per_frame`
    highest-Jaccard partners (as source view).
@@ -184,38 +195,77 @@ def _screen(cand: np.ndarray, low: np.ndarray, sizes: np.ndarray, cfg):
     return a[keep], b[keep], cnt[keep]
 
 
-class _BestPartners:
-    """Each frame's T best-estimated partners so far, as sorted int64 keys (frame | k - count | shuffled partner).
+def slot_orders(k: int, j_min: float, j_max: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Preference ranks (rank 0 = kept first) of an equal-byte count c in 0..k for the two kinds of slots.
 
-    Sorting the keys orders rows by frame, then by estimate (best first), then by a fixed random permutation
-    of the partners (the tie-break, so that equal estimates do not favour early frames); a repeated pair
-    has the same key (its estimate does not depend on where it was found), so duplicates are adjacent.
+    Returns (sure (k+1,) int64, top (k+1,) int64, peak): `sure` orders c by the expected Jaccard inside
+    [j_min, j_max] given c (c ~ Binomial(k, J + (1 - J) / 256), flat prior on J, on a 0.0005 grid); `top`
+    puts estimates inside the range first (highest first), then the others by their distance to the range;
+    `peak` is the count with the highest expected in-range Jaccard (top slots take counts above it).
+    """
+    from math import lgamma
+
+    c = np.arange(k + 1)
+    est = _estimate(c, k)  # (k+1,)
+    grid = (np.arange(2000) + 0.5) / 2000  # (G,) Jaccard values, midpoints of a 0.0005 grid (never 0 or 1)
+    p = grid + (1.0 - grid) * _COLLIDE  # (G,) chance that one signature byte matches, in (0, 1)
+    log_choose = np.array([lgamma(k + 1) - lgamma(x + 1) - lgamma(k - x + 1) for x in range(k + 1)])
+    log_like = log_choose[:, None] + c[:, None] * np.log(p) + (k - c)[:, None] * np.log1p(-p)  # (k+1, G)
+    like = np.exp(log_like - log_like.max(axis=1, keepdims=True))  # (k+1, G) binomial likelihood, scaled per c
+    inside = np.where((grid >= j_min) & (grid <= j_max), grid, 0.0)
+    expected = (like * inside).sum(1) / like.sum(1)  # (k+1,) E[J 1{J in range} | c]
+    outside = np.maximum(est - j_max, j_min - est)  # <= 0 inside the range
+    top_key = np.where(outside <= 0, -est, 2.0 + outside)
+
+    def ranks(key):
+        r = np.empty(k + 1, np.int64)
+        r[np.argsort(key, kind="stable")] = np.arange(k + 1)
+        return r
+
+    return ranks(-expected), ranks(top_key), int(np.argmax(expected))
+
+
+class _BestPartners:
+    """Each frame's best candidates so far in two kinds of slots (see the module docstring, step 4), as sorted
+    int64 keys: frame | kind (0 sure, 1 top) | rank of the match count in that kind's order | shuffled partner.
+
+    Sorting the keys orders rows by frame and kind, then by preference, then by a fixed random permutation of
+    the partners (the tie-break, so that equal counts do not favour early frames); a repeated pair has the
+    same key (its count does not depend on where it was found), so duplicates are adjacent. A frame keeps
+    its `sure` best keys of kind 0 and `top` best of kind 1; a pair may sit in both (counted exactly once).
     """
 
-    def __init__(self, n: int, k: int, T: int, rng: np.random.Generator):
+    def __init__(self, n: int, k: int, sure: int, top: int, j_min: float, j_max: float, rng: np.random.Generator):
         self.bits = max(1, int(n - 1).bit_length())
         self.qbits = int(k).bit_length()
-        if 2 * self.bits + self.qbits > 63:
+        if 2 * self.bits + self.qbits + 1 > 63:
             raise SlifeError(f"spatial: {n} frames with {k} hashes do not fit the 64-bit pair keys")
-        self.k, self.T = k, T
+        self.sure_rank, self.top_rank, self.peak = slot_orders(k, j_min, j_max)
+        self.limit = np.array([sure, top], np.int64)  # slots per frame of kind 0, 1
+        self.kind_shift = self.bits + self.qbits  # keys >> kind_shift = frame << 1 | kind
+        self.frame_shift = self.kind_shift + 1
         self.shuffle = rng.permutation(n).astype(np.int64)  # (N,) partner -> tie-break rank
         self.unshuffle = np.argsort(self.shuffle)
         self.keys = np.zeros(0, np.int64)
 
+    def _keys(self, a: np.ndarray, b: np.ndarray, kind: int, q: np.ndarray) -> list[np.ndarray]:
+        tag = (np.int64(kind) << self.kind_shift) | (q << self.bits)
+        return [(a << self.frame_shift) | tag | self.shuffle[b], (b << self.frame_shift) | tag | self.shuffle[a]]
+
     def add(self, a: np.ndarray, b: np.ndarray, cnt: np.ndarray) -> None:
-        q = (self.k - cnt).astype(np.int64)
-        sh = self.bits + self.qbits
-        new = np.concatenate([(a << sh) | (q << self.bits) | self.shuffle[b],
-                              (b << sh) | (q << self.bits) | self.shuffle[a]])
-        keys = np.sort(np.concatenate([self.keys, new]))
+        new = self._keys(a, b, 0, self.sure_rank[cnt])
+        hi = cnt > self.peak  # only these can rank above the sure order's choice in the top order
+        if hi.any():
+            new += self._keys(a[hi], b[hi], 1, self.top_rank[cnt[hi]])
+        keys = np.sort(np.concatenate([self.keys, *new]))
         keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
-        src = keys >> sh
-        first = np.r_[True, src[1:] != src[:-1]]
-        rank = np.arange(len(src)) - np.flatnonzero(first)[np.cumsum(first) - 1]
-        self.keys = keys[rank < self.T]
+        grp = keys >> self.kind_shift  # frame << 1 | kind
+        first = np.r_[True, grp[1:] != grp[:-1]]
+        rank = np.arange(len(grp)) - np.flatnonzero(first)[np.cumsum(first) - 1]
+        self.keys = keys[rank < self.limit[grp & 1]]
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        src = self.keys >> (self.bits + self.qbits)
+        src = self.keys >> self.frame_shift
         dst = self.unshuffle[self.keys & ((1 << self.bits) - 1)]
         return src, dst
 
@@ -244,13 +294,13 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
         n_cand = len(cand)
         a, b, _ = _screen(cand, low, sizes, cfg)
     else:
-        # stream over groups of permutations, keeping each frame's 2 x per_frame best-estimated candidates:
+        # stream over groups of permutations, keeping each frame's 3 x per_frame best candidates (step 4):
         # memory O(frames x (per_frame + group x window)), whatever the number of permutations. Workers find
         # and screen the candidates of the next groups while this thread merges the previous one.
         group = 2
         starts = list(range(0, cfg.lsh_hashes, group))
         seeds = rng.integers(2**63, size=len(starts))
-        best = _BestPartners(n, cfg.lsh_hashes, 2 * cfg.per_frame, rng)
+        best = _BestPartners(n, cfg.lsh_hashes, 2 * cfg.per_frame, cfg.per_frame, cfg.j_min, cfg.j_max, rng)
 
         def screened(i: int):
             g0 = starts[i]

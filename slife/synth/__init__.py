@@ -56,6 +56,7 @@ class SynthConfig:
     days: int = 2  # days of a `life` (each starts at the same entrance; later days revisit places)
     fov_deg: float = 90.0  # horizontal field of view of the pinhole camera (degrees)
     texture_size: int = 256  # texels per side of each baked texture (power of two)
+    photos: bool = False  # also texture walls, floors and prints with photographs (scikit-image's bundled samples)
     points: int = 100_000  # surface samples written to points.ply (0: none)
     shadows: bool = True  # soft shadows and ambient occlusion (baked once per scene at mesh vertices)
     depth: bool = True  # write depth/{i:06d}.png
@@ -185,7 +186,7 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         stale.unlink()  # recordings appended to the life this replaces
     rate = frame_rate(cfg.fps)
     cam = cfg.camera()
-    scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size)
+    scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos)
     pts, t, T, day = _poses(cfg, scene, rate)
     n = len(t)
     summary = {"frames": n}
@@ -306,7 +307,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     have = int(meta.get("appended_days", 0))
     n_old = int(meta["frames"])
     rate = frame_rate(cfg.fps)
-    scene = build_scene(cfg.scene, cfg.seed, cfg.texture_size)
+    scene = build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos)
     pts, t, T, day = _poses(cfg, scene, rate, days=cfg.days + have + days)
     try:
         with np.load(out / "poses.npz", allow_pickle=False) as z:

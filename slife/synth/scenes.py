@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slife.synth.textures import TEXTURE_KINDS, make_texture, mip_levels
+from slife.synth.textures import PHOTO_KINDS, TEXTURE_KINDS, make_texture, mip_levels
 
 MIP_LEVELS = 4  # texture pyramid depth used by the renderer
 GRID_RES = 0.1  # metres per free-space cell
@@ -431,8 +431,9 @@ def scene_seed(name: str, seed: int) -> int:
     return (zlib.crc32(name.encode()) * 1_000_003 + int(seed)) % (2**63)
 
 
-def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
-    """Build scene `name` (a key of SCENES) deterministically from `seed`."""
+def build_scene(name: str, seed: int = 0, texture_size: int = 256, photos: bool = False) -> Scene:
+    """Build scene `name` (a key of SCENES) deterministically from `seed`; `photos` also draws walls, floors,
+    prints and posters from photographic textures (`textures.PHOTO_KINDS`)."""
     if name not in SCENES:
         raise ValueError(f"unknown scene {name!r}; known: {', '.join(SCENES)}")
     rec = SCENES[name]
@@ -442,17 +443,22 @@ def build_scene(name: str, seed: int = 0, texture_size: int = 256) -> Scene:
     room = (0.0, 0.0, Lx, Ly)
 
     # materials: a few per role, drawn from the recipe's kinds
+    # with photos, walls are photographed surfaces or murals, most floors photographed surfaces
+    walls = ("photo_surface", "photo") if photos else rec.wall_kinds
+    floors = rec.floor_kinds + ("photo_surface",) * 2 * len(rec.floor_kinds) if photos else rec.floor_kinds
+    prints = ["text", "poster"] + (["photo"] * 4 if photos else [])
     mats = {
-        "wall": [b.material(str(rng.choice(rec.wall_kinds)), (1.5, 3.0)) for _ in range(3)],
-        "floor": [b.material(str(rng.choice(rec.floor_kinds)), (1.5, 3.0))],
+        "wall": [b.material(str(rng.choice(walls)), (1.5, 3.0)) for _ in range(3)],
+        "floor": [b.material(str(rng.choice(floors)), (1.5, 3.0))],
         "ceiling": [b.material("noise", (2.0, 4.0))],
         "wood": [b.material("wood", (0.8, 1.6)) for _ in range(3)],
         "dark": [b.material(str(rng.choice(["noise", "spots"])), (0.3, 0.8)) for _ in range(2)],
         "fabric": [b.material(str(rng.choice(["plaid", "spots", "checker"])), (0.5, 1.2)) for _ in range(3)],
-        "print": [b.material(str(rng.choice(["text", "poster"])), (0.3, 0.6)) for _ in range(6)],
+        "print": [b.material(str(rng.choice(prints)), (0.3, 0.6)) for _ in range(6)],
         "leaf": [b.material("spots", (0.2, 0.5))],
     }
-    mats["any"] = [b.material(str(rng.choice(list(TEXTURE_KINDS))), (0.3, 1.0)) for _ in range(6)]
+    anys = list(TEXTURE_KINDS) + (list(PHOTO_KINDS) * 2 if photos else [])
+    mats["any"] = [b.material(str(rng.choice(anys)), (0.3, 1.0)) for _ in range(6)]
 
     # room shell: walls differ from each other
     wm = [_pick(rng, mats, "wall") for _ in range(4)]

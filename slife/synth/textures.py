@@ -1,10 +1,11 @@
 """Procedural surface textures for synthetic scenes: tileable RGB images baked once per scene.
 
-Reads nothing; writes nothing. `make_texture(kind, size, rng) -> (size, size, 3) float32` in [0, 1]
+Reads nothing but scikit-image's bundled sample photographs (for `PHOTO_KINDS`); writes nothing. `make_texture(kind, size, rng) -> (size, size, 3) float32` in [0, 1]
 (most kinds tile seamlessly: periodic value noise and integer pattern counts per tile), `mip_levels`
 turns one into a pyramid, and `TEXTURE_KINDS` lists the kinds (noise, checker, brick, wood, tiles,
 text-like marks, plaid, spots, poster), each drawn with random colours so that no two surfaces
-look alike. How a texture is mapped onto a face (UV from world coordinates) is left to `scenes.py`;
+look alike. `PHOTO_KINDS` adds photographs: scikit-image's bundled sample photos as pictures, and its
+gray surface photos (brick, grass, gravel) tinted and mirrored into tileable wall and floor textures. How a texture is mapped onto a face (UV from world coordinates) is left to `scenes.py`;
 sampling at render time is in `render.py`.
 """
 
@@ -223,11 +224,84 @@ TEXTURE_KINDS = {
 }
 
 
+# Photographs scikit-image ships in its wheel (skimage/data; nothing is downloaded): pictures for prints and
+# posters, and gray surface photographs (brick, grass, gravel) tinted for walls and floors.
+PHOTO_PICTURES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "coins.png", "camera.png", "moon.png",
+                  "page.png", "text.png", "cell.png", "clock_motion.png")
+PHOTO_SURFACES = ("brick.png", "grass.png", "gravel.png")
+
+
+def _photo(name: str) -> np.ndarray:
+    """A scikit-image sample photograph (H, W, 3) float32 in [0, 1] (gray ones repeated over channels)."""
+    return _photo_cached(name).copy()
+
+
+def _photo_cached(name: str, _cache: dict = {}) -> np.ndarray:  # noqa: B006 (a per-process cache)
+    if name not in _cache:
+        import importlib.resources
+
+        from PIL import Image
+
+        try:
+            path = importlib.resources.files("skimage.data") / name
+            with importlib.resources.as_file(path) as f, Image.open(f) as im:
+                a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        except (ModuleNotFoundError, FileNotFoundError, OSError) as e:
+            from slife.errors import SlifeError
+
+            raise SlifeError(f"photographic textures need scikit-image's sample images ({name}: {e}); "
+                             "pip install scikit-image") from None
+        _cache[name] = a
+    return _cache[name]
+
+
+def _crop_resize(img: np.ndarray, size: int, rng: np.random.Generator, share=(0.5, 1.0)) -> np.ndarray:
+    """A random square crop of `share` of the shorter side, resized to (size, size, 3)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    c = int(min(h, w) * rng.uniform(*share))
+    y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+    crop = (img[y:y + c, x:x + c] * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+
+
+def _photo_tex(size, rng):
+    """A photograph (not tileable, like a poster); gray ones get a random duotone."""
+    name = PHOTO_PICTURES[int(rng.integers(len(PHOTO_PICTURES)))]
+    img = _crop_resize(_photo(name), size, rng)
+    if np.allclose(img[..., 0], img[..., 1]) and np.allclose(img[..., 1], img[..., 2]):
+        img = _mix(random_color(rng, val=(0.0, 0.35)), random_color(rng, val=(0.7, 1.0)), img[..., 0])
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    return img
+
+
+def _photo_surface_tex(size, rng):
+    """A gray surface photograph (brick, grass, gravel) tinted between two colours, mirrored to tile seamlessly."""
+    name = PHOTO_SURFACES[int(rng.integers(len(PHOTO_SURFACES)))]
+    g = _crop_resize(_photo(name), size // 2, rng, share=(0.3, 0.7))[..., 0]  # (S/2, S/2)
+    g = np.concatenate([g, g[:, ::-1]], axis=1)
+    g = np.concatenate([g, g[::-1]], axis=0)  # (S, S): mirrored 2x2, so the tile's edges match
+    g = (g - g.min()) / max(float(g.max() - g.min()), 1e-6)
+    return _mix(random_color(rng), random_color(rng), g)
+
+
+# photographic kinds (opt-in: `build_scene(..., photos=True)`), kept apart from TEXTURE_KINDS so that scenes
+# built without photographs draw exactly what they drew before
+PHOTO_KINDS = {
+    "photo": _photo_tex,  # a photograph mapped once per face (prints, posters)
+    "photo_surface": _photo_surface_tex,  # a tinted surface photograph, tileable (walls, floors)
+}
+
+
 def make_texture(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A texture of `kind` (S, S, 3) float32 in [0, 1] with fine grain added so no patch is flat."""
-    if kind not in TEXTURE_KINDS:
-        raise ValueError(f"unknown texture kind {kind!r}; known: {sorted(TEXTURE_KINDS)}")
-    img = np.asarray(TEXTURE_KINDS[kind](size, rng), dtype=np.float32)
+    gen = TEXTURE_KINDS.get(kind) or PHOTO_KINDS.get(kind)
+    if gen is None:
+        raise ValueError(f"unknown texture kind {kind!r}; known: {sorted(TEXTURE_KINDS) + sorted(PHOTO_KINDS)}")
+    img = np.asarray(gen(size, rng), dtype=np.float32)
     grain = periodic_noise(size, max(4, size // 4), rng) - 0.5  # (S, S) fine grain
     img = img * (1.0 + 0.2 * grain[..., None])
     return np.clip(img, 0.0, 1.0).astype(np.float32)

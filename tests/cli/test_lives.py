@@ -43,7 +43,7 @@ def test_inspect_shard_folder(tmp_path):
     r = CliRunner().invoke(app, ["inspect", "--json", str(d)])
     assert r.exit_code in (0, 1), r.output
     s = json.loads(r.stdout)
-    assert isinstance(s, dict) and s  # the summary of slife.pairmine.manifest.inspect_shards
+    assert isinstance(s, dict) and s  # the summary of slife.pairmine.shardset.inspect_shards
     (d / "manifest.json").unlink()  # a killed run: shards and mine.json, no manifest yet
     (d / "mine.json").write_text("{}")
     r = CliRunner().invoke(app, ["inspect", "--json", str(d)])
@@ -86,3 +86,22 @@ def test_inspect_reader_options(tmp_path):
     assert r.exit_code == 2 and "takes no option speed" in r.output and "upright" in r.output
     r = CliRunner().invoke(app, ["inspect", "-O", "upright", str(tmp_path / "A")])
     assert r.exit_code == 2 and "KEY=VALUE" in r.output
+
+
+def test_inspect_and_mine_a_folder_of_image_frames(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((24, 32, 3), 20 * i, np.uint8)).save(d / f"{i:06d}.jpg")
+    r = CliRunner().invoke(app, ["inspect", str(d)])
+    assert r.exit_code == 2 and "-O fps=N" in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(app, ["inspect", str(d), "-O", "fps=4", "--json"])
+    s = json.loads(r.stdout)
+    assert s["format"] == "frames" and s["frames"] == 12 and s["fps"] == 4.0
+    r = CliRunner().invoke(app, ["mine-pairs", str(d), "-O", "fps=4", "-s", "temporal", "--fps", "0",
+                                 "--min-gap", "0.5", "--max-gap", "1", "--short-side", "16", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    man = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert man["life"]["format"] == "frames" and man["samples"] > 0

@@ -73,3 +73,86 @@ def test_mine_pairs_cli_appends_a_generation_to_a_grown_life(tmp_path, tiny_life
     res = CliRunner().invoke(app, ["inspect", str(tmp_path / "s"), "--json"])
     assert res.exit_code == 0 and [g["recordings"] for g in json.loads(res.output)["generations"]] == \
         [["video"], ["video-001"]]
+
+
+def _colmap_project(tmp_path, n=12):
+    """A COLMAP text model of n posed frames with its images in <project>/images/cam/."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "lives"))
+    from lives_scene import make_scene
+    from test_colmap import write_colmap_txt
+
+    proj = tmp_path / "proj"
+    write_colmap_txt(proj / "sparse" / "0", make_scene(n=n))
+    return proj
+
+
+def test_mine_pairs_colmap_missing_images_named_warned_strict(tmp_path):
+    proj = _colmap_project(tmp_path)
+    gone = [0, 3, 5, 7, 9]  # the first image too: the images folder is still found by the others
+    for i in gone:
+        (proj / "images" / "cam" / f"{i:04d}.png").unlink()
+    base = ["mine-pairs", str(proj), "-s", "spatial", "--fps", "0", "--short-side", "16"]
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "has poses but no video" not in res.output
+    man = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    s = man["summary"]
+    assert (s["frames_missing"], s["frames_corrupt"]) == (5, 0)
+    assert s["first_missing"] == str(proj / "images" / "cam" / "0000.png")
+    assert man["life"]["reader_counts"] == {"frames_missing": 5}
+    assert any("5 of 12 images of the model are missing" in w and "cam/0000.png" in w for w in man["warnings"])
+    lost = f"{s['pairs_dropped_corrupt']} of {s['pairs']} pairs"
+    assert s["pairs_dropped_corrupt"] > 0 and "5 missing, 0 corrupt" in res.output
+    assert f"warning: {lost}" in res.output and "were not written: 5 frames with image file missing" in res.output
+    cov = s["spatial_coverage"]
+    assert cov["posed_frames"] == 12 and 0 < cov["with_spatial_pair"] <= 12
+    assert f"spatial coverage: {cov['with_spatial_pair']} of 12 posed frames" in res.output
+    # inspect on the shard set says it too
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "s")])
+    assert res.exit_code == 0 and f"warning: {lost}" in res.output and "spatial coverage" in res.output
+    # --strict: any loss is an error, in one line, before anything is written
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "strict"), "--strict"])
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error")]
+    assert res.exit_code == 2 and len(lines) == 1 and "--strict" in lines[0] and "frames missing: 5" in lines[0]
+    assert not (tmp_path / "strict").exists()
+
+
+def test_mine_pairs_images_dir_must_exist(tmp_path):
+    proj = _colmap_project(tmp_path, n=4)
+    res = CliRunner().invoke(app, ["mine-pairs", str(proj), "-s", "spatial", "--fps", "0", "-O",
+                                   f"images_dir={tmp_path / 'nope'}", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2 and f"error: {tmp_path / 'nope'}: no such folder" in res.output
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(app, ["inspect", str(proj), "-O", f"images_dir={tmp_path / 'empty'}"])
+    assert res.exit_code == 2 and "holds none of the model's 4 images" in res.output
+
+
+def test_mine_pairs_unreadable_videos_listed_skipped_counted(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "lives"))
+    from lives_scene import make_scene, write_video
+
+    sc = make_scene(n=12)
+    write_video(tmp_path / "v" / "good.mp4", [sc.image(i) for i in range(12)])
+    for name in ("bad1.mp4", "bad2.mov"):
+        (tmp_path / "v" / name).write_bytes(b"not a video" * 50)
+    base = ["mine-pairs", str(tmp_path / "v"), "-s", "temporal", "--fps", "0", "--min-gap", "0.1",
+            "--max-gap", "0.5", "--short-side", "16"]
+    res = CliRunner().invoke(app, base + ["--out", str(tmp_path / "a")])
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error")]
+    assert res.exit_code == 2 and len(errors) == 1
+    assert "2 of 3 videos cannot be read: bad1.mp4, bad2.mov" in errors[0] and "skip_unreadable=true" in errors[0]
+    res = CliRunner().invoke(app, base + ["-O", "skip_unreadable=true", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["life"]["reader_counts"] == {"videos_skipped": 2} and man["samples"] > 0
+    assert [w.split(":")[0] for w in man["warnings"]] == ["bad1.mp4", "bad2.mov"]
+    assert "warning: bad1.mp4: skipped, cannot be read" in res.output
+    res = CliRunner().invoke(app, base + ["-O", "skip_unreadable=true", "--strict", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "--strict" in res.output and "videos skipped: 2" in res.output
+    assert "skip_unreadable=true" in CliRunner().invoke(app, ["mine-pairs", "--help"]).output

@@ -6,10 +6,11 @@ import torch
 
 from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
                                   summarize_model, topk_sets)
-from slife.eval.cas import accuracy, cas_report, cluster_order, linear_cka, mutual_knn, pair_score, score_matrix
+from slife.eval.cas import (accuracy, calibrated_score, cas_report, cluster_order, linear_cka, mutual_knn, pair_score,
+                            score_matrix)
 from slife.eval.groundtruth import displaced_mask
 
-from .synthetic import GRID, SHIFTS, identity_model, pairs, true_idx, truth_model
+from .synthetic import GRID, SHIFTS, AttentionStandIn, identity_model, pairs, true_idx, truth_model
 
 N = GRID[0] * GRID[1]
 
@@ -182,3 +183,26 @@ def test_untrained_controls_are_not_a_training_runs_initial_weights():
     assert not torch.equal(control.state_dict()[w], start.state_dict()[w])
     (_, again), = untrained_models(kw, [0])
     assert torch.equal(control.state_dict()[w], again.state_dict()[w])  # still seeded: the same control each time
+
+
+def test_cas_beyond_position_removes_the_shortcut_by_construction():
+    """The same-position predictor scores exactly 0 against any model; an identity-attention model scores 0
+    against it; two models attending to the true match score 1 on displaced patches."""
+    ti = true_idx()
+    disp = displaced_mask(ti, GRID)
+    rng = np.random.default_rng(0)
+    noisy = AttentionStandIn([torch.from_numpy(rng.normal(size=(N, N))).float() for _ in SHIFTS])
+    for k in (1, 5, 10):
+        truth, ident = _summ(truth_model(), k, "truth"), _summ(identity_model(), k, "identity")
+        rand = _summ(noisy, k, "random")
+        sp = same_position_summary(GRID, k, len(SHIFTS))
+        for other in (truth, ident, rand, sp):
+            assert calibrated_score(sp.topk[:, -1], other.topk[:, -1]) == 0.0
+            assert calibrated_score(other.topk[:, -1], sp.topk[:, -1], disp) == 0.0
+        assert calibrated_score(ident.topk[:, -1], sp.topk[:, -1]) == 0.0
+        assert calibrated_score(truth.topk[:, -1], _summ(truth_model(), k, "truth2").topk[:, -1], disp) == 1.0
+        # the plain CAS on displaced patches keeps the shortcut: identity agrees with same-position completely
+        assert pair_score(ident.topk[:, -1], sp.topk[:, -1], disp) == 1.0
+        rep = cas_report([truth, ident, sp], ti)
+        assert rep["calibrated"]["matrix"][1][2] == 0.0 and rep["ground_truth"]["calibrated_displaced"][0][2] == 0.0
+        assert rep["pair_table"][0]["cas_calibrated"] == calibrated_score(truth.topk[:, -1], ident.topk[:, -1])

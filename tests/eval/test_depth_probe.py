@@ -160,3 +160,38 @@ def test_life_reader_on_a_synthetic_life(tiny_life, tmp_path):
     assert {x.name for x in tr}.isdisjoint({x.name for x in te})
     with pytest.raises(SlifeError, match="depth/"):
         life.describe(tmp_path)
+
+
+def test_life_reader_place_disjoint_layout(tiny_life, tmp_path):
+    """train/ and test/ folders of lives: every frame of the train lives trains, every frame of the test lives tests."""
+    from slife.eval.datasets import life
+
+    for split, names in (("train", ("a", "b")), ("test", ("c",))):
+        (tmp_path / split).mkdir()
+        for nm in names:
+            (tmp_path / split / nm).symlink_to(tiny_life, target_is_directory=True)
+    d = life.describe(tmp_path)
+    one = life.describe(tiny_life)
+    n = one["train"] + one["test"]
+    assert d["split"] == "places" and one["split"] == "time"
+    assert (d["train"], d["test"]) == (2 * n, n)
+    assert life.detect(tmp_path) and len(list(life.iterate(tmp_path, "train", limit=3))) == 3
+    assert len(list(life.iterate(tmp_path, "test"))) == n
+    (tmp_path / "test" / "c").unlink()
+    with pytest.raises(SlifeError, match="test: no life folders"):
+        life.describe(tmp_path)
+
+
+def test_depth_oracle_reaches_aligned_absrel_below_005(tiny_life, tmp_path):
+    """The positive control: the same readout on the true log-depth (fixed random projection) learns depth,
+    so a probe that cannot separate two encoders is not failing for want of a readout that can learn."""
+    from slife.eval.depth_probe import ProbeConfig, run
+
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    cfg = ProbeConfig(dataset="life", data_root=tiny_life, frame_step=1, epochs=60, batch_size=8, lr=3e-3,
+                      control_oracle=True)
+    rep = json.loads(run(cfg, [ck], tmp_path / "out").read_text())
+    orc = rep["control_oracle"]
+    assert orc["metrics_aligned"]["abs_rel"] <= 0.05, orc["metrics_aligned"]
+    assert orc["metrics_aligned"]["abs_rel"] < rep["metrics_aligned"]["abs_rel"]  # the (random) encoder's tokens
+    assert len(orc["train_loss"]) == 60 and orc["metrics"]["images"] == rep["num_test"]

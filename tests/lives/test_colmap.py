@@ -91,7 +91,18 @@ def test_colmap_txt_and_bin(tmp_path):
 def test_colmap_unregistered_and_bad(tmp_path):
     sc = make_scene(n=5)
     m = tmp_path / "m" / "sparse" / "0"
-    write_colmap_txt(m, sc, skip_image=2)
+    write_colmap_txt(m, sc, skip_image=2)  # image 2 is on disk but not in the model (SfM did not register it)
+    life = read_life(m)
+    assert len(life) == 5 and life.pose_valid.tolist() == [True, True, False, True, True]
+    assert life.counts == {"poses_missing": 1} and life.frame_tracks(2).size == 0 and life.camera(2) is not None
+    np.testing.assert_allclose(life.t, np.arange(5) / 30.0)  # kept in its place, for temporal pairs
+    from slife.pairmine import MineConfig
+    from slife.pairmine.temporal import find_pair_arrays
+
+    a, b, _ = find_pair_arrays(life, MineConfig(min_gap=0.01, max_gap=0.04, temporal_per_frame=0),
+                               np.random.default_rng(0))
+    assert {(1, 2), (2, 3)} <= set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
+    (m.parent.parent / "images" / "cam" / "0002.png").unlink()
     life = read_life(m)
     assert len(life) == 4 and life.pose_valid.all()
     np.testing.assert_allclose(life.t, np.array([0, 1, 3, 4]) / 30.0)  # frame numbers in the names keep the gap
@@ -121,3 +132,23 @@ def test_real_colmap_model_with_rigs_and_frames():
     assert np.median(np.linalg.norm(uv - obs, axis=1)) < 1.0
     img = dict(life.iter_frames([3], short_side=240))[3]
     assert img.shape == (240, 320, 3)
+
+
+def test_colmap_log_only_with_verbose():
+    """COLMAP logs through glog straight to stderr: its lines (warnings too) show only when slife logs debug."""
+    import subprocess
+    import sys
+
+    script = ("import logging, pycolmap\n"
+              "from slife.lives.colmap import colmap_log\n"
+              "log = logging.getLogger('slife.test')\n"
+              "logging.getLogger('slife').setLevel(logging.DEBUG if sys.argv[1] == 'v' else logging.INFO)\n"
+              "with colmap_log(log):\n"
+              "    pycolmap.logging.warning('probe-warning')\n"
+              "    pycolmap.logging.error('probe-error')\n"
+              "pycolmap.logging.warning('probe-after')\n")
+    runs = {v: subprocess.run([sys.executable, "-c", "import sys\n" + script, v], capture_output=True, text=True)
+            for v in ("default", "v")}
+    assert "probe-warning" not in runs["default"].stderr and "probe-error" in runs["default"].stderr
+    assert "probe-warning" in runs["v"].stderr
+    assert "probe-after" in runs["default"].stderr  # the level is given back afterwards

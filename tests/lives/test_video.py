@@ -58,12 +58,14 @@ def test_real_videos():
     if not d.is_dir():
         pytest.skip("shared data videos/ absent")
     life = read_life(d)
-    assert [s.name for s in life.sources] == ["bikes", "carphone_pristine"]
-    bikes = life.sources[0]
+    names = [s.name for s in life.sources]
+    assert names == sorted(names) and {"bikes", "carphone_pristine"} <= set(names)  # more clips may be added
+    b = names.index("bikes")
+    bikes = life.sources[b]
     assert len(bikes) == 250 and bikes.fps == 25
     np.testing.assert_allclose(bikes.t, np.arange(250) / 25.0, atol=1e-9)
-    assert len(life.sources[1]) == 120
-    ids = np.flatnonzero(life.source == 0)[[10, 200]]
+    assert len(life.sources[names.index("carphone_pristine")]) == 120
+    ids = np.flatnonzero(life.source == b)[[10, 200]]
     got = dict(life.iter_frames(ids))
     assert got[ids[0]].shape == (272, 640, 3)
 
@@ -79,6 +81,29 @@ def test_bad_videos(tmp_path):
         read_life(empty)
     with pytest.raises(SlifeError, match="no such file"):
         read_life(tmp_path / "missing.mp4")
+
+
+def test_every_unreadable_video_named_in_one_run_or_skipped(tmp_path):
+    sc = make_scene(n=6)
+    for name in ("a.mp4", "c.mp4"):
+        write_video(tmp_path / name, [sc.image(i) for i in range(6)])
+    (tmp_path / "b.mp4").write_bytes(b"\x00\x01garbage" * 100)
+    (tmp_path / "d.mov").write_bytes(b"")
+    (tmp_path / "e.mkv").write_bytes((tmp_path / "a.mp4").read_bytes()[:200])
+    with pytest.raises(SlifeError, match=r"3 of 5 videos cannot be read: b.mp4, d.mov, e.mkv \(first: .*b.mp4: .*"
+                                         r"pass -O skip_unreadable=true to skip them"):
+        read_life(tmp_path)
+    life = read_life(tmp_path, skip_unreadable="true")  # as the command line gives it
+    assert [s.name for s in life.sources] == ["a", "c"] and len(life) == 12
+    assert life.counts == {"videos_skipped": 3}
+    assert [w.split(":")[0] for w in life.warnings] == ["b.mp4", "d.mov", "e.mkv"]
+    assert all("skipped, cannot be read" in w for w in life.warnings)
+    np.testing.assert_array_equal(life.source, np.repeat([0, 1], 6))
+    for name in ("a.mp4", "c.mp4"):
+        (tmp_path / name).unlink()
+    with pytest.raises(SlifeError, match=r"3 of 3 videos cannot be read: b.mp4, d.mov, e.mkv") as e:
+        read_life(tmp_path, skip_unreadable=True)  # nothing left to skip to
+    assert "skip_unreadable" not in str(e.value)
 
 
 def test_truncated_video(tmp_path):

@@ -65,3 +65,23 @@ def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
     with pytest.raises(SlifeError, match="other settings.*fps"):
         run(SfmConfig(fps=2, max_side=160, overlap=5, num_threads=1), video_life, tmp_path / "sfm")
     assert json.loads((tmp_path / "sfm" / "sfm.json").read_text())["registered"] == rec.pose_valid.sum()
+
+
+def test_sfm_real_clip_keeps_colmap_warnings_for_verbose(tmp_path):
+    """On a real handheld clip COLMAP's bundle adjustment logs solver warnings; at default verbosity they stay
+    out of the output (the README: COLMAP's log only with -v), slife's own summary stays."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parents[2] / "../shared/data/videos/pillow.mp4"
+    if not clip.is_file():
+        pytest.skip("shared data videos/pillow.mp4 absent")
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "pillow.mp4").symlink_to(clip.resolve())
+    r = subprocess.run([sys.executable, "-m", "slife", "sfm", str(tmp_path / "v"), "--out", str(tmp_path / "sfm"),
+                        "--fps", "2", "--max-side", "320"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not [ln for ln in r.stderr.splitlines() if re.match(r"[IWE]\d{8} ", ln)], r.stderr
+    assert "frames registered" in r.stderr

@@ -87,8 +87,34 @@ def test_corrupt_frames_skipped_and_counted(tmp_path, proc_images, small_cfg, wo
     (imgs / "day2" / "000010.png").unlink()
     man = json.loads(pm.run(small_cfg(strategies=("temporal",), workers=workers), life, tmp_path / "out").read_text())
     s = man["summary"]
-    assert s["frames_corrupt"] == 2 and s["pairs_dropped_corrupt"] > 0
-    assert man["samples"] == s["pairs"] - s["pairs_dropped_corrupt"]
+    assert s["frames_corrupt"] == 1 and s["first_corrupt"] == "day1/000004.png"  # named as what it is
+    assert s["frames_missing"] == 1 and s["first_missing"] == str(imgs / "day2" / "000010.png")
+    assert s["pairs_dropped_corrupt"] > 0 and man["samples"] == s["pairs"] - s["pairs_dropped_corrupt"]
+    lost = [w for w in man["warnings"] if "were not written" in w]
+    assert lost == [f"{s['pairs_dropped_corrupt']} of {s['pairs']} pairs "
+                    f"({100 * s['pairs_dropped_corrupt'] / s['pairs']:.1f}%) were not written: 1 frame with image file "
+                    f"missing (first: {imgs / 'day2' / '000010.png'}); 1 frame with pixels that do not decode "
+                    "(first: day1/000004.png)"]
+
+
+def test_strict_makes_lost_pairs_an_error_and_keeps_the_shards(tmp_path, proc_images, small_cfg):
+    import shutil
+    from slife.errors import SlifeError
+    from slife.pairmine.procedural import make_life
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(proc_images, imgs)
+    life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=imgs)
+    (imgs / "day0" / "000007.png").write_bytes(b"not a png")
+    cfg = small_cfg(strategies=("temporal",), strict=True)
+    with pytest.raises(SlifeError, match=r"--strict: \d+ of \d+ pairs .* were not written: 1 frame with pixels "
+                                         r"that do not decode \(first: day0/000007.png\)"):
+        pm.run(cfg, life, tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.json").exists() and list((tmp_path / "out").glob("pairs-*.tar"))
+    from dataclasses import replace
+
+    man = json.loads(pm.run(replace(cfg, strict=False), life, tmp_path / "out").read_text())  # strict: run-time only
+    assert man["summary"]["frames_corrupt"] == 1
 
 
 WRITER = slow_writer_script(0.03)

@@ -15,8 +15,14 @@ def test_manifest_and_inspect(tmp_path, proc_life, small_cfg):
     assert sum(s["pairs_per_strategy"].values()) == s["pairs"] == man["samples"]
     assert sum(s["jaccard_hist"]["counts"]) > 0 and sum(s["dt_hist"]["counts"]) == s["pairs"]
     assert s["by_strategy"]["spatial"]["jaccard_hist"]["counts"][:1] == [0]  # spatial J >= 0.15
+    cov = s["spatial_coverage"]  # posed frames with a spatial pair, recounted from the pair table
+    rows = [json.loads(ln) for ln in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    paired = {r[k] for r in rows if "spatial" in r["strategy"].split("+") for k in ("a", "b")}
+    assert cov == {"posed_frames": 90, "with_spatial_pair": len(paired), "share": len(paired) / 90}
     r = inspect_shards(tmp_path)
     assert r["ok"], r["problems"]
+    assert r["spatial_coverage"] == f"spatial coverage: {len(paired)} of 90 posed frames ({100 * len(paired) / 90:.1f}%) " \
+                                   "have a spatial pair" and r["pairs_lost"] is None
     assert r["samples"] == man["samples"] and r["shards"] == len(man["shards"])
     assert r["samples_per_strategy"] == s["written_per_strategy"]
     # preview sheet exists and is an image

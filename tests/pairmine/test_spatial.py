@@ -71,6 +71,34 @@ def test_per_frame_keeps_the_best_partners(big):
     assert got_sum >= 0.97 * best_sum  # approximate top-3 (MinHash ranking), close to the exact one
 
 
+def test_dense_room_every_frame_gets_per_frame_partners_in_range():
+    """One room walked for 3000 frames: every frame has hundreds of partners in [j_min, j_max] and ~15
+    near-duplicates above j_max. Each frame still gets min(per_frame, available) partners in range (checked
+    against an exact all-pairs count), and near the best ones: the slots are not spent on near-duplicates."""
+    life = make_life(3000, rooms=(1, 1), videos=1, seed=0, density=10)
+    cfg = MineConfig(voxel=0.3)  # default per_frame 5, J in [0.15, 0.75]
+    vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells)
+    V = vis.V.astype(np.float32)
+    inter = (V @ V.T).toarray()  # (N, N) exact intersections
+    s = vis.sizes.astype(np.float64)
+    J = inter / np.maximum(s[:, None] + s[None, :] - inter, 1)
+    np.fill_diagonal(J, 0)
+    avail = ((J >= cfg.j_min) & (J <= cfg.j_max)).sum(1)  # (N,) partners in range per frame
+    assert (J > cfg.j_max).sum(1).mean() > 2 * cfg.per_frame  # the dense case: more near-duplicates than slots
+    has = avail > 0
+    assert has.all()
+    a, b, Jp = find_pair_arrays(life, cfg, np.random.default_rng(0), vis)
+    assert ((Jp >= cfg.j_min) & (Jp <= cfg.j_max)).all()
+    partners = np.zeros(len(life), np.int64)
+    for x, y in set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist())):
+        partners[x] += 1
+        partners[y] += 1
+    assert (partners[has] >= np.minimum(cfg.per_frame, avail[has])).mean() >= 0.99
+    best = -np.sort(-np.where((J >= cfg.j_min) & (J <= cfg.j_max), J, 0), axis=1)[:, :cfg.per_frame].sum(1)
+    got = np.bincount(a, weights=Jp, minlength=len(life))
+    assert got.sum() >= 0.9 * best.sum()  # Jaccard summed over each frame's partners, against its exact best
+
+
 def test_generator_interface(proc_life):
     pairs = list(find_pairs(proc_life, MineConfig(voxel=0.3), np.random.default_rng(0)))
     assert pairs and all(p.strategy == "spatial" and 0.15 <= p.jaccard <= 0.75 for p in pairs)

@@ -38,3 +38,11 @@ def test_room_normals_face_inwards():
 def test_unknown_scene():
     with pytest.raises(ValueError):
         build_scene("moon", 0, 16)
+
+
+def test_photos_texture_walls_and_prints_and_leave_default_scenes_alone():
+    plain, again = build_scene("kitchen", 0, 16), build_scene("kitchen", 0, 16, photos=False)
+    photo = build_scene("kitchen", 0, 16, photos=True)
+    assert plain.material_kinds == again.material_kinds and not {"photo", "photo_surface"} & set(plain.material_kinds)
+    assert {"photo", "photo_surface"} & set(photo.material_kinds)
+    assert np.array_equal(plain.vertices, photo.vertices)  # same rooms and furniture, other surfaces

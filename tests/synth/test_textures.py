@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from slife.synth.textures import TEXTURE_KINDS, fbm, make_texture, mip_levels, periodic_noise
+from slife.synth.textures import PHOTO_KINDS, TEXTURE_KINDS, fbm, make_texture, mip_levels, periodic_noise
 
 
-@pytest.mark.parametrize("kind", list(TEXTURE_KINDS))
+@pytest.mark.parametrize("kind", list(TEXTURE_KINDS) + list(PHOTO_KINDS))
 def test_texture_is_rich(kind):
     img = make_texture(kind, 64, np.random.default_rng(0))
     assert img.shape == (64, 64, 3) and img.dtype == np.float32
@@ -30,3 +30,11 @@ def test_mip_levels_average():
     lv = mip_levels(img, 4)
     assert [a.shape[0] for a in lv] == [32, 16, 8, 4]
     assert np.allclose(lv[3].mean((0, 1)), img.mean((0, 1)), atol=1e-5)
+
+
+def test_photo_surface_tiles_seamlessly():
+    """A tinted surface photograph is mirrored 2x2: its opposite edges are equal, so walls show no seam."""
+    img = make_texture("photo_surface", 64, np.random.default_rng(3))
+    grain_free = PHOTO_KINDS["photo_surface"](64, np.random.default_rng(3))
+    assert np.allclose(grain_free[:, 0], grain_free[:, -1]) and np.allclose(grain_free[0], grain_free[-1])
+    assert img.shape == (64, 64, 3)

@@ -1,8 +1,14 @@
-"""Reader of a slife life folder with depth maps as a depth benchmark (e.g. a synthetic life from `slife synth`).
+"""Reader of slife life folders with depth maps as a depth benchmark (e.g. synthetic lives from `slife synth`).
 
-Reads any life `slife.lives.read_life` recognises whose frames have depth (`depth/{i:06d}.png`, uint16 mm,
-0 = invalid); every `frame_step`-th frame with depth is used; the first (1 - test_share) of them (in life
-order) are "train", the rest "test", so the two splits are apart in time. Returns `DepthSample`s.
+Two layouts:
+- a place-disjoint benchmark: a folder with `train/` and `test/`, each holding one or more life folders
+  (e.g. `slife synth --kind views` of different scenes): every `frame_step`-th frame with depth of the
+  lives under `train/` is "train", of those under `test/` "test", so test views show places no training
+  view shows (what `slife demo` builds);
+- one life folder: the first (1 - test_share) of its frames (in life order) are "train", the rest "test",
+  so the two splits are apart in time only (they may show the same places).
+A life is anything `slife.lives.read_life` recognises whose frames have depth (`depth/{i:06d}.png`, uint16
+mm, 0 = invalid). Returns `DepthSample`s named `{life}/{frame}`.
 Entry points: `detect`, `describe`, `iterate`. Reading lives is `slife.lives`' job.
 """
 
@@ -18,41 +24,62 @@ from slife.eval.datasets import DepthSample
 
 
 def detect(root: Path) -> bool:
-    return (Path(root) / "depth").is_dir()
+    root = Path(root)
+    return (root / "depth").is_dir() or ((root / "train").is_dir() and (root / "test").is_dir())
 
 
-def _frames(root: Path, frame_step: int, test_share: float):
+def _life_frames(root: Path, frame_step: int):
     from slife.lives import read_life
 
-    root = Path(root)
     if not (root / "depth").is_dir():
         raise SlifeError(f"{root}: no depth/ folder (expected a life folder with depth/{{i:06d}}.png, uint16 mm)")
     life = read_life(root)
     if life.depth_paths is None:
         raise SlifeError(f"{root}: the life has no depth maps (expected depth/{{i:06d}}.png)")
-    ids = np.array([i for i, p in enumerate(life.depth_paths) if p is not None], dtype=np.int64)[::frame_step]
+    return life, np.array([i for i, p in enumerate(life.depth_paths) if p is not None], dtype=np.int64)[::frame_step]
+
+
+def _split_lives(root: Path, split: str) -> list[Path]:
+    lives = sorted(p for p in (root / split).iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not lives:
+        raise SlifeError(f"{root / split}: no life folders (expected one folder per place, each with depth/)")
+    return lives
+
+
+def _frames(root: Path, frame_step: int, test_share: float) -> dict:
+    """split -> [(life, frame ids)]."""
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "test").is_dir() and not (root / "depth").is_dir():
+        return {sp: [_life_frames(p, frame_step) for p in _split_lives(root, sp)] for sp in ("train", "test")}
+    life, ids = _life_frames(root, frame_step)
     if len(ids) < 2:
         raise SlifeError(f"{root}: {len(ids)} frames with depth; need at least 2 (one train, one test)")
     n_test = max(1, int(round(len(ids) * test_share)))
-    return life, {"train": ids[:-n_test], "test": ids[-n_test:]}
+    return {"train": [(life, ids[:-n_test])], "test": [(life, ids[-n_test:])]}
 
 
 def describe(root: Path, frame_step: int = 1, test_share: float = 0.2, **_) -> dict:
-    life, sp = _frames(root, frame_step, test_share)
-    return {"format": "life", "root": str(root), "life": life.name, "frame_step": frame_step,
-            "test_share": test_share, "train": int(len(sp["train"])), "test": int(len(sp["test"]))}
+    sp = _frames(root, frame_step, test_share)
+    split = "places" if len(sp["train"]) > 1 or sp["train"][0][0] is not sp["test"][0][0] else "time"
+    return {"format": "life", "root": str(root), "split": split,
+            "lives": {k: [life.name for life, _ in v] for k, v in sp.items()}, "frame_step": frame_step,
+            "test_share": test_share if split == "time" else None,
+            "train": int(sum(len(ids) for _, ids in sp["train"])), "test": int(sum(len(ids) for _, ids in sp["test"]))}
 
 
 def iterate(root: Path, split: str, limit: int = 0, frame_step: int = 1, test_share: float = 0.2,
             **_) -> Iterator[DepthSample]:
-    life, sp = _frames(root, frame_step, test_share)
-    ids = sp[split][:limit] if limit else sp[split]
-    for i, rgb in life.iter_frames(ids):
-        depth = life.read_depth(i)
-        if depth is None:
-            continue
-        if depth.shape != rgb.shape[:2]:
-            from PIL import Image
+    n = 0
+    for life, ids in _frames(root, frame_step, test_share)[split]:
+        for i, rgb in life.iter_frames(ids):
+            if limit and n >= limit:
+                return
+            depth = life.read_depth(i)
+            if depth is None:
+                continue
+            if depth.shape != rgb.shape[:2]:
+                from PIL import Image
 
-            depth = np.asarray(Image.fromarray(depth).resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST))
-        yield DepthSample(str(int(i)), np.asarray(rgb, dtype=np.uint8), depth.astype(np.float32))
+                depth = np.asarray(Image.fromarray(depth).resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST))
+            n += 1
+            yield DepthSample(f"{life.name}/{int(i)}", np.asarray(rgb, dtype=np.uint8), depth.astype(np.float32))
