@@ -255,3 +255,58 @@ def test_nodes_then_merge_append_like_one_node(tmp_path, proc_grown, small_cfg):
     man = json.loads(pm.run(replace(cfg, num_nodes=2), after, tmp_path / "nodes", merge=True).read_text())
     assert _sha(tmp_path / "nodes") == _sha(tmp_path / "one") and man["shards"] == one["shards"]
     assert [g["run"] for g in man["generations"]] == [g["run"] for g in one["generations"]]
+
+
+def test_an_append_counts_its_losses_and_coverage_and_strict_stops_it(tmp_path, proc_images, small_cfg):
+    """Generations with dataloss's counts: each generation's summary splits its own lost frames into missing and
+    corrupt (the old one keeps what it recorded), the set adds them up; coverage is the new frames' per
+    generation and the grown life's for the set; --strict stops an append that loses pairs, the old manifest
+    standing."""
+    from slife.pairmine.procedural import make_life
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(proc_images, imgs)
+    after = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=imgs)
+    before = restrict(FrameTable(after, decode_order(after), len(after)), ["day0", "day1"]).life
+    (imgs / "day0" / "000004.png").write_bytes(b"not a png")
+    cfg = small_cfg(strategies=("spatial", "temporal"))
+    out = tmp_path / "s"
+    g0 = json.loads(pm.run(cfg, before, out).read_text())["generations"][0]["summary"]
+    assert (g0["frames_missing"], g0["frames_corrupt"], g0["first_corrupt"]) == (0, 1, "day0/000004.png")
+    (imgs / "day2" / "000010.png").unlink()  # a frame of the new day is gone
+    with pytest.raises(SlifeError, match=r"--strict: generation 1: \d+ of \d+ pairs .* were not written: 1 frame with "
+                                         r"image file missing \(first: .*day2/000010.png\)"):
+        pm.run(replace(cfg, strict=True), after, out)
+    assert len(json.loads((out / "manifest.json").read_text())["generations"]) == 1  # the old manifest stands
+    man = json.loads(pm.run(cfg, after, out).read_text())  # without --strict: finished, with the losses said
+    s, (h0, h1) = man["summary"], [g["summary"] for g in man["generations"]]
+    assert {k: h0[k] for k in ("frames_missing", "frames_corrupt", "first_corrupt")} == \
+        {k: g0[k] for k in ("frames_missing", "frames_corrupt", "first_corrupt")}
+    assert h1["frames_missing"] == 1 and h1["first_missing"] == str(imgs / "day2" / "000010.png")
+    for k in ("frames_missing", "frames_corrupt", "pairs_dropped_corrupt"):
+        assert s[k] == h0[k] + h1[k]
+    assert s["first_missing"] == h1["first_missing"] and s["first_corrupt"] == "day0/000004.png"
+    assert man["samples"] == s["pairs"] - s["pairs_dropped_corrupt"]
+    assert [w for w in man["warnings"] if "were not written" in w] == [
+        f"generation 1: {h1['pairs_dropped_corrupt']} of {h1['pairs']} pairs "
+        f"({100 * h1['pairs_dropped_corrupt'] / h1['pairs']:.1f}%) were not written: "
+        + "; ".join([f"1 frame with image file missing (first: {imgs / 'day2' / '000010.png'})"]
+                    + ([f"{h1['frames_corrupt']} frame with pixels that do not decode (first: day0/000004.png)"]
+                       if h1["frames_corrupt"] else []))]
+    # coverage, recounted from the pair table by (recording, frame): the new day's in generation 1, all in the set
+    rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    spatial = [r for r in rows if "spatial" in r["strategy"].split("+")]
+    paired = {(r[f"video_{v}"], r[f"frame_{v}"]) for r in spatial for v in "ab"}
+    new_paired = {(r[f"video_{v}"], r[f"frame_{v}"]) for r in spatial if r["pair"] >= man["generations"][1]["first_pair"]
+                  for v in "ab"} & {("day2", int(f)) for f in after.frame_index[after.source == 2]}
+    n_new = int((after.source == 2).sum())
+    assert s["spatial_coverage"] == {"posed_frames": 90, "with_spatial_pair": len(paired), "share": len(paired) / 90}
+    assert h1["spatial_coverage"] == {"posed_frames": n_new, "with_spatial_pair": len(new_paired),
+                                      "share": len(new_paired) / n_new, "new": True}
+    assert len(paired) > h0["spatial_coverage"]["with_spatial_pair"] and len(new_paired) > 0
+    r = inspect_shards(out)
+    assert r["ok"] and r["pairs_lost"].startswith(f"{s['pairs_dropped_corrupt']} of {s['pairs']} pairs")
+    assert r["spatial_coverage"].startswith(f"spatial coverage: {len(paired)} of 90 posed frames")
+    assert r["generations"][1]["spatial_coverage"].startswith(f"spatial coverage: {len(new_paired)} of its {n_new} "
+                                                              "new posed frames")
+    assert "1 frame with image file missing" in r["generations"][1]["pairs_lost"]
