@@ -368,9 +368,16 @@ def _train_one(tc, shards: str, out_dir: str, progress=None) -> str:
 
 
 def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path, task) -> tuple[float, float]:
-    """(training pairs/s of ONE model while `side_by_side` run at once, fixed seconds per run), from short runs."""
+    """(training pairs/s of ONE model while `side_by_side` run at once, fixed seconds per run), from short runs.
+
+    The result is kept in `tmp/calibration.json`, so a demo interrupted while training resumes its runs with the
+    same step count (and so the same learning-rate schedule) instead of measuring again."""
     import csv
 
+    saved = tmp / "calibration.json"
+    if saved.exists():
+        c = json.loads(saved.read_text())
+        return float(c["pairs_per_s"]), float(c["overhead_s"])
     steps = 8
     jobs = [(f"calibrate-{i}", _train_one, (_train_config(cfg, plan, steps, 900 + i, warmup_steps=1, save_every=1000,
                                                           keep_every=0, preview_every=0, log_every=1, resume="never"),
@@ -384,7 +391,12 @@ def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path, task) -> tu
         pps = float(np.median(r)) if r else steps * plan.batch_size / seconds
         rates.append(pps)
         overheads.append(max(0.0, seconds - steps * plan.batch_size / pps))
-    return float(np.median(rates)), float(np.median(overheads))
+    pps, overhead = float(np.median(rates)), float(np.median(overheads))
+    from slife.io import atomic_write_json
+
+    atomic_write_json(saved, {"pairs_per_s": pps, "overhead_s": overhead, "side_by_side": cfg.side_by_side,
+                              "steps": steps}, indent=None)
+    return pps, overhead
 
 
 def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> dict:

@@ -2,7 +2,8 @@
 
 Reads: the model (unwrapped CroCoNet), a batch's `src`/`tgt` (B,3,S,S) ImageNet-normalised.
 Writes: a PNG, one row per pair: source | masked target | prediction (visible patches from the target,
-masked ones predicted; de-normalised per patch when the loss uses normalised pixels) | target.
+masked ones predicted; de-normalised per patch when the loss uses normalised pixels) | target, under a
+strip that names the columns.
 Entry point: `write_preview(model, src, tgt, path, norm_pix_loss)`. When to call it is `loop.py`'s job.
 """
 
@@ -38,6 +39,20 @@ def reconstruct(model, src: torch.Tensor, tgt: torch.Tensor, norm_pix_loss: bool
     return model.unpatchify(masked), model.unpatchify(pred)
 
 
+def _with_column_labels(im: Image.Image, labels: tuple[str, ...]) -> Image.Image:
+    """`im` with a white strip on top naming its equally wide columns."""
+    from PIL import ImageDraw
+
+    h = 14
+    out = Image.new("RGB", (im.width, im.height + h), "white")
+    out.paste(im, (0, h))
+    draw = ImageDraw.Draw(out)
+    w = im.width / len(labels)
+    for i, text in enumerate(labels):
+        draw.text((i * w + 3, 1), text, fill="black")
+    return out
+
+
 def write_preview(model, src: torch.Tensor, tgt: torch.Tensor, path: Path, norm_pix_loss: bool = True,
                   rows: int = 4, scale: int = 2) -> Path:
     """Write the preview PNG (atomically) for the first `rows` pairs; returns `path`."""
@@ -49,6 +64,7 @@ def write_preview(model, src: torch.Tensor, tgt: torch.Tensor, path: Path, norm_
     im = Image.fromarray(arr)
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    im = _with_column_labels(im, ("source", "masked target", "prediction", "target"))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

@@ -311,3 +311,23 @@ def test_resume_is_exact_after_failed_decodes(tmp_path):
     _same_weights(ref, run(cfg, str(f), tmp_path / "cut"))
     bad = [json.loads((d / "train.json").read_text())["bad_samples"] for d in (tmp_path / "ref", tmp_path / "cut")]
     assert bad[0] == bad[1] and bad[0]["bad_sample"] >= 2
+
+
+def test_preview_names_its_columns(tmp_path):
+    """The reconstruction preview carries a label strip over its four columns (source | masked target |
+    prediction | target)."""
+    import numpy as np
+    from PIL import Image
+
+    from slife.train.model import CROCO_PRESETS, CroCoNet
+    from slife.train.preview import write_preview
+
+    torch.manual_seed(0)
+    m = CroCoNet(**CROCO_PRESETS["tiny"])
+    p = write_preview(m, torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64), tmp_path / "p.png", scale=1)
+    im = np.asarray(Image.open(p).convert("L"))
+    assert im.shape == (2 * 64 + 14, 4 * 64)
+    strip = im[:14]
+    assert (strip == 255).mean() > 0.7 and (strip < 128).any()  # white with dark text
+    for c in range(4):  # some text in every column's label
+        assert (strip[:, c * 64:(c + 1) * 64] < 128).any()
