@@ -22,13 +22,14 @@ def make_video(path: Path, seconds: float, fps: int = 30, size=(1280, 720), gop:
     """A moving textured scene (panning random texture + moving blocks), H.264 yuv420p, B-frames on."""
     import av
 
+    from slife.io import atomic_file
+
     rng = np.random.default_rng(0)
     W, H = size
     tex = rng.integers(0, 256, (H // 4 + 64, W // 4 + 64 * 4, 3), dtype=np.uint8)
     tex = np.repeat(np.repeat(tex, 4, axis=0), 4, axis=1)  # (H+256, W+1024, 3) blocky texture
-    tmp = path.with_suffix(".tmp.mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(tmp), "w") as c:
+    with atomic_file(path, keep_suffix=True) as tmp, av.open(str(tmp), "w") as c:
         st = c.add_stream("libx264", rate=fps)
         st.width, st.height, st.pix_fmt = W, H, "yuv420p"
         st.options = {"preset": "veryfast", "crf": "23", "g": str(gop), "bf": "2"}
@@ -44,7 +45,6 @@ def make_video(path: Path, seconds: float, fps: int = 30, size=(1280, 720), gop:
                 c.mux(p)
         for p in st.encode():
             c.mux(p)
-    tmp.replace(path)
 
 
 def bare_pyav(path: Path, t0: float, t1: float, size: tuple[int, int] | None = None,

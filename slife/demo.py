@@ -145,9 +145,9 @@ class _Stages:
 
     def finish(self, name: str, result: dict, seconds: float) -> dict:
         self.data["stages"][name] = {"result": result, "seconds": round(seconds, 2)}
-        from slife.pairmine.shards import atomic_write_bytes
+        from slife.io import atomic_write_json
 
-        atomic_write_bytes(self.path, json.dumps(self.data, indent=2).encode())
+        atomic_write_json(self.path, self.data, indent=2)
         return result
 
 
@@ -393,10 +393,10 @@ def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path, task) -> tu
         rates.append(pps)
         overheads.append(max(0.0, seconds - steps * plan.batch_size / pps))
     pps, overhead = float(np.median(rates)), float(np.median(overheads))
-    from slife.pairmine.shards import atomic_write_bytes
+    from slife.io import atomic_write_json
 
-    atomic_write_bytes(saved, json.dumps({"pairs_per_s": pps, "overhead_s": overhead, "side_by_side": cfg.side_by_side,
-                                          "steps": steps}).encode())
+    atomic_write_json(saved, {"pairs_per_s": pps, "overhead_s": overhead, "side_by_side": cfg.side_by_side,
+                              "steps": steps}, indent=None)
     return pps, overhead
 
 
@@ -437,15 +437,19 @@ def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
     root = out / "eval" / "homographies" / "v_synthetic"
     if (root / "H_1_6").exists():
         return root.parent
+    import io
+
     from PIL import Image
 
+    from slife.io import atomic_file, atomic_write_text
     from slife.lives import read_life
 
     life = read_life(lives[f"probe/test/{cfg.probe_test_scene}"])
     _, rgb = next(life.iter_frames([0]))
     img = Image.fromarray(rgb).resize((256, 192))
     root.mkdir(parents=True, exist_ok=True)
-    img.save(root / "1.ppm")
+    with atomic_file(root / "1.ppm", keep_suffix=True, durable=False) as tmp:  # every file whole: H_1_6, the
+        img.save(tmp)  # last one, says the folder is complete
     rng = np.random.default_rng(cfg.seed)
     for k in range(2, 7):
         a = np.radians(rng.uniform(-15, 15))
@@ -457,8 +461,11 @@ def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
         H = c @ H @ np.linalg.inv(c)
         Hi = np.linalg.inv(H)
         warped = img.transform(img.size, Image.PERSPECTIVE, (Hi / Hi[2, 2]).ravel()[:8], Image.BILINEAR)
-        warped.save(root / f"{k}.ppm")
-        np.savetxt(root / f"H_1_{k}", H)
+        with atomic_file(root / f"{k}.ppm", keep_suffix=True, durable=False) as tmp:
+            warped.save(tmp)
+        buf = io.StringIO()
+        np.savetxt(buf, H)
+        atomic_write_text(root / f"H_1_{k}", buf.getvalue())
     return root.parent
 
 

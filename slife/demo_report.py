@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slife.io import atomic_file, atomic_write_json, atomic_write_text
+
 GROUPS = ("life", "control", "ablation", "untrained", "oracle")
 
 
@@ -138,10 +140,8 @@ def summarize(cfg, plan, runs: dict, evals: dict) -> dict:
 
 
 def write_summary(cfg, plan, out: Path, runs: dict, evals: dict) -> Path:
-    from slife.pairmine.shards import atomic_write_bytes
-
     path = Path(out) / "summary.json"
-    atomic_write_bytes(path, json.dumps(summarize(cfg, plan, runs, evals), indent=2).encode())
+    atomic_write_json(path, summarize(cfg, plan, runs, evals), indent=2)
     return path
 
 
@@ -205,10 +205,9 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path, keep_suffix=True, durable=False) as tmp:  # matplotlib picks the format by suffix
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 _COLORS = {"life": "#55a868", "control": "#c44e52", "ablation": "#dd8452", "untrained": "#8172b2",
@@ -272,7 +271,6 @@ def _plot_alignment(s: dict, path: Path) -> None:
 def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: dict, runs: dict,
                  evals: dict) -> Path:
     from slife.demo import STUDIES, untrained_name
-    from slife.pairmine.shards import atomic_write_bytes
 
     out = Path(out)
     s = _read(out / "summary.json")
@@ -405,7 +403,7 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                  f"bench/README.md says whether the differences exceed the seed spread).\n")
 
     path = out / "report.md"
-    atomic_write_bytes(path, ("\n".join(L) + "\n").encode())
+    atomic_write_text(path, "\n".join(L) + "\n")
     return path
 
 

@@ -3,7 +3,7 @@
 Reads a life with `slife.lives.read_life` (format auto-detected) and prints its summary as a rich table:
 format, videos, frames, duration, fps, share of valid poses, points, depth, cameras, dropped/bad data counts
 and warnings. A folder with `manifest.json` is a shard set: its summary comes from
-`slife.pairmine.manifest.inspect_shards`. Reading is left to `slife/lives`, shard checks to `slife/pairmine`.
+`slife.pairmine.shardset.inspect_shards`. Reading is left to `slife/lives`, shard checks to `slife/pairmine`.
 """
 
 from __future__ import annotations
@@ -90,9 +90,9 @@ def inspect(
 
     For a shard folder, show its manifest summary and integrity check (exit 1 if a problem is found).
     """
-    if path.is_dir() and ((path / "manifest.json").is_file() or (path / "mine.json").is_file()
-                          or any(path.glob("pairs-*.tar"))):  # a shard set, finished or not
-        from slife.pairmine.manifest import inspect_shards
+    from slife.pairmine.shardset import inspect_shards, is_shard_set
+
+    if is_shard_set(path):  # a shard set, finished or not
 
         summary = inspect_shards(path)
         if as_json:

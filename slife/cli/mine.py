@@ -18,12 +18,21 @@ from slife.cli.lives import READER_OPTION_HELP
 
 
 def _summary_table(manifest: dict) -> None:
+    """The summary of what the run mined: the whole set, or for a set of several generations the newest one
+    (what this run added), then a line on the whole set."""
     from rich.table import Table
 
-    from slife.pairmine.manifest import coverage_line
+    from slife.pairmine.shardset import coverage_line
 
     s = manifest["summary"]
-    t = Table(title=f"pairs mined from {manifest['life']['name']}")
+    gens = manifest.get("generations") or []
+    title = f"pairs mined from {manifest['life']['name']}"
+    if len(gens) > 1:
+        g = gens[-1]
+        s = g["summary"]
+        names = ", ".join(r["name"] for r in g["recordings"][:4]) + (" ..." if len(g["recordings"]) > 4 else "")
+        title += f", generation {g['generation']} (added {g['added']}: {names})"
+    t = Table(title=title)
     t.add_column("strategy")
     t.add_column("pairs", justify="right")
     t.add_column("written", justify="right")
@@ -45,11 +54,33 @@ def _summary_table(manifest: dict) -> None:
         h = s[key]
         cells = [f"{h['edges'][i]}-{h['edges'][i + 1]}: {c}" for i, c in enumerate(h["counts"]) if c]
         console.print(f"{name}: " + (", ".join(cells) if cells else "none"))
+    if len(gens) > 1:
+        console.print(f"the set holds {len(gens)} generations: {manifest['samples']} pairs in {len(manifest['shards'])} "
+                      f"shards (generation {gens[-1]['generation']}: {gens[-1]['samples']} pairs in shards "
+                      f"{gens[-1]['first_shard']}-{gens[-1]['first_shard'] + gens[-1]['shards'] - 1})")
+        cov = coverage_line(manifest["summary"])
+        if cov:
+            console.print(f"the whole set's {cov}")
     for w in manifest.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}")
 
 
-@app.command("mine-pairs")
+_MINE_HELP = (
+    "Mine view pairs from a life and write them as WebDataset shards.\n\n"
+    "Run again on the same --out after the life has grown (new videos or recordings in its folder, e.g. "
+    "`slife synth LIFE --append-days 1`), it mines only the pairs that involve the new recordings' frames "
+    "(temporal within them, spatial new x new and new x old, random and augmented for the new frames) and "
+    "writes them as a new generation of tars after the existing ones, which stay byte-identical; "
+    "manifest.json lists the generations (recordings, counts, time added). With nothing new it writes "
+    "nothing; a recording that changed or went away is refused unless --overwrite. Every per-frame option "
+    "and quota applies per generation.\n\n"
+    "Data that cannot be read is skipped, counted and reported as a warning (at the end: how many pairs were "
+    "not written and why, and the share of posed frames with a spatial pair); --strict turns any such loss "
+    "into an error."
+)
+
+
+@app.command("mine-pairs", help=_MINE_HELP)
 def mine_pairs(
     life: Path = typer.Argument(..., help="Life folder or video folder (any layout `slife inspect` knows)."),
     strategy: str = typer.Option("spatial+temporal", "--strategy", "-s",
@@ -61,17 +92,26 @@ def mine_pairs(
     fps: float = typer.Option(2.0, help="Frames sampled per second of video (0: every frame)."),
     min_gap: float = typer.Option(1.0, help="Temporal: smallest time gap in seconds."),
     max_gap: float = typer.Option(5.0, help="Temporal: largest time gap in seconds."),
-    temporal_per_frame: int = typer.Option(2, help="Temporal: partners drawn per frame (0: all in the window)."),
+    temporal_per_frame: int = typer.Option(2, help="Temporal: partners drawn per frame (0: all in the window). "
+                                           "Temporal pairs never cross recordings, so a new generation's are all "
+                                           "within its new recordings."),
     j_min: float = typer.Option(0.15, help="Spatial: smallest Jaccard of visible point sets."),
     j_max: float = typer.Option(0.75, help="Spatial: largest Jaccard (above: near-duplicates)."),
     per_frame: int = typer.Option(5, help="Spatial: partners kept per frame, the best inside [--j-min, --j-max] "
-                                  "(0: all pairs in range)."),
+                                  "(0: all pairs in range). Per generation: a new generation keeps each frame's "
+                                  "best partners over the grown life where one side is new, so every new frame "
+                                  "gets up to this many and an old frame may gain partners among the new frames "
+                                  "(its earlier ones stay)."),
     max_depth: float = typer.Option(10.0, help="Visibility: farthest visible point in metres."),
     voxel: float = typer.Option(0.2, help="Visibility: voxel size in metres for points/depth (0: raw points)."),
-    random_per_frame: int = typer.Option(1, help="Random: partners per frame."),
-    augmented_per_frame: float = typer.Option(1.0, help="Augmented: self-pairs per frame (fractions allowed)."),
-    max_pairs: int = typer.Option(0, help="Total pairs kept after merging strategies (0: all)."),
-    ratios: Optional[str] = typer.Option(None, help="Quota shares of --max-pairs, e.g. 'spatial=0.5,temporal=0.5'."),
+    random_per_frame: int = typer.Option(1, help="Random: partners per frame (drawn over the whole grown life; a "
+                                         "new generation keeps the draws made by or landing on a new frame)."),
+    augmented_per_frame: float = typer.Option(1.0, help="Augmented: self-pairs per frame (fractions allowed); a new "
+                                              "generation's are its new frames'."),
+    max_pairs: int = typer.Option(0, help="Total pairs kept after merging strategies (0: all), per generation: a "
+                                  "re-run on a grown life keeps at most this many new pairs, the old ones stay."),
+    ratios: Optional[str] = typer.Option(None, help="Quota shares of --max-pairs, e.g. 'spatial=0.5,temporal=0.5' "
+                                         "(per generation, like --max-pairs)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     short_side: int = typer.Option(256, help="Stored frames: short side in pixels."),
     pairs_per_shard: int = typer.Option(1000, help="Pairs per tar shard."),
@@ -82,16 +122,14 @@ def mine_pairs(
     num_nodes: Optional[int] = typer.Option(None, help="Machines sharing the job (default: SLURM/torchrun env, else 1)."),
     node_rank: Optional[int] = typer.Option(None, help="This machine's rank (default: SLURM/torchrun env, else 0)."),
     merge: bool = typer.Option(False, "--merge", help="Only gather the nodes' finished shards into manifest.json."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder mined with other settings."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an output folder mined with other settings, "
+                                   "or whose life changed (not just grew): mine the whole life again as generation 0."),
     strict: bool = typer.Option(False, "--strict", help="Make any loss an error instead of a warning: an image file "
                                 "missing or unreadable, a video skipped (-O skip_unreadable=true), a pair not "
-                                "written because a frame does not decode. Shards already written are kept."),
+                                "written because a frame does not decode (in a re-run on a grown life: a pair of "
+                                "the new generation). Shards already written are kept."),
 ):
-    """Mine view pairs from a life and write them as WebDataset shards.
-
-    Data that cannot be read is skipped, counted and reported as a warning (at the end: how many pairs were
-    not written and why); --strict turns any such loss into an error.
-    """
+    """Mine view pairs from a life and write them as WebDataset shards (see _MINE_HELP)."""
     import json
 
     from slife import pairmine as pm

@@ -34,9 +34,20 @@ def synth(
     crf: int = typer.Option(18, "--crf", help="H.264 quality (lower: better and bigger)."),
     day_seconds: float = typer.Option(86400.0, "--day-seconds", help="Clock seconds between the starts of two days."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Render again even if OUT is already complete."),
+    append_days: int = typer.Option(0, "--append-days", help="Grow the life already at OUT by this many days, one new "
+                                    "recording (video-NNN.mp4) each, leaving its files as they are; its settings are "
+                                    "read from OUT/life.json (the other options are not used). Deterministic: "
+                                    "growing by 1 twice equals growing by 2. Then `slife mine-pairs` on the same "
+                                    "--out mines only the new days' pairs."),
 ):
-    """Render a synthetic egocentric life (video.mp4, poses.npz, points.ply, depth/, life.json)."""
-    from slife.synth import SynthConfig, run
+    """Render a synthetic egocentric life (video.mp4, poses.npz, points.ply, depth/, life.json), or grow one."""
+    from slife.synth import SynthConfig, append_days as grow, run
+
+    if append_days:
+        with progress_bar(f"synth: {append_days} more day(s)", unit="frames") as advance:
+            path = grow(out, append_days, progress=advance)
+        console.print(str(path))
+        return
 
     cfg = SynthConfig(kind=kind, scene=scene, duration=duration, fps=fps, width=width, height=height, seed=seed,
                       days=days, fov_deg=fov, texture_size=texture_size, photos=photos, points=points, shadows=shadows,

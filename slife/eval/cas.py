@@ -41,6 +41,7 @@ from slife.errors import SlifeError
 from slife.eval.attention import (AttentionSummary, membership, overlap, overlap_with, same_position_summary,
                                   summarize_model)
 from slife.eval.groundtruth import displaced_mask, pair_ground_truth, within_one
+from slife.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -386,19 +387,14 @@ def write_matrix_csv(path: Path, names: list[str], mat) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """UTF-8 text through the one atomic writer (`pairmine.shards.atomic_write_bytes`)."""
-    from slife.pairmine.shards import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode())
-
-
 def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
     from slife.train.stream import eval_pairs
 
+    from slife.pairmine.shardset import SHARD_GLOB
+
     shards = Path(shards)  # a folder, a .tar, or a spec with ',' / braces (resolved by the stream reader)
-    if shards.is_dir() and not any(shards.glob("pairs-*.tar")):
-        raise SlifeError(f"{shards}: no pairs-*.tar shards (expected a folder written by `slife mine-pairs`)")
+    if shards.is_dir() and not any(shards.glob(SHARD_GLOB)):
+        raise SlifeError(f"{shards}: no {SHARD_GLOB} shards (expected a folder written by `slife mine-pairs`)")
     if not shards.exists() and not any(ch in str(shards) for ch in ",{"):
         raise SlifeError(f"{shards}: no such pair shard folder")
     pairs = eval_pairs(str(shards), img_size, num_pairs)

@@ -264,7 +264,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
     """Score each checkpoint's attention flow on the homography pairs of `cfg.data_root`; write match.json/.csv/.png.
 
     `models` ((label, model, croco_kwargs) triples) may be given instead of checkpoints (tests, stand-ins)."""
-    from slife.eval.cas import atomic_write_text
+    from slife.io import atomic_write_text
     from slife.eval.datasets.hpatches import read_pairs
     from slife.eval.models import croco_kwargs_of, image_grid, load_models
     from slife.eval.plots import plot_match
@@ -336,7 +336,7 @@ def write_match_csv(path: Path, rep: dict) -> None:
     import csv
     import io
 
-    from slife.eval.cas import atomic_write_text
+    from slife.io import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -292,7 +292,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     """Train and score the depth probe on the first checkpoint's frozen encoder; write probe.json/.png/.pt.
 
     `model` and `croco_kwargs` may be given instead of a checkpoint (tests)."""
-    from slife.eval.cas import atomic_write_text
+    from slife.io import atomic_write_text
     from slife.eval.datasets import depth_reader
     from slife.eval.models import croco_kwargs_of, image_grid, load_one
     from slife.eval.plots import plot_depth_examples

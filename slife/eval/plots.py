@@ -6,20 +6,19 @@ Agg backend (no display needed). Entry points: `plot_cas`, `plot_depth_examples`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from slife.io import atomic_file
 
 
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_file(path, keep_suffix=True, durable=False) as tmp:  # matplotlib picks the format by suffix
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _pyplot():

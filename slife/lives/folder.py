@@ -2,7 +2,10 @@
 
 Reads (DESIGN.md): `poses.npz` with `t` (N,) float64 seconds, `T_world_cam` (N, 4, 4) float64 camera-to-world,
 OpenCV axes, metres, `K` (3, 3) or (N, 3, 3) pinhole intrinsics, `image_size` (2,) = (W, H); pixels from
-`video.mp4` (frame i = poses row i) or `frames/{i:06d}.jpg` (or none: a trajectory-only life);
+`video.mp4` (frame i = poses row i) or `frames/{i:06d}.jpg` (or none: a trajectory-only life). A life
+recorded in several sittings (what `slife synth --append-days` grows) has an optional `video` (N,) int array
+in poses.npz: rows with `video == 0` are the frames of `video.mp4` in order, rows with `video == k` those of
+`video-{k:03d}.mp4` (one recording each, one frame source each);
 `points.ply` (world points with colours); `depth/{i:06d}.png` (uint16 mm, 0 = invalid); `life.json`.
 Returns a `Life`; invalid poses (NaN/inf, not a rotation) are dropped with a count and a warning; `t` going
 backwards is an error (row i is tied to video frame i, so reordering would detach poses from pixels).
@@ -112,6 +115,31 @@ def _load_npz(f: Path) -> dict:
         raise SlifeError(f"{f}: unreadable npz ({type(e).__name__}: {e})") from None
 
 
+def recording_file(path: Path, k: int) -> Path:
+    """The video file of recording k of a life folder: `video.mp4` for 0, `video-{k:03d}.mp4` after it."""
+    return Path(path) / ("video.mp4" if k == 0 else f"video-{k:03d}.mp4")
+
+
+def _recordings(path: Path, recording: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+    """Open one video per recording -> (sources, source (N,) int32, frame_index (N,) int64); SlifeError naming
+    the file when one is missing or holds another number of frames than poses.npz gives it."""
+    from slife.lives.video import open_video
+
+    ks = np.unique(recording)
+    sources = []
+    source = np.searchsorted(ks, recording).astype(np.int32)  # (N,) index into sources
+    frame_index = np.zeros(len(recording), np.int64)
+    for s, k in enumerate(ks):
+        rows = np.flatnonzero(recording == k)
+        f = recording_file(path, int(k))
+        vs = open_video(f, name=f.stem)
+        if len(vs) != len(rows):
+            raise SlifeError(f"{f}: {len(vs)} frames but poses.npz has {len(rows)} rows with video == {k}")
+        sources.append(vs)
+        frame_index[rows] = np.arange(len(rows))
+    return sources, source, frame_index
+
+
 def read(path: Path) -> Life:
     """Read a slife life folder; see the module docstring for the files and their units."""
     from slife.lives.video import open_video
@@ -151,14 +179,23 @@ def read(path: Path) -> Life:
             K = np.broadcast_to(K, (n, 3, 3))
         if K.shape != (n, 3, 3):
             raise SlifeError(f"{pf}: K has shape {K.shape}, expected (3, 3) or ({n}, 3, 3)")
+        recording = np.asarray(z["video"], np.int64).reshape(-1) if "video" in z else None  # (N,) or None
+        if recording is not None and (len(recording) != n or (n and recording.min() < 0)):
+            raise SlifeError(f"{pf}: video has {len(recording)} rows (>= 0 expected), t has {n}")
     else:  # life.json + pixels only: no poses
-        t, T, K, W, H, n = None, None, None, None, None, None
+        t, T, K, W, H, n, recording = None, None, None, None, None, None, None
 
     # pixels
     sources: list = []
+    source = frame_index = None  # one source, frame i = row i, unless the life has several recordings
     video = path / "video.mp4"
     frames_dir = path / "frames"
-    if video.is_file():
+    if recording is not None and n and recording.max() > 0:
+        sources, source, frame_index = _recordings(path, recording)
+        meta["video"] = {"fps": sources[0].fps, "width": sources[0].width, "height": sources[0].height,
+                         "codec": sources[0].codec}
+        W, H = W or sources[0].width, H or sources[0].height
+    elif video.is_file():
         vs = open_video(video, name="video")
         sources = [vs]
         if n is None:
@@ -224,7 +261,8 @@ def read(path: Path) -> Life:
         raise SlifeError(f"{path}: life folder has neither poses.npz nor video.mp4 nor frames/")
     return Life(
         name=name, root=path, format="folder", sources=sources,
-        source=np.full(n, 0 if sources else -1, np.int32), frame_index=np.arange(n, dtype=np.int64), t=t,
+        source=np.full(n, 0 if sources else -1, np.int32) if source is None else source,
+        frame_index=np.arange(n, dtype=np.int64) if frame_index is None else frame_index, t=t,
         T_world_cam=T, pose_valid=pose_valid, cameras=cameras, camera_id=camera_id, points=points,
         point_colors=colors, depth_paths=depth_paths, depth_scale=1000.0, counts=counts, warnings=warnings,
         meta=meta,

@@ -4,7 +4,11 @@ Reads a life (any format `slife.lives.read_life` knows), samples frames (`ingest
 the strategies in `STRATEGIES` (one module each: `temporal.py`, `spatial.py`, `random_pairs.py`,
 `augmented.py`; each `find_pairs(life, cfg, rng) -> Iterator[Pair]`), merges and cuts them to quotas
 (`combine.py`), and writes `pairs-%06d.tar` + `.stats.json` shards (`shards.py`) and `manifest.json`
-(`manifest.py`); `--pairs-only` writes only the pair table (`pairs.jsonl`, hloc-style `pairs.txt`).
+(its summary: `manifest.py`); `--pairs-only` writes only the pair table (`pairs.jsonl`, hloc-style
+`pairs.txt`). The shard-set format itself (file names, stats, manifest, completeness, the sample schema
+on the write and the read side) is owned by `shardset.py`, which the training stream and the
+evaluations import to read sets. Run again on a grown life, the miner appends a generation (`generations.py`
+says what is new; see `pipeline.py`).
 Entry point: `run(cfg, life_path, out_dir) -> Path` (the manifest, or `pairs.jsonl` with pairs_only).
 Visibility for spatial pairs is computed in `visibility.py`; SfM for pose-less videos is `sfm.py`.
 """

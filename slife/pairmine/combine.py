@@ -27,9 +27,20 @@ class PairTable:
     jaccard: np.ndarray  # (P,) float64, NaN when unknown
     strategies: tuple[str, ...]  # bit order of `mask`
     counts: dict = field(default_factory=dict)  # found / kept per strategy, duplicates
+    first_pair: int = 0  # the set's pair index of row 0 (a later generation's pairs follow the earlier ones')
+    first_shard: int = 0  # the shard number of the table's first shard (likewise)
 
     def __len__(self) -> int:
         return len(self.a)
+
+    def shard_rows(self, s: int, pairs_per_shard: int) -> tuple[int, int]:
+        """Rows [r0, r1) of this table that shard number s holds."""
+        lo = (s - self.first_shard) * pairs_per_shard
+        return lo, min(len(self.a), lo + pairs_per_shard)
+
+    def shard_ids(self, pairs_per_shard: int) -> list[int]:
+        """The shard numbers this table's pairs fill."""
+        return list(range(self.first_shard, self.first_shard + -(-len(self.a) // pairs_per_shard)))
 
     def label(self, i: int) -> str:
         m = int(self.mask[i])

@@ -1,25 +1,20 @@
-"""Manifest: the one `manifest.json` of a shard set, the summary it holds, and the integrity check of a set.
+"""Manifest summary: what a shard set's `manifest.json` says about the mined pairs.
 
-Reads the shard folder (`pairs-%06d.tar`, `pairs-%06d.stats.json`) and the mined `PairTable`; writes
-`manifest.json` last (slife version, command line, life source, config, strategy counts, Jaccard and
-time-gap histograms, frames used / without pose / missing / corrupt, pairs lost, the share of posed frames
-with a spatial pair, shard list with sample counts and sha256).
-Entry points: `summarize(table, pairs)` (histograms and counts), `write_manifest(...)`, the one-line
-reports `coverage_line` and `loss_line` (the end-of-run table and `slife inspect` print them), and
-`inspect_shards(folder) -> dict` (used by `slife inspect`: every tar readable, sample counts equal the
-stats, sha256 equal the manifest). Writing the tars is `shards.py`'s job.
+Reads the sampled life (`FrameTable`) and the mined `PairTable`; returns the summary the manifest holds:
+pairs per strategy (as written, and found by each strategy), frames sampled / in the life / used / without
+pose, Jaccard and time-gap histograms overall and per strategy, combine's counts (found, distinct,
+duplicates, quotas) and the spatial coverage (`spatial_coverage`: the posed frames with a spatial pair; for
+a new generation, its new frames'); for a set of several generations, `merge_summaries` adds theirs up.
+Entry points: `summarize(table, pairs)`, `spatial_coverage`, `merge_summaries`. The manifest file itself
+(its shard list, the written and lost counts gathered from the stats, the loss warning and `--strict`,
+reading it back, the one-line coverage and loss reports, the integrity check) belongs to `shardset.py`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import tarfile
-from pathlib import Path
 
 import numpy as np
-
-from slife.pairmine.shards import atomic_write_bytes, sha256_file, shard_name, stats_name
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +31,9 @@ def histogram(values: np.ndarray, edges: list[float], open_end: bool = False) ->
     return {"edges": list(edges) + (["inf"] if open_end else []), "counts": c.astype(int).tolist()}
 
 
-def summarize(table, pairs) -> dict:
-    """Counts and histograms of a mined pair table (before writing)."""
+def summarize(table, pairs, new: np.ndarray | None = None) -> dict:
+    """Counts and histograms of a mined pair table (before writing); `new` (N,) bool marks the frames of a new
+    generation's recordings (its spatial coverage is theirs; None: generation 0, every frame)."""
     life = table.life
     labels = pairs.labels()
     per_label: dict[str, int] = {}
@@ -66,171 +62,68 @@ def summarize(table, pairs) -> dict:
         "combine": pairs.counts,
     }
     if "spatial" in pairs.strategies:
-        out["spatial_coverage"] = spatial_coverage(pairs, pv)
+        out["spatial_coverage"] = spatial_coverage(pairs, pv, among=new)
     return out
 
 
-def spatial_coverage(pairs, pose_valid: np.ndarray) -> dict:
+def spatial_coverage(pairs, pose_valid: np.ndarray, among: np.ndarray | None = None,
+                     before: np.ndarray | None = None) -> dict:
     """How many posed frames have at least one spatial pair (after merging and quotas): {"posed_frames",
-    "with_spatial_pair", "share"} (share None without posed frames)."""
+    "with_spatial_pair", "share"} (share None without posed frames). `among` (N,) bool counts only those
+    frames (a new generation's: the record then says "new": true); `before` (N,) bool marks frames that
+    already have a spatial pair in earlier generations (the coverage of a whole grown set)."""
     k = pairs.strategies.index("spatial")
     sel = ((pairs.mask >> k) & 1).astype(bool)
-    paired = np.zeros(len(pose_valid), bool)
+    paired = np.zeros(len(pose_valid), bool) if before is None else np.asarray(before, bool).copy()
     paired[pairs.a[sel]] = True
     paired[pairs.b[sel]] = True
-    posed = int(pose_valid.sum())
-    hit = int((paired & pose_valid).sum())
-    return {"posed_frames": posed, "with_spatial_pair": hit, "share": hit / posed if posed else None}
-
-
-def coverage_line(summary: dict) -> str | None:
-    """'spatial coverage: 2990 of 3000 posed frames (99.7%) have a spatial pair', or None without spatial."""
-    c = summary.get("spatial_coverage")
-    if not c or not c["posed_frames"]:  # no spatial mining, or no posed frame (warned about when mining)
-        return None
-    share = "-" if c["share"] is None else f"{100 * c['share']:.1f}%"
-    return f"spatial coverage: {c['with_spatial_pair']} of {c['posed_frames']} posed frames ({share}) have a spatial pair"
-
-
-def loss_line(summary: dict) -> str | None:
-    """One line for the pairs that could not be written (frames whose image file is missing or whose pixels
-    do not decode), with the counts and the first of each; None when nothing was lost."""
-    dropped = summary.get("pairs_dropped_corrupt", 0)
-    if not dropped:
-        return None
-    total = summary.get("pairs", 0)
-    parts = []
-    for key, what in (("missing", "image file missing"), ("corrupt", "pixels that do not decode")):
-        n = summary.get(f"frames_{key}", 0)
-        if n:
-            parts.append(f"{n} {'frame' if n == 1 else 'frames'} with {what} (first: {summary[f'first_{key}']})")
-    share = f" ({100 * dropped / total:.1f}%)" if total else ""
-    return f"{dropped} of {total} pairs{share} were not written: " + "; ".join(parts)
-
-
-def read_stats(folder: Path, n_shards: int) -> list[dict | None]:
-    out = []
-    for s in range(n_shards):
-        p = Path(folder) / stats_name(s)
-        out.append(json.loads(p.read_text()) if p.exists() else None)
+    counted = pose_valid if among is None else pose_valid & among
+    posed = int(counted.sum())
+    hit = int((paired & counted).sum())
+    out = {"posed_frames": posed, "with_spatial_pair": hit, "share": hit / posed if posed else None}
+    if among is not None:
+        out["new"] = True
     return out
 
 
-def write_manifest(folder: Path, n_shards: int, base: dict, table=None, strict: bool = False) -> Path:
-    """Gather every shard's stats into manifest.json (written last, atomically); returns its path.
-
-    Frames that failed in the writer are split into `frames_missing` (the image file is not there; needs
-    `table`, the `FrameTable`, to find the files) and `frames_corrupt` (the rest), each with its first
-    one named; lost pairs give a warning (logged and in the manifest's warnings), or with `strict` an
-    error before the manifest is written (the complete shards stay for a re-run).
-    """
-    from slife.errors import SlifeError
-
-    folder = Path(folder)
-    stats = read_stats(folder, n_shards)
-    missing = [s for s, st in enumerate(stats) if st is None]
-    if missing:
-        raise SlifeError(f"{folder}: {len(missing)} of {n_shards} shards are not complete yet "
-                         f"(first: {shard_name(missing[0])}); run the missing nodes, then --merge")
-    written: dict[str, int] = {}
-    frames_missing: set[int] = set()
-    for st in stats:
-        for k, v in st["strategies"].items():
-            written[k] = written.get(k, 0) + v
-        frames_missing.update(st.get("frames_missing", []))
-    m = dict(base)
-    m["shards"] = [{"name": st["shard"], "samples": st["samples"], "bytes": st["bytes"], "sha256": st["sha256"],
-                    "pairs": st["pairs"]} for st in stats]
-    m["samples"] = int(sum(st["samples"] for st in stats))
-    m["summary"] = dict(m.get("summary", {}))
-    m["summary"]["pairs_written"] = m["samples"]
-    m["summary"]["written_per_strategy"] = dict(sorted(written.items()))
-    m["summary"]["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
-    failed = sorted(frames_missing)
-    absent = [i for i in failed if table is not None and (f := table.frame_file(i)) is not None and not f.exists()]
-    corrupt = sorted(set(failed) - set(absent))
-    m["summary"]["frames_missing"] = len(absent)
-    m["summary"]["frames_corrupt"] = len(corrupt)
-    m["summary"]["first_missing"] = str(table.frame_file(absent[0])) if absent else None
-    m["summary"]["first_corrupt"] = (table.frame_name(corrupt[0]) if table is not None else f"frame {corrupt[0]}") \
-        if corrupt else None
-    m["summary"]["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
-    lost = loss_line(m["summary"])
-    if lost and strict:
-        raise SlifeError(f"{folder}: --strict: {lost} (the written shards are kept; fix the input or run "
-                         "again without --strict to finish with these losses)")
-    if lost:
-        log.warning("%s", lost)
-        m["warnings"] = list(m.get("warnings", [])) + [lost]
-    path = folder / "manifest.json"
-    atomic_write_bytes(path, json.dumps(m, indent=1).encode())
-    return path
+def _add_counts(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(set(a) | set(b))}
 
 
-def inspect_shards(folder: Path | str) -> dict:
-    """Summarise a shard folder and check every tar; `ok` is False with `problems` listed when anything is off."""
-    folder = Path(folder)
-    problems: list[str] = []
-    man = None
-    if (folder / "manifest.json").exists():
-        try:
-            man = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError) as e:
-            problems.append(f"manifest.json unreadable: {e}")
-    else:
-        problems.append("manifest.json missing (run not finished, or nodes not merged)")
-    tars = sorted(folder.glob("pairs-*.tar"))
-    listed = {s["name"]: s for s in (man or {}).get("shards", [])}
-    for name in listed:
-        if not (folder / name).exists():
-            problems.append(f"{name}: listed in the manifest but missing")
-    total = 0
-    per_strategy: dict[str, int] = {}
-    for tp in tars:
-        st_path = tp.with_name(tp.name[:-4] + ".stats.json")
-        st = None
-        if not st_path.exists():
-            problems.append(f"{tp.name}: no stats file (incomplete shard)")
-        else:
-            try:
-                st = json.loads(st_path.read_text())
-            except (OSError, ValueError) as e:
-                st = f"{type(e).__name__}: {e}"
-            if not isinstance(st, dict) or "samples" not in st:
-                problems.append(f"{st_path.name}: unreadable ({st if isinstance(st, str) else 'no sample count'})")
-                st = None
-        digest = sha256_file(tp)
-        if st is not None and st.get("sha256") != digest:
-            problems.append(f"{tp.name}: sha256 differs from its stats")
-        if man is not None:
-            if tp.name not in listed:
-                problems.append(f"{tp.name}: not in the manifest")
-            elif listed[tp.name]["sha256"] != digest:
-                problems.append(f"{tp.name}: sha256 differs from the manifest")
-        keys = set()
-        try:
-            with tarfile.open(tp) as tf:
-                for mem in tf:
-                    keys.add(mem.name.split(".", 1)[0])
-                    if mem.name.endswith(".json"):
-                        js = json.loads(tf.extractfile(mem).read())
-                        per_strategy[js["strategy"]] = per_strategy.get(js["strategy"], 0) + 1
-        except (tarfile.TarError, OSError, ValueError, KeyError) as e:
-            problems.append(f"{tp.name}: unreadable ({e})")
-            continue
-        total += len(keys)
-        if st is not None and st["samples"] != len(keys):
-            problems.append(f"{tp.name}: {len(keys)} samples, stats say {st['samples']}")
-        if man is not None and tp.name in listed and listed[tp.name]["samples"] != len(keys):
-            problems.append(f"{tp.name}: {len(keys)} samples, manifest says {listed[tp.name]['samples']}")
-    out = {
-        "folder": str(folder), "ok": not problems, "problems": problems, "shards": len(tars),
-        "samples": total, "samples_per_strategy": dict(sorted(per_strategy.items())),
-    }
-    if man is not None:
-        summary = man.get("summary") or {}
-        out.update({"life": man.get("life"), "config": man.get("config"), "command": man.get("command"),
-                    "slife_version": man.get("slife_version"), "summary": summary,
-                    "spatial_coverage": coverage_line(summary), "pairs_lost": loss_line(summary),
-                    "warnings": man.get("warnings", [])})
+def _add_hist(a: dict, b: dict) -> dict:
+    return {"edges": a["edges"], "counts": [x + y for x, y in zip(a["counts"], b["counts"])]}
+
+
+def merge_summaries(summaries: list[dict]) -> dict:
+    """The summary of a set of several generations from theirs (oldest first): pairs, per-strategy counts and
+    histograms summed; `frames_used` summed too (an upper bound: a frame used by two generations counts twice;
+    the miner replaces it by the distinct count); frames sampled / in the life / without pose and visibility
+    as the newest generation saw the life; combine's counts, and the spatial coverage (which cannot be added
+    up: the miner recounts it over all generations), only in each generation's own summary. One summary is
+    returned as it is."""
+    if len(summaries) == 1:
+        return dict(summaries[0])
+    out = {k: v for k, v in summaries[-1].items() if k not in ("combine", "frames_new", "spatial_coverage")}
+    for key in ("pairs", "frames_used"):
+        out[key] = int(sum(s.get(key, 0) for s in summaries))
+    for key in ("pairs_per_strategy", "found_by_strategy"):
+        acc: dict = {}
+        for s in summaries:
+            acc = _add_counts(acc, s.get(key, {}))
+        out[key] = acc
+    for key in ("jaccard_hist", "dt_hist"):
+        h = summaries[0][key]
+        for s in summaries[1:]:
+            h = _add_hist(h, s[key])
+        out[key] = h
+    by: dict = {}
+    for s in summaries:
+        for name, v in s.get("by_strategy", {}).items():
+            if name not in by:
+                by[name] = dict(v)
+            else:
+                by[name] = {"pairs": by[name]["pairs"] + v["pairs"],
+                            "jaccard_hist": _add_hist(by[name]["jaccard_hist"], v["jaccard_hist"]),
+                            "dt_hist": _add_hist(by[name]["dt_hist"], v["dt_hist"])}
+    out["by_strategy"] = by
     return out

@@ -5,7 +5,8 @@ Reads a life path (or an in-memory `Life`) and a `MineConfig`; writes into the o
 pixel is decoded), the shards of this node, `manifest.json` (when every shard is complete) and
 `preview.png`. Entry point: `mine(cfg, life_path, out_dir, ...)`, called by `slife.pairmine.run`.
 With `strict`, a life whose reader lost pixels (`lives.life.LOSS_COUNTS`) is refused before mining, and
-pairs lost in the writer stop the run before the manifest (`manifest.write_manifest`).
+pairs lost in the writer stop the run before the manifest (`shardset.write_manifest`; in an append, the
+new generation's losses).
 
 Writing (`write_all`): one worker streams (`shards.write_shards`); `--workers N` runs two phases of
 N processes: phase 1 splits the frames the unfinished shards need, in decode order, into contiguous
@@ -20,8 +21,17 @@ unless --overwrite. With one node --overwrite removes our files; with several, e
 its own shards and spool, rank 0 also the set-wide files (manifest, preview, shards beyond the new
 count), so no node deletes another's fresh shards; every stats file carries the run digest, so a shard
 left by other settings never counts as complete.
-Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `shards`, `manifest`,
-`preview`.
+
+Generations (`generations.py` says what is new): a re-run on a set whose manifest lists generations (or a
+set made before them, adopted as generation 0 by `_adopt_legacy`) refuses a changed or removed recording
+unless --overwrite, writes again any missing or damaged tar of an old generation (`_repair`: its pairs mined
+again from the recordings it had, the same bytes, or a refusal), and with nothing new returns at once,
+writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life keeping the pairs
+that involve a new frame, quotas per generation, pair indices and shard numbers after the old ones, a run
+digest of its own), appends its rows to the pair table, writes its tars like any run (resumable: a kill
+then a re-run writes the same bytes) and adds its record to the manifest last.
+Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
+`shardset` (the format), `manifest` (its summary), `preview`.
 """
 
 from __future__ import annotations
@@ -36,7 +46,9 @@ import re
 import shutil
 import signal
 import sys
-from dataclasses import asdict
+from collections import ChainMap
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -47,16 +59,17 @@ from slife.lives.life import LOSS_COUNTS, Life
 from slife.pairmine import STRATEGIES, MineConfig
 from slife.pairmine.combine import PairTable, combine
 from slife.pairmine.ingest import FrameTable, ingest
-from slife.pairmine.manifest import summarize, write_manifest
+from slife.io import atomic_write_json
+from slife.pairmine import generations as gen
 from slife.pairmine import shards as sh
-from slife.pairmine.shards import atomic_write_bytes, shard_complete, shard_name, stats_name, write_shards
+from slife.pairmine import shardset as ss
+from slife.pairmine.manifest import merge_summaries, spatial_coverage, summarize
+from slife.pairmine.shards import write_shards
+from slife.pairmine.shardset import shard_complete, shard_name, stats_name
 from slife.pairmine.visibility import compute_visibility, jaccard_exact
 
 log = logging.getLogger(__name__)
 
-OUR_FILES = ("pairs-*.tar", "pairs-*.stats.json", ".pairs-*", ".*.tmp*", ".frames*", "manifest.json", "mine.json",
-             "pairs.jsonl", "pairs.txt", "preview.png")
-SET_FILES = ("manifest.json", "preview.png")  # what rank 0 of several nodes removes up front with --overwrite
 PART_FRAMES = 1024  # spool: at most this many frames per part (resume granularity and progress steps)
 SPOOL_SHARE = 0.8  # two-phase writer: share of the progress (in pairs) given to phase 1 (decode + encode)
 
@@ -111,7 +124,7 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
         raise SlifeError(f"{out_dir}: is a file, not a folder; choose another --out")
     if not out_dir.exists() or overwrite:
         return
-    mine_json = out_dir / "mine.json"
+    mine_json = out_dir / ss.MINE_JSON
     entries = [p for p in out_dir.iterdir() if not p.name.startswith(".")]  # ignore other nodes' temp files
     if not entries or entries == [mine_json]:
         return
@@ -146,9 +159,9 @@ def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: i
     writes the same mine.json.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    mine_json = out_dir / "mine.json"
+    mine_json = out_dir / ss.MINE_JSON
     if overwrite:
-        pats = OUR_FILES if num_nodes <= 1 else SET_FILES if node_rank == 0 else ()
+        pats = ss.OUR_FILES if num_nodes <= 1 else ss.SET_FILES if node_rank == 0 else ()
         for pat in pats:
             for p in out_dir.glob(pat):
                 _remove(p)
@@ -157,10 +170,9 @@ def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: i
     except (OSError, ValueError):
         same = False
     if not same:
-        atomic_write_bytes(mine_json, json.dumps(identity, indent=1).encode())
+        atomic_write_json(mine_json, identity, indent=1)
 
 
-_SHARD_FILE = re.compile(r"^\.?pairs-(\d+)\.(tar|stats\.json)")  # a shard's tar, stats or their temporaries
 _NODE_SPOOL = re.compile(r"^\.frames-node(\d+)$")
 
 
@@ -173,16 +185,26 @@ def clear_node_files(out_dir: Path, shard_ids: list[int], n_shards: int, num_nod
     if node_rank == 0:
         spools.add(".frames")
     for p in out_dir.iterdir():
-        m, ms = _SHARD_FILE.match(p.name), _NODE_SPOOL.match(p.name)
+        m, ms = ss.SHARD_FILE.match(p.name), _NODE_SPOOL.match(p.name)
         if m and (int(m.group(1)) in mine or (node_rank == 0 and int(m.group(1)) >= n_shards)):
             _remove(p)
         elif p.name in spools or (ms and node_rank == 0 and int(ms.group(1)) >= num_nodes):
             _remove(p)
 
 
-def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] | None = None):
-    """Run every asked strategy -> (PairTable, visibility counts, warnings)."""
+def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, generation: int = 0):
+    """Run every asked strategy -> (PairTable, visibility counts, warnings, visibility).
+
+    For generation g > 0 of a shard set, `new` (N,) bool marks the frames of the recordings it adds: every
+    strategy runs over the whole life (seeded with g too) and keeps the pairs that involve a new frame
+    (temporal: within the new recordings; spatial: new x new and new x old, each frame's `per_frame` best
+    partners; random: drawn by or landing on a new frame; augmented: the new frames'), and the quotas
+    (`max_pairs`, `ratios`) cut those. Generation 0 (`new` None) mines the whole life."""
     life = table.life
+
+    def rng(k: int) -> np.random.Generator:  # (seed, k) in generation 0, as before generations existed
+        return np.random.default_rng([cfg.seed, k, generation] if generation else [cfg.seed, k])
+
     found: dict = {}
     warnings: list[str] = []
     vis = None
@@ -201,17 +223,20 @@ def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] |
         vis_counts = {"method": vis.method, "items": int(vis.V.shape[1]), **vis.counts,
                       "mean_items_per_frame": float(vis.sizes.mean()) if len(life) else 0.0}
     for s in strategies:
-        rng = np.random.default_rng([cfg.seed, list(STRATEGIES).index(s)])  # independent of the other strategies
+        r = rng(list(STRATEGIES).index(s))  # independent of the other strategies
         mod = importlib.import_module(STRATEGIES[s])
         if hasattr(mod, "find_pair_arrays"):
-            found[s] = mod.find_pair_arrays(life, cfg, rng, vis)
+            found[s] = mod.find_pair_arrays(life, cfg, r, vis)
         else:  # a plug-in with only the generator interface
-            ps = list(mod.find_pairs(life, cfg, rng))
+            ps = list(mod.find_pairs(life, cfg, r))
             found[s] = (np.array([p.a for p in ps], np.int64), np.array([p.b for p in ps], np.int64),
                         np.array([np.nan if p.jaccard is None else p.jaccard for p in ps]))
+        if new is not None:
+            a, b, J = found[s]
+            keep = new[a] | new[b]
+            found[s] = (a[keep], b[keep], J[keep])
         log.info("%s: %d pairs", s, len(found[s][0]))
-    pairs = combine(found, cfg.strategies, table.decode_rank, np.random.default_rng([cfg.seed, 1000]),
-                    cfg.max_pairs, dict(cfg.ratios))
+    pairs = combine(found, cfg.strategies, table.decode_rank, rng(1000), cfg.max_pairs, dict(cfg.ratios))
     if vis is not None:  # Jaccard for every pair whose two frames have visibility
         pv = life.pose_valid if life.pose_valid is not None else np.ones(len(life), bool)
         need = np.isnan(pairs.jaccard) & pv[pairs.a] & pv[pairs.b] & (pairs.a != pairs.b)
@@ -221,7 +246,9 @@ def find_all(table: FrameTable, cfg: MineConfig, progress: Callable[..., None] |
 
 
 def write_pair_table(out_dir: Path, table: FrameTable, pairs: PairTable) -> Path:
-    """pairs.jsonl (one pair per line, in write order) and hloc-style pairs.txt ("name_a name_b")."""
+    """pairs.jsonl (one pair per line, in write order) and hloc-style pairs.txt ("name_a name_b"), after the
+    lines of the earlier generations' pairs (`pairs.first_pair` of them). `a`/`b` are sampled-life indices of
+    the life the pair's generation was mined from; names, videos and frame numbers stay valid as it grows."""
     life = table.life
     names = {}
 
@@ -231,20 +258,17 @@ def write_pair_table(out_dir: Path, table: FrameTable, pairs: PairTable) -> Path
         return names[i]
 
     labels = pairs.labels()
-    lines, txt = [], []
+    rows, ends = [], []
     for k in range(len(pairs)):
         a, b = int(pairs.a[k]), int(pairs.b[k])
         J = float(pairs.jaccard[k])
-        lines.append(json.dumps({
-            "pair": k, "strategy": labels[k], "a": a, "b": b, "name_a": name(a), "name_b": name(b),
+        rows.append({
+            "pair": pairs.first_pair + k, "strategy": labels[k], "a": a, "b": b, "name_a": name(a), "name_b": name(b),
             "video_a": life.source_name(a), "video_b": life.source_name(b),
             "frame_a": int(life.frame_index[a]), "frame_b": int(life.frame_index[b]),
-            "t_a": float(life.t[a]), "t_b": float(life.t[b]), "jaccard": None if np.isnan(J) else J}))
-        txt.append(f"{name(a)} {name(b)}")
-    atomic_write_bytes(out_dir / "pairs.txt", ("\n".join(txt) + ("\n" if txt else "")).encode())
-    path = out_dir / "pairs.jsonl"
-    atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
-    return path
+            "t_a": float(life.t[a]), "t_b": float(life.t[b]), "jaccard": None if np.isnan(J) else J})
+        ends.append((name(a), name(b)))
+    return ss.write_pair_table(out_dir, rows, ends, keep=pairs.first_pair)
 
 
 _JOB: dict = {}  # what forked writer processes need (set before each pool is made)
@@ -259,10 +283,12 @@ def _spool_one(task: tuple[int, np.ndarray]) -> tuple[int, dict]:
 def _write_from_spool(s: int) -> tuple[int, dict]:
     j = _JOB
     pairs, pps = j["pairs"], j["pps"]
-    r0, r1 = sh.pair_rows(s, pps, len(pairs))
-    spool = j["spool"]
-    frames = spool.read(np.concatenate([pairs.a[r0:r1], pairs.b[r0:r1]]))
-    return r1 - r0, sh.write_shard(j["table"], pairs, j["out_dir"], s, pps, frames, spool.sizes, j["run"])
+    r0, r1 = pairs.shard_rows(s, pps)
+    spool, stored = j["spool"], j["stored"]
+    frames, sizes = spool.read(np.concatenate([pairs.a[r0:r1], pairs.b[r0:r1]])), spool.sizes
+    if stored is not None:
+        frames, sizes = ChainMap(frames, stored.frames), ChainMap(sizes, stored.sizes)
+    return r1 - r0, sh.write_shard(j["table"], pairs, j["out_dir"], s, pps, frames, sizes, j["run"])
 
 
 class _Scaled:
@@ -286,7 +312,7 @@ def _ignore_sigint() -> None:
 
 def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], cfg: MineConfig,
               progress: Callable[..., None] | None = None, run: str | None = None,
-              spool_dir: Path | None = None) -> dict:
+              spool_dir: Path | None = None, stored: sh.StoredFrames | None = None) -> dict:
     """Write `shard_ids` (skipping complete ones); returns summed counts.
 
     One worker: the streaming writer. Several: phase 1 spools the needed frames (each decoded and encoded
@@ -294,7 +320,8 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     shards from the spool; both with `cfg.workers` forked processes. One worker resuming a spool left by an
     interrupted run of several also takes the two phases, so spooled frames are not decoded again.
     `progress(n)` counts pairs (phase 1 advances the first SPOOL_SHARE of them as frames are spooled,
-    phase 2 the rest as shards are written).
+    phase 2 the rest as shards are written). Frames in `stored` (earlier generations' tars) are read from
+    there instead of being decoded.
     """
     out_dir = Path(out_dir)
     for s in shard_ids:  # temporaries of an interrupted writer: its unfinished tars are rewritten below
@@ -303,15 +330,17 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
     spool_dir = Path(spool_dir or out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank))
     if cfg.workers <= 1 and not any(spool_dir.glob("part-*.json")):
         return write_shards(table, pairs, out_dir, shard_ids, cfg.pairs_per_shard, cfg.short_side,
-                            cfg.jpeg_quality, progress, run=run)
+                            cfg.jpeg_quality, progress, run=run, stored=stored)
     # several workers, or one resuming a run of several that left spooled frames: reuse them (two phases)
     todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s, run)]
     counts = sh.new_counts(len(shard_ids) - len(todo))
     if not todo:
         return counts
     spool_dir.mkdir(parents=True, exist_ok=True)
-    rows = sh.todo_rows(todo, cfg.pairs_per_shard, len(pairs))
+    rows = sh.todo_rows(todo, cfg.pairs_per_shard, pairs)
     need = np.unique(np.concatenate([pairs.a[rows], pairs.b[rows]]))  # (F,) life indices
+    if stored is not None:
+        need = need[~np.isin(need, np.fromiter(stored.loc, np.int64, len(stored.loc)))]
     spool = sh.Spool(spool_dir, run or "")
     left = need[~np.isin(need, spool.asked)]  # (L,) frames no complete part holds
     left = left[np.argsort(table.decode_rank[left], kind="stable")]  # decode order: contiguous video stretches
@@ -336,7 +365,8 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
                 raise SlifeError(f"{spool_dir}: {len(lost)} frames missing from the spool after spooling "
                                  f"(first: life frame {int(lost[0])}); run again")
         _JOB.clear()
-        _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, spool=spool, run=run or "")
+        _JOB.update(table=table, pairs=pairs, out_dir=out_dir, pps=cfg.pairs_per_shard, spool=spool, run=run or "",
+                    stored=stored)
         step = _Scaled(progress, len(rows) - P1, len(rows))
         with ctx.Pool(min(cfg.workers, len(todo)), initializer=_ignore_sigint) as pool:
             for n, st in pool.imap_unordered(_write_from_spool, todo):
@@ -346,6 +376,97 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
         _JOB.clear()
         spool.close()
     return counts
+
+
+@dataclass
+class _Plan:
+    """One generation's pairs as the miner plans them, before anything is written."""
+
+    number: int  # the generation
+    table: FrameTable  # the life as the generation sees it (all of it, but for an old generation mined again)
+    pairs: PairTable  # its pairs, with the set's pair and shard numbers (first_pair, first_shard)
+    run: str  # the digest every one of its shards' stats carries
+    added: list[str]  # the recordings it adds
+    vis_counts: dict
+    warnings: list[str]
+
+
+def _plan(cfg: MineConfig, identity: dict, table: FrameTable, number: int, old: set[str], added: list[str] | None,
+          first_pair: int, first_shard: int) -> _Plan:
+    """Mine generation `number` of the life restricted to the recordings `old` + `added`, those of `added` being
+    new (`added` None: the whole life; generation 0 is mined as before generations existed)."""
+    sub = table if added is None else gen.restrict(table, old | set(added))
+    new = gen.new_frames(sub, added) if number else None
+    pairs, vis_counts, warnings, _ = find_all(sub, cfg, new=new, generation=number)
+    pairs.first_pair, pairs.first_shard = first_pair, first_shard
+    run = ""
+    if not cfg.pairs_only:  # the content digest stats every file: only when shards are written
+        content = content_digest(sub, pairs)
+        key = {**identity, "content": content} if not number else \
+            {**identity, "generation": number, "first_pair": first_pair, "first_shard": first_shard, "content": content}
+        run = run_digest(key)
+    return _Plan(number, sub, pairs, run, list(added or []), vis_counts, warnings)
+
+
+def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, man: dict) -> dict:
+    """A set made before generations existed, as generation 0, when mining its recordings again gives the run
+    digest its stats carry; else SlifeError saying how to proceed."""
+    names = [x.get("name", "") for x in (man.get("life") or {}).get("sources") or []]
+    n = len(man.get("shards") or [])
+    runs = {(ss.read_stats(out_dir, k) or {}).get("run") for k in range(n)}
+    current = {r["name"]: r for r in gen.recordings(table)}
+    why = ("its manifest does not list the life's recordings" if not names else
+           "its shards are not all finished" if not n or None in runs or len(runs) != 1 else
+           "recordings it was mined from are no longer in the life" if not set(names) <= set(current) else None)
+    plan = None
+    if why is None:
+        plan = _plan(cfg, identity, table, 0, set(), names, 0, 0)
+        if plan.run not in runs:
+            why = "its recordings (or the life's geometry) changed since"
+    if why is not None:
+        raise SlifeError(f"{out_dir}: made by slife {man.get('slife_version', '?')} before shard sets had generations, "
+                         f"and {why}; pass --overwrite to mine the life again as generation 0, or choose another --out")
+    log.info("%s: a set made before generations, adopted as generation 0 (%d recordings, %d pairs)", out_dir,
+             len(names), len(plan.pairs))
+    return ss.generation_record(0, [current[x] for x in names], 0, len(plan.pairs), 0, n, plan.run,
+                                man.get("command", ""), man.get("summary", {}), gen.geometry_digest(plan.table.life))
+
+
+def _repair(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, gens: list[dict], k: int,
+            progress) -> None:
+    """Write again the shards of old generation k that are missing or damaged (same bytes: its pairs are mined
+    again from the recordings it had); SlifeError when that is no longer possible."""
+    g = gens[k]
+    ids = list(range(g["first_shard"], g["first_shard"] + g["shards"]))
+    bad = [s for s in ids if not shard_complete(out_dir, s, g["run"])]
+    if not bad:
+        return
+    old = {r["name"] for h in gens[:k] for r in h["recordings"]}
+    plan = _plan(cfg, identity, table, k, old, [r["name"] for r in g["recordings"]], g["first_pair"], g["first_shard"])
+    if plan.run != g["run"]:
+        raise SlifeError(f"{out_dir}: {shard_name(bad[0])} of generation {k} is missing or damaged ({len(bad)} "
+                         f"shard(s)) and generation {k} can no longer be mined as it was (the life's geometry or files "
+                         "changed); pass --overwrite to mine the whole life again")
+    log.warning("%s: %d shard(s) of generation %d missing or damaged (first: %s): written again", out_dir, len(bad), k,
+                shard_name(bad[0]))
+    spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
+    write_all(plan.table, plan.pairs, out_dir, bad, cfg, progress, run=plan.run, spool_dir=spool_dir)
+    _remove(spool_dir)
+
+
+def _old_generations(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path) -> list[dict]:
+    """The generations the set at `out_dir` holds ([] for a new set, or a first run not finished)."""
+    if cfg.overwrite:
+        return []
+    try:
+        man = ss.read_manifest(out_dir)
+    except SlifeError as e:
+        raise SlifeError(f"{e}; pass --overwrite to mine this folder again") from None
+    if man is None:
+        return []
+    if "generations" not in man:
+        return [_adopt_legacy(cfg, identity, table, out_dir, man)]
+    return gen.generations_of(man)
 
 
 def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = False, command: str = "",
@@ -364,51 +485,104 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     if not cfg.pairs_only and not table.life.has_pixels:
         raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
                          "pass --pairs-only to write pairs.jsonl and pairs.txt only")
-    pairs, vis_counts, warnings, _ = find_all(table, cfg)
+    command = command or " ".join(sys.argv)
+    current = gen.recordings(table) if not cfg.pairs_only else []
+    gens = [] if cfg.pairs_only else _old_generations(cfg, identity, table, out_dir)
+    gen.check_unchanged(out_dir, gens, current)
+    if not merge and cfg.node_rank == 0:
+        for k in range(len(gens)):
+            _repair(cfg, identity, table, out_dir, gens, k, progress)
+    known = {r["name"] for g in gens for r in g["recordings"]}
+    added = [r["name"] for r in current if r["name"] not in known]
+    if gens and not added:
+        log.info("%s: nothing new in %s since generation %d (%d recordings): nothing written", out_dir,
+                 table.life.root, len(gens) - 1, len(known))
+        return out_dir / ss.MANIFEST
+    number = len(gens)
+    first_pair = int(sum(g["pairs"] for g in gens))
+    first_shard = int(sum(g["shards"] for g in gens))
+    if number:
+        log.info("%s: generation %d: %d new recording(s) (%s)", out_dir, number, len(added), ", ".join(added[:5]))
+    plan = _plan(cfg, identity, table, number, known, added if number else None, first_pair, first_shard)
+    pairs = plan.pairs
     if not len(pairs):
         found = ", ".join(f"{s} {n}" for s, n in pairs.counts["found"].items())
-        raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over "
-                         f"{len(table.life)} sampled frames); loosen them (e.g. --fps, the gap or Jaccard range)")
+        what = f"{len(table.life)} sampled frames" if not number else \
+            f"{int(gen.new_frames(table, added).sum())} new sampled frames"
+        raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over {what}); "
+                         "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
+    new = gen.new_frames(table, added) if number else None
+    used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair) if number else (None, {}, None)
     write_pair_table(out_dir, table, pairs)
-    summary = summarize(table, pairs)
-    summary["visibility"] = vis_counts
+    summary = summarize(table, pairs, new=new)
+    summary["visibility"] = plan.vis_counts
+    if number:
+        summary["frames_new"] = int(new.sum())
     P = len(pairs)
-    n_shards = 0 if cfg.pairs_only else -(-P // cfg.pairs_per_shard)
-    mine_ids = [int(s) for s in np.array_split(np.arange(n_shards), cfg.num_nodes)[cfg.node_rank]] \
-        if n_shards else []
+    ids = [] if cfg.pairs_only else pairs.shard_ids(cfg.pairs_per_shard)
+    n_shards = first_shard + len(ids)  # in the whole set
+    mine_ids = [int(s) for s in np.array_split(np.asarray(ids, np.int64), cfg.num_nodes)[cfg.node_rank]] \
+        if ids else []
     if cfg.overwrite and cfg.num_nodes > 1 and not merge:
         clear_node_files(out_dir, mine_ids, n_shards, cfg.num_nodes, cfg.node_rank)
+    elif number and not merge and cfg.node_rank == 0:
+        _remove_beyond(out_dir, n_shards)  # shards of an interrupted append that planned more of them
     life = table.life
     base = {
         "slife_version": slife_version(),
-        "command": command or " ".join(sys.argv),
+        "command": command,
         "life": {"path": src, "name": life.name, "format": life.format, "frames": table.frames_total,
                  "sampled_frames": len(life), "reader_counts": dict(life.counts),
                  "sources": [{"name": x.name, "path": str(getattr(x, "path", ""))} for x in life.sources]},
         "config": {**asdict(cfg), "strategies": list(cfg.strategies)},
         "pairs_only": cfg.pairs_only,
-        "warnings": warnings + list(life.warnings),
+        "warnings": plan.warnings + list(life.warnings),
         "summary": summary,
     }
     if cfg.pairs_only:
-        return write_manifest(out_dir, 0, base)
-    run = run_digest({**identity, "content": content_digest(table, pairs)})  # in every shard's stats
+        return ss.write_manifest(out_dir, 0, base)
+    run = plan.run  # in every shard's stats
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
     if not merge:
-        counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir)
+        stored = None
+        if number:  # old frames the new pairs use: from the old tars, already encoded
+            old_used = np.unique(np.concatenate([pairs.a, pairs.b]))
+            old_used = old_used[~new[old_used]]
+            loc = gen.stored_locations(out_dir, gens, cfg.pairs_per_shard, where, old_used)
+            stored = sh.StoredFrames(life, loc) if loc else None
+            log.info("%s: %d of the %d old frames the new pairs use are taken from the old tars", out_dir, len(loc),
+                     len(old_used))
+        counts = write_all(table, pairs, out_dir, mine_ids, cfg, progress, run=run, spool_dir=spool_dir,
+                           stored=stored)
         log.info("node %d/%d: %s", cfg.node_rank, cfg.num_nodes, counts)
         if cfg.num_nodes > 1 and all(shard_complete(out_dir, s, run) for s in mine_ids):
             _remove(spool_dir)  # this node's shards are done
-    complete = [shard_complete(out_dir, s, run) for s in range(n_shards)]
+    complete = [shard_complete(out_dir, s, run) for s in ids]
     if cfg.num_nodes > 1 and not merge and not all(complete):
         log.info("node %d done; other nodes' shards are not all complete: run --merge when they are", cfg.node_rank)
-        return out_dir / "manifest.json"
-    stale = [s for s in range(n_shards) if not complete[s] and (out_dir / stats_name(s)).exists()]
+        return out_dir / ss.MANIFEST
+    stale = [s for s, ok in zip(ids, complete) if not ok and (out_dir / stats_name(s)).exists()]
     if stale:
-        raise SlifeError(f"{out_dir}: {len(stale)} of {n_shards} shards are incomplete or were written with other settings "
+        raise SlifeError(f"{out_dir}: {len(stale)} of {len(ids)} shards are incomplete or were written with other settings "
                          f"(first: {shard_name(stale[0])}); run their nodes again, then --merge")
-    path = write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
+    geometry = gen.geometry_digest(life)
+    if gens and gens[-1].get("geometry") not in (None, geometry):
+        log.warning("%s: the life's points or tracks changed since generation %d: its pairs keep the Jaccard measured "
+                    "then; the new pairs are measured on the geometry of now", out_dir, number - 1)
+    new_recordings = [r for r in current if r["name"] in set(added)]
+    record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
+                                  geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    gens = gens + [record]
+    base["generations"] = gens
+    base["summary"] = merge_summaries([g["summary"] for g in gens])
+    if used_before is not None:  # distinct frames over all generations (merge_summaries can only add them up)
+        used_before[pairs.a] = used_before[pairs.b] = True
+        base["summary"]["frames_used"] = int(used_before.sum())
+        if "spatial_coverage" in summary:  # over the grown life, with the earlier generations' spatial pairs
+            pv = life.pose_valid if life.pose_valid is not None else np.zeros(len(life), bool)
+            base["summary"]["spatial_coverage"] = spatial_coverage(pairs, pv, before=spatial_before)
+    path = ss.write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
     if cfg.preview > 0 and P:
@@ -416,3 +590,11 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
 
         contact_sheet(out_dir, cfg.preview, seed=cfg.seed)
     return path
+
+
+def _remove_beyond(out_dir: Path, n_shards: int) -> None:
+    """Remove shard files (tars, stats, temporaries) numbered n_shards or more."""
+    for p in out_dir.iterdir():
+        m = ss.SHARD_FILE.match(p.name)
+        if m and int(m.group(1)) >= n_shards:
+            _remove(p)

@@ -1,20 +1,21 @@
 """Preview: a contact sheet PNG of random written pairs per strategy, so a person can see what was mined.
 
 Reads a finished shard folder (`pairs.jsonl`, `manifest.json`, the tars). Writes `preview.png`: one row
-per pair, source | target, captioned with strategy, time gap dt and Jaccard J; N pairs per strategy.
+per pair, source | target, captioned with strategy, time gap dt and Jaccard J; N pairs per strategy, drawn
+from the newest generation's pairs (what the last run added).
 Entry point: `contact_sheet(folder, n, seed) -> Path`. Mining and writing are other modules' jobs.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-from slife.pairmine.shards import atomic_write_bytes, shard_name
+from slife.io import atomic_write_bytes
+from slife.pairmine import shardset as ss
 
 
 def contact_sheet(folder: Path, n: int, seed: int = 0, thumb: int = 128) -> Path:
@@ -22,9 +23,9 @@ def contact_sheet(folder: Path, n: int, seed: int = 0, thumb: int = 128) -> Path
     from PIL import Image, ImageDraw
 
     folder = Path(folder)
-    man = json.loads((folder / "manifest.json").read_text())
-    pps = man["config"]["pairs_per_shard"]
-    rows = [json.loads(line) for line in (folder / "pairs.jsonl").read_text().splitlines() if line]
+    man = ss.read_manifest(folder)
+    first = (man.get("generations") or [{"first_pair": 0}])[-1]["first_pair"]  # the newest generation's pairs
+    rows = [r for r in ss.read_pair_table(folder) if r["pair"] >= first]
     rng = np.random.default_rng(seed)
     chosen: list[tuple[str, dict]] = []
     for s in man["config"]["strategies"]:
@@ -34,13 +35,13 @@ def contact_sheet(folder: Path, n: int, seed: int = 0, thumb: int = 128) -> Path
     life = man["life"]["name"]
     by_shard: dict[int, list] = {}
     for s, r in chosen:
-        by_shard.setdefault(r["pair"] // pps, []).append(r["pair"])
+        by_shard.setdefault(ss.shard_of_pair(man, r["pair"]), []).append(r["pair"])
     images: dict[int, tuple] = {}
     for sh, ks in by_shard.items():
-        p = folder / shard_name(sh)
+        p = folder / ss.shard_name(sh)
         if not p.exists():
             continue
-        want = {f"{life}_{k:09d}": k for k in ks}
+        want = {ss.sample_key(life, k): k for k in ks}
         with tarfile.open(p) as tf:
             for mem in tf:
                 key, ext = mem.name.split(".", 1)
@@ -63,6 +64,6 @@ def contact_sheet(folder: Path, n: int, seed: int = 0, thumb: int = 128) -> Path
                   f"{r['name_a']} | {r['name_b']}", fill="black")
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
-    path = folder / "preview.png"
+    path = folder / ss.PREVIEW
     atomic_write_bytes(path, buf.getvalue())
     return path

@@ -122,6 +122,8 @@ def make_life(frames: int = 1000, rooms: tuple[int, int] = (3, 3), videos: int =
     if image_dir is not None:
         from PIL import Image
 
+        from slife.io import atomic_file
+
         for v, m in enumerate(per):
             d = Path(image_dir) / f"day{v}"
             d.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,8 @@ def make_life(frames: int = 1000, rooms: tuple[int, int] = (3, 3), videos: int =
                     img[..., 0] = (k * 7) % 256
                     img[..., 1] = (v * 80) % 256
                     img[:, : (k % W) + 1, 2] = 255
-                    Image.fromarray(img).save(p)
+                    with atomic_file(p, keep_suffix=True, durable=False) as tmp:  # a kill leaves no half file
+                        Image.fromarray(img).save(tmp)
                 files.append(p)
             sources.append(ImageFiles(f"day{v}", d, files))
     n = int(per.sum())

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from slife.errors import SlifeError
+from slife.io import atomic_write_json
 from slife.lives.colmap import colmap_log
-from slife.pairmine.shards import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _reconstruct(cfg: SfmConfig, life_path, out_dir: Path, model_dir: Path, prog
     info = {"config": asdict(cfg), "life": str(Path(life_path).resolve()), "frames": len(names),
             "registered": int(best.num_reg_images()), "points": int(best.num_points3D()),
             "models": len(recs)}
-    atomic_write_bytes(out_dir / "sfm.json", json.dumps(info, indent=1).encode())
+    atomic_write_json(out_dir / "sfm.json", info, indent=1)
     log.info("sfm: %d of %d frames registered, %d points", info["registered"], len(names), info["points"])
     if info["registered"] < 0.5 * len(names):
         log.warning("%s: SfM registered only %d of %d frames (%d models); spatial pairs will only use those",

@@ -19,105 +19,34 @@ a uint16 mm PNG at the same size), whatever the number of pairs that use it. Two
 Both ways write a shard with the same function, `write_shard`: the tar under a temporary name with
 fixed mtimes (identical bytes on every run and either way), renamed when complete, then its
 `.stats.json` (which marks it complete; its "run" field, a digest of the run's identity, lets a shard
-left by other settings be told from a finished one). Sample members follow DESIGN.md: `src.jpg`,
-`tgt.jpg`, `json`, optional `src.depth.png`/`tgt.depth.png`. Tars are written with the standard
-library in webdataset's TarWriter layout (USTAR, members of a sample contiguous and sorted,
-`<key>.<ext>` names): `import webdataset` pulls in torch (~10 s per process), which the writer does not
-need; the tests read the shards back with `webdataset.WebDataset`.
+left by other settings be told from a finished one). The file names, the stats record, the sample's
+members and json and the tar layout (webdataset's TarWriter layout, written with the standard library:
+`import webdataset` pulls in torch, ~10 s per process, which the writer does not need; the tests read the
+shards back with `webdataset.WebDataset`) belong to the format's owner, `shardset.py`.
 Entry points: `write_shards(table, pairs, out_dir, shard_ids, ...)` (streaming), `spool_part` +
-`Spool` + `write_shard` (spooled). Process pools, output-folder policy and the manifest are left to
-`pipeline.py` and `manifest.py`.
+`Spool` + `write_shard` (spooled). Process pools, output-folder policy and the manifest's summary are left
+to `pipeline.py` and `manifest.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import os
-import re
-import socket
-import tarfile
+from collections import ChainMap
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
+from slife.io import atomic_file, atomic_write_json
 from slife.pairmine.combine import PairTable
 from slife.pairmine.ingest import FrameTable
+from slife.pairmine.shardset import (TarShard, pair_meta, sample_key, sample_members, shard_complete, shard_name,
+                                     shard_stats, write_stats)
 
 log = logging.getLogger(__name__)
-
-
-class TarShard:
-    """Writes samples ({"__key__": str, ext: bytes}) as webdataset's TarWriter does, with fixed mtimes."""
-
-    def __init__(self, fileobj):
-        self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.USTAR_FORMAT)
-
-    def write(self, sample: dict) -> None:
-        key = sample["__key__"]
-        for ext in sorted(k for k in sample if not k.startswith("_")):
-            data = sample[ext]
-            ti = tarfile.TarInfo(f"{key}.{ext}")
-            ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(data), 0, 0o444, "bigdata", "bigdata"
-            self.tar.addfile(ti, io.BytesIO(data))
-
-    def close(self) -> None:
-        self.tar.close()
-
-
-def shard_name(s: int) -> str:
-    return f"pairs-{s:06d}.tar"
-
-
-def stats_name(s: int) -> str:
-    return f"pairs-{s:06d}.stats.json"
-
-
-def tmp_suffix() -> str:
-    """Unique per process, also across machines sharing the folder (several nodes): host and pid."""
-    return f"{re.sub(r'[^A-Za-z0-9-]', '', socket.gethostname())[:32]}-{os.getpid()}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{tmp_suffix()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def shard_complete(out_dir: Path, s: int, run: str | None = None) -> bool:
-    """A shard is complete when its tar and its stats (written after the tar) both exist and the tar has
-    the size its stats record.
-
-    With `run` given, the stats must also carry that run digest (a shard left by other settings, or by
-    a writer older than the digest, is not complete: it will be written again).
-    """
-    out_dir = Path(out_dir)
-    st = out_dir / stats_name(s)
-    if not (st.exists() and (out_dir / shard_name(s)).exists()):
-        return False
-    try:
-        stats = json.loads(st.read_text())
-        if (out_dir / shard_name(s)).stat().st_size != stats.get("bytes"):  # truncated or replaced since
-            return False
-    except (OSError, ValueError, AttributeError):
-        return False
-    return run is None or stats.get("run") == run
 
 
 def stored_size(w: int, h: int, short_side: int) -> tuple[int, int]:
@@ -165,7 +94,7 @@ def camera_at(life, i: int, size: tuple[int, int]):
 
 
 def pair_json(table: FrameTable, pairs: PairTable, k: int, sizes: dict) -> dict:
-    """The `json` member of pair k (DESIGN.md fields + K_b, cam_a, cam_b)."""
+    """The `json` member of pair k (`shardset.pair_meta`: DESIGN.md fields + K_b, cam_a, cam_b)."""
     life = table.life
     a, b = int(pairs.a[k]), int(pairs.b[k])
 
@@ -175,25 +104,12 @@ def pair_json(table: FrameTable, pairs: PairTable, k: int, sizes: dict) -> dict:
         return life.T_world_cam[i].tolist()
 
     def cam(i):
-        c = camera_at(life, i, sizes[i]) if i in sizes else None
-        return c
+        return camera_at(life, i, sizes[i]) if i in sizes else None
 
-    ca, cb = cam(a), cam(b)
     J = float(pairs.jaccard[k])
-    return {
-        "life": life.name, "strategy": pairs.label(k),
-        "video_a": life.source_name(a), "video_b": life.source_name(b),
-        "frame_a": int(life.frame_index[a]), "frame_b": int(life.frame_index[b]),
-        "t_a": float(life.t[a]), "t_b": float(life.t[b]),
-        "jaccard": None if np.isnan(J) else J,
-        "T_a": pose(a), "T_b": pose(b),
-        "K": None if ca is None else ca.K.tolist(),
-        "K_b": None if cb is None else cb.K.tolist(),
-        "cam_a": None if ca is None else {"model": ca.model, "width": ca.width, "height": ca.height,
-                                          "params": list(ca.params)},
-        "cam_b": None if cb is None else {"model": cb.model, "width": cb.width, "height": cb.height,
-                                          "params": list(cb.params)},
-    }
+    return pair_meta(life.name, pairs.label(k), life.source_name(a), life.source_name(b), life.frame_index[a],
+                     life.frame_index[b], life.t[a], life.t[b], None if np.isnan(J) else J, pose(a), pose(b),
+                     cam(a), cam(b))
 
 
 def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
@@ -206,21 +122,72 @@ def encode_one(life, i: int, rgb: np.ndarray, short_side: int, quality: int):
         jpg, size = encode_frame(rgb, short_side, quality)
     except (OSError, ValueError):
         return None
-    dep = None
-    if life.depth_paths is not None:
-        try:
-            d = life.read_depth(i)  # (H, W) metres or None
-            dep = None if d is None else encode_depth(d, size)
-        except (OSError, ValueError) as e:
-            log.warning("%s: unreadable depth map (%s); its pairs are written without depth",
-                        life.depth_paths[i], e)
-            dep = None
-    return jpg, dep, size
+    return jpg, depth_png(life, i, size), size
 
 
-def pair_rows(s: int, pairs_per_shard: int, n_pairs: int) -> tuple[int, int]:
-    """Rows [r0, r1) of the pair table that shard s holds."""
-    return s * pairs_per_shard, min(n_pairs, (s + 1) * pairs_per_shard)
+def depth_png(life, i: int, size: tuple[int, int]) -> bytes | None:
+    """Frame i's depth map as the stored uint16 mm PNG at `size`, or None (no depth; an unreadable map warns)."""
+    if life.depth_paths is None:
+        return None
+    try:
+        d = life.read_depth(i)  # (H, W) metres or None
+        return None if d is None else encode_depth(d, size)
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable depth map (%s); its pairs are written without depth", life.depth_paths[i], e)
+        return None
+
+
+class StoredFrames:
+    """Frames of a set's earlier generations that their tars already hold, taken from there instead of decoding
+    the videos again: the set's settings and these recordings are unchanged (mine.json, fingerprints), so the
+    bytes are the ones this run would encode. `loc`: life index -> (tar, JPEG offset, JPEG length, depth
+    offset, depth length; depth length 0: not in the tar, made from the life's depth map if it has one).
+    `frames` and `sizes` are read-only maps like the writer's own (index -> (JPEG, depth PNG or None); index
+    -> stored (W, H)); bytes are read on demand, so memory stays that of the shard being written."""
+
+    def __init__(self, life, loc: dict[int, tuple[str, int, int, int, int]]):
+        self.life, self.loc = life, loc
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self.frames = _StoredView(self, "frames")
+        self.sizes = _StoredView(self, "sizes")
+
+    def _read(self, path: str, off: int, n: int) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(off)
+            return f.read(n)
+
+    def size(self, i: int) -> tuple[int, int]:
+        if i not in self._sizes:
+            from PIL import Image
+
+            tar, off, n = self.loc[i][:3]
+            self._sizes[i] = Image.open(io.BytesIO(self._read(tar, off, n))).size
+        return self._sizes[i]
+
+    def frame(self, i: int) -> tuple[bytes, bytes | None]:
+        tar, off, n, doff, dn = self.loc[i]
+        jpg = self._read(tar, off, n)
+        dep = self._read(tar, doff, dn) if dn else depth_png(self.life, i, self.size(i))
+        return jpg, dep
+
+
+class _StoredView(Mapping):
+    def __init__(self, store: StoredFrames, what: str):
+        self.store, self.what = store, what
+
+    def __contains__(self, i) -> bool:
+        return int(i) in self.store.loc
+
+    def __getitem__(self, i):
+        if i not in self:
+            raise KeyError(i)
+        return self.store.frame(int(i)) if self.what == "frames" else self.store.size(int(i))
+
+    def __iter__(self):
+        return iter(self.store.loc)
+
+    def __len__(self) -> int:
+        return len(self.store.loc)
 
 
 def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pairs_per_shard: int,
@@ -236,26 +203,21 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
     out_dir = Path(out_dir)
     life = table.life
     has_depth = life.depth_paths is not None
-    r0, r1 = pair_rows(s, pairs_per_shard, len(pairs))
-    tmp = out_dir / f".{shard_name(s)}.tmp{tmp_suffix()}"
+    r0, r1 = pairs.shard_rows(s, pairs_per_shard)
     n_ok = n_bad = n_nodepth = 0
     missing: set[int] = set()
     per_strategy: dict[str, int] = {}
-    with open(tmp, "wb") as f:
+    tar = out_dir / shard_name(s)
+    with atomic_file(tar) as tmp, open(tmp, "wb") as f:
         tw = TarShard(f)
         for k in range(r0, r1):
             a, b = int(pairs.a[k]), int(pairs.b[k])
             if a in frames and b in frames:
                 js = pair_json(table, pairs, k, sizes)
                 fa, fb = frames[a], frames[b]
-                sample = {"__key__": f"{life.name}_{k:09d}", "src.jpg": fa[0], "tgt.jpg": fb[0],
-                          "json": json.dumps(js).encode()}
-                if has_depth and fa[1] is not None and fb[1] is not None:
-                    sample["src.depth.png"] = fa[1]
-                    sample["tgt.depth.png"] = fb[1]
-                elif has_depth:  # a depth map missing or unreadable
+                tw.write(sample_members(sample_key(life.name, pairs.first_pair + k), fa[0], fb[0], js, fa[1], fb[1]))
+                if has_depth and (fa[1] is None or fb[1] is None):  # a depth map missing or unreadable
                     n_nodepth += 1
-                tw.write(sample)
                 n_ok += 1
                 per_strategy[js["strategy"]] = per_strategy.get(js["strategy"], 0) + 1
             else:
@@ -265,14 +227,9 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
                 release(a)
                 release(b)
         tw.close()
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out_dir / shard_name(s))
-    stats = {"shard": shard_name(s), "samples": n_ok, "pairs": [int(r0), int(r1)], "pairs_dropped_corrupt": n_bad,
-             "pairs_without_depth": n_nodepth, "strategies": per_strategy, "frames_missing": sorted(missing),
-             "bytes": (out_dir / shard_name(s)).stat().st_size, "sha256": sha256_file(out_dir / shard_name(s)),
-             "run": run}
-    atomic_write_bytes(out_dir / stats_name(s), json.dumps(stats, indent=1).encode())
+    stats = shard_stats(s, tar, n_ok, (pairs.first_pair + r0, pairs.first_pair + r1), n_bad, n_nodepth, per_strategy,
+                        missing, run)
+    write_stats(out_dir, s, stats)
     return stats
 
 
@@ -288,31 +245,37 @@ def add_shard_counts(counts: dict, stats: dict) -> None:
     counts["pairs_dropped_corrupt"] += stats["pairs_dropped_corrupt"]
 
 
-def todo_rows(shard_ids: list[int], pairs_per_shard: int, n_pairs: int) -> np.ndarray:
+def todo_rows(shard_ids: list[int], pairs_per_shard: int, pairs: PairTable) -> np.ndarray:
     """(R,) int64 pair-table rows of the shards `shard_ids`."""
     if not shard_ids:
         return np.zeros(0, np.int64)
-    return np.concatenate([np.arange(*pair_rows(s, pairs_per_shard, n_pairs)) for s in shard_ids]).astype(np.int64)
+    return np.concatenate([np.arange(*pairs.shard_rows(s, pairs_per_shard)) for s in shard_ids]).astype(np.int64)
 
 
 def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: list[int], pairs_per_shard: int,
                  short_side: int = 256, quality: int = 90, progress: Callable[..., None] | None = None,
-                 run: str | None = None) -> dict:
-    """Streaming writer: write the shards `shard_ids` (skipping complete ones) in one process; returns counts."""
+                 run: str | None = None, stored: StoredFrames | None = None) -> dict:
+    """Streaming writer: write the shards `shard_ids` (skipping complete ones) in one process; returns counts.
+    Frames in `stored` (an earlier generation's tars) are taken from there, not decoded."""
     out_dir = Path(out_dir)
     life = table.life
     todo = [s for s in sorted(shard_ids) if not shard_complete(out_dir, s, run)]
     counts = new_counts(len(shard_ids) - len(todo))
     if not todo:
         return counts
-    P = len(pairs)
-    rows = todo_rows(todo, pairs_per_shard, P)
+    rows = todo_rows(todo, pairs_per_shard, pairs)
     ends = pairs.a[rows], pairs.b[rows]
     need = np.unique(np.concatenate(ends))
+    rank = table.decode_rank.copy()  # (N,) when a frame is ready: its decode position, or at once if stored
+    if stored is not None:
+        held = np.fromiter(stored.loc, np.int64, len(stored.loc))
+        need = need[~np.isin(need, held)]
+        rank[held] = -1
     uses = np.bincount(np.concatenate(ends), minlength=len(life))  # (N,) remaining uses per frame
-    ready_rank = np.maximum(table.decode_rank[pairs.a], table.decode_rank[pairs.b])  # (P,)
+    ready_rank = np.maximum(rank[pairs.a], rank[pairs.b])  # (P,)
     cache: dict[int, tuple[bytes, bytes | None]] = {}
     sizes: dict[int, tuple[int, int]] = {}
+    frames, known = (cache, sizes) if stored is None else (ChainMap(cache, stored.frames), ChainMap(sizes, stored.sizes))
     pending = list(todo)
 
     def release(i: int):
@@ -323,11 +286,11 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
     def flush(upto_rank: float):
         while pending:
             s = pending[0]
-            r0, r1 = pair_rows(s, pairs_per_shard, P)
-            if ready_rank[r1 - 1] > upto_rank:
+            r0, r1 = pairs.shard_rows(s, pairs_per_shard)
+            if ready_rank[r0:r1].max() > upto_rank:
                 return
             pending.pop(0)
-            add_shard_counts(counts, write_shard(table, pairs, out_dir, s, pairs_per_shard, cache, sizes,
+            add_shard_counts(counts, write_shard(table, pairs, out_dir, s, pairs_per_shard, frames, known,
                                                  run or "", release))
             if progress:
                 progress(r1 - r0)
@@ -368,10 +331,9 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
     life = table.life
     spool_dir = Path(spool_dir)
     name = part_name(part)
-    tmp = spool_dir / f".{name}.bin.tmp{tmp_suffix()}"
     entries: dict[str, list[int]] = {}
     off = 0
-    with open(tmp, "wb") as f:
+    with atomic_file(spool_dir / f"{name}.bin") as tmp, open(tmp, "wb") as f:
         for i, rgb in life.iter_frames(ids):
             enc = encode_one(life, i, rgb, short_side, quality)
             if enc is None:
@@ -385,11 +347,8 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
                 e[2], e[3] = off, len(dep)
                 off += len(dep)
             entries[str(int(i))] = e
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, spool_dir / f"{name}.bin")
     index = {"run": run, "asked": [int(i) for i in ids], "frames": entries}
-    atomic_write_bytes(spool_dir / f"{name}.json", json.dumps(index).encode())
+    atomic_write_json(spool_dir / f"{name}.json", index, indent=None)
     return {"frames_decoded": len(entries), "frames_corrupt": int(len(ids) - len(entries))}
 
 

@@ -1,6 +1,8 @@
 """Synthetic lives: render a head-worn camera's days in a textured indoor scene and write a life folder.
 
-Entry point: `run(cfg: SynthConfig, out_dir) -> Path` (the folder). It writes, atomically per file:
+Entry points: `run(cfg: SynthConfig, out_dir) -> Path` (the folder), and `append_days(out_dir, days)`, which
+grows a `life` by days, each a new recording `video-%03d.mp4` (poses.npz gains a `video` column saying which
+recording a row is in; see `slife.lives.folder`). `run` writes, atomically per file:
 - `video.mp4`: H.264 (PyAV), frame i = poses row i, frame i's pts * time_base == `t[i]`;
 - `poses.npz`: `t` (N,) float64 seconds, `T_world_cam` (N, 4, 4) float64 camera-to-world (OpenCV axes,
   metres, world z up), `K` (3, 3) float64 (pixel centres at +0.5, cx = W / 2), `image_size` (2,) = (W, H),
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from slife.errors import SlifeError
+from slife.io import atomic_file, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -98,28 +100,20 @@ class SynthConfig:
         return Camera("PINHOLE", self.width, self.height, (f, f, self.width / 2, self.height / 2))
 
 
-def _atomic(path: Path, suffix: str = "") -> Path:
-    """A temporary name beside `path` (keeps the real suffix last when `suffix` is given)."""
-    return path.with_name(f".{path.stem}.tmp{suffix or path.suffix}")
-
-
 def save_npz_deterministic(path: Path, **arrays) -> None:
     """np.savez with fixed zip timestamps (same arrays -> same bytes), written atomically."""
-    tmp = _atomic(path)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with atomic_file(path, keep_suffix=True) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, a in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _write_png16(path: Path, mm: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = _atomic(path)
-    Image.fromarray(mm).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_file(path, keep_suffix=True, durable=False) as tmp:  # one per frame: no fsync each
+        Image.fromarray(mm).save(tmp, format="PNG")
 
 
 def _write_points(path: Path, renderer, n: int, rng: np.random.Generator) -> int:
@@ -134,21 +128,25 @@ def _write_points(path: Path, renderer, n: int, rng: np.random.Generator) -> int
     pcd.points = o3d.utility.Vector3dVector(pts)
     pcd.colors = o3d.utility.Vector3dVector(col.astype(np.float64))
     pcd.normals = o3d.utility.Vector3dVector(renderer.scene.tri_normal[tri].astype(np.float64))
-    tmp = _atomic(path)
-    if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False, compressed=False, print_progress=False):
-        raise SlifeError(f"{path}: open3d could not write the point cloud")
-    os.replace(tmp, path)
+    with atomic_file(path, keep_suffix=True) as tmp:  # open3d picks the format by suffix
+        if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False, compressed=False, print_progress=False):
+            raise SlifeError(f"{path}: open3d could not write the point cloud")
     return int(len(pts))
 
 
-def _poses(cfg: SynthConfig, scene, rate) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """pts (N,) int64, t (N,) float64 (= pts / rate exactly), T_world_cam (N, 4, 4), day (N,) int32."""
+def _poses(cfg: SynthConfig, scene, rate, days: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                            np.ndarray]:
+    """pts (N,) int64, t (N,) float64 (= pts / rate exactly), T_world_cam (N, 4, 4), day (N,) int32.
+
+    A life's days are drawn one after the other from one generator, so `days` (default cfg.days) more than
+    cfg.days gives the same first cfg.days days followed by new ones: how `append_days` grows a life."""
     from slife.synth import trajectory as tj
 
     rng = np.random.default_rng([cfg.seed, 1])
     n = cfg.frames_per_day()
     if cfg.kind == "life":
-        t, T, day = tj.life_trajectory(scene, cfg.days, cfg.duration / cfg.days, cfg.fps, rng, cfg.day_seconds)
+        t, T, day = tj.life_trajectory(scene, days or cfg.days, cfg.duration / cfg.days, cfg.fps, rng,
+                                       cfg.day_seconds)
     elif cfg.kind == "static":
         t, T = tj.static_trajectory(scene, n, cfg.fps, rng)
         day = np.zeros(n, np.int32)
@@ -165,9 +163,8 @@ def _poses(cfg: SynthConfig, scene, rate) -> tuple[np.ndarray, np.ndarray, np.nd
 def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] | None = None,
         overwrite: bool = False) -> Path:
     """Render the life `cfg` into `out_dir` (created); returns `out_dir`. See the module docstring."""
-    from slife.lives.life import life_name
     from slife.synth.encode import VideoWriter, frame_rate
-    from slife.synth.render import Renderer, depth_to_png_mm
+    from slife.synth.render import Renderer
     from slife.synth.scenes import build_scene
 
     out = Path(out_dir)
@@ -185,6 +182,8 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         meta_path.unlink()  # incomplete until written again
     for stale in sorted((out / "depth").glob("*.png")) if (out / "depth").is_dir() else []:
         stale.unlink()  # a rerun may write fewer frames (or none)
+    for stale in sorted(out.glob("video-*.mp4")):
+        stale.unlink()  # recordings appended to the life this replaces
     rate = frame_rate(cfg.fps)
     cam = cfg.camera()
     scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos)
@@ -200,12 +199,12 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         if (out / "depth").is_dir():
             (out / "depth").rmdir()
         frames = screen_frames(n, cfg.width, cfg.height, cfg.fps, np.random.default_rng([cfg.seed, 4]))
-        with VideoWriter(_atomic(out / "video.mp4"), cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
+        with atomic_file(out / "video.mp4", keep_suffix=True) as tmp, \
+                VideoWriter(tmp, cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
             for k, rgb in enumerate(frames):
                 vw.write(rgb, pts[k])
                 if progress:
                     progress(1)
-        os.replace(_atomic(out / "video.mp4"), out / "video.mp4")
     else:
         save_npz_deterministic(out / "poses.npz", t=t, T_world_cam=T, K=cam.K,
                                image_size=np.array([cfg.width, cfg.height], np.int64), day=day)
@@ -215,47 +214,126 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
             summary["points"] = _write_points(out / "points.ply", renderer, cfg.points,
                                               np.random.default_rng([cfg.seed, 2]))
         light = _light_schedule(cfg, scene, t)
-        if cfg.depth:
-            (out / "depth").mkdir(exist_ok=True)
-        with VideoWriter(_atomic(out / "video.mp4"), cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
-
-            def write(k, rgb, depth):  # runs in a worker thread (x264 and zlib release the GIL)
-                vw.write(rgb, pts[k])
-                if cfg.depth:
-                    _write_png16(out / "depth" / f"{k:06d}.png", depth_to_png_mm(depth))
-
-            with _Writer(write) as writer:
-                for k in range(n):
-                    rgb, depth = renderer.render(T[k], None if light is None else light[k])
-                    writer.put(k, rgb, depth)
-                    if progress:
-                        progress(1)
-        os.replace(_atomic(out / "video.mp4"), out / "video.mp4")
-        summary["seconds"] = {**{k: round(v, 3) for k, v in renderer.timing.items()}, "encode": round(vw.seconds, 3)}
+        encode_s = _render_video(cfg, out, out / "video.mp4", renderer, T, pts, np.arange(n), light, progress)
+        summary["seconds"] = {**{k: round(v, 3) for k, v in renderer.timing.items()}, "encode": round(encode_s, 3)}
         summary["scene"] = scene.info
     log.info("%s: %d frames, timing %s", out, n, summary.get("seconds"))
     summary.pop("seconds", None)  # timing varies between runs; keep life.json deterministic
-    day_starts = [float(t[np.argmax(day == d)]) for d in np.unique(day)]
+    atomic_write_json(meta_path, _meta(cfg, out, t, day, summary), indent=1)
+    return out
+
+
+def _meta(cfg: SynthConfig, out: Path, t: np.ndarray, day: np.ndarray, summary: dict, appended: int = 0) -> dict:
+    """life.json's content (written last: its presence with the same config marks the folder complete)."""
+    from slife.lives.life import life_name
+
     meta = {
         "name": life_name(out),
         "kind": cfg.kind,
         "scene": None if cfg.kind == "screen" else cfg.scene,
         "seed": cfg.seed,
-        "days": cfg.days if cfg.kind == "life" else 1,
+        "days": cfg.days + appended if cfg.kind == "life" else 1,
         "description": _describe(cfg),
         "fps": cfg.fps,
-        "frames": n,
+        "frames": int(len(t)),
         "image_size": [cfg.width, cfg.height],
-        "day_starts": day_starts,
+        "day_starts": [float(t[np.argmax(day == d)]) for d in np.unique(day)],
         "files": {"video": "video.mp4", "poses": None if cfg.kind == "screen" else "poses.npz",
                   "points": "points.ply" if cfg.kind != "screen" and cfg.points else None,
                   "depth": "depth/{i:06d}.png" if cfg.kind != "screen" and cfg.depth else None},
         "summary": summary,
-        "config": config,
+        "config": asdict(cfg),
     }
-    tmp = _atomic(meta_path)
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    if appended:  # days grown by `append_days`, one recording (video-%03d.mp4) each
+        meta["appended_days"] = appended
+        meta["files"]["videos"] = [f"video-{k:03d}.mp4" for k in range(1, appended + 1)]
+    return meta
+
+
+def _render_video(cfg: SynthConfig, out: Path, video: Path, renderer, T: np.ndarray, pts: np.ndarray, rows: np.ndarray,
+                  light: np.ndarray | None, progress: Callable[[int], None] | None) -> float:
+    """Render poses rows `rows` into the one recording `video` (atomically) and their depth maps
+    (`depth/{row:06d}.png`); returns the seconds spent encoding."""
+    from slife.synth.encode import VideoWriter
+    from slife.synth.render import depth_to_png_mm
+
+    if cfg.depth:
+        (out / "depth").mkdir(exist_ok=True)
+    with atomic_file(video, keep_suffix=True) as tmp, VideoWriter(tmp, cfg.width, cfg.height, cfg.fps, cfg.crf) as vw:
+
+        def write(k, rgb, depth):  # runs in a worker thread (x264 and zlib release the GIL)
+            vw.write(rgb, pts[k])
+            if cfg.depth:
+                _write_png16(out / "depth" / f"{k:06d}.png", depth_to_png_mm(depth))
+
+        with _Writer(write) as writer:
+            for k in rows:
+                rgb, depth = renderer.render(T[k], None if light is None else light[k])
+                writer.put(int(k), rgb, depth)
+                if progress:
+                    progress(1)
+    return vw.seconds
+
+
+def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] | None = None) -> Path:
+    """Grow the synthetic life at `out_dir` by `days` days, each a new recording `video-%03d.mp4`; returns the folder.
+
+    The life's settings come from its life.json. Day d's walk is the same whether the life was rendered
+    with d + 1 days or grown to them (one generator draws the days in order), so growing is deterministic:
+    growing by 1 then 1 gives the same bytes as growing by 2. The existing recordings, depth maps and
+    points are not touched; poses.npz is rewritten with the new rows (and its `video` column, see
+    `slife.lives.folder`), then life.json (last: a kill before it leaves the folder to be grown again,
+    to the same bytes)."""
+    from slife.lives.life import life_name
+    from slife.synth.encode import frame_rate
+    from slife.synth.render import Renderer
+    from slife.synth.scenes import build_scene
+
+    out = Path(out_dir)
+    meta_path = out / "life.json"
+    if days < 1:
+        raise SlifeError(f"--append-days must be >= 1, got {days}")
+    try:
+        meta = json.loads(meta_path.read_text())
+        cfg = SynthConfig(**meta["config"])
+    except FileNotFoundError:
+        raise SlifeError(f"{out}: no life.json; render the life with `slife synth` first") from None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SlifeError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
+    if cfg.kind != "life":
+        raise SlifeError(f"{out}: a '{cfg.kind}' life has no days to append (only --kind life grows)")
+    if cfg.depth and not (out / "depth").is_dir():
+        raise SlifeError(f"{out}: depth/ is missing; render the life again with `slife synth --overwrite`")
+    have = int(meta.get("appended_days", 0))
+    n_old = int(meta["frames"])
+    rate = frame_rate(cfg.fps)
+    scene = build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos)
+    pts, t, T, day = _poses(cfg, scene, rate, days=cfg.days + have + days)
+    try:
+        with np.load(out / "poses.npz", allow_pickle=False) as z:
+            same = len(z["t"]) >= n_old and np.array_equal(z["t"][:n_old], t[:n_old]) \
+                and np.array_equal(z["T_world_cam"][:n_old], T[:n_old])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        same = False
+    if not same:
+        raise SlifeError(f"{out / 'poses.npz'}: does not hold the poses life.json's settings make; render the life "
+                         "again with `slife synth --overwrite`")
+    if progress:
+        progress(0, total=int(days * cfg.frames_per_day()))
+    recording = np.zeros(len(t), np.int32)  # (N,) 0: video.mp4 (the first cfg.days days); then a file a day
+    recording[day >= cfg.days] = day[day >= cfg.days] - cfg.days + 1
+    renderer = Renderer(scene, cfg.camera(), shadows=cfg.shadows)
+    for d in range(cfg.days + have, cfg.days + have + days):
+        rows = np.flatnonzero(day == d)
+        k = d - cfg.days + 1
+        _render_video(cfg, out, out / f"video-{k:03d}.mp4", renderer, T, pts, rows, None, progress)
+    save_npz_deterministic(out / "poses.npz", t=t, T_world_cam=T, K=cfg.camera().K,
+                           image_size=np.array([cfg.width, cfg.height], np.int64), day=day, video=recording)
+    summary = {k: v for k, v in meta.get("summary", {}).items()}
+    summary["frames"] = int(len(t))
+    meta = {**_meta(cfg, out, t, day, summary, appended=have + days), "name": meta.get("name") or life_name(out)}
+    atomic_write_json(meta_path, meta, indent=1)  # the life keeps its name (its samples' keys) as it grows
+    log.info("%s: %d days appended (%d frames in all)", out, days, len(t))
     return out
 
 
@@ -319,4 +397,4 @@ def _describe(cfg: SynthConfig) -> str:
     return "non-life control: a screen recording (2D scrolling windows, no camera, no 3D motion)"
 
 
-__all__ = ["KINDS", "SynthConfig", "run", "save_npz_deterministic"]
+__all__ = ["KINDS", "SynthConfig", "append_days", "run", "save_npz_deterministic"]

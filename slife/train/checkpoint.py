@@ -4,7 +4,8 @@ Reads: `torch.save` dicts, ours or released by naver/croco: `model` (state_dict,
 `croco_kwargs` (CroCo v2 and slife), or an older `args` whose `model` field is a string such as
 "CroCoNet(enc_embed_dim=1024, enc_depth=24, pos_embed='RoPE100')" (official pre-training code), or
 neither (CroCo v1 release: default arguments).
-Writes: `save_checkpoint(path, obj)` to a temporary file in the same folder, then `os.replace`.
+Writes: `save_checkpoint(path, obj)` through `slife.io.atomic_file` (a temporary file in the same folder, then
+`os.replace`).
 Entry points: `save_checkpoint`, `load_checkpoint`, `croco_args_from_ckpt`, `load_model`.
 Every problem with a file is a one-line `SlifeError` naming it. What goes into a training checkpoint
 (optimizer, rng, data position) is decided by the trainer (`train/loop.py`).
@@ -16,13 +17,13 @@ import argparse
 import ast
 import inspect
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from slife.errors import SlifeError
+from slife.io import atomic_file
 from slife.train.model import CroCoNet
 
 log = logging.getLogger(__name__)
@@ -56,32 +57,25 @@ def _check_weights_only(obj, where: str = "checkpoint") -> None:
 
 
 def save_checkpoint(path, obj: dict) -> Path:
-    """Write `obj` with torch.save atomically (temporary file in the same folder, then os.replace).
-
-    Refuses (TypeError) objects that would not load back with weights_only=True. Returns the path."""
+    """Write `obj` with torch.save atomically (`slife.io.atomic_file`: temporary file in the same folder, fsync,
+    os.replace). Refuses (TypeError) objects that would not load back with weights_only=True. Returns the path."""
     path = Path(path)
     _check_weights_only(obj)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return path
 
 
 def remove_stale_temporaries(folder) -> int:
-    """Delete checkpoint temporaries (`.NAME.pt.PID.tmp`) that a killed writer left in `folder`; -> how many.
-    Call before a run writes into the folder (one writer per folder: rank 0 of one run)."""
+    """Delete checkpoint temporaries that a killed writer left in `folder` (`.NAME.pt.tmp<host>-<pid>`, and
+    `.NAME.pt.PID.tmp` from slife before `slife.io`); -> how many. Call before a run writes into the folder
+    (one writer per folder: rank 0 of one run)."""
     n = 0
-    for p in Path(folder).glob(".*.pt.*.tmp"):
-        p.unlink(missing_ok=True)
-        n += 1
+    for pattern in (".*.pt.tmp*", ".*.pt.*.tmp"):
+        for p in Path(folder).glob(pattern):
+            p.unlink(missing_ok=True)
+            n += 1
     return n
 
 

@@ -30,7 +30,7 @@ import torch
 
 import slife
 from slife.errors import SlifeError
-from slife.pairmine.shards import atomic_write_bytes
+from slife.io import atomic_file, atomic_write_bytes
 from slife.train import TrainConfig
 from slife.train.augment import PairAugment, to_model_input
 from slife.train.metrics import MetricsLog
@@ -185,16 +185,13 @@ def _save(path: Path, ckpt: dict, keep_as: Path | None = None) -> None:
 
     save_checkpoint(path, ckpt)
     if keep_as is not None:
-        tmp = keep_as.with_name(keep_as.name + ".tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            os.link(path, tmp)  # a hard link: no copy, and last.pt is replaced (not rewritten) next time
-        except OSError:
-            import shutil
+        with atomic_file(keep_as) as tmp:  # a killed run leaves `.NAME.pt.tmp*`, removed at the next start
+            try:
+                os.link(path, tmp)  # a hard link: no copy, and last.pt is replaced (not rewritten) next time
+            except OSError:
+                import shutil
 
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, keep_as)
+                shutil.copyfile(path, tmp)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import io
 import logging
 from pathlib import Path
 
-from slife.pairmine.shards import atomic_write_bytes
+from slife.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

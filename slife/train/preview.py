@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from slife.pairmine.shards import atomic_write_bytes
+from slife.io import atomic_write_bytes
 from slife.train.augment import denormalize
 
 

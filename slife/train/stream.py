@@ -1,9 +1,9 @@
 """Stream pair shards into training batches: a chain of small generators over WebDataset tars.
 
-Reads: shard sets (DESIGN.md "Pair shards"): a folder with `manifest.json` and `pairs-%06d.tar`
-(+ `.stats.json`); the spec may be one folder, several comma-separated, a brace pattern
-(`shards/life{1..3}`) or single .tar files. Samples hold `src.jpg`, `tgt.jpg`, `json` (and optional
-`src.depth.png`, `tgt.depth.png`, uint16 mm).
+Reads: shard sets (DESIGN.md "Pair shards"; the format, which tars a folder lists and the sample schema are
+`slife.pairmine.shardset`'s): a folder with `manifest.json` and `pairs-%06d.tar` (+ `.stats.json`); the spec
+may be one folder, several comma-separated, a brace pattern (`shards/life{1..3}`) or single .tar files.
+Samples hold `src.jpg`, `tgt.jpg`, `json` (and optional `src.depth.png`, `tgt.depth.png`, uint16 mm).
 Returns: batches {"src","tgt": uint8 (B,3,S,S) crops, "src_color","tgt_color": (B,4) jitter parameters
 (`augment.to_model_input` applies them and normalises on the device), "keys", "step", "worker", "bad"}.
 
@@ -40,12 +40,11 @@ import torch.utils.data
 from PIL import Image
 
 from slife.errors import SlifeError
+from slife.pairmine.shardset import REQUIRED, is_augmented, manifest_shards, view_K
 from slife.train.augment import PairAugment, normalize, resize_short_side
 from slife.train.tario import tar_samples
 
 log = logging.getLogger(__name__)
-
-REQUIRED = ("src.jpg", "tgt.jpg", "json")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -121,56 +120,13 @@ def count_samples(path: Path) -> int:
     return len(keys)
 
 
-def _entry(entry) -> tuple[str | None, int | None, int | None]:
-    """A manifest shard entry (a name, or a dict like {"name","samples","bytes","sha256"})
-    -> (file name, sample count or None, size in bytes or None)."""
-    if isinstance(entry, str):
-        return entry, None, None
-    if isinstance(entry, dict):
-        name = next((entry[k] for k in ("name", "file", "path", "tar", "url") if k in entry), None)
-        n = next((entry[k] for k in ("samples", "pairs", "count", "num_samples", "n") if k in entry), None)
-        size = entry.get("bytes")
-        return name, (int(n) if n is not None else None), (int(size) if size is not None else None)
-    return None, None, None
-
-
-def _folder_shards(folder: Path) -> list[tuple[Path, int | None, int | None]]:
-    """A shard folder -> [(tar path, count or None, bytes or None)] from its manifest.json."""
-    man = folder / "manifest.json"
-    if not man.exists():
-        tars = sorted(folder.glob("pairs-*.tar"))
-        if not tars:
-            raise SlifeError(f"{folder}: not a shard folder (no manifest.json and no pairs-*.tar)")
-        done = [t for t in tars if t.with_suffix(".stats.json").exists()]
-        if not done:
-            raise SlifeError(f"{folder}: no manifest.json and none of its {len(tars)} pairs-*.tar is finished "
-                             "(no .stats.json beside it)")
-        log.warning("%s: no manifest.json; reading the %d of %d pairs-*.tar that have a .stats.json (finished)",
-                    folder, len(done), len(tars))
-        return [(t, None, None) for t in done]
-    try:
-        manifest = json.loads(man.read_text())
-    except (OSError, ValueError) as e:
-        raise SlifeError(f"{man}: not readable JSON ({e})") from None
-    entries = manifest.get("shards") if isinstance(manifest, dict) else None
-    if entries is None:
-        return [(t, None, None) for t in sorted(folder.glob("pairs-*.tar"))]
-    out = []
-    for e in entries:
-        name, n, size = _entry(e)
-        if name is None:
-            raise SlifeError(f"{man}: shard entry without a file name: {e!r}")
-        out.append((folder / Path(name).name if not Path(name).is_absolute() else Path(name), n, size))
-    return out
-
-
 def resolve_shards(spec) -> ShardSet:
     """Shard spec -> ShardSet of readable, non-empty tars. SlifeError when nothing is left to train on."""
     s = ShardSet(spec=spec if isinstance(spec, str) else ",".join(map(str, spec)))
     listed: list[tuple[Path, int | None, int | None]] = []
     for p in expand_spec(spec):
         if p.is_dir():
-            listed += _folder_shards(p)
+            listed += manifest_shards(p)
         elif p.suffix == ".tar" and p.exists():
             listed.append((p, None, None))
         else:
@@ -343,16 +299,6 @@ def decoded(samples: Iterable[dict], handler: Callable[[Exception], bool], draft
             raise
 
 
-def is_augmented(meta) -> bool:
-    """Whether a pair's json marks an `augmented` pair (one frame stored as both views)."""
-    if not isinstance(meta, dict):
-        return False
-    if "augmented" in str(meta.get("strategy") or "").split("+"):
-        return True
-    return (meta.get("frame_a") is not None and meta.get("frame_a") == meta.get("frame_b")
-            and meta.get("video_a") == meta.get("video_b"))
-
-
 def step_rng(*key: int) -> np.random.Generator:
     """A generator seeded from a tuple of non-negative ints, e.g. (seed, rank, worker, step)."""
     return np.random.default_rng([int(k) for k in key])
@@ -513,13 +459,11 @@ def eval_pairs(shards, img_size: int, num_pairs: int) -> list[dict]:
     raw = well_formed(tar_samples(({"url": u} for u in s.paths), handler), handler)
     for p in decoded(raw, handler, draft_short=None):
         item = {"key": p["key"], "json": p["json"]}
-        for v, kname in (("src", "K"), ("tgt", "K_b")):
+        for v in ("src", "tgt"):
             t, d, (w, h, rw, rh, x0, y0) = _center_crop_view(p[v], p[f"{v}_depth"], img_size)
             item[v] = normalize(t[None])[0]
             item[f"{v}_depth"] = d
-            # shards written to DESIGN.md's fields alone have one K for both views; ours add K_b (None: unknown)
-            K = p["json"][kname] if kname in p["json"] else p["json"].get("K")
-            item[f"K_{v}"] = _crop_K(K, w, h, rw, rh, x0, y0)
+            item[f"K_{v}"] = _crop_K(view_K(p["json"], v), w, h, rw, rh, x0, y0)
         out.append(item)
         if len(out) >= num_pairs:
             break

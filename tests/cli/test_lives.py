@@ -43,7 +43,7 @@ def test_inspect_shard_folder(tmp_path):
     r = CliRunner().invoke(app, ["inspect", "--json", str(d)])
     assert r.exit_code in (0, 1), r.output
     s = json.loads(r.stdout)
-    assert isinstance(s, dict) and s  # the summary of slife.pairmine.manifest.inspect_shards
+    assert isinstance(s, dict) and s  # the summary of slife.pairmine.shardset.inspect_shards
     (d / "manifest.json").unlink()  # a killed run: shards and mine.json, no manifest yet
     (d / "mine.json").write_text("{}")
     r = CliRunner().invoke(app, ["inspect", "--json", str(d)])

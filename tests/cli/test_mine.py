@@ -54,6 +54,27 @@ def test_mine_pairs_reader_options(tmp_path):
     assert res.exit_code == 2 and "takes no option fps" in res.output
 
 
+def test_mine_pairs_cli_appends_a_generation_to_a_grown_life(tmp_path, tiny_life):
+    import shutil
+
+    life = tmp_path / "life"
+    shutil.copytree(tiny_life, life)
+    args = ["mine-pairs", str(life), "-s", "spatial+temporal", "--out", str(tmp_path / "s"), "--fps", "0",
+            "--min-gap", "0.2", "--max-gap", "1", "--short-side", "24", "--pairs-per-shard", "20", "--preview", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = sorted(p.name for p in (tmp_path / "s").glob("pairs-*.tar"))
+    res = CliRunner().invoke(app, ["synth", str(life), "--append-days", "1"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "generation 1" in res.output and "the set holds 2 generations" in res.output
+    man = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert [s["name"] for s in man["shards"][: len(first)]] == first and len(man["shards"]) > len(first)
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "s"), "--json"])
+    assert res.exit_code == 0 and [g["recordings"] for g in json.loads(res.output)["generations"]] == \
+        [["video"], ["video-001"]]
+
+
 def _colmap_project(tmp_path, n=12):
     """A COLMAP text model of n posed frames with its images in <project>/images/cam/."""
     import sys

@@ -64,6 +64,26 @@ def test_folder_video_and_count_mismatch(tmp_path):
         read_life(tmp_path / "V")
 
 
+def test_several_recordings(tmp_path):
+    sc = make_scene(n=8)
+    d = tmp_path / "R"
+    write_life(d, sc, pixels="video", depth=False)  # video.mp4: rows 0-7 ...
+    write_video(d / "video-001.mp4", [sc.image(i) for i in (5, 6, 7)])  # ... and a second recording of 3 frames
+    rec = np.r_[np.zeros(5, int), np.ones(3, int)]
+    np.savez(d / "poses.npz", t=sc.t, T_world_cam=sc.T_world_cam, K=sc.K, image_size=[W, H], video=rec)
+    with pytest.raises(SlifeError, match=r"video.mp4: 8 frames but poses.npz has 5 rows with video == 0"):
+        read_life(d)
+    write_video(d / "video.mp4", [sc.image(i) for i in range(5)])
+    life = read_life(d)
+    assert [s.name for s in life.sources] == ["video", "video-001"] and life.source.tolist() == rec.tolist()
+    assert life.frame_index.tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    got = dict(life.iter_frames([1, 6]))
+    assert np.abs(got[6].astype(int) - sc.image(6)).mean() < 12 and np.abs(got[1].astype(int) - sc.image(1)).mean() < 12
+    (d / "video-001.mp4").unlink()
+    with pytest.raises(SlifeError, match="video-001.mp4: no such video file"):
+        read_life(d)
+
+
 def test_bad_poses_dropped_with_counts(tmp_path):
     sc = make_scene(n=6)
     T = sc.T_world_cam.copy()

@@ -73,7 +73,7 @@ def test_a_life_without_pixels_needs_pairs_only(tmp_path, proc_life, small_cfg):
     assert all(n == [f"frame/{r['frame_a']:06d}", f"frame/{r['frame_b']:06d}"] for r, n in zip(rows, names))
 
 
-def test_rerun_rewrites_truncated_shards_and_shards_of_a_changed_life(tmp_path, proc_life, small_cfg):
+def test_rerun_rewrites_truncated_shards_and_refuses_a_changed_life(tmp_path, proc_life, small_cfg):
     cfg = small_cfg(strategies=("temporal",), pairs_per_shard=25)
     out = tmp_path / "o"
     man = json.loads(pm.run(cfg, proc_life, out).read_text())
@@ -86,7 +86,10 @@ def test_rerun_rewrites_truncated_shards_and_shards_of_a_changed_life(tmp_path, 
     moved[:, :3, 3] += 0.01  # the same life path, other content (e.g. rendered again)
     life2 = replace(proc_life, T_world_cam=moved)
     runs = {json.loads(p.read_text())["run"] for p in out.glob("pairs-*.stats.json")}
-    pm.run(cfg, life2, out)
+    with pytest.raises(SlifeError, match="recording 'day0' changed since generation 0.*--overwrite"):
+        pm.run(cfg, life2, out)
+    assert runs == {json.loads(p.read_text())["run"] for p in out.glob("pairs-*.stats.json")}  # nothing written
+    pm.run(replace(cfg, overwrite=True), life2, out)
     assert not runs & {json.loads(p.read_text())["run"] for p in out.glob("pairs-*.stats.json")}
 
 

@@ -123,3 +123,55 @@ def test_fractional_fps_timestamps_are_exact(tmp_path):
         ts = np.array([f.time for f in c.decode(video=0)])
     assert len(t) == 30 and np.array_equal(ts, t)  # pts * time_base (1001/30000) == t
     assert abs(t[15] - 86400.0) < 1e-3 and np.allclose(np.diff(t[:15]), 1001 / 30000)
+
+
+def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path):
+    import shutil
+
+    from slife.lives import read_life
+    from slife.synth import append_days
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_life, a)
+    shutil.copytree(tiny_life, b)
+    old = {p.relative_to(a): p.read_bytes() for p in a.rglob("*") if p.is_file() and p.name != "poses.npz"}
+    del old[next(k for k in old if k.name == "life.json")]
+    steps = []
+    append_days(a, 2, progress=lambda n=1, **k: steps.append((n, k.get("total"))))
+    append_days(b, 1)
+    append_days(b, 1)
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    assert "video-001.mp4" in files and "video-002.mp4" in files and "depth/000063.png" in files
+    for f in files:  # grown by 2 == grown by 1 twice (x264's bytes vary with the process state here: not compared)
+        if f != "life.json" and not f.endswith(".mp4"):
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    with av.open(str(a / "video-002.mp4")) as c:  # day 3: the rows of poses.npz with video == 2, at their times
+        assert [f.time for f in c.decode(video=0)] == np.load(a / "poses.npz")["t"][48:].tolist()
+    for k, v in old.items():
+        assert (a / k).read_bytes() == v, k  # the existing recording, depth maps and points are untouched
+    assert steps[0] == (0, 32) and sum(n for n, _ in steps) == 32
+    # the first days' poses are those of the life as it was; the walk of a life rendered with 4 days from the start
+    P, P0 = np.load(a / "poses.npz"), np.load(tiny_life / "poses.npz")
+    assert np.array_equal(P["t"][:32], P0["t"]) and np.array_equal(P["T_world_cam"][:32], P0["T_world_cam"])
+    assert P["video"].tolist() == [0] * 32 + [1] * 16 + [2] * 16 and P["day"].tolist()[32::16] == [2, 3]
+    four = run(SynthConfig(**{**TINY, "duration": 8.0, "days": 4, "points": 100}), tmp_path / "four")
+    assert np.array_equal(np.load(four / "poses.npz")["T_world_cam"], P["T_world_cam"])
+    meta = json.loads((a / "life.json").read_text())
+    assert meta["days"] == 4 and meta["appended_days"] == 2 and meta["frames"] == 64
+    assert meta["day_starts"] == [0.0, 86400.0, 172800.0, 259200.0]
+    life = read_life(a)  # one frame source per recording, frame numbers within each
+    assert [s.name for s in life.sources] == ["video", "video-001", "video-002"]
+    assert life.frame_index[32:48].tolist() == list(range(16)) and life.source[48] == 2
+    assert dict(life.iter_frames([40]))[40].shape == (48, 64, 3)
+    run(SynthConfig(**json.loads((a / "life.json").read_text())["config"]), a)  # the base settings: left as is
+    assert (a / "video-002.mp4").exists()
+
+
+def test_append_days_refuses_what_it_cannot_grow(tiny_static, tmp_path):
+    from slife.synth import append_days
+
+    with pytest.raises(SlifeError, match="no life.json"):
+        append_days(tmp_path, 1)
+    with pytest.raises(SlifeError, match="only --kind life grows"):
+        append_days(tiny_static, 1)

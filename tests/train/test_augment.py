@@ -97,15 +97,6 @@ def test_augmented_pairs_are_zoomed_and_flipped():
     assert all(1 / 1.45 <= z <= 1 / 0.69 for z in zooms) and zooms[0] != zooms[1]
 
 
-def test_is_augmented_reads_the_pair_json():
-    from slife.train.stream import is_augmented
-
-    assert is_augmented({"strategy": "augmented"}) and is_augmented({"strategy": "temporal+augmented"})
-    assert is_augmented({"strategy": "x", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 3})
-    assert not is_augmented({"strategy": "spatial", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 4})
-    assert not is_augmented(None)
-
-
 @pytest.mark.parametrize("size,augmented", [((341, 256), False), ((300, 200), False), ((341, 256), True)])
 def test_crop_into_copies_the_planned_window(size, augmented):
     from slife.train.augment import copy_rgb

@@ -1,9 +1,9 @@
-"""Manifest and inspect_shards: summary contents and integrity checks; preview sheet."""
+"""The shard-set format (shardset.py): manifest contents, inspect_shards integrity checks; preview sheet."""
 
 import json
 
 from slife import pairmine as pm
-from slife.pairmine.manifest import inspect_shards
+from slife.pairmine.shardset import inspect_shards
 
 
 def test_manifest_and_inspect(tmp_path, proc_life, small_cfg):
@@ -47,3 +47,22 @@ def test_manifest_and_inspect(tmp_path, proc_life, small_cfg):
 def test_inspect_unfinished(tmp_path):
     r = inspect_shards(tmp_path)
     assert not r["ok"] and "manifest.json missing" in r["problems"][0]
+
+
+def test_is_augmented_reads_the_pair_json():
+    from slife.pairmine.shardset import is_augmented
+
+    assert is_augmented({"strategy": "augmented"}) and is_augmented({"strategy": "temporal+augmented"})
+    assert is_augmented({"strategy": "x", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 3})
+    assert not is_augmented({"strategy": "spatial", "video_a": "v", "video_b": "v", "frame_a": 3, "frame_b": 4})
+    assert not is_augmented(None)
+
+
+def test_view_K_falls_back_to_K_only_when_K_b_is_absent():
+    from slife.pairmine.shardset import view_K
+
+    K, Kb = [[1, 0, 2], [0, 1, 2], [0, 0, 1]], [[3, 0, 2], [0, 3, 2], [0, 0, 1]]
+    assert view_K({"K": K, "K_b": Kb}, "src") == K and view_K({"K": K, "K_b": Kb}, "tgt") == Kb
+    assert view_K({"K": K}, "tgt") == K  # DESIGN.md's fields alone: one K for both views
+    assert view_K({"K": K, "K_b": None}, "tgt") is None  # ours: the target's intrinsics are unknown
+    assert view_K({}, "src") is None

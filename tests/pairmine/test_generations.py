@@ -1,0 +1,312 @@
+"""Shard-set generations (generations.py + the miner): a grown life re-mined appends a generation of tars,
+old tars byte-identical; new pairs involve new frames; nothing new writes nothing; changed recordings refused;
+SIGKILL + resume equals one append; a set made before generations is adopted as generation 0; quotas per generation."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from slife import pairmine as pm
+from slife.errors import SlifeError
+from slife.pairmine.generations import restrict
+from slife.pairmine.ingest import FrameTable, decode_order
+from slife.pairmine.shardset import inspect_shards, manifest_shards
+
+TINY_CFG = dict(strategies=("spatial", "temporal", "random", "augmented"), fps=0, short_side=24, min_gap=0.1,
+                max_gap=0.5, pairs_per_shard=10)
+
+
+def _sha(folder) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("pairs-*.tar"))}
+
+
+def _metas(folder, names) -> dict:
+    """key -> the sample's json over the tars `names`."""
+    out = {}
+    for n in names:
+        with tarfile.open(folder / n) as tf:
+            for m in tf:
+                if m.name.endswith(".json"):
+                    out[m.name[: -len(".json")]] = json.loads(tf.extractfile(m).read())
+    return out
+
+
+def _files(folder) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def grown(tiny_life, tmp_path_factory):
+    """A copy of the 2-day tiny life, mined (the set `first`), then grown by a third day (`slife synth --append-days`)."""
+    from slife.synth import append_days
+
+    root = tmp_path_factory.mktemp("grown")
+    life = root / "life"
+    shutil.copytree(tiny_life, life)
+    pm.run(pm.MineConfig(**TINY_CFG), life, root / "first")
+    append_days(life, 1)
+    return life, root / "first"
+
+
+def test_a_grown_life_gets_a_new_generation(grown, tmp_path):
+    life, first = grown
+    out = tmp_path / "s"
+    shutil.copytree(first, out)
+    old = _sha(out)
+    man = json.loads(pm.run(pm.MineConfig(**TINY_CFG), life, out).read_text())
+    new = {k: v for k, v in _sha(out).items() if k not in old}
+    assert {k: _sha(out)[k] for k in old} == old and len(new) >= 3  # old tars byte-identical, new ones added
+    g0, g1 = man["generations"]
+    assert [r["name"] for r in g0["recordings"]] == ["video"] and [r["name"] for r in g1["recordings"]] == ["video-001"]
+    assert g1["first_pair"] == g0["pairs"] and g1["first_shard"] == g0["shards"] == len(old)
+    assert g1["added"] >= g0["added"] and g1["summary"]["frames_new"] == 16
+    assert man["samples"] == g0["samples"] + g1["samples"] and man["summary"]["pairs"] == g0["pairs"] + g1["pairs"]
+    assert man["summary"]["frames_used"] <= man["summary"]["frames_sampled"] == 48
+    assert [s["generation"] for s in man["shards"]] == [0] * len(old) + [1] * len(new)
+    metas = _metas(out, sorted(new))
+    assert len(metas) == g1["samples"] and min(int(k.split("_")[-1]) for k in metas) == g0["pairs"]  # keys follow
+    assert all("video-001" in (m["video_a"], m["video_b"]) for m in metas.values())  # every new pair: a new frame
+    for s in ("temporal", "augmented"):
+        assert any(s in m["strategy"] for m in metas.values())
+        assert all(m["video_a"] == m["video_b"] == "video-001" for m in metas.values() if m["strategy"] == s)
+    # spatial pairs join the new day with the old days where it revisits their places
+    cross = [m for m in metas.values() if "spatial" in m["strategy"] and m["video_a"] != m["video_b"]]
+    assert len(cross) >= 5 and all(0.15 <= m["jaccard"] <= 0.75 for m in cross)
+    P = np.load(life / "poses.npz")
+    centre = P["T_world_cam"][:, :3, 3]  # (N, 3)
+    d_pairs = [np.linalg.norm(np.array(m["T_a"])[:3, 3] - np.array(m["T_b"])[:3, 3]) for m in cross]
+    d_any = np.linalg.norm(centre[32:, None] - centre[None, :32], axis=2)  # every new x old frame
+    assert np.median(d_pairs) < np.median(d_any)
+    # the set reads as one: every tar listed with its count; the integrity check passes
+    assert sum(n for _, n, _ in manifest_shards(out)) == man["samples"] and inspect_shards(out)["ok"]
+    rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    assert [r["pair"] for r in rows] == list(range(g0["pairs"] + g1["pairs"]))
+    # nothing new: nothing written
+    before = _files(out)
+    assert pm.run(pm.MineConfig(**TINY_CFG), life, out) == out / "manifest.json"
+    assert _files(out) == before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_old_frames_are_taken_from_the_old_tars(grown, tmp_path, monkeypatch, workers):
+    """An append decodes the new recordings (and old frames no earlier pair used), not the old videos; the bytes
+    equal decoding everything. (Forked writers decode in their own processes: counted with one worker only.)"""
+    from slife.lives.life import Life
+    from slife.pairmine import generations
+
+    life, first = grown
+    cfg = pm.MineConfig(**{**TINY_CFG, "workers": workers})
+    used = {r[k] for r in map(json.loads, (first / "pairs.jsonl").read_text().splitlines()) for k in ("a", "b")}
+    decoded = []
+    real = Life.iter_frames
+    monkeypatch.setattr(Life, "iter_frames", lambda self, ids, *a, **k: (
+        (decoded.append(i) or (i, rgb)) for i, rgb in real(self, ids, *a, **k)))
+    shutil.copytree(first, tmp_path / "a")
+    shutil.copytree(first, tmp_path / "b")
+    man = json.loads(pm.run(cfg, life, tmp_path / "a").read_text())
+    rows = [json.loads(x) for x in (tmp_path / "a" / "pairs.jsonl").read_text().splitlines()]
+    old = {r[k] for r in rows[man["generations"][1]["first_pair"]:] for k in ("a", "b")} & used
+    assert len(old) > 10  # new x old pairs need old frames ...
+    if workers == 1:
+        assert decoded and not old & set(decoded)  # ... which were not decoded again
+    monkeypatch.setattr(generations, "stored_locations", lambda *a, **k: {})
+    pm.run(cfg, life, tmp_path / "b")  # every frame decoded: the same bytes
+    assert _sha(tmp_path / "a") == _sha(tmp_path / "b")
+
+
+@pytest.fixture()
+def proc_grown(proc_life):
+    """The procedural life as it was with two recordings (day0, day1), and grown (day2 added)."""
+    table = FrameTable(proc_life, decode_order(proc_life), len(proc_life))
+    return restrict(table, ["day0", "day1"]).life, proc_life
+
+
+def test_changed_or_removed_recordings_are_refused(tmp_path, proc_grown, small_cfg):
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("temporal", "random"))
+    out = tmp_path / "s"
+    pm.run(cfg, before, out)
+    sha = _sha(out)
+    moved = after.T_world_cam.copy()
+    moved[after.source == 1, :3, 3] += 0.01  # day1 changed (as if its poses were computed again)
+    with pytest.raises(SlifeError, match="recording 'day1' changed since generation 0.*--overwrite"):
+        pm.run(cfg, replace(after, T_world_cam=moved), out)
+    gone = FrameTable(after, decode_order(after), len(after))
+    with pytest.raises(SlifeError, match="recording 'day1' of generation 0 is no longer in the life"):
+        pm.run(cfg, restrict(gone, ["day0", "day2"]).life, out)
+    assert _sha(out) == sha
+    man = json.loads(pm.run(replace(cfg, overwrite=True), replace(after, T_world_cam=moved), out).read_text())
+    assert len(man["generations"]) == 1 and [r["name"] for r in man["generations"][0]["recordings"]] == \
+        ["day0", "day1", "day2"]
+
+
+def test_quotas_and_per_frame_apply_per_generation(tmp_path, proc_grown, small_cfg):
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"), max_pairs=40, ratios=(("spatial", 0.5), ("temporal", 0.5)))
+    pm.run(cfg, before, tmp_path / "s")
+    man = json.loads(pm.run(cfg, after, tmp_path / "s").read_text())
+    assert [g["pairs"] for g in man["generations"]] == [40, 40] and man["samples"] == 80
+    assert [g["summary"]["combine"]["taken"] for g in man["generations"]] == [{"spatial": 20, "temporal": 20}] * 2
+    man = json.loads(pm.run(small_cfg(strategies=("spatial",), per_frame=2), before, tmp_path / "p").read_text())
+    man = json.loads(pm.run(small_cfg(strategies=("spatial",), per_frame=2), after, tmp_path / "p").read_text())
+    rows = [json.loads(x) for x in (tmp_path / "p" / "pairs.jsonl").read_text().splitlines()]
+    new = [r for r in rows if r["pair"] >= man["generations"][1]["first_pair"]]
+    src = {}
+    for r in new:  # each frame keeps its 2 best partners as the source view, per generation
+        src[(r["video_a"], r["frame_a"])] = src.get((r["video_a"], r["frame_a"]), 0) + 1
+    assert max(src.values()) <= 2 and any(v == "day2" for v, _ in src) and any(v != "day2" for v, _ in src)
+
+
+APPEND_WRITER = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from slife import pairmine as pm\n"
+    "from slife.pairmine import shards\n"
+    "from slife.pairmine.procedural import make_life\n"
+    "real = shards.encode_frame\n"
+    "def slow(*a, **k):\n"
+    "    time.sleep(0.03)\n"
+    "    return real(*a, **k)\n"
+    "shards.encode_frame = slow\n"
+    "life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=Path(sys.argv[1]))\n"
+    "cfg = pm.MineConfig(strategies=('spatial', 'temporal'), fps=0, voxel=0.3, short_side=16, pairs_per_shard=20)\n"
+    "pm.run(cfg, life, sys.argv[2])\n"
+)
+
+
+def test_sigkill_during_the_append_then_rerun_equals_one_append(tmp_path, proc_images, proc_grown, small_cfg):
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"), pairs_per_shard=20)
+    first = tmp_path / "first"
+    g0 = json.loads(pm.run(cfg, before, first).read_text())["generations"][0]
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    shutil.copytree(first, ref)
+    shutil.copytree(first, out)
+    man_ref = json.loads(pm.run(cfg, after, ref).read_text())
+    proc = subprocess.Popen([sys.executable, "-c", APPEND_WRITER, str(proc_images), str(out)])
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out / f"pairs-{g0['shards']:06d}.stats.json").exists():
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    written = len(list(out.glob("pairs-*.stats.json")))
+    assert g0["shards"] < written < len(man_ref["shards"]), "not killed during the append"
+    assert len(json.loads((out / "manifest.json").read_text())["generations"]) == 1  # the old manifest stands
+    man = json.loads(pm.run(cfg, after, out).read_text())
+    assert _sha(out) == _sha(ref) and not list(out.glob(".*tmp*"))
+    strip = lambda m: [{k: v for k, v in g.items() if k not in ("added", "command")} for g in m["generations"]]  # noqa: E731
+    assert strip(man) == strip(man_ref) and man["shards"] == man_ref["shards"]
+    assert (out / "pairs.jsonl").read_bytes() == (ref / "pairs.jsonl").read_bytes()
+
+
+def test_a_set_made_before_generations_is_generation_0(tmp_path, proc_grown, small_cfg):
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"))
+    out = tmp_path / "s"
+    legacy = json.loads(pm.run(cfg, before, out).read_text())
+    del legacy["generations"]  # what slife wrote before generations: no generations, no generation per shard
+    for s in legacy["shards"]:
+        del s["generation"]
+    (out / "manifest.json").write_text(json.dumps(legacy, indent=1))
+    shutil.copytree(out, tmp_path / "changed")
+    sha = _sha(out)
+    man = json.loads(pm.run(cfg, after, out).read_text())
+    g0, g1 = man["generations"]
+    assert g0["added"] is None and g0["pairs"] == legacy["summary"]["pairs"] and g0["shards"] == len(sha)
+    assert {k: v for k, v in _sha(out).items() if k in sha} == sha and g1["pairs"] > 0
+    moved = after.T_world_cam.copy()
+    moved[after.source == 0, :3, 3] += 0.01
+    with pytest.raises(SlifeError, match="before shard sets had generations.*changed since; pass --overwrite"):
+        pm.run(cfg, replace(after, T_world_cam=moved), tmp_path / "changed")
+
+
+def test_a_damaged_tar_of_an_old_generation_is_written_again(tmp_path, proc_grown, small_cfg):
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("temporal",), pairs_per_shard=25)
+    pm.run(cfg, before, tmp_path / "s")
+    man = json.loads(pm.run(cfg, after, tmp_path / "s").read_text())
+    sha = _sha(tmp_path / "s")
+    tar = tmp_path / "s" / man["shards"][0]["name"]
+    tar.write_bytes(tar.read_bytes()[:1024])
+    pm.run(cfg, after, tmp_path / "s")
+    assert _sha(tmp_path / "s") == sha
+
+
+def test_nodes_then_merge_append_like_one_node(tmp_path, proc_grown, small_cfg):
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"), pairs_per_shard=15)
+    pm.run(cfg, before, tmp_path / "one")
+    shutil.copytree(tmp_path / "one", tmp_path / "nodes")
+    one = json.loads(pm.run(cfg, after, tmp_path / "one").read_text())
+    for rank in (1, 0):
+        pm.run(replace(cfg, num_nodes=2, node_rank=rank), after, tmp_path / "nodes")
+    man = json.loads(pm.run(replace(cfg, num_nodes=2), after, tmp_path / "nodes", merge=True).read_text())
+    assert _sha(tmp_path / "nodes") == _sha(tmp_path / "one") and man["shards"] == one["shards"]
+    assert [g["run"] for g in man["generations"]] == [g["run"] for g in one["generations"]]
+
+
+def test_an_append_counts_its_losses_and_coverage_and_strict_stops_it(tmp_path, proc_images, small_cfg):
+    """Generations with dataloss's counts: each generation's summary splits its own lost frames into missing and
+    corrupt (the old one keeps what it recorded), the set adds them up; coverage is the new frames' per
+    generation and the grown life's for the set; --strict stops an append that loses pairs, the old manifest
+    standing."""
+    from slife.pairmine.procedural import make_life
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(proc_images, imgs)
+    after = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=imgs)
+    before = restrict(FrameTable(after, decode_order(after), len(after)), ["day0", "day1"]).life
+    (imgs / "day0" / "000004.png").write_bytes(b"not a png")
+    cfg = small_cfg(strategies=("spatial", "temporal"))
+    out = tmp_path / "s"
+    g0 = json.loads(pm.run(cfg, before, out).read_text())["generations"][0]["summary"]
+    assert (g0["frames_missing"], g0["frames_corrupt"], g0["first_corrupt"]) == (0, 1, "day0/000004.png")
+    (imgs / "day2" / "000010.png").unlink()  # a frame of the new day is gone
+    with pytest.raises(SlifeError, match=r"--strict: generation 1: \d+ of \d+ pairs .* were not written: 1 frame with "
+                                         r"image file missing \(first: .*day2/000010.png\)"):
+        pm.run(replace(cfg, strict=True), after, out)
+    assert len(json.loads((out / "manifest.json").read_text())["generations"]) == 1  # the old manifest stands
+    man = json.loads(pm.run(cfg, after, out).read_text())  # without --strict: finished, with the losses said
+    s, (h0, h1) = man["summary"], [g["summary"] for g in man["generations"]]
+    assert {k: h0[k] for k in ("frames_missing", "frames_corrupt", "first_corrupt")} == \
+        {k: g0[k] for k in ("frames_missing", "frames_corrupt", "first_corrupt")}
+    assert h1["frames_missing"] == 1 and h1["first_missing"] == str(imgs / "day2" / "000010.png")
+    for k in ("frames_missing", "frames_corrupt", "pairs_dropped_corrupt"):
+        assert s[k] == h0[k] + h1[k]
+    assert s["first_missing"] == h1["first_missing"] and s["first_corrupt"] == "day0/000004.png"
+    assert man["samples"] == s["pairs"] - s["pairs_dropped_corrupt"]
+    assert [w for w in man["warnings"] if "were not written" in w] == [
+        f"generation 1: {h1['pairs_dropped_corrupt']} of {h1['pairs']} pairs "
+        f"({100 * h1['pairs_dropped_corrupt'] / h1['pairs']:.1f}%) were not written: "
+        + "; ".join([f"1 frame with image file missing (first: {imgs / 'day2' / '000010.png'})"]
+                    + ([f"{h1['frames_corrupt']} frame with pixels that do not decode (first: day0/000004.png)"]
+                       if h1["frames_corrupt"] else []))]
+    # coverage, recounted from the pair table by (recording, frame): the new day's in generation 1, all in the set
+    rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    spatial = [r for r in rows if "spatial" in r["strategy"].split("+")]
+    paired = {(r[f"video_{v}"], r[f"frame_{v}"]) for r in spatial for v in "ab"}
+    new_paired = {(r[f"video_{v}"], r[f"frame_{v}"]) for r in spatial if r["pair"] >= man["generations"][1]["first_pair"]
+                  for v in "ab"} & {("day2", int(f)) for f in after.frame_index[after.source == 2]}
+    n_new = int((after.source == 2).sum())
+    assert s["spatial_coverage"] == {"posed_frames": 90, "with_spatial_pair": len(paired), "share": len(paired) / 90}
+    assert h1["spatial_coverage"] == {"posed_frames": n_new, "with_spatial_pair": len(new_paired),
+                                      "share": len(new_paired) / n_new, "new": True}
+    assert len(paired) > h0["spatial_coverage"]["with_spatial_pair"] and len(new_paired) > 0
+    r = inspect_shards(out)
+    assert r["ok"] and r["pairs_lost"].startswith(f"{s['pairs_dropped_corrupt']} of {s['pairs']} pairs")
+    assert r["spatial_coverage"].startswith(f"spatial coverage: {len(paired)} of 90 posed frames")
+    assert r["generations"][1]["spatial_coverage"].startswith(f"spatial coverage: {len(new_paired)} of its {n_new} "
+                                                              "new posed frames")
+    assert "1 frame with image file missing" in r["generations"][1]["pairs_lost"]
