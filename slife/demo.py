@@ -340,8 +340,9 @@ def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict
         mc = pm.MineConfig(strategies=("spatial", "temporal"), max_pairs=max(plan.cas_pairs * 2, 16), **base)
         manifest = pm.run(mc, lives["heldout"], out / "shards" / "heldout", progress=adv,
                           command="slife mine-pairs heldout")
+    m = json.loads(Path(manifest).read_text())
     res["heldout"] = {"path": str(Path(manifest).parent), "life": "heldout", "strategy": "spatial+temporal",
-                      "pairs": json.loads(Path(manifest).read_text())["summary"]["pairs"]}
+                      "pairs": m["summary"]["pairs"], "per_strategy": m["summary"]["pairs_per_strategy"]}
     return res
 
 

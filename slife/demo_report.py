@@ -351,12 +351,14 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     cas = _read(evals["cas"])
     gt = cas.get("ground_truth") or {}
     L.append("## Correspondence and alignment (held-out life)\n")
-    L.append(f"{cas['num_pairs']} test pairs mined (spatial+temporal) from a life no model saw; k = {cas['k']} of "
+    intro = (f"{cas['num_pairs']} test pairs mined (spatial+temporal) from a life no model saw; k = {cas['k']} of "
              f"{cas['num_patches']} patches.")
     if gt:
-        L.append(f" Displaced patches (true match more than one patch from the same grid position): "
-                 f"{_f(gt.get('displaced_share'))} of {gt.get('patches_with_truth')} patches with ground truth; "
-                 f"top-1 within one patch by chance: {_f(s.get('chance_top1'))}.\n")
+        intro += (f" Displaced patches (true match more than one patch from the same grid position): "
+                  f"{_f(gt.get('displaced_share'))} of {gt.get('patches_with_truth')} patches with ground truth; "
+                  f"top-1 within one patch by chance: {_f(s.get('chance_top1'))}.")
+    L.append(intro + "\n")
+    if gt:
         rows = [[n, e["group"], _f(e["top1_displaced"])] for n, e in enc.items() if e["top1_displaced"] is not None]
         rows.append(["same-position predictor", "control", _f((gt["accuracy"].get("same-position") or {}).get("displaced"))])
         L.append(_table(["top-1 accuracy on displaced patches", "group", "accuracy"], rows))
