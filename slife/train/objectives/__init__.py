@@ -4,6 +4,8 @@
 module on first use, so that `slife --help` stays fast. A new objective is one new file and one line here.
 
 - croco: cross-view completion (CroCo v2): mask the target view, reconstruct it from the source view.
+- dinov2: DINOv2-style self-distillation on the life's frames (student ViT, EMA teacher, multi-crop, DINO,
+  iBOT and KoLeo losses).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from slife.errors import SlifeError
 
 OBJECTIVES: dict[str, tuple[str, str]] = {
     "croco": ("slife.train.objectives.croco", "CroCo"),
+    "dinov2": ("slife.train.objectives.dinov2", "DINOv2"),
 }
 
 
