@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO, MICRO_DINO, MICRO_VIT
+from conftest import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT, write_shards
 from slife.errors import SlifeError
 from slife.train import TrainConfig, preset_config, run
 
@@ -24,6 +24,8 @@ BASE = dict(preset="tiny", batch_size=8, warmup_steps=3, precision="fp32", threa
 # objective -> (model kwargs, objective conf, shard fixture, steps, batch, lr) of its loss-decrease run
 CASES = {
     "dinov2": (MICRO_VIT, MICRO_DINO, "shards", 40, 8, 1e-3),
+    "egomotion": (MICRO_VIT, MICRO_POSE, "rolled_shards", 120, 16, 1e-3),
+    "croco+egomotion": (MICRO, MICRO_POSE, "rolled_shards", 40, 8, 3e-3),
 }
 
 
@@ -115,13 +117,13 @@ def test_resume_equals_an_uninterrupted_run(name, request, tmp_path):
 
 
 @pytest.mark.multiprocess
-def test_torchrun_two_cpu_processes_for_each_objective(shards, tmp_path):
+def test_torchrun_two_cpu_processes_for_each_objective(shards, rolled_shards, tmp_path):
     env = dict(os.environ, PYTHONPATH=f"{REPO}:{REPO / 'tests' / 'train'}", OMP_NUM_THREADS="1")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(REPO / "tests" / "train" / "ddp_objectives.py"), str(shards), str(shards), str(tmp_path)]
+           str(REPO / "tests" / "train" / "ddp_objectives.py"), str(shards), str(rolled_shards), str(tmp_path)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in CASES:
@@ -138,9 +140,10 @@ def test_presets_and_recipes():
     d = preset_config("dinov2", "base")
     assert (d.objective, d.blr, d.weight_decay, d.clip_grad, d.hue) == ("dinov2", 5e-4, 0.04, 3.0, 0.1)
     assert preset_config("croco", "base") == dataclasses.replace(preset_config("croco", "base"), objective="croco")
+    assert preset_config("egomotion", "large").preset == "large"
     with pytest.raises(SlifeError, match="unknown preset 'base-base' for objective dinov2 \\(known: tiny, small, base, large\\)"):
         preset_config("dinov2", "base-base")
-    with pytest.raises(SlifeError, match="unknown objective 'mae'; known: croco, dinov2"):
+    with pytest.raises(SlifeError, match="unknown objective 'mae'; known: croco, croco\\+egomotion, dinov2, egomotion"):
         TrainConfig(objective="mae")
 
 
@@ -154,11 +157,14 @@ def test_bad_settings_are_one_line_errors(shards, tmp_path):
         with pytest.raises(SlifeError, match=msg) as e:
             run(config("dinov2", **over), str(shards), tmp_path / "x")
         assert "\n" not in str(e.value)
+    bare = write_shards(tmp_path / "bare", n_shards=1, per_shard=4, poses=False)
+    with pytest.raises(SlifeError, match="none of the first 4 pairs has both camera poses"):
+        run(config("egomotion"), str(bare), tmp_path / "y")
     croco = run(TrainConfig(model_kwargs=MICRO, **{**BASE, "steps": 1, "lr": 1e-3, "preview_every": 0}), str(shards),
                 tmp_path / "z")
-    with pytest.raises(SlifeError, match="checkpoint is objective 'croco', this run is 'dinov2'"):
-        run(config("dinov2", steps=2), str(shards), croco.parent)
-    assert not (tmp_path / "x").exists()
+    with pytest.raises(SlifeError, match="checkpoint is objective 'croco', this run is 'croco\\+egomotion'"):
+        run(config("croco+egomotion", steps=2), str(shards), croco.parent)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_start_dinov2_from_released_vit_weights(shards, tmp_path):

@@ -4,8 +4,12 @@
 module on first use, so that `slife --help` stays fast. A new objective is one new file and one line here.
 
 - croco: cross-view completion (CroCo v2): mask the target view, reconstruct it from the source view.
+- croco+egomotion: CroCo plus an auxiliary head predicting the relative camera motion of the pair from
+  CroCo's own encoder tokens.
 - dinov2: DINOv2-style self-distillation on the life's frames (student ViT, EMA teacher, multi-crop, DINO,
   iBOT and KoLeo losses).
+- egomotion: a ViT and a small head trained to predict the relative camera motion (rotation and translation
+  direction) between the two views of a posed pair.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from slife.errors import SlifeError
 
 OBJECTIVES: dict[str, tuple[str, str]] = {
     "croco": ("slife.train.objectives.croco", "CroCo"),
+    "croco+egomotion": ("slife.train.objectives.croco_egomotion", "CroCoEgomotion"),
     "dinov2": ("slife.train.objectives.dinov2", "DINOv2"),
+    "egomotion": ("slife.train.objectives.egomotion", "Egomotion"),
 }
 
 
