@@ -90,7 +90,8 @@ class TrainConfig:
             raise SlifeError("resume must be auto, never or a checkpoint path")
 
 
-# Named presets: the model size and the optimisation recipe that goes with it.
+# Named presets: the model size and the optimisation recipe that goes with it (CroCo's; other objectives change
+# some fields through their `recipe`, see `preset_config`).
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # CPU scale (DESIGN.md): 64 px, lr 1e-3 at batch 32 (= blr 8e-3), ~127 pairs/s on 2 threads in bf16
     "tiny": TrainConfig(preset="tiny", steps=2000, batch_size=32, blr=8e-3, warmup_steps=100, save_every=250,
