@@ -289,10 +289,11 @@ def predict(readout: AttentiveReadout, tokens: torch.Tensor, batch_size: int = 6
 
 
 def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: Callable[..., None] | None = None,
-        model=None, croco_kwargs: dict | None = None) -> Path:
+        model=None, spec=None) -> Path:
     """Train and score the depth probe on the first checkpoint's frozen encoder; write probe.json/.png/.pt.
 
-    `model` and `croco_kwargs` may be given instead of a checkpoint (tests)."""
+    `model` and its architecture `spec` (a `checkpoint.ModelSpec`: CroCoNet or ViT) may be given instead of a
+    checkpoint (the demo's untrained control)."""
     from slife.io import atomic_write_text
     from slife.eval.datasets import depth_reader
     from slife.eval.models import image_grid, load_one, model_spec_of
@@ -306,10 +307,8 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
             raise SlifeError("probe: give a checkpoint")
         model, ckpt = load_one(checkpoints[0])  # any objective's encoder (CroCoNet or ViT)
         spec = model_spec_of(ckpt)
-    else:
-        from slife.train.checkpoint import ModelSpec
-
-        spec = ModelSpec("croco", croco_kwargs)
+    elif spec is None:
+        raise SlifeError("probe: a model given without its ModelSpec")
     model.eval()
     S, patch, side = image_grid(spec.kwargs)
     enc_depth = int(model.enc_depth)
