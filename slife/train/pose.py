@@ -37,7 +37,7 @@ MIN_MOTION = 1e-6  # metres: below this a pair's translation direction is undefi
 
 def pair_motion(metas: list[dict]) -> dict[str, torch.Tensor]:
     """Pair jsons -> {"R": (B, 3, 3) float32, "t": (B, 3) unit direction, "valid_R": (B,) bool, "valid_t": (B,)}."""
-    from slife.train.stream import is_augmented
+    from slife.pairmine.shardset import is_augmented
 
     B = len(metas)
     R, t = np.tile(np.eye(3), (B, 1, 1)), np.zeros((B, 3))
