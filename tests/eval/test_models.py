@@ -51,10 +51,12 @@ def test_probe_runs_on_every_objectives_checkpoint(ckpts, tmp_path):
     reps = {}
     for name, path in ckpts.items():
         out = tmp_path / name.replace("+", "_")
-        cfg = ProbeConfig(data_root=root, epochs=2, batch_size=3, num_examples=1, control_untrained=name == "dinov2")
+        cfg = ProbeConfig(data_root=root, epochs=2, batch_size=3, num_examples=1, control_untrained=name == "dinov2",
+                          control_oracle=name == "dinov2")
         reps[name] = json.loads(run(cfg, [path], out).read_text())
         assert reps[name]["num_test"] == 4 and 0 <= reps[name]["metrics"]["delta1"] <= 1, name
     assert 0 <= reps["dinov2"]["control_untrained"]["metrics"]["delta1"] <= 1  # an untrained ViT of the same size
+    assert 0 <= reps["dinov2"]["control_oracle"]["metrics"]["delta1"] <= 1  # oracle tokens of the ViT's width
 
 
 def test_mknn_and_cka_across_objectives_and_cas_refuses_a_vit(ckpts, tmp_path):
