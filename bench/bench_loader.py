@@ -35,9 +35,10 @@ from PIL import Image
 
 
 def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per_shard: int = 32,
-                       tar_format: str = "ustar") -> Path:
+                       tar_format: str = "ustar", poses: bool = False) -> Path:
     """Shards of textured JPEG pairs; `tar_format` ustar (what `slife mine-pairs` writes) or pax
-    (`webdataset.TarWriter`, Python's default tar format: one extra header per member)."""
+    (`webdataset.TarWriter`, Python's default tar format: one extra header per member); with `poses`, each
+    pair's json has the camera poses of its two windows (a camera 1 m from the texture plane, focal w px)."""
     import webdataset as wds
 
     from slife.pairmine.shards import TarShard
@@ -57,12 +58,16 @@ def write_bench_shards(folder: Path, pairs: int, w: int = 341, h: int = 256, per
                     img += np.sin(f[0] * xx + f[1] * yy + ph)[..., None] * col
                 img = (img - img.min()) / (np.ptp(img) + 1e-9) * 200 + rng.normal(0, 12, img.shape)
                 img = np.clip(img, 0, 255).astype(np.uint8)
-                views = []
-                for dx, dy in ((0, 0), tuple(rng.integers(0, 32, 2))):
+                views, views_xy = [], ((0, 0), tuple(rng.integers(0, 32, 2)))
+                for dx, dy in views_xy:
                     b = io.BytesIO()
                     Image.fromarray(img[dy:dy + h, dx:dx + w]).save(b, format="JPEG", quality=90)
                     views.append(b.getvalue())
                 meta = {"life": "bench", "strategy": "temporal", "K": None}
+                if poses:
+                    (dx, dy) = (float(v) for v in views_xy[1])
+                    meta["T_a"] = np.eye(4).tolist()
+                    meta["T_b"] = [[1, 0, 0, dx / w], [0, 1, 0, dy / w], [0, 0, 1, 0], [0, 0, 0, 1]]
                 tw.write({"__key__": f"bench_{s * per_shard + i:09d}", "src.jpg": views[0], "tgt.jpg": views[1],
                           "json": json.dumps(meta).encode()})
         entries.append({"name": name, "samples": n})

@@ -475,6 +475,14 @@ def untrained_name(cfg: DemoConfig) -> str:
     return f"untrained-s{cfg.seed}"
 
 
+def _untrained_spec():
+    """The architecture of the demo's untrained control: the CroCo tiny preset its models train (a `ModelSpec`)."""
+    from slife.train.checkpoint import ModelSpec
+    from slife.train.model import CROCO_PRESETS
+
+    return ModelSpec("croco", dict(CROCO_PRESETS["tiny"]))
+
+
 def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int | None = None,
                progress=None) -> str:
     """One depth probe: a trained checkpoint, or (checkpoint None) the untrained control of the tiny preset."""
@@ -483,11 +491,10 @@ def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int |
     if checkpoint is not None:
         return str(probe_run(pcfg, [Path(checkpoint)], Path(out_dir), progress=progress))
     from slife.eval.models import untrained_models
-    from slife.train.model import CROCO_PRESETS
 
-    kw = dict(CROCO_PRESETS["tiny"])
-    model = untrained_models(kw, [untrained_seed])[0][1]
-    return str(probe_run(pcfg, [], Path(out_dir), progress=progress, model=model, croco_kwargs=kw))
+    spec = _untrained_spec()
+    model = untrained_models(spec, [untrained_seed])[0][1]
+    return str(probe_run(pcfg, [], Path(out_dir), progress=progress, model=model, spec=spec))
 
 
 def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
@@ -523,8 +530,7 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     """CAS on the held-out life's pairs (end and half of training) and zero-shot correspondence."""
     from slife.eval.cas import CasConfig, run as cas_run
     from slife.eval.correspondence import MatchConfig, run as match_run
-    from slife.eval.models import croco_kwargs_of, load_models, untrained_models
-    from slife.train.model import CROCO_PRESETS
+    from slife.eval.models import load_models, model_spec_of, untrained_models
 
     models = runs["models"]
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
@@ -538,9 +544,9 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     if len(halves) == len(ckpts):
         with task("CAS (half training)", None) as adv:
             res["cas_half"] = str(cas_run(cas_cfg, halves, ev / "cas_half", progress=adv))
-    loaded = [(name, m, croco_kwargs_of(ck)) for (_, m, ck), name in zip(load_models(ckpts), models)]
-    kw = dict(CROCO_PRESETS["tiny"])
-    loaded += [(untrained_name(cfg), untrained_models(kw, [cfg.seed])[0][1], kw)]
+    loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in zip(load_models(ckpts), models)]
+    spec = _untrained_spec()
+    loaded += [(untrained_name(cfg), untrained_models(spec, [cfg.seed])[0][1], spec.kwargs)]
     mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320)
     with task("zero-shot correspondence", None) as adv:
         res["match"] = str(match_run(mcfg, [], ev / "match", progress=adv, models=loaded))

@@ -65,15 +65,17 @@ def test_demo_untrained_controls_never_share_a_trained_models_initialisation():
     (`slife train` seeds torch with its run seed before building the model), in every study and seed."""
     import torch
 
-    from slife.demo import STUDIES, DemoConfig, _plan, _train_config, _train_sets, untrained_name
+    from slife.demo import STUDIES, DemoConfig, _plan, _train_config, _train_sets, _untrained_spec, untrained_name
     from slife.eval.models import untrained_models
     from slife.train.model import CROCO_PRESETS, CroCoNet
 
     kw = dict(CROCO_PRESETS["tiny"])
+    spec = _untrained_spec()
+    assert spec.kind == "croco" and spec.kwargs == kw  # the architecture the demo's models train
     for study in STUDIES:
         for seed in (0, 1, 2):
             cfg = DemoConfig(study=study, seed=seed)
-            name, control = untrained_models(kw, [seed])[0]
+            name, control = untrained_models(spec, [seed])[0]
             assert name == untrained_name(cfg)
             w = control.state_dict()["enc_blocks.0.attn.qkv.weight"]
             for i, _ in enumerate(_train_sets(cfg)):

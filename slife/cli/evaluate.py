@@ -155,10 +155,14 @@ def match_cmd(
     softmax: bool = typer.Option(False, "--softmax", help="Soft-argmax over post-softmax maps averaged over heads and blocks."),
     max_pairs: int = typer.Option(0, "--max-pairs", help="Evaluate only the first n pairs (0 = all)."),
     max_side: int = typer.Option(0, "--max-side", help="Downscale images with a longer side above this (0 = full resolution)."),
+    method: str = typer.Option("auto", "--method", help="attention: decoder cross-attention (CroCo checkpoints "
+                               "only); features: nearest neighbours of the encoder's patch tokens (cosine x 20, any "
+                               "checkpoint); auto: attention where the model has a decoder, else features."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
-    """Zero-shot dense correspondence from decoder cross-attention: AEPE and PCK-1/3/5 with the identity baseline."""
+    """Zero-shot dense correspondence from decoder cross-attention (or encoder features for encoders without a
+    decoder): AEPE and PCK-1/3/5 with the identity baseline."""
     from rich.table import Table
 
     from slife.eval.correspondence import MatchConfig, run
@@ -168,14 +172,15 @@ def match_cmd(
     root = data_root or (Path(os.environ["SLIFE_HPATCHES_ROOT"]) if os.environ.get("SLIFE_HPATCHES_ROOT") else None)
     try:
         cfg = MatchConfig(data_root=root, dataset=dataset, sequences=tuple(s for s in sequences.split(",") if s),
-                          temperature=temperature, softmax=softmax, max_pairs=max_pairs, max_side=max_side)
+                          temperature=temperature, softmax=softmax, max_pairs=max_pairs, max_side=max_side,
+                          method=method)
     except ValueError as e:
         raise SlifeError(f"match: {e}") from None
     with progress_bar("match: pairs", unit="pairs") as adv:
         path = run(cfg, checkpoints, out, progress=adv)
     rep = json.loads(Path(path).read_text())
     for name, res in rep["models"].items():
-        t = Table(title=f"{name}: {rep['counts']['pairs']} pairs ({rep['counts']['sequences']} sequences); "
+        t = Table(title=f"{name} ({rep['methods'][name]}): {rep['counts']['pairs']} pairs ({rep['counts']['sequences']} sequences); "
                         "id = zero flow; oracle = exact matches on the patch grid")
         c = Table(title=f"{name}: displaced patches (true match > 1 patch from the same position)")
         for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5", "oracle AEPE"):

@@ -1,4 +1,5 @@
-"""`slife train SHARDS`: train CroCo on pair shards (works under `torchrun -m slife train ...`)."""
+"""`slife train SHARDS`: train an encoder on pair shards with a choice of objective (CroCo by default);
+works under `torchrun -m slife train ...`."""
 
 from __future__ import annotations
 
@@ -23,16 +24,49 @@ def _zoom(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _json_object(text: str, option: str) -> dict:
+    """A JSON object given on the command line -> dict; one-line SlifeError otherwise."""
+    import json
+
+    from slife.errors import SlifeError
+
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise SlifeError(f"{option}: not a JSON object ({e})") from None
+    if not isinstance(obj, dict):
+        raise SlifeError(f"{option}: not a JSON object")
+    return obj
+
+
 @app.command("train")
 def train(
     shards: str = typer.Argument(..., help="Pair shards: a shard folder, several comma-separated, a brace pattern "
                                            "(shards/life{1..3}) or .tar files."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: last.pt, snapshots, metrics.csv, "
                                        "previews/ \\[runs/NAME, NAME = the (first) shard folder's name, as letters, digits and '-']."),
-    preset: str = typer.Option("tiny", "--preset", help="Model + recipe preset: tiny, small, base, base-base, large."),
-    croco_kwargs: Optional[str] = typer.Option(None, "--croco-kwargs", help="JSON object overriding the preset's "
-                                                                            "model arguments, e.g. "
-                                                                            "'{\"enc_depth\": 4}'."),
+    objective: str = typer.Option("croco", "--objective", help=(
+        "What is learned. croco: cross-view completion (mask the target view, reconstruct it from the source). "
+        "dinov2: DINOv2-style self-distillation on the life's frames (ViT student, EMA teacher, 2 global + "
+        "local crops, DINO loss with Sinkhorn-Knopp, iBOT, KoLeo); each pair gives its two stored views as two "
+        "frames, so a frame weighs as many times as it appears in pairs (an 'augmented' pair's frame twice). "
+        "egomotion: a ViT and a small head predict the relative camera motion (rotation, translation "
+        "direction) of each posed pair (pairs without both poses, or 'augmented', do not count in the loss). "
+        "croco+egomotion: CroCo plus that head on CroCo's encoder tokens as an auxiliary loss.")),
+    preset: str = typer.Option("tiny", "--preset", help="Model + recipe preset: tiny (CPU), small (ViT-S/16), base "
+                                                        "(ViT-B/16), large (ViT-L/16); base-base (CroCo only)."),
+    model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", "--croco-kwargs", help=(
+        "JSON object overriding the preset's model arguments: CroCoNet's for croco objectives (e.g. "
+        "'{\"enc_depth\": 4}'), the ViT's for dinov2/egomotion (img_size, patch_size, embed_dim, depth, "
+        "num_heads, mlp_ratio).")),
+    objective_conf: Optional[str] = typer.Option(None, "--objective-conf", help=(
+        "JSON object of the objective's own settings (an unknown key is an error that lists them all with "
+        "their defaults). croco: norm_pix_loss. dinov2: local_crops, local_size, global_scale, local_scale, "
+        "prototypes, head_hidden, head_bottleneck, centering (sinkhorn|centering), student_temp, teacher_temp, "
+        "warmup_teacher_temp, teacher_temp_warmup (share of the steps), momentum_teacher (to 1 by a cosine), "
+        "center_momentum, dino_weight, ibot_weight, koleo_weight, mask_ratio, mask_probability. egomotion: "
+        "head_dim, head_depth, head_heads, rotation_weight, translation_weight; croco+egomotion: those, "
+        "egomotion_weight and norm_pix_loss.")),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps in the whole run \\[preset]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Pairs per step per process \\[preset]."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Training crop side in px \\[the model's]."),
@@ -67,7 +101,8 @@ def train(
     aug_flip: Optional[float] = typer.Option(None, "--aug-flip", help="Probability that a view of an 'augmented' "
                                                                     "pair is flipped left-right [0.5]."),
     norm_pix_loss: Optional[bool] = typer.Option(None, "--norm-pix-loss/--no-norm-pix-loss",
-                                                 help="Loss on per-patch normalised pixels [on]."),
+                                                 help="croco objectives: loss on per-patch normalised pixels [on]; "
+                                                      "the same as --objective-conf '{\"norm_pix_loss\": ...}'."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Write last.pt every N steps \\[preset]."),
     keep_every: Optional[int] = typer.Option(None, "--keep-every", help="Keep a snapshot every N steps [0: none]."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="metrics.csv row every N steps [10]."),
@@ -80,34 +115,29 @@ def train(
     log_keys: bool = typer.Option(False, "--log-keys", help="Debug: write the pair keys each rank trains on "
                                                             "to OUT/keys-rank{r}.txt."),
 ):
-    """Train CroCo (cross-view completion) on pair shards, streamed; resumable; DDP under torchrun."""
+    """Train an encoder on pair shards (CroCo cross-view completion by default; --objective dinov2, egomotion,
+    croco+egomotion), streamed; resumable; DDP under torchrun."""
     import dataclasses
     import os
 
     from slife.errors import SlifeError
-    from slife.train import TRAIN_PRESETS, run
+    from slife.train import preset_config, run
 
-    if preset not in TRAIN_PRESETS:
-        raise SlifeError(f"unknown preset {preset!r} (known: {', '.join(TRAIN_PRESETS)})")
     given = {k: v for k, v in dict(
         steps=steps, batch_size=batch_size, img_size=img_size, blr=blr, lr=lr, min_lr=min_lr,
         warmup_steps=warmup_steps, weight_decay=weight_decay, precision=precision, compile=compile, device=device,
         threads=threads, seed=seed, num_workers=num_workers, shuffle_buffer=shuffle_buffer,
         samples_per_epoch=samples_per_epoch, resize_short=resize_short, color_jitter=color_jitter, hue=hue,
-        aug_zoom=_zoom(aug_zoom), aug_flip=aug_flip, norm_pix_loss=norm_pix_loss, save_every=save_every, keep_every=keep_every, log_every=log_every,
-        preview_every=preview_every).items() if v is not None}
-    if croco_kwargs:
-        import json
-
-        try:
-            given["croco_kwargs"] = json.loads(croco_kwargs)
-        except ValueError as e:
-            raise SlifeError(f"--croco-kwargs: not a JSON object ({e})") from None
-        if not isinstance(given["croco_kwargs"], dict):
-            raise SlifeError("--croco-kwargs: not a JSON object")
+        aug_zoom=_zoom(aug_zoom), aug_flip=aug_flip, save_every=save_every, keep_every=keep_every,
+        log_every=log_every, preview_every=preview_every).items() if v is not None}
+    for name, text in (("model_kwargs", model_kwargs), ("objective_conf", objective_conf)):
+        if text:
+            given[name] = _json_object(text, "--" + name.replace("_", "-"))
+    if norm_pix_loss is not None:
+        given["objective_conf"] = {**given.get("objective_conf", {}), "norm_pix_loss": norm_pix_loss}
     if clip_grad is not None:
         given["clip_grad"] = clip_grad or None
-    cfg = dataclasses.replace(TRAIN_PRESETS[preset], resume=resume, log_keys=log_keys, **given)
+    cfg = dataclasses.replace(preset_config(objective, preset), resume=resume, log_keys=log_keys, **given)
     if out is None:  # runs/<first shard folder>, named as mine-pairs names its default output
         from slife.lives.life import life_name
         from slife.train.stream import split_spec

@@ -4,7 +4,10 @@ Reads a model through `model.cross_attention_logits(img_tgt, img_src) -> list[(B
 (one tensor per decoder block, pre-softmax q.k logits, no masking; images (B, 3, S, S) ImageNet-normalised).
 Returns `AttentionSummary`: for every pair the top-k source patches of every target patch, per decoder
 block and for the average over blocks (index -1), plus the block-averaged map itself when asked (for flow).
-Entry points: `head_average`, `topk_sets`, `overlap`, `same_position_topk`, `summarize_model`.
+For encoders without a decoder (the ViTs of the dinov2 and egomotion objectives), `feature_logits` gives maps
+of the same form from the encoder's own patch tokens: cosine similarity of each target token to each source
+token, times FEATURE_LOGIT_SCALE (one "block", one "head"), i.e. feature nearest-neighbour matching.
+Entry points: `head_average`, `topk_sets`, `overlap`, `same_position_topk`, `summarize_model`, `feature_logits`.
 The scores built from these sets live in `cas.py`; flow from the maps in `correspondence.py`.
 """
 
@@ -134,6 +137,17 @@ def summarize_maps(name: str, kind: str, maps: torch.Tensor, grid: tuple[int, in
     full = torch.cat([maps, avg.unsqueeze(1)], dim=1)  # (P, L + 1, N_t, N_s)
     topk = topk_sets(full, k, reciprocal)
     return AttentionSummary(name, kind, topk, tuple(grid), avg.clone() if keep_maps else None)
+
+
+FEATURE_LOGIT_SCALE = 20.0  # cosine similarities are scaled by this: a soft-argmax at T = 1 is a softmax at 0.05
+
+
+def feature_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[torch.Tensor]:
+    """Feature-matching maps in the form of `cross_attention_logits`: [(B, 1, N_tgt, N_src)], the cosine
+    similarity of the final encoder patch tokens (`encode_image`) of target and source, x FEATURE_LOGIT_SCALE."""
+    ft = torch.nn.functional.normalize(model.encode_image(img_tgt).float(), dim=-1)  # (B, N_tgt, D)
+    fs = torch.nn.functional.normalize(model.encode_image(img_src).float(), dim=-1)  # (B, N_src, D)
+    return [(ft @ fs.transpose(1, 2) * FEATURE_LOGIT_SCALE)[:, None]]  # [(B, 1, N_tgt, N_src)]
 
 
 def model_grid(model) -> tuple[int, int]:

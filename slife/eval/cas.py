@@ -21,7 +21,8 @@ every score restricted to displaced patches (true match > 1 patch from the same 
 plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced.
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
 marked) into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
-`metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead.
+`metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
+encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise).
 The top-k sets come from `attention.py`, ground truth from `groundtruth.py`, figures from `plots.py`.
 """
 
@@ -406,7 +407,7 @@ def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
 def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         progress: Callable[..., None] | None = None) -> Path:
     """Compare the checkpoints on the test pairs of `cfg.pairs`; write cas.json/.csv/.png; return the JSON path."""
-    from slife.eval.models import croco_kwargs_of, image_grid, load_models, untrained_models
+    from slife.eval.models import image_grid, load_models, model_spec_of, untrained_models
     from slife.eval.plots import plot_cas
 
     if cfg.pairs is None:
@@ -415,11 +416,12 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         raise SlifeError("cas: give at least one checkpoint")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_models(checkpoints)
-    kw0 = croco_kwargs_of(loaded[0][2])
+    loaded = load_models(checkpoints, attention=cfg.metric == "cas")  # mknn/cka: any encoder
+    spec0 = model_spec_of(loaded[0][2])
+    kw0 = spec0.kwargs
     size, patch, side = image_grid(kw0)
     for (name, _, ck), path in zip(loaded, checkpoints):
-        s2, p2, g2 = image_grid(croco_kwargs_of(ck))
+        s2, p2, g2 = image_grid(model_spec_of(ck).kwargs)
         if (s2, g2) != (size, side):
             raise SlifeError(f"{path}: image size {s2} / grid {g2}x{g2} differs from the first checkpoint's "
                              f"{size} / {side}x{side}; CAS compares models on the same patch grid")
@@ -430,7 +432,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     if cfg.metric == "mknn" and cfg.k >= len(pairs) - 1:
         raise SlifeError(f"--k {cfg.k} must be below the {len(pairs) - 1} other images of the {len(pairs)} "
                          "test pairs for --metric mknn")
-    controls = untrained_models(kw0, cfg.untrained_seeds)
+    controls = untrained_models(spec0, cfg.untrained_seeds)
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
     entries += [(n, m, "untrained", None) for n, m in controls]
     total = len(entries) * (len(pairs) if cfg.metric == "cas" else 2 * len(pairs))
@@ -465,7 +467,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         "metric": cfg.metric, "softmax": cfg.softmax, "reciprocal": cfg.reciprocal,
         "checkpoints": {e[0]: e[3] for e in entries if e[3]}, "pairs": str(cfg.pairs), "img_size": size,
         "patch_size": patch, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "throughput_per_s": timing, "untrained_architecture": kw0,
+        "throughput_per_s": timing, "untrained_architecture": {"kind": spec0.kind, **kw0},
     })
     stem = cfg.metric
     path = out_dir / f"{stem}.json"

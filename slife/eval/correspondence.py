@@ -1,9 +1,11 @@
-"""Zero-shot dense correspondence from decoder cross-attention, scored against homographies (HPatches).
+"""Zero-shot dense correspondence from decoder cross-attention (or encoder features), scored against homographies.
 
 Reads checkpoints (DESIGN.md "Checkpoints") and pairs of images related by a homography
 (`datasets/hpatches.py`: image 1 = TARGET, which attends; image N = SOURCE). Both images are resized
-(stretched) to the model's S x S; the cross-attention logits are averaged over heads and decoder blocks;
-a soft-argmax over source patch centres gives each target patch a source position (coarse flow), whose
+(stretched) to the model's S x S; the cross-attention logits are averaged over heads and decoder blocks
+(`method` attention: CroCo checkpoints only) or, for encoders without a decoder (dinov2, egomotion) and with
+`method` features, replaced by the scaled cosine similarity of the encoder's patch tokens (`attention.feature_logits`:
+feature nearest-neighbour matching); `method` auto takes attention where the model has it; a soft-argmax over source patch centres gives each target patch a source position (coarse flow), whose
 displacement (in image-size units) is upsampled bilinearly to every full-resolution target pixel.
 Metrics per pair on target pixels whose true match lies inside the source image: EPE (pixels of the
 source image), AEPE = mean over pairs of the per-pair mean EPE, PCK-1/3/5 = mean over pairs of the share
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 THRESHOLDS = (1, 3, 5)
 DATASETS = ("hpatches",)
+METHODS = ("auto", "attention", "features")
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,13 @@ class MatchConfig:
     softmax: bool = False  # soft-argmax over post-softmax maps averaged over heads and blocks (weights, no T)
     max_pairs: int = 0  # evaluate only the first n pairs (0 = all)
     max_side: int = 0  # downscale images whose longer side exceeds this before scoring (0 = full resolution)
+    method: str = "auto"  # attention (CroCo decoder), features (encoder nearest neighbours), auto (attention if any)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_pairs < 0 or self.max_side < 0:
@@ -266,7 +272,8 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
     `models` ((label, model, croco_kwargs) triples) may be given instead of checkpoints (tests, stand-ins)."""
     from slife.io import atomic_write_text
     from slife.eval.datasets.hpatches import read_pairs
-    from slife.eval.models import croco_kwargs_of, image_grid, load_models
+    from slife.eval.attention import feature_logits
+    from slife.eval.models import image_grid, load_models, model_spec_of
     from slife.eval.plots import plot_match
 
     if cfg.data_root is None:
@@ -277,7 +284,8 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
     if models is None:
         if not checkpoints:
             raise SlifeError("match: give at least one checkpoint")
-        models = [(n, m, croco_kwargs_of(ck)) for n, m, ck in load_models(checkpoints)]
+        models = [(n, m, model_spec_of(ck).kwargs)
+                  for n, m, ck in load_models(checkpoints, attention=cfg.method == "attention")]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if progress:
@@ -289,8 +297,11 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
             cache[p] = _load_rgb(p, cfg.max_side)
         return cache[p]
 
-    results, records_all, timing = {}, {}, {}
+    results, records_all, timing, methods = {}, {}, {}, {}
     for name, model, kw in models:
+        attn = cfg.method == "attention" or (cfg.method == "auto" and hasattr(model, "cross_attention_logits"))
+        methods[name] = "attention" if attn else "features"
+        maps_of = model.cross_attention_logits if attn else lambda t, s, m=model: feature_logits(m, t, s)
         S, patch, side = image_grid(kw)
         grid = (side, side)
         recs = []
@@ -301,7 +312,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
             H = rescale_homography(pr.H, ft, fs) if (ft != 1.0 or fs != 1.0) else pr.H
             size_t, size_s = (ref.shape[1], ref.shape[0]), (img.shape[1], img.shape[0])
             with torch.inference_mode():
-                logits = model.cross_attention_logits(to_model_input(ref, S)[None], to_model_input(img, S)[None])
+                logits = maps_of(to_model_input(ref, S)[None], to_model_input(img, S)[None])
             maps = head_average(logits, cfg.softmax)[0]  # (L, N, N)
             r = score_pair(maps, H, size_t, size_s, grid, patch, cfg.temperature, cfg.softmax)
             r.update({"sequence": pr.sequence, "index": pr.index})
@@ -315,7 +326,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
         "dataset": cfg.dataset, "data_root": str(cfg.data_root), "counts": {**counts, "pairs": len(pairs)},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "checkpoints": {n: str(p) for (n, _, _), p in zip(models, checkpoints)} if checkpoints else {},
-        "models": results, "pairs_per_s": timing,
+        "models": results, "pairs_per_s": timing, "methods": methods,
         "per_pair": {n: [{k: r[k] for k in ("sequence", "index", "model", "identity", "patch_accuracy",
                                             "patch_accuracy_displaced", "displaced_patch_share")} for r in recs]
                      for n, recs in records_all.items()},

@@ -1,6 +1,7 @@
 """Depth probe of a frozen encoder: an attentive readout trained on top, scored with the standard depth metrics.
 
-Reads a checkpoint (DESIGN.md "Checkpoints") and a depth dataset (`datasets/`: nyu, scannet, life).
+Reads a checkpoint of any objective (DESIGN.md "Checkpoints": its CroCo or ViT encoder) and a depth dataset
+(`datasets/`: nyu, scannet, life).
 Each image is centre-cropped to a square and resized to the model's S x S (depth and the scored region by
 nearest neighbour); the frozen encoder's patch tokens (final block after its norm, or block `layer`)
 are computed once. The readout: one cross-attention block whose queries are one learned token per output
@@ -288,13 +289,14 @@ def predict(readout: AttentiveReadout, tokens: torch.Tensor, batch_size: int = 6
 
 
 def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: Callable[..., None] | None = None,
-        model=None, croco_kwargs: dict | None = None) -> Path:
+        model=None, spec=None) -> Path:
     """Train and score the depth probe on the first checkpoint's frozen encoder; write probe.json/.png/.pt.
 
-    `model` and `croco_kwargs` may be given instead of a checkpoint (tests)."""
+    `model` and its architecture `spec` (a `checkpoint.ModelSpec`: CroCoNet or ViT) may be given instead of a
+    checkpoint (the demo's untrained control)."""
     from slife.io import atomic_write_text
     from slife.eval.datasets import depth_reader
-    from slife.eval.models import croco_kwargs_of, image_grid, load_one
+    from slife.eval.models import image_grid, load_one, model_spec_of
     from slife.eval.plots import plot_depth_examples
     from slife.train.checkpoint import save_checkpoint
 
@@ -303,11 +305,13 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     if model is None:
         if not checkpoints:
             raise SlifeError("probe: give a checkpoint")
-        model, ckpt = load_one(checkpoints[0])
-        croco_kwargs = croco_kwargs_of(ckpt)
+        model, ckpt = load_one(checkpoints[0])  # any objective's encoder (CroCoNet or ViT)
+        spec = model_spec_of(ckpt)
+    elif spec is None:
+        raise SlifeError("probe: a model given without its ModelSpec")
     model.eval()
-    S, patch, side = image_grid(croco_kwargs)
-    enc_depth = int(croco_kwargs.get("enc_depth", 12))
+    S, patch, side = image_grid(spec.kwargs)
+    enc_depth = int(model.enc_depth)
     if not -enc_depth <= cfg.layer < enc_depth:
         raise SlifeError(f"probe: layer {cfg.layer} outside the encoder's {enc_depth} blocks")
     layer = None if cfg.layer in (-1, enc_depth - 1) else cfg.layer
@@ -363,7 +367,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     if cfg.control_untrained:
         from slife.eval.models import untrained_models
 
-        control = fit(untrained_models(croco_kwargs, [cfg.seed])[0][1])[4]
+        control = fit(untrained_models(spec, [cfg.seed])[0][1])[4]
         control["seed"] = cfg.seed
     oracle = None
     if cfg.control_oracle:

@@ -1,9 +1,13 @@
 """Load the checkpoints an evaluation compares, and build the untrained controls of the same architecture.
 
-Reads checkpoints in the format of DESIGN.md ("Checkpoints": `model` state_dict, `croco_kwargs`) through
-`slife.train.checkpoint.load_model`; turns any failure into one `SlifeError` line naming the file.
-Entry points: `load_models`, `untrained_models`, `model_label`. Attention and features are read in
-`attention.py` / `cas.py`.
+Reads checkpoints in the format of DESIGN.md ("Checkpoints": `model` state_dict and its arguments) of every
+training objective through `slife.train.checkpoint.load_model`, which builds what the checkpoint records:
+CroCoNet (`croco_kwargs`: croco, croco+egomotion, released CroCo) or the ViT encoder (`vit_kwargs`: dinov2,
+egomotion). Every such model has `encode_image(img, layer=None) -> (B, N, D)` (probe, mKNN/CKA, feature
+matching); only CroCoNets have `cross_attention_logits` (CAS, attention matching): asking a ViT for it
+(`attention=True`) is a one-line error. Any failure is one `SlifeError` line naming the file.
+Entry points: `load_models`, `load_one`, `model_spec_of`, `untrained_models`, `model_label`, `image_grid`.
+Attention and features are read in `attention.py` / `cas.py`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ def model_label(path: Path) -> str:
     return path.stem
 
 
-def load_one(path: Path):
-    """(model, ckpt) for one checkpoint; SlifeError on a missing file, missing keys or another architecture."""
-    from slife.train.checkpoint import load_model
+def load_one(path: Path, attention: bool = False):
+    """(model, ckpt) for one checkpoint; SlifeError on a missing file, missing keys or another architecture,
+    and with `attention` on a checkpoint whose model has no decoder cross-attention (not a CroCo one)."""
+    from slife.train.checkpoint import load_model, objective_of
 
     path = Path(path)
     if not path.is_file():
@@ -39,17 +44,21 @@ def load_one(path: Path):
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SlifeError(f"{path}: not a CroCo checkpoint of a known architecture ({first[:200]})") from None
-    if not hasattr(model, "cross_attention_logits") or not hasattr(model, "encode_image"):
-        raise SlifeError(f"{path}: the loaded model has no cross_attention_logits/encode_image")
+    if attention and not hasattr(model, "cross_attention_logits"):
+        raise SlifeError(f"{path}: a {objective_of(ckpt)} checkpoint has no decoder cross-attention, which CAS and "
+                         "attention matching read (CroCo checkpoints only); compare its features with "
+                         "`slife cas --metric mknn|cka`, match with `slife match --method features`")
+    if not hasattr(model, "encode_image"):
+        raise SlifeError(f"{path}: the loaded model has no encode_image")
     model.eval()
     return model, ckpt
 
 
-def load_models(paths: Sequence[Path]) -> list[tuple[str, object, dict]]:
-    """[(label, model, ckpt)] for each checkpoint; labels are made unique."""
+def load_models(paths: Sequence[Path], attention: bool = False) -> list[tuple[str, object, dict]]:
+    """[(label, model, ckpt)] for each checkpoint (see `load_one`); labels are made unique."""
     out, seen = [], {}
     for p in paths:
-        model, ckpt = load_one(p)
+        model, ckpt = load_one(p, attention)
         name = model_label(p)
         if name in seen:
             seen[name] += 1
@@ -60,11 +69,11 @@ def load_models(paths: Sequence[Path]) -> list[tuple[str, object, dict]]:
     return out
 
 
-def croco_kwargs_of(ckpt: dict) -> dict:
-    """The constructor arguments stored in (or recovered from) a checkpoint."""
-    from slife.train.checkpoint import croco_args_from_ckpt
+def model_spec_of(ckpt: dict):
+    """The `ModelSpec` (kind, constructor arguments) stored in (or recovered from) a checkpoint."""
+    from slife.train.checkpoint import model_spec_from_ckpt
 
-    return dict(croco_args_from_ckpt(ckpt))
+    return model_spec_from_ckpt(ckpt)
 
 
 # Untrained controls draw their weights from seeds offset by this, so that untrained-s0 is not the initial
@@ -73,19 +82,18 @@ def croco_kwargs_of(ckpt: dict) -> dict:
 UNTRAINED_SEED_OFFSET = 1_000_003
 
 
-def untrained_models(croco_kwargs: dict, seeds: Sequence[int]) -> list[tuple[str, object]]:
-    """[(label, model)] CroCoNets of the given architecture with seeded random weights (the untrained control);
-    seed s builds its weights from torch seed s + UNTRAINED_SEED_OFFSET, never a training run's start."""
+def untrained_models(spec, seeds: Sequence[int]) -> list[tuple[str, object]]:
+    """[(label, model)] networks of the architecture `spec` (a `ModelSpec`: CroCoNet or ViT) with seeded random
+    weights (the untrained control); seed s builds its weights from torch seed s + UNTRAINED_SEED_OFFSET, never
+    a training run's start."""
     import torch
-
-    from slife.train.model import CroCoNet
 
     out = []
     state = torch.random.get_rng_state()
     try:
         for s in seeds:
             torch.manual_seed(int(s) + UNTRAINED_SEED_OFFSET)
-            m = CroCoNet(**croco_kwargs)
+            m = spec.build()
             m.eval()
             out.append((f"untrained-s{s}", m))
     finally:
@@ -93,12 +101,12 @@ def untrained_models(croco_kwargs: dict, seeds: Sequence[int]) -> list[tuple[str
     return out
 
 
-def image_grid(croco_kwargs: dict) -> tuple[int, int, int]:
-    """(image size S, patch size p, patches per side S // p) of a square CroCo model."""
-    size = croco_kwargs.get("img_size", 224)
+def image_grid(model_kwargs: dict) -> tuple[int, int, int]:
+    """(image size S, patch size p, patches per side S // p) of a square model (CroCoNet's or the ViT's arguments)."""
+    size = model_kwargs.get("img_size", 224)
     if isinstance(size, (list, tuple)):
         if size[0] != size[1]:
             raise SlifeError(f"non-square model image size {size} is not supported")
         size = size[0]
-    patch = int(croco_kwargs.get("patch_size", 16))
+    patch = int(model_kwargs.get("patch_size", 16))
     return int(size), patch, int(size) // patch

@@ -1,12 +1,16 @@
-"""train: CroCo cross-view completion trained on pair shards as a stream.
+"""train: encoders trained on pair shards as a stream, with a choice of objective (CroCo by default).
 
 Reads pair shards (DESIGN.md "Pair shards"); writes a run folder: `last.pt` (+ kept snapshots
 `step-XXXXXXX.pt`), `metrics.csv`, TensorBoard events, `previews/*.png`, `train.json` (the config and
 shard summary). Entry point: `run(cfg, shards, out_dir) -> Path` (the last.pt it wrote); works alone
-or under `torchrun` (one process per device, DDP).
-Modules: model/blocks/masking/pos_embed/loss/checkpoint (the network and its files), stream (shards ->
-batches), augment (pair crops and colour), optim (AdamW, schedule), loop (steps, DDP, checkpoints),
-metrics (csv + TensorBoard), preview (reconstruction PNGs).
+or under `torchrun` (one process per device, DDP). `preset_config(objective, preset)` is the TrainConfig
+of a named preset for an objective.
+Modules: objectives/ (one plug-in per objective: croco, croco+egomotion, dinov2, egomotion; each owns its
+models, views, loss, after-step hook, checkpoint state and preview), model/blocks/masking/pos_embed/loss
+(CroCo), vit (the ViT of the other objectives, timm's layout), dino (DINOv2 heads and losses), pose
+(egomotion head and losses), checkpoint (files), stream (shards -> batches), augment (pair crops and colour),
+multicrop (DINOv2's crops), optim (AdamW, schedule), loop (steps, precision, DDP, checkpoints, resume, metrics),
+metrics (csv + TensorBoard), preview (PNG grids).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ PRECISIONS = ("auto", "bf16", "fp32", "fp16")
 class TrainConfig:
     """Everything a training run needs besides its shards and output folder."""
 
-    preset: str = "tiny"  # model size: a key of slife.train.model.CROCO_PRESETS
-    croco_kwargs: dict | None = field(default=None, hash=False)  # overrides of the preset's constructor arguments
+    objective: str = "croco"  # what is learned: a key of slife.train.objectives.OBJECTIVES
+    preset: str = "tiny"  # model size: a key of the objective's presets (CroCo: CROCO_PRESETS; ViTs: VIT_PRESETS)
+    model_kwargs: dict | None = field(default=None, hash=False)  # overrides of the preset's constructor arguments
+    objective_conf: dict | None = field(default=None, hash=False)  # overrides of the objective's default_conf
     img_size: int | None = None  # training crop side in px; None = the model's img_size
     steps: int = 2000  # optimisation steps in the whole run (a resumed run continues up to this)
     batch_size: int = 32  # pairs per step per process (effective batch = batch_size x processes)
@@ -46,7 +52,6 @@ class TrainConfig:
     hue: float = 0.0  # hue jitter of each view in turns (CroCo: 0)
     aug_zoom: tuple[float, float] = (0.7, 1.4)  # 'augmented' pairs: zoom range of each view (log-uniform)
     aug_flip: float = 0.5  # 'augmented' pairs: probability that a view is flipped left-right
-    norm_pix_loss: bool = True  # MSE against per-patch normalised pixels
     save_every: int = 500  # write last.pt every this many steps (and at the end)
     keep_every: int = 0  # also keep a snapshot step-XXXXXXX.pt every this many steps (0: none)
     log_every: int = 10  # metrics.csv / TensorBoard row every this many steps
@@ -57,6 +62,9 @@ class TrainConfig:
     def __post_init__(self):
         from slife.errors import SlifeError
 
+        from slife.train.objectives import check_objective
+
+        check_objective(self.objective)
         if self.precision not in PRECISIONS:
             raise SlifeError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("steps", "batch_size", "save_every", "log_every"):
@@ -82,7 +90,8 @@ class TrainConfig:
             raise SlifeError("resume must be auto, never or a checkpoint path")
 
 
-# Named presets: the model size and the optimisation recipe that goes with it.
+# Named presets: the model size and the optimisation recipe that goes with it (CroCo's; other objectives change
+# some fields through their `recipe`, see `preset_config`).
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # CPU scale (DESIGN.md): 64 px, lr 1e-3 at batch 32 (= blr 8e-3), ~127 pairs/s on 2 threads in bf16
     "tiny": TrainConfig(preset="tiny", steps=2000, batch_size=32, blr=8e-3, warmup_steps=100, save_every=250,
@@ -100,8 +109,23 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 }
 
 
+def preset_config(objective: str, preset: str) -> TrainConfig:
+    """The TrainConfig of `preset` for `objective`: `TRAIN_PRESETS[preset]` with the objective's own recipe
+    (`Objective.recipe`); SlifeError for a preset the objective does not have."""
+    import dataclasses
+
+    from slife.errors import SlifeError
+    from slife.train.objectives import objective_class
+
+    cls = objective_class(objective)
+    if preset not in TRAIN_PRESETS or preset not in cls.presets:
+        raise SlifeError(f"unknown preset {preset!r} for objective {objective} (known: "
+                         f"{', '.join(p for p in TRAIN_PRESETS if p in cls.presets)})")
+    return dataclasses.replace(TRAIN_PRESETS[preset], objective=objective, **cls.recipe(preset))
+
+
 def run(cfg: TrainConfig, shards, out_dir: Path | str, progress: Callable | None = None) -> Path:
-    """Train CroCo on `shards` (spec: folder(s), comma list, brace pattern) into `out_dir`; returns last.pt.
+    """Train cfg.objective on `shards` (spec: folder(s), comma list, brace pattern) into `out_dir`; returns last.pt.
 
     `progress(n, info=str)` is called on rank 0 after every step (n steps done since the last call).
     """

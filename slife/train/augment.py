@@ -8,6 +8,9 @@ factors in [1-x, 1+x], optional hue). The two views of an `augmented` pair (one 
 DESIGN.md) also get their own zoom (crop box side = S / zoom, zoom drawn log-uniformly in `aug_zoom`,
 clipped to fit the image) and a horizontal flip (probability `aug_flip`): the 2D transforms are what make
 the two copies differ. Other pairs keep CroCo's plain crops (their views already differ by the camera motion).
+With `same_crop` both views are cut at the same relative window (colour draws still differ): the egomotion
+objectives' labels assume that the views differ by the camera's motion only, and independent crops would add
+an unknown image shift of up to 1/8 of the crop.
 Two halves: `PairAugment` (in the loader workers) makes the uint8 crops (B,3,S,S) and the jitter
 parameters (B,4) of a batch; `to_model_input` (in the training process, on its device) applies the
 jitter and ImageNet normalisation -> float32 (B,3,S,S). The jitter is linear in RGB, so per image it is
@@ -152,6 +155,7 @@ class PairAugment:
     hue: float = 0.0  # hue shift drawn from [-x, x] turns (CroCo acolor: 0)
     aug_zoom: tuple[float, float] = (0.7, 1.4)  # augmented pairs: zoom range of each view (log-uniform)
     aug_flip: float = 0.5  # augmented pairs: probability that a view is flipped left-right
+    same_crop: bool = False  # both views take the source view's crop draws (position, zoom, flip); colours differ
 
     def __post_init__(self):
         if self.img_size < 8:
@@ -235,7 +239,7 @@ class PairAugment:
     def fill_view(self, batch: dict, i: int, view: int, im: Image.Image, augmented: bool = False) -> None:
         """View `view` (0 source, 1 target) of pair i of `batch` from its draws. The stream fills each view as
         soon as it is decoded, so that its pixels are still in cache."""
-        u = batch["u"][i, view, :4].tolist()  # python floats for the crop arithmetic
+        u = batch["u"][i, 0 if self.same_crop else view, :4].tolist()  # python floats for the crop arithmetic
         self.crop_into(im, u, augmented, batch[("src", "tgt")[view]][i])
 
     def finish(self, batch: dict, n: int) -> dict:

@@ -3,7 +3,8 @@
 Reads: token tensors (B, N, C) with integer patch positions (B, N, 2) as (row y, column x).
 Returns: token tensors of the same shape; `CrossAttention`/`DecoderBlock` optionally also return the
 cross-attention logits q.k * scale per head (B, heads, N_query, N_key), before the softmax.
-Entry points: the modules below, built by `train/model.py`. Parameter names and shapes are those of
+Entry points: the modules below, built by `train/model.py` (and `train/vit.py`, the heads), and
+`init_linears_and_norms`. Parameter names and shapes are those of
 naver/croco `models/blocks.py` (so its checkpoints load). Attention runs through
 `torch.nn.functional.scaled_dot_product_attention` (`attend` picks its fastest backend; the logits option
 computes softmax(q k^T * scale) v explicitly); position maths lives in `train/pos_embed.py`.
@@ -223,6 +224,19 @@ class PatchEmbed(nn.Module):
     def init_weights(self) -> None:
         w = self.proj.weight.data  # (D, 3, p, p): xavier as for a linear layer on the flattened patch
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+
+
+def init_linears_and_norms(module: nn.Module, init_weight=nn.init.xavier_uniform_) -> None:
+    """MAE/timm-style init of every Linear in `module` (weight by `init_weight`, zero bias) and every LayerNorm
+    (unit weight, zero bias)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            init_weight(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:

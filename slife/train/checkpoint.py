@@ -3,12 +3,17 @@
 Reads: `torch.save` dicts, ours or released by naver/croco: `model` (state_dict, reference key names),
 `croco_kwargs` (CroCo v2 and slife), or an older `args` whose `model` field is a string such as
 "CroCoNet(enc_embed_dim=1024, enc_depth=24, pos_embed='RoPE100')" (official pre-training code), or
-neither (CroCo v1 release: default arguments).
+neither (CroCo v1 release: default arguments). A slife checkpoint of a ViT objective (`objective` dinov2 or
+egomotion) holds `vit_kwargs` instead, and its `model` is a `train/vit.py` encoder in timm's layout.
+`ModelSpec` says which network a checkpoint's `model` is: its kind (`croco` or `vit`) and constructor
+arguments, recovered by `model_spec_from_ckpt` from what the checkpoint records.
 Writes: `save_checkpoint(path, obj)` through `slife.io.atomic_file` (a temporary file in the same folder, then
 `os.replace`).
-Entry points: `save_checkpoint`, `load_checkpoint`, `croco_args_from_ckpt`, `load_model`.
+Entry points: `save_checkpoint`, `load_checkpoint`, `croco_args_from_ckpt`, `model_spec_from_ckpt`,
+`objective_of`, `load_model`.
 Every problem with a file is a one-line `SlifeError` naming it. What goes into a training checkpoint
-(optimizer, rng, data position) is decided by the trainer (`train/loop.py`).
+(optimizer, rng, data position, the objective's state) is decided by the trainer (`train/loop.py`) and the
+objective (`train/objectives/`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import ast
 import inspect
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +31,7 @@ import torch
 from slife.errors import SlifeError
 from slife.io import atomic_file
 from slife.train.model import CroCoNet
+from slife.train.vit import VisionTransformer
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +161,56 @@ def croco_args_from_ckpt(ckpt: dict, path="checkpoint") -> dict:
     return args
 
 
+MODEL_CLASSES = {"croco": CroCoNet, "vit": VisionTransformer}  # ModelSpec.kind -> network class
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network a checkpoint's `model` is: its kind and constructor arguments."""
+
+    kind: str  # "croco" (CroCoNet; arguments stored as `croco_kwargs`) or "vit" (VisionTransformer; `vit_kwargs`)
+    kwargs: dict = field(default_factory=dict, hash=False)  # constructor arguments
+
+    def __post_init__(self):
+        if self.kind not in MODEL_CLASSES:
+            raise ValueError(f"unknown model kind {self.kind!r}; known: {', '.join(MODEL_CLASSES)}")
+
+    @property
+    def args_key(self) -> str:
+        """The checkpoint key that holds the constructor arguments."""
+        return f"{self.kind}_kwargs"
+
+    @property
+    def cls(self) -> type:
+        return MODEL_CLASSES[self.kind]
+
+    def build(self) -> torch.nn.Module:
+        return self.cls(**self.kwargs)
+
+
+def objective_of(ckpt: dict) -> str:
+    """The training objective a checkpoint records (`objective`); checkpoints from before objectives and
+    released CroCo ones are "croco"."""
+    return str(ckpt.get("objective") or "croco")
+
+
+def model_spec_from_ckpt(ckpt: dict, path="checkpoint") -> ModelSpec:
+    """The ModelSpec of a checkpoint's `model`: `vit_kwargs` -> a ViT; otherwise CroCo (`croco_args_from_ckpt`)."""
+    if "vit_kwargs" not in ckpt:
+        return ModelSpec("croco", croco_args_from_ckpt(ckpt, path))
+    args = ckpt["vit_kwargs"]
+    if not isinstance(args, dict):
+        raise SlifeError(f"{path}: vit_kwargs is a {type(args).__name__}, expected a dict")
+    args = dict(args)
+    if isinstance(args.get("img_size"), list):
+        args["img_size"] = tuple(args["img_size"])
+    known = set(inspect.signature(VisionTransformer.__init__).parameters) - {"self"}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise SlifeError(f"{path}: unknown VisionTransformer argument {unknown[0]!r} in the checkpoint")
+    return ModelSpec("vit", args)
+
+
 def key_mismatch(missing: list, unexpected: list) -> str:
     """'N missing key(s), first ...; M unexpected key(s), first ...' (one line, however many keys)."""
     parts = []
@@ -187,21 +244,23 @@ def check_finite(sd: dict, path) -> None:
         raise SlifeError(f"{path}: weights contain NaN or inf ({len(bad)} tensor(s), first {bad[0]!r})")
 
 
-def load_model(path, strict: bool = True, img_size=None, map_location="cpu") -> tuple[CroCoNet, dict]:
-    """Build CroCoNet from a checkpoint's arguments and load its `model` weights -> (model, ckpt).
+def load_model(path, strict: bool = True, img_size=None, map_location="cpu") -> tuple[torch.nn.Module, dict]:
+    """Build the checkpoint's network (CroCoNet, or the ViT of a dinov2/egomotion checkpoint, `ModelSpec`)
+    from its arguments and load its `model` weights -> (model, ckpt).
 
     strict: missing or unexpected keys are errors (otherwise logged). Wrong shapes are always errors.
     Sin-cos buffers saved for another grid are replaced by the exact tables of the model's grid.
-    img_size: set another default image size afterwards (`CroCoNet.interpolate`)."""
+    img_size: set another default image size afterwards (`interpolate`)."""
     ckpt = load_checkpoint(path, map_location)
     sd = ckpt.get("model")
     if not isinstance(sd, dict):
         raise SlifeError(f"{path}: no 'model' state_dict in the checkpoint (keys: {', '.join(map(str, list(ckpt)[:8]))})")
-    args = croco_args_from_ckpt(ckpt, path)
+    spec = model_spec_from_ckpt(ckpt, path)
+    args, name = spec.kwargs, spec.cls.__name__
     try:
-        model = CroCoNet(**args)
+        model = spec.build()
     except (TypeError, ValueError) as e:
-        raise SlifeError(f"{path}: cannot build CroCoNet from its arguments {args}: {_first_line(e)}") from None
+        raise SlifeError(f"{path}: cannot build {name} from its arguments {args}: {_first_line(e)}") from None
     if sd and all(k.startswith("module.") for k in sd):  # saved from a DDP wrapper
         sd = {k[len("module."):]: v for k, v in sd.items()}
     own = model.state_dict()
@@ -211,7 +270,7 @@ def load_model(path, strict: bool = True, img_size=None, map_location="cpu") -> 
             log.info("%s: %s saved for another grid %s; using the exact table %s", path, k,
                      tuple(sd[k].shape), tuple(own[k].shape))
             sd[k] = own[k]
-    missing, unexpected = check_weights(sd, own, path, f"state_dict does not match CroCoNet({args})", strict)
+    missing, unexpected = check_weights(sd, own, path, f"state_dict does not match {name}({args})", strict)
     if missing or unexpected:
         log.warning("%s: %d missing and %d unexpected keys ignored", path, len(missing), len(unexpected))
     model.load_state_dict(sd, strict=False)

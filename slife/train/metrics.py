@@ -1,9 +1,9 @@
 """Training metrics on disk: `metrics.csv` rows and TensorBoard scalars (when tensorboard is installed).
 
 Writes into the run folder: `metrics.csv` (columns `COLUMNS`: step, loss, lr, pairs/s, data-wait share,
-...) and `tb/` event files. Only rank 0 makes a `MetricsLog`. On resume, rows after the resumed step are
+..., then the numbers the objective logs, e.g. dinov2's dino_loss, ibot_loss, ...) and `tb/` event files. Only rank 0 makes a `MetricsLog`. On resume, rows after the resumed step are
 dropped, so the csv of an interrupted run equals an uninterrupted one's.
-Entry point: `MetricsLog(out_dir, start_step)`. The values are measured by `loop.py`.
+Entry point: `MetricsLog(out_dir, start_step, extra)`. The values are measured by `loop.py`.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ COLUMNS = ("step", "epoch", "loss", "lr", "pairs_per_s", "data_wait_share", "gra
 class MetricsLog:
     """Append metric rows to metrics.csv and TensorBoard."""
 
-    def __init__(self, out_dir: Path, start_step: int = 0, tensorboard: bool = True):
+    def __init__(self, out_dir: Path, start_step: int = 0, extra: tuple[str, ...] = (), tensorboard: bool = True):
         self.path = Path(out_dir) / "metrics.csv"
+        self.columns = COLUMNS + tuple(extra)  # the loop's columns, then the objective's
         self._truncate_after(start_step)
         new = not self.path.exists()
         self._f = open(self.path, "a", newline="")
         self._w = csv.writer(self._f)
         if new:
-            self._w.writerow(COLUMNS)
+            self._w.writerow(self.columns)
             self._f.flush()
         self.tb = None
         if tensorboard:
@@ -53,10 +54,10 @@ class MetricsLog:
             atomic_write_bytes(self.path, buf.getvalue().encode())
 
     def write(self, row: dict) -> None:
-        self._w.writerow([_fmt(row.get(c)) for c in COLUMNS])
+        self._w.writerow([_fmt(row.get(c)) for c in self.columns])
         self._f.flush()
         if self.tb is not None:
-            for c in COLUMNS[2:]:
+            for c in self.columns[2:]:
                 if row.get(c) is not None:
                     self.tb.add_scalar(f"train/{c}", row[c], row["step"])
 

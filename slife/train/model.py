@@ -20,7 +20,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from slife.train.blocks import Block, DecoderBlock, PatchEmbed, to_pair, patchify, unpatchify
+from slife.train.blocks import Block, DecoderBlock, PatchEmbed, init_linears_and_norms, to_pair, patchify, unpatchify
 from slife.train.masking import RandomMask, visible_index
 from slife.train.pos_embed import RoPE2D, sincos_2d
 
@@ -115,17 +115,13 @@ class CroCoNet(nn.Module):
 
     # ---------------------------------------------------------------- setup
     def initialize_weights(self) -> None:
-        """MAE/CroCo init: xavier-uniform linears and patch projection, zero biases, unit norms."""
+        """MAE/CroCo init: xavier-uniform linears and patch projection, zero biases, unit norms.
+        Nothing to do on the meta device (argument checks), where torch's init functions import its compiler."""
+        if self.mask_token.is_meta:
+            return
         self.patch_embed.init_weights()
         nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linears_and_norms(self, nn.init.xavier_uniform_)
 
     @property
     def patch_size(self) -> int:
@@ -228,11 +224,14 @@ class CroCoNet(nn.Module):
         return unpatchify(x, self.patch_size, grid or self.patch_embed.grid_size)
 
     # ---------------------------------------------------------------- uses
-    def forward(self, img1: torch.Tensor, img2: torch.Tensor, mask: torch.Tensor | None = None):
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor, mask: torch.Tensor | None = None,
+                return_tokens: bool = False):
         """img1 target (masked), img2 source, (B, 3, H, W) each -> (out, mask, target).
 
         out (B, N, p*p*3) predicted pixels of every patch of img1, mask (B, N) bool True = masked (drawn with
-        `mask_generator` unless given), target (B, N, p*p*3) = patchify(img1)."""
+        `mask_generator` unless given), target (B, N, p*p*3) = patchify(img1). With `return_tokens`, a fourth
+        item holds the encoder's output for auxiliary heads: {"tgt" (B, N_vis, De) visible img1 tokens,
+        "tgt_pos" (B, N_vis, 2) their positions, "src" (B, N, De) img2 tokens, "src_pos" (B, N, 2), "grid"}."""
         B, _, H, W = img1.shape
         grid = self.patch_embed.grid(H, W)
         N = grid[0] * grid[1]
@@ -244,7 +243,11 @@ class CroCoNet(nn.Module):
         feat1, pos1, feat2, pos2 = self.encode_pair(img1, keep, img2)
         dec = self.decode(feat1, pos1, mask, feat2, pos2, grid, keep=keep)  # (B, N, Dd)
         out = self.prediction_head(dec)  # (B, N, p*p*3)
-        return out, mask, self.patchify(img1)
+        if not return_tokens:
+            return out, mask, self.patchify(img1)
+        posvis1 = pos1.gather(1, keep[..., None].expand(-1, -1, 2))  # (B, N_vis, 2)
+        tokens = {"tgt": feat1, "tgt_pos": posvis1, "src": feat2, "src_pos": pos2, "grid": grid}
+        return out, mask, self.patchify(img1), tokens
 
     def encode_image(self, img: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """Unmasked encoder tokens (B, N, De): after enc_norm by default, or the output of block `layer`

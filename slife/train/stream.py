@@ -5,7 +5,9 @@ Reads: shard sets (DESIGN.md "Pair shards"; the format, which tars a folder list
 may be one folder, several comma-separated, a brace pattern (`shards/life{1..3}`) or single .tar files.
 Samples hold `src.jpg`, `tgt.jpg`, `json` (and optional `src.depth.png`, `tgt.depth.png`, uint16 mm).
 Returns: batches {"src","tgt": uint8 (B,3,S,S) crops, "src_color","tgt_color": (B,4) jitter parameters
-(`augment.to_model_input` applies them and normalises on the device), "keys", "step", "worker", "bad"}.
+(`augment.to_model_input` applies them and normalises on the device), "keys", "meta" (each pair's json),
+"step", "worker", "bad"}; with another augmentation (the objective's, e.g. `multicrop.MultiCrop`) the crop
+entries are what its `finish` returns.
 
 The stream is a pure function of (seed, rank, worker, step): shards are split by node then by worker
 (when there are enough of them), resampled with replacement (weighted by sample count) for a fixed
@@ -41,7 +43,7 @@ from PIL import Image
 
 from slife.errors import SlifeError
 from slife.pairmine.shardset import REQUIRED, is_augmented, manifest_shards, view_K
-from slife.train.augment import PairAugment, normalize, resize_short_side
+from slife.train.augment import normalize, resize_short_side
 from slife.train.tario import tar_samples
 
 log = logging.getLogger(__name__)
@@ -321,9 +323,13 @@ def worker_steps(first: int, steps_per_epoch: int, worker: int, num_workers: int
 
 
 class PairStream(torch.utils.data.IterableDataset):
-    """Infinite batches for one rank; in a DataLoader, worker w makes the steps b with b % W == w."""
+    """Infinite batches for one rank; in a DataLoader, worker w makes the steps b with b % W == w.
 
-    def __init__(self, shards: ShardSet, augment: PairAugment, batch_size: int, steps_per_epoch: int,
+    `augment` makes the crops: `augment.PairAugment` (a pair's two views) or any object with the same
+    `short`, `new_batch(B, rng)`, `fill_view(arrays, i, view, image, augmented)` and `finish(arrays, n)`
+    (e.g. `multicrop.MultiCrop`, several crops of each view)."""
+
+    def __init__(self, shards: ShardSet, augment, batch_size: int, steps_per_epoch: int,
                  seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0, shuffle_buffer: int = 256,
                  positions: dict | None = None):
         self.shards, self.augment, self.batch_size = shards, augment, batch_size
@@ -371,17 +377,18 @@ class PairStream(torch.utils.data.IterableDataset):
             raw = counted(islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), skip, None))
             for step in steps:
                 rng = step_rng(self.seed, self.rank, worker, step, 3)
-                arrays, keys = self.augment.new_batch(B, rng), []
+                arrays, keys, metas = self.augment.new_batch(B, rng), [], []
                 for sample in raw:
                     if self.fill(arrays, len(keys), sample, handler):
                         keys.append(sample["__key__"])
+                        metas.append(sample["json"])
                         if len(keys) == B:
                             break
                 if not keys:
                     raise SlifeError(f"{self.shards.spec}: no decodable pairs left in epoch {epoch} of worker "
                                      f"{worker} (skipped: {dict(handler.counts)})")
                 batch = self.augment.finish(arrays, len(keys))
-                batch.update(keys=keys, step=step, worker=worker, bad=dict(handler.counts),
+                batch.update(keys=keys, meta=metas, step=step, worker=worker, bad=dict(handler.counts),
                              pos={"epoch": epoch, "taken": taken[0], "bad": dict(handler.counts)})
                 yield batch
 

@@ -173,15 +173,16 @@ def test_softmax_and_reciprocal_options_on_the_identity_map():
 
 def test_untrained_controls_are_not_a_training_runs_initial_weights():
     from slife.eval.models import untrained_models
+    from slife.train.checkpoint import ModelSpec
     from slife.train.model import CROCO_PRESETS, CroCoNet
 
     kw = CROCO_PRESETS["tiny"]
-    (_, control), = untrained_models(kw, [0])
+    (_, control), = untrained_models(ModelSpec("croco", kw), [0])
     torch.manual_seed(0)  # what `slife train --seed 0` does before building its model
     start = CroCoNet(**kw)
     w = "enc_blocks.0.attn.qkv.weight"
     assert not torch.equal(control.state_dict()[w], start.state_dict()[w])
-    (_, again), = untrained_models(kw, [0])
+    (_, again), = untrained_models(ModelSpec("croco", kw), [0])
     assert torch.equal(control.state_dict()[w], again.state_dict()[w])  # still seeded: the same control each time
 
 

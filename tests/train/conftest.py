@@ -1,5 +1,7 @@
 """Fixtures for the trainer tests: tiny pair shards written with webdataset.TarWriter (real JPEGs,
-pairs cut from one procedural texture so the views share content), and a tiny CroCo configuration."""
+pairs cut from one procedural texture so the views share content, with the camera poses that make the two
+windows: a camera looking at the texture plane 1 m away, focal 1.2 x size, moved by the window's shift),
+tiny CroCo and ViT configurations."""
 
 from __future__ import annotations
 
@@ -14,6 +16,17 @@ from PIL import Image
 # a model much smaller than 'tiny': 32 px, 8 px patches (16 patches), 32-64 wide
 MICRO = dict(img_size=32, patch_size=8, mask_ratio=0.75, enc_embed_dim=64, enc_depth=2, enc_num_heads=2,
              dec_embed_dim=32, dec_depth=2, dec_num_heads=2, mlp_ratio=2, norm_im2_in_dec=True, pos_embed="cosine")
+# the ViT of the dinov2 / egomotion objectives at the same scale, and small heads for them
+MICRO_VIT = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, mlp_ratio=2)
+MICRO_DINO = dict(local_crops=2, prototypes=128, head_hidden=64, head_bottleneck=32)
+MICRO_POSE = dict(head_dim=32, head_depth=1, head_heads=2)
+
+
+def window_pose(x: float, y: float, size: int) -> list:
+    """Camera-to-world pose (4x4 list) of a camera that sees the size x size window at texture pixel (x, y) of a
+    plane 1 m in front of it (z forward), focal 1.2 * size px: one texture pixel is 1 / focal metres."""
+    f = 1.2 * size
+    return [[1.0, 0, 0, (x + size / 2) / f], [0, 1.0, 0, (y + size / 2) / f], [0, 0, 1.0, 0], [0, 0, 0, 1.0]]
 
 
 def texture(rng: np.random.Generator, size: int = 160) -> np.ndarray:
@@ -41,9 +54,19 @@ def png16(arr: np.ndarray) -> bytes:
     return b.getvalue()
 
 
+def rolled_window(tex: np.ndarray, x: int, y: int, size: int, degrees: float) -> np.ndarray:
+    """The size x size window at (x, y) of `tex` seen by a camera rolled by `degrees` about its optical axis:
+    the texture turned counter-clockwise (as displayed) about the window's centre."""
+    im = Image.fromarray(tex).rotate(degrees, resample=Image.BILINEAR, center=(x + size / 2, y + size / 2))
+    return np.asarray(im)[y:y + size, x:x + size]
+
+
 def write_shards(folder: Path, n_shards: int = 2, per_shard: int = 16, size: int = 72, seed: int = 0,
-                 life: str = "toy", depth: bool = False, manifest: bool = True) -> Path:
-    """Write a shard folder: pairs-%06d.tar (+ .stats.json) and manifest.json; returns the folder."""
+                 life: str = "toy", depth: bool = False, manifest: bool = True, poses: bool = True,
+                 roll: float = 0.0) -> Path:
+    """Write a shard folder: pairs-%06d.tar (+ .stats.json) and manifest.json; returns the folder.
+    With `roll`, each non-augmented pair's target camera is also rolled by an angle drawn in [-roll, roll]
+    degrees (T_b's rotation Rz), on larger textures so that the rolled window stays inside."""
     import webdataset as wds
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,19 +76,27 @@ def write_shards(folder: Path, n_shards: int = 2, per_shard: int = 16, size: int
         name = f"pairs-{s:06d}.tar"
         with wds.TarWriter(str(folder / name)) as w:
             for _ in range(per_shard):
-                tex = texture(rng)
+                tex = texture(rng, 160 if not roll else 3 * size)
                 strategy = ["temporal", "spatial", "augmented"][idx % 3]
-                ya, xa = rng.integers(0, tex.shape[0] - size, size=2)
+                lo, hi = (0, tex.shape[0] - size) if not roll else (size // 2, 2 * size - size // 2)
+                ya, xa = rng.integers(lo, hi, size=2)
+                theta = 0.0
                 if strategy == "augmented":
                     yb, xb = ya, xa
                 else:
-                    yb, xb = np.clip([ya + rng.integers(-8, 9), xa + rng.integers(-8, 9)], 0, tex.shape[0] - size)
+                    yb, xb = np.clip([ya + rng.integers(-8, 9), xa + rng.integers(-8, 9)], lo, hi)
+                    theta = float(rng.uniform(-roll, roll)) if roll else 0.0
                 K = [[size * 1.2, 0, size / 2], [0, size * 1.2, size / 2], [0, 0, 1]]
+                Tb = np.array(window_pose(xb, yb, size))
+                c, sn = np.cos(np.radians(theta)), np.sin(np.radians(theta))
+                Tb[:3, :3] = [[c, -sn, 0], [sn, c, 0], [0, 0, 1]]  # Rz(theta): the camera rolled
                 meta = {"life": life, "strategy": strategy, "video_a": "v0", "video_b": "v0", "frame_a": idx,
                         "frame_b": idx + 1, "t_a": idx * 0.5, "t_b": idx * 0.5 + 0.5, "jaccard": None,
-                        "T_a": None, "T_b": None, "K": K, "K_b": K, "cam_a": None, "cam_b": None}
+                        "T_a": window_pose(xa, ya, size) if poses else None,
+                        "T_b": Tb.tolist() if poses else None, "K": K, "K_b": K, "cam_a": None, "cam_b": None}
+                tgt = rolled_window(tex, xb, yb, size, theta) if theta else tex[yb:yb + size, xb:xb + size]
                 sample = {"__key__": f"{life}_{idx:09d}", "src.jpg": jpeg(tex[ya:ya + size, xa:xa + size]),
-                          "tgt.jpg": jpeg(tex[yb:yb + size, xb:xb + size]), "json": json.dumps(meta).encode()}
+                          "tgt.jpg": jpeg(tgt), "json": json.dumps(meta).encode()}
                 if depth:
                     d = (1000 + 10 * np.arange(size)[None, :] + np.zeros((size, 1))).astype(np.uint16)
                     sample["src.depth.png"] = png16(d)
@@ -83,6 +114,12 @@ def write_shards(folder: Path, n_shards: int = 2, per_shard: int = 16, size: int
 def shards(tmp_path_factory) -> Path:
     """Two shards of 16 pairs of 72x72 JPEGs."""
     return write_shards(tmp_path_factory.mktemp("shards") / "toy", n_shards=2, per_shard=16)
+
+
+@pytest.fixture(scope="session")
+def rolled_shards(tmp_path_factory) -> Path:
+    """Two shards of 32 pairs whose target camera is also rolled by up to 30 degrees (egomotion)."""
+    return write_shards(tmp_path_factory.mktemp("shards") / "rolled", n_shards=2, per_shard=32, seed=5, roll=30.0)
 
 
 @pytest.fixture
@@ -104,3 +141,15 @@ def shards_with_bad_jpegs(folder: Path, good: int = 24, bad: int = 8) -> Path:
     (folder / "manifest.json").write_text(json.dumps({"shards": [{"name": "pairs-000000.tar",
                                                                   "samples": good + bad}]}))
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one intra-op thread for the test (restored after): tiny tensors on a shared 2-core machine run
+    several times faster than with two threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

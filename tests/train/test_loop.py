@@ -21,7 +21,7 @@ from slife.train import TrainConfig, run
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 40
-CFG = TrainConfig(preset="tiny", croco_kwargs=MICRO, steps=STEPS, batch_size=8, lr=3e-3, warmup_steps=5,
+CFG = TrainConfig(preset="tiny", model_kwargs=MICRO, steps=STEPS, batch_size=8, lr=3e-3, warmup_steps=5,
                   precision="fp32", threads=1, num_workers=0, save_every=10, keep_every=20, log_every=5,
                   preview_every=20, samples_per_epoch=64)
 CLI_ARGS = ["--preset", "tiny", "--croco-kwargs", json.dumps(MICRO), "--steps", str(STEPS), "--batch-size", "8",
@@ -187,7 +187,7 @@ def test_bad_input(reference, shards, tmp_path):
     shutil.copytree(reference.parent, out)
     other = dict(MICRO, enc_depth=1)
     with pytest.raises(SlifeError, match="checkpoint model differs from this run's \\(enc_depth\\)"):
-        run(dataclasses.replace(CFG, croco_kwargs=other, steps=STEPS + 5), str(shards), out)
+        run(dataclasses.replace(CFG, model_kwargs=other, steps=STEPS + 5), str(shards), out)
     with pytest.raises(SlifeError, match="checkpoint is preset 'tiny', this run is 'small'"):
         run(dataclasses.replace(CFG, preset="small", steps=STEPS + 5), str(shards), out)
     with pytest.raises(SlifeError, match="not a multiple of the patch size"):
@@ -199,9 +199,9 @@ def test_bad_input(reference, shards, tmp_path):
     with pytest.raises(SlifeError, match="precision"):
         dataclasses.replace(CFG, precision="fp8")
     with pytest.raises(SlifeError, match="unknown argument\\(s\\) foo"):
-        run(dataclasses.replace(CFG, croco_kwargs=dict(MICRO, foo=1)), str(shards), tmp_path / "d")
+        run(dataclasses.replace(CFG, model_kwargs=dict(MICRO, foo=1)), str(shards), tmp_path / "d")
     with pytest.raises(SlifeError, match="cannot build CroCoNet"):
-        run(dataclasses.replace(CFG, croco_kwargs=dict(MICRO, enc_depth="x")), str(shards), tmp_path / "e")
+        run(dataclasses.replace(CFG, model_kwargs=dict(MICRO, enc_depth="x")), str(shards), tmp_path / "e")
     with pytest.raises(SlifeError, match="--resize-short 16 is smaller than the image size"):
         run(dataclasses.replace(CFG, resize_short=16), str(shards), tmp_path / "f")
     assert not any((tmp_path / n).exists() for n in "def")
@@ -216,7 +216,7 @@ def test_start_from_weights_only_checkpoint(reference, shards, tmp_path):
     assert run(dataclasses.replace(cfg, steps=3), str(shards), tmp_path / "ft") == last  # continues last.pt
     assert torch.load(last, weights_only=True)["step"] == 3
     with pytest.raises(SlifeError, match="weights do not fit this run's model"):
-        run(dataclasses.replace(cfg, croco_kwargs=dict(MICRO, enc_embed_dim=32)), str(shards), tmp_path / "x")
+        run(dataclasses.replace(cfg, model_kwargs=dict(MICRO, enc_embed_dim=32)), str(shards), tmp_path / "x")
     extra = dict(ck["model"], **{f"extra.{i}": torch.zeros(1) for i in range(50)})
     torch.save({"model": extra, "croco_kwargs": ck["croco_kwargs"]}, tmp_path / "extra.pth")
     with pytest.raises(SlifeError, match=r"50 unexpected key\(s\), first 'extra.0'\)$"):  # one short line
