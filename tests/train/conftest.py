@@ -61,6 +61,18 @@ def rolled_window(tex: np.ndarray, x: int, y: int, size: int, degrees: float) ->
     return np.asarray(im)[y:y + size, x:x + size]
 
 
+def interrupt_after(n: int):
+    """A progress callback that raises KeyboardInterrupt at its n-th call (a run stopped after n steps)."""
+    calls = []
+
+    def progress(k=1, **kw):
+        calls.append(k)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def write_shards(folder: Path, n_shards: int = 2, per_shard: int = 16, size: int = 72, seed: int = 0,
                  life: str = "toy", depth: bool = False, manifest: bool = True, poses: bool = True,
                  roll: float = 0.0) -> Path:

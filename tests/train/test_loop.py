@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO
+from conftest import MICRO, interrupt_after
 from slife.errors import SlifeError
 from slife.train import TrainConfig, run
 
@@ -81,15 +81,8 @@ def shards_of(last: Path) -> str:
 
 
 def test_interrupted_run_equals_uninterrupted(reference, shards, tmp_path):
-    steps = []
-
-    def stop_at_25(n=1, **kw):
-        steps.append(n)
-        if len(steps) == 25:  # last.pt was written at step 20
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(CFG, str(shards), tmp_path, progress=stop_at_25)
+    with pytest.raises(KeyboardInterrupt):  # stopped at step 25; last.pt was written at step 20
+        run(CFG, str(shards), tmp_path, progress=interrupt_after(25))
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 20
     last = run(CFG, str(shards), tmp_path)  # --resume auto
     _same_weights(reference, last)
@@ -100,15 +93,8 @@ def test_interrupted_run_equals_uninterrupted(reference, shards, tmp_path):
 
 def test_resume_path_given_again_continues_the_runs_own_progress(reference, shards, tmp_path):
     cfg = dataclasses.replace(CFG, resume=str(reference.parent / "step-0000020.pt"))
-    steps = []
-
-    def stop(n=1, **kw):
-        steps.append(n)
-        if len(steps) == 13:  # the resume call, then steps 21..32: last.pt was written at step 30
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, str(shards), tmp_path, progress=stop)
+    with pytest.raises(KeyboardInterrupt):  # the resume call, then steps 21..32: last.pt was written at step 30
+        run(cfg, str(shards), tmp_path, progress=interrupt_after(13))
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 30
     seen = []
     last = run(cfg, str(shards), tmp_path, progress=lambda n=1, **kw: seen.append(n))  # the same command again
@@ -120,15 +106,8 @@ def test_windows_and_snapshots_not_aligned_with_saves(shards, tmp_path):
     cfg = dataclasses.replace(CFG, log_every=4, keep_every=15, preview_every=0)  # save_every 10
     ref = run(cfg, str(shards), tmp_path / "ref")
     assert {p.name for p in ref.parent.glob("step-*.pt")} == {"step-0000015.pt", "step-0000030.pt"}
-    steps = []
-
-    def stop_at_14(n=1, **kw):
-        steps.append(n)
-        if len(steps) == 14:  # last.pt was written at step 10, inside the metrics window of steps 9-12
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, str(shards), tmp_path / "int", progress=stop_at_14)
+    with pytest.raises(KeyboardInterrupt):  # last.pt was written at step 10, inside the metrics window of steps 9-12
+        run(cfg, str(shards), tmp_path / "int", progress=interrupt_after(14))
     assert torch.load(tmp_path / "int" / "last.pt", weights_only=True)["step"] == 10
     run(cfg, str(shards), tmp_path / "int")
 
@@ -297,15 +276,8 @@ def test_resume_is_exact_after_failed_decodes(tmp_path):
     cfg = dataclasses.replace(CFG, steps=16, batch_size=2, save_every=6, keep_every=0, preview_every=0,
                               samples_per_epoch=16, shuffle_buffer=32)
     ref = run(cfg, str(f), tmp_path / "ref")
-    steps = []
-
-    def stop_at_9(n=1, **kw):
-        steps.append(n)
-        if len(steps) == 9:  # last.pt was written at step 6, in the middle of epoch 0 after failed decodes
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, str(f), tmp_path / "cut", progress=stop_at_9)
+    with pytest.raises(KeyboardInterrupt):  # last.pt was written at step 6, mid epoch 0 after failed decodes
+        run(cfg, str(f), tmp_path / "cut", progress=interrupt_after(9))
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert ck["step"] == 6 and ck["data"]["positions"]["rank0"][0]["bad"]["bad_sample"] >= 1
     _same_weights(ref, run(cfg, str(f), tmp_path / "cut"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT, write_shards
+from conftest import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT, interrupt_after, write_shards
 from slife.errors import SlifeError
 from slife.train import TrainConfig, preset_config, run
 
@@ -95,15 +95,8 @@ def test_resume_equals_an_uninterrupted_run(name, request, tmp_path):
     data = str(request.getfixturevalue(CASES[name][2]))
     cfg = config(name, steps=12, save_every=6, log_every=3, preview_every=0, batch_size=8)
     ref = run(cfg, data, tmp_path / "ref")
-    steps = []
-
-    def stop_at_9(n=1, **kw):
-        steps.append(n)
-        if len(steps) == 9:  # last.pt was written at step 6
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, data, tmp_path / "cut", progress=stop_at_9)
+    with pytest.raises(KeyboardInterrupt):  # stopped at step 9; last.pt was written at step 6
+        run(cfg, data, tmp_path / "cut", progress=interrupt_after(9))
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 6
     last = run(cfg, data, tmp_path / "cut")
     a, b = torch.load(ref, weights_only=True), torch.load(last, weights_only=True)
