@@ -2,11 +2,12 @@
 #   make demo       set up .venv if needed, then run the single-life study in miniature (15 min)
 #   make test       set up .venv if needed, then run the test suite
 #   make demo-full  the longer study: a third life and the pairing ablation (45 min)
+#   make demo-objectives  one life learned by CroCo, DINOv2 and egomotion side by side (20 min)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.slife-installed
 
-.PHONY: setup demo demo-full test clean
+.PHONY: setup demo demo-full demo-objectives test clean
 
 setup: $(STAMP)
 
@@ -28,6 +29,9 @@ demo: $(STAMP)
 
 demo-full: $(STAMP)
 	$(VENV)/bin/slife demo --study full --out runs/demo-full
+
+demo-objectives: $(STAMP)
+	$(VENV)/bin/slife demo --study objectives --out runs/demo-objectives
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

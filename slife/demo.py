@@ -1,17 +1,21 @@
-"""The single-life study in miniature: synthesize lives, mine pairs, train tiny CroCos, evaluate, report.
+"""The single-life study in miniature: synthesize lives, mine pairs, train tiny CroCos (and, in the objectives
+study, DINOv2 and egomotion ViTs), evaluate, report.
 
 Reads nothing but `../shared/data/graffiti_homography` when present (real photographs with known
 homographies for zero-shot correspondence; otherwise HPatches-style pairs are made by warping a
 synthetic frame). Writes under `out_dir`: `lives/` (slife life folders, and `probe/` the place-disjoint
 depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pair shards), `runs/`
-(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/), `stages.json` (wall time and
-outputs of each finished stage; a rerun skips them), `summary.json` (the numbers, machine-readable) and
-`report.md` with its PNGs.
+(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/ and
+top1_features/), `stages.json` (wall time and outputs of each finished stage; a rerun skips them),
+`summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
-Two named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls) and
-`full` (the smallest budget that measured the claims, with a third life and the pairing ablation). Models
-train two at a time, side by side, one torch thread each (measured faster than one model on two threads:
-bench/README.md); steps are calibrated from a short side-by-side run so the study fits its budget.
+Three named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls),
+`full` (the smallest budget that measured the claims, with a third life and the pairing ablation) and
+`objectives` (one life learned by three objectives side by side: CroCo, DINOv2 and egomotion, each arm with
+the same wall time, compared on the depth probe and on correspondence beside untrained encoders of each
+architecture). Models train two at a time, side by side, one torch thread each (measured faster than one
+model on two threads: bench/README.md); steps are calibrated from a short side-by-side run of each objective
+so the study fits its budget.
 Entry point: `run(cfg, out_dir, announce=None, task=None) -> Path` (report.md). Every stage is the `run`
 function behind a CLI command, called by path; `announce(stage, command)` is given the equivalent command
 line so the CLI can print the demo as a tutorial, and `task(description, total)` opens a progress context
@@ -48,6 +52,7 @@ class Study:
     ablation: bool  # also train the pairing-ablation arms (temporal, spatial, random, augmented) on the first life
     budget_minutes: float  # default wall-time budget on 2 cores
     description: str  # one line for --help and the report
+    objectives: tuple = ()  # other objectives trained on the first life's pairs beside its CroCo: "objective-<name>"
 
 
 STUDIES: dict[str, Study] = {
@@ -56,6 +61,9 @@ STUDIES: dict[str, Study] = {
     "full": Study(lives=(("kitchen", 3), ("office", 2), ("bedroom", 2)), controls=("static", "screen"),
                   ablation=True, budget_minutes=45.0,
                   description="three lives, the two controls and the pairing ablation on the first life"),
+    "objectives": Study(lives=(("kitchen", 3),), controls=(), ablation=False, objectives=("dinov2", "egomotion"),
+                        budget_minutes=20.0, description="one life learned by CroCo, DINOv2 and egomotion, each arm "
+                        "with the same training time"),
 }
 
 
@@ -179,10 +187,13 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     lives = stage("synth", _synth_cmd(cfg, plan, out), lambda: _do_synth(cfg, plan, out, progress))
     shards = stage("mine", "slife mine-pairs LIFE --strategy ... --fps %g --max-pairs %d --out %s/shards/NAME"
                    % (plan.mine_fps, plan.max_pairs, out), lambda: _do_mine(cfg, plan, out, lives, progress))
-    runs = stage("train", f"slife train {out}/shards/NAME --preset tiny --steps N --threads 1 --out {out}/runs/NAME "
-                 f"({cfg.side_by_side} side by side)", lambda: _do_train(cfg, plan, out, shards, progress))
+    arms = "|".join(cfg.spec.objectives)
+    runs = stage("train", f"slife train {out}/shards/NAME --preset tiny {f'[--objective {arms}] ' if arms else ''}"
+                 f"--steps N --threads 1 --out {out}/runs/NAME ({cfg.side_by_side} side by side)",
+                 lambda: _do_train(cfg, plan, out, shards, progress))
+    top1 = f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features" if arms else ""
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
-                  f"--data-root {out}/lives/probe --control-oracle; slife match hpatches ...",
+                  f"--data-root {out}/lives/probe --control-oracle{top1}; slife match hpatches ...",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals))})["report"]
@@ -347,18 +358,38 @@ def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict
 
 
 def _train_sets(cfg: DemoConfig) -> dict:
-    """model name -> shard-set name (the first life's model is also the ablation's spatial+temporal arm)."""
-    return {name: name for name in _mine_sets(cfg)}
+    """model name -> shard-set name (the first life's model is also the ablation's spatial+temporal arm and the
+    CroCo arm beside the objective arms, which train on the first life's pairs)."""
+    sets = {name: name for name in _mine_sets(cfg)}
+    sets.update({f"objective-{obj}": f"life-{cfg.spec.lives[0][0]}" for obj in cfg.spec.objectives})
+    return sets
 
 
-def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, **over):
+def objective_of(name: str) -> str:
+    """The training objective of a demo model: objective-<name> arms train <name>, every other model CroCo."""
+    return name.split("-", 1)[1] if name.startswith("objective-") else "croco"
+
+
+def _objectives(cfg: DemoConfig) -> tuple:
+    """The objectives a study trains, CroCo first."""
+    return ("croco",) + tuple(cfg.spec.objectives)
+
+
+def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objective: str = "croco", **over):
     from slife.train import TrainConfig
+    from slife.train.objectives import objective_class
 
-    # independently trained models: each its own initialisation, masking and data order
-    kw = dict(preset="tiny", steps=steps, batch_size=plan.batch_size, lr=cfg.lr, warmup_steps=max(1, steps // 10),
+    # independently trained models: each its own initialisation, masking and data order. CroCo takes the demo's
+    # lr (1e-3: its tiny recipe); another objective takes its own tiny recipe (lr = its blr x batch / 256)
+    recipe = objective_class(objective).recipe("tiny")
+    if objective != "croco":
+        recipe.setdefault("lr", None if "blr" in recipe else cfg.lr)
+    kw = dict(objective=objective, preset="tiny", steps=steps, batch_size=plan.batch_size, lr=cfg.lr,
+              warmup_steps=max(1, steps // 10),
               save_every=max(1, steps // 2), keep_every=max(1, steps // 2), preview_every=max(1, steps),
               log_every=max(1, steps // 50), seed=1000 * cfg.seed + index, num_workers=0 if cfg.smoke else 1,
               threads=1 if cfg.side_by_side > 1 else None)
+    kw.update(recipe)
     kw.update(over)
     return TrainConfig(**kw)
 
@@ -369,56 +400,73 @@ def _train_one(tc, shards: str, out_dir: str, progress=None) -> str:
     return str(train_run(tc, shards, Path(out_dir), progress=progress))
 
 
-def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path, task) -> tuple[float, float]:
-    """(training pairs/s of ONE model while `side_by_side` run at once, fixed seconds per run), from short runs.
+def _calibrate(cfg: DemoConfig, plan: _Plan, shards: str, tmp: Path, task) -> dict:
+    """objective -> (training pairs/s of ONE model while `side_by_side` run at once, fixed seconds per run), from
+    short runs of each objective the study trains (each run `side_by_side` times when it is the only one, so
+    that the runs measured are side by side as the real ones).
 
     The result is kept in `tmp/calibration.json`, so a demo interrupted while training resumes its runs with the
-    same step count (and so the same learning-rate schedule) instead of measuring again."""
+    same step counts (and so the same learning-rate schedules) instead of measuring again."""
     import csv
 
+    objectives = _objectives(cfg)
     saved = tmp / "calibration.json"
     if saved.exists():
         c = json.loads(saved.read_text())
-        return float(c["pairs_per_s"]), float(c["overhead_s"])
+        per = c.get("objectives") or {"croco": c}  # calibration.json from before objectives: CroCo's
+        if set(objectives) <= set(per):
+            return {o: (float(per[o]["pairs_per_s"]), float(per[o]["overhead_s"])) for o in objectives}
     steps = 8
-    jobs = [(f"calibrate-{i}", _train_one, (_train_config(cfg, plan, steps, 900 + i, warmup_steps=1, save_every=1000,
-                                                          keep_every=0, preview_every=0, log_every=1, resume="never"),
-                                            shards, str(tmp / str(i))))
-            for i in range(cfg.side_by_side)]
+    runs = [o for o in objectives for _ in range(-(-cfg.side_by_side // len(objectives)))]
+    jobs = [(f"calibrate-{i}", _train_one, (_train_config(cfg, plan, steps, 900 + i, objective, warmup_steps=1,
+                                                          save_every=1000, keep_every=0, preview_every=0, log_every=1,
+                                                          resume="never"), shards, str(tmp / str(i))))
+            for i, objective in enumerate(runs)]
     with task("calibrate training speed", steps * len(jobs)) as adv:
         done = _side_by_side(jobs, cfg.side_by_side, adv)
-    rates, overheads = [], []
-    for i, (name, (_, seconds)) in enumerate(sorted(done.items())):
+    rates, overheads = {o: [] for o in objectives}, {o: [] for o in objectives}
+    for i, objective in enumerate(runs):
+        seconds = done[f"calibrate-{i}"][1]
         r = [float(x["pairs_per_s"]) for x in csv.DictReader((tmp / str(i) / "metrics.csv").open())][2:]
         pps = float(np.median(r)) if r else steps * plan.batch_size / seconds
-        rates.append(pps)
-        overheads.append(max(0.0, seconds - steps * plan.batch_size / pps))
-    pps, overhead = float(np.median(rates)), float(np.median(overheads))
+        rates[objective].append(pps)
+        overheads[objective].append(max(0.0, seconds - steps * plan.batch_size / pps))
+    res = {o: (float(np.median(rates[o])), float(np.median(overheads[o]))) for o in objectives}
     from slife.io import atomic_write_json
 
-    atomic_write_json(saved, {"pairs_per_s": pps, "overhead_s": overhead, "side_by_side": cfg.side_by_side,
-                              "steps": steps}, indent=None)
-    return pps, overhead
+    atomic_write_json(saved, {"objectives": {o: {"pairs_per_s": p, "overhead_s": h} for o, (p, h) in res.items()},
+                              "side_by_side": cfg.side_by_side, "steps": steps}, indent=None)
+    return res
 
 
 def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> dict:
+    """Train every model of the study; each objective gets the steps its calibrated speed fits in the same wall
+    time per model (`steps` is CroCo's, `steps_per_objective` all of them)."""
     sets = _train_sets(cfg)
     rounds = -(-len(sets) // cfg.side_by_side)  # models train `side_by_side` at a time
     if cfg.smoke:
-        steps, pps = 2, None
+        steps_of, pps_of = {o: 2 for o in _objectives(cfg)}, {o: None for o in _objectives(cfg)}
     else:
-        pps, overhead = _calibrate(cfg, plan, shards[next(iter(sets.values()))]["path"], out / "runs" / ".calibration",
-                                   task)
-        seconds = cfg.budget * 60 * plan.train_share / rounds - overhead
-        steps = max(20, int(seconds * pps / plan.batch_size))
-    jobs = [(name, _train_one, (_train_config(cfg, plan, steps, i), shards[shard_set]["path"], str(out / "runs" / name)))
+        cal = _calibrate(cfg, plan, shards[next(iter(sets.values()))]["path"], out / "runs" / ".calibration", task)
+        steps_of, pps_of = {}, {}
+        for objective, (pps, overhead) in cal.items():
+            seconds = cfg.budget * 60 * plan.train_share / rounds - overhead
+            steps_of[objective], pps_of[objective] = max(20, int(seconds * pps / plan.batch_size)), pps
+    jobs = [(name, _train_one, (_train_config(cfg, plan, steps_of[objective_of(name)], i, objective_of(name)),
+                                shards[shard_set]["path"], str(out / "runs" / name)))
             for i, (name, shard_set) in enumerate(sets.items())]
-    with task(f"train {len(jobs)} models, {cfg.side_by_side} side by side", steps * len(jobs)) as adv:
+    total = sum(steps_of[objective_of(name)] for name in sets)
+    with task(f"train {len(jobs)} models, {cfg.side_by_side} side by side", total) as adv:
         done = _side_by_side(jobs, cfg.side_by_side, adv)
-    res = {"steps": steps, "calibrated_pairs_per_s": pps, "side_by_side": cfg.side_by_side, "models": {}}
+    res = {"steps": steps_of["croco"], "calibrated_pairs_per_s": pps_of["croco"], "side_by_side": cfg.side_by_side,
+           "models": {}}
+    if cfg.spec.objectives:
+        res["steps_per_objective"], res["calibrated_pairs_per_s_per_objective"] = steps_of, pps_of
     for name, shard_set in sets.items():
         ckpt, seconds = done[name]
+        steps = steps_of[objective_of(name)]
         res["models"][name] = {"checkpoint": ckpt, "shards": shard_set, "seconds": seconds,
+                               "objective": objective_of(name), "steps": steps,
                                "half": _half_snapshot(Path(ckpt).parent, steps)}
     return res
 
@@ -470,29 +518,40 @@ def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
     return root.parent
 
 
-def untrained_name(cfg: DemoConfig) -> str:
-    """The demo's untrained control encoder (`eval.models.untrained_models` with the demo's seed)."""
-    return f"untrained-s{cfg.seed}"
+def untrained_name(cfg: DemoConfig, kind: str = "croco") -> str:
+    """The demo's untrained control encoder of an architecture (`eval.models.untrained_models` with the demo's
+    seed): untrained-s<seed> for CroCo (the control of every study), untrained-<kind>-s<seed> for another."""
+    return f"untrained-s{cfg.seed}" if kind == "croco" else f"untrained-{kind}-s{cfg.seed}"
 
 
-def _untrained_spec():
-    """The architecture of the demo's untrained control: the CroCo tiny preset its models train (a `ModelSpec`)."""
+def _untrained_spec(objective: str = "croco"):
+    """The architecture an objective's demo models train at the tiny preset (a `ModelSpec`): the architecture of
+    their untrained control."""
     from slife.train.checkpoint import ModelSpec
-    from slife.train.model import CROCO_PRESETS
+    from slife.train.objectives import objective_class
 
-    return ModelSpec("croco", dict(CROCO_PRESETS["tiny"]))
+    cls = objective_class(objective)
+    return ModelSpec(cls.kind, dict(cls.presets["tiny"]))
 
 
-def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int | None = None,
+def _untrained_specs(cfg: DemoConfig) -> dict:
+    """untrained control name -> ModelSpec, one per architecture the study trains (CroCo's first)."""
+    out = {}
+    for objective in _objectives(cfg):
+        spec = _untrained_spec(objective)
+        out.setdefault(untrained_name(cfg, spec.kind), spec)
+    return out
+
+
+def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int | None = None, spec=None,
                progress=None) -> str:
-    """One depth probe: a trained checkpoint, or (checkpoint None) the untrained control of the tiny preset."""
+    """One depth probe: a trained checkpoint, or (checkpoint None) the untrained control of architecture `spec`."""
     from slife.eval.depth_probe import run as probe_run
 
     if checkpoint is not None:
         return str(probe_run(pcfg, [Path(checkpoint)], Path(out_dir), progress=progress))
     from slife.eval.models import untrained_models
 
-    spec = _untrained_spec()
     model = untrained_models(spec, [untrained_seed])[0][1]
     return str(probe_run(pcfg, [], Path(out_dir), progress=progress, model=model, spec=spec))
 
@@ -514,8 +573,10 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]
         from dataclasses import replace
 
-        un = untrained_name(cfg)
-        jobs.insert(0, (un, _probe_one, (replace(pcfg, control_oracle=True), None, str(ev / "probe" / un), cfg.seed)))
+        # the untrained controls, one per architecture; the oracle rides with the first (CroCo's)
+        for i, (un, spec) in enumerate(_untrained_specs(cfg).items()):
+            jobs.insert(i, (un, _probe_one, (replace(pcfg, control_oracle=i == 0), None, str(ev / "probe" / un),
+                                             cfg.seed, spec)))
         n_train = len(cfg.probe_train_scenes) * plan.probe_views
         with task(f"depth probes ({len(jobs)} encoders)", len(jobs) * plan.probe_epochs * -(-n_train // 32)) as adv:
             probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
@@ -527,12 +588,14 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
 
 
 def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
-    """CAS on the held-out life's pairs (end and half of training) and zero-shot correspondence."""
+    """CAS on the held-out life's pairs (end and half of training; CroCo models), top-1 correspondence of every
+    model on them (with objective arms) and zero-shot correspondence (every model, untrained controls)."""
     from slife.eval.cas import CasConfig, run as cas_run
     from slife.eval.correspondence import MatchConfig, run as match_run
     from slife.eval.models import load_models, model_spec_of, untrained_models
 
-    models = runs["models"]
+    every = runs["models"]
+    models = {n: m for n, m in every.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
     res = {}
@@ -544,12 +607,30 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     if len(halves) == len(ckpts):
         with task("CAS (half training)", None) as adv:
             res["cas_half"] = str(cas_run(cas_cfg, halves, ev / "cas_half", progress=adv))
-    loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in zip(load_models(ckpts), models)]
-    spec = _untrained_spec()
-    loaded += [(untrained_name(cfg), untrained_models(spec, [cfg.seed])[0][1], spec.kwargs)]
+    if cfg.spec.objectives:
+        res.update(_eval_top1(cfg, plan, out, shards, runs, task))
+    loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in
+              zip(load_models([Path(m["checkpoint"]) for m in every.values()]), every)]
+    loaded += [(un, untrained_models(spec, [cfg.seed])[0][1], spec.kwargs) for un, spec in _untrained_specs(cfg).items()]
+    # method auto: CroCo models by decoder cross-attention, encoders without a decoder by feature neighbours
     mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320)
     with task("zero-shot correspondence", None) as adv:
         res["match"] = str(match_run(mcfg, [], ev / "match", progress=adv, models=loaded))
+    return res
+
+
+def _eval_top1(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, runs: dict, task) -> dict:
+    """Top-1 correspondence of every model on the held-out pairs (`slife top1`): by each model's own map (auto:
+    CroCo's decoder attention, the ViTs' feature neighbours) and by encoder features for all, like for like."""
+    from slife.eval.pair_top1 import Top1Config, run as top1_run
+
+    ckpts = [Path(m["checkpoint"]) for m in runs["models"].values()]
+    res = {}
+    for key, method in (("top1", "auto"), ("top1_features", "features")):
+        tcfg = Top1Config(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, method=method,
+                          untrained_seeds=(cfg.seed,))
+        with task(f"top-1 correspondence ({method})", None) as adv:
+            res[key] = str(top1_run(tcfg, ckpts, out / "eval" / key, progress=adv))
     return res
 
 

@@ -1,9 +1,12 @@
 """The demo's numbers and report: summary.json (machine-readable) and report.md (tables, plots, a plain reading).
 
 Reads the outputs the demo's stages wrote (manifest.json of each shard set, metrics.csv and previews of each
-run, cas.json / probe.json / match.json of the evaluations) and `stages.json` (wall times).
+run, cas.json / probe.json / match.json of the evaluations, and top1.json with objective arms) and
+`stages.json` (wall times).
 Writes `summary.json` (`summarize`: every encoder's probe, correspondence and zero-shot numbers with its
-group, the zero-flow control, and alignment beyond the positional shortcut), `report.md`,
+group, the zero-flow control, and alignment beyond the positional shortcut; with objective arms also
+`objectives`: each objective beside the untrained encoder of its architecture, and whether CroCo beats the
+others on correspondence), `report.md`,
 `probe_by_encoder.png` and `alignment_vs_training.png` beside them. Entry points: `write_summary(...)`,
 `write_report(...) -> Path`. Numbers are computed by the stages; this module only gathers and words them, and
 states each claim as its numbers stand, with no threshold chosen after looking at them.
@@ -21,7 +24,7 @@ import numpy as np
 
 from slife.io import atomic_file, atomic_write_json, atomic_write_text
 
-GROUPS = ("life", "control", "ablation", "untrained", "oracle")
+GROUPS = ("life", "objective", "control", "ablation", "untrained", "oracle")
 
 
 def _f(x, nd=3) -> str:
@@ -53,8 +56,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def group_of(name: str) -> str:
-    """life-*, control-*, ablation-*, untrained-*, oracle -> its group."""
-    for g in ("life", "control", "ablation", "untrained", "oracle"):
+    """life-*, objective-*, control-*, ablation-*, untrained-*, oracle -> its group."""
+    for g in GROUPS:
         if name.startswith(g):
             return g
     return "life"
@@ -93,25 +96,29 @@ def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = Fa
 
 
 def summarize(cfg, plan, runs: dict, evals: dict) -> dict:
-    """The demo's numbers: every encoder (trained, untrained control, depth oracle) on every measure."""
+    """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure; with
+    objective arms also `objectives` (`_objectives_summary`)."""
     from slife.demo import untrained_name
 
     cas = _read(evals["cas"])
     match = _read(evals["match"])
     probe = {n: _read(p) for n, p in evals["probe"].items()}
     un = untrained_name(cfg)
+    untrained = [n for n in probe if group_of(n) == "untrained"]  # one per architecture, CroCo's (un) first
     by_path = {str(Path(p).resolve()): lab for lab, p in cas.get("checkpoints", {}).items()}
     label = {n: by_path.get(str(Path(m["checkpoint"]).resolve()), n) for n, m in runs["models"].items()}
     label[un] = un
     acc = (cas.get("ground_truth") or {}).get("accuracy", {})
+    top1 = _top1_by_encoder(evals["top1"], runs, cfg) if evals.get("top1") else {}
     enc = {}
-    for name in list(runs["models"]) + [un]:
+    for name in list(runs["models"]) + untrained:
         pr = probe.get(name) or {}
         mo = (match["models"].get(name) or {}).get("overall", {}).get("model", {})
-        enc["untrained" if name == un else name] = {"group": group_of(name),
+        t1 = (acc.get(label[name]) or {}).get("displaced") if name in label else None
+        enc[_enc_key(name, un)] = {"group": group_of(name),
                      "probe_abs_rel": (pr.get("metrics") or {}).get("abs_rel"),
                      "probe_abs_rel_aligned": (pr.get("metrics_aligned") or {}).get("abs_rel"),
-                     "top1_displaced": (acc.get(label[name]) or {}).get("displaced"),
+                     "top1_displaced": t1 if t1 is not None else (top1.get(name) or {}).get("displaced"),
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
     orc = (probe.get(un) or {}).get("control_oracle") or {}
     enc["oracle"] = {"group": "oracle", "probe_abs_rel": (orc.get("metrics") or {}).get("abs_rel"),
@@ -136,7 +143,92 @@ def summarize(cfg, plan, runs: dict, evals: dict) -> dict:
         hl = {n: by_half.get(str(Path(m["half"]).resolve()), n) for n, m in runs["models"].items() if m.get("half")}
         out["alignment_beyond_shortcut_half"] = _alignment(half, hl, "calibrated")
         out["cas_paper_half"] = _alignment(half, hl)
+    if evals.get("top1"):
+        out["objectives"] = _objectives_summary(cfg, runs, evals, enc, match)
     return out
+
+
+def _enc_key(name: str, un: str) -> str:
+    """summary.json's key of an encoder: "untrained" for the CroCo untrained control (every study has it),
+    untrained-<kind> for another architecture's, the model name otherwise."""
+    if name == un:
+        return "untrained"
+    return name.rsplit("-s", 1)[0] if group_of(name) == "untrained" else name
+
+
+def _top1_by_encoder(path, runs: dict, cfg) -> dict:
+    """A top1.json's scores keyed by demo names: trained models by checkpoint path, its untrained-<kind>-s<seed>
+    controls as the demo names them (`demo.untrained_name`)."""
+    from slife.demo import untrained_name
+
+    rep = _read(path)
+    by_path = {str(Path(m["checkpoint"]).resolve()): m for m in rep["models"].values() if m.get("checkpoint")}
+    out = {n: by_path.get(str(Path(m["checkpoint"]).resolve()), {}) for n, m in runs["models"].items()}
+    for label, m in rep["models"].items():
+        if m.get("kind") == "untrained":
+            out[untrained_name(cfg, label.split("-")[1])] = m
+    return out
+
+
+def croco_beats(rows: dict, key: str, lower: bool = False) -> bool | None:
+    """Whether the CroCo arm's `key` is strictly better (above, or below with `lower`) than every other arm's;
+    None when a number is missing or there is no other arm."""
+    c = rows["croco"][key]
+    others = [r[key] for o, r in rows.items() if o != "croco"]
+    if c is None or not others or any(v is None for v in others):
+        return None
+    return all((c < v) if lower else (c > v) for v in others)
+
+
+def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) -> dict:
+    """The objectives compared on one life: each arm (the first life's CroCo and the objective-* models) on the
+    depth probe and on correspondence, beside the untrained encoder of its own architecture, chance, the
+    same-position predictor, zero flow and the depth oracle; and whether CroCo beats every other objective on
+    each correspondence measure in this run (strictly; None where a number is missing)."""
+    from slife.demo import objective_of, untrained_name
+
+    first = f"life-{cfg.spec.lives[0][0]}"
+    arms = {"croco": first, **{objective_of(n): n for n in runs["models"] if n.startswith("objective-")}}
+    native, feats = _read(evals["top1"]), _read(evals["top1_features"])
+    t_nat = _top1_by_encoder(evals["top1"], runs, cfg)
+    t_feat = _top1_by_encoder(evals["top1_features"], runs, cfg)
+    kinds = {o: ("croco" if o.startswith("croco") else "vit") for o in arms}
+    rows = {}
+    for objective, name in arms.items():
+        un = untrained_name(cfg, kinds[objective])
+        uk = _enc_key(un, untrained_name(cfg))
+        rows[objective] = {
+            "model": name, "architecture": kinds[objective], "untrained_control": uk,
+            "steps": runs["models"][name].get("steps", runs["steps"]),
+            "probe_abs_rel_aligned": enc[name]["probe_abs_rel_aligned"],
+            "probe_abs_rel_aligned_untrained": enc[uk]["probe_abs_rel_aligned"],
+            "top1_method": (t_nat.get(name) or {}).get("method"),
+            "top1_displaced": (t_nat.get(name) or {}).get("displaced"),
+            "top1_displaced_untrained": (t_nat.get(un) or {}).get("displaced"),
+            "top1_displaced_features": (t_feat.get(name) or {}).get("displaced"),
+            "top1_displaced_features_untrained": (t_feat.get(un) or {}).get("displaced"),
+            "match_method": match.get("methods", {}).get(name),
+            "match_aepe": enc[name]["match_aepe"], "match_pck5": enc[name]["match_pck5"],
+            "match_aepe_untrained": enc[uk]["match_aepe"], "match_pck5_untrained": enc[uk]["match_pck5"],
+        }
+
+    return {
+        "arms": rows,
+        "controls": {"chance_top1": native.get("chance"), "same_position_top1_displaced":
+                     (native.get("same_position") or {}).get("displaced"),
+                     "displaced_patches": native.get("displaced_patches"), "top1_pairs": native.get("num_pairs"),
+                     "match_data_root": match.get("data_root"),
+                     "zero_flow_aepe": next(iter(match["models"].values()))["overall"]["identity"]["aepe"],
+                     "zero_flow_pck5": next(iter(match["models"].values()))["overall"]["identity"]["pck5"],
+                     "oracle_probe_abs_rel_aligned": enc["oracle"]["probe_abs_rel_aligned"]},
+        "croco_beats_others": {"top1_displaced": croco_beats(rows, "top1_displaced"),
+                               "top1_displaced_features": croco_beats(rows, "top1_displaced_features"),
+                               "match_aepe": croco_beats(rows, "match_aepe", lower=True),
+                               "match_pck5": croco_beats(rows, "match_pck5")},
+        "best_probe": min((o for o in rows if rows[o]["probe_abs_rel_aligned"] is not None),
+                          key=lambda o: rows[o]["probe_abs_rel_aligned"], default=None),
+        "feature_pairs_scored": feats.get("num_pairs"),
+    }
 
 
 def write_summary(cfg, plan, out: Path, runs: dict, evals: dict) -> Path:
@@ -154,7 +246,7 @@ def claims(s: dict) -> list[dict]:
     The thresholds are the issue's goals, fixed before any run; None where a number is missing."""
     enc = s["encoders"]
     lives = {n: e for n, e in enc.items() if e["group"] == "life"}
-    un = next((e for e in enc.values() if e["group"] == "untrained"), {})
+    un = enc.get("untrained", {})  # the CroCo architecture's, the life models' own
     orc = enc.get("oracle", {})
     out = []
 
@@ -194,6 +286,15 @@ def claims(s: dict) -> list[dict]:
                 "holds": (ll > uu and ll > lc) if ok(ll, lc, uu) else None,
                 "numbers": f"life-life {_f(ll)}, life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
                            f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"})
+    ob = s.get("objectives")
+    if ob:
+        arms = ob["arms"]
+        out.append({"claim": "CroCo is better at correspondence than the other objectives (the paper): the CroCo arm's "
+                             "top-1 on displaced patches (its decoder attention) above every other arm's (their "
+                             "feature neighbours)",
+                    "holds": ob["croco_beats_others"]["top1_displaced"],
+                    "numbers": ", ".join(f"{o} {_f(r['top1_displaced'])}" for o, r in arms.items())
+                    + f"; chance {_f(ob['controls']['chance_top1'])}"})
     return out
 
 
@@ -210,7 +311,7 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-_COLORS = {"life": "#55a868", "control": "#c44e52", "ablation": "#dd8452", "untrained": "#8172b2",
+_COLORS = {"life": "#55a868", "objective": "#937860", "control": "#c44e52", "ablation": "#dd8452", "untrained": "#8172b2",
            "oracle": "#4c72b0"}
 
 
@@ -234,7 +335,8 @@ def _plot_probe(s: dict, path: Path) -> None:
             ax.axhline(un, color=_COLORS["untrained"], ls="--", lw=1, label="untrained encoder")
             ax.legend(fontsize=8)
         ax.set_title(title, fontsize=9)
-    fig.suptitle("Depth probe on held-out places (green: lives, red: controls, orange: ablation, blue: oracle)",
+    fig.suptitle("Depth probe on held-out places (green: lives, brown: other objectives, red: controls, orange: "
+                 "ablation, blue: oracle)",
                  fontsize=10)
     _save(fig, path)
 
@@ -278,18 +380,22 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     un = untrained_name(cfg)
     L: list[str] = []
     L.append("# slife demo: the single-life study in miniature\n")
+    arms = s.get("objectives", {}).get("arms", {})
+    others = "; ".join(f"`objective-{o}` a `tiny` {o} ViT (64 px, 8 px patches, timm's layout), {r['steps']} steps"
+                       for o, r in arms.items() if o != "croco")
     L.append(f"Study `{cfg.study}` ({cfg.spec.description}), budget {cfg.budget:g} min on this machine, seed "
-             f"{cfg.seed}. Each model is a `tiny` CroCo (64 px images, 8 px patches) trained from random init for "
-             f"{runs['steps']} steps of {plan.batch_size} pairs on one life's pairs only, "
-             f"{runs.get('side_by_side', 1)} models at a time. Numbers: `summary.json`. Re-run "
-             f"`slife demo --out {out}` to resume.\n")
+             f"{cfg.seed}. Each {'CroCo ' if others else ''}model is a `tiny` CroCo (64 px images, 8 px patches) "
+             f"trained from random init for {runs['steps']} steps of {plan.batch_size} pairs on one life's pairs "
+             f"only{'; ' + others + ' on the same pairs, each arm calibrated to the same training time' if others else ''}"
+             f", {runs.get('side_by_side', 1)} models at a time. Numbers: `summary.json`. Re-run "
+             f"`slife demo --study {cfg.study} --out {out}` to resume.\n")
     L.append("## What this run's numbers support\n")
     L.append("Each claim is tested on this seed's numbers against a threshold fixed before the run. One seed "
              "cannot show a margin beyond the seed spread: `bench/bench_demo_seeds.py` runs three seeds and "
              "`bench/README.md` holds the table with means and standard deviations.\n")
     rows = [[c["claim"], {True: "yes", False: "**no**", None: "–"}[c["holds"]], c["numbers"]] for c in claims(s)]
     L.append(_table(["claim", "holds here", "numbers"], rows))
-    if cfg.study != "full":
+    if cfg.study == "default":
         L.append(f"\nThe longer study (`slife demo --study full`, `make demo-full`, {STUDIES['full'].budget_minutes:g} "
                  f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation.\n")
     L.append("\n## Wall time per stage\n")
@@ -389,6 +495,10 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append(_table(["encoder", "group", "AEPE px", "PCK-5"], rows))
     L.append(f"\n![match]({_rel(Path(evals['match']).with_suffix('.png'), out)})\n")
 
+    # ------------------------------------------------------------------ objectives
+    if s.get("objectives"):
+        L.extend(_objectives_section(s["objectives"]))
+
     # ------------------------------------------------------------------ ablation
     arms = {n: e for n, e in enc.items() if e["group"] == "ablation"}
     if arms:
@@ -407,6 +517,45 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     path = out / "report.md"
     atomic_write_text(path, "\n".join(L) + "\n")
     return path
+
+
+def _objectives_section(ob: dict) -> list[str]:
+    """The report's comparison of objectives on one life, and its plain statement on the paper's claim."""
+    arms, c = ob["arms"], ob["controls"]
+    L = ["## Objectives on one life: depth and correspondence\n",
+         "The same life's pairs trained a CroCo, a DINOv2 (self-distillation on the pairs' frames) and an egomotion "
+         "ViT (relative camera motion of each pair), each for the same training time (steps below). Each is read "
+         "beside the untrained encoder of its own architecture (CroCo's or the ViT's). Top-1: share of displaced "
+         f"target patches of {c['top1_pairs']} held-out pairs ({c['displaced_patches']} displaced patches) whose "
+         "best source patch is within one patch of the true match (`slife top1`); *own map* is CroCo's decoder "
+         "cross-attention and the ViTs' feature neighbours (the only map they have), *features* is the cosine "
+         "nearest neighbour of final encoder tokens for all, like for like. Homography pairs "
+         f"({c.get('match_data_root')}: the graffiti photographs when `../shared/data` has them, else warps of a "
+         "synthetic frame): `slife match` (method auto: attention for CroCo, features for the ViTs).\n"]
+    rows = []
+    for o, r in arms.items():
+        rows.append([f"{o} (`{r['model']}`)", str(r["steps"]), _f(r["probe_abs_rel_aligned"]),
+                     _f(r["probe_abs_rel_aligned_untrained"]),
+                     f"{_f(r['top1_displaced'])} ({r['top1_method'] or '–'})", _f(r["top1_displaced_untrained"]),
+                     _f(r["top1_displaced_features"]), _f(r["top1_displaced_features_untrained"]),
+                     _f(r["match_aepe"], 1), _f(r["match_aepe_untrained"], 1), _f(r["match_pck5"]),
+                     _f(r["match_pck5_untrained"])])
+    L.append(_table(["objective", "steps", "probe AbsRel aligned", "untrained same arch.", "top-1 displaced, own map",
+                     "untrained", "top-1 displaced, features", "untrained", "homography AEPE", "untrained", "PCK-5",
+                     "untrained"], rows))
+    L.append(f"\nControls: top-1 chance {_f(c['chance_top1'])}, same-position predictor on displaced patches "
+             f"{_f(c['same_position_top1_displaced'])} (0 by construction); zero flow AEPE {_f(c['zero_flow_aepe'], 1)}, "
+             f"PCK-5 {_f(c['zero_flow_pck5'])}; depth oracle aligned AbsRel {_f(c['oracle_probe_abs_rel_aligned'])}.\n")
+    word = {True: "yes", False: "no", None: "not measured (a number is missing)"}
+    b = ob["croco_beats_others"]
+    L.append("The paper reports that DINOv2 also learns geometric representations from one life while CroCo is "
+             "better at correspondence. In this run, does CroCo beat every other objective on correspondence? "
+             f"Top-1 on displaced patches by each model's own map: **{word[b['top1_displaced']]}**; by encoder "
+             f"features alone: **{word[b['top1_displaced_features']]}**; homography AEPE: "
+             f"**{word[b['match_aepe']]}**; homography PCK-5: **{word[b['match_pck5']]}**. Best depth probe "
+             f"(aligned AbsRel): {ob['best_probe'] or '–'}. One seed at CPU scale: a difference here is not a "
+             "margin beyond the seed spread.\n")
+    return L
 
 
 ABLATION_ORDER = ("spatial+temporal", "temporal", "spatial", "random", "augmented")  # the paper's, best first

@@ -61,28 +61,58 @@ def test_demo_smoke(tmp_path):
 
 
 def test_demo_untrained_controls_never_share_a_trained_models_initialisation():
-    """The untrained control (`untrained_models`, seed offset) differs from every trained model's initial weights
-    (`slife train` seeds torch with its run seed before building the model), in every study and seed."""
+    """The untrained controls (`untrained_models`, seed offset) differ from every trained model's initial weights
+    (`slife train` seeds torch with its run seed before building the model), in every study and seed, for the
+    CroCo models and the ViT arms of other objectives alike."""
     import torch
 
-    from slife.demo import STUDIES, DemoConfig, _plan, _train_config, _train_sets, _untrained_spec, untrained_name
+    from slife.demo import (STUDIES, DemoConfig, _plan, _train_config, _train_sets, _untrained_spec, _untrained_specs,
+                            objective_of, untrained_name)
     from slife.eval.models import untrained_models
-    from slife.train.model import CROCO_PRESETS, CroCoNet
+    from slife.train.model import CROCO_PRESETS
 
-    kw = dict(CROCO_PRESETS["tiny"])
     spec = _untrained_spec()
-    assert spec.kind == "croco" and spec.kwargs == kw  # the architecture the demo's models train
+    assert spec.kind == "croco" and spec.kwargs == dict(CROCO_PRESETS["tiny"])  # the architecture the demo's models train
+    key = {"croco": "enc_blocks.0.attn.qkv.weight", "vit": "blocks.0.attn.qkv.weight"}
     for study in STUDIES:
         for seed in (0, 1, 2):
             cfg = DemoConfig(study=study, seed=seed)
-            name, control = untrained_models(spec, [seed])[0]
-            assert name == untrained_name(cfg)
-            w = control.state_dict()["enc_blocks.0.attn.qkv.weight"]
-            for i, _ in enumerate(_train_sets(cfg)):
-                tc = _train_config(cfg, _plan(cfg), 10, i)
+            specs = _untrained_specs(cfg)
+            assert next(iter(specs)) == untrained_name(cfg)  # CroCo's control first: the one every study has
+            controls = {sp.kind: untrained_models(sp, [seed])[0] for sp in specs.values()}
+            assert controls["croco"][0] == untrained_name(cfg)
+            for i, name in enumerate(_train_sets(cfg)):
+                tc = _train_config(cfg, _plan(cfg), 10, i, objective_of(name))
+                sp = _untrained_spec(tc.objective)
                 torch.manual_seed(tc.seed)  # what the trainer does before building its model
-                init = CroCoNet(**kw).state_dict()["enc_blocks.0.attn.qkv.weight"]
-                assert not torch.equal(init, w)
+                init = sp.build().state_dict()[key[sp.kind]]
+                assert not torch.equal(init, controls[sp.kind][1].state_dict()[key[sp.kind]])
+
+
+def test_objectives_study_trains_each_objective_on_the_first_life_beside_its_controls():
+    """--study objectives: a DINOv2 and an egomotion arm on the first life's shards, each with its own recipe, and
+    an untrained control of each architecture that is the architecture the arm's checkpoint records."""
+    from slife.demo import (DemoConfig, _plan, _train_config, _train_sets, _untrained_spec, _untrained_specs,
+                            objective_of)
+    from slife.train import TrainConfig
+    from slife.train.checkpoint import model_spec_from_ckpt
+    from slife.train.objectives import objective_class
+
+    cfg = DemoConfig(study="objectives")
+    sets = _train_sets(cfg)
+    assert sets == {"life-kitchen": "life-kitchen", "objective-dinov2": "life-kitchen",
+                    "objective-egomotion": "life-kitchen"}
+    assert [objective_of(n) for n in sets] == ["croco", "dinov2", "egomotion"]
+    assert [(n, s.kind) for n, s in _untrained_specs(cfg).items()] == [("untrained-s0", "croco"),
+                                                                        ("untrained-vit-s0", "vit")]
+    plan = _plan(cfg)
+    croco, dino, ego = (_train_config(cfg, plan, 10, i, objective_of(n)) for i, n in enumerate(sets))
+    assert (croco.objective, croco.lr) == ("croco", cfg.lr)
+    assert (dino.objective, dino.lr, dino.blr, dino.weight_decay) == ("dinov2", None, 4e-3, 0.04)  # DINO's recipe
+    assert (ego.objective, ego.lr) == ("egomotion", cfg.lr)
+    for objective in ("croco", "dinov2", "egomotion"):
+        built = objective_class(objective).build(TrainConfig(objective=objective, preset="tiny"))
+        assert model_spec_from_ckpt(built.checkpoint_state()) == _untrained_spec(objective)
 
 
 def test_half_snapshot_is_nearest_to_half(tmp_path):

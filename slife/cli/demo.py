@@ -16,7 +16,11 @@ def demo(
                              "summary.json and report.md."),
     study: str = typer.Option("default", "--study", help="default: two lives and the two non-life controls (15 min); "
                               "full: three lives, the controls and the pairing ablation (45 min), the smallest budget "
-                              "that measured the claims (bench/README.md)."),
+                              "that measured the claims (bench/README.md); objectives: one life learned by three "
+                              "objectives side by side, a CroCo, a DINOv2 and an egomotion ViT, each with the same "
+                              "training time (20 min), compared on the depth probe and on correspondence (held-out "
+                              "top-1 by `slife top1`, graffiti by `slife match`) beside an untrained encoder of each "
+                              "architecture."),
     budget_minutes: Optional[float] = typer.Option(None, help="Wall-time budget on 2 cores after installation "
                                                    "[default: the study's]; sizes and training steps scale with it "
                                                    "(< 2: a seconds-long smoke run)."),
@@ -27,8 +31,10 @@ def demo(
     """Run the single-life study in miniature: synthesize lives and controls, mine pairs, train a tiny CroCo per
     life and control (and, in the full study, per pairing-ablation arm), evaluate the depth probe (with an
     untrained and an oracle control), correspondence and alignment beyond the positional shortcut on held-out
-    pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. Re-running
-    resumes: finished stages are skipped. Each stage prints the command it equals."""
+    pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
+    objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats
+    them on correspondence in this run. Re-running resumes: finished stages are skipped. Each stage prints the
+    command it equals."""
     from slife.demo import DemoConfig, run
 
     cfg = DemoConfig(study=study, budget_minutes=budget_minutes, seed=seed, side_by_side=side_by_side)

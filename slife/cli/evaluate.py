@@ -1,4 +1,5 @@
-"""Commands: `slife cas`, `slife probe`, `slife match` — thin wrappers over `slife.eval` (cas, depth_probe, correspondence).
+"""Commands: `slife cas`, `slife top1`, `slife probe`, `slife match` — thin wrappers over `slife.eval` (cas,
+pair_top1, depth_probe, correspondence).
 
 Each builds the stage's config from options, calls its `run(cfg, checkpoints, out_dir)`, and prints the
 results (with their controls) as rich tables; the files (JSON, CSV, PNG) are written by the stage.
@@ -139,6 +140,47 @@ def cas_cmd(
         path = run(cfg, checkpoints, out, progress=adv)
     _cas_tables(json.loads(Path(path).read_text()))
     console.print(f"wrote {path} (+ .csv, .png)")
+
+
+@app.command("top1")
+def top1_cmd(
+    checkpoints: List[Path] = typer.Argument(..., help="Checkpoints to score (any objective; one image size and patch grid)."),
+    pairs: Path = typer.Option(..., "--pairs", help="Folder of test pair shards with poses, depth and K (from "
+                               "`slife mine-pairs` on a held-out life)."),
+    out: Path = typer.Option(Path("runs/top1"), "--out", "-o", help="Output folder for top1.json."),
+    method: str = typer.Option("features", "--method", help="features: nearest neighbour of the encoder's final "
+                               "patch tokens (any checkpoint); attention: decoder cross-attention averaged over heads "
+                               "and blocks (CroCo checkpoints only; the top-1 `slife cas` reports); auto: attention "
+                               "where the model has a decoder, else features."),
+    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs (the first ones in shard order)."),
+    untrained_seeds: str = typer.Option("0", "--untrained-seeds", help="Seeds of the untrained controls (one per "
+                                        "architecture among the checkpoints), comma-separated ('' none)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
+    threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default)."),
+):
+    """Top-1 patch correspondence on held-out pairs with ground truth, for encoders of any objective: share of
+    target patches whose best source patch is within one patch of the true match, over all and over displaced
+    patches, beside chance, the same-position predictor and untrained encoders."""
+    from rich.table import Table
+
+    from slife.eval.pair_top1 import Top1Config, run
+
+    _threads(threads)
+    cfg = Top1Config(pairs=pairs, num_pairs=num_pairs, method=method, batch_size=batch_size,
+                     untrained_seeds=_seeds(untrained_seeds))
+    with progress_bar("top-1: running models", unit="pairs") as adv:
+        path = run(cfg, checkpoints, out, progress=adv)
+    rep = json.loads(Path(path).read_text())
+    t = Table(title=f"top-1 within one patch: {rep['num_pairs']} pairs, {rep['patches_with_truth']} patches with "
+                    f"truth, {_f(rep['displaced_share'])} displaced")
+    for col in ("encoder", "method", "all", "displaced"):
+        t.add_column(col, justify="left" if col in ("encoder", "method") else "right")
+    for name, m in rep["models"].items():
+        t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]))
+    t.add_row("same-position (control)", "-", _f(rep["same_position"]["all"]), _f(rep["same_position"]["displaced"]))
+    t.add_row("chance (control)", "-", _f(rep["chance"]), _f(rep["chance"]))
+    console.print(t)
+    console.print(f"wrote {path}")
 
 
 @app.command("match")

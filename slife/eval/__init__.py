@@ -15,6 +15,7 @@ from slife.errors import SlifeError
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "cas": ("slife.eval.cas", "CasConfig"),  # CAS / mknn / CKA matrix with controls on test pair shards
+    "top1": ("slife.eval.pair_top1", "Top1Config"),  # top-1 patch correspondence of any encoder on test pair shards
     "probe": ("slife.eval.depth_probe", "ProbeConfig"),  # depth probe on NYU-Depth-v2, ScanNet or a life
     "match": ("slife.eval.correspondence", "MatchConfig"),  # attention flow on HPatches-style homography pairs
 }

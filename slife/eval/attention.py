@@ -7,7 +7,10 @@ block and for the average over blocks (index -1), plus the block-averaged map it
 For encoders without a decoder (the ViTs of the dinov2 and egomotion objectives), `feature_logits` gives maps
 of the same form from the encoder's own patch tokens: cosine similarity of each target token to each source
 token, times FEATURE_LOGIT_SCALE (one "block", one "head"), i.e. feature nearest-neighbour matching.
-Entry points: `head_average`, `topk_sets`, `overlap`, `same_position_topk`, `summarize_model`, `feature_logits`.
+`correspondence_maps(model, method)` picks one of the two (`method` attention, features, or auto: attention
+where the model has a decoder).
+Entry points: `head_average`, `topk_sets`, `overlap`, `same_position_topk`, `summarize_model`, `feature_logits`,
+`correspondence_maps`.
 The scores built from these sets live in `cas.py`; flow from the maps in `correspondence.py`.
 """
 
@@ -150,6 +153,23 @@ def feature_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[
     return [(ft @ fs.transpose(1, 2) * FEATURE_LOGIT_SCALE)[:, None]]  # [(B, 1, N_tgt, N_src)]
 
 
+METHODS = ("auto", "attention", "features")  # where correspondence maps come from (`correspondence_maps`)
+
+
+def correspondence_maps(model, method: str = "auto") -> tuple[str, Callable]:
+    """(method used, fn(img_tgt, img_src) -> [(B, H, N_tgt, N_src)] per block): the decoder's cross-attention
+    logits ("attention"; CroCo models only) or `feature_logits` ("features"); "auto" takes attention where the
+    model has it. ValueError for an unknown method or attention on a model without a decoder."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    has = hasattr(model, "cross_attention_logits")
+    if method == "attention" and not has:
+        raise ValueError(f"a {type(model).__name__} has no decoder cross-attention; use method features")
+    if method == "attention" or (method == "auto" and has):
+        return "attention", model.cross_attention_logits
+    return "features", lambda t, s: feature_logits(model, t, s)
+
+
 def model_grid(model) -> tuple[int, int]:
     """(h, w) patch grid of a CroCoNet at its own image size."""
     ck = getattr(model, "croco_kwargs", None) or {}
@@ -161,21 +181,23 @@ def model_grid(model) -> tuple[int, int]:
 
 def summarize_model(name: str, model, pairs: Sequence[dict], k: int, grid: tuple[int, int], *, kind: str = "model",
                     softmax: bool = False, reciprocal: bool = False, keep_maps: bool = False, batch_size: int = 16,
-                    progress: Callable[[int], None] | None = None) -> AttentionSummary:
+                    progress: Callable[[int], None] | None = None, method: str = "attention") -> AttentionSummary:
     """Run a model once over `pairs` (dicts with "tgt", "src" (3, S, S) tensors) -> its AttentionSummary.
 
-    Only the top-k sets (and, with `keep_maps`, the block-averaged map) are kept, so memory stays
+    The maps are the decoder's cross-attention, or with `method` features the encoder's feature similarity
+    (`correspondence_maps`). Only the top-k sets (and, with `keep_maps`, the block-averaged map) are kept, so memory stays
     O(pairs x patches x k) whatever the number of blocks.
     """
     if hasattr(model, "eval"):
         model.eval()
+    maps_of = correspondence_maps(model, method)[1]
     tops, avgs = [], []
     with torch.inference_mode():
         for i in range(0, len(pairs), batch_size):
             chunk = pairs[i:i + batch_size]
             tgt = torch.stack([p["tgt"] for p in chunk]).float()  # (B, 3, S, S)
             src = torch.stack([p["src"] for p in chunk]).float()  # (B, 3, S, S)
-            logits = model.cross_attention_logits(tgt, src)
+            logits = maps_of(tgt, src)
             maps = head_average(logits, softmax)  # (B, L, N_t, N_s)
             n = grid[0] * grid[1]
             if maps.shape[-2] != n or maps.shape[-1] != n:

@@ -41,7 +41,7 @@ import torch
 from slife.errors import SlifeError
 from slife.eval.attention import (AttentionSummary, membership, overlap, overlap_with, same_position_summary,
                                   summarize_model)
-from slife.eval.groundtruth import displaced_mask, pair_ground_truth, within_one
+from slife.eval.groundtruth import displaced_mask, ground_truth_table, within_one
 from slife.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,19 @@ def accuracy(s: AttentionSummary, true_idx: np.ndarray, block: int = -1, mask: n
     return float(hit[ok].mean())
 
 
+def accuracy_chance(true_idx: np.ndarray, grid: tuple[int, int]) -> float:
+    """Chance that a uniformly random top-1 lands within one patch of the truth: the mean over target patches
+    with known truth (true_idx (P, N), -1 unknown) of the truth's 3x3 neighbourhood size / N (NaN if none)."""
+    h, w = grid
+    n = h * w
+    true_idx = np.asarray(true_idx)
+    known = true_idx >= 0
+    nb_size = np.array([(min(r + 1, h - 1) - max(r - 1, 0) + 1) * (min(c + 1, w - 1) - max(c - 1, 0) + 1)
+                        for r in range(h) for c in range(w)])  # (N,)
+    tgt_nb = np.where(known, nb_size[np.clip(true_idx, 0, n - 1)], 0)
+    return float(tgt_nb[known].mean() / n) if known.any() else math.nan
+
+
 def cluster_order(sim: np.ndarray) -> list[int]:
     """Leaf order of average-linkage hierarchical clustering on distance 1 - similarity (identity for < 3)."""
     n = len(sim)
@@ -198,15 +211,16 @@ def cluster_order(sim: np.ndarray) -> list[int]:
     return [int(i) for i in leaves_list(linkage(squareform(d, checks=False), method="average"))]
 
 
-def _nan_to_none(x):
+def nan_to_none(x):
+    """NaN and inf -> None through dicts, lists and arrays (JSON has no NaN)."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, np.ndarray):
-        return [_nan_to_none(v) for v in x.tolist()]
+        return [nan_to_none(v) for v in x.tolist()]
     if isinstance(x, list):
-        return [_nan_to_none(v) for v in x]
+        return [nan_to_none(v) for v in x]
     if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
+        return {k: nan_to_none(v) for k, v in x.items()}
     return x
 
 
@@ -281,12 +295,7 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
                 "per_block_all": [accuracy(s, true_idx, b) for b in range(nb)],
                 "per_block_displaced": [accuracy(s, true_idx, b, disp) for b in range(nb)],
             }
-        # chance of top-1 landing within one patch of the truth: average 3x3 neighbourhood size / N
-        h, w = grid
-        nb_size = np.array([(min(r + 1, h - 1) - max(r - 1, 0) + 1) * (min(c + 1, w - 1) - max(c - 1, 0) + 1)
-                            for r in range(h) for c in range(w)])  # (N,)
-        tgt_nb = np.where(known, nb_size[np.clip(true_idx, 0, n - 1)], 0)
-        gt["accuracy_chance"] = float(tgt_nb[known].mean() / n) if known.any() else math.nan
+        gt["accuracy_chance"] = accuracy_chance(true_idx, grid)
         rep["ground_truth"] = gt
     # one row per pair of models (and of untrained controls): the issue-7 table
     rows = []
@@ -302,7 +311,7 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
                 row["cas_calibrated_displaced"] = rep["ground_truth"]["calibrated_displaced"][a, b]
             rows.append(row)
     rep["pair_table"] = rows
-    return _nan_to_none(rep)
+    return nan_to_none(rep)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -365,7 +374,7 @@ def feature_report(names: list[str], kinds: list[str], feats: list[np.ndarray], 
     controls: dict = {"chance": (min(k, n - 1) / (n - 1)) if metric == "mknn" and n > 1 else None}
     if len(un) >= 2:
         controls["untrained_vs_untrained"] = mat[un[0], un[1]]
-    return _nan_to_none({
+    return nan_to_none({
         "names": names, "kinds": kinds, "num_images": n, "k": k if metric == "mknn" else None,
         "chance": controls["chance"], "matrix": mat, "controls": controls,
         "order": [names[models[i]] for i in cluster_order(sub)] + [nm for nm, kd in zip(names, kinds) if kd != "model"],
@@ -388,7 +397,9 @@ def write_matrix_csv(path: Path, names: list[str], mat) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _load_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
+def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
+    """The first `num_pairs` pairs of a test shard folder at the model's size (`stream.eval_pairs`); one-line
+    SlifeError for a missing folder, a folder without shards or no readable pair."""
     from slife.train.stream import eval_pairs
 
     from slife.pairmine.shardset import SHARD_GLOB
@@ -428,7 +439,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     grid = (side, side)
     if cfg.metric == "cas" and cfg.k >= side * side:  # every patch would be a neighbour: all scores 1
         raise SlifeError(f"--k {cfg.k} must be below the {side * side} patches per image of these models")
-    pairs = _load_pairs(cfg.pairs, size, cfg.num_pairs)
+    pairs = load_test_pairs(cfg.pairs, size, cfg.num_pairs)
     if cfg.metric == "mknn" and cfg.k >= len(pairs) - 1:
         raise SlifeError(f"--k {cfg.k} must be below the {len(pairs) - 1} other images of the {len(pairs)} "
                          "test pairs for --metric mknn")
@@ -449,12 +460,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
                                              reciprocal=cfg.reciprocal, batch_size=cfg.batch_size, progress=progress))
             timing[name] = len(pairs) / max(time.perf_counter() - t0, 1e-9)
         summaries.append(same_position_summary(grid, cfg.k, len(pairs), 1))
-        truths = [pair_ground_truth(p, grid, patch) for p in pairs]
-        true_idx = None
-        if any(t is not None for t in truths):
-            n = side * side
-            true_idx = np.stack([t if t is not None else np.full(n, -1) for t in truths])  # (P, N)
-        rep = cas_report(summaries, true_idx)
+        rep = cas_report(summaries, ground_truth_table(pairs, grid, patch))
     else:
         imgs = torch.stack([p["tgt"] for p in pairs] + [p["src"] for p in pairs]).float()  # (2P, 3, S, S)
         feats = []

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from slife.errors import SlifeError
-from slife.eval.attention import head_average
+from slife.eval.attention import METHODS, correspondence_maps, head_average
 from slife.eval.groundtruth import (apply_homography, displaced_mask, homography_to_model_frame,
                                     matches_from_homography, patch_centres, within_one)
 
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 THRESHOLDS = (1, 3, 5)
 DATASETS = ("hpatches",)
-METHODS = ("auto", "attention", "features")
 
 
 @dataclass(frozen=True)
@@ -272,7 +271,6 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
     `models` ((label, model, croco_kwargs) triples) may be given instead of checkpoints (tests, stand-ins)."""
     from slife.io import atomic_write_text
     from slife.eval.datasets.hpatches import read_pairs
-    from slife.eval.attention import feature_logits
     from slife.eval.models import image_grid, load_models, model_spec_of
     from slife.eval.plots import plot_match
 
@@ -299,9 +297,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
 
     results, records_all, timing, methods = {}, {}, {}, {}
     for name, model, kw in models:
-        attn = cfg.method == "attention" or (cfg.method == "auto" and hasattr(model, "cross_attention_logits"))
-        methods[name] = "attention" if attn else "features"
-        maps_of = model.cross_attention_logits if attn else lambda t, s, m=model: feature_logits(m, t, s)
+        methods[name], maps_of = correspondence_maps(model, cfg.method)
         S, patch, side = image_grid(kw)
         grid = (side, side)
         recs = []

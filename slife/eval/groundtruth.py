@@ -6,8 +6,8 @@ camera-to-world 4x4 (OpenCV axes, metres); or a 3x3 homography. Pixel convention
 is (0.5, 0.5) (slife/COLMAP). Returns, for each target patch (row-major), the source patch that holds its
 true match (-1 where unknown: no depth, out of view, behind the camera, occluded), and the *displaced*
 mask: true match more than one patch (Chebyshev, on the grid) away from the same grid position.
-Entry points: `matches_from_depth`, `matches_from_homography`, `pair_ground_truth`, `displaced_mask`,
-`within_one`. Projection maths is `slife.lives.geometry`; scores are in `cas.py` and `correspondence.py`.
+Entry points: `matches_from_depth`, `matches_from_homography`, `pair_ground_truth`, `ground_truth_table`,
+`displaced_mask`, `within_one`. Projection maths is `slife.lives.geometry`; scores are in `cas.py` and `correspondence.py`.
 """
 
 from __future__ import annotations
@@ -130,6 +130,16 @@ def pair_ground_truth(pair: dict, grid: tuple[int, int], patch: int) -> np.ndarr
     dsrc = pair.get("src_depth")
     return matches_from_depth(np.asarray(depth), np.asarray(K_tgt), np.asarray(K_src), T_tgt, T_src, grid, patch,
                               None if dsrc is None else np.asarray(dsrc))
+
+
+def ground_truth_table(pairs: list[dict], grid: tuple[int, int], patch: int) -> np.ndarray | None:
+    """(P, N) int64 true source patch of every target patch of every pair (`pair_ground_truth`; -1 unknown, a
+    whole row for a pair without ground truth), or None when no pair carries any."""
+    truths = [pair_ground_truth(p, grid, patch) for p in pairs]
+    if all(t is None for t in truths):
+        return None
+    n = grid[0] * grid[1]
+    return np.stack([t if t is not None else np.full(n, -1, dtype=np.int64) for t in truths])  # (P, N)
 
 
 def _rc(idx: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,49 @@
+"""The demo report's objectives comparison states what the numbers say, whichever way they fall."""
+
+from slife.demo_report import _objectives_section, claims, croco_beats
+
+
+def _summary(croco_top1, dino_top1):
+    arm = dict(steps=10, probe_abs_rel_aligned=0.3, probe_abs_rel_aligned_untrained=0.4, top1_method="features",
+               top1_displaced_untrained=0.1, top1_displaced_features=0.2, top1_displaced_features_untrained=0.1,
+               match_aepe=50.0, match_aepe_untrained=60.0, match_pck5=0.01, match_pck5_untrained=0.0)
+    arms = {"croco": {**arm, "model": "life-kitchen", "top1_method": "attention", "top1_displaced": croco_top1},
+            "dinov2": {**arm, "model": "objective-dinov2", "top1_displaced": dino_top1}}
+    beats = None if croco_top1 is None else croco_top1 > dino_top1
+    ob = {"arms": arms, "best_probe": "croco",
+          "controls": dict(chance_top1=0.125, same_position_top1_displaced=0.0, displaced_patches=80, top1_pairs=4,
+                           zero_flow_aepe=25.0, zero_flow_pck5=0.0, oracle_probe_abs_rel_aligned=0.05),
+          "croco_beats_others": {"top1_displaced": beats, "top1_displaced_features": False, "match_aepe": False,
+                                 "match_pck5": False}}
+    enc = {"life-kitchen": {"group": "life", "probe_abs_rel_aligned": 0.3, "top1_displaced": croco_top1,
+                            "match_aepe": 50.0, "match_pck5": 0.01},
+           "untrained": {"group": "untrained", "probe_abs_rel_aligned": 0.4, "top1_displaced": 0.1},
+           "oracle": {"group": "oracle", "probe_abs_rel_aligned": 0.05}}
+    return {"encoders": enc, "chance_top1": 0.125, "zero_flow": {"match_aepe": 25.0, "match_pck5": 0.0},
+            "alignment_beyond_shortcut": {"life_life": None, "life_control": None, "untrained_untrained": 0.0,
+                                          "life_same_position": 0.0}, "objectives": ob}
+
+
+def test_objectives_statement_follows_the_numbers():
+    for croco, dino, word, holds in ((0.5, 0.3, "yes", True), (0.3, 0.5, "no", False),
+                                     (None, 0.5, "not measured", None)):
+        s = _summary(croco, dino)
+        text = "\n".join(_objectives_section(s["objectives"]))
+        assert f"Top-1 on displaced patches by each model's own map: **{word}" in text
+        assert "| croco (`life-kitchen`) | 10 |" in text and "| dinov2 (`objective-dinov2`) | 10 |" in text
+        claim = [c for c in claims(s) if c["claim"].startswith("CroCo is better at correspondence")]
+        assert len(claim) == 1 and claim[0]["holds"] is holds
+    s = _summary(0.5, 0.3)
+    del s["objectives"]
+    assert not [c for c in claims(s) if c["claim"].startswith("CroCo")]  # studies without objective arms
+
+
+def test_croco_beats_is_strict_and_needs_every_number():
+    rows = {"croco": {"a": 0.5, "e": 10.0}, "dinov2": {"a": 0.4, "e": 12.0}, "egomotion": {"a": 0.5, "e": 9.0}}
+    assert croco_beats(rows, "a") is False  # a tie is not a win
+    rows["egomotion"]["a"] = 0.45
+    assert croco_beats(rows, "a") is True
+    assert croco_beats(rows, "e", lower=True) is False  # egomotion's error is lower
+    rows["dinov2"]["a"] = None
+    assert croco_beats(rows, "a") is None
+    assert croco_beats({"croco": {"a": 0.5}}, "a") is None
