@@ -42,7 +42,7 @@ import torch.utils.data
 from PIL import Image
 
 from slife.errors import SlifeError
-from slife.pairmine.shardset import REQUIRED, is_augmented, manifest_shards, view_K
+from slife.pairmine.shardset import REQUIRED, ListedShard, is_augmented, manifest_shards, view_K
 from slife.train.augment import normalize, resize_short_side
 from slife.train.tario import tar_samples
 
@@ -62,10 +62,24 @@ class ShardSet:
     counts: list[int] = field(default_factory=list)  # samples per tar (same order)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason (truncated, missing ...)
     empty: int = 0  # tars with no samples
+    sha256: list = field(default_factory=list)  # each tar's sha256 from its manifest, or None (same order)
+    generation: list = field(default_factory=list)  # each tar's generation from its manifest, or None
 
     @property
     def total(self) -> int:
         return int(sum(self.counts))
+
+    def tars(self) -> list[dict]:
+        """Each tar's identity, in order: {"tar": "FOLDER/NAME" (its folder's name and its own, so a set moved
+        elsewhere keeps it), "samples", "bytes", "sha256" (the manifest's, or None), "generation" (or None)}."""
+        out = []
+        for k, p in enumerate(self.paths):
+            path = Path(p)
+            out.append({"tar": f"{path.parent.name}/{path.name}", "samples": self.counts[k],
+                        "bytes": path.stat().st_size,
+                        "sha256": self.sha256[k] if k < len(self.sha256) else None,
+                        "generation": self.generation[k] if k < len(self.generation) else None})
+        return out
 
     def summary(self) -> dict:
         return {"spec": self.spec, "shards": len(self.paths), "pairs": self.total, "empty_shards": self.empty,
@@ -125,23 +139,23 @@ def count_samples(path: Path) -> int:
 def resolve_shards(spec) -> ShardSet:
     """Shard spec -> ShardSet of readable, non-empty tars. SlifeError when nothing is left to train on."""
     s = ShardSet(spec=spec if isinstance(spec, str) else ",".join(map(str, spec)))
-    listed: list[tuple[Path, int | None, int | None]] = []
+    listed: list[ListedShard] = []
     for p in expand_spec(spec):
         if p.is_dir():
             listed += manifest_shards(p)
         elif p.suffix == ".tar" and p.exists():
-            listed.append((p, None, None))
+            listed.append(ListedShard(p, None, None))
         else:
             raise SlifeError(f"{p}: no such shard folder or .tar file")
     if not listed:
         raise SlifeError(f"{s.spec}: no shards listed")
-    times = Counter(p.resolve() for p, _, _ in listed)
+    times = Counter(e.path.resolve() for e in listed)
     repeated = {p: k for p, k in times.items() if k > 1}
     if repeated:  # kept (as in webdataset, a repeated shard weighs more), but said
         first, k = next(iter(repeated.items()))
         log.warning("%s: %d shard(s) listed more than once (e.g. %s, %d times): their pairs are drawn that many "
                     "times as often", s.spec, len(repeated), first, k)
-    for path, n, size in listed:
+    for path, n, size, digest, gen in listed:
         why = tar_problem(path)
         if why is None and size is not None and path.stat().st_size != size:
             why = f"truncated or changed ({path.stat().st_size} bytes, the manifest says {size})"
@@ -158,6 +172,8 @@ def resolve_shards(spec) -> ShardSet:
         else:
             s.paths.append(str(path))
             s.counts.append(int(n))
+            s.sha256.append(digest)
+            s.generation.append(gen)
     if not s.paths:
         why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(s.skipped.items())[:3])
         raise SlifeError(f"{s.spec}: no pairs to train on ({len(listed)} shards listed, {s.empty} empty, "
