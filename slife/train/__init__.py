@@ -4,8 +4,8 @@ Reads pair shards (DESIGN.md "Pair shards"); writes a run folder: `last.pt` (+ k
 `step-XXXXXXX.pt`), `metrics.csv`, TensorBoard events, `previews/*.png`, `train.json` (the config and
 shard summary, the run's segments). Entry point: `run(cfg, shards, out_dir) -> Path` (the last.pt it wrote);
 works alone or under `torchrun` (one process per device, DDP). Run again on a shard set that has grown since
-the run folder's last checkpoint, it continues the run in a new segment (`segments.py`). `preset_config(objective, preset)` is the TrainConfig
-of a named preset for an objective.
+the run folder's last checkpoint, it continues the run in a new segment (`segments.py`).
+`preset_config(objective, preset)` is the TrainConfig of a named preset for an objective.
 Modules: objectives/ (one plug-in per objective: croco, croco+egomotion, dinov2, egomotion; each owns its
 models, views, loss, after-step hook, checkpoint state and preview), model/blocks/masking/pos_embed/loss
 (CroCo), vit (the ViT of the other objectives, timm's layout), dino (DINOv2 heads and losses), pose

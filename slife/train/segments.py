@@ -181,7 +181,9 @@ def plan(ckpt: dict | None, shards: ShardSet, steps: int, new_weight: float, con
     n_new = sum(int(t["samples"]) for t in new)
     nxt = Segment(k + 1, step, steps, tuple(t["tar"] for t in new), new_weight, continue_lr, describe(new), n_new,
                   now["pairs"])
-    message = (f"{where} (step {step}, segment {k}) was trained on {old['pairs']} pairs in {len(old['tars'])} tars; "
+    n_old = len(old["tars"])
+    message = (f"{where} (step {step}, segment {k}) was trained on {old['pairs']} pairs in {n_old} "
+               f"tar{'s' * (n_old != 1)}; "
                f"the set has grown by {nxt.new}: segment {k + 1} starts at step {step} for {steps} steps over "
                f"{now['pairs']} pairs, each new pair drawn {new_weight:g}x as often as an old one "
                f"({100 * nxt.new_share():.0f}% of draws)")
