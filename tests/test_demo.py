@@ -78,7 +78,8 @@ def test_demo_untrained_controls_never_share_a_trained_models_initialisation():
             name, control = untrained_models(spec, [seed])[0]
             assert name == untrained_name(cfg)
             w = control.state_dict()["enc_blocks.0.attn.qkv.weight"]
-            for i, _ in enumerate(_train_sets(cfg)):
+            growing = 1 if cfg.spec.growing else 0  # the growing-life arm's two models share the next index
+            for i in range(len(_train_sets(cfg)) + growing):
                 tc = _train_config(cfg, _plan(cfg), 10, i)
                 torch.manual_seed(tc.seed)  # what the trainer does before building its model
                 init = CroCoNet(**kw).state_dict()["enc_blocks.0.attn.qkv.weight"]
