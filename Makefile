@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo       set up .venv if needed, then run the single-life study in miniature (15 min)
 #   make test       set up .venv if needed, then run the test suite
-#   make demo-full  the longer study: a third life and the pairing ablation (45 min)
+#   make demo-full  the longer study: a third life, the pairing ablation and a growing life (60 min)
 #   make demo-objectives  one life learned by CroCo, DINOv2 and egomotion side by side (20 min)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

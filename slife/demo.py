@@ -10,12 +10,14 @@ top1_features/), `stages.json` (wall time and outputs of each finished stage; a 
 `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
 Three named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls),
-`full` (the smallest budget that measured the claims, with a third life and the pairing ablation) and
-`objectives` (one life learned by three objectives side by side: CroCo, DINOv2 and egomotion, each arm with
-the same wall time, compared on the depth probe and on correspondence beside untrained encoders of each
-architecture). Models train two at a time, side by side, one torch thread each (measured faster than one
-model on two threads: bench/README.md); steps are calibrated from a short side-by-side run of each objective
-so the study fits its budget.
+`full` (the smallest budget that measured the claims, with a third life and the pairing ablation, plus the
+growing-life arm: a life of 2 days trained on, grown to 4 days by `synth --append-days` and `mine-pairs`'
+appended generation, training continued in a new segment, against a model trained on the 4 days from the
+start for the same total steps; `_do_grow`) and `objectives` (one life learned by three objectives side by
+side: CroCo, DINOv2 and egomotion, each arm with the same wall time, compared on the depth probe and on
+correspondence beside untrained encoders of each architecture). Models train two at a time, side by side, one
+torch thread each (measured faster than one model on two threads: bench/README.md); steps are calibrated from a
+short side-by-side run of each objective so the study fits its budget.
 Entry point: `run(cfg, out_dir, announce=None, task=None) -> Path` (report.md). Every stage is the `run`
 function behind a CLI command, called by path; `announce(stage, command)` is given the equivalent command
 line so the CLI can print the demo as a tutorial, and `task(description, total)` opens a progress context
@@ -53,14 +55,16 @@ class Study:
     budget_minutes: float  # default wall-time budget on 2 cores
     description: str  # one line for --help and the report
     objectives: tuple = ()  # other objectives trained on the first life's pairs beside its CroCo: "objective-<name>"
+    growing: tuple | None = None  # (scene, days at first, days grown to) of the growing-life arm (`_do_grow`)
 
 
 STUDIES: dict[str, Study] = {
     "default": Study(lives=(("kitchen", 3), ("office", 2)), controls=("static", "screen"), ablation=False,
                      budget_minutes=15.0, description="two lives and the two non-life controls"),
     "full": Study(lives=(("kitchen", 3), ("office", 2), ("bedroom", 2)), controls=("static", "screen"),
-                  ablation=True, budget_minutes=45.0,
-                  description="three lives, the two controls and the pairing ablation on the first life"),
+                  ablation=True, budget_minutes=60.0, growing=("kitchen", 2, 4),
+                  description="three lives, the two controls, the pairing ablation on the first life and a "
+                              "growing life (days 1-2, then grown to 1-4 and training continued)"),
     "objectives": Study(lives=(("kitchen", 3),), controls=(), ablation=False, objectives=("dinov2", "egomotion"),
                         budget_minutes=20.0, description="one life learned by CroCo, DINOv2 and egomotion, each arm "
                         "with the same training time"),
@@ -192,11 +196,17 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
                  f"--steps N --threads 1 --out {out}/runs/NAME ({cfg.side_by_side} side by side)",
                  lambda: _do_train(cfg, plan, out, shards, progress))
     top1 = f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features" if arms else ""
+    growing = None
+    if cfg.spec.growing:
+        growing = stage("grow", _grow_cmd(cfg, plan, out), lambda: _do_grow(cfg, plan, out, runs["steps"], progress))
+        runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
+        shards = {**shards, **growing["shards"]}
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
                   f"--data-root {out}/lives/probe --control-oracle{top1}; slife match hpatches ...",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
-                 lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals))})["report"]
+                 lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
+                                                      growing))})["report"]
 
 
 # ----------------------------------------------------------------------------------------------- side by side
@@ -278,10 +288,15 @@ def _synth_cmd(cfg: DemoConfig, plan: _Plan, out: Path) -> str:
             f"slife synth {out}/lives/probe/train/SCENE --kind views ...")
 
 
+def _synth_common(cfg: DemoConfig, plan: _Plan) -> dict:
+    """SynthConfig kwargs every life of the demo shares."""
+    return dict(fps=plan.fps, width=plan.width, height=plan.height, texture_size=64 if cfg.smoke else 256,
+                points=4000 if cfg.smoke else 60_000, photos=cfg.photos)
+
+
 def _lives_spec(cfg: DemoConfig, plan: _Plan) -> dict:
     """relative folder under lives/ -> SynthConfig kwargs."""
-    common = dict(fps=plan.fps, width=plan.width, height=plan.height, texture_size=64 if cfg.smoke else 256,
-                  points=4000 if cfg.smoke else 60_000, photos=cfg.photos)
+    common = _synth_common(cfg, plan)
     spec = {}
     for i, (scene, days) in enumerate(cfg.spec.lives):
         spec[f"life-{scene}"] = dict(kind="life", scene=scene, days=days, duration=plan.life_seconds,
@@ -328,14 +343,19 @@ def _mine_sets(cfg: DemoConfig) -> dict:
     return sets
 
 
+def _mine_base(cfg: DemoConfig, plan: _Plan) -> dict:
+    """MineConfig kwargs every shard set of the demo shares: enough candidates per frame that every ablation
+    arm can reach the same cap (max_pairs)."""
+    return dict(fps=plan.mine_fps, short_side=72 if cfg.smoke else 80, seed=cfg.seed, temporal_per_frame=4,
+                random_per_frame=4, augmented_per_frame=4.0, pairs_per_shard=max(50, plan.max_pairs // 4),
+                preview=4 if not cfg.smoke else 2)
+
+
 def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict:
     from slife import pairmine as pm
 
     res = {}
-    # enough candidates per frame that every ablation arm can reach the same cap (max_pairs)
-    base = dict(fps=plan.mine_fps, short_side=72 if cfg.smoke else 80, seed=cfg.seed, temporal_per_frame=4,
-                random_per_frame=4, augmented_per_frame=4.0, pairs_per_shard=max(50, plan.max_pairs // 4),
-                preview=4 if not cfg.smoke else 2)
+    base = _mine_base(cfg, plan)
     sets = _mine_sets(cfg)
     with task(f"mine {len(sets) + 1} shard sets", None) as adv:
         for name, (life, strategy) in sets.items():
@@ -444,6 +464,8 @@ def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> di
     time per model (`steps` is CroCo's, `steps_per_objective` all of them)."""
     sets = _train_sets(cfg)
     rounds = -(-len(sets) // cfg.side_by_side)  # models train `side_by_side` at a time
+    if cfg.spec.growing:  # then `_do_grow`: half a run alone, then half a run beside a whole one
+        rounds += 1.5 if cfg.side_by_side > 1 else 2.0
     if cfg.smoke:
         steps_of, pps_of = {o: 2 for o in _objectives(cfg)}, {o: None for o in _objectives(cfg)}
     else:
@@ -467,6 +489,81 @@ def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> di
         steps = steps_of[objective_of(name)]
         res["models"][name] = {"checkpoint": ckpt, "shards": shard_set, "seconds": seconds,
                                "objective": objective_of(name), "steps": steps,
+                               "half": _half_snapshot(Path(ckpt).parent, steps)}
+    return res
+
+
+def _grow_cmd(cfg: DemoConfig, plan: _Plan, out: Path) -> str:
+    scene, before, after = cfg.spec.growing
+    life, sh = f"{out}/lives/growing-{scene}", f"{out}/shards/growing"
+    return (f"slife synth {life} --scene {scene} --days {before} ...; slife mine-pairs {life} --out {sh} "
+            f"--max-pairs {plan.max_pairs // 2}; slife train {sh} --steps N/2 --out {out}/runs/growing-continued; "
+            f"slife synth {life} --append-days {after - before}; slife mine-pairs {life} --out {sh} ...; "
+            f"slife train {sh} --steps N/2 --out {out}/runs/growing-continued (continues: segment 1); "
+            f"slife mine-pairs {life} --out {out}/shards/growing-whole --max-pairs {plan.max_pairs}; "
+            f"slife train {out}/shards/growing-whole --steps N --out {out}/runs/growing-whole")
+
+
+def _do_grow(cfg: DemoConfig, plan: _Plan, out: Path, steps: int, task) -> dict:
+    """The growing-life arm: a life of `before` days (synthesized), mined (generation 0, max_pairs / 2 pairs) and
+    trained on for steps // 2 steps (`growing-continued`); the life grown in place to `after` days
+    (`synth.append_days`), the new days' pairs appended (generation 1, its own max_pairs / 2: `mine-pairs`
+    quotas are per generation) and the same run continued for the remaining steps (a new segment:
+    `train/segments.py`); beside it `growing-whole`, the grown life mined at once (max_pairs) and trained from
+    the same initialisation for `steps`. Each step skips what is done, so an interrupted stage resumes.
+    Returns {"first_steps", "steps", "life", "days", "old_tars_unchanged" (generation 0's tars hash as its manifest
+    recorded them), "models": name -> run record, "shards": name -> set record}."""
+    import hashlib
+
+    from slife import pairmine as pm
+    from slife.synth import SynthConfig, append_days, run as synth_run
+
+    scene, before, after = cfg.spec.growing
+    life, sets = out / "lives" / f"growing-{scene}", {"growing": plan.max_pairs // 2, "growing-whole": plan.max_pairs}
+    sc = SynthConfig(kind="life", scene=scene, days=before, duration=plan.life_seconds * before / after,
+                     seed=cfg.seed + 50, **_synth_common(cfg, plan))
+    first = steps // 2
+    index = len(_train_sets(cfg))  # both arms: the same seed, so the same initial weights
+    cont, whole = out / "runs" / "growing-continued", out / "runs" / "growing-whole"
+
+    def mine(name: str, adv) -> Path:
+        mc = pm.MineConfig(strategies=pm.parse_strategies("spatial+temporal"), max_pairs=sets[name],
+                           **_mine_base(cfg, plan))
+        return pm.run(mc, life, out / "shards" / name, progress=adv,
+                      command=f"slife mine-pairs {life} --strategy spatial+temporal --max-pairs {sets[name]}")
+
+    with task(f"growing life: days 1-{before}", None) as adv:
+        synth_run(sc, life, progress=adv)
+        if not json.loads((life / "life.json").read_text()).get("appended_days"):  # not grown yet
+            mine("growing", adv)
+            _train_one(_train_config(cfg, plan, first, index), str(out / "shards" / "growing"), str(cont),
+                       progress=adv)
+            append_days(life, after - before, progress=adv)
+    with task(f"growing life: grown to days 1-{after}", None) as adv:
+        for name in sets:
+            mine(name, adv)
+    jobs = [("growing-continued", _train_one, (_train_config(cfg, plan, steps - first, index),
+                                               str(out / "shards" / "growing"), str(cont))),
+            ("growing-whole", _train_one, (_train_config(cfg, plan, steps, index), str(out / "shards" / "growing-whole"),
+                                           str(whole)))]
+    with task("growing life: continue, and train on all days", 2 * steps - first) as adv:
+        done = _side_by_side(jobs, cfg.side_by_side, adv)
+    res = {"first_steps": first, "steps": steps, "life": str(life), "days": [before, after], "models": {},
+           "shards": {}}
+    for name in sets:
+        m = json.loads((out / "shards" / name / "manifest.json").read_text())
+        if name == "growing":  # measured, not assumed: generation 0's tars are the bytes the manifest recorded
+            old = [e for e in m["shards"] if e.get("generation") == 0]
+            res["old_tars_unchanged"] = bool(old) and all(
+                hashlib.sha256((out / "shards" / name / e["name"]).read_bytes()).hexdigest() == e.get("sha256")
+                for e in old)
+        res["shards"][name] = {"path": str(out / "shards" / name), "life": life.name, "strategy": "spatial+temporal",
+                               "pairs": m["summary"].get("pairs_written", m["summary"]["pairs"]),
+                               "per_strategy": m["summary"]["pairs_per_strategy"],
+                               "generations": [g.get("pairs") for g in m.get("generations") or []]}
+    for name, shard_set in (("growing-continued", "growing"), ("growing-whole", "growing-whole")):
+        ckpt, seconds = done[name]
+        res["models"][name] = {"checkpoint": ckpt, "shards": shard_set, "seconds": seconds,
                                "half": _half_snapshot(Path(ckpt).parent, steps)}
     return res
 
@@ -637,8 +734,8 @@ def _eval_top1(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, runs: dict
 # ----------------------------------------------------------------------------------------------- report
 
 
-def _write_report(cfg, plan, out, stages, lives, shards, runs, evals) -> Path:
+def _write_report(cfg, plan, out, stages, lives, shards, runs, evals, growing=None) -> Path:
     from slife.demo_report import write_report, write_summary
 
-    write_summary(cfg, plan, out, runs, evals)
-    return write_report(cfg, plan, out, stages.data["stages"], lives, shards, runs, evals)
+    write_summary(cfg, plan, out, runs, evals, growing)
+    return write_report(cfg, plan, out, stages.data["stages"], lives, shards, runs, evals, growing)

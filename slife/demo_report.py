@@ -24,7 +24,7 @@ import numpy as np
 
 from slife.io import atomic_file, atomic_write_json, atomic_write_text
 
-GROUPS = ("life", "objective", "control", "ablation", "untrained", "oracle")
+GROUPS = ("life", "objective", "control", "ablation", "growing", "untrained", "oracle")
 
 
 def _f(x, nd=3) -> str:
@@ -56,7 +56,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def group_of(name: str) -> str:
-    """life-*, objective-*, control-*, ablation-*, untrained-*, oracle -> its group."""
+    """life-*, objective-*, control-*, ablation-*, growing-*, untrained-*, oracle -> its group."""
     for g in GROUPS:
         if name.startswith(g):
             return g
@@ -95,9 +95,10 @@ def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = Fa
             "life_same_position": _pair_mean(mat, names, lives, ["same-position"])}
 
 
-def summarize(cfg, plan, runs: dict, evals: dict) -> dict:
+def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -> dict:
     """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure; with
-    objective arms also `objectives` (`_objectives_summary`)."""
+    objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
+    record), how its two models were trained (`growing`)."""
     from slife.demo import untrained_name
 
     cas = _read(evals["cas"])
@@ -145,6 +146,8 @@ def summarize(cfg, plan, runs: dict, evals: dict) -> dict:
         out["cas_paper_half"] = _alignment(half, hl)
     if evals.get("top1"):
         out["objectives"] = _objectives_summary(cfg, runs, evals, enc, match)
+    if growing:
+        out["growing"] = _growing_summary(growing)
     return out
 
 
@@ -231,9 +234,21 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
     }
 
 
-def write_summary(cfg, plan, out: Path, runs: dict, evals: dict) -> Path:
+def _growing_summary(growing: dict) -> dict:
+    """The growing-life arm's training: steps, pairs per generation, the continued run's segments."""
+    cont = Path(growing["models"]["growing-continued"]["checkpoint"]).parent
+    segs = json.loads((cont / "train.json").read_text()).get("segments", [])
+    return {"days": growing["days"], "first_steps": growing["first_steps"], "steps": growing["steps"],
+            "pairs": {n: sh["pairs"] for n, sh in growing["shards"].items()},
+            "generations": growing["shards"]["growing"].get("generations"),
+            "old_tars_unchanged": growing.get("old_tars_unchanged"),
+            "segments": [{k: g.get(k) for k in ("segment", "start_step", "end_step", "pairs", "new_pairs",
+                                                 "new_weight", "new_share", "lr_peak", "lr_rule")} for g in segs]}
+
+
+def write_summary(cfg, plan, out: Path, runs: dict, evals: dict, growing: dict | None = None) -> Path:
     path = Path(out) / "summary.json"
-    atomic_write_json(path, summarize(cfg, plan, runs, evals), indent=2)
+    atomic_write_json(path, summarize(cfg, plan, runs, evals, growing), indent=2)
     return path
 
 
@@ -311,8 +326,8 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-_COLORS = {"life": "#55a868", "objective": "#937860", "control": "#c44e52", "ablation": "#dd8452", "untrained": "#8172b2",
-           "oracle": "#4c72b0"}
+_COLORS = {"life": "#55a868", "objective": "#937860", "control": "#c44e52", "ablation": "#dd8452",
+           "growing": "#64b5cd", "untrained": "#8172b2", "oracle": "#4c72b0"}
 
 
 def _plot_probe(s: dict, path: Path) -> None:
@@ -336,7 +351,7 @@ def _plot_probe(s: dict, path: Path) -> None:
             ax.legend(fontsize=8)
         ax.set_title(title, fontsize=9)
     fig.suptitle("Depth probe on held-out places (green: lives, brown: other objectives, red: controls, orange: "
-                 "ablation, blue: oracle)",
+                 "ablation, light blue: growing life, blue: oracle)",
                  fontsize=10)
     _save(fig, path)
 
@@ -371,7 +386,7 @@ def _plot_alignment(s: dict, path: Path) -> None:
 
 
 def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: dict, runs: dict,
-                 evals: dict) -> Path:
+                 evals: dict, growing: dict | None = None) -> Path:
     from slife.demo import STUDIES, untrained_name
 
     out = Path(out)
@@ -514,6 +529,9 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                  f"{'the same' if order == paper else 'not the same'} in this seed (the three-seed table in "
                  f"bench/README.md says whether the differences exceed the seed spread).\n")
 
+    if s.get("growing"):
+        L += _growing_section(s, runs, un)
+
     path = out / "report.md"
     atomic_write_text(path, "\n".join(L) + "\n")
     return path
@@ -555,6 +573,44 @@ def _objectives_section(ob: dict) -> list[str]:
              f"**{word[b['match_aepe']]}**; homography PCK-5: **{word[b['match_pck5']]}**. Best depth probe "
              f"(aligned AbsRel): {ob['best_probe'] or '–'}. One seed at CPU scale: a difference here is not a "
              "margin beyond the seed spread.\n")
+    return L
+
+
+def _growing_section(s: dict, runs: dict, un: str) -> list[str]:
+    """The report's growing-life section: the continued model against the one trained on all days from the start."""
+    g, enc = s["growing"], s["encoders"]
+    before, after = g["days"]
+    seg = g["segments"][-1] if g["segments"] else {}
+    gens = g.get("generations") or []
+    kept = {True: "byte-identical to what its manifest recorded", False: "**changed**",
+            None: "not checked"}[g.get("old_tars_unchanged")]
+    L = ["## A growing life: training continued on a grown shard set\n",
+         f"`growing-continued`: a life of days 1-{before} was mined (generation 0: {gens[0] if gens else '?'} pairs) "
+         f"and trained on for {g['first_steps']} steps; the life then grew to days 1-{after} (`slife synth "
+         f"--append-days {after - before}`), `slife mine-pairs` appended generation 1 ({gens[1] if len(gens) > 1 else '?'} "
+         f"pairs, each involving a new day's frame; generation 0's tars {kept}) "
+         f"and `slife train` continued the same run "
+         f"in segment 1 for {g['steps'] - g['first_steps']} more steps: weights and optimiser state kept, new pairs "
+         f"drawn {_f(seg.get('new_weight'), 1)}x as often as old ones ({_f(seg.get('new_share'), 2)} of the draws), "
+         f"{seg.get('lr_rule', 'lr re-warmed')}. `growing-whole`: the grown life mined at once "
+         f"({g['pairs'].get('growing-whole')} pairs) and trained from the same initialisation for {g['steps']} steps "
+         f"with the ordinary schedule. Same total steps, same batch; the untrained encoder is the floor.\n"]
+    rows = []
+    for n, what in (("growing-continued", f"days 1-{before}, then 1-{after}"), ("growing-whole", f"days 1-{after}"),
+                    (un, "nothing")):
+        e = enc.get("untrained" if n == un else n) or {}
+        m = runs["models"].get(n)
+        last = _last_metrics(Path(m["checkpoint"]).parent) if m else {}
+        rows.append([n, what, str(last.get("step", "–")), _f(float(last["loss"])) if last.get("loss") else "–",
+                     _f(e.get("probe_abs_rel_aligned")), _f(e.get("top1_displaced")), _f(e.get("match_aepe"), 1),
+                     _f(e.get("match_pck5"))])
+    L.append(_table(["model", "trained on", "steps", "final loss", "probe AbsRel aligned", "top-1 displaced",
+                     "AEPE", "PCK-5"], rows))
+    a, b = enc.get("growing-continued") or {}, enc.get("growing-whole") or {}
+    d = [(k, a.get(k), b.get(k)) for k in ("probe_abs_rel_aligned", "top1_displaced")]
+    diffs = ", ".join(f"{k} {_f(x - y)}" for k, x, y in d if x is not None and y is not None)
+    L.append(f"\nContinued minus from-the-start: {diffs or '–'} (one seed; no threshold is set for this comparison: "
+             "it shows what continuing costs or gains at equal steps, not a claim).\n")
     return L
 
 

@@ -81,7 +81,10 @@ def test_demo_untrained_controls_never_share_a_trained_models_initialisation():
             assert next(iter(specs)) == untrained_name(cfg)  # CroCo's control first: the one every study has
             controls = {sp.kind: untrained_models(sp, [seed])[0] for sp in specs.values()}
             assert controls["croco"][0] == untrained_name(cfg)
-            for i, name in enumerate(_train_sets(cfg)):
+            names = list(_train_sets(cfg))
+            if cfg.spec.growing:  # the growing-life arm's two CroCo models share the next index
+                names.append("growing")
+            for i, name in enumerate(names):
                 tc = _train_config(cfg, _plan(cfg), 10, i, objective_of(name))
                 sp = _untrained_spec(tc.objective)
                 torch.manual_seed(tc.seed)  # what the trainer does before building its model

@@ -15,8 +15,10 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for lives, shards, runs, evaluations, "
                              "summary.json and report.md."),
     study: str = typer.Option("default", "--study", help="default: two lives and the two non-life controls (15 min); "
-                              "full: three lives, the controls and the pairing ablation (45 min), the smallest budget "
-                              "that measured the claims (bench/README.md); objectives: one life learned by three "
+                              "full: three lives, the controls and the pairing ablation (the smallest budget that "
+                              "measured the claims, bench/README.md), and a growing life (trained on days 1-2, grown "
+                              "to days 1-4 and training continued, against a model trained on days 1-4 from the "
+                              "start for the same steps) (60 min); objectives: one life learned by three "
                               "objectives side by side, a CroCo, a DINOv2 and an egomotion ViT, each with the same "
                               "training time (20 min), compared on the depth probe and on correspondence (held-out "
                               "top-1 by `slife top1`, graffiti by `slife match`) beside an untrained encoder of each "
@@ -29,7 +31,8 @@ def demo(
                                      "own process on one torch thread (1: one at a time, in this process)."),
 ):
     """Run the single-life study in miniature: synthesize lives and controls, mine pairs, train a tiny CroCo per
-    life and control (and, in the full study, per pairing-ablation arm), evaluate the depth probe (with an
+    life and control (and, in the full study, per pairing-ablation arm, and a growing life whose training
+    is continued after it grows), evaluate the depth probe (with an
     untrained and an oracle control), correspondence and alignment beyond the positional shortcut on held-out
     pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
     objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats

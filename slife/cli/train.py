@@ -67,13 +67,24 @@ def train(
         "center_momentum, dino_weight, ibot_weight, koleo_weight, mask_ratio, mask_probability. egomotion: "
         "head_dim, head_depth, head_heads, rotation_weight, translation_weight; croco+egomotion: those, "
         "egomotion_weight and norm_pix_loss.")),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps in the whole run \\[preset]."),
+    steps: Optional[int] = typer.Option(None, "--steps", help=(
+        "Optimisation steps of the run \\[preset]. When OUT's last checkpoint was trained on a smaller version of "
+        "the same shard set (mine-pairs appended a generation, or folders/tars were added to SHARDS), the run is "
+        "continued in a new segment: --steps more steps from the checkpoint's step, weights and optimiser state "
+        "kept, a new stream over the grown set (see --new-weight), the lr re-warmed linearly over --warmup-steps "
+        "to --continue-lr x the run's peak lr, then a cosine to --min-lr at the segment's end.")),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Pairs per step per process \\[preset]."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Training crop side in px \\[the model's]."),
     blr: Optional[float] = typer.Option(None, "--blr", help="Base lr; lr = blr x effective batch / 256 \\[preset]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Absolute lr (overrides --blr)."),
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help="lr at the end of the cosine decay [0]."),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help="Linear warmup steps \\[preset]."),
+    new_weight: Optional[float] = typer.Option(None, "--new-weight", help=(
+        "In a continued segment (the set grew): each new pair is drawn this many times as often as an old one; "
+        "1 = all pairs alike [2].")),
+    continue_lr: Optional[float] = typer.Option(None, "--continue-lr", help=(
+        "In a continued segment (the set grew): its peak lr, as a share of the run's peak lr, in (0, 1]; the "
+        "segment re-warms to it over --warmup-steps, then decays by a cosine to --min-lr [0.5].")),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay [0.05]."),
     clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this; 0 = off "
                                                                         "\\[preset]."),
@@ -125,7 +136,7 @@ def train(
 
     given = {k: v for k, v in dict(
         steps=steps, batch_size=batch_size, img_size=img_size, blr=blr, lr=lr, min_lr=min_lr,
-        warmup_steps=warmup_steps, weight_decay=weight_decay, precision=precision, compile=compile, device=device,
+        warmup_steps=warmup_steps, new_weight=new_weight, continue_lr=continue_lr, weight_decay=weight_decay, precision=precision, compile=compile, device=device,
         threads=threads, seed=seed, num_workers=num_workers, shuffle_buffer=shuffle_buffer,
         samples_per_epoch=samples_per_epoch, resize_short=resize_short, color_jitter=color_jitter, hue=hue,
         aug_zoom=_zoom(aug_zoom), aug_flip=aug_flip, save_every=save_every, keep_every=keep_every,
@@ -170,7 +181,7 @@ def _summary(run_dir, seconds: float) -> None:
     if (run_dir / "metrics.csv").exists():
         with open(run_dir / "metrics.csv") as f:
             rows = list(csv.DictReader(f))
-    line = f"trained to step {info.get('final_step', '?')} of {info['config'].get('steps', '?')} in {seconds:.0f} s"
+    line = f"trained to step {info.get('final_step', '?')} of {info.get('end_step', info['config'].get('steps', '?'))} in {seconds:.0f} s"
     if rows:
         r = rows[-1]
         line += (f"; last logged loss {float(r['loss']):.4f} at step {r['step']}, "

@@ -13,11 +13,11 @@ source view, `K_b` of the target view, `cam_a`/`cam_b`), optional `src.depth.png
 This module owns all of it, both ways: the names (`shard_name`, `stats_name`, `OUR_FILES`...), writing and
 reading the stats (`shard_stats`, `write_stats`, `read_stats`) and the manifest (`write_manifest`, with the
 written and lost counts gathered from the stats: frames missing vs corrupt, the loss warning, `--strict`;
-`read_manifest`; `manifest_shards`: the tars a reader should read, with counts and sizes; `coverage_line`
-and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife inspect` print),
-the completeness and integrity checks (`shard_complete`, `inspect_shards`), the sample's members and json
-on the write side (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read side
-(`REQUIRED`, `view_K` with its fallback to `K` for both views when `K_b` is absent, `is_augmented`), and
+`read_manifest`; `manifest_shards`: the tars a reader should read, with counts, sizes, sha256 and generations;
+`coverage_line` and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife
+inspect` print), the completeness and integrity checks (`shard_complete`, `inspect_shards`), the sample's
+members and json on the write side (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read
+side (`REQUIRED`, `view_K` with its fallback to `K` for both views when `K_b` is absent, `is_augmented`), and
 the pair-table files (`write_pair_table`, `read_pair_table`).
 
 Where it sits: in `pairmine`, the lowest layer that writes the format, so that the miner (pairmine), the
@@ -38,6 +38,7 @@ import logging
 import re
 import tarfile
 from pathlib import Path
+from typing import NamedTuple
 
 from slife.errors import SlifeError
 from slife.io import atomic_write_bytes, atomic_write_json
@@ -302,21 +303,34 @@ def shard_of_pair(manifest: dict, pair: int) -> int:
     return pair // pps
 
 
-def _entry(entry) -> tuple[str | None, int | None, int | None]:
-    """A manifest shard entry (a name, or a dict like {"name","samples","bytes","sha256"}, also the field
-    names other WebDataset tools use) -> (file name, sample count or None, size in bytes or None)."""
+class ListedShard(NamedTuple):
+    """A tar a reader should read, with what the set's manifest says of it (None: not said)."""
+
+    path: Path
+    samples: int | None  # sample count
+    bytes: int | None  # file size
+    sha256: str | None = None  # content digest
+    generation: int | None = None  # the generation that added it (sets with generations)
+
+
+def _entry(entry) -> tuple[str | None, int | None, int | None, str | None, int | None]:
+    """A manifest shard entry (a name, or a dict like {"name","samples","bytes","sha256","generation"}, also the
+    field names other WebDataset tools use) -> (file name, sample count, size in bytes, sha256, generation),
+    None where not given."""
     if isinstance(entry, str):
-        return entry, None, None
+        return entry, None, None, None, None
     if isinstance(entry, dict):
         name = next((entry[k] for k in ("name", "file", "path", "tar", "url") if k in entry), None)
         n = next((entry[k] for k in ("samples", "pairs", "count", "num_samples", "n") if k in entry), None)
-        size = entry.get("bytes")
-        return name, (int(n) if n is not None else None), (int(size) if size is not None else None)
-    return None, None, None
+        size, digest, gen = entry.get("bytes"), entry.get("sha256"), entry.get("generation")
+        return (name, (int(n) if n is not None else None), (int(size) if size is not None else None),
+                (str(digest) if digest else None), (int(gen) if gen is not None else None))
+    return None, None, None, None, None
 
 
-def manifest_shards(folder: Path) -> list[tuple[Path, int | None, int | None]]:
-    """The tars a reader should read from a shard folder -> [(tar path, sample count or None, bytes or None)].
+def manifest_shards(folder: Path) -> list[ListedShard]:
+    """The tars a reader should read from a shard folder -> [ListedShard(tar path, sample count, bytes, sha256,
+    generation)], each None where the manifest does not say it.
 
     From manifest.json when there is one; without it (a run not finished, or nodes not merged) the tars that
     have their stats (finished), with a warning; SlifeError when there is nothing to read."""
@@ -332,17 +346,18 @@ def manifest_shards(folder: Path) -> list[tuple[Path, int | None, int | None]]:
                              "(no .stats.json beside it)")
         log.warning("%s: no %s; reading the %d of %d %s that have a .stats.json (finished)",
                     folder, MANIFEST, len(done), len(tars), SHARD_GLOB)
-        return [(t, None, None) for t in done]
+        return [ListedShard(t, None, None) for t in done]
     manifest = read_manifest(folder)
     entries = manifest.get("shards") if isinstance(manifest, dict) else None
     if entries is None:
-        return [(t, None, None) for t in sorted(folder.glob(SHARD_GLOB))]
+        return [ListedShard(t, None, None) for t in sorted(folder.glob(SHARD_GLOB))]
     out = []
     for e in entries:
-        name, n, size = _entry(e)
+        name, n, size, digest, gen = _entry(e)
         if name is None:
             raise SlifeError(f"{man}: shard entry without a file name: {e!r}")
-        out.append((folder / Path(name).name if not Path(name).is_absolute() else Path(name), n, size))
+        out.append(ListedShard(folder / Path(name).name if not Path(name).is_absolute() else Path(name), n, size,
+                               digest, gen))
     return out
 
 

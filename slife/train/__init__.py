@@ -2,15 +2,16 @@
 
 Reads pair shards (DESIGN.md "Pair shards"); writes a run folder: `last.pt` (+ kept snapshots
 `step-XXXXXXX.pt`), `metrics.csv`, TensorBoard events, `previews/*.png`, `train.json` (the config and
-shard summary). Entry point: `run(cfg, shards, out_dir) -> Path` (the last.pt it wrote); works alone
-or under `torchrun` (one process per device, DDP). `preset_config(objective, preset)` is the TrainConfig
-of a named preset for an objective.
+shard summary, the run's segments). Entry point: `run(cfg, shards, out_dir) -> Path` (the last.pt it wrote);
+works alone or under `torchrun` (one process per device, DDP). Run again on a shard set that has grown since
+the run folder's last checkpoint, it continues the run in a new segment (`segments.py`).
+`preset_config(objective, preset)` is the TrainConfig of a named preset for an objective.
 Modules: objectives/ (one plug-in per objective: croco, croco+egomotion, dinov2, egomotion; each owns its
 models, views, loss, after-step hook, checkpoint state and preview), model/blocks/masking/pos_embed/loss
 (CroCo), vit (the ViT of the other objectives, timm's layout), dino (DINOv2 heads and losses), pose
 (egomotion head and losses), checkpoint (files), stream (shards -> batches), augment (pair crops and colour),
 multicrop (DINOv2's crops), optim (AdamW, schedule), loop (steps, precision, DDP, checkpoints, resume, metrics),
-metrics (csv + TensorBoard), preview (PNG grids).
+segments (a run continued on a grown shard set), metrics (csv + TensorBoard), preview (PNG grids).
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ class TrainConfig:
     model_kwargs: dict | None = field(default=None, hash=False)  # overrides of the preset's constructor arguments
     objective_conf: dict | None = field(default=None, hash=False)  # overrides of the objective's default_conf
     img_size: int | None = None  # training crop side in px; None = the model's img_size
-    steps: int = 2000  # optimisation steps in the whole run (a resumed run continues up to this)
+    steps: int = 2000  # steps of the run's segment: of the run at first; steps to add when the set grew (segments.py)
     batch_size: int = 32  # pairs per step per process (effective batch = batch_size x processes)
     blr: float = 1.5e-4  # base learning rate; lr = blr * effective batch / 256
     lr: float | None = None  # absolute learning rate; overrides blr when given
-    min_lr: float = 0.0  # learning rate at the end of the cosine decay
-    warmup_steps: int = 100  # linear warmup steps
+    min_lr: float = 0.0  # learning rate at the end of the cosine decay (of each segment)
+    warmup_steps: int = 100  # linear warmup steps (of each segment: a continued one re-warms)
+    continue_lr: float = 0.5  # peak lr of a continued segment (the set grew), as a share of the run's peak lr
+    new_weight: float = 2.0  # in a continued segment, each new pair is drawn this many times as often as an old one
     weight_decay: float = 0.05  # AdamW decay of weight matrices (not of 1-D params, positions, tokens)
     clip_grad: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
     precision: str = "auto"  # auto (bf16 where the hardware computes it natively, else fp32) | bf16 | fp32 | fp16 (cuda)
@@ -75,6 +78,10 @@ class TrainConfig:
                 raise SlifeError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.blr <= 0 or (self.lr is not None and self.lr <= 0):
             raise SlifeError("learning rates must be > 0")
+        if not 0 < self.continue_lr <= 1:
+            raise SlifeError(f"--continue-lr must be in (0, 1] (a share of the run's peak lr), got {self.continue_lr}")
+        if not self.new_weight > 0:
+            raise SlifeError(f"--new-weight must be > 0, got {self.new_weight}")
         if self.img_size is not None and self.img_size < 8:
             raise SlifeError(f"--img-size must be >= 8, got {self.img_size}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -127,7 +134,11 @@ def preset_config(objective: str, preset: str) -> TrainConfig:
 def run(cfg: TrainConfig, shards, out_dir: Path | str, progress: Callable | None = None) -> Path:
     """Train cfg.objective on `shards` (spec: folder(s), comma list, brace pattern) into `out_dir`; returns last.pt.
 
-    `progress(n, info=str)` is called on rank 0 after every step (n steps done since the last call).
+    A run folder whose last checkpoint was made on a smaller version of the same set (a generation appended
+    since) is continued in a new segment of cfg.steps more steps (`segments.py`); the same call again resumes
+    inside that segment.
+    `progress(n, info=str)` is called on rank 0 after every step (n steps done since the last call); a resumed
+    run first calls `progress(start_step, total=end_step, info=...)`.
     """
     from slife.train import loop
 

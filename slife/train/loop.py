@@ -10,8 +10,11 @@ snapshots `step-XXXXXXX.pt` every `keep_every`, `metrics.csv` + TensorBoard (`me
 LOCAL_RANK): DDP (of the objective module) with nccl on cuda, gloo on CPU; one device per process, cuda if present.
 A checkpoint holds (DESIGN.md) what the objective saves (`objective`, `model` = the exported network's
 state_dict, its arguments `croco_kwargs`/`vit_kwargs`, `objective_state`) and optimizer, scaler, step, epoch,
-rng, data (stream position), config, slife_version; resuming restores all of it, so an interrupted run
-ends where an uninterrupted one does. Torch's RNG is re-seeded from (seed, rank, step) every step.
+rng, data (stream position), shardset (the set's fingerprint), segments, config, slife_version; resuming
+restores all of it, so an interrupted run ends where an uninterrupted one does. Torch's RNG is re-seeded from
+(seed, rank, step) every step. A run resumed on a set that has grown since its checkpoint goes on in a new
+segment (`segments.plan`: the segment's steps, stream weights and lr rule; the loop starts the segment's
+stream afresh and keeps the weights, optimiser state and step count).
 A checkpoint without optimiser state (a released CroCo one) given as `resume` only initialises the weights.
 A non-finite loss stops every rank with a SlifeError before the optimiser step; last.pt stays as it was.
 Entry point: `run(cfg, shards, out_dir, progress) -> Path`. Files are written by `checkpoint.py`, batches
@@ -38,7 +41,8 @@ from slife.train import TrainConfig
 from slife.train.metrics import MetricsLog
 from slife.train.objectives import objective_class
 from slife.train.objectives.base import Objective
-from slife.train.optim import clip_gradients, lr_at, make_optimizer, scaled_lr, set_lr
+from slife.train.optim import clip_gradients, make_optimizer, scaled_lr, set_lr
+from slife.train.segments import Plan, fingerprint, plan as plan_segment
 from slife.train.stream import PairStream, ShardSet, check_image_size, make_loader, resolve_shards
 
 log = logging.getLogger(__name__)
@@ -114,7 +118,9 @@ def _checkpoint_path(cfg: TrainConfig, out_dir: Path) -> Path | None:
     return p
 
 
-def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, obj: Objective) -> None:
+def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kind: str, kwargs: dict) -> None:
+    """A one-line SlifeError when the checkpoint is of another objective, preset or model (`kind`, `kwargs`: this
+    run's); a warning for settings that make the resumed run differ from an uninterrupted one."""
     from slife.train.checkpoint import ModelSpec, objective_of
 
     old = ckpt.get("config") or {}
@@ -124,7 +130,7 @@ def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, obj: Objective) 
     if old.get("preset") not in (None, cfg.preset):
         raise SlifeError(f"{path}: checkpoint is preset {old.get('preset')!r}, this run is {cfg.preset!r} "
                          f"(use another --out or --resume never)")
-    theirs, kwargs = dict(ckpt.get(ModelSpec(obj.kind).args_key) or {}), obj.model_kwargs
+    theirs = dict(ckpt.get(ModelSpec(kind).args_key) or {})
     if theirs != kwargs:
         diff = sorted(k for k in set(kwargs) | set(theirs) if theirs.get(k) != kwargs.get(k))
         raise SlifeError(f"{path}: checkpoint model differs from this run's ({', '.join(diff)}); "
@@ -163,24 +169,20 @@ def _save(path: Path, ckpt: dict, keep_as: Path | None = None) -> None:
                 shutil.copyfile(path, tmp)
 
 
-def _resume(cfg: TrainConfig, out_dir: Path, obj: Objective, opt, scaler, d: "Dist") -> tuple[int, dict, Path | None]:
-    """Restore the run's state from its checkpoint, if any -> (start step, its data position, its path).
-    A weights-only checkpoint (no optimiser state) only initialises the objective's exported model."""
-    from slife.train.checkpoint import check_finite, load_checkpoint
+def _pick_checkpoint(cfg: TrainConfig, out_dir: Path, d: "Dist") -> tuple[Path | None, dict | None, bool]:
+    """The checkpoint the run starts from -> (path, contents, whether it holds a training state to continue);
+    (None, None, False) for a fresh start. A weights-only checkpoint (no optimiser state, e.g. a released CroCo
+    one) only initialises the weights, unless this run has already begun from it (then its own last.pt)."""
+    from slife.train.checkpoint import load_checkpoint
 
     ck_path = _checkpoint_path(cfg, out_dir)
     if ck_path is None:
-        return 0, {}, None
+        return None, None, False
     ckpt = load_checkpoint(ck_path)
     last = out_dir / "last.pt"
     if "optimizer" not in ckpt or "step" not in ckpt:  # a released / weights-only checkpoint: start from it,
         if not last.exists():  # unless this run has already begun from it
-            sd = ckpt.get("model", ckpt)
-            if not isinstance(sd, dict):
-                raise SlifeError(f"{ck_path}: no 'model' state_dict in the checkpoint")
-            obj.init_from_weights(sd, ck_path)
-            log.info("%s: no optimiser state: starting at step 0 from its weights", ck_path)
-            return 0, {}, None
+            return ck_path, ckpt, False
         ck_path, ckpt = last, load_checkpoint(last)
     elif last.exists() and not last.samefile(ck_path):  # --resume PATH given again after an interruption:
         mine = load_checkpoint(last)  # this run's own progress since PATH is not thrown away
@@ -190,16 +192,77 @@ def _resume(cfg: TrainConfig, out_dir: Path, obj: Objective, opt, scaler, d: "Di
                          ck_path, int(ckpt["step"]))
             ck_path, ckpt = last, mine
         del mine
-    _check_compatible(ck_path, ckpt, cfg, obj)
+    return ck_path, ckpt, True
+
+
+def _restore(ck_path: Path | None, ckpt: dict | None, state: bool, obj: Objective, opt, scaler, d: "Dist") -> None:
+    """Load what `_pick_checkpoint` chose into the objective, optimiser, scaler and RNG (a weights-only checkpoint:
+    the exported model's weights only)."""
+    from slife.train.checkpoint import check_finite
+
+    if ckpt is None:
+        return
+    if not state:
+        sd = ckpt.get("model", ckpt)
+        if not isinstance(sd, dict):
+            raise SlifeError(f"{ck_path}: no 'model' state_dict in the checkpoint")
+        obj.init_from_weights(sd, ck_path)
+        log.info("%s: no optimiser state: starting at step 0 from its weights", ck_path)
+        return
     check_finite(ckpt["model"], ck_path)
     obj.load_state(ckpt, ck_path)
     opt.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     _set_rng_state((ckpt.get("rng") or {}).get(f"rank{d.rank}") or {})
-    if d.main:
-        log.info("resuming from %s at step %d", ck_path, int(ckpt["step"]))
-    return int(ckpt["step"]), dict(ckpt.get("data") or {}), ck_path
+
+
+def _starting_point(cfg: TrainConfig, out_dir: Path, shardset: ShardSet, kind: str, kwargs: dict, lr: float,
+                    d: "Dist") -> tuple[Path | None, dict | None, bool, "Plan", dict]:
+    """The checkpoint the run starts from and the segment it trains in -> (its path, its contents, whether it
+    holds a training state, the `segments.Plan`, the set's fingerprint); rank 0 logs what changed in the set."""
+    ck_path, ckpt, state = _pick_checkpoint(cfg, out_dir, d)
+    if state:
+        _check_compatible(ck_path, ckpt, cfg, kind, kwargs)
+    fp = fingerprint(shardset)
+    plan = plan_segment(ckpt if state else None, shardset, cfg.steps, cfg.new_weight, cfg.continue_lr,
+                        str(ck_path), now=fp)
+    if d.main and plan.warning:
+        log.warning("%s", plan.warning)
+    if d.main and plan.message:
+        log.info("%s; %s", plan.message, plan.segment.lr_rule(lr, cfg.warmup_steps, cfg.min_lr))
+    return ck_path, ckpt, state, plan, fp
+
+
+def _data_state(ck_data: dict, plan: "Plan", now: dict, ck_path: Path | None, d: "Dist") -> tuple[dict, dict]:
+    """The checkpoint's data record as this run goes on with it -> (the record, this rank's worker positions).
+    A new segment starts its stream afresh (the bad samples of the segment that ended go into its record); inside
+    a segment a changed setting (`now`: steps_per_epoch, world_size, num_workers) is warned about, and other
+    loader workers fall back to skipping whole batches."""
+    if plan.continued:
+        previous = ck_data.get("positions") or {}
+        plan.history[-1]["bad_samples"] = _bad_counts({f"{r}/{w}": p for r, ps in previous.items()
+                                                        for w, p in (ps or {}).items()})
+        return {"metrics_window": ck_data.get("metrics_window")}, {}
+    for k in ("steps_per_epoch", "world_size"):
+        if k in ck_data and ck_data[k] != now[k] and d.main:
+            log.warning("%s: %s is %s, the checkpoint's was %s: the data stream will not continue exactly",
+                        ck_path, k, now[k], ck_data[k])
+    positions = (ck_data.get("positions") or {}).get(f"rank{d.rank}") or {}
+    if ck_data.get("num_workers", now["num_workers"]) != now["num_workers"]:
+        positions = {}  # other workers, other streams: fall back to skipping whole batches
+    return ck_data, positions
+
+
+def _say_training(cfg: TrainConfig, S: int, shardset: ShardSet, seg, lr: float, precision: str, d: "Dist") -> None:
+    """Rank 0's line on what is trained, how (and a warning when the segment ends inside its lr warmup)."""
+    peak = lr * seg.lr_scale
+    if cfg.warmup_steps > seg.steps:
+        log.warning("%s ends at step %d, before the lr warmup (%d steps) reaches its peak %.3g",
+                    f"segment {seg.index}" if seg.index else "the run", seg.end, cfg.warmup_steps, peak)
+    log.info("training %s %s (%s) on %d pairs in %d shards: %s of %d pairs x %d processes, lr %.3g (blr %.3g), "
+             "%s, %s", cfg.objective, cfg.preset, S, shardset.total, len(shardset.paths), seg.span, cfg.batch_size,
+             d.world, peak, cfg.blr, precision, d.device)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -287,30 +350,34 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
         if remove_stale_temporaries(out_dir):
             log.info("%s: removed checkpoint temporaries of an interrupted save", out_dir)
 
-    # objective (its models), optimiser, schedule
-    torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    obj = cls(kwargs, conf, cfg.steps).to(d.device)
+    # the checkpoint to continue, and the segment of the run it continues in (segments.py)
     eff_batch = cfg.batch_size * d.world
     lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.blr, eff_batch)
-    opt = make_optimizer(obj, lr, cfg.weight_decay, betas=obj.betas)
-    scaler = torch.amp.GradScaler(d.device.type, enabled=precision == "fp16")
-    start, ck_data, ck_path = _resume(cfg, out_dir, obj, opt, scaler, d)
-    if start >= cfg.steps:
-        log.info("%s: already at step %d of %d: nothing to do", ck_path, start, cfg.steps)
+    ck_path, ckpt, state, plan, fp = _starting_point(cfg, out_dir, shardset, cls.kind, kwargs, lr, d)
+    seg, start = plan.segment, int(ckpt["step"]) if state else 0
+    if start >= seg.end:
+        log.info("%s: already at step %d, the end of %s: nothing to do", ck_path, start, seg.span)
         return out_dir / "last.pt" if (out_dir / "last.pt").exists() else ck_path
 
-    # data
+    # objective (its models; their schedules span the run up to the segment's end), optimiser, schedule
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    obj = cls(kwargs, conf, seg.end).to(d.device)
+    opt = make_optimizer(obj, lr, cfg.weight_decay, betas=obj.betas)
+    scaler = torch.amp.GradScaler(d.device.type, enabled=precision == "fp16")
+    _restore(ck_path, ckpt, state, obj, opt, scaler, d)
+    ck_data = dict(ckpt.get("data") or {}) if state else {}
+    del ckpt
+    if state and d.main:
+        log.info("resuming from %s at step %d (%s)", ck_path, start, seg.span)
+
+    # data: a new segment starts a new stream over the set; inside a segment the stream goes on where it was
     samples_per_epoch = cfg.samples_per_epoch or max(cfg.batch_size, shardset.total // d.world)
     steps_per_epoch = max(1, samples_per_epoch // cfg.batch_size)
-    for k, v in (("steps_per_epoch", steps_per_epoch), ("world_size", d.world)):
-        if k in ck_data and ck_data[k] != v and d.main:
-            log.warning("%s: %s is %s, the checkpoint's was %s: the data stream will not continue exactly",
-                        ck_path, k, v, ck_data[k])
-    positions = (ck_data.get("positions") or {}).get(f"rank{d.rank}") or {}
-    if ck_data.get("num_workers", cfg.num_workers) != cfg.num_workers:
-        positions = {}  # other workers, other streams: fall back to skipping whole batches
+    ck_data, positions = _data_state(ck_data, plan, {"steps_per_epoch": steps_per_epoch, "world_size": d.world,
+                                                     "num_workers": cfg.num_workers}, ck_path, d)
     stream = PairStream(shardset, obj.augment(cfg), cfg.batch_size, steps_per_epoch, seed=cfg.seed, rank=d.rank,
-                        world=d.world, start_step=start, shuffle_buffer=cfg.shuffle_buffer, positions=positions)
+                        world=d.world, start_step=start, shuffle_buffer=cfg.shuffle_buffer, positions=positions,
+                        origin=seg.start, segment=seg.index, weights=seg.weights(fp["tars"]))
     loader = make_loader(stream, cfg.num_workers)
 
     net = obj
@@ -325,34 +392,36 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
              "shards": shardset.spec, "objective_conf_used": obj.conf}
     data_pos = {"steps_per_epoch": steps_per_epoch, "samples_per_epoch": samples_per_epoch,
                 "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "world_size": d.world,
-                "seed": cfg.seed}
+                "seed": cfg.seed, "segment": seg.index, "origin": seg.start}
     positions = dict(positions)  # worker -> stream position after the last batch trained on (this rank)
+    segments = plan.history + [seg.record(lr, cfg.warmup_steps, cfg.min_lr)]  # the run's, the last one current
+
+    def epoch_of(step: int) -> int:  # epochs of the current segment's stream
+        return (step - seg.start) // steps_per_epoch
 
     def checkpoint(step: int, ranks: dict) -> dict:
         return {**obj.checkpoint_state(), "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
+                "scaler": scaler.state_dict(), "step": step, "epoch": epoch_of(step),
                 "rng": {r: v["rng"] for r, v in ranks.items()},
-                "data": dict(data_pos, step=step, epoch=step // steps_per_epoch, step_in_epoch=step % steps_per_epoch,
+                "data": dict(data_pos, step=step, epoch=epoch_of(step),
+                             step_in_epoch=(step - seg.start) % steps_per_epoch,
                              positions={r: v["positions"] for r, v in ranks.items()},
                              metrics_window={k: win[k] for k in ("loss", "n", "gn", "logs")}),
+                "shardset": fp, "segments": segments,
                 "config": _config_dict(cfg, extra), "slife_version": slife.__version__}
 
     def summary(**more) -> dict:  # train.json
         from slife.train.checkpoint import ModelSpec
 
         return {"config": _config_dict(cfg, extra), "objective": cfg.objective, ModelSpec(obj.kind).args_key: kwargs,
-                "shards": shardset.summary(), **more, "slife_version": slife.__version__}
+                "shards": dict(shardset.summary(), digest=fp["digest"]), "end_step": seg.end, "segments": segments,
+                **more, "slife_version": slife.__version__}
 
     metrics = MetricsLog(out_dir, start, obj.log_names) if d.main else None
     keys_file = open(out_dir / f"keys-rank{d.rank}.txt", "a") if cfg.log_keys else None
     if d.main:
-        if cfg.warmup_steps > cfg.steps:
-            log.warning("the run ends at step %d, before the lr warmup (%d steps) reaches its peak %.3g",
-                        cfg.steps, cfg.warmup_steps, lr)
         _write_json(out_dir / "train.json", summary())
-        log.info("training %s %s (%s) on %d pairs in %d shards: %d steps of %d pairs x %d processes, lr %.3g "
-                 "(blr %.3g), %s, %s", cfg.objective, cfg.preset, S, shardset.total, len(shardset.paths), cfg.steps,
-                 cfg.batch_size, d.world, lr, cfg.blr, precision, d.device)
+        _say_training(cfg, S, shardset, seg, lr, precision, d)
 
     last = out_dir / "last.pt"
     step = start
@@ -362,9 +431,10 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
     win = {"loss": 0.0, "n": 0, "gn": 0.0, "logs": {}, **saved, "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
     it = iter(loader)
     if progress is not None and d.main and start:
-        progress(start, info=f"resumed at step {start}")
+        progress(start, total=seg.end, info=f"resumed at step {start}" if start > seg.start
+                 else f"segment {seg.index} from step {start}")
     try:
-        while step < cfg.steps:
+        while step < seg.end:
             t_wait = time.perf_counter()
             try:
                 batch = next(it)
@@ -377,7 +447,7 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
                 keys_file.write("".join(f"{step} {k}\n" for k in batch["keys"]))
             views = obj.views(batch, d.device)
 
-            cur_lr = lr_at(step, lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
+            cur_lr = seg.lr(step, lr, cfg.warmup_steps, cfg.min_lr)
             set_lr(opt, cur_lr)
             torch.manual_seed(step_seed(cfg.seed, d.rank, step))
             try:
@@ -394,21 +464,21 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
             win["nt"] += 1
 
             info = None
-            if d.main and (step % cfg.log_every == 0 or step == cfg.steps):
+            if d.main and (step % cfg.log_every == 0 or step == seg.end):
                 dt = time.perf_counter() - win["t0"]
-                row = {"step": step, "epoch": step // steps_per_epoch, "loss": win["loss"] / win["n"],
+                row = {"step": step, "epoch": epoch_of(step), "loss": win["loss"] / win["n"],
                        "lr": cur_lr, "pairs_per_s": win["nt"] * eff_batch / dt, "data_wait_share": win["wait"] / dt,
                        "grad_norm": win["gn"] / win["n"], "bad_samples": sum(_bad_counts(positions).values()),
                        **{k: v / win["n"] for k, v in win["logs"].items()}}
                 metrics.write(row)
                 win = {"loss": 0.0, "n": 0, "gn": 0.0, "logs": {}, "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
                 info = f"loss {row['loss']:.4f}  lr {cur_lr:.2e}  {row['pairs_per_s']:.0f} pairs/s"
-            if d.main and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+            if d.main and cfg.preview_every and (step % cfg.preview_every == 0 or step == seg.end):
                 p = obj.preview(views, out_dir / "previews" / f"step-{step:07d}.png")
                 if p is not None:
                     metrics.image("preview", p, step)
             snapshot = bool(cfg.keep_every) and step % cfg.keep_every == 0
-            if step % cfg.save_every == 0 or step == cfg.steps or snapshot:
+            if step % cfg.save_every == 0 or step == seg.end or snapshot:
                 ranks = _gather_rank_state(d, positions)  # every rank takes part
                 if d.main:
                     keep = out_dir / f"step-{step:07d}.pt" if snapshot else None

@@ -18,7 +18,11 @@ exactly the batches an uninterrupted run would. Every batch carries its worker's
 (epoch, samples taken from the epoch's shuffled stream so far, bad-sample counts); given the positions of
 the last batches trained on (`positions`, from the checkpoint), a resumed worker skips exactly that many
 samples, so the batches stay the same even when JPEGs failed to decode earlier in the epoch (without
-positions it skips batches x batch size, exact only when nothing failed). Bad data goes through a `handler`: truncated tars
+positions it skips batches x batch size, exact only when nothing failed). A continued segment of a run (a set that
+has grown, `segments.py`) gives the stream its `origin` (the global step that is the stream's step 0), its
+`segment` (a key of all its generators, so it draws afresh) and per-tar `weights` (new pairs drawn more often;
+each weight class is split over ranks and workers on its own, so every worker draws new and old pairs).
+Bad data goes through a `handler`: truncated tars
 are found up front and skipped (warned and counted); broken samples are skipped and counted.
 Entry points: `resolve_shards`, `PairStream`, `make_loader`, `eval_pairs`.
 Augmentation is `augment.py`'s job; steps, devices and checkpoints are `loop.py`'s.
@@ -42,7 +46,7 @@ import torch.utils.data
 from PIL import Image
 
 from slife.errors import SlifeError
-from slife.pairmine.shardset import REQUIRED, is_augmented, manifest_shards, view_K
+from slife.pairmine.shardset import REQUIRED, ListedShard, is_augmented, manifest_shards, view_K
 from slife.train.augment import normalize, resize_short_side
 from slife.train.tario import tar_samples
 
@@ -62,10 +66,24 @@ class ShardSet:
     counts: list[int] = field(default_factory=list)  # samples per tar (same order)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason (truncated, missing ...)
     empty: int = 0  # tars with no samples
+    sha256: list = field(default_factory=list)  # each tar's sha256 from its manifest, or None (same order)
+    generation: list = field(default_factory=list)  # each tar's generation from its manifest, or None
 
     @property
     def total(self) -> int:
         return int(sum(self.counts))
+
+    def tars(self) -> list[dict]:
+        """Each tar's identity, in order: {"tar": "FOLDER/NAME" (its folder's name and its own, so a set moved
+        elsewhere keeps it), "samples", "bytes", "sha256" (the manifest's, or None), "generation" (or None)}."""
+        out = []
+        for k, p in enumerate(self.paths):
+            path = Path(p)
+            out.append({"tar": f"{path.parent.name}/{path.name}", "samples": self.counts[k],
+                        "bytes": path.stat().st_size,
+                        "sha256": self.sha256[k] if k < len(self.sha256) else None,
+                        "generation": self.generation[k] if k < len(self.generation) else None})
+        return out
 
     def summary(self) -> dict:
         return {"spec": self.spec, "shards": len(self.paths), "pairs": self.total, "empty_shards": self.empty,
@@ -125,23 +143,23 @@ def count_samples(path: Path) -> int:
 def resolve_shards(spec) -> ShardSet:
     """Shard spec -> ShardSet of readable, non-empty tars. SlifeError when nothing is left to train on."""
     s = ShardSet(spec=spec if isinstance(spec, str) else ",".join(map(str, spec)))
-    listed: list[tuple[Path, int | None, int | None]] = []
+    listed: list[ListedShard] = []
     for p in expand_spec(spec):
         if p.is_dir():
             listed += manifest_shards(p)
         elif p.suffix == ".tar" and p.exists():
-            listed.append((p, None, None))
+            listed.append(ListedShard(p, None, None))
         else:
             raise SlifeError(f"{p}: no such shard folder or .tar file")
     if not listed:
         raise SlifeError(f"{s.spec}: no shards listed")
-    times = Counter(p.resolve() for p, _, _ in listed)
+    times = Counter(e.path.resolve() for e in listed)
     repeated = {p: k for p, k in times.items() if k > 1}
     if repeated:  # kept (as in webdataset, a repeated shard weighs more), but said
         first, k = next(iter(repeated.items()))
         log.warning("%s: %d shard(s) listed more than once (e.g. %s, %d times): their pairs are drawn that many "
                     "times as often", s.spec, len(repeated), first, k)
-    for path, n, size in listed:
+    for path, n, size, digest, gen in listed:
         why = tar_problem(path)
         if why is None and size is not None and path.stat().st_size != size:
             why = f"truncated or changed ({path.stat().st_size} bytes, the manifest says {size})"
@@ -158,6 +176,8 @@ def resolve_shards(spec) -> ShardSet:
         else:
             s.paths.append(str(path))
             s.counts.append(int(n))
+            s.sha256.append(digest)
+            s.generation.append(gen)
     if not s.paths:
         why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(s.skipped.items())[:3])
         raise SlifeError(f"{s.spec}: no pairs to train on ({len(listed)} shards listed, {s.empty} empty, "
@@ -215,7 +235,7 @@ def split_by_worker(items: list, worker: int, num_workers: int) -> list:
 
 
 def resampled(urls: list[str], weights: list[int], rng: np.random.Generator) -> Iterator[dict]:
-    """Endless shard choices with replacement, proportional to `weights` (sample counts)."""
+    """Endless shard choices with replacement, proportional to `weights` (sample counts, x a segment's weights)."""
     p = np.asarray(weights, dtype=np.float64)
     p /= p.sum()
     while True:
@@ -331,26 +351,40 @@ class PairStream(torch.utils.data.IterableDataset):
 
     def __init__(self, shards: ShardSet, augment, batch_size: int, steps_per_epoch: int,
                  seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0, shuffle_buffer: int = 256,
-                 positions: dict | None = None):
+                 positions: dict | None = None, origin: int = 0, segment: int = 0,
+                 weights: list[float] | None = None):
         self.shards, self.augment, self.batch_size = shards, augment, batch_size
         self.steps_per_epoch, self.seed, self.rank, self.world = steps_per_epoch, seed, rank, world
-        self.start_step, self.shuffle_buffer = start_step, shuffle_buffer
+        self.start_step, self.shuffle_buffer = start_step, shuffle_buffer  # start_step: global, >= origin
         # worker -> {"epoch", "taken", "bad"}: where each worker's last trained batch left its stream
         self.positions = {int(k): v for k, v in (positions or {}).items()}
+        self.origin = origin  # the global step that is this stream's step 0 (its segment's first step)
+        self.segment = segment  # the run's segment (> 0: a continued one, with generators of its own)
+        self.weights = weights  # per tar: how many times as often each of its pairs is drawn (None: 1 for all)
+
+    def rng(self, worker: int, *key: int) -> np.random.Generator:
+        """The generator of one draw of this (rank, worker): seeded from (seed, rank, worker, *key), and the
+        segment when it is a continued one (segment 0 draws what a run made before segments did)."""
+        return step_rng(self.seed, self.rank, worker, *key, *([self.segment] if self.segment else []))
 
     def epoch_samples(self, epoch: int, worker: int, num_workers: int, handler, needed: int) -> Iterator[dict]:
         """This (rank, worker)'s shuffled, well-formed raw samples of `epoch`: `needed` of them plus as many again
         (and a batch) for samples that fail to decode later: an epoch where more than half fail stops with an
         error rather than looping forever on bad data."""
-        pairs = list(zip(self.shards.paths, self.shards.counts))
-        pairs = split_by_worker(split_by_node(pairs, self.rank, self.world), worker, num_workers)
-        urls, counts = [p for p, _ in pairs], [n for _, n in pairs]
-        src = resampled(urls, counts, step_rng(self.seed, self.rank, worker, epoch, 1))
+        weights = self.weights or [1.0] * len(self.shards.paths)
+        tars = list(zip(self.shards.paths, self.shards.counts, weights))
+        mine = []
+        for w in sorted(set(weights)):  # each weight class is split on its own, so every worker draws from each
+            part = [t for t in tars if t[2] == w]
+            mine += split_by_worker(split_by_node(part, self.rank, self.world), worker, num_workers)
+        urls, draw = [u for u, _, _ in mine], [n * w for _, n, w in mine]
+        src = resampled(urls, draw, self.rng(worker, epoch, 1))
         samples = islice(well_formed(tar_samples(src, handler), handler), 2 * needed + self.batch_size)
-        return shuffle(samples, min(self.shuffle_buffer, needed), step_rng(self.seed, self.rank, worker, epoch, 2))
+        return shuffle(samples, min(self.shuffle_buffer, needed), self.rng(worker, epoch, 2))
 
     def batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
-        """This worker's batches, global steps `worker, worker+W, ...` from `start_step` on."""
+        """This worker's batches: the stream's steps `worker, worker+W, ...` (global step = origin + step) from
+        `start_step` on."""
         handler = CountingHandler()
         # each view is cropped as soon as it is decoded, so a frame or two are alive at a time (one Pillow
         # memory block each); let Pillow keep freed blocks for the next frames instead of returning them
@@ -360,7 +394,8 @@ class PairStream(torch.utils.data.IterableDataset):
         if pos:
             handler.counts.update(pos.get("bad") or {})
         B = self.batch_size
-        for epoch, done, steps in worker_steps(self.start_step, self.steps_per_epoch, worker, num_workers):
+        for epoch, done, steps in worker_steps(self.start_step - self.origin, self.steps_per_epoch, worker,
+                                               num_workers):
             if not steps:
                 continue
             needed = (done + len(steps)) * B  # this worker's samples in the whole epoch
@@ -376,7 +411,7 @@ class PairStream(torch.utils.data.IterableDataset):
 
             raw = counted(islice(self.epoch_samples(epoch, worker, num_workers, handler, needed), skip, None))
             for step in steps:
-                rng = step_rng(self.seed, self.rank, worker, step, 3)
+                rng = self.rng(worker, step, 3)
                 arrays, keys, metas = self.augment.new_batch(B, rng), [], []
                 for sample in raw:
                     if self.fill(arrays, len(keys), sample, handler):
@@ -388,7 +423,7 @@ class PairStream(torch.utils.data.IterableDataset):
                     raise SlifeError(f"{self.shards.spec}: no decodable pairs left in epoch {epoch} of worker "
                                      f"{worker} (skipped: {dict(handler.counts)})")
                 batch = self.augment.finish(arrays, len(keys))
-                batch.update(keys=keys, meta=metas, step=step, worker=worker, bad=dict(handler.counts),
+                batch.update(keys=keys, meta=metas, step=self.origin + step, worker=worker, bad=dict(handler.counts),
                              pos={"epoch": epoch, "taken": taken[0], "bad": dict(handler.counts)})
                 yield batch
 
@@ -411,7 +446,7 @@ class PairStream(torch.utils.data.IterableDataset):
         if info is None:
             return self.batches(0, 1)
         # the loader asks workers round-robin from id 0: id 0 must own `start_step`, so ids are rotated
-        return self.batches((info.id + self.start_step) % info.num_workers, info.num_workers)
+        return self.batches((info.id + self.start_step - self.origin) % info.num_workers, info.num_workers)
 
 
 def make_loader(stream: PairStream, num_workers: int):

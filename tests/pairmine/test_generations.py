@@ -88,7 +88,7 @@ def test_a_grown_life_gets_a_new_generation(grown, tmp_path):
     d_any = np.linalg.norm(centre[32:, None] - centre[None, :32], axis=2)  # every new x old frame
     assert np.median(d_pairs) < np.median(d_any)
     # the set reads as one: every tar listed with its count; the integrity check passes
-    assert sum(n for _, n, _ in manifest_shards(out)) == man["samples"] and inspect_shards(out)["ok"]
+    assert sum(s.samples for s in manifest_shards(out)) == man["samples"] and inspect_shards(out)["ok"]
     rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
     assert [r["pair"] for r in rows] == list(range(g0["pairs"] + g1["pairs"]))
     # nothing new: nothing written

@@ -49,7 +49,7 @@ class Objective(nn.Module):
         super().__init__()
         self.model_kwargs = dict(model_kwargs)  # the exported model's constructor arguments
         self.conf = dict(conf)  # resolved settings (`resolve_conf`)
-        self.total_steps = int(steps)  # steps of the whole run (schedules)
+        self.total_steps = int(steps)  # the step the run ends at (its current segment's end): what schedules span
 
     # ------------------------------------------------------------------------------------------ settings
     @classmethod
