@@ -14,7 +14,9 @@ _SCENES_HELP = ("Scene: kitchen, living_room, office, bedroom, workshop, apartme
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Output life folder (created; a complete folder with the same settings is left as is)."),
+    out: Path = typer.Argument(..., help="Output life folder (created; a complete folder with the same settings is left "
+                               "as is, an interrupted render with them is rendered again; any other non-empty folder "
+                               "is refused unless --overwrite)."),
     kind: str = typer.Option("life", "--kind", help="life (head-worn walk over days) | static (fixed camera, "
                              "lights change) | views (independent random views) | screen (screen recording, no camera)."),
     scene: str = typer.Option("kitchen", "--scene", help=_SCENES_HELP),
@@ -33,7 +35,10 @@ def synth(
     depth: bool = typer.Option(True, "--depth/--no-depth", help="Write depth/{i:06d}.png (uint16 mm)."),
     crf: int = typer.Option(18, "--crf", help="H.264 quality (lower: better and bigger)."),
     day_seconds: float = typer.Option(86400.0, "--day-seconds", help="Clock seconds between the starts of two days."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Render again even if OUT is already complete."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Render into OUT even if it is already complete, holds a "
+                                   "life made with other settings (also one grown by --append-days) or files not made "
+                                   "by synth: its video.mp4, video-NNN.mp4, poses.npz, points.ply, life.json and "
+                                   "depth/*.png are replaced or removed."),
     append_days: int = typer.Option(0, "--append-days", help="Grow the life already at OUT by this many days, one new "
                                     "recording (video-NNN.mp4) each, leaving its files as they are; its settings are "
                                     "read from OUT/life.json (the other options are not used). Deterministic: "
@@ -56,3 +61,4 @@ def synth(
     with progress_bar(f"synth {kind} {scene if kind != 'screen' else ''}", total=total, unit="frames") as advance:
         path = run(cfg, out, progress=advance, overwrite=overwrite)
     console.print(str(path))
+

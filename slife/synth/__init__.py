@@ -10,7 +10,11 @@ recording a row is in; see `slife.lives.folder`). `run` writes, atomically per f
 - `points.ply`: surface samples with their shaded colour and normal (open3d binary PLY);
 - `depth/{i:06d}.png`: z-depth, uint16 millimetres, 0 = nothing hit;
 - `life.json`: name, kind, scene, seed, days, description, fps, frames, day_starts, config. Written last:
-  its presence with the same config marks the folder complete (a rerun returns at once).
+  its presence with the same config marks the folder complete (a rerun returns at once);
+- `.synth-partial.json` (`PARTIAL`): the config, while a render is under way (removed after life.json), so
+  an interrupted render is rendered again by the same config. Any other non-empty folder (a life with
+  other settings, an unfinished render with other settings, files `run` did not write) is refused unless
+  `overwrite`: rendering replaces video*.mp4, poses.npz, points.ply and depth/*.png.
 All days of a life go into the ONE `video.mp4`: day d's frames have t = d * day_seconds + k / fps (one
 clock across the life, nights are gaps in t and pts), so temporal pairs never cross days and
 spatial pairs do. Same seed -> same bytes of poses.npz, points.ply and depth PNGs (and, with the same
@@ -40,6 +44,7 @@ from slife.io import atomic_file, atomic_write_json
 log = logging.getLogger(__name__)
 
 KINDS = ("life", "static", "views", "screen")
+PARTIAL = ".synth-partial.json"  # {"config": ...} while a render is under way (removed once life.json is written)
 
 
 @dataclass(frozen=True)
@@ -170,16 +175,13 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
     out = Path(out_dir)
     meta_path = out / "life.json"
     config = asdict(cfg)
-    if meta_path.exists() and not overwrite:
-        try:
-            if json.loads(meta_path.read_text()).get("config") == config:
-                log.info("%s: already complete, skipped", out)
-                return out
-        except (OSError, ValueError):
-            pass
+    if _check_out(out, config, overwrite):
+        log.info("%s: already complete, skipped", out)
+        return out
     out.mkdir(parents=True, exist_ok=True)
     if meta_path.exists():
         meta_path.unlink()  # incomplete until written again
+    atomic_write_json(out / PARTIAL, {"config": config})  # a kill from here on leaves a folder this config resumes
     for stale in sorted((out / "depth").glob("*.png")) if (out / "depth").is_dir() else []:
         stale.unlink()  # a rerun may write fewer frames (or none)
     for stale in sorted(out.glob("video-*.mp4")):
@@ -220,7 +222,53 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
     log.info("%s: %d frames, timing %s", out, n, summary.get("seconds"))
     summary.pop("seconds", None)  # timing varies between runs; keep life.json deterministic
     atomic_write_json(meta_path, _meta(cfg, out, t, day, summary), indent=1)
+    (out / PARTIAL).unlink(missing_ok=True)
     return out
+
+
+def _check_out(out: Path, config: dict, overwrite: bool) -> bool:
+    """True when `out` already holds the complete life `config` makes (nothing to do); False when it may be
+    rendered into: absent, empty, an unfinished render of the same config, or `overwrite`. Any other folder
+    (another life, a render with other settings, files not ours) is refused with a SlifeError: rendering
+    replaces its video, poses, points and depth files."""
+    if out.exists() and not out.is_dir():
+        raise SlifeError(f"{out}: is a file, not a folder; choose another output folder")
+    if overwrite or not out.exists():
+        return False
+    meta_path, partial = out / "life.json", out / PARTIAL
+    fix = "pass --overwrite to render it again (replacing its files) or choose another folder"
+    if meta_path.exists():
+        made = _made_with(meta_path, fix)
+        if made == config:
+            return True
+        raise SlifeError(f"{out}: holds a life rendered with other settings ({_differ(made, config)}); {fix}")
+    if partial.exists():
+        made = _made_with(partial, fix)
+        if made == config:
+            return False  # an interrupted render of this life: render again
+        raise SlifeError(f"{out}: holds an unfinished render with other settings ({_differ(made, config)}); {fix}")
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if entries:
+        raise SlifeError(f"{out}: folder is not empty and was not made by `slife synth` ({len(entries)} "
+                         f"entr{'y' if len(entries) == 1 else 'ies'}, first: {entries[0]}); pass --overwrite to render "
+                         "into it (replacing its video, poses, points and depth files) or choose another folder")
+    return False
+
+
+def _made_with(path: Path, fix: str) -> dict:
+    """The `config` a life.json (or the unfinished-render marker) records; SlifeError when unreadable."""
+    try:
+        made = json.loads(path.read_text()).get("config")
+    except (OSError, ValueError, AttributeError) as e:
+        raise SlifeError(f"{path}: unreadable ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(made, dict):
+        raise SlifeError(f"{path}: has no synth settings (config); {fix}")
+    return made
+
+
+def _differ(old: dict, new: dict) -> str:
+    """'fps 2 -> 4, width 64 -> 128': the config fields whose values differ, old -> new."""
+    return ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
 
 
 def _meta(cfg: SynthConfig, out: Path, t: np.ndarray, day: np.ndarray, summary: dict, appended: int = 0) -> dict:
@@ -397,4 +445,4 @@ def _describe(cfg: SynthConfig) -> str:
     return "non-life control: a screen recording (2D scrolling windows, no camera, no 3D motion)"
 
 
-__all__ = ["KINDS", "SynthConfig", "append_days", "run", "save_npz_deterministic"]
+__all__ = ["KINDS", "PARTIAL", "SynthConfig", "append_days", "run", "save_npz_deterministic"]

@@ -27,5 +27,19 @@ def test_synth_bad_option_is_one_line(tmp_path):
 def test_synth_help_lists_every_option():
     r = CliRunner().invoke(app, ["synth", "--help"])
     assert r.exit_code == 0
-    for opt in ("--kind", "--scene", "--duration", "--fps", "--width", "--height", "--seed", "--days"):
+    for opt in ("--kind", "--scene", "--duration", "--fps", "--width", "--height", "--seed", "--days", "--overwrite",
+                "--append-days"):
         assert opt in r.output
+    assert "files not made by synth" in " ".join(r.output.split())  # what --overwrite replaces is explained
+
+
+def test_synth_refuses_a_folder_it_did_not_make(tmp_path):
+    out = tmp_path / "u"
+    (out / "depth").mkdir(parents=True)
+    (out / "depth" / "mine.png").write_text("x")
+    r = CliRunner().invoke(app, ["synth", str(out), "--kind", "static", "--duration", "1", "--fps", "2",
+                                 "--width", "64", "--height", "48", "--points", "0"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "not made by `slife synth` (1 entry, first: depth); pass --overwrite" in r.output
+    assert (out / "depth" / "mine.png").read_text() == "x"
+
