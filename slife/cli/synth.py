@@ -7,13 +7,20 @@ from pathlib import Path
 import typer
 
 from slife.cli.app import app, console, progress_bar
+from slife.errors import SlifeError
 
 _SCENES_HELP = ("Scene: kitchen, living_room, office, bedroom, workshop, apartment (lives), "
                 "gallery (held out for depth-probe tests).")
 
 
+# the options that set a SynthConfig field: option parameter -> field (the same name but for --fov)
+_FIELDS = ("kind", "scene", "duration", "fps", "width", "height", "seed", "days", "fov", "texture_size", "photos",
+           "points", "shadows", "depth", "crf", "day_seconds")
+
+
 @app.command("synth")
 def synth(
+    ctx: typer.Context,
     out: Path = typer.Argument(..., help="Output life folder (created; a complete folder with the same settings is left "
                                "as is, an interrupted render with them is rendered again; any other non-empty folder "
                                "is refused unless --overwrite)."),
@@ -41,7 +48,8 @@ def synth(
                                    "depth/*.png are replaced or removed."),
     append_days: int = typer.Option(0, "--append-days", help="Grow the life already at OUT by this many days, one new "
                                     "recording (video-NNN.mp4) each, leaving its files as they are; its settings are "
-                                    "read from OUT/life.json (the other options are not used). Deterministic: "
+                                    "read from OUT/life.json: the other options may be left out, and one given with "
+                                    "another value than the life's is an error. Deterministic: "
                                     "growing by 1 twice equals growing by 2. Then `slife mine-pairs` on the same "
                                     "--out mines only the new days' pairs."),
 ):
@@ -49,6 +57,10 @@ def synth(
     from slife.synth import SynthConfig, append_days as grow, run
 
     if append_days:
+        given = _given_options(ctx, locals())
+        if overwrite:
+            raise SlifeError("--overwrite and --append-days do not go together: --append-days keeps the life's files")
+        _check_same_settings(out, given)
         with progress_bar(f"synth: {append_days} more day(s)", unit="frames") as advance:
             path = grow(out, append_days, progress=advance)
         console.print(str(path))
@@ -62,3 +74,24 @@ def synth(
         path = run(cfg, out, progress=advance, overwrite=overwrite)
     console.print(str(path))
 
+
+def _given_options(ctx: typer.Context, values: dict) -> dict:
+    """{option parameter: value} for the SynthConfig options given on the command line (or the environment)."""
+    return {k: values[k] for k in _FIELDS
+            if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def _check_same_settings(out: Path, given: dict) -> None:
+    """SlifeError naming the `given` options whose values differ from the settings in out/life.json."""
+    from slife.synth import read_life_json
+
+    _, cfg = read_life_json(out)
+    differ = []
+    for k, v in given.items():
+        have = getattr(cfg, "fov_deg" if k == "fov" else k)
+        if v != have:
+            differ.append(f"--{k.replace('_', '-')} {v} (the life's: {have})")
+    if differ:
+        raise SlifeError(f"{out / 'life.json'}: --append-days grows the life with its own settings, and "
+                         f"{'these options differ' if len(differ) > 1 else 'this option differs'}: "
+                         f"{', '.join(differ)}; leave them out")

@@ -1,6 +1,7 @@
 """Synthetic lives: render a head-worn camera's days in a textured indoor scene and write a life folder.
 
-Entry points: `run(cfg: SynthConfig, out_dir) -> Path` (the folder), and `append_days(out_dir, days)`, which
+Entry points: `run(cfg: SynthConfig, out_dir) -> Path` (the folder), `read_life_json(out_dir)` (a life's
+settings), and `append_days(out_dir, days)`, which
 grows a `life` by days, each a new recording `video-%03d.mp4` (poses.npz gains a `video` column saying which
 recording a row is in; see `slife.lives.folder`). `run` writes, atomically per file:
 - `video.mp4`: H.264 (PyAV), frame i = poses row i, frame i's pts * time_base == `t[i]`;
@@ -323,6 +324,19 @@ def _render_video(cfg: SynthConfig, out: Path, video: Path, renderer, T: np.ndar
     return vw.seconds
 
 
+def read_life_json(out_dir: Path | str) -> tuple[dict, SynthConfig]:
+    """(life.json's content, the SynthConfig it records) of the synthetic life at `out_dir`; SlifeError when
+    there is no life.json or it cannot be read."""
+    meta_path = Path(out_dir) / "life.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        return meta, SynthConfig(**meta["config"])
+    except FileNotFoundError:
+        raise SlifeError(f"{out_dir}: no life.json; render the life with `slife synth` first") from None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SlifeError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
+
+
 def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] | None = None) -> Path:
     """Grow the synthetic life at `out_dir` by `days` days, each a new recording `video-%03d.mp4`; returns the folder.
 
@@ -341,13 +355,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     meta_path = out / "life.json"
     if days < 1:
         raise SlifeError(f"--append-days must be >= 1, got {days}")
-    try:
-        meta = json.loads(meta_path.read_text())
-        cfg = SynthConfig(**meta["config"])
-    except FileNotFoundError:
-        raise SlifeError(f"{out}: no life.json; render the life with `slife synth` first") from None
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise SlifeError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
+    meta, cfg = read_life_json(out)
     if cfg.kind != "life":
         raise SlifeError(f"{out}: a '{cfg.kind}' life has no days to append (only --kind life grows)")
     if cfg.depth and not (out / "depth").is_dir():
@@ -445,4 +453,4 @@ def _describe(cfg: SynthConfig) -> str:
     return "non-life control: a screen recording (2D scrolling windows, no camera, no 3D motion)"
 
 
-__all__ = ["KINDS", "PARTIAL", "SynthConfig", "append_days", "run", "save_npz_deterministic"]
+__all__ = ["KINDS", "PARTIAL", "SynthConfig", "append_days", "read_life_json", "run", "save_npz_deterministic"]

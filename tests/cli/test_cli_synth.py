@@ -43,3 +43,20 @@ def test_synth_refuses_a_folder_it_did_not_make(tmp_path):
     assert "not made by `slife synth` (1 entry, first: depth); pass --overwrite" in r.output
     assert (out / "depth" / "mine.png").read_text() == "x"
 
+
+def test_synth_append_days_refuses_other_settings(tiny_life, tmp_path):
+    import shutil
+
+    life = tmp_path / "life"
+    shutil.copytree(tiny_life, life)
+    r = CliRunner().invoke(app, ["synth", str(life), "--append-days", "1", "--fps", "30", "--width", "640",
+                                 "--scene", "office"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert ("these options differ: --scene office (the life's: kitchen), --fps 30.0 (the life's: 8.0), --width 640 "
+            "(the life's: 64); leave them out") in r.output
+    assert not (life / "video-001.mp4").exists()
+    r = CliRunner().invoke(app, ["synth", str(life), "--append-days", "1", "--overwrite"])
+    assert r.exit_code == 2 and "--overwrite and --append-days do not go together" in r.output
+    r = CliRunner().invoke(app, ["synth", str(life), "--append-days", "1", "--fps", "8", "--width", "64"])  # the same
+    assert r.exit_code == 0, r.output
+    assert (life / "video-001.mp4").exists() and len(np.load(life / "poses.npz")["t"]) == 48
