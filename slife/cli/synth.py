@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from slife.cli.app import app, console, progress_bar
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 
 _SCENES_HELP = ("Scene: kitchen, living_room, office, bedroom, workshop, apartment (lives), "
                 "gallery (held out for depth-probe tests).")
@@ -61,7 +61,7 @@ def synth(
         if overwrite:
             raise SlifeError("--overwrite and --append-days do not go together: --append-days keeps the life's files")
         _check_same_settings(out, given)
-        with progress_bar(f"synth: {append_days} more day(s)", unit="frames") as advance:
+        with progress_bar(f"synth: {plural(append_days, 'more day')}", unit="frames") as advance:
             path = grow(out, append_days, progress=advance)
         console.print(str(path))
         return

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.geometry import Camera, pose_problem
 from slife.lives.life import ImageFiles, Life, life_name
 
@@ -135,7 +135,8 @@ def _recordings(path: Path, recording: np.ndarray) -> tuple[list, np.ndarray, np
         f = recording_file(path, int(k))
         vs = open_video(f, name=f.stem)
         if len(vs) != len(rows):
-            raise SlifeError(f"{f}: {len(vs)} frames but poses.npz has {len(rows)} rows with video == {k}")
+            raise SlifeError(f"{f}: {plural(len(vs), 'frame')} but poses.npz has {plural(len(rows), 'row')} "
+                             f"with video == {k}")
         sources.append(vs)
         frame_index[rows] = np.arange(len(rows))
     return sources, source, frame_index
@@ -150,15 +151,15 @@ def _frames(frames_dir: Path, n: int | None, t: np.ndarray | None, counts: dict,
     nums = {int(p.stem): p for p in sorted(frames_dir.iterdir())
             if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.stem.isdigit()}
     if not nums:
-        raise SlifeError(f"{frames_dir}: no numbered images (000000.jpg, ...)" + (f" for {n} poses" if n else ""))
+        raise SlifeError(f"{frames_dir}: no numbered images (000000.jpg, ...)" + (f" for {plural(n, 'pose')}" if n else ""))
     if n is None:
         n = max(nums) + 1
         t = np.arange(n, dtype=np.float64)
         warnings.append("frames/ without poses.npz: t is the frame number (1 fps)")
     beyond = sorted(k for k in nums if k >= n)
     if beyond:
-        raise SlifeError(f"{frames_dir}: {len(beyond)} image{'s' if len(beyond) > 1 else ''} numbered beyond the {n} "
-                         f"poses (first: "
+        raise SlifeError(f"{frames_dir}: {plural(len(beyond), 'image')} numbered beyond the "
+                         f"{plural(n, 'pose')} (first: "
                          f"{nums[beyond[0]].name}; frame i is poses row i, expected 000000..{n - 1:06d})")
     suffix = next(iter(nums.values())).suffix
     missing = [i for i in range(n) if i not in nums]
@@ -231,7 +232,7 @@ def read(path: Path) -> Life:
         if n is None:
             n, t = len(vs), vs.t
         elif len(vs) != n:
-            raise SlifeError(f"{video}: {len(vs)} frames but {pf.name} has {n} poses")
+            raise SlifeError(f"{video}: {plural(len(vs), 'frame')} but {pf.name} has {plural(n, 'pose')}")
         meta["video"] = {"fps": vs.fps, "width": vs.width, "height": vs.height, "codec": vs.codec}
         W, H = W or vs.width, H or vs.height
     elif frames_dir.is_dir():

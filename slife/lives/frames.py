@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.life import IMAGE_SUFFIXES, ImageFiles, Life, life_name
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
         ok = np.array([s is not None for s in sizes])
         if not ok.any():
             if len(found) == 1:
-                raise SlifeError(f"{folder}: none of its {len(files)} images can be read (first: {files[0].name})")
+                raise SlifeError(f"{folder}: no image can be read ({plural(len(files), 'image')}, first: "
+                                 f"{files[0].name})")
             dead.append((name, files))
             continue
         if not ok.all():
@@ -135,7 +136,7 @@ def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
         dup[readable[1:]] = np.diff(t[readable]) == 0  # the same time as the previous readable frame
         if dup.any():
             counts["duplicate_times"] = counts.get("duplicate_times", 0) + int(dup.sum())
-            warnings.append(f"{name}: {int(dup.sum())} images share a time with the previous one; kept once "
+            warnings.append(f"{name}: {plural(int(dup.sum()), 'image')} at the same time as the previous one; kept once "
                             f"(first: {files[int(np.flatnonzero(dup)[0])].name})")
         keep = ok & ~dup
         files = [f for f, k in zip(files, keep) if k]
@@ -162,7 +163,8 @@ def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
                          f"{', '.join(d for d, _ in dead)} (first: {dead[0][1][0]}){fix}")
     for name, files in dead:
         counts["frames_unreadable"] = counts.get("frames_unreadable", 0) + len(files)
-        warnings.append(f"{name}: skipped, none of its {len(files)} images can be read (first: {files[0].name})")
+        warnings.append(f"{name}: skipped, no image can be read ({plural(len(files), 'image')}, first: "
+                        f"{files[0].name})")
     for w in warnings:
         log.warning("%s: %s", path, w)
     return Life(

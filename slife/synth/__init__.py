@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.io import atomic_file, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         encode_s = _render_video(cfg, out, out / "video.mp4", renderer, T, pts, np.arange(n), light, progress)
         summary["seconds"] = {**{k: round(v, 3) for k, v in renderer.timing.items()}, "encode": round(encode_s, 3)}
         summary["scene"] = scene.info
-    log.info("%s: %d frames, timing %s", out, n, summary.get("seconds"))
+    log.info("%s: %s, timing %s", out, plural(n, "frame"), summary.get("seconds"))
     summary.pop("seconds", None)  # timing varies between runs; keep life.json deterministic
     atomic_write_json(meta_path, _meta(cfg, out, t, day, summary), indent=1)
     (out / PARTIAL).unlink(missing_ok=True)
@@ -250,9 +250,9 @@ def _check_out(out: Path, config: dict, overwrite: bool) -> bool:
         raise SlifeError(f"{out}: holds an unfinished render with other settings ({_differ(made, config)}); {fix}")
     entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if entries:
-        raise SlifeError(f"{out}: folder is not empty and was not made by `slife synth` ({len(entries)} "
-                         f"entr{'y' if len(entries) == 1 else 'ies'}, first: {entries[0]}); pass --overwrite to render "
-                         "into it (replacing its video, poses, points and depth files) or choose another folder")
+        raise SlifeError(f"{out}: folder is not empty and was not made by `slife synth` "
+                         f"({plural(len(entries), 'entry', 'entries')}, first: {entries[0]}); pass --overwrite to "
+                         "render into it (replacing its video, poses, points and depth files) or choose another folder")
     return False
 
 
@@ -389,7 +389,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     summary["frames"] = int(len(t))
     meta = {**_meta(cfg, out, t, day, summary, appended=have + days), "name": meta.get("name") or life_name(out)}
     atomic_write_json(meta_path, meta, indent=1)  # the life keeps its name (its samples' keys) as it grows
-    log.info("%s: %d days appended (%d frames in all)", out, days, len(t))
+    log.info("%s: %s appended (%s in all)", out, plural(days, "day"), plural(len(t), "frame"))
     return out
 
 
@@ -445,7 +445,7 @@ def _light_schedule(cfg: SynthConfig, scene, t: np.ndarray) -> np.ndarray | None
 def _describe(cfg: SynthConfig) -> str:
     if cfg.kind == "life":
         return (f"synthetic egocentric life: a head-worn camera walking in the '{cfg.scene}' scene over "
-                f"{cfg.days} day(s), {cfg.duration:g} s of video in total at {cfg.fps:g} fps")
+                f"{plural(cfg.days, 'day')}, {cfg.duration:g} s of video in total at {cfg.fps:g} fps")
     if cfg.kind == "static":
         return f"non-life control: a fixed surveillance-like camera in the '{cfg.scene}' scene, lights changing"
     if cfg.kind == "views":

@@ -162,7 +162,8 @@ def test_fractional_fps_timestamps_are_exact(tmp_path):
     assert abs(t[15] - 86400.0) < 1e-3 and np.allclose(np.diff(t[:15]), 1001 / 30000)
 
 
-def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path):
+def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path, caplog):
+    import logging
     import shutil
 
     from slife.lives import read_life
@@ -175,7 +176,9 @@ def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path):
     del old[next(k for k in old if k.name == "life.json")]
     steps = []
     append_days(a, 2, progress=lambda n=1, **k: steps.append((n, k.get("total"))))
-    append_days(b, 1)
+    with caplog.at_level(logging.INFO, logger="slife.synth"):
+        append_days(b, 1)
+    assert "1 day appended (48 frames in all)" in caplog.text
     append_days(b, 1)
     files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
