@@ -282,7 +282,7 @@ def _meta(cfg: SynthConfig, out: Path, t: np.ndarray, day: np.ndarray, summary: 
         "scene": None if cfg.kind == "screen" else cfg.scene,
         "seed": cfg.seed,
         "days": cfg.days + appended if cfg.kind == "life" else 1,
-        "description": _describe(cfg),
+        "description": _describe(cfg, appended),
         "fps": cfg.fps,
         "frames": int(len(t)),
         "image_size": [cfg.width, cfg.height],
@@ -442,10 +442,12 @@ def _light_schedule(cfg: SynthConfig, scene, t: np.ndarray) -> np.ndarray | None
     return s
 
 
-def _describe(cfg: SynthConfig) -> str:
+def _describe(cfg: SynthConfig, appended: int = 0) -> str:
+    """life.json's description; a life grown by `appended` days counts them (days and seconds)."""
     if cfg.kind == "life":
+        days = cfg.days + appended
         return (f"synthetic egocentric life: a head-worn camera walking in the '{cfg.scene}' scene over "
-                f"{plural(cfg.days, 'day')}, {cfg.duration:g} s of video in total at {cfg.fps:g} fps")
+                f"{plural(days, 'day')}, {cfg.duration / cfg.days * days:g} s of video in total at {cfg.fps:g} fps")
     if cfg.kind == "static":
         return f"non-life control: a fixed surveillance-like camera in the '{cfg.scene}' scene, lights changing"
     if cfg.kind == "views":

@@ -199,6 +199,7 @@ def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path, caplo
     assert np.array_equal(np.load(four / "poses.npz")["T_world_cam"], P["T_world_cam"])
     meta = json.loads((a / "life.json").read_text())
     assert meta["days"] == 4 and meta["appended_days"] == 2 and meta["frames"] == 64
+    assert "over 4 days, 8 s of video in total" in meta["description"]  # the grown life, not the first 2 days
     assert meta["day_starts"] == [0.0, 86400.0, 172800.0, 259200.0]
     life = read_life(a)  # one frame source per recording, frame numbers within each
     assert [s.name for s in life.sources] == ["video", "video-001", "video-002"]
