@@ -15,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from slife.cli.app import app, console, progress_bar
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 
 
 def _f(v, nd: int = 3) -> str:
@@ -222,8 +222,9 @@ def match_cmd(
         path = run(cfg, checkpoints, out, progress=adv)
     rep = json.loads(Path(path).read_text())
     for name, res in rep["models"].items():
-        t = Table(title=f"{name} ({rep['methods'][name]}): {rep['counts']['pairs']} pairs ({rep['counts']['sequences']} sequences); "
-                        "id = zero flow; oracle = exact matches on the patch grid")
+        counts = rep["counts"]
+        t = Table(title=f"{name} ({rep['methods'][name]}): {plural(counts['pairs'], 'pair')} "
+                        f"({plural(counts['sequences'], 'sequence')}); id = zero flow; oracle = exact matches on the patch grid")
         c = Table(title=f"{name}: displaced patches (true match > 1 patch from the same position)")
         for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5", "oracle AEPE"):
             t.add_column(col, justify="right")

@@ -20,7 +20,8 @@ READER_OPTION_HELP = ("An option of the life reader as KEY=VALUE (repeatable): u
                       "them), images_dir=PATH and fps=30 (colmap: where the images are; frame rate that turns "
                       "image numbers into times), max_dt=0.02 (tum: largest rgb-to-pose time gap in seconds), "
                       "skip_unreadable=true (video: leave out videos that cannot be read, counted as "
-                      "videos_skipped, instead of stopping with the list of them), fps=N (frames: the rate the "
+                      "videos_skipped, instead of stopping with the list of them; frames: likewise subfolders none "
+                      "of whose images can be read, counted as frames_unreadable), fps=N (frames: the rate the "
                       "image frames were taken at, when their names are frame numbers, not timestamps).")
 
 

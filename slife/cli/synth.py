@@ -7,14 +7,23 @@ from pathlib import Path
 import typer
 
 from slife.cli.app import app, console, progress_bar
+from slife.errors import SlifeError, plural
 
 _SCENES_HELP = ("Scene: kitchen, living_room, office, bedroom, workshop, apartment (lives), "
                 "gallery (held out for depth-probe tests).")
 
 
+# the options that set a SynthConfig field: option parameter -> field (the same name but for --fov)
+_FIELDS = ("kind", "scene", "duration", "fps", "width", "height", "seed", "days", "fov", "texture_size", "photos",
+           "points", "shadows", "depth", "crf", "day_seconds")
+
+
 @app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Output life folder (created; a complete folder with the same settings is left as is)."),
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="Output life folder (created; a complete folder with the same settings is left "
+                               "as is, an interrupted render with them is rendered again; any other non-empty folder "
+                               "is refused unless --overwrite)."),
     kind: str = typer.Option("life", "--kind", help="life (head-worn walk over days) | static (fixed camera, "
                              "lights change) | views (independent random views) | screen (screen recording, no camera)."),
     scene: str = typer.Option("kitchen", "--scene", help=_SCENES_HELP),
@@ -33,10 +42,14 @@ def synth(
     depth: bool = typer.Option(True, "--depth/--no-depth", help="Write depth/{i:06d}.png (uint16 mm)."),
     crf: int = typer.Option(18, "--crf", help="H.264 quality (lower: better and bigger)."),
     day_seconds: float = typer.Option(86400.0, "--day-seconds", help="Clock seconds between the starts of two days."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Render again even if OUT is already complete."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Render into OUT even if it is already complete, holds a "
+                                   "life made with other settings (also one grown by --append-days) or files not made "
+                                   "by synth: its video.mp4, video-NNN.mp4, poses.npz, points.ply, life.json and "
+                                   "depth/*.png are replaced or removed."),
     append_days: int = typer.Option(0, "--append-days", help="Grow the life already at OUT by this many days, one new "
                                     "recording (video-NNN.mp4) each, leaving its files as they are; its settings are "
-                                    "read from OUT/life.json (the other options are not used). Deterministic: "
+                                    "read from OUT/life.json: the other options may be left out, and one given with "
+                                    "another value than the life's is an error. Deterministic: "
                                     "growing by 1 twice equals growing by 2. Then `slife mine-pairs` on the same "
                                     "--out mines only the new days' pairs."),
 ):
@@ -44,7 +57,11 @@ def synth(
     from slife.synth import SynthConfig, append_days as grow, run
 
     if append_days:
-        with progress_bar(f"synth: {append_days} more day(s)", unit="frames") as advance:
+        given = _given_options(ctx, locals())
+        if overwrite:
+            raise SlifeError("--overwrite and --append-days do not go together: --append-days keeps the life's files")
+        _check_same_settings(out, given)
+        with progress_bar(f"synth: {plural(append_days, 'more day')}", unit="frames") as advance:
             path = grow(out, append_days, progress=advance)
         console.print(str(path))
         return
@@ -56,3 +73,25 @@ def synth(
     with progress_bar(f"synth {kind} {scene if kind != 'screen' else ''}", total=total, unit="frames") as advance:
         path = run(cfg, out, progress=advance, overwrite=overwrite)
     console.print(str(path))
+
+
+def _given_options(ctx: typer.Context, values: dict) -> dict:
+    """{option parameter: value} for the SynthConfig options given on the command line (or the environment)."""
+    return {k: values[k] for k in _FIELDS
+            if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def _check_same_settings(out: Path, given: dict) -> None:
+    """SlifeError naming the `given` options whose values differ from the settings in out/life.json."""
+    from slife.synth import read_life_json
+
+    _, cfg = read_life_json(out)
+    differ = []
+    for k, v in given.items():
+        have = getattr(cfg, "fov_deg" if k == "fov" else k)
+        if v != have:
+            differ.append(f"--{k.replace('_', '-')} {v} (the life's: {have})")
+    if differ:
+        raise SlifeError(f"{out / 'life.json'}: --append-days grows the life with its own settings, and "
+                         f"{'these options differ' if len(differ) > 1 else 'this option differs'}: "
+                         f"{', '.join(differ)}; leave them out")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.geometry import Camera, make_pose, pose_problem, qvec_to_rotmat
 from slife.lives.life import Life, life_name
 
@@ -88,7 +88,8 @@ def read_trajectory(f: Path, warnings: list[str], counts: dict) -> tuple[np.ndar
         raise SlifeError(f"{f}: no poses")
     t = a[:, 0] * 1e-6
     if np.any(np.diff(t) < 0):
-        warnings.append(f"{f.name}: timestamps go backwards {int((np.diff(t) < 0).sum())} times; rows sorted by time")
+        warnings.append(f"{f.name}: timestamps go backwards {plural(int((np.diff(t) < 0).sum()), 'time')}; rows sorted "
+                        "by time")
         o = np.argsort(t, kind="stable")
         a, t = a[o], t[o]
     with np.errstate(invalid="ignore"):
@@ -255,7 +256,7 @@ def read(path: Path, upright: bool = False) -> Life:
         vs = open_video(video, name=video.stem)
         t = read_video_times(times)
         if len(t) != len(vs):
-            raise SlifeError(f"{times}: {len(t)} rows but {video.name} has {len(vs)} frames")
+            raise SlifeError(f"{times}: {plural(len(t), 'row')} but {video.name} has {plural(len(vs), 'frame')}")
         sources = [vs]
         out_w, out_h = vs.width, vs.height
     else:

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.geometry import CAMERA_MODELS, Camera, invert_pose, make_pose, pose_problem
 from slife.lives.life import IMAGE_SUFFIXES, ImageFiles, Life, life_name
 
@@ -250,7 +250,8 @@ def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -
                         f"(first: {missing[0]}); their pairs cannot be written")
     if extra:
         counts["poses_missing"] = extra
-        warnings.append(f"{extra} images in {root} are not in the model (not registered by SfM); kept without a pose")
+        warnings.append(f"{plural(extra, 'image')} in {root} not in the model (not registered by SfM); kept without a "
+                        "pose")
     n = sum(len(v) for v in groups.values())
     T = np.full((n, 4, 4), np.nan)
     src = np.zeros(n, np.int32)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.geometry import CAMERA_MODELS, Camera, invert_pose, make_pose, pose_problem, qvec_to_rotmat
 from slife.lives.life import ImageFiles, Life, life_name
 
@@ -114,7 +114,7 @@ def read(path: Path) -> Life:
         t = vs.t
         rows = nums - 1
         if rows.min() < 0 or rows.max() >= n:
-            raise SlifeError(f"{f}: frame {int(nums.max())} beyond the {n} frames of {video.name}")
+            raise SlifeError(f"{f}: frame {int(nums.max())} beyond the {plural(n, 'frame')} of {video.name}")
         if n > len(entries):  # EPIC-Fields registers a subset of the frames: the rest have no pose (counted)
             counts["poses_missing"] = n - len(entries)
             log.info("%s: %d of %d video frames are not registered (no pose)", f, n - len(entries), n)

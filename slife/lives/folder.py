@@ -7,7 +7,8 @@ recorded in several sittings (what `slife synth --append-days` grows) has an opt
 in poses.npz: rows with `video == 0` are the frames of `video.mp4` in order, rows with `video == k` those of
 `video-{k:03d}.mp4` (one recording each, one frame source each);
 `points.ply` (world points with colours); `depth/{i:06d}.png` (uint16 mm, 0 = invalid); `life.json`.
-Returns a `Life`; invalid poses (NaN/inf, not a rotation) are dropped with a count and a warning; `t` going
+Returns a `Life`; invalid poses (NaN/inf, not a rotation) are dropped with a count and a warning, so are
+images missing from frames/ (`frames_missing`, the first named; the frame reader skips them); `t` going
 backwards is an error (row i is tied to video frame i, so reordering would detach poses from pixels).
 Entry points: `detect`, `read`, `read_ply_points`. Writing the folder is left to `slife/synth`.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.geometry import Camera, pose_problem
 from slife.lives.life import ImageFiles, Life, life_name
 
@@ -134,10 +135,40 @@ def _recordings(path: Path, recording: np.ndarray) -> tuple[list, np.ndarray, np
         f = recording_file(path, int(k))
         vs = open_video(f, name=f.stem)
         if len(vs) != len(rows):
-            raise SlifeError(f"{f}: {len(vs)} frames but poses.npz has {len(rows)} rows with video == {k}")
+            raise SlifeError(f"{f}: {plural(len(vs), 'frame')} but poses.npz has {plural(len(rows), 'row')} "
+                             f"with video == {k}")
         sources.append(vs)
         frame_index[rows] = np.arange(len(rows))
     return sources, source, frame_index
+
+
+def _frames(frames_dir: Path, n: int | None, t: np.ndarray | None, counts: dict,
+            warnings: list[str]) -> tuple[list, int, np.ndarray]:
+    """frames/{i:06d}.jpg as one ImageFiles source -> (sources, n, t). Without poses (n None) the frames are
+    0..the highest number, t = the number (1 fps). Numbers missing below n stay in the life (the frame
+    reader skips them), counted (`frames_missing`) and named in a warning; an image numbered n or more (a
+    frame without a pose) or none at all is an error."""
+    nums = {int(p.stem): p for p in sorted(frames_dir.iterdir())
+            if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.stem.isdigit()}
+    if not nums:
+        raise SlifeError(f"{frames_dir}: no numbered images (000000.jpg, ...)" + (f" for {plural(n, 'pose')}" if n else ""))
+    if n is None:
+        n = max(nums) + 1
+        t = np.arange(n, dtype=np.float64)
+        warnings.append("frames/ without poses.npz: t is the frame number (1 fps)")
+    beyond = sorted(k for k in nums if k >= n)
+    if beyond:
+        raise SlifeError(f"{frames_dir}: {plural(len(beyond), 'image')} numbered beyond the "
+                         f"{plural(n, 'pose')} (first: "
+                         f"{nums[beyond[0]].name}; frame i is poses row i, expected 000000..{n - 1:06d})")
+    suffix = next(iter(nums.values())).suffix
+    missing = [i for i in range(n) if i not in nums]
+    if missing:
+        named = ", ".join(f"{i:06d}{suffix}" for i in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        counts["frames_missing"] = len(missing)
+        warnings.append(f"frames/: {len(missing)} of {n} images missing ({named}); their pairs cannot be written")
+    files = [nums.get(i, frames_dir / f"{i:06d}{suffix}") for i in range(n)]
+    return [ImageFiles(name="frames", path=frames_dir, files=files)], n, t
 
 
 def read(path: Path) -> Life:
@@ -201,22 +232,11 @@ def read(path: Path) -> Life:
         if n is None:
             n, t = len(vs), vs.t
         elif len(vs) != n:
-            raise SlifeError(f"{video}: {len(vs)} frames but {pf.name} has {n} poses")
+            raise SlifeError(f"{video}: {plural(len(vs), 'frame')} but {pf.name} has {plural(n, 'pose')}")
         meta["video"] = {"fps": vs.fps, "width": vs.width, "height": vs.height, "codec": vs.codec}
         W, H = W or vs.width, H or vs.height
     elif frames_dir.is_dir():
-        files = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        nums = {}
-        for f in files:
-            if f.stem.isdigit():
-                nums[int(f.stem)] = f
-        if n is None:
-            n = len(nums)
-            t = np.arange(n, dtype=np.float64)
-            warnings.append("frames/ without poses.npz: t is the frame number (1 fps)")
-        if len(nums) != n or (n and max(nums) != n - 1):
-            raise SlifeError(f"{frames_dir}: {len(nums)} numbered images for {n} poses (expected 000000..{n - 1:06d})")
-        sources = [ImageFiles(name="frames", path=frames_dir, files=[nums[i] for i in range(n)])]
+        sources, n, t = _frames(frames_dir, n, t, counts, warnings)
 
     # poses and cameras
     pose_valid = None

@@ -12,7 +12,9 @@ numbers alone carry no clock, and a guessed rate would silently stretch every te
 Checks, as the video reader's probe: every image's header is read (PIL, no decoding); files that cannot be
 read are left out, counted (`frames_unreadable`) and the first is named; frames at the same time as the
 previous one are kept once (`duplicate_times`); images of another size than the folder's first are
-counted (`frames_other_size`); a folder without a readable image is an error. No poses, no geometry.
+counted (`frames_other_size`); a subfolder without a readable image is an error naming each such
+subfolder, or with the reader option `skip_unreadable` left out and its images counted as unreadable
+(as the video reader does with videos); nothing readable at all is an error. No poses, no geometry.
 Returns a `Life` whose sources are `ImageFiles` (frame_index = rank by time). Entry points: `detect`, `read`.
 Sampling at an fps is `Life.sample`; decoding is `ImageFiles.read`.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.life import IMAGE_SUFFIXES, ImageFiles, Life, life_name
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,12 @@ def _probe(files: list[Path]) -> list[tuple[int, int] | None]:
     return out
 
 
-def read(path: Path, fps: float = 0.0) -> Life:
-    """Read a folder of image frames (see the module docstring); `fps` turns frame numbers into seconds."""
+def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
+    """Read a folder of image frames (see the module docstring); `fps` turns frame numbers into seconds.
+
+    A subfolder none of whose images can be read is, as an unreadable video is to the video reader, an
+    error naming every such subfolder; with `skip_unreadable` it is left out instead, its images counted
+    (`frames_unreadable`) and the folder named in a warning. An error still when nothing can be read."""
     path = Path(path)
     if fps < 0:
         raise SlifeError(f"{path}: reader option fps must be > 0, got {fps}")
@@ -106,6 +112,7 @@ def read(path: Path, fps: float = 0.0) -> Life:
     warnings: list[str] = []
     videos: dict = {}
     clocks = set()
+    dead: list[tuple[str, list[Path]]] = []  # (subfolder, its images) where no image can be read
     for name, folder, names in found:
         t, clock = _times(folder, names, fps)
         clocks.add(clock)
@@ -115,7 +122,11 @@ def read(path: Path, fps: float = 0.0) -> Life:
         sizes = _probe(files)
         ok = np.array([s is not None for s in sizes])
         if not ok.any():
-            raise SlifeError(f"{folder}: none of its {len(files)} images can be read (first: {files[0].name})")
+            if len(found) == 1:
+                raise SlifeError(f"{folder}: no image can be read ({plural(len(files), 'image')}, first: "
+                                 f"{files[0].name})")
+            dead.append((name, files))
+            continue
         if not ok.all():
             bad = [f for f, good in zip(files, ok) if not good]
             counts["frames_unreadable"] = counts.get("frames_unreadable", 0) + len(bad)
@@ -125,7 +136,7 @@ def read(path: Path, fps: float = 0.0) -> Life:
         dup[readable[1:]] = np.diff(t[readable]) == 0  # the same time as the previous readable frame
         if dup.any():
             counts["duplicate_times"] = counts.get("duplicate_times", 0) + int(dup.sum())
-            warnings.append(f"{name}: {int(dup.sum())} images share a time with the previous one; kept once "
+            warnings.append(f"{name}: {plural(int(dup.sum()), 'image')} at the same time as the previous one; kept once "
                             f"(first: {files[int(np.flatnonzero(dup)[0])].name})")
         keep = ok & ~dup
         files = [f for f, k in zip(files, keep) if k]
@@ -146,6 +157,14 @@ def read(path: Path, fps: float = 0.0) -> Life:
         ts.append(t)
         sources.append(ImageFiles(name=re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "frames", path=folder,
                                   files=files))
+    if dead and (not skip_unreadable or not sources):
+        fix = "; pass -O skip_unreadable=true to skip them" if sources else ""
+        raise SlifeError(f"{path}: in {len(dead)} of {len(found)} image folders no image can be read: "
+                         f"{', '.join(d for d, _ in dead)} (first: {dead[0][1][0]}){fix}")
+    for name, files in dead:
+        counts["frames_unreadable"] = counts.get("frames_unreadable", 0) + len(files)
+        warnings.append(f"{name}: skipped, no image can be read ({plural(len(files), 'image')}, first: "
+                        f"{files[0].name})")
     for w in warnings:
         log.warning("%s: %s", path, w)
     return Life(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.geometry import Camera, make_pose, pose_problem, qvec_to_rotmat
 from slife.lives.life import ImageFiles, Life, image_size, life_name
 
@@ -66,7 +66,8 @@ def _numeric_rows(f: Path, ncols: int, what: str) -> list[list[str]]:
 def _sorted_times(t: np.ndarray, f: Path, warnings: list[str]) -> np.ndarray:
     """Order that sorts `t`, with a warning when the file was not already sorted."""
     if len(t) > 1 and np.any(np.diff(t) < 0):
-        warnings.append(f"{f.name}: timestamps go backwards {int((np.diff(t) < 0).sum())} times; lines sorted by time")
+        warnings.append(f"{f.name}: timestamps go backwards {plural(int((np.diff(t) < 0).sum()), 'time')}; lines sorted "
+                        "by time")
     return np.argsort(t, kind="stable")
 
 

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.lives.life import Life, life_name, resized_size
 
 log = logging.getLogger(__name__)
@@ -200,18 +200,18 @@ def open_video(path: Path, name: str | None = None) -> VideoSource:
         except av.error.FFmpegError as e:
             if not pts:
                 raise SlifeError(f"{path}: unreadable video ({type(e).__name__}: {e})") from None
-            log.warning("%s: demuxing stopped after %d packets (%s)", path, len(pts), e)
+            log.warning("%s: demuxing stopped after %s (%s)", path, plural(len(pts), "packet"), e)
         if not pts:
             raise SlifeError(f"{path}: video has no frames")
         if no_pts:
-            log.warning("%s: %d packets without timestamps ignored", path, no_pts)
+            log.warning("%s: %s without timestamps ignored", path, plural(no_pts, "packet"))
         pts_a = np.asarray(pts, dtype=np.int64)  # (F,) decode order
         key_a = np.asarray(key, dtype=bool)
         order = np.argsort(pts_a, kind="stable")  # presentation order
         pts_a, key_a = pts_a[order], key_a[order]
         dup = np.concatenate([[False], np.diff(pts_a) == 0])
         if dup.any():
-            log.warning("%s: %d frames share a timestamp with the previous one; kept once", path, int(dup.sum()))
+            log.warning("%s: %s at the same timestamp as the previous one; kept once", path, plural(int(dup.sum()), "frame"))
             pts_a, key_a = pts_a[~dup], key_a[~dup]
         dropped = {k: v for k, v in (("packets_without_pts", no_pts), ("duplicate_pts", int(dup.sum()))) if v}
         tb = float(stream.time_base) if stream.time_base else 1.0 / float(stream.average_rate or 30)
@@ -285,7 +285,7 @@ def read(path: Path, skip_unreadable: bool = False) -> Life:
     for vs in sources:
         for k, v in vs.dropped.items():
             counts[k] = counts.get(k, 0) + v
-            warnings.append(f"{vs.path.name}: {v} frames left out ({k.replace('_', ' ')})")
+            warnings.append(f"{vs.path.name}: {plural(v, 'frame')} left out ({k.replace('_', ' ')})")
     meta = {"videos": {vs.name: {"fps": vs.fps, "width": vs.width, "height": vs.height, "codec": vs.codec,
                                  "frames": len(vs)} for vs in sources}}
     return Life(

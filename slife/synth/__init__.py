@@ -1,6 +1,7 @@
 """Synthetic lives: render a head-worn camera's days in a textured indoor scene and write a life folder.
 
-Entry points: `run(cfg: SynthConfig, out_dir) -> Path` (the folder), and `append_days(out_dir, days)`, which
+Entry points: `run(cfg: SynthConfig, out_dir) -> Path` (the folder), `read_life_json(out_dir)` (a life's
+settings), and `append_days(out_dir, days)`, which
 grows a `life` by days, each a new recording `video-%03d.mp4` (poses.npz gains a `video` column saying which
 recording a row is in; see `slife.lives.folder`). `run` writes, atomically per file:
 - `video.mp4`: H.264 (PyAV), frame i = poses row i, frame i's pts * time_base == `t[i]`;
@@ -10,7 +11,11 @@ recording a row is in; see `slife.lives.folder`). `run` writes, atomically per f
 - `points.ply`: surface samples with their shaded colour and normal (open3d binary PLY);
 - `depth/{i:06d}.png`: z-depth, uint16 millimetres, 0 = nothing hit;
 - `life.json`: name, kind, scene, seed, days, description, fps, frames, day_starts, config. Written last:
-  its presence with the same config marks the folder complete (a rerun returns at once).
+  its presence with the same config marks the folder complete (a rerun returns at once);
+- `.synth-partial.json` (`PARTIAL`): the config, while a render is under way (removed after life.json), so
+  an interrupted render is rendered again by the same config. Any other non-empty folder (a life with
+  other settings, an unfinished render with other settings, files `run` did not write) is refused unless
+  `overwrite`: rendering replaces video*.mp4, poses.npz, points.ply and depth/*.png.
 All days of a life go into the ONE `video.mp4`: day d's frames have t = d * day_seconds + k / fps (one
 clock across the life, nights are gaps in t and pts), so temporal pairs never cross days and
 spatial pairs do. Same seed -> same bytes of poses.npz, points.ply and depth PNGs (and, with the same
@@ -34,12 +39,13 @@ from typing import Callable
 
 import numpy as np
 
-from slife.errors import SlifeError
+from slife.errors import SlifeError, plural
 from slife.io import atomic_file, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 KINDS = ("life", "static", "views", "screen")
+PARTIAL = ".synth-partial.json"  # {"config": ...} while a render is under way (removed once life.json is written)
 
 
 @dataclass(frozen=True)
@@ -170,16 +176,13 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
     out = Path(out_dir)
     meta_path = out / "life.json"
     config = asdict(cfg)
-    if meta_path.exists() and not overwrite:
-        try:
-            if json.loads(meta_path.read_text()).get("config") == config:
-                log.info("%s: already complete, skipped", out)
-                return out
-        except (OSError, ValueError):
-            pass
+    if _check_out(out, config, overwrite):
+        log.info("%s: already complete, skipped", out)
+        return out
     out.mkdir(parents=True, exist_ok=True)
     if meta_path.exists():
         meta_path.unlink()  # incomplete until written again
+    atomic_write_json(out / PARTIAL, {"config": config})  # a kill from here on leaves a folder this config resumes
     for stale in sorted((out / "depth").glob("*.png")) if (out / "depth").is_dir() else []:
         stale.unlink()  # a rerun may write fewer frames (or none)
     for stale in sorted(out.glob("video-*.mp4")):
@@ -217,10 +220,56 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         encode_s = _render_video(cfg, out, out / "video.mp4", renderer, T, pts, np.arange(n), light, progress)
         summary["seconds"] = {**{k: round(v, 3) for k, v in renderer.timing.items()}, "encode": round(encode_s, 3)}
         summary["scene"] = scene.info
-    log.info("%s: %d frames, timing %s", out, n, summary.get("seconds"))
+    log.info("%s: %s, timing %s", out, plural(n, "frame"), summary.get("seconds"))
     summary.pop("seconds", None)  # timing varies between runs; keep life.json deterministic
     atomic_write_json(meta_path, _meta(cfg, out, t, day, summary), indent=1)
+    (out / PARTIAL).unlink(missing_ok=True)
     return out
+
+
+def _check_out(out: Path, config: dict, overwrite: bool) -> bool:
+    """True when `out` already holds the complete life `config` makes (nothing to do); False when it may be
+    rendered into: absent, empty, an unfinished render of the same config, or `overwrite`. Any other folder
+    (another life, a render with other settings, files not ours) is refused with a SlifeError: rendering
+    replaces its video, poses, points and depth files."""
+    if out.exists() and not out.is_dir():
+        raise SlifeError(f"{out}: is a file, not a folder; choose another output folder")
+    if overwrite or not out.exists():
+        return False
+    meta_path, partial = out / "life.json", out / PARTIAL
+    fix = "pass --overwrite to render it again (replacing its files) or choose another folder"
+    if meta_path.exists():
+        made = _made_with(meta_path, fix)
+        if made == config:
+            return True
+        raise SlifeError(f"{out}: holds a life rendered with other settings ({_differ(made, config)}); {fix}")
+    if partial.exists():
+        made = _made_with(partial, fix)
+        if made == config:
+            return False  # an interrupted render of this life: render again
+        raise SlifeError(f"{out}: holds an unfinished render with other settings ({_differ(made, config)}); {fix}")
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if entries:
+        raise SlifeError(f"{out}: folder is not empty and was not made by `slife synth` "
+                         f"({plural(len(entries), 'entry', 'entries')}, first: {entries[0]}); pass --overwrite to "
+                         "render into it (replacing its video, poses, points and depth files) or choose another folder")
+    return False
+
+
+def _made_with(path: Path, fix: str) -> dict:
+    """The `config` a life.json (or the unfinished-render marker) records; SlifeError when unreadable."""
+    try:
+        made = json.loads(path.read_text()).get("config")
+    except (OSError, ValueError, AttributeError) as e:
+        raise SlifeError(f"{path}: unreadable ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(made, dict):
+        raise SlifeError(f"{path}: has no synth settings (config); {fix}")
+    return made
+
+
+def _differ(old: dict, new: dict) -> str:
+    """'fps 2 -> 4, width 64 -> 128': the config fields whose values differ, old -> new."""
+    return ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
 
 
 def _meta(cfg: SynthConfig, out: Path, t: np.ndarray, day: np.ndarray, summary: dict, appended: int = 0) -> dict:
@@ -233,7 +282,7 @@ def _meta(cfg: SynthConfig, out: Path, t: np.ndarray, day: np.ndarray, summary: 
         "scene": None if cfg.kind == "screen" else cfg.scene,
         "seed": cfg.seed,
         "days": cfg.days + appended if cfg.kind == "life" else 1,
-        "description": _describe(cfg),
+        "description": _describe(cfg, appended),
         "fps": cfg.fps,
         "frames": int(len(t)),
         "image_size": [cfg.width, cfg.height],
@@ -275,6 +324,19 @@ def _render_video(cfg: SynthConfig, out: Path, video: Path, renderer, T: np.ndar
     return vw.seconds
 
 
+def read_life_json(out_dir: Path | str) -> tuple[dict, SynthConfig]:
+    """(life.json's content, the SynthConfig it records) of the synthetic life at `out_dir`; SlifeError when
+    there is no life.json or it cannot be read."""
+    meta_path = Path(out_dir) / "life.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        return meta, SynthConfig(**meta["config"])
+    except FileNotFoundError:
+        raise SlifeError(f"{out_dir}: no life.json; render the life with `slife synth` first") from None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SlifeError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
+
+
 def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] | None = None) -> Path:
     """Grow the synthetic life at `out_dir` by `days` days, each a new recording `video-%03d.mp4`; returns the folder.
 
@@ -293,13 +355,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     meta_path = out / "life.json"
     if days < 1:
         raise SlifeError(f"--append-days must be >= 1, got {days}")
-    try:
-        meta = json.loads(meta_path.read_text())
-        cfg = SynthConfig(**meta["config"])
-    except FileNotFoundError:
-        raise SlifeError(f"{out}: no life.json; render the life with `slife synth` first") from None
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise SlifeError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
+    meta, cfg = read_life_json(out)
     if cfg.kind != "life":
         raise SlifeError(f"{out}: a '{cfg.kind}' life has no days to append (only --kind life grows)")
     if cfg.depth and not (out / "depth").is_dir():
@@ -333,7 +389,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     summary["frames"] = int(len(t))
     meta = {**_meta(cfg, out, t, day, summary, appended=have + days), "name": meta.get("name") or life_name(out)}
     atomic_write_json(meta_path, meta, indent=1)  # the life keeps its name (its samples' keys) as it grows
-    log.info("%s: %d days appended (%d frames in all)", out, days, len(t))
+    log.info("%s: %s appended (%s in all)", out, plural(days, "day"), plural(len(t), "frame"))
     return out
 
 
@@ -386,10 +442,12 @@ def _light_schedule(cfg: SynthConfig, scene, t: np.ndarray) -> np.ndarray | None
     return s
 
 
-def _describe(cfg: SynthConfig) -> str:
+def _describe(cfg: SynthConfig, appended: int = 0) -> str:
+    """life.json's description; a life grown by `appended` days counts them (days and seconds)."""
     if cfg.kind == "life":
+        days = cfg.days + appended
         return (f"synthetic egocentric life: a head-worn camera walking in the '{cfg.scene}' scene over "
-                f"{cfg.days} day(s), {cfg.duration:g} s of video in total at {cfg.fps:g} fps")
+                f"{plural(days, 'day')}, {cfg.duration / cfg.days * days:g} s of video in total at {cfg.fps:g} fps")
     if cfg.kind == "static":
         return f"non-life control: a fixed surveillance-like camera in the '{cfg.scene}' scene, lights changing"
     if cfg.kind == "views":
@@ -397,4 +455,4 @@ def _describe(cfg: SynthConfig) -> str:
     return "non-life control: a screen recording (2D scrolling windows, no camera, no 3D motion)"
 
 
-__all__ = ["KINDS", "SynthConfig", "append_days", "run", "save_npz_deterministic"]
+__all__ = ["KINDS", "PARTIAL", "SynthConfig", "append_days", "read_life_json", "run", "save_npz_deterministic"]

@@ -102,7 +102,7 @@ def test_aria_trajectory_only_and_bad_times(tmp_path):
     with pytest.raises(SlifeError, match=r"rec_mp4_to_vrs_time_ns.csv: device time does not increase at frame 1"):
         read_life(tmp_path / "b")
     f.write_text("mp4_time_ns,vrs_device_time_ns\n0,5100000000\n")
-    with pytest.raises(SlifeError, match=r"1 rows but rec.mp4 has 4 frames"):
+    with pytest.raises(SlifeError, match=r"1 row but rec.mp4 has 4 frames"):
         read_life(tmp_path / "b")
     (tmp_path / "b" / "slam" / "online_calibration.jsonl").write_text("{not json}\n")
     with pytest.raises(SlifeError, match=r"online_calibration.jsonl: line 1 is not a calibration"):

@@ -59,9 +59,30 @@ def test_folder_video_and_count_mismatch(tmp_path):
         read_life(tmp_path / "V")
     (tmp_path / "V" / "frames").mkdir()
     (tmp_path / "V" / "video.mp4").unlink()
-    write_png(tmp_path / "V" / "frames" / "000000.jpg", sc.image(0))
-    with pytest.raises(SlifeError, match="frames: 1 numbered images for 9 poses"):
+    with pytest.raises(SlifeError, match=r"frames: no numbered images \(000000.jpg, ...\) for 9 poses"):
         read_life(tmp_path / "V")
+    write_png(tmp_path / "V" / "frames" / "000009.jpg", sc.image(0))  # frame 9 of 9 poses (0..8): no pose
+    with pytest.raises(SlifeError, match=r"frames: 1 image numbered beyond the 9 poses \(first: 000009.jpg; frame i "
+                       r"is poses row i, expected 000000..000008\)"):
+        read_life(tmp_path / "V")
+
+
+def test_folder_frames_missing_are_named_and_counted(tmp_path):
+    sc = make_scene(n=8)
+    write_life(tmp_path / "F", sc, depth=False)
+    for i in (1, 2, 4, 6):
+        (tmp_path / "F" / "frames" / f"{i:06d}.jpg").unlink()
+    life = read_life(tmp_path / "F")  # still read: every pose kept, the frames that are there readable
+    assert len(life) == 8 and life.counts == {"frames_missing": 4}
+    assert life.warnings == ["frames/: 4 of 8 images missing (000001.jpg, 000002.jpg, 000004.jpg, ...); "
+                             "their pairs cannot be written"]
+    assert sorted(dict(life.iter_frames(range(8)))) == [0, 3, 5, 7]
+    assert_projects_like(life, sc)
+    (tmp_path / "F" / "poses.npz").unlink()  # without poses: frames 0..the highest number, t = the number
+    (tmp_path / "F" / "frames" / "000007.jpg").unlink()
+    life = read_life(tmp_path / "F")
+    assert len(life) == 6 and life.t.tolist() == [0, 1, 2, 3, 4, 5] and life.counts == {"frames_missing": 3}
+    assert "3 of 6 images missing (000001.jpg, 000002.jpg, 000004.jpg)" in life.warnings[1]
 
 
 def test_several_recordings(tmp_path):

@@ -51,5 +51,26 @@ def test_timestamp_names_subfolders_and_checks(tmp_path):
     assert detect_format(tmp_path) == "video"
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "1.5.jpg").write_bytes(b"")
-    with pytest.raises(SlifeError, match=r"bad: none of its 1 images can be read"):
+    with pytest.raises(SlifeError, match=r"bad: no image can be read \(1 image, first: 1.5.jpg\)"):
         read_life(tmp_path / "bad")
+
+
+def test_a_subfolder_without_a_readable_image(tmp_path):
+    sc = make_scene(n=4)
+    for i in range(3):
+        write_png(tmp_path / "day1" / f"{100 + i:.6f}.png", sc.image(i))
+    (tmp_path / "day2").mkdir()
+    for name in ("200.000000.jpg", "200.500000.jpg"):
+        (tmp_path / "day2" / name).write_bytes(b"not a jpeg")
+    with pytest.raises(SlifeError, match=r"in 1 of 2 image folders no image can be read: day2 \(first: .*day2/"
+                       r"200.000000.jpg\); pass -O skip_unreadable=true to skip them"):
+        read_life(tmp_path)
+    life = read_life(tmp_path, skip_unreadable="true")  # as the command line gives it
+    assert [s.name for s in life.sources] == ["day1"] and len(life) == 3
+    assert life.counts == {"frames_unreadable": 2}
+    assert life.warnings == ["day2: skipped, no image can be read (2 images, first: 200.000000.jpg)"]
+    for i in range(3):
+        (tmp_path / "day1" / f"{100 + i:.6f}.png").write_bytes(b"")
+    with pytest.raises(SlifeError, match=r"in 2 of 2 image folders no image can be read: day1, day2") as e:
+        read_life(tmp_path, skip_unreadable=True)  # nothing left to skip to
+    assert "skip_unreadable" not in str(e.value)

@@ -8,7 +8,7 @@ import pytest
 
 from slife.errors import SlifeError
 from slife.lives.geometry import pose_problem
-from slife.synth import SynthConfig, run
+from slife.synth import PARTIAL, SynthConfig, run
 
 TINY = dict(width=64, height=48, fps=8.0, texture_size=64, points=4000, crf=20)  # as tests/conftest.py
 
@@ -58,8 +58,45 @@ def test_rerun_skips_complete_folder(tiny_life, tmp_path):
     assert (out / "video.mp4").stat().st_mtime_ns == stamp
     run(cfg, out, overwrite=True)
     assert (out / "video.mp4").stat().st_mtime_ns != stamp
-    shorter = run(SynthConfig(**{**TINY, "duration": 0.5, "days": 1, "points": 0}), out)  # other settings: render again
+    stamp = (out / "video.mp4").stat().st_mtime_ns
+    other = SynthConfig(**{**TINY, "duration": 0.5, "days": 1, "points": 0})
+    with pytest.raises(SlifeError, match=r"holds a life rendered with other settings \(duration 1.0 -> 0.5, points "
+                       r"100 -> 0\); pass --overwrite"):
+        run(other, out)  # another life's folder: refused, left as it is
+    assert (out / "video.mp4").stat().st_mtime_ns == stamp and len(list((out / "depth").glob("*.png"))) == 8
+    shorter = run(other, out, overwrite=True)  # other settings with overwrite: render again
     assert len(list((shorter / "depth").glob("*.png"))) == 4 and not (shorter / "points.ply").exists()
+    assert not (shorter / PARTIAL).exists()
+
+
+def test_refuses_a_folder_it_did_not_make(tmp_path):
+    out = tmp_path / "u"
+    (out / "depth").mkdir(parents=True)
+    (out / "video-001.mp4").write_text("x")
+    (out / "depth" / "mine.png").write_text("x")
+    cfg = SynthConfig(**{**TINY, "kind": "static", "duration": 0.25, "points": 0})
+    with pytest.raises(SlifeError, match=r"u: folder is not empty and was not made by `slife synth` \(2 entries, "
+                       r"first: depth\); pass --overwrite"):
+        run(cfg, out)
+    assert (out / "video-001.mp4").read_text() == "x" and (out / "depth" / "mine.png").read_text() == "x"
+    run(cfg, out, overwrite=True)
+    assert not (out / "video-001.mp4").exists() and sorted(p.name for p in (out / "depth").iterdir()) == [
+        "000000.png", "000001.png"]
+
+
+def test_resumes_an_interrupted_render_of_the_same_life(tmp_path):
+    from dataclasses import asdict
+
+    out = tmp_path / "l"
+    cfg = SynthConfig(**{**TINY, "kind": "static", "duration": 0.25, "points": 0})
+    out.mkdir()
+    (out / "poses.npz").write_text("half-written")  # what a kill leaves: the marker, some of the files
+    (out / PARTIAL).write_text(json.dumps({"config": {**asdict(cfg), "fps": 4.0}}))
+    with pytest.raises(SlifeError, match=r"holds an unfinished render with other settings \(fps 4.0 -> 8.0\)"):
+        run(cfg, out)
+    (out / PARTIAL).write_text(json.dumps({"config": asdict(cfg)}))
+    run(cfg, out)  # the same settings: rendered again
+    assert len(np.load(out / "poses.npz")["t"]) == 2 and (out / "life.json").exists() and not (out / PARTIAL).exists()
 
 
 def test_static_control(tiny_static):
@@ -125,7 +162,8 @@ def test_fractional_fps_timestamps_are_exact(tmp_path):
     assert abs(t[15] - 86400.0) < 1e-3 and np.allclose(np.diff(t[:15]), 1001 / 30000)
 
 
-def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path):
+def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path, caplog):
+    import logging
     import shutil
 
     from slife.lives import read_life
@@ -138,7 +176,9 @@ def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path):
     del old[next(k for k in old if k.name == "life.json")]
     steps = []
     append_days(a, 2, progress=lambda n=1, **k: steps.append((n, k.get("total"))))
-    append_days(b, 1)
+    with caplog.at_level(logging.INFO, logger="slife.synth"):
+        append_days(b, 1)
+    assert "1 day appended (48 frames in all)" in caplog.text
     append_days(b, 1)
     files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
@@ -159,13 +199,18 @@ def test_append_days_grows_the_life_deterministically(tiny_life, tmp_path):
     assert np.array_equal(np.load(four / "poses.npz")["T_world_cam"], P["T_world_cam"])
     meta = json.loads((a / "life.json").read_text())
     assert meta["days"] == 4 and meta["appended_days"] == 2 and meta["frames"] == 64
+    assert "over 4 days, 8 s of video in total" in meta["description"]  # the grown life, not the first 2 days
     assert meta["day_starts"] == [0.0, 86400.0, 172800.0, 259200.0]
     life = read_life(a)  # one frame source per recording, frame numbers within each
     assert [s.name for s in life.sources] == ["video", "video-001", "video-002"]
     assert life.frame_index[32:48].tolist() == list(range(16)) and life.source[48] == 2
     assert dict(life.iter_frames([40]))[40].shape == (48, 64, 3)
-    run(SynthConfig(**json.loads((a / "life.json").read_text())["config"]), a)  # the base settings: left as is
+    base = json.loads((a / "life.json").read_text())["config"]
+    run(SynthConfig(**base), a)  # the base settings: left as is
     assert (a / "video-002.mp4").exists()
+    with pytest.raises(SlifeError, match=r"holds a life rendered with other settings \(fps 8.0 -> 4.0\)"):
+        run(SynthConfig(**{**base, "fps": 4.0}), a)  # one option changed: refused, the grown life kept
+    assert (a / "video-002.mp4").exists() and len(list((a / "depth").glob("*.png"))) == 64
 
 
 def test_append_days_refuses_what_it_cannot_grow(tiny_static, tmp_path):
