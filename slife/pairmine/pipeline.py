@@ -570,6 +570,11 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     if gens and gens[-1].get("geometry") not in (None, geometry):
         log.warning("%s: the life's points or tracks changed since generation %d: its pairs keep the Jaccard measured "
                     "then; the new pairs are measured on the geometry of now", out_dir, number - 1)
+    failed = _failed_frames(out_dir, ids)
+    written = ~(np.isin(pairs.a, failed) | np.isin(pairs.b, failed)) if len(failed) else None
+    if written is not None:  # frames used and spatial coverage as the tars hold them, not as planned
+        summary.update({k: v for k, v in summarize(table, pairs, new=new, written=written).items()
+                        if k in ("frames_used", "spatial_coverage")})
     new_recordings = [r for r in current if r["name"] in set(added)]
     record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
                                   geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -577,11 +582,12 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     base["generations"] = gens
     base["summary"] = merge_summaries([g["summary"] for g in gens])
     if used_before is not None:  # distinct frames over all generations (merge_summaries can only add them up)
-        used_before[pairs.a] = used_before[pairs.b] = True
+        w = slice(None) if written is None else written
+        used_before[pairs.a[w]] = used_before[pairs.b[w]] = True
         base["summary"]["frames_used"] = int(used_before.sum())
         if "spatial_coverage" in summary:  # over the grown life, with the earlier generations' spatial pairs
             pv = life.pose_valid if life.pose_valid is not None else np.zeros(len(life), bool)
-            base["summary"]["spatial_coverage"] = spatial_coverage(pairs, pv, before=spatial_before)
+            base["summary"]["spatial_coverage"] = spatial_coverage(pairs, pv, before=spatial_before, written=written)
     path = ss.write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
@@ -590,6 +596,15 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
 
         contact_sheet(out_dir, cfg.preview, seed=cfg.seed)
     return path
+
+
+def _failed_frames(out_dir: Path, shard_ids: list[int]) -> np.ndarray:
+    """The sampled-life indices of the frames that did not decode in the shards `shard_ids` (their stats'
+    `frames_missing`), sorted."""
+    failed: set[int] = set()
+    for s in shard_ids:
+        failed.update((ss.read_stats(out_dir, s) or {}).get("frames_missing", []))
+    return np.array(sorted(failed), np.int64)
 
 
 def _remove_beyond(out_dir: Path, n_shards: int) -> None:

@@ -326,3 +326,27 @@ def test_merge_refuses_shards_of_other_settings(tmp_path, proc_life, small_cfg):
     pm.run(cfg, proc_life, out)  # rank 0 only: rank 1's range still holds the old run's shards
     with pytest.raises(SlifeError, match="other settings"):
         pm.run(replace(cfg, overwrite=False), proc_life, out, merge=True)
+
+
+def test_frames_used_and_coverage_count_the_pairs_written(tmp_path, proc_images, small_cfg):
+    """A frame that does not decode is neither used nor covered: the counts are those of the pairs in the tars."""
+    import shutil
+    from slife.pairmine.procedural import make_life
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(proc_images, imgs)
+    life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=imgs)
+    (imgs / "day1" / "000004.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    man = json.loads(pm.run(small_cfg(strategies=("spatial", "temporal")), life, out).read_text())
+    s = man["summary"]
+    bad = "day1/000004.png"
+    rows = [r for r in (json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines())
+            if bad not in (r["name_a"], r["name_b"])]
+    assert man["samples"] == len(rows) < s["pairs"]
+    used = {n for r in rows for n in (r["name_a"], r["name_b"])}
+    assert bad not in used and s["frames_used"] == len(used) == s["frames_sampled"] - 1
+    covered = {n for r in rows if "spatial" in r["strategy"].split("+") for n in (r["name_a"], r["name_b"])}
+    c = s["spatial_coverage"]
+    assert c["posed_frames"] == 90 and c["with_spatial_pair"] == len(covered) <= 89
+    assert man["generations"][0]["summary"]["frames_used"] == s["frames_used"]
