@@ -22,7 +22,7 @@ def _summary_table(manifest: dict) -> None:
     (what this run added), then a line on the whole set."""
     from rich.table import Table
 
-    from slife.pairmine.shardset import coverage_line
+    from slife.pairmine.shardset import coverage_line, frames_line
 
     s = manifest["summary"]
     gens = manifest.get("generations") or []
@@ -41,10 +41,7 @@ def _summary_table(manifest: dict) -> None:
         t.add_row(k, str(v), str(written.get(k, "-")))
     t.add_row("total", str(s["pairs"]), str(s.get("pairs_written", "-")))
     console.print(t)
-    console.print(f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
-                  f"{s['frames_without_pose']} without pose, {s.get('frames_missing', 0)} missing, "
-                  f"{s.get('frames_corrupt', 0)} corrupt ({s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs "
-                  "not written)")
+    console.print(frames_line(s))
     cov = coverage_line(s)
     if cov:
         console.print(cov)

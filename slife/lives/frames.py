@@ -119,13 +119,13 @@ def read(path: Path, fps: float = 0.0) -> Life:
         if not ok.all():
             bad = [f for f, good in zip(files, ok) if not good]
             counts["frames_unreadable"] = counts.get("frames_unreadable", 0) + len(bad)
-            warnings.append(f"{name}: {len(bad)} of {len(files)} images cannot be read, left out (first: {bad[0]})")
+            warnings.append(f"{folder}: {len(bad)} of {len(files)} images cannot be read, left out (first: {bad[0]})")
         readable = np.flatnonzero(ok)
         dup = np.zeros(len(t), bool)
         dup[readable[1:]] = np.diff(t[readable]) == 0  # the same time as the previous readable frame
         if dup.any():
             counts["duplicate_times"] = counts.get("duplicate_times", 0) + int(dup.sum())
-            warnings.append(f"{name}: {int(dup.sum())} images share a time with the previous one; kept once "
+            warnings.append(f"{folder}: {int(dup.sum())} images share a time with the previous one; kept once "
                             f"(first: {files[int(np.flatnonzero(dup)[0])].name})")
         keep = ok & ~dup
         files = [f for f, k in zip(files, keep) if k]
@@ -135,7 +135,7 @@ def read(path: Path, fps: float = 0.0) -> Life:
         other = sum(s != (w, h) for s in sizes)
         if other:
             counts["frames_other_size"] = counts.get("frames_other_size", 0) + other
-            warnings.append(f"{name}: {other} of {len(files)} images are not {w}x{h} like the first")
+            warnings.append(f"{folder}: {other} of {len(files)} images are not {w}x{h} like the first")
         dt = np.diff(t)
         rate = 1.0 / float(np.median(dt)) if len(dt) and np.median(dt) > 0 else (fps or None)
         videos[name] = {"fps": rate, "width": w, "height": h,
@@ -146,8 +146,8 @@ def read(path: Path, fps: float = 0.0) -> Life:
         ts.append(t)
         sources.append(ImageFiles(name=re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "frames", path=folder,
                                   files=files))
-    for w in warnings:
-        log.warning("%s: %s", path, w)
+    for w in warnings:  # each names its folder (the life folder itself, or a subfolder of it)
+        log.warning("%s", w)
     return Life(
         name=life_name(path), root=path, format="frames", sources=sources, source=np.concatenate(src),
         frame_index=np.concatenate(fidx), t=np.concatenate(ts), counts=counts, warnings=warnings,

@@ -2,7 +2,7 @@
 
 Reads the sampled life (`FrameTable`) and the mined `PairTable`; returns the summary the manifest holds:
 pairs per strategy (as written, and found by each strategy), frames sampled / in the life / used / without
-pose (`frames_used`: in the pairs written), Jaccard and time-gap histograms overall and per strategy, combine's counts (found, distinct,
+pose (`frames_used`: in the pairs written), left out by the reader (`frames_left_out`), Jaccard and time-gap histograms overall and per strategy, combine's counts (found, distinct,
 duplicates, quotas) and the spatial coverage (`spatial_coverage`: the posed frames with a spatial pair; for
 a new generation, its new frames'); for a set of several generations, `merge_summaries` adds theirs up.
 Entry points: `summarize(table, pairs)`, `spatial_coverage`, `merge_summaries`. The manifest file itself
@@ -17,6 +17,8 @@ import logging
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+LEFT_OUT = ("frames_unreadable", "videos_skipped")  # reader counts of images / videos dropped from the life
 
 J_EDGES = [round(x, 2) for x in np.linspace(0, 1, 11)]
 DT_EDGES = [0, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400]  # seconds; last bin is open (>= 1 day)
@@ -60,6 +62,8 @@ def summarize(table, pairs, new: np.ndarray | None = None, written: np.ndarray |
         "frames_in_life": int(table.frames_total),
         "frames_used": int(len(used)),
         "frames_without_pose": int((~pv).sum()),
+        # what the reader dropped from the life (not in frames_in_life; the writer's losses come later)
+        "frames_left_out": {k: int(life.counts[k]) for k in LEFT_OUT if life.counts.get(k)},
         "jaccard_hist": histogram(pairs.jaccard, J_EDGES),
         "dt_hist": histogram(dt, DT_EDGES, open_end=True),
         "by_strategy": by_strategy,

@@ -357,6 +357,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
             with ctx.Pool(min(cfg.workers, n_parts), initializer=_ignore_sigint) as pool:
                 for n, c in pool.imap_unordered(_spool_one, tasks):
                     counts["frames_decoded"] += c["frames_decoded"]
+                    counts["frames_missing"] += c["frames_missing"]
                     counts["frames_corrupt"] += c["frames_corrupt"]
                     step(n)
             spool = sh.Spool(spool_dir, run or "")
@@ -513,7 +514,10 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
                          "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
     new = gen.new_frames(table, added) if number else None
-    used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair) if number else (None, {}, None)
+    used_before, where, spatial_before = (None, {}, None)
+    if number:  # the earlier generations' pairs as their tars hold them
+        used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair,
+                                                                _old_failed(out_dir, table, gens))
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs, new=new)
     summary["visibility"] = plan.vis_counts
@@ -605,6 +609,21 @@ def _failed_frames(out_dir: Path, shard_ids: list[int]) -> np.ndarray:
     for s in shard_ids:
         failed.update((ss.read_stats(out_dir, s) or {}).get("frames_missing", []))
     return np.array(sorted(failed), np.int64)
+
+
+def _old_failed(out_dir: Path, table: FrameTable, gens: list[dict]) -> set[tuple[str, int]]:
+    """(recording, frame number) of the frames that did not decode in the earlier generations' shards (their
+    stats hold indices into the life as each generation saw it: `gen.restrict` to its recordings and those
+    before)."""
+    out: set[tuple[str, int]] = set()
+    names: set[str] = set()
+    for g in gens:
+        names |= {r["name"] for r in g["recordings"]}
+        failed = _failed_frames(out_dir, list(range(g["first_shard"], g["first_shard"] + g["shards"])))
+        if len(failed):
+            life = gen.restrict(table, names).life
+            out |= {(life.source_name(int(i)), int(life.frame_index[i])) for i in failed if int(i) < len(life)}
+    return out
 
 
 def _remove_beyond(out_dir: Path, n_shards: int) -> None:

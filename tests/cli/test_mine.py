@@ -156,3 +156,27 @@ def test_mine_pairs_unreadable_videos_listed_skipped_counted(tmp_path):
     res = CliRunner().invoke(app, base + ["-O", "skip_unreadable=true", "--strict", "--out", str(tmp_path / "c")])
     assert res.exit_code == 2 and "--strict" in res.output and "videos skipped: 2" in res.output
     assert "skip_unreadable=true" in CliRunner().invoke(app, ["mine-pairs", "--help"]).output
+
+
+def test_mine_pairs_frames_line_counts_images_the_reader_left_out(tmp_path):
+    """An unreadable image in a frames folder is in the end-of-run frames line and the manifest, not only in a
+    warning; the log names the folder once."""
+    from PIL import Image
+
+    life = tmp_path / "fr1"
+    life.mkdir()
+    for i in range(20):
+        Image.new("RGB", (32, 24), (i * 10, 50, 100)).save(life / f"{i:06d}.jpg")
+    (life / "000007.jpg").write_bytes(b"junk")
+    out = tmp_path / "sh"
+    res = CliRunner().invoke(app, ["mine-pairs", str(life), "-O", "fps=5", "-s", "temporal", "-o", str(out),
+                                   "--fps", "0", "--short-side", "16"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "manifest.json").read_text())["summary"]
+    assert s["frames_left_out"] == {"frames_unreadable": 1} and s["frames_in_life"] == 19
+    line = next(x for x in res.output.splitlines() if x.startswith("frames:"))
+    assert line == (f"frames: 19 in life, 19 sampled, {s['frames_used']} used, 19 without pose, 0 missing, 1 corrupt "
+                    f"(1 of them an image left out as unreadable when the life was read; 0 of {s['pairs']} pairs not "
+                    "written)")
+    assert f"{life}: {life}:" not in res.output
+
