@@ -137,8 +137,9 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
         raise SlifeError(f"{mine_json}: unreadable ({e}); pass --overwrite to mine this folder again") from None
     diff = settings_diff(old, identity)
     if diff:
-        raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({', '.join(diff)} differ); "
-                         "pass --overwrite to replace them or choose another --out")
+        moved = "; a life moved or copied elsewhere counts as another life" if "life" in diff else ""
+        raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({describe_diff(old, identity, diff)}"
+                         f"{moved}); pass --overwrite to mine again into it, or choose another --out")
 
 
 def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -148,6 +149,20 @@ def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[st
     top = sorted(k for k in set(old) | set(new) if k != "config" and old.get(k) != new.get(k))
     fields = sorted(k for k in set(old_c) | set(new_c) if k not in ignore and old_c.get(k) != new_c.get(k))
     return top + fields
+
+
+def describe_diff(old: dict, new: dict, names: list[str]) -> str:
+    """'voxel differs: 0.1 -> 0.2' or '2 settings differ: life /a -> /b, voxel 0.1 -> 0.2': the `settings_diff`
+    names with their old and new values (top-level keys or config fields)."""
+    old_c, new_c = old.get("config") or {}, new.get("config") or {}
+
+    def value(d: dict, c: dict, k: str):
+        return d.get(k) if k in d and k != "config" else c.get(k)
+
+    change = {k: f"{value(old, old_c, k)} -> {value(new, new_c, k)}" for k in names}
+    if len(names) == 1:
+        return f"{names[0]} differs: {change[names[0]]}"
+    return f"{len(names)} settings differ: " + ", ".join(f"{k} {v}" for k, v in change.items())
 
 
 def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int = 1, node_rank: int = 0) -> None:

@@ -180,3 +180,18 @@ def test_mine_pairs_frames_line_counts_images_the_reader_left_out(tmp_path):
                     "written)")
     assert f"{life}: {life}:" not in res.output
 
+
+def test_mine_pairs_moved_life_is_refused_naming_both_paths(tmp_path, tiny_life):
+    """A life copied elsewhere is another life to a shard set: the one-line error names both paths and the way on."""
+    import shutil
+
+    args = ["--fps", "4", "-s", "temporal", "--short-side", "16", "--min-gap", "0.2", "--max-gap", "1"]
+    assert CliRunner().invoke(app, ["mine-pairs", str(tiny_life), "-o", str(tmp_path / "shA")] + args).exit_code == 0
+    shutil.copytree(tiny_life, tmp_path / "lifeC")
+    shutil.copytree(tmp_path / "shA", tmp_path / "shC")
+    res = CliRunner().invoke(app, ["mine-pairs", str(tmp_path / "lifeC"), "-o", str(tmp_path / "shC")] + args)
+    assert res.exit_code == 2
+    msg = " ".join(res.output.split())
+    assert (f"holds pairs mined with other settings (life differs: {tiny_life.resolve()} -> "
+            f"{(tmp_path / 'lifeC').resolve()}; a life moved or copied elsewhere counts as another life); pass "
+            "--overwrite to mine again into it") in msg

@@ -21,8 +21,10 @@ from slife.errors import SlifeError
 def test_refuses_other_settings_unless_overwrite(tmp_path, proc_life, small_cfg):
     pm.run(small_cfg(strategies=("temporal",)), proc_life, tmp_path)
     pm.run(small_cfg(strategies=("temporal",), workers=2), proc_life, tmp_path)  # run-time fields may differ
-    with pytest.raises(SlifeError, match="other settings.*max_gap"):
+    with pytest.raises(SlifeError, match=r"other settings \(max_gap differs: 5.0 -> 9.0\); pass --overwrite"):
         pm.run(small_cfg(strategies=("temporal",), max_gap=9.0), proc_life, tmp_path)
+    with pytest.raises(SlifeError, match=r"\(2 settings differ: max_gap 5.0 -> 9.0, min_gap 1.0 -> 2.0\)"):
+        pm.run(small_cfg(strategies=("temporal",), max_gap=9.0, min_gap=2.0), proc_life, tmp_path)
     man = json.loads(pm.run(small_cfg(strategies=("temporal",), max_gap=9.0, overwrite=True), proc_life,
                             tmp_path).read_text())
     assert man["config"]["max_gap"] == 9.0
