@@ -16,6 +16,8 @@ import logging
 
 import numpy as np
 
+from slife.pairmine import TIME_TOL
+
 log = logging.getLogger(__name__)
 
 LEFT_OUT = ("frames_unreadable", "videos_skipped")  # reader counts of images / videos dropped from the life
@@ -47,6 +49,7 @@ def summarize(table, pairs, new: np.ndarray | None = None, written: np.ndarray |
     w = slice(None) if written is None else np.asarray(written, bool)
     used = np.unique(np.concatenate([pairs.a[w], pairs.b[w]])) if len(pairs) else np.zeros(0, np.int64)
     dt = np.abs(life.t[pairs.a] - life.t[pairs.b]) if len(pairs) else np.zeros(0)
+    dt = np.round(dt, round(-np.log10(TIME_TOL)))  # float noise off: a 0.9999999999999998 s gap is binned as 1 s
     pv = life.pose_valid if life.pose_valid is not None else np.zeros(len(life), bool)
     by_strategy = {}
     for k, s in enumerate(pairs.strategies):

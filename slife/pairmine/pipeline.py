@@ -250,8 +250,12 @@ def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, 
             a, b, J = found[s]
             keep = new[a] | new[b]
             found[s] = (a[keep], b[keep], J[keep])
-        log.info("%s: %d pairs", s, len(found[s][0]))
+        log.info("%s: %d pairs found (before duplicates, a pair found from both its frames among them, are merged)",
+                 s, len(found[s][0]))
     pairs = combine(found, cfg.strategies, table.decode_rank, rng(1000), cfg.max_pairs, dict(cfg.ratios))
+    per = {s: int(((pairs.mask >> k) & 1).sum()) for k, s in enumerate(pairs.strategies)}
+    log.info("%d pairs after merging duplicates%s (%s)", len(pairs), " and quotas" if cfg.max_pairs else "",
+             ", ".join(f"{s}: {n}" for s, n in per.items() if s in found))
     if vis is not None:  # Jaccard for every pair whose two frames have visibility
         pv = life.pose_valid if life.pose_valid is not None else np.ones(len(life), bool)
         need = np.isnan(pairs.jaccard) & pv[pairs.a] & pv[pairs.b] & (pairs.a != pairs.b)

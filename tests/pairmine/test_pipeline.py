@@ -352,3 +352,18 @@ def test_frames_used_and_coverage_count_the_pairs_written(tmp_path, proc_images,
     c = s["spatial_coverage"]
     assert c["posed_frames"] == 90 and c["with_spatial_pair"] == len(covered) <= 89
     assert man["generations"][0]["summary"]["frames_used"] == s["frames_used"]
+
+
+def test_log_says_found_and_merged_counts(tmp_path, proc_life, small_cfg, caplog):
+    """The log's per-strategy counts say they are found before merging; the merged counts match the manifest."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="slife.pairmine.pipeline"):
+        man = json.loads(pm.run(small_cfg(strategies=("spatial", "temporal"), pairs_only=True), proc_life,
+                                tmp_path).read_text())
+    s = man["summary"]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert f"spatial: {s['combine']['found']['spatial']} pairs found (before duplicates" in " ".join(msgs)
+    per = {k: sum(v for lab, v in s["pairs_per_strategy"].items() if k in lab.split("+")) for k in ("spatial", "temporal")}
+    assert f"{s['pairs']} pairs after merging duplicates (spatial: {per['spatial']}, temporal: {per['temporal']})" in msgs
+    assert s["combine"]["found"]["spatial"] > per["spatial"]  # orientation duplicates merged
