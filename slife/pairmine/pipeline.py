@@ -29,7 +29,8 @@ again from the recordings it had, the same bytes, or a refusal), and with nothin
 writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life keeping the pairs
 that involve a new frame, quotas per generation, pair indices and shard numbers after the old ones, a run
 digest of its own), appends its rows to the pair table, writes its tars like any run (resumable: a kill
-then a re-run writes the same bytes) and adds its record to the manifest last.
+then a re-run writes the same bytes) and adds its record to the manifest last. A --pairs-only set has
+generations too (no shards: each appends its rows to the pair table, the earlier rows unchanged).
 Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
 `shardset` (the format), `manifest` (its summary), `preview`.
 """
@@ -431,6 +432,10 @@ def _plan(cfg: MineConfig, identity: dict, table: FrameTable, number: int, old: 
 def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, man: dict) -> dict:
     """A set made before generations existed, as generation 0, when mining its recordings again gives the run
     digest its stats carry; else SlifeError saying how to proceed."""
+    if man.get("pairs_only"):
+        raise SlifeError(f"{out_dir}: a pairs-only set made by slife {man.get('slife_version', '?')} before pairs-only "
+                         "sets had generations, so new pairs cannot be appended to it; pass --overwrite to mine the "
+                         "life again as generation 0, or choose another --out")
     names = [x.get("name", "") for x in (man.get("life") or {}).get("sources") or []]
     n = len(man.get("shards") or [])
     runs = {(ss.read_stats(out_dir, k) or {}).get("run") for k in range(n)}
@@ -506,8 +511,8 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
                          "pass --pairs-only to write pairs.jsonl and pairs.txt only")
     command = command or " ".join(sys.argv)
-    current = gen.recordings(table) if not cfg.pairs_only else []
-    gens = [] if cfg.pairs_only else _old_generations(cfg, identity, table, out_dir)
+    current = gen.recordings(table)
+    gens = _old_generations(cfg, identity, table, out_dir)
     gen.check_unchanged(out_dir, gens, current)
     if not merge and cfg.node_rank == 0:
         for k in range(len(gens)):
@@ -563,11 +568,9 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         "warnings": plan.warnings + list(life.warnings),
         "summary": summary,
     }
-    if cfg.pairs_only:
-        return ss.write_manifest(out_dir, 0, base)
-    run = plan.run  # in every shard's stats
+    run = plan.run  # in every shard's stats ("" with --pairs-only: no shards)
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
-    if not merge:
+    if not merge and not cfg.pairs_only:
         stored = None
         if number:  # old frames the new pairs use: from the old tars, already encoded
             old_used = np.unique(np.concatenate([pairs.a, pairs.b]))
@@ -614,7 +617,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     path = ss.write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
-    if cfg.preview > 0 and P:
+    if cfg.preview > 0 and P and not cfg.pairs_only:
         from slife.pairmine.preview import contact_sheet
 
         contact_sheet(out_dir, cfg.preview, seed=cfg.seed)

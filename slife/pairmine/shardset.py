@@ -273,10 +273,11 @@ def coverage_line(summary: dict) -> str | None:
     return f"spatial coverage: {c['with_spatial_pair']} of {of} posed frames ({share}) have a spatial pair"
 
 
-def frames_line(summary: dict) -> str:
+def frames_line(summary: dict, pairs_only: bool = False) -> str:
     """'frames: 200 in life, 41 sampled, 40 used, 0 without pose, 0 missing, 1 corrupt (8 of 182 pairs not
     written)': missing / corrupt count the frames the writer could not decode plus the images the life's reader
-    left out as unreadable (said in the parentheses, with the videos it skipped)."""
+    left out as unreadable (said in the parentheses, with the videos it skipped). A --pairs-only set writes no
+    pairs into shards: the count of those not written is left out."""
     s = summary
     left = s.get("frames_left_out") or {}
     unread, videos = left.get("frames_unreadable", 0), left.get("videos_skipped", 0)
@@ -286,10 +287,11 @@ def frames_line(summary: dict) -> str:
                      "life was read")
     if videos:
         notes.append(f"{videos} unreadable {'video' if videos == 1 else 'videos'} skipped when the life was read")
-    notes.append(f"{s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs not written")
+    if not pairs_only:
+        notes.append(f"{s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs not written")
     return (f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
             f"{s['frames_without_pose']} without pose, {s.get('frames_missing', 0)} missing, "
-            f"{s.get('frames_corrupt', 0) + unread} corrupt ({'; '.join(notes)})")
+            f"{s.get('frames_corrupt', 0) + unread} corrupt" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def loss_line(summary: dict) -> str | None:

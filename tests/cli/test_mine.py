@@ -70,6 +70,11 @@ def test_mine_pairs_cli_appends_a_generation_to_a_grown_life(tmp_path, tiny_life
     assert "generation 1" in res.output and "the set holds 2 generations" in res.output
     man = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert [s["name"] for s in man["shards"][: len(first)]] == first and len(man["shards"]) > len(first)
+    g = man["generations"][1]
+    names = [s["name"] for s in man["shards"][g["first_shard"]:]]
+    where = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+    assert (f"the set holds 2 generations: {man['samples']} pairs in {len(man['shards'])} shards (generation 1: "
+            f"{g['samples']} pairs in {where})") in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["inspect", str(tmp_path / "s"), "--json"])
     assert res.exit_code == 0 and [g["recordings"] for g in json.loads(res.output)["generations"]] == \
         [["video"], ["video-001"]]
@@ -195,3 +200,23 @@ def test_mine_pairs_moved_life_is_refused_naming_both_paths(tmp_path, tiny_life)
     assert (f"holds pairs mined with other settings (life differs: {tiny_life.resolve()} -> "
             f"{(tmp_path / 'lifeC').resolve()}; a life moved or copied elsewhere counts as another life); pass "
             "--overwrite to mine again into it") in msg
+
+
+def test_mine_pairs_pairs_only_appends_a_generation(tmp_path, tiny_life):
+    import shutil
+
+    life = tmp_path / "life"
+    shutil.copytree(tiny_life, life)
+    out = tmp_path / "p"
+    args = ["mine-pairs", str(life), "-s", "temporal", "--out", str(out), "--fps", "0", "--min-gap", "0.2",
+            "--max-gap", "1", "--pairs-only"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    old = (out / "pairs.jsonl").read_text().splitlines()
+    assert CliRunner().invoke(app, ["synth", str(life), "--append-days", "1"]).exit_code == 0
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = (out / "pairs.jsonl").read_text().splitlines()
+    assert rows[: len(old)] == old and len(rows) > len(old)
+    assert (f"the set holds 2 generations: {len(rows)} pairs in pairs.jsonl (generation 1: its lines "
+            f"{len(old) + 1}-{len(rows)})") in " ".join(res.output.split())
+    assert "written" not in res.output  # no shards, no written column

@@ -312,3 +312,39 @@ def test_an_append_counts_its_losses_and_coverage_and_strict_stops_it(tmp_path, 
     assert r["generations"][1]["spatial_coverage"].startswith(f"spatial coverage: {len(new_paired)} of its {n_new} "
                                                               "new posed frames")
     assert "1 frame with image file missing" in r["generations"][1]["pairs_lost"]
+
+
+def test_pairs_only_appends_a_generation(tmp_path, proc_grown, small_cfg):
+    """--pairs-only on a grown life appends the new pairs (the earlier lines unchanged, the same pairs a tar set
+    gets), lists the generations, and with nothing new writes nothing; a changed recording is refused as with
+    tars; an old pairs-only set (no generations) is refused with the way on."""
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"), pairs_only=True)
+    out = tmp_path / "s"
+    pm.run(cfg, before, out)
+    old = (out / "pairs.jsonl").read_text().splitlines()
+    man = json.loads(pm.run(cfg, after, out).read_text())
+    rows = (out / "pairs.jsonl").read_text().splitlines()
+    g0, g1 = man["generations"]
+    assert rows[: len(old)] == old and len(rows) == len(old) + g1["pairs"]
+    assert g1["first_pair"] == len(old) == g0["pairs"]
+    assert [r["name"] for r in g1["recordings"]] == ["day2"] and g1["shards"] == 0 and man["shards"] == []
+    assert [json.loads(x)["pair"] for x in rows] == list(range(len(rows)))
+    tars = tmp_path / "t"  # the same pairs as the tar path appends
+    pm.run(replace(cfg, pairs_only=False), before, tars)
+    pm.run(replace(cfg, pairs_only=False), after, tars)
+    tar_rows = (tars / "pairs.jsonl").read_text().splitlines()
+    assert [json.loads(x)["name_a"] for x in rows] == [json.loads(x)["name_a"] for x in tar_rows]
+    stamp = (out / "pairs.jsonl").stat().st_mtime_ns
+    pm.run(cfg, after, out)  # nothing new
+    assert (out / "pairs.jsonl").stat().st_mtime_ns == stamp
+    moved = after.T_world_cam.copy()
+    moved[after.source == 1, :3, 3] += 0.01
+    with pytest.raises(SlifeError, match="recording 'day1' changed since generation 0"):
+        pm.run(cfg, replace(after, T_world_cam=moved), out)
+    m = json.loads((out / "manifest.json").read_text())
+    del m["generations"]  # as an older slife wrote it
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(SlifeError, match="pairs-only set made by slife .* before pairs-only sets had generations.*"
+                                         "--overwrite"):
+        pm.run(cfg, after, out)
