@@ -22,7 +22,7 @@ def _summary_table(manifest: dict) -> None:
     (what this run added), then a line on the whole set."""
     from rich.table import Table
 
-    from slife.pairmine.shardset import coverage_line, frames_line, shard_name
+    from slife.pairmine.shardset import coverage_line, frames_line, shard_range
 
     s = manifest["summary"]
     gens = manifest.get("generations") or []
@@ -59,10 +59,8 @@ def _summary_table(manifest: dict) -> None:
             where = (f"{sum(x['pairs'] for x in gens)} pairs in pairs.jsonl (generation {g['generation']}: its "
                      f"lines {g['first_pair'] + 1}-{g['first_pair'] + g['pairs']})")
         else:
-            shards = shard_name(g["first_shard"]) if g["shards"] == 1 else \
-                f"{shard_name(g['first_shard'])} .. {shard_name(g['first_shard'] + g['shards'] - 1)}"
             where = (f"{manifest['samples']} pairs in {len(manifest['shards'])} shards (generation {g['generation']}: "
-                     f"{g['samples']} pairs in {shards})")
+                     f"{g['samples']} pairs in {shard_range(g['first_shard'], g['shards'])})")
         console.print(f"the set holds {len(gens)} generations: {where}")
         cov = coverage_line(manifest["summary"])
         if cov:

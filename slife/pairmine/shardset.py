@@ -67,6 +67,13 @@ def shard_name(s: int) -> str:
     return f"pairs-{s:06d}.tar"
 
 
+def shard_range(first: int, n: int) -> str:
+    """'pairs-000002.tar', 'pairs-000002.tar .. pairs-000004.tar', or 'no shards' (n = 0: a pairs-only set)."""
+    if n <= 0:
+        return "no shards"
+    return shard_name(first) if n == 1 else f"{shard_name(first)} .. {shard_name(first + n - 1)}"
+
+
 def stats_name(s: int) -> str:
     return f"pairs-{s:06d}.stats.json"
 
@@ -466,7 +473,7 @@ def inspect_shards(folder: Path | str) -> dict:
         out["generations"] = [{"generation": g["generation"], "added": g["added"],
                                "recordings": [r["name"] for r in g["recordings"]], "pairs": g["pairs"],
                                "samples": g.get("samples"),
-                               "shards": f"{shard_name(g['first_shard'])} .. {shard_name(g['first_shard'] + g['shards'] - 1)}",
+                               "shards": shard_range(g["first_shard"], g["shards"]),
                                "spatial_coverage": coverage_line(g.get("summary") or {}),
                                "pairs_lost": loss_line(g.get("summary") or {})}
                               for g in gens]

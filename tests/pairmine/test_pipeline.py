@@ -358,7 +358,7 @@ def test_log_says_found_and_merged_counts(tmp_path, proc_life, small_cfg, caplog
     """The log's per-strategy counts say they are found before merging; the merged counts match the manifest."""
     import logging
 
-    with caplog.at_level(logging.INFO, logger="slife.pairmine.pipeline"):
+    with caplog.at_level(logging.INFO, logger="slife.pairmine"):
         man = json.loads(pm.run(small_cfg(strategies=("spatial", "temporal"), pairs_only=True), proc_life,
                                 tmp_path).read_text())
     s = man["summary"]
@@ -367,3 +367,4 @@ def test_log_says_found_and_merged_counts(tmp_path, proc_life, small_cfg, caplog
     per = {k: sum(v for lab, v in s["pairs_per_strategy"].items() if k in lab.split("+")) for k in ("spatial", "temporal")}
     assert f"{s['pairs']} pairs after merging duplicates (spatial: {per['spatial']}, temporal: {per['temporal']})" in msgs
     assert s["combine"]["found"]["spatial"] > per["spatial"]  # orientation duplicates merged
+    assert f"{proc_life.name}: 90 frames, all 90 used (--fps 0)" in msgs  # was '90 sampled at all fps'
