@@ -64,22 +64,69 @@ def _life_table(s: dict, meta_videos: dict | None = None):
     return tab
 
 
-def _dict_table(d: dict, title: str):
+def _counts(d: dict | None) -> str:
+    """{"spatial": 106, "temporal": 53} -> 'spatial 106, temporal 53'."""
+    return ", ".join(f"{k} {v}" for k, v in (d or {}).items()) or "-"
+
+
+def _option(v) -> str:
+    """A config value as the command line gives it: pairs as k=v, lists joined by '+', empty ones as '-'."""
+    if isinstance(v, (list, tuple)):
+        return "+".join(f"{x[0]}={x[1]}" if isinstance(x, (list, tuple)) else str(x) for x in v) or "-"
+    return _fmt(v)
+
+
+def _shard_table(r: dict, path: Path):
+    """The rows of `inspect_shards`'s report, each a readable line (no raw JSON)."""
     from rich.table import Table
 
-    tab = Table(title=title, show_header=False, title_justify="left")
+    from slife.pairmine.shardset import frames_line
+
+    tab = Table(title=f"shards {path}", show_header=False, title_justify="left")
     tab.add_column("field", style="bold")
     tab.add_column("value", overflow="fold")
-    for k, v in d.items():
-        tab.add_row(str(k), _fmt(v))
+    tab.add_row("integrity", "ok" if r["ok"] else f"[red]{len(r['problems'])} problem(s)[/red]")
+    for prob in r["problems"]:
+        tab.add_row("[red]problem[/red]", prob)
+    tab.add_row("shards", f"{r['shards']} tars, {r['samples']} samples ({_counts(r['samples_per_strategy'])})")
+    life = r.get("life")
+    if life:
+        tab.add_row("life", f"{life.get('name')} ({life.get('format')}) at {life.get('path')}: {life.get('frames')} "
+                            f"frames, {life.get('sampled_frames')} sampled")
+        dropped = {k: v for k, v in (life.get("reader_counts") or {}).items() if v}
+        if dropped:
+            tab.add_row("reader counts", _counts(dropped))
+    cfg = r.get("config")
+    if cfg:
+        tab.add_row("strategies", "+".join(cfg.get("strategies") or []))
+        tab.add_row("config", ", ".join(f"{k}={_option(v)}" for k, v in cfg.items() if k != "strategies"))
+    for key in ("command", "slife_version"):
+        if r.get(key):
+            tab.add_row(key.replace("_", " "), str(r[key]))
+    s = r.get("summary")
+    if s:
+        tab.add_row("pairs", f"{s.get('pairs')} mined ({_counts(s.get('pairs_per_strategy'))}), "
+                             f"{s.get('pairs_written', '-')} written")
+        if "frames_used" in s:
+            tab.add_row("frames", frames_line(s, bool(cfg and cfg.get("pairs_only")))[len("frames: "):])
+    if r.get("spatial_coverage"):
+        tab.add_row("spatial coverage", r["spatial_coverage"].removeprefix("spatial coverage: "))
+    if r.get("pairs_lost"):
+        tab.add_row("pairs lost", r["pairs_lost"])
+    for g in r.get("generations") or []:
+        held = "(pairs only, no shards)" if g["shards"] == "no shards" else \
+            f"{g['samples'] if g['samples'] is not None else '-'} samples in {g['shards']}"
+        line = f"added {g['added'] or 'before generations'}: {', '.join(g['recordings'])}; {g['pairs']} pairs {held}"
+        tab.add_row(f"generation {g['generation']}", "; ".join(x for x in (line, g.get("spatial_coverage"),
+                                                                            g.get("pairs_lost")) if x))
     return tab
 
 
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="A life (video(s), image frames, COLMAP model, EPIC-Fields JSON, Aria MPS, "
-                                          "ScanNet, TUM RGB-D or slife life folder) or a pair-shard folder with "
-                                          "manifest.json."),
+                                          "ScanNet, TUM RGB-D or slife life folder) or a pair-shard folder made "
+                                          "by `slife mine-pairs` (or its manifest.json)."),
     format: str = typer.Option(None, "--format", "-f", help="Reader to use instead of auto-detection "
                                                             "(folder, aria_mps, epic_fields, scannet, tum, colmap, video, frames)."),
     reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
@@ -91,15 +138,16 @@ def inspect(
 
     For a shard folder, show its manifest summary and integrity check (exit 1 if a problem is found).
     """
-    from slife.pairmine.shardset import inspect_shards, is_shard_set
+    from slife.pairmine.shardset import MANIFEST, inspect_shards, is_shard_set
 
+    if path.name == MANIFEST and path.is_file():  # a set's manifest.json: the set
+        path = path.parent
     if is_shard_set(path):  # a shard set, finished or not
-
         summary = inspect_shards(path)
         if as_json:
             typer.echo(json.dumps(summary, indent=2, default=str))
         else:
-            console.print(_dict_table({k: v for k, v in summary.items() if k != "warnings"}, f"shards {path}"))
+            console.print(_shard_table(summary, path))
             for w in summary.get("warnings") or []:
                 console.print(f"[yellow]warning:[/yellow] {w}")
         if summary.get("ok") is False:  # integrity problems: listed above, exit 1 so scripts notice

@@ -22,7 +22,7 @@ def _summary_table(manifest: dict) -> None:
     (what this run added), then a line on the whole set."""
     from rich.table import Table
 
-    from slife.pairmine.shardset import coverage_line
+    from slife.pairmine.shardset import coverage_line, frames_line, shard_range
 
     s = manifest["summary"]
     gens = manifest.get("generations") or []
@@ -32,19 +32,18 @@ def _summary_table(manifest: dict) -> None:
         s = g["summary"]
         names = ", ".join(r["name"] for r in g["recordings"][:4]) + (" ..." if len(g["recordings"]) > 4 else "")
         title += f", generation {g['generation']} (added {g['added']}: {names})"
+    pairs_only = bool(manifest.get("pairs_only"))
     t = Table(title=title)
     t.add_column("strategy")
     t.add_column("pairs", justify="right")
-    t.add_column("written", justify="right")
+    if not pairs_only:  # no shards: nothing is written but the pair table
+        t.add_column("written", justify="right")
     written = s.get("written_per_strategy", {})
     for k, v in s["pairs_per_strategy"].items():
-        t.add_row(k, str(v), str(written.get(k, "-")))
-    t.add_row("total", str(s["pairs"]), str(s.get("pairs_written", "-")))
+        t.add_row(k, str(v), *([] if pairs_only else [str(written.get(k, "-"))]))
+    t.add_row("total", str(s["pairs"]), *([] if pairs_only else [str(s.get("pairs_written", "-"))]))
     console.print(t)
-    console.print(f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
-                  f"{s['frames_without_pose']} without pose, {s.get('frames_missing', 0)} missing, "
-                  f"{s.get('frames_corrupt', 0)} corrupt ({s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs "
-                  "not written)")
+    console.print(frames_line(s, pairs_only))
     cov = coverage_line(s)
     if cov:
         console.print(cov)
@@ -55,9 +54,14 @@ def _summary_table(manifest: dict) -> None:
         cells = [f"{h['edges'][i]}-{h['edges'][i + 1]}: {c}" for i, c in enumerate(h["counts"]) if c]
         console.print(f"{name}: " + (", ".join(cells) if cells else "none"))
     if len(gens) > 1:
-        console.print(f"the set holds {len(gens)} generations: {manifest['samples']} pairs in {len(manifest['shards'])} "
-                      f"shards (generation {gens[-1]['generation']}: {gens[-1]['samples']} pairs in shards "
-                      f"{gens[-1]['first_shard']}-{gens[-1]['first_shard'] + gens[-1]['shards'] - 1})")
+        g = gens[-1]
+        if pairs_only:
+            where = (f"{sum(x['pairs'] for x in gens)} pairs in pairs.jsonl (generation {g['generation']}: its "
+                     f"lines {g['first_pair'] + 1}-{g['first_pair'] + g['pairs']})")
+        else:
+            where = (f"{manifest['samples']} pairs in {len(manifest['shards'])} shards (generation {g['generation']}: "
+                     f"{g['samples']} pairs in {shard_range(g['first_shard'], g['shards'])})")
+        console.print(f"the set holds {len(gens)} generations: {where}")
         cov = coverage_line(manifest["summary"])
         if cov:
             console.print(f"the whole set's {cov}")
@@ -115,7 +119,9 @@ def mine_pairs(
     seed: int = typer.Option(0, help="Seed of every random choice."),
     short_side: int = typer.Option(256, help="Stored frames: short side in pixels."),
     pairs_per_shard: int = typer.Option(1000, help="Pairs per tar shard."),
-    pairs_only: bool = typer.Option(False, "--pairs-only", help="Write pairs.jsonl + pairs.txt only; decode no pixels."),
+    pairs_only: bool = typer.Option(False, "--pairs-only", help="Write pairs.jsonl + pairs.txt only; decode no pixels. "
+                                    "Run again on a grown life, it appends the new pairs as a generation: the "
+                                    "earlier lines stay as they are, the new ones follow."),
     preview: int = typer.Option(0, help="Write preview.png with this many random pairs per strategy."),
     workers: int = typer.Option(1, help="Parallel workers: threads for visibility and spatial mining, "
                                                   "processes for writing shards."),

@@ -130,13 +130,13 @@ def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
         if not ok.all():
             bad = [f for f, good in zip(files, ok) if not good]
             counts["frames_unreadable"] = counts.get("frames_unreadable", 0) + len(bad)
-            warnings.append(f"{name}: {len(bad)} of {len(files)} images cannot be read, left out (first: {bad[0]})")
+            warnings.append(f"{folder}: {len(bad)} of {len(files)} images cannot be read, left out (first: {bad[0]})")
         readable = np.flatnonzero(ok)
         dup = np.zeros(len(t), bool)
         dup[readable[1:]] = np.diff(t[readable]) == 0  # the same time as the previous readable frame
         if dup.any():
             counts["duplicate_times"] = counts.get("duplicate_times", 0) + int(dup.sum())
-            warnings.append(f"{name}: {plural(int(dup.sum()), 'image')} at the same time as the previous one; kept once "
+            warnings.append(f"{folder}: {plural(int(dup.sum()), 'image')} at the same time as the previous one; kept once "
                             f"(first: {files[int(np.flatnonzero(dup)[0])].name})")
         keep = ok & ~dup
         files = [f for f, k in zip(files, keep) if k]
@@ -146,7 +146,7 @@ def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
         other = sum(s != (w, h) for s in sizes)
         if other:
             counts["frames_other_size"] = counts.get("frames_other_size", 0) + other
-            warnings.append(f"{name}: {other} of {len(files)} images are not {w}x{h} like the first")
+            warnings.append(f"{folder}: {other} of {len(files)} images are not {w}x{h} like the first")
         dt = np.diff(t)
         rate = 1.0 / float(np.median(dt)) if len(dt) and np.median(dt) > 0 else (fps or None)
         videos[name] = {"fps": rate, "width": w, "height": h,
@@ -163,10 +163,10 @@ def read(path: Path, fps: float = 0.0, skip_unreadable: bool = False) -> Life:
                          f"{', '.join(d for d, _ in dead)} (first: {dead[0][1][0]}){fix}")
     for name, files in dead:
         counts["frames_unreadable"] = counts.get("frames_unreadable", 0) + len(files)
-        warnings.append(f"{name}: skipped, no image can be read ({plural(len(files), 'image')}, first: "
+        warnings.append(f"{files[0].parent}: skipped, no image can be read ({plural(len(files), 'image')}, first: "
                         f"{files[0].name})")
-    for w in warnings:
-        log.warning("%s: %s", path, w)
+    for w in warnings:  # each names its folder (the life folder itself, or a subfolder of it)
+        log.warning("%s", w)
     return Life(
         name=life_name(path), root=path, format="frames", sources=sources, source=np.concatenate(src),
         frame_index=np.concatenate(fidx), t=np.concatenate(ts), counts=counts, warnings=warnings,

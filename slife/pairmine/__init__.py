@@ -30,6 +30,10 @@ STRATEGIES: dict[str, str] = {
     "augmented": "slife.pairmine.augmented",
 }
 
+# seconds: times closer than this are the same time (frame times are frame numbers / fps, so a 1 s gap can come
+# out as 0.9999999999999998); the temporal gap window and the time-gap histograms both use it
+TIME_TOL = 1e-6
+
 
 @dataclass(frozen=True)
 class Pair:

@@ -144,11 +144,13 @@ def restrict(table: FrameTable, names) -> FrameTable:
     return FrameTable(sub, decode_order(sub), int(len(sub)))
 
 
-def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) \
+def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int, failed: set | frozenset = frozenset()) \
         -> tuple[np.ndarray, dict[int, tuple[int, str]], np.ndarray]:
     """What the earlier generations' pairs (the first `first_pair` rows of pairs.jsonl) hold, in the life's
     indices (found by recording name and frame number): (N,) bool the frames they use, for each such frame
-    one (pair index, view "src" | "tgt") where it is stored, and (N,) bool the frames in a spatial pair."""
+    one (pair index, view "src" | "tgt") where it is stored, and (N,) bool the frames in a spatial pair. Pairs
+    with a frame in `failed` ((recording, frame number) that did not decode: the pair is not in the tars) are
+    left out."""
     import json
 
     from slife.pairmine.shardset import PAIRS_JSONL
@@ -164,6 +166,8 @@ def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int) \
                 if k >= first_pair:
                     break
                 r = json.loads(line)
+                if failed and ((r["video_a"], r["frame_a"]) in failed or (r["video_b"], r["frame_b"]) in failed):
+                    continue
                 is_spatial = "spatial" in str(r.get("strategy") or "").split("+")
                 for view, v, fr in (("src", r["video_a"], r["frame_a"]), ("tgt", r["video_b"], r["frame_b"])):
                     i = index.get((v, fr))

@@ -79,5 +79,6 @@ def ingest(life_or_path: Life | Path | str, fps: float, reader: str | None = Non
         life = read_life(Path(life_or_path), reader, **dict(reader_options))
     n0 = len(life)
     sampled = life.sample(fps) if fps else life
-    log.info("%s: %d frames, %d sampled at %s fps", life.name, n0, len(sampled), fps or "all")
+    log.info("%s: %d frames, %s", life.name, n0, f"{len(sampled)} sampled at {fps:g} fps" if fps else
+             f"all {len(sampled)} used (--fps 0)")
     return FrameTable(sampled, decode_order(sampled), n0)

@@ -29,7 +29,8 @@ again from the recordings it had, the same bytes, or a refusal), and with nothin
 writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life keeping the pairs
 that involve a new frame, quotas per generation, pair indices and shard numbers after the old ones, a run
 digest of its own), appends its rows to the pair table, writes its tars like any run (resumable: a kill
-then a re-run writes the same bytes) and adds its record to the manifest last.
+then a re-run writes the same bytes) and adds its record to the manifest last. A --pairs-only set has
+generations too (no shards: each appends its rows to the pair table, the earlier rows unchanged).
 Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
 `shardset` (the format), `manifest` (its summary), `preview`.
 """
@@ -137,8 +138,9 @@ def check_out_dir(out_dir: Path, identity: dict, overwrite: bool) -> None:
         raise SlifeError(f"{mine_json}: unreadable ({e}); pass --overwrite to mine this folder again") from None
     diff = settings_diff(old, identity)
     if diff:
-        raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({', '.join(diff)} differ); "
-                         "pass --overwrite to replace them or choose another --out")
+        moved = "; a life moved or copied elsewhere counts as another life" if "life" in diff else ""
+        raise SlifeError(f"{out_dir}: holds pairs mined with other settings ({describe_diff(old, identity, diff)}"
+                         f"{moved}); pass --overwrite to mine again into it, or choose another --out")
 
 
 def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -148,6 +150,20 @@ def settings_diff(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[st
     top = sorted(k for k in set(old) | set(new) if k != "config" and old.get(k) != new.get(k))
     fields = sorted(k for k in set(old_c) | set(new_c) if k not in ignore and old_c.get(k) != new_c.get(k))
     return top + fields
+
+
+def describe_diff(old: dict, new: dict, names: list[str]) -> str:
+    """'voxel differs: 0.1 -> 0.2' or '2 settings differ: life /a -> /b, voxel 0.1 -> 0.2': the `settings_diff`
+    names with their old and new values (top-level keys or config fields)."""
+    old_c, new_c = old.get("config") or {}, new.get("config") or {}
+
+    def value(d: dict, c: dict, k: str):
+        return d.get(k) if k in d and k != "config" else c.get(k)
+
+    change = {k: f"{value(old, old_c, k)} -> {value(new, new_c, k)}" for k in names}
+    if len(names) == 1:
+        return f"{names[0]} differs: {change[names[0]]}"
+    return f"{len(names)} settings differ: " + ", ".join(f"{k} {v}" for k, v in change.items())
 
 
 def prepare_out_dir(out_dir: Path, identity: dict, overwrite: bool, num_nodes: int = 1, node_rank: int = 0) -> None:
@@ -235,8 +251,12 @@ def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, 
             a, b, J = found[s]
             keep = new[a] | new[b]
             found[s] = (a[keep], b[keep], J[keep])
-        log.info("%s: %d pairs", s, len(found[s][0]))
+        log.info("%s: %d pairs found (before duplicates, a pair found from both its frames among them, are merged)",
+                 s, len(found[s][0]))
     pairs = combine(found, cfg.strategies, table.decode_rank, rng(1000), cfg.max_pairs, dict(cfg.ratios))
+    per = {s: int(((pairs.mask >> k) & 1).sum()) for k, s in enumerate(pairs.strategies)}
+    log.info("%d pairs after merging duplicates%s (%s)", len(pairs), " and quotas" if cfg.max_pairs else "",
+             ", ".join(f"{s}: {n}" for s, n in per.items() if s in found))
     if vis is not None:  # Jaccard for every pair whose two frames have visibility
         pv = life.pose_valid if life.pose_valid is not None else np.ones(len(life), bool)
         need = np.isnan(pairs.jaccard) & pv[pairs.a] & pv[pairs.b] & (pairs.a != pairs.b)
@@ -357,6 +377,7 @@ def write_all(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: lis
             with ctx.Pool(min(cfg.workers, n_parts), initializer=_ignore_sigint) as pool:
                 for n, c in pool.imap_unordered(_spool_one, tasks):
                     counts["frames_decoded"] += c["frames_decoded"]
+                    counts["frames_missing"] += c["frames_missing"]
                     counts["frames_corrupt"] += c["frames_corrupt"]
                     step(n)
             spool = sh.Spool(spool_dir, run or "")
@@ -411,6 +432,10 @@ def _plan(cfg: MineConfig, identity: dict, table: FrameTable, number: int, old: 
 def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, man: dict) -> dict:
     """A set made before generations existed, as generation 0, when mining its recordings again gives the run
     digest its stats carry; else SlifeError saying how to proceed."""
+    if man.get("pairs_only"):
+        raise SlifeError(f"{out_dir}: a pairs-only set made by slife {man.get('slife_version', '?')} before pairs-only "
+                         "sets had generations, so new pairs cannot be appended to it; pass --overwrite to mine the "
+                         "life again as generation 0, or choose another --out")
     names = [x.get("name", "") for x in (man.get("life") or {}).get("sources") or []]
     n = len(man.get("shards") or [])
     runs = {(ss.read_stats(out_dir, k) or {}).get("run") for k in range(n)}
@@ -486,8 +511,8 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: has poses but no video or images to put into shards; "
                          "pass --pairs-only to write pairs.jsonl and pairs.txt only")
     command = command or " ".join(sys.argv)
-    current = gen.recordings(table) if not cfg.pairs_only else []
-    gens = [] if cfg.pairs_only else _old_generations(cfg, identity, table, out_dir)
+    current = gen.recordings(table)
+    gens = _old_generations(cfg, identity, table, out_dir)
     gen.check_unchanged(out_dir, gens, current)
     if not merge and cfg.node_rank == 0:
         for k in range(len(gens)):
@@ -513,7 +538,10 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
                          "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
     new = gen.new_frames(table, added) if number else None
-    used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair) if number else (None, {}, None)
+    used_before, where, spatial_before = (None, {}, None)
+    if number:  # the earlier generations' pairs as their tars hold them
+        used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair,
+                                                                _old_failed(out_dir, table, gens))
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs, new=new)
     summary["visibility"] = plan.vis_counts
@@ -540,11 +568,9 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         "warnings": plan.warnings + list(life.warnings),
         "summary": summary,
     }
-    if cfg.pairs_only:
-        return ss.write_manifest(out_dir, 0, base)
-    run = plan.run  # in every shard's stats
+    run = plan.run  # in every shard's stats ("" with --pairs-only: no shards)
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
-    if not merge:
+    if not merge and not cfg.pairs_only:
         stored = None
         if number:  # old frames the new pairs use: from the old tars, already encoded
             old_used = np.unique(np.concatenate([pairs.a, pairs.b]))
@@ -570,6 +596,11 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     if gens and gens[-1].get("geometry") not in (None, geometry):
         log.warning("%s: the life's points or tracks changed since generation %d: its pairs keep the Jaccard measured "
                     "then; the new pairs are measured on the geometry of now", out_dir, number - 1)
+    failed = _failed_frames(out_dir, ids)
+    written = ~(np.isin(pairs.a, failed) | np.isin(pairs.b, failed)) if len(failed) else None
+    if written is not None:  # frames used and spatial coverage as the tars hold them, not as planned
+        summary.update({k: v for k, v in summarize(table, pairs, new=new, written=written).items()
+                        if k in ("frames_used", "spatial_coverage")})
     new_recordings = [r for r in current if r["name"] in set(added)]
     record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
                                   geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -577,19 +608,44 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     base["generations"] = gens
     base["summary"] = merge_summaries([g["summary"] for g in gens])
     if used_before is not None:  # distinct frames over all generations (merge_summaries can only add them up)
-        used_before[pairs.a] = used_before[pairs.b] = True
+        w = slice(None) if written is None else written
+        used_before[pairs.a[w]] = used_before[pairs.b[w]] = True
         base["summary"]["frames_used"] = int(used_before.sum())
         if "spatial_coverage" in summary:  # over the grown life, with the earlier generations' spatial pairs
             pv = life.pose_valid if life.pose_valid is not None else np.zeros(len(life), bool)
-            base["summary"]["spatial_coverage"] = spatial_coverage(pairs, pv, before=spatial_before)
+            base["summary"]["spatial_coverage"] = spatial_coverage(pairs, pv, before=spatial_before, written=written)
     path = ss.write_manifest(out_dir, n_shards, base, table=table, strict=cfg.strict)
     if cfg.num_nodes <= 1:
         _remove(spool_dir)
-    if cfg.preview > 0 and P:
+    if cfg.preview > 0 and P and not cfg.pairs_only:
         from slife.pairmine.preview import contact_sheet
 
         contact_sheet(out_dir, cfg.preview, seed=cfg.seed)
     return path
+
+
+def _failed_frames(out_dir: Path, shard_ids: list[int]) -> np.ndarray:
+    """The sampled-life indices of the frames that did not decode in the shards `shard_ids` (their stats'
+    `frames_missing`), sorted."""
+    failed: set[int] = set()
+    for s in shard_ids:
+        failed.update((ss.read_stats(out_dir, s) or {}).get("frames_missing", []))
+    return np.array(sorted(failed), np.int64)
+
+
+def _old_failed(out_dir: Path, table: FrameTable, gens: list[dict]) -> set[tuple[str, int]]:
+    """(recording, frame number) of the frames that did not decode in the earlier generations' shards (their
+    stats hold indices into the life as each generation saw it: `gen.restrict` to its recordings and those
+    before)."""
+    out: set[tuple[str, int]] = set()
+    names: set[str] = set()
+    for g in gens:
+        names |= {r["name"] for r in g["recordings"]}
+        failed = _failed_frames(out_dir, list(range(g["first_shard"], g["first_shard"] + g["shards"])))
+        if len(failed):
+            life = gen.restrict(table, names).life
+            out |= {(life.source_name(int(i)), int(life.frame_index[i])) for i in failed if int(i) < len(life)}
+    return out
 
 
 def _remove_beyond(out_dir: Path, n_shards: int) -> None:

@@ -72,7 +72,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
     out_dir = Path(out_dir)
     model_dir = out_dir / "sparse" / "0"
     if model_dir.exists() and not cfg.overwrite:
-        from slife.pairmine.pipeline import settings_diff
+        from slife.pairmine.pipeline import describe_diff, settings_diff
 
         try:
             made = json.loads((out_dir / "sfm.json").read_text())
@@ -82,7 +82,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
         made = made and {k: made.get(k) for k in now}  # sfm.json also holds the reconstruction's counts
         differ = made and settings_diff(made, now, ignore=("overwrite", "num_threads"))
         if differ:
-            raise SlifeError(f"{model_dir}: was reconstructed with other settings ({', '.join(differ)} differ); "
+            raise SlifeError(f"{model_dir}: was reconstructed with other settings ({describe_diff(made, now, differ)}); "
                              "pass --overwrite to redo it or choose another --out")
         log.warning("%s exists; reusing it (pass --overwrite to redo)", model_dir)
         return model_dir

@@ -43,8 +43,8 @@ import numpy as np
 from slife.io import atomic_file, atomic_write_json
 from slife.pairmine.combine import PairTable
 from slife.pairmine.ingest import FrameTable
-from slife.pairmine.shardset import (TarShard, pair_meta, sample_key, sample_members, shard_complete, shard_name,
-                                     shard_stats, write_stats)
+from slife.pairmine.shardset import (TarShard, frame_losses, pair_meta, sample_key, sample_members, shard_complete,
+                                     shard_name, shard_stats, write_stats)
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,17 @@ def write_shard(table: FrameTable, pairs: PairTable, out_dir: Path, s: int, pair
 
 def new_counts(shards_skipped: int = 0) -> dict:
     """The counts a writer call returns (summed over processes by the pipeline)."""
-    return {"shards_written": 0, "shards_skipped": shards_skipped, "frames_decoded": 0, "frames_corrupt": 0,
+    return {"shards_written": 0, "shards_skipped": shards_skipped, "frames_decoded": 0, "frames_missing": 0,
+            "frames_corrupt": 0,
             "pairs_written": 0, "pairs_dropped_corrupt": 0}
+
+
+def failed_counts(table: FrameTable, asked, decoded) -> dict:
+    """{"frames_missing", "frames_corrupt"}: the frames `asked` that are not among those `decoded`, split into
+    image file not there vs pixels that do not decode (as the manifest splits them)."""
+    failed = sorted(set(int(i) for i in asked) - set(int(i) for i in decoded))
+    losses = frame_losses(failed, table, {})
+    return {"frames_missing": losses["frames_missing"], "frames_corrupt": losses["frames_corrupt"]}
 
 
 def add_shard_counts(counts: dict, stats: dict) -> None:
@@ -295,18 +304,18 @@ def write_shards(table: FrameTable, pairs: PairTable, out_dir: Path, shard_ids: 
             if progress:
                 progress(r1 - r0)
 
-    seen = 0
+    seen = []
     for i, rgb in life.iter_frames(need):
         enc = encode_one(life, i, rgb, short_side, quality)
         if enc is None:
             continue
         cache[i] = enc[:2]
         sizes[i] = enc[2]
-        seen += 1
+        seen.append(i)
         flush(table.decode_rank[i])
     flush(np.inf)
-    counts["frames_decoded"] = seen
-    counts["frames_corrupt"] = int(len(need) - seen)
+    counts["frames_decoded"] = len(seen)
+    counts.update(failed_counts(table, need, seen))
     return counts
 
 
@@ -326,7 +335,7 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
     Bytes go to `part-%05d.bin` (temporary name, renamed when complete), then the index
     `part-%05d.json` {"run", "asked": ids, "frames": {id: [off, len, depth_off, depth_len, W, H]}}
     (depth_len 0: no depth); frames that fail to decode or encode are in "asked" but not in "frames".
-    Returns {"frames_decoded", "frames_corrupt"}.
+    Returns {"frames_decoded", "frames_missing", "frames_corrupt"}.
     """
     life = table.life
     spool_dir = Path(spool_dir)
@@ -349,7 +358,7 @@ def spool_part(table: FrameTable, ids: np.ndarray, spool_dir: Path, part: int, s
             entries[str(int(i))] = e
     index = {"run": run, "asked": [int(i) for i in ids], "frames": entries}
     atomic_write_json(spool_dir / f"{name}.json", index, indent=None)
-    return {"frames_decoded": len(entries), "frames_corrupt": int(len(ids) - len(entries))}
+    return {"frames_decoded": len(entries), **failed_counts(table, ids, map(int, entries))}
 
 
 class StoredSizes(Mapping):

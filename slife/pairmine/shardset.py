@@ -14,7 +14,7 @@ This module owns all of it, both ways: the names (`shard_name`, `stats_name`, `O
 reading the stats (`shard_stats`, `write_stats`, `read_stats`) and the manifest (`write_manifest`, with the
 written and lost counts gathered from the stats: frames missing vs corrupt, the loss warning, `--strict`;
 `read_manifest`; `manifest_shards`: the tars a reader should read, with counts, sizes, sha256 and generations;
-`coverage_line` and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife
+`frames_line`, `coverage_line` and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife
 inspect` print), the completeness and integrity checks (`shard_complete`, `inspect_shards`), the sample's
 members and json on the write side (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read
 side (`REQUIRED`, `view_K` with its fallback to `K` for both views when `K_b` is absent, `is_augmented`), and
@@ -65,6 +65,13 @@ SET_FILES = (MANIFEST, PREVIEW)  # the set-wide files (rank 0 of several nodes r
 
 def shard_name(s: int) -> str:
     return f"pairs-{s:06d}.tar"
+
+
+def shard_range(first: int, n: int) -> str:
+    """'pairs-000002.tar', 'pairs-000002.tar .. pairs-000004.tar', or 'no shards' (n = 0: a pairs-only set)."""
+    if n <= 0:
+        return "no shards"
+    return shard_name(first) if n == 1 else f"{shard_name(first)} .. {shard_name(first + n - 1)}"
 
 
 def stats_name(s: int) -> str:
@@ -154,18 +161,26 @@ def read_manifest(folder: Path) -> dict | None:
 LOSS_KEYS = ("frames_missing", "frames_corrupt", "first_missing", "first_corrupt")  # a summary's frame losses
 
 
-def _losses(failed: list[int], table, before: dict) -> dict:
+def _first(table, ids: list[int]) -> str | None:
+    """How a loss names its first frame: the image file's path where the frame has one, else its name."""
+    if not ids:
+        return None
+    f = table.frame_file(ids[0])
+    return str(f) if f is not None else table.frame_name(ids[0])
+
+
+def frame_losses(failed: list[int], table, before: dict) -> dict:
     """The frames that failed in the writer (sampled-life indices, from the stats' `frames_missing`), split into
     `frames_missing` (the image file is not there) and `frames_corrupt` (the rest: pixels that do not decode),
     each with its first one named. `table` is the `FrameTable` the indices refer to (`frame_file`,
     `frame_name`); without it (an earlier generation's shards, mined from the life as it was then) the split
-    its summary `before` recorded is kept when it covers as many frames, else all count as corrupt."""
+    its summary `before` recorded is kept when it covers as many frames, else all count as corrupt. The writers'
+    counts (`shards.py`) split the same way."""
     if table is not None:
         absent = [i for i in failed if (f := table.frame_file(i)) is not None and not f.exists()]
         corrupt = sorted(set(failed) - set(absent))
         return {"frames_missing": len(absent), "frames_corrupt": len(corrupt),
-                "first_missing": str(table.frame_file(absent[0])) if absent else None,
-                "first_corrupt": table.frame_name(corrupt[0]) if corrupt else None}
+                "first_missing": _first(table, absent), "first_corrupt": _first(table, corrupt)}
     if before.get("frames_missing", 0) + before.get("frames_corrupt", 0) == len(failed):
         out = {k: before.get(k, None if k.startswith("first") else 0) for k in LOSS_KEYS}
         if out["frames_corrupt"] and not out["first_corrupt"]:  # recorded before the first was named
@@ -177,7 +192,7 @@ def _losses(failed: list[int], table, before: dict) -> dict:
 
 def _written(summary: dict, stats: list[dict], table=None, losses: dict | None = None) -> dict:
     """`summary` with what the shards `stats` hold: pairs written (per strategy) and dropped, frames missing and
-    corrupt (`_losses` with `table`, or `losses` when given), pairs without depth."""
+    corrupt (`frame_losses` with `table`, or `losses` when given), pairs without depth."""
     written: dict[str, int] = {}
     failed: set[int] = set()
     for st in stats:
@@ -188,7 +203,7 @@ def _written(summary: dict, stats: list[dict], table=None, losses: dict | None =
     out["pairs_written"] = int(sum(st["samples"] for st in stats))
     out["written_per_strategy"] = dict(sorted(written.items()))
     out["pairs_dropped_corrupt"] = int(sum(st["pairs_dropped_corrupt"] for st in stats))
-    out.update(losses if losses is not None else _losses(sorted(failed), table, summary))
+    out.update(losses if losses is not None else frame_losses(sorted(failed), table, summary))
     out["pairs_without_depth"] = int(sum(st.get("pairs_without_depth", 0) for st in stats))
     return out
 
@@ -263,6 +278,27 @@ def coverage_line(summary: dict) -> str | None:
     share = "-" if c["share"] is None else f"{100 * c['share']:.1f}%"
     of = f"its {c['posed_frames']} new" if c.get("new") else str(c["posed_frames"])
     return f"spatial coverage: {c['with_spatial_pair']} of {of} posed frames ({share}) have a spatial pair"
+
+
+def frames_line(summary: dict, pairs_only: bool = False) -> str:
+    """'frames: 200 in life, 41 sampled, 40 used, 0 without pose, 0 missing, 1 corrupt (8 of 182 pairs not
+    written)': missing / corrupt count the frames the writer could not decode plus the images the life's reader
+    left out as unreadable (said in the parentheses, with the videos it skipped). A --pairs-only set writes no
+    pairs into shards: the count of those not written is left out."""
+    s = summary
+    left = s.get("frames_left_out") or {}
+    unread, videos = left.get("frames_unreadable", 0), left.get("videos_skipped", 0)
+    notes = []
+    if unread:
+        notes.append(f"{unread} of them {'an image' if unread == 1 else 'images'} left out as unreadable when the "
+                     "life was read")
+    if videos:
+        notes.append(f"{videos} unreadable {'video' if videos == 1 else 'videos'} skipped when the life was read")
+    if not pairs_only:
+        notes.append(f"{s.get('pairs_dropped_corrupt', 0)} of {s['pairs']} pairs not written")
+    return (f"frames: {s['frames_in_life']} in life, {s['frames_sampled']} sampled, {s['frames_used']} used, "
+            f"{s['frames_without_pose']} without pose, {s.get('frames_missing', 0)} missing, "
+            f"{s.get('frames_corrupt', 0) + unread} corrupt" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def loss_line(summary: dict) -> str | None:
@@ -437,7 +473,7 @@ def inspect_shards(folder: Path | str) -> dict:
         out["generations"] = [{"generation": g["generation"], "added": g["added"],
                                "recordings": [r["name"] for r in g["recordings"]], "pairs": g["pairs"],
                                "samples": g.get("samples"),
-                               "shards": f"{shard_name(g['first_shard'])} .. {shard_name(g['first_shard'] + g['shards'] - 1)}",
+                               "shards": shard_range(g["first_shard"], g["shards"]),
                                "spatial_coverage": coverage_line(g.get("summary") or {}),
                                "pairs_lost": loss_line(g.get("summary") or {})}
                               for g in gens]

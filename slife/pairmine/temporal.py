@@ -1,4 +1,4 @@
-"""Temporal pairs: frames of the same video with min_gap <= |t_a - t_b| <= max_gap seconds.
+"""Temporal pairs: frames of the same video with min_gap <= |t_a - t_b| <= max_gap seconds (to `TIME_TOL`).
 
 Reads the sampled `Life` (`source`, `t` in seconds). Returns pairs (a = source, b = target, no Jaccard):
 for each frame, `temporal_per_frame` partners drawn at random from the later frames of its video inside
@@ -12,6 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
+from slife.pairmine import TIME_TOL
+
 
 def find_pair_arrays(life, cfg, rng: np.random.Generator, vis=None):
     """Temporal pairs as arrays (a (P,), b (P,), jaccard (P,) NaN)."""
@@ -20,8 +22,8 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis=None):
         ids = np.flatnonzero(life.source == s)
         ids = ids[np.argsort(life.t[ids], kind="stable")]
         t = life.t[ids]
-        lo = np.searchsorted(t, t + cfg.min_gap, side="left")  # first later frame far enough
-        hi = np.searchsorted(t, t + cfg.max_gap, side="right")  # one past the last close enough
+        lo = np.searchsorted(t, t + cfg.min_gap - TIME_TOL, side="left")  # first later frame far enough
+        hi = np.searchsorted(t, t + cfg.max_gap + TIME_TOL, side="right")  # one past the last close enough
         lo = np.maximum(lo, np.arange(len(t)) + 1)
         cnt = np.maximum(hi - lo, 0)
         if cfg.temporal_per_frame == 0:

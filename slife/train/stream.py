@@ -46,7 +46,7 @@ import torch.utils.data
 from PIL import Image
 
 from slife.errors import SlifeError
-from slife.pairmine.shardset import REQUIRED, ListedShard, is_augmented, manifest_shards, view_K
+from slife.pairmine.shardset import MANIFEST, REQUIRED, ListedShard, is_augmented, manifest_shards, view_K
 from slife.train.augment import normalize, resize_short_side
 from slife.train.tario import tar_samples
 
@@ -145,12 +145,13 @@ def resolve_shards(spec) -> ShardSet:
     s = ShardSet(spec=spec if isinstance(spec, str) else ",".join(map(str, spec)))
     listed: list[ListedShard] = []
     for p in expand_spec(spec):
-        if p.is_dir():
-            listed += manifest_shards(p)
+        if p.is_dir() or (p.name == MANIFEST and p.is_file()):  # a shard folder, or its manifest.json
+            listed += manifest_shards(p if p.is_dir() else p.parent)
         elif p.suffix == ".tar" and p.exists():
             listed.append(ListedShard(p, None, None))
         else:
-            raise SlifeError(f"{p}: no such shard folder or .tar file")
+            raise SlifeError(f"{p}: {'not a' if p.exists() else 'no such'} shard folder, {MANIFEST} or .tar file "
+                             "(a shard folder is what `slife mine-pairs` writes)")
     if not listed:
         raise SlifeError(f"{s.spec}: no shards listed")
     times = Counter(e.path.resolve() for e in listed)

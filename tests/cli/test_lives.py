@@ -105,3 +105,30 @@ def test_inspect_and_mine_a_folder_of_image_frames(tmp_path):
     assert r.exit_code == 0, r.output
     man = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert man["life"]["format"] == "frames" and man["samples"] > 0
+
+
+def test_inspect_shard_folder_table_is_readable_and_takes_a_manifest_path(tmp_path):
+    """`slife inspect` on a shard set (or its manifest.json) prints lines, not JSON blobs; `resolve_shards` takes a
+    manifest.json too and says what it expects."""
+    import pytest
+
+    from slife.errors import SlifeError
+    from slife.pairmine.procedural import make_life
+    from slife import pairmine as pm
+    from slife.train.stream import resolve_shards
+
+    life = make_life(30, rooms=(1, 2), videos=1, seed=3, image_dir=tmp_path / "imgs")
+    out = tmp_path / "sh"
+    man = json.loads(pm.run(pm.MineConfig(strategies=("temporal",), fps=0, short_side=16, pairs_per_shard=10), life,
+                            out).read_text())
+    for target in (out, out / "manifest.json"):
+        r = CliRunner().invoke(app, ["inspect", str(target)], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, r.output
+        assert "{" not in r.output and "[" not in r.output  # no raw JSON
+        n = len(man["shards"])
+        assert f"{n} tars, {man['samples']} samples (temporal {man['samples']})" in r.output
+        assert f"pairs-000000.tar .. pairs-{n - 1:06d}.tar" in r.output and "frames" in r.output
+    assert resolve_shards(str(out / "manifest.json")).paths == resolve_shards(str(out)).paths
+    with pytest.raises(SlifeError, match=r"life.json: not a shard folder, manifest.json or .tar file"):
+        (tmp_path / "life.json").write_text("{}")
+        resolve_shards(str(tmp_path / "life.json"))

@@ -70,6 +70,11 @@ def test_mine_pairs_cli_appends_a_generation_to_a_grown_life(tmp_path, tiny_life
     assert "generation 1" in res.output and "the set holds 2 generations" in res.output
     man = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert [s["name"] for s in man["shards"][: len(first)]] == first and len(man["shards"]) > len(first)
+    g = man["generations"][1]
+    names = [s["name"] for s in man["shards"][g["first_shard"]:]]
+    where = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+    assert (f"the set holds 2 generations: {man['samples']} pairs in {len(man['shards'])} shards (generation 1: "
+            f"{g['samples']} pairs in {where})") in " ".join(res.output.split())
     res = CliRunner().invoke(app, ["inspect", str(tmp_path / "s"), "--json"])
     assert res.exit_code == 0 and [g["recordings"] for g in json.loads(res.output)["generations"]] == \
         [["video"], ["video-001"]]
@@ -156,3 +161,62 @@ def test_mine_pairs_unreadable_videos_listed_skipped_counted(tmp_path):
     res = CliRunner().invoke(app, base + ["-O", "skip_unreadable=true", "--strict", "--out", str(tmp_path / "c")])
     assert res.exit_code == 2 and "--strict" in res.output and "videos skipped: 2" in res.output
     assert "skip_unreadable=true" in CliRunner().invoke(app, ["mine-pairs", "--help"]).output
+
+
+def test_mine_pairs_frames_line_counts_images_the_reader_left_out(tmp_path):
+    """An unreadable image in a frames folder is in the end-of-run frames line and the manifest, not only in a
+    warning; the log names the folder once."""
+    from PIL import Image
+
+    life = tmp_path / "fr1"
+    life.mkdir()
+    for i in range(20):
+        Image.new("RGB", (32, 24), (i * 10, 50, 100)).save(life / f"{i:06d}.jpg")
+    (life / "000007.jpg").write_bytes(b"junk")
+    out = tmp_path / "sh"
+    res = CliRunner().invoke(app, ["mine-pairs", str(life), "-O", "fps=5", "-s", "temporal", "-o", str(out),
+                                   "--fps", "0", "--short-side", "16"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "manifest.json").read_text())["summary"]
+    assert s["frames_left_out"] == {"frames_unreadable": 1} and s["frames_in_life"] == 19
+    line = next(x for x in res.output.splitlines() if x.startswith("frames:"))
+    assert line == (f"frames: 19 in life, 19 sampled, {s['frames_used']} used, 19 without pose, 0 missing, 1 corrupt "
+                    f"(1 of them an image left out as unreadable when the life was read; 0 of {s['pairs']} pairs not "
+                    "written)")
+    assert f"{life}: {life}:" not in res.output
+
+
+def test_mine_pairs_moved_life_is_refused_naming_both_paths(tmp_path, tiny_life):
+    """A life copied elsewhere is another life to a shard set: the one-line error names both paths and the way on."""
+    import shutil
+
+    args = ["--fps", "4", "-s", "temporal", "--short-side", "16", "--min-gap", "0.2", "--max-gap", "1"]
+    assert CliRunner().invoke(app, ["mine-pairs", str(tiny_life), "-o", str(tmp_path / "shA")] + args).exit_code == 0
+    shutil.copytree(tiny_life, tmp_path / "lifeC")
+    shutil.copytree(tmp_path / "shA", tmp_path / "shC")
+    res = CliRunner().invoke(app, ["mine-pairs", str(tmp_path / "lifeC"), "-o", str(tmp_path / "shC")] + args)
+    assert res.exit_code == 2
+    msg = " ".join(res.output.split())
+    assert (f"holds pairs mined with other settings (life differs: {tiny_life.resolve()} -> "
+            f"{(tmp_path / 'lifeC').resolve()}; a life moved or copied elsewhere counts as another life); pass "
+            "--overwrite to mine again into it") in msg
+
+
+def test_mine_pairs_pairs_only_appends_a_generation(tmp_path, tiny_life):
+    import shutil
+
+    life = tmp_path / "life"
+    shutil.copytree(tiny_life, life)
+    out = tmp_path / "p"
+    args = ["mine-pairs", str(life), "-s", "temporal", "--out", str(out), "--fps", "0", "--min-gap", "0.2",
+            "--max-gap", "1", "--pairs-only"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    old = (out / "pairs.jsonl").read_text().splitlines()
+    assert CliRunner().invoke(app, ["synth", str(life), "--append-days", "1"]).exit_code == 0
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = (out / "pairs.jsonl").read_text().splitlines()
+    assert rows[: len(old)] == old and len(rows) > len(old)
+    assert (f"the set holds 2 generations: {len(rows)} pairs in pairs.jsonl (generation 1: its lines "
+            f"{len(old) + 1}-{len(rows)})") in " ".join(res.output.split())
+    assert "written" not in res.output  # no shards, no written column

@@ -68,7 +68,7 @@ def test_a_subfolder_without_a_readable_image(tmp_path):
     life = read_life(tmp_path, skip_unreadable="true")  # as the command line gives it
     assert [s.name for s in life.sources] == ["day1"] and len(life) == 3
     assert life.counts == {"frames_unreadable": 2}
-    assert life.warnings == ["day2: skipped, no image can be read (2 images, first: 200.000000.jpg)"]
+    assert life.warnings == [f"{tmp_path / 'day2'}: skipped, no image can be read (2 images, first: 200.000000.jpg)"]
     for i in range(3):
         (tmp_path / "day1" / f"{100 + i:.6f}.png").write_bytes(b"")
     with pytest.raises(SlifeError, match=r"in 2 of 2 image folders no image can be read: day1, day2") as e:

@@ -272,7 +272,7 @@ def test_an_append_counts_its_losses_and_coverage_and_strict_stops_it(tmp_path, 
     cfg = small_cfg(strategies=("spatial", "temporal"))
     out = tmp_path / "s"
     g0 = json.loads(pm.run(cfg, before, out).read_text())["generations"][0]["summary"]
-    assert (g0["frames_missing"], g0["frames_corrupt"], g0["first_corrupt"]) == (0, 1, "day0/000004.png")
+    assert (g0["frames_missing"], g0["frames_corrupt"], g0["first_corrupt"]) == (0, 1, str(imgs / "day0" / "000004.png"))
     (imgs / "day2" / "000010.png").unlink()  # a frame of the new day is gone
     with pytest.raises(SlifeError, match=r"--strict: generation 1: \d+ of \d+ pairs .* were not written: 1 frame with "
                                          r"image file missing \(first: .*day2/000010.png\)"):
@@ -285,17 +285,19 @@ def test_an_append_counts_its_losses_and_coverage_and_strict_stops_it(tmp_path, 
     assert h1["frames_missing"] == 1 and h1["first_missing"] == str(imgs / "day2" / "000010.png")
     for k in ("frames_missing", "frames_corrupt", "pairs_dropped_corrupt"):
         assert s[k] == h0[k] + h1[k]
-    assert s["first_missing"] == h1["first_missing"] and s["first_corrupt"] == "day0/000004.png"
+    assert s["first_missing"] == h1["first_missing"] and s["first_corrupt"] == str(imgs / "day0" / "000004.png")
     assert man["samples"] == s["pairs"] - s["pairs_dropped_corrupt"]
     assert [w for w in man["warnings"] if "were not written" in w] == [
         f"generation 1: {h1['pairs_dropped_corrupt']} of {h1['pairs']} pairs "
         f"({100 * h1['pairs_dropped_corrupt'] / h1['pairs']:.1f}%) were not written: "
         + "; ".join([f"1 frame with image file missing (first: {imgs / 'day2' / '000010.png'})"]
-                    + ([f"{h1['frames_corrupt']} frame with pixels that do not decode (first: day0/000004.png)"]
+                    + ([f"{h1['frames_corrupt']} frame with pixels that do not decode (first: {imgs / 'day0' / '000004.png'})"]
                        if h1["frames_corrupt"] else []))]
     # coverage, recounted from the pair table by (recording, frame): the new day's in generation 1, all in the set
     rows = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
-    spatial = [r for r in rows if "spatial" in r["strategy"].split("+")]
+    lost = {("day0", 4), ("day2", 10)}  # pairs with these frames are not in the tars: they cover nothing
+    spatial = [r for r in rows if "spatial" in r["strategy"].split("+")
+               and not {(r["video_a"], r["frame_a"]), (r["video_b"], r["frame_b"])} & lost]
     paired = {(r[f"video_{v}"], r[f"frame_{v}"]) for r in spatial for v in "ab"}
     new_paired = {(r[f"video_{v}"], r[f"frame_{v}"]) for r in spatial if r["pair"] >= man["generations"][1]["first_pair"]
                   for v in "ab"} & {("day2", int(f)) for f in after.frame_index[after.source == 2]}
@@ -310,3 +312,39 @@ def test_an_append_counts_its_losses_and_coverage_and_strict_stops_it(tmp_path, 
     assert r["generations"][1]["spatial_coverage"].startswith(f"spatial coverage: {len(new_paired)} of its {n_new} "
                                                               "new posed frames")
     assert "1 frame with image file missing" in r["generations"][1]["pairs_lost"]
+
+
+def test_pairs_only_appends_a_generation(tmp_path, proc_grown, small_cfg):
+    """--pairs-only on a grown life appends the new pairs (the earlier lines unchanged, the same pairs a tar set
+    gets), lists the generations, and with nothing new writes nothing; a changed recording is refused as with
+    tars; an old pairs-only set (no generations) is refused with the way on."""
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"), pairs_only=True)
+    out = tmp_path / "s"
+    pm.run(cfg, before, out)
+    old = (out / "pairs.jsonl").read_text().splitlines()
+    man = json.loads(pm.run(cfg, after, out).read_text())
+    rows = (out / "pairs.jsonl").read_text().splitlines()
+    g0, g1 = man["generations"]
+    assert rows[: len(old)] == old and len(rows) == len(old) + g1["pairs"]
+    assert g1["first_pair"] == len(old) == g0["pairs"]
+    assert [r["name"] for r in g1["recordings"]] == ["day2"] and g1["shards"] == 0 and man["shards"] == []
+    assert [json.loads(x)["pair"] for x in rows] == list(range(len(rows)))
+    tars = tmp_path / "t"  # the same pairs as the tar path appends
+    pm.run(replace(cfg, pairs_only=False), before, tars)
+    pm.run(replace(cfg, pairs_only=False), after, tars)
+    tar_rows = (tars / "pairs.jsonl").read_text().splitlines()
+    assert [json.loads(x)["name_a"] for x in rows] == [json.loads(x)["name_a"] for x in tar_rows]
+    stamp = (out / "pairs.jsonl").stat().st_mtime_ns
+    pm.run(cfg, after, out)  # nothing new
+    assert (out / "pairs.jsonl").stat().st_mtime_ns == stamp
+    moved = after.T_world_cam.copy()
+    moved[after.source == 1, :3, 3] += 0.01
+    with pytest.raises(SlifeError, match="recording 'day1' changed since generation 0"):
+        pm.run(cfg, replace(after, T_world_cam=moved), out)
+    m = json.loads((out / "manifest.json").read_text())
+    del m["generations"]  # as an older slife wrote it
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(SlifeError, match="pairs-only set made by slife .* before pairs-only sets had generations.*"
+                                         "--overwrite"):
+        pm.run(cfg, after, out)

@@ -21,8 +21,10 @@ from slife.errors import SlifeError
 def test_refuses_other_settings_unless_overwrite(tmp_path, proc_life, small_cfg):
     pm.run(small_cfg(strategies=("temporal",)), proc_life, tmp_path)
     pm.run(small_cfg(strategies=("temporal",), workers=2), proc_life, tmp_path)  # run-time fields may differ
-    with pytest.raises(SlifeError, match="other settings.*max_gap"):
+    with pytest.raises(SlifeError, match=r"other settings \(max_gap differs: 5.0 -> 9.0\); pass --overwrite"):
         pm.run(small_cfg(strategies=("temporal",), max_gap=9.0), proc_life, tmp_path)
+    with pytest.raises(SlifeError, match=r"\(2 settings differ: max_gap 5.0 -> 9.0, min_gap 1.0 -> 2.0\)"):
+        pm.run(small_cfg(strategies=("temporal",), max_gap=9.0, min_gap=2.0), proc_life, tmp_path)
     man = json.loads(pm.run(small_cfg(strategies=("temporal",), max_gap=9.0, overwrite=True), proc_life,
                             tmp_path).read_text())
     assert man["config"]["max_gap"] == 9.0
@@ -326,3 +328,43 @@ def test_merge_refuses_shards_of_other_settings(tmp_path, proc_life, small_cfg):
     pm.run(cfg, proc_life, out)  # rank 0 only: rank 1's range still holds the old run's shards
     with pytest.raises(SlifeError, match="other settings"):
         pm.run(replace(cfg, overwrite=False), proc_life, out, merge=True)
+
+
+def test_frames_used_and_coverage_count_the_pairs_written(tmp_path, proc_images, small_cfg):
+    """A frame that does not decode is neither used nor covered: the counts are those of the pairs in the tars."""
+    import shutil
+    from slife.pairmine.procedural import make_life
+
+    imgs = tmp_path / "imgs"
+    shutil.copytree(proc_images, imgs)
+    life = make_life(90, rooms=(2, 2), videos=3, seed=3, image_dir=imgs)
+    (imgs / "day1" / "000004.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    man = json.loads(pm.run(small_cfg(strategies=("spatial", "temporal")), life, out).read_text())
+    s = man["summary"]
+    bad = "day1/000004.png"
+    rows = [r for r in (json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines())
+            if bad not in (r["name_a"], r["name_b"])]
+    assert man["samples"] == len(rows) < s["pairs"]
+    used = {n for r in rows for n in (r["name_a"], r["name_b"])}
+    assert bad not in used and s["frames_used"] == len(used) == s["frames_sampled"] - 1
+    covered = {n for r in rows if "spatial" in r["strategy"].split("+") for n in (r["name_a"], r["name_b"])}
+    c = s["spatial_coverage"]
+    assert c["posed_frames"] == 90 and c["with_spatial_pair"] == len(covered) <= 89
+    assert man["generations"][0]["summary"]["frames_used"] == s["frames_used"]
+
+
+def test_log_says_found_and_merged_counts(tmp_path, proc_life, small_cfg, caplog):
+    """The log's per-strategy counts say they are found before merging; the merged counts match the manifest."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="slife.pairmine"):
+        man = json.loads(pm.run(small_cfg(strategies=("spatial", "temporal"), pairs_only=True), proc_life,
+                                tmp_path).read_text())
+    s = man["summary"]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert f"spatial: {s['combine']['found']['spatial']} pairs found (before duplicates" in " ".join(msgs)
+    per = {k: sum(v for lab, v in s["pairs_per_strategy"].items() if k in lab.split("+")) for k in ("spatial", "temporal")}
+    assert f"{s['pairs']} pairs after merging duplicates (spatial: {per['spatial']}, temporal: {per['temporal']})" in msgs
+    assert s["combine"]["found"]["spatial"] > per["spatial"]  # orientation duplicates merged
+    assert f"{proc_life.name}: 90 frames, all 90 used (--fps 0)" in msgs  # was '90 sampled at all fps'

@@ -43,3 +43,24 @@ def test_random_and_augmented(proc_life):
     assert (a == b).all() and (J == 1).all() and 25 <= len(a) <= 65
     pairs = list(augmented.find_pairs(proc_life, MineConfig(), np.random.default_rng(0)))
     assert len(pairs) == len(proc_life) and pairs[0].strategy == "augmented"
+
+
+def test_a_gap_of_float_noise_is_the_gap(proc_life):
+    """Times are frame numbers / fps: a 1 s gap at 5 fps can come out as 0.9999999999999998 s. It is a 1 s gap to
+    --min-gap/--max-gap and to the manifest's time-gap histogram."""
+    from dataclasses import replace
+
+    from slife.pairmine.combine import combine
+    from slife.pairmine.ingest import FrameTable, decode_order
+    from slife.pairmine.manifest import summarize
+
+    life = replace(proc_life, t=proc_life.frame_index / 5.0)
+    dt = np.abs(life.t[5:] - life.t[:-5])[life.source[5:] == life.source[:-5]]
+    assert (dt < 1.0).any()  # the noise is there
+    cfg = MineConfig(min_gap=1.0, max_gap=1.0, temporal_per_frame=0)
+    a, b, J = temporal.find_pair_arrays(life, cfg, np.random.default_rng(0))
+    assert len(a) == 3 * (30 - 5)  # every frame with the one 5 frames on, none missed at either end of the window
+    table = FrameTable(life, decode_order(life), len(life))
+    pairs = combine({"temporal": (a, b, J)}, ("temporal",), table.decode_rank, np.random.default_rng(0), 0, {})
+    h = summarize(table, pairs)["dt_hist"]
+    assert h["counts"][h["edges"].index(1)] == len(a)  # all in 1-2 s, none in 0.5-1
