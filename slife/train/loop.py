@@ -417,7 +417,7 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
                 "shards": dict(shardset.summary(), digest=fp["digest"]), "end_step": seg.end, "segments": segments,
                 **more, "slife_version": slife.__version__}
 
-    metrics = MetricsLog(out_dir, start, obj.log_names) if d.main else None
+    metrics = MetricsLog(out_dir, start, obj.log_names, cfg.log_every) if d.main else None
     keys_file = open(out_dir / f"keys-rank{d.rank}.txt", "a") if cfg.log_keys else None
     if d.main:
         _write_json(out_dir / "train.json", summary())
@@ -471,7 +471,9 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
                        "grad_norm": win["gn"] / win["n"], "bad_samples": sum(_bad_counts(positions).values()),
                        **{k: v / win["n"] for k, v in win["logs"].items()}}
                 metrics.write(row)
-                win = {"loss": 0.0, "n": 0, "gn": 0.0, "logs": {}, "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
+                if step % cfg.log_every == 0:  # a run's last row, off the grid, leaves its window to a resumed run
+                    win = {"loss": 0.0, "n": 0, "gn": 0.0, "logs": {}, "wait": 0.0, "t0": time.perf_counter(),
+                           "nt": 0}
                 info = f"loss {row['loss']:.4f}  lr {cur_lr:.2e}  {row['pairs_per_s']:.0f} pairs/s"
             if d.main and cfg.preview_every and (step % cfg.preview_every == 0 or step == seg.end):
                 p = obj.preview(views, out_dir / "previews" / f"step-{step:07d}.png")
