@@ -258,11 +258,13 @@ def _say_training(cfg: TrainConfig, S: int, shardset: ShardSet, seg, lr: float, 
     """Rank 0's line on what is trained, how (and a warning when the segment ends inside its lr warmup)."""
     peak = lr * seg.lr_scale
     if cfg.warmup_steps > seg.steps:
-        log.warning("%s ends at step %d, before the lr warmup (%d steps) reaches its peak %.3g",
-                    f"segment {seg.index}" if seg.index else "the run", seg.end, cfg.warmup_steps, peak)
-    log.info("training %s %s (%s) on %d pairs in %d shards: %s of %d pairs x %d processes, lr %.3g (blr %.3g), "
-             "%s, %s", cfg.objective, cfg.preset, S, shardset.total, len(shardset.paths), seg.span, cfg.batch_size,
-             d.world, peak, cfg.blr, precision, d.device)
+        log.warning("%s ends at step %d, before the lr warmup (%d step%s) reaches its peak %.3g",
+                    f"segment {seg.index}" if seg.index else "the run", seg.end, cfg.warmup_steps,
+                    "s" * (cfg.warmup_steps != 1), peak)
+    n = len(shardset.paths)
+    log.info("training %s %s (%s) on %d pairs in %d shard%s: %s of %d pairs x %d process%s, lr %.3g (blr %.3g), "
+             "%s, %s", cfg.objective, cfg.preset, S, shardset.total, n, "s" * (n != 1), seg.span, cfg.batch_size,
+             d.world, "es" * (d.world != 1), peak, cfg.blr, precision, d.device)
 
 
 # ----------------------------------------------------------------------------------------------------
