@@ -112,7 +112,7 @@ def train(
     aug_flip: Optional[float] = typer.Option(None, "--aug-flip", help="Probability that a view of an 'augmented' "
                                                                     "pair is flipped left-right [0.5]."),
     norm_pix_loss: Optional[bool] = typer.Option(None, "--norm-pix-loss/--no-norm-pix-loss",
-                                                 help="croco objectives: loss on per-patch normalised pixels [on]; "
+                                                 help="croco objectives: loss on per-patch normalised pixels \\[on]; "
                                                       "the same as --objective-conf '{\"norm_pix_loss\": ...}'."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Write last.pt every N steps \\[preset]."),
     keep_every: Optional[int] = typer.Option(None, "--keep-every", help="Keep a snapshot every N steps [0: none]."),

@@ -15,10 +15,11 @@ reading the stats (`shard_stats`, `write_stats`, `read_stats`) and the manifest 
 written and lost counts gathered from the stats: frames missing vs corrupt, the loss warning, `--strict`;
 `read_manifest`; `manifest_shards`: the tars a reader should read, with counts, sizes, sha256 and generations;
 `frames_line`, `coverage_line` and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife
-inspect` print), the completeness and integrity checks (`shard_complete`, `inspect_shards`), the sample's
-members and json on the write side (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read
-side (`REQUIRED`, `view_K` with its fallback to `K` for both views when `K_b` is absent, `is_augmented`), and
-the pair-table files (`write_pair_table`, `read_pair_table`).
+inspect` print), the completeness and integrity checks (`shard_complete`; `incomplete_shard` and
+`warn_incomplete`, the tars a reader skips; `inspect_shards`), the sample's members and json on the write side
+(`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read side (`REQUIRED`, `view_K` with its
+fallback to `K` for both views when `K_b` is absent, `is_augmented`), and the pair-table files
+(`write_pair_table`, `read_pair_table`).
 
 Where it sits: in `pairmine`, the lowest layer that writes the format, so that the miner (pairmine), the
 training stream (`train/stream.py`), the evaluations (`eval`) and `slife inspect` (cli) all import it
@@ -121,6 +122,24 @@ def read_stats(folder: Path, s: int) -> dict | None:
     """Shard s's stats, or None when the shard has none (not finished)."""
     p = Path(folder) / stats_name(s)
     return json.loads(p.read_text()) if p.exists() else None
+
+
+def incomplete_shard(tar: Path) -> str | None:
+    """Why a tar of this format (`pairs-%06d.tar`) is an incomplete shard, for readers: it has no stats beside it
+    (they are written after the tar, so it was not finished, or they were removed since), or None. Tars of other
+    names (other WebDataset tools') carry no stats and are not checked."""
+    tar = Path(tar)
+    if not re.fullmatch(r"pairs-\d+\.tar", tar.name) or stats_path(tar).exists():
+        return None
+    return f"incomplete shard (no {stats_path(tar).name} beside it)"
+
+
+def warn_incomplete(where, names: list[str], total: int) -> None:
+    """The reader's warning for the incomplete shards `names` it skipped of `total` tars (none: nothing said)."""
+    if names:
+        log.warning("%s: skipped %d of %d tars as incomplete shards (no .stats.json beside them: not finished, or "
+                    "their stats removed; `slife inspect` checks a set): %s", where, len(names), total,
+                    ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
 
 
 def shard_complete(out_dir: Path, s: int, run: str | None = None) -> bool:
@@ -382,6 +401,7 @@ def manifest_shards(folder: Path) -> list[ListedShard]:
                              "(no .stats.json beside it)")
         log.warning("%s: no %s; reading the %d of %d %s that have a .stats.json (finished)",
                     folder, MANIFEST, len(done), len(tars), SHARD_GLOB)
+        warn_incomplete(folder, [t.name for t in tars if t not in done], len(tars))
         return [ListedShard(t, None, None) for t in done]
     manifest = read_manifest(folder)
     entries = manifest.get("shards") if isinstance(manifest, dict) else None

@@ -18,7 +18,8 @@ stream afresh and keeps the weights, optimiser state and step count).
 A checkpoint without optimiser state (a released CroCo one) given as `resume` only initialises the weights.
 A non-finite loss stops every rank with a SlifeError before the optimiser step; last.pt stays as it was.
 Entry point: `run(cfg, shards, out_dir, progress) -> Path`. Files are written by `checkpoint.py`, batches
-come from `stream.py`; one optimisation step is `train_step`.
+come from `stream.py`; `_setup` builds what a run uses (a `Training`), `train_steps` runs its steps (the rows'
+sums in a `MetricsWindow`), one optimisation step is `train_step`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from slife.train.metrics import MetricsLog
 from slife.train.objectives import objective_class
 from slife.train.objectives.base import Objective
 from slife.train.optim import clip_gradients, make_optimizer, scaled_lr, set_lr
-from slife.train.segments import Plan, fingerprint, plan as plan_segment
+from slife.train.segments import Plan, Segment, fingerprint, plan as plan_segment
 from slife.train.stream import PairStream, ShardSet, check_image_size, make_loader, resolve_shards
 
 log = logging.getLogger(__name__)
@@ -258,11 +259,13 @@ def _say_training(cfg: TrainConfig, S: int, shardset: ShardSet, seg, lr: float, 
     """Rank 0's line on what is trained, how (and a warning when the segment ends inside its lr warmup)."""
     peak = lr * seg.lr_scale
     if cfg.warmup_steps > seg.steps:
-        log.warning("%s ends at step %d, before the lr warmup (%d steps) reaches its peak %.3g",
-                    f"segment {seg.index}" if seg.index else "the run", seg.end, cfg.warmup_steps, peak)
-    log.info("training %s %s (%s) on %d pairs in %d shards: %s of %d pairs x %d processes, lr %.3g (blr %.3g), "
-             "%s, %s", cfg.objective, cfg.preset, S, shardset.total, len(shardset.paths), seg.span, cfg.batch_size,
-             d.world, peak, cfg.blr, precision, d.device)
+        log.warning("%s ends at step %d, before the lr warmup (%d step%s) reaches its peak %.3g",
+                    f"segment {seg.index}" if seg.index else "the run", seg.end, cfg.warmup_steps,
+                    "s" * (cfg.warmup_steps != 1), peak)
+    n = len(shardset.paths)
+    log.info("training %s %s (%s) on %d pairs in %d shard%s: %s of %d pairs x %d process%s, lr %.3g (blr %.3g), "
+             "%s, %s", cfg.objective, cfg.preset, S, shardset.total, n, "s" * (n != 1), seg.span, cfg.batch_size,
+             d.world, "es" * (d.world != 1), peak, cfg.blr, precision, d.device)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -331,7 +334,107 @@ def train_step(net, obj: Objective, views: dict, opt, scaler, step: int, amp_dty
     return loss_val, dict(zip(names, stats[1:].tolist())), grad_norm
 
 
-def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
+class MetricsWindow:
+    """The sums behind the next metrics.csv row: loss, grad norm and the objective's logged numbers over the `n`
+    steps since the last row (saved in checkpoints and restored on resume, so that metrics.csv equals an
+    uninterrupted run's), data wait and time over the `nt` of them this process timed."""
+
+    def __init__(self, saved: dict | None = None):
+        saved = saved or {}
+        self.loss, self.gn, self.n = saved.get("loss", 0.0), saved.get("gn", 0.0), saved.get("n", 0)
+        self.logs = dict(saved.get("logs") or {})
+        self._restart_clock()
+
+    def _restart_clock(self) -> None:
+        self.wait, self.t0, self.nt = 0.0, time.perf_counter(), 0
+
+    def add(self, loss: float, grad_norm: float, logs: dict[str, float]) -> None:
+        self.loss += loss
+        self.gn += grad_norm
+        self.logs = {k: self.logs.get(k, 0.0) + v for k, v in logs.items()}
+        self.n += 1
+        self.nt += 1
+
+    def row(self, step: int, epoch: int, lr: float, batch: int, bad_samples: int) -> dict:
+        """The metrics.csv row at `step` (`batch`: pairs per step over all processes)."""
+        dt = time.perf_counter() - self.t0
+        return {"step": step, "epoch": epoch, "loss": self.loss / self.n, "lr": lr,
+                "pairs_per_s": self.nt * batch / dt, "data_wait_share": self.wait / dt,
+                "grad_norm": self.gn / self.n, "bad_samples": bad_samples,
+                **{k: v / self.n for k, v in self.logs.items()}}
+
+    def restart(self) -> None:
+        self.loss, self.gn, self.n, self.logs = 0.0, 0.0, 0, {}
+        self._restart_clock()
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of it."""
+        return {"loss": self.loss, "n": self.n, "gn": self.gn, "logs": dict(self.logs)}
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the steps of a run use, set up once by `_setup`: the objective and how it is stepped, the segment and
+    its stream, and the records that go into checkpoints and train.json."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    d: Dist
+    obj: Objective  # the objective itself
+    net: torch.nn.Module  # the objective as stepped: maybe DDP-wrapped, maybe compiled
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # autocast dtype (None: fp32)
+    lr: float  # the run's peak lr (the segment scales it)
+    seg: Segment  # the segment this run trains in
+    start: int  # the step it starts at
+    steps_per_epoch: int
+    loader: object  # batches of the segment's stream from `start` on
+    positions: dict  # worker -> stream position the checkpoint recorded (this rank)
+    window: dict | None  # the metrics window the checkpoint recorded
+    shardset: ShardSet
+    fp: dict  # the set's fingerprint
+    model_kwargs: dict
+    extra: dict  # config fields this run resolved (lr_abs, precision_used ...)
+    data_pos: dict  # the data record's fields that hold for the whole run
+    segments: list  # the run's segment records, the last one this run's
+
+    @property
+    def eff_batch(self) -> int:
+        return self.cfg.batch_size * self.d.world
+
+    @property
+    def last(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    def epoch_of(self, step: int) -> int:  # epochs of the current segment's stream
+        return (step - self.seg.start) // self.steps_per_epoch
+
+    def checkpoint(self, step: int, ranks: dict, window: MetricsWindow) -> dict:
+        """The checkpoint at `step` (`ranks`: every rank's RNG and stream positions, `_gather_rank_state`)."""
+        data = dict(self.data_pos, step=step, epoch=self.epoch_of(step),
+                    step_in_epoch=(step - self.seg.start) % self.steps_per_epoch,
+                    positions={r: v["positions"] for r, v in ranks.items()}, metrics_window=window.state())
+        return {**self.obj.checkpoint_state(), "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": step, "epoch": self.epoch_of(step),
+                "rng": {r: v["rng"] for r, v in ranks.items()}, "data": data,
+                "shardset": self.fp, "segments": self.segments,
+                "config": _config_dict(self.cfg, self.extra), "slife_version": slife.__version__}
+
+    def summary(self, **more) -> dict:
+        """train.json."""
+        from slife.train.checkpoint import ModelSpec
+
+        return {"config": _config_dict(self.cfg, self.extra), "objective": self.cfg.objective,
+                ModelSpec(self.obj.kind).args_key: self.model_kwargs,
+                "shards": dict(self.shardset.summary(), digest=self.fp["digest"]), "end_step": self.seg.end,
+                "segments": self.segments, **more, "slife_version": slife.__version__}
+
+
+def _setup(cfg: TrainConfig, shards, out_dir: Path, d: Dist) -> Training | Path:
+    """Check the settings and the set, pick the checkpoint and the segment, build the objective, optimiser, scaler
+    and stream, restore the checkpoint's state, write train.json (rank 0) -> the `Training`, or the path of the
+    checkpoint when it is already at its segment's end."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = resolve_precision(cfg.precision, d.device)
@@ -387,52 +490,53 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
     if cfg.compile:
         net = torch.compile(net)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
-
-    extra = {"lr_abs": lr, "precision_used": precision, "effective_batch": eff_batch, "world_size": d.world,
-             "shards": shardset.spec, "objective_conf_used": obj.conf}
-    data_pos = {"steps_per_epoch": steps_per_epoch, "samples_per_epoch": samples_per_epoch,
-                "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "world_size": d.world,
-                "seed": cfg.seed, "segment": seg.index, "origin": seg.start}
-    positions = dict(positions)  # worker -> stream position after the last batch trained on (this rank)
-    segments = plan.history + [seg.record(lr, cfg.warmup_steps, cfg.min_lr)]  # the run's, the last one current
-
-    def epoch_of(step: int) -> int:  # epochs of the current segment's stream
-        return (step - seg.start) // steps_per_epoch
-
-    def checkpoint(step: int, ranks: dict) -> dict:
-        return {**obj.checkpoint_state(), "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "epoch": epoch_of(step),
-                "rng": {r: v["rng"] for r, v in ranks.items()},
-                "data": dict(data_pos, step=step, epoch=epoch_of(step),
-                             step_in_epoch=(step - seg.start) % steps_per_epoch,
-                             positions={r: v["positions"] for r, v in ranks.items()},
-                             metrics_window={k: win[k] for k in ("loss", "n", "gn", "logs")}),
-                "shardset": fp, "segments": segments,
-                "config": _config_dict(cfg, extra), "slife_version": slife.__version__}
-
-    def summary(**more) -> dict:  # train.json
-        from slife.train.checkpoint import ModelSpec
-
-        return {"config": _config_dict(cfg, extra), "objective": cfg.objective, ModelSpec(obj.kind).args_key: kwargs,
-                "shards": dict(shardset.summary(), digest=fp["digest"]), "end_step": seg.end, "segments": segments,
-                **more, "slife_version": slife.__version__}
-
-    metrics = MetricsLog(out_dir, start, obj.log_names) if d.main else None
-    keys_file = open(out_dir / f"keys-rank{d.rank}.txt", "a") if cfg.log_keys else None
+    t = Training(
+        cfg, out_dir, d, obj, net, opt, scaler, amp_dtype, lr, seg, start, steps_per_epoch, loader, positions,
+        ck_data.get("metrics_window"), shardset, fp, kwargs,
+        extra={"lr_abs": lr, "precision_used": precision, "effective_batch": eff_batch, "world_size": d.world,
+               "shards": shardset.spec, "objective_conf_used": obj.conf},
+        data_pos={"steps_per_epoch": steps_per_epoch, "samples_per_epoch": samples_per_epoch,
+                  "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "world_size": d.world,
+                  "seed": cfg.seed, "segment": seg.index, "origin": seg.start},
+        segments=plan.history + [seg.record(lr, cfg.warmup_steps, cfg.min_lr)])
     if d.main:
-        _write_json(out_dir / "train.json", summary())
+        _write_json(out_dir / "train.json", t.summary())
         _say_training(cfg, S, shardset, seg, lr, precision, d)
+    return t
 
-    last = out_dir / "last.pt"
-    step = start
-    # metrics window: loss, grad-norm and logged sums over the n steps since the last row (restored on resume, so
-    # that metrics.csv equals an uninterrupted run's), data wait and time over the nt steps timed in this process
-    saved = ck_data.get("metrics_window") or {}
-    win = {"loss": 0.0, "n": 0, "gn": 0.0, "logs": {}, **saved, "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
-    it = iter(loader)
-    if progress is not None and d.main and start:
-        progress(start, total=seg.end, info=f"resumed at step {start}" if start > seg.start
-                 else f"segment {seg.index} from step {start}")
+
+def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
+    """Set up, train to the segment's end, write the final train.json -> the path of last.pt."""
+    t = _setup(cfg, shards, out_dir, d)
+    if isinstance(t, Path):  # nothing to do
+        return t
+    metrics = MetricsLog(out_dir, t.start, t.obj.log_names, cfg.log_every) if d.main else None
+    keys_file = open(out_dir / f"keys-rank{d.rank}.txt", "a") if cfg.log_keys else None
+    positions = dict(t.positions)  # worker -> stream position after the last batch trained on (this rank)
+    if progress is not None and d.main and t.start:
+        progress(t.start, total=t.seg.end, info=f"resumed at step {t.start}" if t.start > t.seg.start
+                 else f"segment {t.seg.index} from step {t.start}")
+    try:
+        step = train_steps(t, positions, metrics, keys_file, progress)
+    finally:
+        if keys_file is not None:
+            keys_file.close()
+        if metrics is not None:
+            metrics.close()
+    if d.main:
+        bad_total = _bad_counts(positions)
+        _write_json(out_dir / "train.json", t.summary(bad_samples=bad_total, final_step=step))
+        if bad_total:
+            log.warning("skipped bad samples: %s", bad_total)
+    return t.last
+
+
+def train_steps(t: Training, positions: dict, metrics: MetricsLog | None, keys_file, progress) -> int:
+    """Train from `t.start` to the segment's end -> the step reached: per step, a batch, the lr, one
+    `train_step`, then (rank 0) a metrics row, a preview, and (all ranks) a checkpoint when due. `positions`
+    (worker -> stream position) is kept up to date; `metrics`/`keys_file` are rank 0's / given with log_keys."""
+    cfg, d, obj, seg = t.cfg, t.d, t.obj, t.seg
+    win, step, it = MetricsWindow(t.window), t.start, iter(t.loader)
     try:
         while step < seg.end:
             t_wait = time.perf_counter()
@@ -440,63 +544,48 @@ def _run(cfg: TrainConfig, shards, out_dir: Path, progress, d: Dist) -> Path:
                 batch = next(it)
             except SlifeError as e:  # from a loader worker: torch prefixes the worker's traceback
                 raise SlifeError(str(e).strip().splitlines()[-1].split("SlifeError: ", 1)[-1]) from None
-            win["wait"] += time.perf_counter() - t_wait
+            win.wait += time.perf_counter() - t_wait
             assert batch["step"] == step, (batch["step"], step)  # stream and loop agree on the position
             positions[batch["worker"]] = batch["pos"]
             if keys_file is not None:
                 keys_file.write("".join(f"{step} {k}\n" for k in batch["keys"]))
             views = obj.views(batch, d.device)
 
-            cur_lr = seg.lr(step, lr, cfg.warmup_steps, cfg.min_lr)
-            set_lr(opt, cur_lr)
+            cur_lr = seg.lr(step, t.lr, cfg.warmup_steps, cfg.min_lr)
+            set_lr(t.opt, cur_lr)
             torch.manual_seed(step_seed(cfg.seed, d.rank, step))
             try:
-                loss, logs, gn = train_step(net, obj, views, opt, scaler, step, amp_dtype, cfg.clip_grad, d)
+                loss, logs, gn = train_step(t.net, obj, views, t.opt, t.scaler, step, t.amp_dtype, cfg.clip_grad, d)
             except NonFiniteLoss as e:
-                raise SlifeError(f"{out_dir}: loss became {e.args[0]} at step {step}; stopped. "
-                                 f"{'last.pt (step ' + str(_ckpt_step(last)) + ') is intact' if last.exists() else 'no checkpoint was written'}; "
-                                 f"try a lower --lr/--blr, --clip-grad or --precision fp32") from None
+                kept = (f"last.pt (step {_ckpt_step(t.last)}) is intact" if t.last.exists()
+                        else "no checkpoint was written")
+                raise SlifeError(f"{t.out_dir}: loss became {e.args[0]} at step {step}; stopped. {kept}; "
+                                 "try a lower --lr/--blr, --clip-grad or --precision fp32") from None
             step += 1
-            win["loss"] += loss
-            win["gn"] += gn
-            win["logs"] = {k: win["logs"].get(k, 0.0) + v for k, v in logs.items()}
-            win["n"] += 1
-            win["nt"] += 1
+            win.add(loss, gn, logs)
 
             info = None
             if d.main and (step % cfg.log_every == 0 or step == seg.end):
-                dt = time.perf_counter() - win["t0"]
-                row = {"step": step, "epoch": epoch_of(step), "loss": win["loss"] / win["n"],
-                       "lr": cur_lr, "pairs_per_s": win["nt"] * eff_batch / dt, "data_wait_share": win["wait"] / dt,
-                       "grad_norm": win["gn"] / win["n"], "bad_samples": sum(_bad_counts(positions).values()),
-                       **{k: v / win["n"] for k, v in win["logs"].items()}}
+                row = win.row(step, t.epoch_of(step), cur_lr, t.eff_batch, sum(_bad_counts(positions).values()))
                 metrics.write(row)
-                win = {"loss": 0.0, "n": 0, "gn": 0.0, "logs": {}, "wait": 0.0, "t0": time.perf_counter(), "nt": 0}
+                if step % cfg.log_every == 0:  # a run's last row, off the grid, leaves its window to a resumed run
+                    win.restart()
                 info = f"loss {row['loss']:.4f}  lr {cur_lr:.2e}  {row['pairs_per_s']:.0f} pairs/s"
             if d.main and cfg.preview_every and (step % cfg.preview_every == 0 or step == seg.end):
-                p = obj.preview(views, out_dir / "previews" / f"step-{step:07d}.png")
+                p = obj.preview(views, t.out_dir / "previews" / f"step-{step:07d}.png")
                 if p is not None:
                     metrics.image("preview", p, step)
             snapshot = bool(cfg.keep_every) and step % cfg.keep_every == 0
             if step % cfg.save_every == 0 or step == seg.end or snapshot:
                 ranks = _gather_rank_state(d, positions)  # every rank takes part
                 if d.main:
-                    keep = out_dir / f"step-{step:07d}.pt" if snapshot else None
-                    _save(last, checkpoint(step, ranks), keep)
+                    keep = t.out_dir / f"step-{step:07d}.pt" if snapshot else None
+                    _save(t.last, t.checkpoint(step, ranks, win), keep)
             if progress is not None and d.main:
                 progress(1, info=info) if info is not None else progress(1)
     finally:
         del it
-        if keys_file is not None:
-            keys_file.close()
-        if metrics is not None:
-            metrics.close()
-    if d.main:
-        bad_total = _bad_counts(positions)
-        _write_json(out_dir / "train.json", summary(bad_samples=bad_total, final_step=step))
-        if bad_total:
-            log.warning("skipped bad samples: %s", bad_total)
-    return last
+    return step
 
 
 def _bad_counts(positions: dict) -> dict:

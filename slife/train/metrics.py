@@ -2,8 +2,8 @@
 
 Writes into the run folder: `metrics.csv` (columns `COLUMNS`: step, loss, lr, pairs/s, data-wait share,
 ..., then the numbers the objective logs, e.g. dinov2's dino_loss, ibot_loss, ...) and `tb/` event files. Only rank 0 makes a `MetricsLog`. On resume, rows after the resumed step are
-dropped, so the csv of an interrupted run equals an uninterrupted one's.
-Entry point: `MetricsLog(out_dir, start_step, extra)`. The values are measured by `loop.py`.
+dropped (and a last row off the log grid at it), so the csv of an interrupted run equals an uninterrupted one's.
+Entry point: `MetricsLog(out_dir, start_step, extra, log_every)`. The values are measured by `loop.py`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,16 @@ COLUMNS = ("step", "epoch", "loss", "lr", "pairs_per_s", "data_wait_share", "gra
 
 
 class MetricsLog:
-    """Append metric rows to metrics.csv and TensorBoard."""
+    """Append metric rows to metrics.csv and TensorBoard. A run resumed at `start_step` drops the rows after it,
+    and the row at it too when it is off the `log_every` grid: that was the last row of a run that stopped there
+    (e.g. at its --steps), over a window the resumed run goes on with and logs at the next step on the grid."""
 
-    def __init__(self, out_dir: Path, start_step: int = 0, extra: tuple[str, ...] = (), tensorboard: bool = True):
+    def __init__(self, out_dir: Path, start_step: int = 0, extra: tuple[str, ...] = (), log_every: int = 1,
+                 tensorboard: bool = True):
         self.path = Path(out_dir) / "metrics.csv"
         self.columns = COLUMNS + tuple(extra)  # the loop's columns, then the objective's
-        self._truncate_after(start_step)
+        keep_to = start_step if start_step % log_every == 0 else start_step - 1
+        self._truncate_after(keep_to)
         new = not self.path.exists()
         self._f = open(self.path, "a", newline="")
         self._w = csv.writer(self._f)
@@ -38,7 +42,7 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
+                self.tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=keep_to + 1 if start_step else None)
             except ImportError:  # tensorboard not installed: csv only
                 log.debug("tensorboard not installed: metrics.csv only")
 

@@ -111,8 +111,8 @@ class Segment:
     def lr_rule(self, peak: float, warmup_steps: int, min_lr: float) -> str:
         warm = "warmup" if not self.index else "re-warmed"
         to = f"{peak:.3g}" if self.lr_scale == 1 else f"{self.lr_scale:g} x {peak:.3g} = {peak * self.lr_scale:.3g}"
-        return (f"lr {warm} linearly over {warmup_steps} steps to {to}, then cosine to {min_lr:g} at step "
-                f"{self.end}")
+        return (f"lr {warm} linearly over {warmup_steps} step{'s' * (warmup_steps != 1)} to {to}, then cosine to "
+                f"{min_lr:g} at step {self.end}")
 
     def weights(self, tars: list[dict]) -> list[float] | None:
         """Per tar of `tars` (`ShardSet.tars()`): the draw weight of each of its pairs; None: all 1."""
@@ -184,7 +184,8 @@ def plan(ckpt: dict | None, shards: ShardSet, steps: int, new_weight: float, con
     n_old = len(old["tars"])
     message = (f"{where} (step {step}, segment {k}) was trained on {old['pairs']} pairs in {n_old} "
                f"tar{'s' * (n_old != 1)}; "
-               f"the set has grown by {nxt.new}: segment {k + 1} starts at step {step} for {steps} steps over "
+               f"the set has grown by {nxt.new}: segment {k + 1} starts at step {step} for {steps} "
+               f"step{'s' * (steps != 1)} over "
                f"{now['pairs']} pairs, each new pair drawn {new_weight:g}x as often as an old one "
                f"({100 * nxt.new_share():.0f}% of draws)")
     return Plan(nxt, records + [done], continued=True, message=message)

@@ -23,7 +23,8 @@ has grown, `segments.py`) gives the stream its `origin` (the global step that is
 `segment` (a key of all its generators, so it draws afresh) and per-tar `weights` (new pairs drawn more often;
 each weight class is split over ranks and workers on its own, so every worker draws new and old pairs).
 Bad data goes through a `handler`: truncated tars
-are found up front and skipped (warned and counted); broken samples are skipped and counted.
+and incomplete shards (`shardset.incomplete_shard`: no stats) are found up front and skipped (warned and counted);
+broken samples are skipped and counted.
 Entry points: `resolve_shards`, `PairStream`, `make_loader`, `eval_pairs`.
 Augmentation is `augment.py`'s job; steps, devices and checkpoints are `loop.py`'s.
 """
@@ -46,7 +47,8 @@ import torch.utils.data
 from PIL import Image
 
 from slife.errors import SlifeError
-from slife.pairmine.shardset import MANIFEST, REQUIRED, ListedShard, is_augmented, manifest_shards, view_K
+from slife.pairmine.shardset import (MANIFEST, REQUIRED, ListedShard, incomplete_shard, is_augmented, manifest_shards,
+                                     view_K, warn_incomplete)
 from slife.train.augment import normalize, resize_short_side
 from slife.train.tario import tar_samples
 
@@ -160,7 +162,13 @@ def resolve_shards(spec) -> ShardSet:
         first, k = next(iter(repeated.items()))
         log.warning("%s: %d shard(s) listed more than once (e.g. %s, %d times): their pairs are drawn that many "
                     "times as often", s.spec, len(repeated), first, k)
+    incomplete = []  # shards without their stats (DESIGN.md: not finished): skipped, said in one line
     for path, n, size, digest, gen in listed:
+        why = incomplete_shard(path)
+        if why is not None:
+            incomplete.append(path.name)
+            s.skipped[str(path)] = why
+            continue
         why = tar_problem(path)
         if why is None and size is not None and path.stat().st_size != size:
             why = f"truncated or changed ({path.stat().st_size} bytes, the manifest says {size})"
@@ -179,10 +187,12 @@ def resolve_shards(spec) -> ShardSet:
             s.counts.append(int(n))
             s.sha256.append(digest)
             s.generation.append(gen)
+    warn_incomplete(s.spec, incomplete, len(listed))
     if not s.paths:
         why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(s.skipped.items())[:3])
         raise SlifeError(f"{s.spec}: no pairs to train on ({len(listed)} shards listed, {s.empty} empty, "
-                         f"{len(s.skipped)} unreadable{': ' + why if why else ''})")
+                         f"{len(s.skipped) - len(incomplete)} unreadable"
+                         f"{f', {len(incomplete)} incomplete' if incomplete else ''}{': ' + why if why else ''})")
     return s
 
 

@@ -150,6 +150,7 @@ def shards_with_bad_jpegs(folder: Path, good: int = 24, bad: int = 8) -> Path:
             im = jpeg(texture(rng)[:72, :72])
             src = b"\xff\xd8 truncated" if i % 4 == 1 and i // 4 < bad else im
             w.write({"__key__": f"toy_{i:09d}", "src.jpg": src, "tgt.jpg": im, "json": b"{}"})
+    (folder / "pairs-000000.stats.json").write_text(json.dumps({"samples": good + bad}))
     (folder / "manifest.json").write_text(json.dumps({"shards": [{"name": "pairs-000000.tar",
                                                                   "samples": good + bad}]}))
     return folder

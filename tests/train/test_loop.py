@@ -119,6 +119,15 @@ def test_windows_and_snapshots_not_aligned_with_saves(shards, tmp_path):
     assert [r[0] for r in a] == [r[0] for r in b] == list(range(4, STEPS + 1, 4))
     assert [v for r in a for v in r[1:]] == pytest.approx([v for r in b for v in r[1:]], abs=1e-5)
 
+    # stopped by its --steps off the log grid (inside the warmup, so the weights go on exactly), then continued:
+    # the last row of the short run (step 5) gives way to the window of steps 5-8 that the continued run logs
+    run(dataclasses.replace(cfg, steps=5), str(shards), tmp_path / "short")
+    assert [r[0] for r in rows(tmp_path / "short")] == [4, 5]
+    _same_weights(ref, run(cfg, str(shards), tmp_path / "short"))
+    a = rows(tmp_path / "short")
+    assert [r[0] for r in a] == [r[0] for r in b]
+    assert [v for r in a for v in r[1:]] == pytest.approx([v for r in b for v in r[1:]], abs=1e-5)
+
 
 def test_sigkilled_run_resumes_exactly(reference, shards, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -174,7 +174,7 @@ def test_the_log_says_what_changed(first, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "has grown" in r.getMessage()]
     assert len(lines) == 1, caplog.text
     assert ("trained on 32 pairs in 2 tars; the set has grown by toy generation 1 (1 tar, 16 pairs): segment 1 "
-            "starts at step 20 for 1 steps over 48 pairs" in lines[0]), lines[0]
+            "starts at step 20 for 1 step over 48 pairs" in lines[0]), lines[0]
     assert "re-warmed linearly over 5 steps to 0.5 x 0.003 = 0.0015" in lines[0]
 
 

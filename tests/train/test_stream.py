@@ -70,6 +70,23 @@ def test_bad_shard_sets(shards, tmp_path):
         resolve_shards(str(t))
 
 
+def test_incomplete_shards_are_skipped_named_and_counted(shards, tmp_path, caplog):
+    t = tmp_path / "incomplete"
+    shutil.copytree(shards, t)
+    (t / "pairs-000001.stats.json").unlink()  # listed in the manifest, but its stats are gone (DESIGN.md: incomplete)
+    s = resolve_shards(str(t))
+    assert s.paths == [str(t / "pairs-000000.tar")] and s.total == 16
+    assert s.skipped == {str(t / "pairs-000001.tar"): "incomplete shard (no pairs-000001.stats.json beside it)"}
+    assert "skipped 1 of 2 tars as incomplete shards" in caplog.text and "pairs-000001.tar" in caplog.text
+    assert all(r.levelname == "WARNING" for r in caplog.records if "incomplete" in r.getMessage())
+    caplog.clear()
+    assert len(eval_pairs(str(t), 64, 20)) == 16  # the evaluations' reader (slife cas) too
+    assert "skipped 1 of 2 tars as incomplete shards" in caplog.text
+    (t / "pairs-000000.stats.json").unlink()
+    with pytest.raises(SlifeError, match="0 unreadable, 2 incomplete: pairs-000000.tar: incomplete shard"):
+        resolve_shards(str(t))
+
+
 def test_image_smaller_than_crop(shards):
     check_image_size(resolve_shards(str(shards)), 64)
     with pytest.raises(SlifeError, match="72x72, smaller than the 96 px"):
@@ -126,6 +143,7 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
         for i in range(4):
             im = jpeg(texture(rng)[:72, :72])
             w.write({"__key__": f"toy_{i:09d}", "src.jpg": im, "tgt.jpg": im, "json": b"{}"})
+    (f / "pairs-000000.stats.json").write_text(json.dumps({"samples": 6}))
     (f / "manifest.json").write_text(json.dumps({"shards": [{"name": "pairs-000000.tar", "samples": 6}]}))
     batches = _take(_stream(f, batch_size=2, steps_per_epoch=2).batches(), 2)
     keys = [k for b in batches for k in b["keys"]]
@@ -152,6 +170,7 @@ def test_eval_pairs(tmp_path):
     with wds.TarWriter(str(g / "pairs-000000.tar")) as w:
         im = jpeg(np.full((72, 96, 3), 100, np.uint8))
         w.write({"__key__": "w_000000000", "src.jpg": im, "tgt.jpg": im, "json": json.dumps({"K": K, "K_b": None})})
+    (g / "pairs-000000.stats.json").write_text(json.dumps({"samples": 1}))
     (g / "manifest.json").write_text(json.dumps({"shards": [{"name": "pairs-000000.tar", "samples": 1}]}))
     (p,) = eval_pairs(str(g), 32, 5)
     s = 32 / 72
