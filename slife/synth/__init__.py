@@ -54,6 +54,9 @@ class SynthConfig:
     days: int = 2  # days of a `life` (each starts at the same entrance; later days revisit places)
     fov_deg: float = 90.0  # horizontal field of view of the pinhole camera (degrees)
     texture_size: int = 256  # texels per side of each baked texture (power of two)
+    texture_scale: float = 1.0  # texture tiles span this many times their usual 1.5-3 m on walls and floors;
+    # at 1 a tile repeats several times across a room and matches itself (structure from motion then links
+    # views that do not overlap); 5 with texture_size 1024 keeps the detail and stops the repeats
     points: int = 100_000  # surface samples written to points.ply (0: none)
     shadows: bool = True  # soft shadows and ambient occlusion (baked once per scene at mesh vertices)
     depth: bool = True  # write depth/{i:06d}.png
@@ -78,6 +81,8 @@ class SynthConfig:
         ts = self.texture_size
         if ts < 16 or ts & (ts - 1):
             raise SlifeError(f"texture_size must be a power of two >= 16, got {ts}")
+        if not self.texture_scale > 0:
+            raise SlifeError(f"texture_scale must be positive, got {self.texture_scale}")
         if self.points < 0 or self.crf < 0:
             raise SlifeError("points and crf must be >= 0")
         if self.kind == "life" and self.day_seconds < self.duration / self.days:
@@ -174,7 +179,8 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
     config = asdict(cfg)
     if meta_path.exists() and not overwrite:
         try:
-            if json.loads(meta_path.read_text()).get("config") == config:
+            # a field added since the folder was made counts as its default (texture_scale: 1)
+            if {**asdict(SynthConfig()), **json.loads(meta_path.read_text()).get("config", {})} == config:
                 log.info("%s: already complete, skipped", out)
                 return out
         except (OSError, ValueError):
@@ -186,7 +192,7 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         stale.unlink()  # a rerun may write fewer frames (or none)
     rate = frame_rate(cfg.fps)
     cam = cfg.camera()
-    scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size)
+    scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.texture_scale)
     pts, t, T, day = _poses(cfg, scene, rate)
     n = len(t)
     summary = {"frames": n}

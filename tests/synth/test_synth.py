@@ -123,3 +123,23 @@ def test_fractional_fps_timestamps_are_exact(tmp_path):
         ts = np.array([f.time for f in c.decode(video=0)])
     assert len(t) == 30 and np.array_equal(ts, t)  # pts * time_base (1001/30000) == t
     assert abs(t[15] - 86400.0) < 1e-3 and np.allclose(np.diff(t[:15]), 1001 / 30000)
+
+
+def test_life_made_before_texture_scale_is_still_complete(tiny_life, monkeypatch):
+    """A life.json written before the texture_scale field existed counts as texture_scale 1: not re-rendered."""
+    from slife import synth
+
+    meta = json.loads((tiny_life / "life.json").read_text())
+    cfg = synth.SynthConfig(**meta["config"])
+    old = {k: v for k, v in meta["config"].items() if k != "texture_scale"}
+    monkeypatch.setattr(synth, "build_scene", lambda *a, **k: pytest.fail("re-rendered"), raising=False)
+    import slife.synth.scenes as scenes
+
+    monkeypatch.setattr(scenes, "build_scene", lambda *a, **k: pytest.fail("re-rendered"))
+    path = tiny_life / "life.json"
+    saved = path.read_text()
+    try:
+        path.write_text(json.dumps({**meta, "config": old}))
+        assert synth.run(cfg, tiny_life) == tiny_life
+    finally:
+        path.write_text(saved)
