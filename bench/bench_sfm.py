@@ -2,7 +2,8 @@
 
 For each size N (frames at 2 fps) a synthetic life is rendered once into bench/out/ (`slife synth`, small
 images so that rendering is cheap; N / 2 seconds split over D days that start at the same entrance, so every
-later day revisits the first day's places). Then, for each mapper, `slife sfm` runs in a child process
+later day revisits the first day's places; textures of `--texture-size` texels with tiles `--texture-scale`
+times their usual size, so that a tile does not repeat within a room and match itself). Then, for each mapper, `slife sfm` runs in a child process
 (`nice` is inherited; its peak RSS comes from `os.wait4`), and from its sfm.json and the model:
 
 - per stage: wall and CPU seconds (CPU: every thread of the process), and the load average at the end of
@@ -16,8 +17,9 @@ later day revisits the first day's places). Then, for each mapper, `slife sfm` r
   all), and the share of the SfM model's cross-day pairs whose frames truly overlap (ground-truth J >= 0.05).
   The control is the same run with loop closure off (`--loop-candidates 0`).
 
-    nice -n 10 .venv/bin/python bench/bench_sfm.py --frames 300 1000 --mappers incremental global
-    nice -n 10 .venv/bin/python bench/bench_sfm.py --frames 300 --mappers incremental --no-loop   # the control
+    nice -n 10 .venv/bin/python bench/bench_sfm.py --frames 300 1000 3000 --mappers incremental
+    nice -n 10 .venv/bin/python bench/bench_sfm.py --frames 120 --mappers incremental global hierarchical
+    nice -n 10 .venv/bin/python bench/bench_sfm.py --frames 120 --mappers incremental --no-loop   # the control
     nice -n 10 .venv/bin/python bench/bench_sfm.py --clips                                        # real videos
 
 Runs resume: a finished `slife sfm` output folder is reused (delete bench/out/sfm-* to measure again). Each
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -42,25 +45,49 @@ OUT = ROOT / "bench" / "out"
 CLIPS = ROOT / "../shared/data/videos"
 
 
-def life_for(frames: int, scene: str, width: int, height: int, seed: int, texture_size: int) -> Path:
+def life_for(frames: int, scene: str, width: int, height: int, seed: int, texture_size: int,
+             texture_scale: float) -> Path:
     from slife.synth import SynthConfig, run
 
     days = max(2, min(8, round(frames / 400)))
     cfg = SynthConfig(kind="life", scene=scene, duration=frames / 2.0, fps=2.0, width=width, height=height,
-                      days=days, texture_size=texture_size, points=100_000, depth=False, crf=18, seed=seed)
-    return run(cfg, OUT / f"sfm-life-{scene}-{frames}-{width}x{height}-t{texture_size}-s{seed}")
+                      days=days, texture_size=texture_size, texture_scale=texture_scale, points=100_000, depth=False,
+                      crf=18, seed=seed)
+    return run(cfg, OUT / f"sfm-life-{scene}-{frames}-{width}x{height}-t{texture_size}x{texture_scale:g}-s{seed}")
+
+
+def watch(proc: subprocess.Popen) -> tuple[float, float]:
+    """Wait for `proc` -> (its own peak RSS in GiB, CPU seconds). The peak is the largest VmHWM read from /proc
+    every 0.2 s: `ru_maxrss` from wait4 would also count this (large) parent's memory image, which the child
+    carries from fork to exec."""
+    peak = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for ln in f:
+                    if ln.startswith("VmHWM:"):
+                        peak = max(peak, int(ln.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.2)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return peak / 2 ** 20, usage.ru_utime + usage.ru_stime
 
 
 def run_sfm(life: Path, out: Path, args: list[str]) -> dict:
-    """`slife sfm` in a child process -> {wall_s, peak_rss_gib, returncode, stderr tail}."""
+    """`slife sfm` in a child process -> {wall_s, peak_rss_gib, cpu_s, returncode, stderr tail}."""
+    import tempfile
+
     cmd = [sys.executable, "-m", "slife", "sfm", str(life), "--out", str(out), *args]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": time.perf_counter() - t, "peak_rss_gib": usage.ru_maxrss / 2 ** 20,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "returncode": proc.returncode, "stderr": err[-2000:]}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        peak, cpu = watch(proc)
+        err.seek(0)
+        tail = err.read()[-2000:]
+    return {"wall_s": time.perf_counter() - t, "peak_rss_gib": peak,
+            "cpu_s": cpu - before.ru_utime - before.ru_stime, "returncode": proc.returncode, "stderr": tail}
 
 
 def cross_day_pairs(life: Path, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +169,10 @@ def main():
     p.add_argument("--scene", default="apartment")
     p.add_argument("--size", default="320x240", help="synthetic frames WxH (also --max-side)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--texture-size", type=int, default=1024, help="synthetic texture texels per tile side (at 256 "
-                   "a tile's repeats match each other and SfM folds the rooms: bench/lives.md)")
+    p.add_argument("--texture-size", type=int, default=1024, help="synthetic texture texels per tile side")
+    p.add_argument("--texture-scale", type=float, default=5.0, help="synthetic texture tiles span this many times "
+                   "their usual size (at 1 a tile repeats across a room, the repeats match each other and SfM folds "
+                   "the rooms: bench/lives.md)")
     p.add_argument("--chunk", type=int, default=400)
     p.add_argument("--chunk-overlap", type=int, default=40)
     p.add_argument("--max-features", type=int, default=2048)
@@ -169,13 +198,13 @@ def main():
                 jobs.append((clip, d, m, ["--fps", "0", "--mapper", m, "--max-side", "480", "--threads", "2"], True))
     else:
         for n in a.frames:
-            life = life_for(n, a.scene, W, H, a.seed, a.texture_size)
+            life = life_for(n, a.scene, W, H, a.seed, a.texture_size, a.texture_scale)
             for m in a.mappers:
                 jobs.append((f"{a.scene} {n}", life, m, sfm_args(a, m, W, not a.no_loop), not a.no_loop))
     for name, life, mapper, args, loop in jobs:
         tag = f"{name.replace(' ', '-')}-{mapper}{'' if loop else '-noloop'}"
         if not a.clips:
-            tag += f"-t{a.texture_size}"
+            tag += f"-t{a.texture_size}x{a.texture_scale:g}"
         out = OUT / f"sfm-{tag}"
         r = run_sfm(life, out, args)
         if r["returncode"] != 0:
