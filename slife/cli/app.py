@@ -112,7 +112,8 @@ console = _console()
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None, unit: str = "it") -> Iterator[Callable[..., None]]:
-    """A rich progress bar; yields `advance(n=1, total=None, description=None, **fields)`.
+    """A rich progress bar; yields `advance(n=1, total=None, description=None, info=None, reset=False)` (reset:
+    start counting again from zero, e.g. at a new stage).
 
     Hidden when stderr is not a terminal (tests, CI logs), so only the final summary is printed.
     """
@@ -125,7 +126,8 @@ def progress_bar(description: str, total: int | None = None, unit: str = "it") -
     with Progress(*cols, console=_console(stderr=True), disable=disable, transient=False) as prog:
         task = prog.add_task(description, total=total, info="")
 
-        def advance(n: int = 1, total: int | None = None, description: str | None = None, info: str | None = None):
+        def advance(n: int = 1, total: int | None = None, description: str | None = None, info: str | None = None,
+                    reset: bool = False):
             kw = {}
             if total is not None:
                 kw["total"] = total
@@ -133,6 +135,8 @@ def progress_bar(description: str, total: int | None = None, unit: str = "it") -
                 kw["description"] = description
             if info is not None:
                 kw["info"] = info
+            if reset:  # a new stage: count (and time) from zero
+                prog.reset(task, total=kw.pop("total", None), description=kw.pop("description", description), info="")
             prog.update(task, advance=n, **kw)
 
         yield advance

@@ -15,6 +15,7 @@ import typer
 
 from slife.cli.app import app, console, progress_bar
 from slife.cli.lives import READER_OPTION_HELP
+from slife.errors import SlifeError
 
 
 def _summary_table(manifest: dict) -> None:
@@ -171,19 +172,74 @@ def sfm(
     reader_option: list[str] = typer.Option(None, "--reader-option", "-O", help=READER_OPTION_HELP),
     fps: float = typer.Option(2.0, min=0, help="Frames sampled per second for reconstruction (0: every frame)."),
     max_side: int = typer.Option(640, min=16, help="Longest image side used for features."),
-    overlap: int = typer.Option(10, min=1, help="Sequential matching: neighbours matched per frame."),
+    max_features: int = typer.Option(2048, min=16, help="SIFT features kept per image (matching time grows "
+                                     "with their square)."),
+    overlap: int = typer.Option(10, min=1, help="Sequential matching: each frame is matched with its next "
+                                "OVERLAP frames of the same video."),
+    loop_candidates: int = typer.Option(5, min=0, help="Loop closure: each frame is also matched with its LOOP "
+                                        "best look-alikes elsewhere in the life (revisits minutes or days later), "
+                                        "found by a bag of visual words learned from the video itself (0: off)."),
+    loop_min_gap: float = typer.Option(30.0, min=0, help="Loop closure: look-alikes in the same video nearer in "
+                                       "time than this many seconds are not candidates (sequential matching "
+                                       "covers them)."),
+    vocab_words: int = typer.Option(1024, help="Loop closure: size of the visual vocabulary (a square: 256, "
+                                    "1024, 4096)."),
+    mapper: str = typer.Option("incremental", help="incremental or global (COLMAP's incremental or GLOMAP "
+                               "mapper on each chunk, chunks then merged into one model), or hierarchical "
+                               "(COLMAP's hierarchical mapper on all frames at once; that step does not resume)."),
+    chunk: int = typer.Option(400, min=8, help="Frames per chunk: the unit that a killed run resumes from, "
+                              "and that the incremental and global mappers reconstruct on its own."),
+    chunk_overlap: int = typer.Option(40, min=0, help="Frames each chunk's mapping shares with the previous "
+                                      "chunk (they tie the chunks together when merging)."),
     threads: int = typer.Option(2, "--threads", min=1, help="Threads for feature extraction, matching and mapping. "
                                 "With 1 the reconstruction is the same on every run (more threads change the "
                                 "order of bundle-adjustment sums)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo a finished reconstruction."),
+    seed: int = typer.Option(0, help="Seed of RANSAC, the vocabulary and the mappers."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again from scratch (by default a run resumes "
+                                   "an unfinished reconstruction with the same settings, or reuses a finished one)."),
 ):
-    """Structure from motion (pycolmap): write a COLMAP model that `slife mine-pairs` reads."""
+    """Structure from motion (pycolmap): write a COLMAP model that `slife mine-pairs` reads.
+
+    Works in chunks of frames: frames, features, matching and mapping are stored chunk by chunk, so a run
+    that is killed resumes where it stopped when started again with the same command. Revisits are linked
+    by loop closure (matching each frame with its look-alikes anywhere in the life). The result is OUT/sparse/0;
+    OUT/sfm.json holds the counts and each stage's time.
+    """
+    import json
+
     from slife.lives import parse_options
     from slife.pairmine import sfm as sfm_mod
 
-    cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, overlap=overlap, num_threads=threads, overwrite=overwrite,
-                            reader=format, reader_options=tuple(parse_options(reader_option).items()))
+    try:
+        cfg = sfm_mod.SfmConfig(fps=fps, max_side=max_side, max_features=max_features, overlap=overlap,
+                                loop_candidates=loop_candidates, loop_min_gap=loop_min_gap, vocab_words=vocab_words,
+                                mapper=mapper, chunk=chunk, chunk_overlap=chunk_overlap, num_threads=threads,
+                                seed=seed, overwrite=overwrite, reader=format,
+                                reader_options=tuple(parse_options(reader_option).items()))
+    except ValueError as e:
+        raise SlifeError(f"sfm: {e}") from None
     out = out or video_dir.parent / f"{video_dir.name}_sfm"
     with progress_bar("sfm", unit="frames") as advance:
         path = sfm_mod.run(cfg, video_dir, out, progress=advance)
+    _sfm_summary(json.loads((out / "sfm.json").read_text()))
     console.print(str(path))
+
+
+def _sfm_summary(info: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"sfm: {info.get('registered', 0)} of {info.get('frames', 0)} frames registered")
+    for c in ("stage", "wall s", "CPU s"):
+        t.add_column(c, justify="right" if c != "stage" else "left")
+    for name, s in (info.get("stages") or {}).items():
+        t.add_row(name, f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}")
+    console.print(t)
+    p, v = info.get("pairs") or {}, info.get("verified_pairs") or {}
+    console.print(f"pairs matched: {p.get('sequential', 0)} sequential ({v.get('sequential', 0)} verified) + "
+                  f"{p.get('loop', 0)} loop-closure candidates ({v.get('loop', 0)} verified); "
+                  f"{info.get('models', 0)} models, {info.get('models_merged', 0)} merged into one; "
+                  f"{info.get('points', 0)} points")
+    g = info.get("ground_truth")
+    if g:
+        ate = "-" if g["ate_rmse"] is None else f"{g['ate_rmse']:.3g} ({100 * g['ate_rel']:.2g}% of the extent)"
+        console.print(f"against the life's own poses: {100 * g['registered']:.1f}% registered, ATE {ate}")

@@ -37,6 +37,10 @@ def synth(
     texture_size: int = typer.Option(256, "--texture-size", help="Texels per side of each baked texture (power of two)."),
     photos: bool = typer.Option(False, "--photos/--no-photos", help="Also texture walls, floors, prints and posters "
                                 "with photographs (scikit-image's bundled sample images; nothing is downloaded)."),
+    texture_scale: float = typer.Option(1.0, "--texture-scale", help="Texture tiles span this many times their usual "
+                                        "1.5-3 m on walls and floors. At 1 a tile repeats across a room, so structure "
+                                        "from motion (slife sfm) matches views that do not overlap; 5 with "
+                                        "--texture-size 1024 stops the repeats and keeps the detail."),
     points: int = typer.Option(100_000, "--points", help="Surface samples written to points.ply (0: none)."),
     shadows: bool = typer.Option(True, "--shadows/--no-shadows", help="Soft shadows and ambient occlusion (baked once per scene at mesh vertices)."),
     depth: bool = typer.Option(True, "--depth/--no-depth", help="Write depth/{i:06d}.png (uint16 mm)."),
@@ -67,7 +71,8 @@ def synth(
         return
 
     cfg = SynthConfig(kind=kind, scene=scene, duration=duration, fps=fps, width=width, height=height, seed=seed,
-                      days=days, fov_deg=fov, texture_size=texture_size, photos=photos, points=points, shadows=shadows,
+                      days=days, fov_deg=fov, texture_size=texture_size, photos=photos, texture_scale=texture_scale,
+                      points=points, shadows=shadows,
                       depth=depth, crf=crf, day_seconds=day_seconds)
     total = cfg.frames_per_day() * (cfg.days if kind == "life" else 1)
     with progress_bar(f"synth {kind} {scene if kind != 'screen' else ''}", total=total, unit="frames") as advance:

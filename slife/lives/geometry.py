@@ -5,8 +5,8 @@ Reads and returns numpy float64 arrays. Conventions used everywhere in slife:
 - quaternions are ``(w, x, y, z)`` (COLMAP order) unless a function says ``xyzw``;
 - pixel coordinates have the origin at the top-left corner of the top-left pixel, so the centre of
   pixel (0, 0) is (0.5, 0.5) (COLMAP's convention; ``cx = W / 2`` for a centred principal point).
-Entry points: `qvec_to_rotmat`, `rotmat_to_qvec`, `invert_pose`, `pose_problem`, `Camera.project`,
-`Camera.unproject_pinhole`, `Camera.unproject`. Each helper exists once here; readers, visibility, synth and eval import it.
+Entry points: `qvec_to_rotmat`, `rotmat_to_qvec`, `invert_pose`, `pose_problem`, `fit_similarity`,
+`Camera.project`, `Camera.unproject_pinhole`, `Camera.unproject`. Each helper exists once here; readers, visibility, synth and eval import it.
 """
 
 from __future__ import annotations
@@ -91,6 +91,23 @@ def pose_problem(T: np.ndarray, tol: float = 1e-3) -> np.ndarray:
     last = np.abs(Tf[..., 3, :] - np.array([0, 0, 0, 1.0])).max(axis=-1) < tol
     out[finite & ortho & det_ok & ~last] = "bad last row"
     return out
+
+
+def fit_similarity(X: np.ndarray, Y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (s, R, t) with s R x + t ~ y over the rows of X, Y (n, 3) (Umeyama 1991),
+    each row weighted by `w` (n,) when given. A proper rotation (det +1); s > 0 unless X is one point."""
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    w = np.ones(len(X)) if w is None else np.asarray(w, np.float64)
+    w = w / w.sum()
+    mx, my = w @ X, w @ Y
+    Xc, Yc = X - mx, Y - my
+    U, S, Vt = np.linalg.svd((Yc * w[:, None]).T @ Xc)  # weighted cross-covariance (3, 3)
+    D = np.eye(3)
+    D[2, 2] = np.sign(np.linalg.det(U @ Vt)) or 1.0
+    R = U @ D @ Vt
+    var = float(w @ (Xc ** 2).sum(1))
+    s = float(np.trace(np.diag(S) @ D) / var) if var > 0 else 1.0
+    return s, R, my - s * R @ mx
 
 
 def transform_points(T: np.ndarray, X: np.ndarray) -> np.ndarray:

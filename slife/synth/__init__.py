@@ -63,6 +63,9 @@ class SynthConfig:
     fov_deg: float = 90.0  # horizontal field of view of the pinhole camera (degrees)
     texture_size: int = 256  # texels per side of each baked texture (power of two)
     photos: bool = False  # also texture walls, floors and prints with photographs (scikit-image's bundled samples)
+    texture_scale: float = 1.0  # texture tiles span this many times their usual 1.5-3 m on walls and floors;
+    # at 1 a tile repeats several times across a room and matches itself (structure from motion then links
+    # views that do not overlap); 5 with texture_size 1024 keeps the detail and stops the repeats
     points: int = 100_000  # surface samples written to points.ply (0: none)
     shadows: bool = True  # soft shadows and ambient occlusion (baked once per scene at mesh vertices)
     depth: bool = True  # write depth/{i:06d}.png
@@ -87,6 +90,8 @@ class SynthConfig:
         ts = self.texture_size
         if ts < 16 or ts & (ts - 1):
             raise SlifeError(f"texture_size must be a power of two >= 16, got {ts}")
+        if not self.texture_scale > 0:
+            raise SlifeError(f"texture_scale must be positive, got {self.texture_scale}")
         if self.points < 0 or self.crf < 0:
             raise SlifeError("points and crf must be >= 0")
         if self.kind == "life" and self.day_seconds < self.duration / self.days:
@@ -189,7 +194,8 @@ def run(cfg: SynthConfig, out_dir: Path | str, progress: Callable[[int], None] |
         stale.unlink()  # recordings appended to the life this replaces
     rate = frame_rate(cfg.fps)
     cam = cfg.camera()
-    scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos)
+    scene = None if cfg.kind == "screen" else build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos,
+                                                           cfg.texture_scale)
     pts, t, T, day = _poses(cfg, scene, rate)
     n = len(t)
     summary = {"frames": n}
@@ -264,7 +270,7 @@ def _made_with(path: Path, fix: str) -> dict:
         raise SlifeError(f"{path}: unreadable ({type(e).__name__}: {e}); {fix}") from None
     if not isinstance(made, dict):
         raise SlifeError(f"{path}: has no synth settings (config); {fix}")
-    return made
+    return {**asdict(SynthConfig()), **made}  # a field added since the folder was made counts as its default
 
 
 def _differ(old: dict, new: dict) -> str:
@@ -363,7 +369,7 @@ def append_days(out_dir: Path | str, days: int, progress: Callable[[int], None] 
     have = int(meta.get("appended_days", 0))
     n_old = int(meta["frames"])
     rate = frame_rate(cfg.fps)
-    scene = build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos)
+    scene = build_scene(cfg.scene, cfg.seed, cfg.texture_size, cfg.photos, cfg.texture_scale)
     pts, t, T, day = _poses(cfg, scene, rate, days=cfg.days + have + days)
     try:
         with np.load(out / "poses.npz", allow_pickle=False) as z:

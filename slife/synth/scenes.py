@@ -1,11 +1,12 @@
 """Indoor scenes for synthetic lives: rooms, furniture-like boxes and objects as one textured triangle mesh.
 
-Reads nothing. `build_scene(name, seed, texture_size) -> Scene` builds one of `SCENES` (a registry:
+Reads nothing. `build_scene(name, seed, texture_size, photos, texture_scale) -> Scene` builds one of `SCENES` (a registry:
 name -> recipe) from a seed: a room (floor, walls, ceiling, inward normals), furniture made of boxes
 along the walls and in the middle, small objects (boxes, spheres, cylinders) on top, posters on walls,
 ceiling lights, a 2D free-space grid for walking and "places" worth looking at. World frame: metres,
 z up, floor at z = 0. Each triangle carries a material (a baked texture from `textures.py`) and an
-affine UV map from world coordinates (texels = A @ p + b) so texture is anchored to the surface.
+affine UV map from world coordinates (texels = A @ p + b) so texture is anchored to the surface; a texture
+tile spans 1.5-3 m of a wall or floor (less on furniture and objects) times `texture_scale`, and repeats beyond.
 `LIFE_SCENES` are the ones lives use by default; `HELDOUT_SCENES` are kept apart (depth-probe test
 scenes). Ray casting and shading are left to `render.py`, walking to `trajectory.py`.
 """
@@ -72,9 +73,10 @@ class Scene:
 class _Builder:
     """Accumulates textured triangles; boxes and meshes are added with a material each."""
 
-    def __init__(self, rng: np.random.Generator, texture_size: int):
+    def __init__(self, rng: np.random.Generator, texture_size: int, texture_scale: float = 1.0):
         self.rng = rng
         self.S = texture_size
+        self.scale = texture_scale  # multiplies every material's tile period
         self.V: list[np.ndarray] = []
         self.F: list[np.ndarray] = []
         self.N: list[np.ndarray] = []
@@ -89,7 +91,7 @@ class _Builder:
     def material(self, kind: str, period: tuple = (1.0, 3.0)) -> int:
         """A new material of `kind`; `period` is the range of metres one texture tile spans."""
         self.kinds.append(kind)
-        self.periods.append(float(self.rng.uniform(*period)))
+        self.periods.append(float(self.rng.uniform(period[0] * self.scale, period[1] * self.scale)))
         return len(self.kinds) - 1
 
     def _add(self, verts, tris, normals, mat, uv):
@@ -431,14 +433,16 @@ def scene_seed(name: str, seed: int) -> int:
     return (zlib.crc32(name.encode()) * 1_000_003 + int(seed)) % (2**63)
 
 
-def build_scene(name: str, seed: int = 0, texture_size: int = 256, photos: bool = False) -> Scene:
+def build_scene(name: str, seed: int = 0, texture_size: int = 256, photos: bool = False,
+                texture_scale: float = 1.0) -> Scene:
     """Build scene `name` (a key of SCENES) deterministically from `seed`; `photos` also draws walls, floors,
-    prints and posters from photographic textures (`textures.PHOTO_KINDS`)."""
+    prints and posters from photographic textures (`textures.PHOTO_KINDS`); texture tiles span `texture_scale`
+    times their usual size (same layout and draws: 1 gives the same scene as before the option existed)."""
     if name not in SCENES:
         raise ValueError(f"unknown scene {name!r}; known: {', '.join(SCENES)}")
     rec = SCENES[name]
     rng = np.random.default_rng(scene_seed(name, seed))
-    b = _Builder(rng, texture_size)
+    b = _Builder(rng, texture_size, texture_scale)
     Lx, Ly, H = (float(rng.uniform(*r)) for r in rec.size)
     room = (0.0, 0.0, Lx, Ly)
 

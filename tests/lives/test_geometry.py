@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slife.lives.geometry import (Camera, invert_pose, make_pose, pose_problem, qvec_to_rotmat, rotmat_to_qvec,
-                                  transform_points)
+from slife.lives.geometry import (Camera, fit_similarity, invert_pose, make_pose, pose_problem, qvec_to_rotmat,
+                                  rotmat_to_qvec, transform_points)
 
 DATA = Path(__file__).parents[2] / "../shared/data"
 
@@ -105,3 +105,17 @@ def test_rotated_cw90_turns_the_image(model, params):
     uv2, _ = turned.project(X @ Rz.T)  # the same points in the turned camera's frame
     assert (turned.width, turned.height) == (48, 64)
     np.testing.assert_allclose(uv2, np.stack([48 - uv[:, 1], uv[:, 0]], axis=1), atol=1e-9)
+
+
+def test_fit_similarity_recovers_a_known_transform_and_ignores_zero_weights():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    R = qvec_to_rotmat(np.array([0.8, 0.2, -0.4, 0.4]) / np.linalg.norm([0.8, 0.2, -0.4, 0.4]))
+    Y = 2.5 * X @ R.T + np.array([1.0, -2.0, 3.0])
+    s, R2, t = fit_similarity(X, Y)
+    assert s == pytest.approx(2.5) and np.allclose(R2, R) and np.allclose(t, [1.0, -2.0, 3.0])
+    assert np.linalg.det(R2) == pytest.approx(1.0)
+    Y[:5] += 100.0  # outliers with zero weight change nothing
+    w = np.r_[np.zeros(5), np.ones(45)]
+    s, R2, t = fit_similarity(X, Y, w)
+    assert s == pytest.approx(2.5) and np.allclose(R2, R) and np.allclose(t, [1.0, -2.0, 3.0])

@@ -1,78 +1,140 @@
-"""slife sfm (through the CLI): a short synthetic video gets poses that agree with ground truth up to a similarity transform."""
+"""slife sfm (slife/pairmine/sfm.py, through the CLI): a two-day synthetic life, reconstructed in chunks, gets
+poses that agree with its own up to a similarity; loop closure links the second day's revisit to the first, so
+spatial pairs across the days are mined from the SfM model; a run killed with SIGKILL and started again
+registers the same frames."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from slife.errors import SlifeError
 
-
-def _umeyama(X, Y):
-    """Similarity (s, R, t) minimising |s R X + t - Y| over rows; X, Y (n, 3)."""
-    mx, my = X.mean(0), Y.mean(0)
-    Xc, Yc = X - mx, Y - my
-    U, S, Vt = np.linalg.svd(Yc.T @ Xc / len(X))
-    D = np.eye(3)
-    D[2, 2] = np.sign(np.linalg.det(U @ Vt))
-    R = U @ D @ Vt
-    s = np.trace(np.diag(S) @ D) / Xc.var(0).sum()
-    return s, R, my - s * R @ mx
+# 2 days x 8 s at 4 fps = 64 frames of 160x120; chunks of 24 frames (3 chunks: two merges); one thread, so
+# that the reconstruction is the same on every run (with two, bundle-adjustment sums change order)
+SFM_ARGS = ["--fps", "0", "--max-side", "160", "--max-features", "512", "--overlap", "5", "--threads", "1",
+            "--chunk", "24", "--chunk-overlap", "4", "--loop-min-gap", "5", "--vocab-words", "256"]
 
 
 @pytest.fixture(scope="module")
-def video_life(tmp_path_factory):
+def two_days(tmp_path_factory):
     from slife.synth import SynthConfig, run
 
-    cfg = SynthConfig(kind="life", scene="kitchen", duration=4.0, fps=5.0, width=160, height=120, days=1,
-                      texture_size=256, points=1000, crf=18, seed=0)
-    return run(cfg, tmp_path_factory.mktemp("sfm") / "video-life")
+    cfg = SynthConfig(kind="life", scene="kitchen", duration=16.0, fps=4.0, width=160, height=120, days=2,
+                      texture_size=256, points=20000, depth=False, crf=18, seed=0)
+    return run(cfg, tmp_path_factory.mktemp("sfm") / "two-days")
 
 
-def test_sfm_registers_and_matches_ground_truth(tmp_path, video_life):
-    from slife.lives import read_life
-    from slife.pairmine.sfm import SfmConfig, run
-
+@pytest.fixture(scope="module")
+def reconstructed(two_days, tmp_path_factory):
     from typer.testing import CliRunner
 
     from slife.cli import app
 
-    # one thread: the same reconstruction on every run (with two, bundle adjustment sums in varying order and
-    # the result, judged against ground truth below, changes from run to run)
-    res = CliRunner().invoke(app, ["sfm", str(video_life), "--out", str(tmp_path / "sfm"), "--fps", "0",
-                                   "--max-side", "160", "--overlap", "5", "--threads", "1"])
+    out = tmp_path_factory.mktemp("sfm-out") / "sfm"
+    res = CliRunner().invoke(app, ["sfm", str(two_days), "--out", str(out), *SFM_ARGS])
     assert res.exit_code == 0, res.output
-    model = tmp_path / "sfm" / "sparse" / "0"
-    assert str(model) in res.output.replace("\n", "")
-    assert (model / "images.bin").exists() or (model / "images.txt").exists()
-    rec, gt = read_life(tmp_path / "sfm"), read_life(video_life)
-    assert rec.format == "colmap" and len(gt) == 20
-    assert rec.pose_valid.sum() >= 0.8 * len(gt)  # most frames registered
-    assert rec.tracks is not None and rec.has_pixels
-    # match frames by timestamp (the image names carry t), then align centres by a similarity
-    idx = {round(t, 3): i for i, t in enumerate(gt.t)}
-    pairs = [(i, idx[round(t, 3)]) for i, t in enumerate(rec.t) if rec.pose_valid[i]]
-    X = np.array([rec.T_world_cam[i, :3, 3] for i, _ in pairs])
-    Y = np.array([gt.T_world_cam[j, :3, 3] for _, j in pairs])
-    s, R, t = _umeyama(X, Y)
-    err = np.linalg.norm((s * (R @ X.T)).T + t - Y, axis=1)
-    extent = np.linalg.norm(Y - Y.mean(0), axis=1).max()
-    assert extent > 0.2
-    assert np.median(err) < 0.05 * extent and err.max() < 0.15 * extent
-    # rerun reuses the finished model
-    assert run(SfmConfig(fps=0, max_side=160, overlap=5, num_threads=1), video_life, tmp_path / "sfm") == model
-    # other settings on the same folder: a one-line error instead of a silent reuse
+    return out, res.output
+
+
+def _registered(out) -> set[str]:
+    import pycolmap
+
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    return {im.name for im in rec.images.values() if im.has_pose}
+
+
+def test_sfm_registers_and_matches_ground_truth(two_days, reconstructed):
+    from slife.lives import read_life
+    from slife.pairmine.sfm import SfmConfig, pose_error, run
+
+    out, output = reconstructed
+    model = out / "sparse" / "0"
+    assert str(model) in output.replace("\n", "")
+    assert "frames registered" in output and "merge" in output  # the summary table, a row per stage
+    info = json.loads((out / "sfm.json").read_text())
+    assert info["complete"] and info["frames"] == 64
+    assert set(info["stages"]) == {"frames", "features", "words", "pairs", "matching", "mapping", "merge"}
+    assert all(s["cpu_s"] >= 0 and s["wall_s"] >= 0 for s in info["stages"].values())
+    assert info["pairs"]["loop"] > 0 and info["models_merged"] >= 2  # chunks were merged
+    rec, gt = read_life(out), read_life(two_days)
+    assert rec.format == "colmap" and rec.tracks is not None and rec.has_pixels and len(rec) == 64
+    err = pose_error(gt, rec)
+    assert err["registered"] >= 0.8  # most frames, of both days
+    assert err["ate_median"] < 0.05 * err["extent"]
+    assert info["ground_truth"]["registered"] == pytest.approx(err["registered"])
+    assert info["registered"] == rec.pose_valid.sum()
+    # a rerun reuses the finished model; other settings on the same folder: a one-line error
+    cfg = SfmConfig(fps=0, max_side=160, max_features=512, overlap=5, num_threads=1, chunk=24, chunk_overlap=4,
+                    loop_min_gap=5, vocab_words=256)
+    assert run(cfg, two_days, out) == model
     with pytest.raises(SlifeError, match="other settings.*fps"):
-        run(SfmConfig(fps=2, max_side=160, overlap=5, num_threads=1), video_life, tmp_path / "sfm")
-    assert json.loads((tmp_path / "sfm" / "sfm.json").read_text())["registered"] == rec.pose_valid.sum()
+        run(SfmConfig(fps=2, max_side=160, overlap=5, num_threads=1), two_days, out)
+
+
+def test_sfm_links_the_revisit_into_spatial_pairs(two_days, reconstructed, tmp_path):
+    """Day 2 revisits day 1's places: the SfM model's tracks join them, so spatial pairs join the two days,
+    and those pairs are true (the frames see the same surface points in the ground-truth life)."""
+    from slife import pairmine as pm
+    from slife.lives import read_life
+    from slife.pairmine.visibility import compute_visibility, jaccard_exact
+
+    out, _ = reconstructed
+    cfg = pm.MineConfig(strategies=("spatial",), fps=0, pairs_only=True, per_frame=0, j_min=0.05)
+    pm.run(cfg, out, tmp_path / "pairs")
+    pairs = [json.loads(ln) for ln in open(tmp_path / "pairs" / "pairs.jsonl")]
+    day = lambda p, k: int(p[f"t_{k}"] // 86400)  # noqa: E731
+    across = [p for p in pairs if day(p, "a") != day(p, "b")]
+    assert len(across) >= 10, f"{len(across)} of {len(pairs)} spatial pairs join the two days"
+    gt = read_life(two_days)
+    index = {round(float(t), 6): i for i, t in enumerate(gt.t)}
+    a = np.array([index[round(p["t_a"], 6)] for p in across])
+    b = np.array([index[round(p["t_b"], 6)] for p in across])
+    j = jaccard_exact(compute_visibility(gt, voxel=0.1), a, b)
+    assert np.mean(j > 0.05) > 0.9, j  # the frames of each pair see the same place
+
+
+def _sfm_process(life, out):
+    return subprocess.Popen([sys.executable, "-m", "slife", "sfm", str(life), "--out", str(out), *SFM_ARGS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _kill_when(proc, path, timeout=300.0):
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and not path.exists() and proc.poll() is None:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    finally:
+        proc.wait()
+
+
+def test_sfm_killed_and_resumed_registers_the_same_frames(two_days, reconstructed, tmp_path):
+    out = tmp_path / "killed"
+    # killed once while matching, once while mapping: each time a chunk is in progress
+    for marker in ("matches-00000.json", "map-00000.json"):
+        proc = _sfm_process(two_days, out)
+        _kill_when(proc, out / "work" / marker)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+        assert (out / "work" / marker).exists() and not (out / "sparse" / "0").exists()
+    proc = _sfm_process(two_days, out)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()
+    assert "resuming" in err.decode()
+    assert _registered(out) == _registered(reconstructed[0])
 
 
 def test_sfm_real_clip_keeps_colmap_warnings_for_verbose(tmp_path):
     """On a real handheld clip COLMAP's bundle adjustment logs solver warnings; at default verbosity they stay
     out of the output (the README: COLMAP's log only with -v), slife's own summary stays."""
     import re
-    import subprocess
-    import sys
     from pathlib import Path
 
     clip = Path(__file__).resolve().parents[2] / "../shared/data/videos/pillow.mp4"

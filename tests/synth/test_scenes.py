@@ -46,3 +46,16 @@ def test_photos_texture_walls_and_prints_and_leave_default_scenes_alone():
     assert plain.material_kinds == again.material_kinds and not {"photo", "photo_surface"} & set(plain.material_kinds)
     assert {"photo", "photo_surface"} & set(photo.material_kinds)
     assert np.array_equal(plain.vertices, photo.vertices)  # same rooms and furniture, other surfaces
+
+
+def test_texture_scale_stretches_tiles_and_keeps_the_layout():
+    """texture_scale multiplies how far a tiled texture spans (texels per metre divide by it); a texture fitted
+    once to a face (a poster) keeps its size; geometry, lights and places stay; 1 is the scene as it was before
+    the option."""
+    a, b = build_scene("kitchen", 0, 64), build_scene("kitchen", 0, 64, texture_scale=4.0)
+    assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.places, b.places)
+    density = lambda s: np.linalg.norm(s.tri_uv[:, :, :3], axis=2).mean(1)  # noqa: E731 (F,) texels per metre
+    ratio = density(a) / density(b)
+    tiled = np.abs(ratio - 4.0) < 1e-3 * 4.0
+    assert np.all(tiled | (np.abs(ratio - 1.0) < 1e-3)) and tiled.mean() > 0.9, np.unique(ratio.round(3))
+    assert np.array_equal(build_scene("kitchen", 0, 64, texture_scale=1.0).tri_uv, a.tri_uv)

@@ -220,3 +220,23 @@ def test_append_days_refuses_what_it_cannot_grow(tiny_static, tmp_path):
         append_days(tmp_path, 1)
     with pytest.raises(SlifeError, match="only --kind life grows"):
         append_days(tiny_static, 1)
+
+
+def test_life_made_before_texture_scale_is_still_complete(tiny_life, monkeypatch):
+    """A life.json written before the texture_scale field existed counts as texture_scale 1: not re-rendered."""
+    from slife import synth
+
+    meta = json.loads((tiny_life / "life.json").read_text())
+    cfg = synth.SynthConfig(**meta["config"])
+    old = {k: v for k, v in meta["config"].items() if k != "texture_scale"}
+    monkeypatch.setattr(synth, "build_scene", lambda *a, **k: pytest.fail("re-rendered"), raising=False)
+    import slife.synth.scenes as scenes
+
+    monkeypatch.setattr(scenes, "build_scene", lambda *a, **k: pytest.fail("re-rendered"))
+    path = tiny_life / "life.json"
+    saved = path.read_text()
+    try:
+        path.write_text(json.dumps({**meta, "config": old}))
+        assert synth.run(cfg, tiny_life) == tiny_life
+    finally:
+        path.write_text(saved)
