@@ -302,4 +302,8 @@ def probe_cmd(
         if m:
             t.add_row(label, *[_f(m.get(c)) for c in cols])
     console.print(t)
+    sk = rep.get("skipped_views") or {}
+    if sk.get("train") or sk.get("test"):
+        console.print(f"left out {sk['train']} train and {sk['test']} test views with unreadable depth maps "
+                      f"(listed in probe.json skipped_views)")
     console.print(f"wrote {path} (+ examples PNG, probe weights)")
