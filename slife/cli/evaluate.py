@@ -200,11 +200,15 @@ def match_cmd(
     method: str = typer.Option("auto", "--method", help="attention: decoder cross-attention (CroCo checkpoints "
                                "only); features: nearest neighbours of the encoder's patch tokens (cosine x 20, any "
                                "checkpoint); auto: attention where the model has a decoder, else features."),
+    untrained_seeds: str = typer.Option("0", "--untrained-seeds", help="Seeds of the untrained controls (one per "
+                                        "architecture among the checkpoints, scored like them), comma-separated "
+                                        "('' none: a warning)."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
     """Zero-shot dense correspondence from decoder cross-attention (or encoder features for encoders without a
-    decoder): AEPE and PCK-1/3/5 with the identity baseline."""
+    decoder): AEPE and PCK-1/3/5 with the identity baseline, and top-1 patch accuracy on displaced patches beside
+    chance, the same-position predictor and untrained encoders of each checkpoint's architecture."""
     from rich.table import Table
 
     from slife.eval.correspondence import MatchConfig, run
@@ -215,7 +219,7 @@ def match_cmd(
     try:
         cfg = MatchConfig(data_root=root, dataset=dataset, sequences=tuple(s for s in sequences.split(",") if s),
                           temperature=temperature, softmax=softmax, max_pairs=max_pairs, max_side=max_side,
-                          method=method)
+                          method=method, untrained_seeds=_seeds(untrained_seeds))
     except ValueError as e:
         raise SlifeError(f"match: {e}") from None
     with progress_bar("match: pairs", unit="pairs") as adv:
@@ -227,7 +231,7 @@ def match_cmd(
         c = Table(title=f"{name}: displaced patches (true match > 1 patch from the same position)")
         for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5", "oracle AEPE"):
             t.add_column(col, justify="right")
-        for col in ("index", "share", "AEPE", "id AEPE", "acc", "same-pos acc"):
+        for col in ("index", "share", "AEPE", "id AEPE", "acc", "same-pos acc", "chance acc"):
             c.add_column(col, justify="right")
         rows = list(res["per_index"].items()) + [("all", res["overall"])]
         for idx, b in rows:
@@ -235,9 +239,25 @@ def match_cmd(
             t.add_row(idx, _f(m["aepe"], 2), _f(m["pck1"]), _f(m["pck3"]), _f(m["pck5"]), _f(i["aepe"], 2), _f(i["pck5"]),
                       _f(b["grid_oracle"]["aepe"], 2))
             c.add_row(idx, _f(b["displaced_pixel_share"]), _f(md["aepe"], 2), _f(idd["aepe"], 2),
-                      _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]))
+                      _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]),
+                      _f(b.get("chance_accuracy_displaced")))
         console.print(t)
         console.print(c)
+    s = Table(title=f"all encoders, {rep['counts']['pairs']} pairs: top-1 within one patch on displaced patches "
+                    "beside its controls")
+    for col in ("encoder", "method", "AEPE", "PCK-5", "acc", "acc displaced"):
+        s.add_column(col, justify="left" if col in ("encoder", "method") else "right", no_wrap=True)
+    for name, res in rep["models"].items():
+        o = res["overall"]
+        s.add_row(name + (" (control)" if name in rep.get("untrained", []) else ""), rep["methods"][name],
+                  _f(o["model"]["aepe"], 2), _f(o["model"]["pck5"]), _f(o["patch_accuracy"]),
+                  _f(o["patch_accuracy_displaced"]))
+    if rep["models"]:
+        o = next(iter(rep["models"].values()))["overall"]
+        s.add_row("zero flow / same position (control)", "-", _f(o["identity"]["aepe"], 2), _f(o["identity"]["pck5"]),
+                  _f(o["same_position_accuracy"]), _f(o["same_position_accuracy_displaced"]))
+        s.add_row("chance (control)", "-", "-", "-", _f(o.get("chance_accuracy")), _f(o.get("chance_accuracy_displaced")))
+    console.print(s)
     console.print(f"wrote {path} (+ .csv, .png)")
 
 
