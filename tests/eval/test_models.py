@@ -98,11 +98,14 @@ def test_match_offers_feature_matching_for_encoders_without_a_decoder(ckpts, tmp
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "match.json").read_text())
-    assert rep["methods"] == {"dinov2": "features", "croco": "attention"}  # auto
+    # auto; an untrained control of each architecture, read like its trained counterpart
+    assert rep["methods"] == {"dinov2": "features", "croco": "attention", "untrained-vit-s0": "features",
+                              "untrained-croco-s0": "attention"}
     assert rep["models"]["dinov2"]["overall"]["model"]["aepe"] is not None and "(features)" in r.output
     r = runner.invoke(app, ["match", "hpatches", str(ckpts["croco"]), "--data-root", str(root), "--out", str(out),
                             "--method", "features"])
-    assert r.exit_code == 0 and json.loads((out / "match.json").read_text())["methods"] == {"croco": "features"}
+    assert r.exit_code == 0 and json.loads((out / "match.json").read_text())["methods"] == {
+        "croco": "features", "untrained-croco-s0": "features"}
     r = runner.invoke(app, ["match", "hpatches", str(ckpts["egomotion"]), "--data-root", str(root), "--out", str(out),
                             "--method", "attention"])
     assert r.exit_code == 2 and "no decoder cross-attention" in r.output and len(r.output.strip().splitlines()) == 1
