@@ -42,8 +42,9 @@ def _cas_tables(rep: dict) -> None:
     names, order = rep["names"], rep["order"]
     idx = [names.index(n) for n in order]
     metric = rep["metric"]
-    t = Table(title=f"{metric.upper()} ({rep.get('num_pairs') or rep.get('num_images')} "
-                    f"{'pairs' if metric == 'cas' else 'images'}; models in clustering order, controls last)")
+    what = (f"{rep.get('num_pairs')} pairs" if metric == "cas" else
+            f"{rep.get('num_images')} distinct images of the {rep.get('num_views')} views of {rep.get('num_pairs')} pairs")
+    t = Table(title=f"{metric.upper()} ({what}; models in clustering order, controls last)")
     t.add_column("", no_wrap=True)
     for n in order:
         t.add_column(n, justify="right")

@@ -22,7 +22,11 @@ plus each model's top-1 correspondence accuracy (within one patch of the truth),
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
 marked) into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
-encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise).
+encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise). The images are the
+DISTINCT views of the pairs (`distinct_views`: mined pairs reuse frames, and a frame counted twice is its own
+nearest neighbour in every model, which inflates mknn and CKA alike), identified by the pair json's life,
+video and frame (`frame_a` = source, `frame_b` = target; the sample key and view where those are absent);
+chance is k / (n - 1) over the n distinct images, and `num_views` / `num_images` report both counts.
 The top-k sets come from `attention.py`, ground truth from `groundtruth.py`, figures from `plots.py`.
 """
 
@@ -359,6 +363,30 @@ def pooled_features(model, images: torch.Tensor, batch_size: int = 32,
     return np.concatenate(out)
 
 
+def view_identity(pair: dict, view: str) -> tuple:
+    """The frame a pair's view shows: (life, video, frame) from the pair json (source = `*_a`, target = `*_b`),
+    or (sample key, view) when the json does not name the frame."""
+    meta = pair.get("json") if isinstance(pair.get("json"), dict) else {}
+    ab = "a" if view == "src" else "b"
+    frame = meta.get(f"frame_{ab}")
+    if frame is None:
+        return ("key", str(pair.get("key")), view)
+    return ("frame", str(meta.get("life")), str(meta.get(f"video_{ab}")), int(frame))
+
+
+def distinct_views(pairs: Sequence[dict]) -> tuple[torch.Tensor, int]:
+    """(images (n, 3, S, S) of the distinct frames among every pair's target and source, first seen first,
+    number of views looked at (2 P))."""
+    seen, imgs = set(), []
+    for view in ("tgt", "src"):
+        for p in pairs:
+            ident = view_identity(p, view)
+            if ident not in seen:
+                seen.add(ident)
+                imgs.append(p[view])
+    return torch.stack(imgs).float(), 2 * len(pairs)
+
+
 def feature_report(names: list[str], kinds: list[str], feats: list[np.ndarray], metric: str, k: int) -> dict:
     """(M, M) mknn or CKA matrix with the untrained control level and chance (mknn: k / (n - 1))."""
     m = len(names)
@@ -440,13 +468,21 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     if cfg.metric == "cas" and cfg.k >= side * side:  # every patch would be a neighbour: all scores 1
         raise SlifeError(f"--k {cfg.k} must be below the {side * side} patches per image of these models")
     pairs = load_test_pairs(cfg.pairs, size, cfg.num_pairs)
-    if cfg.metric == "mknn" and cfg.k >= len(pairs) - 1:
-        raise SlifeError(f"--k {cfg.k} must be below the {len(pairs) - 1} other images of the {len(pairs)} "
-                         "test pairs for --metric mknn")
+    if cfg.metric != "cas":
+        imgs, n_views = distinct_views(pairs)  # (n, 3, S, S): each frame once
+        if len(imgs) < n_views:
+            log.info("%s: %d distinct images among the %d views of %d pairs (frames reused by several pairs are "
+                     "compared once)", cfg.pairs, len(imgs), n_views, len(pairs))
+        if len(imgs) < 3:
+            raise SlifeError(f"{cfg.pairs}: {len(imgs)} distinct images in {len(pairs)} pairs; --metric {cfg.metric} "
+                             "needs at least 3")
+        if cfg.metric == "mknn" and cfg.k >= len(imgs) - 1:
+            raise SlifeError(f"--k {cfg.k} must be below the {len(imgs) - 1} other images of the {len(imgs)} "
+                             f"distinct images in {len(pairs)} test pairs for --metric mknn")
     controls = untrained_models(spec0, cfg.untrained_seeds)
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
     entries += [(n, m, "untrained", None) for n, m in controls]
-    total = len(entries) * (len(pairs) if cfg.metric == "cas" else 2 * len(pairs))
+    total = len(entries) * (len(pairs) if cfg.metric == "cas" else len(imgs))
     if progress:
         progress(0, total=total)
     import time
@@ -462,13 +498,14 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         summaries.append(same_position_summary(grid, cfg.k, len(pairs), 1))
         rep = cas_report(summaries, ground_truth_table(pairs, grid, patch))
     else:
-        imgs = torch.stack([p["tgt"] for p in pairs] + [p["src"] for p in pairs]).float()  # (2P, 3, S, S)
         feats = []
         for name, model, kind, _ in entries:
             t0 = time.perf_counter()
             feats.append(pooled_features(model, imgs, cfg.batch_size, progress))
             timing[name] = len(imgs) / max(time.perf_counter() - t0, 1e-9)
         rep = feature_report([e[0] for e in entries], [e[2] for e in entries], feats, cfg.metric, cfg.k)
+        rep.update({"num_pairs": len(pairs), "num_views": n_views,
+                    "images": "distinct frames of the pairs' views (life, video, frame), each once"})
     rep.update({
         "metric": cfg.metric, "softmax": cfg.softmax, "reciprocal": cfg.reciprocal,
         "checkpoints": {e[0]: e[3] for e in entries if e[3]}, "pairs": str(cfg.pairs), "img_size": size,

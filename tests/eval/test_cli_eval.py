@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -41,11 +42,51 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     assert (out / "cas.csv").read_text().splitlines()[0] == "," + ",".join(names)
     assert (out / "cas.png").stat().st_size > 1000 and (out / "cas_displaced.csv").exists()
     for extra, msg in ((["--k", "16"], "--k 16 must be below the 16 patches"),
-                       (["--k", "5", "--metric", "mknn"], "--k 5 must be below the 5 other images"),
+                       (["--k", "11", "--metric", "mknn"], "--k 11 must be below the 11 other images of the 12 "
+                                                           "distinct images"),
                        (["--k", "0"], "--k must be >= 1")):
         r = runner.invoke(app, ["cas", *map(str, ckpts), "--pairs", str(shards), "--out", str(out), "--num-pairs",
                                 "6", *extra])
         assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def _doubled(shards, out):
+    """The pair set with every sample written twice (new keys, same frames): mined sets reuse frames like this."""
+    import io
+    import tarfile
+
+    out.mkdir()
+    with tarfile.open(shards / "pairs-000000.tar") as src, tarfile.open(out / "pairs-000000.tar", "w") as dst:
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
+        for copy in ("", "9"):
+            for m, data in members:
+                ti = tarfile.TarInfo(m.name.replace("plane_", f"plane{copy}_"))
+                ti.size = len(data)
+                dst.addfile(ti, io.BytesIO(data))
+    (out / "pairs-000000.stats.json").write_text(json.dumps({"samples": 12}))
+    (out / "manifest.json").write_text(json.dumps({"shards": [{"name": "pairs-000000.tar", "samples": 12}]}))
+    return out
+
+
+def test_cli_mknn_and_cka_compare_each_frame_once(tmp_path, ckpts):
+    """Views of the same frame are compared once, so duplicating every pair changes no score, and chance is
+    k / (n - 1) over the distinct images (12 frames in 6 pairs, 24 views in the doubled set)."""
+    shards = write_pair_shards(tmp_path / "shards", num_pairs=6)
+    doubled = _doubled(shards, tmp_path / "doubled")
+    for metric in ("mknn", "cka"):
+        reps = []
+        for name, folder, n in (("once", shards, 6), ("twice", doubled, 12)):
+            out = tmp_path / f"{metric}-{name}"
+            r = runner.invoke(app, ["cas", *map(str, ckpts), "--pairs", str(folder), "--out", str(out), "--metric",
+                                    metric, "--k", "3", "--num-pairs", str(n)])
+            assert r.exit_code == 0, r.output
+            reps.append(json.loads((out / f"{metric}.json").read_text()))
+            assert f"12 distinct images of the {2 * n} views of {n} pairs" in " ".join(r.output.split())
+        once, twice = reps
+        assert once["num_images"] == twice["num_images"] == 12 and twice["num_views"] == 24
+        assert np.allclose(np.array(once["matrix"], float), np.array(twice["matrix"], float))
+        if metric == "mknn":
+            assert once["chance"] == twice["chance"] == 3 / 11
 
 
 def test_feature_metrics_on_real_models(ckpts):
