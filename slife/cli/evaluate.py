@@ -88,7 +88,7 @@ def _cas_tables(rep: dict) -> None:
         c.add_row(*row)
     console.print(c)
     pt = Table(title="pairs of models: agreement beside the shortcut (beyond position: 0 = what a fixed "
-                     "positional prior gives, 1 = identical)")
+                     "positional prior gives, 1 = identical sets that vary between pairs)")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
                 "beyond position, displaced"):
         pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
@@ -98,9 +98,17 @@ def _cas_tables(rep: dict) -> None:
                    _f(row.get("cas_calibrated_displaced")))
     console.print(pt)
     cal = rep.get("calibrated") or {}
+    line = []
+    if cal.get("model_vs_model_mean") is not None:
+        line.append(f"mean model vs model {_f(cal['model_vs_model_mean'])}")
     if cal.get("untrained_vs_untrained") is not None:
-        console.print(f"CAS beyond position: untrained vs untrained {_f(cal['untrained_vs_untrained'])}; the "
-                      "same-position predictor scores 0 against every model by construction")
+        line.append(f"untrained vs untrained {_f(cal['untrained_vs_untrained'])}")
+    console.print("CAS beyond position (cas_calibrated.csv/.png): " + ", ".join(line + [
+        "the same-position predictor scores 0 against every model (and itself) by construction"]))
+    if cal.get("model_vs_model_mean_per_block"):
+        console.print("CAS beyond position, mean model vs model per decoder block: "
+                      + " ".join(_f(v, 3) for v in cal["model_vs_model_mean_per_block"])
+                      + (" | untrained: " + " ".join(_f(v, 3) for v in cal.get("untrained_vs_untrained_per_block", []))))
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
@@ -127,7 +135,13 @@ def cas_cmd(
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
-    """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls."""
+    """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls.
+
+    Also CAS beyond position (`calibrated` in cas.json; cas_calibrated.csv, cas_calibrated.png): the same top-k
+    overlap chance-corrected against a pair-permutation null, so any fixed positional prior (the same-position
+    predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent patches;
+    1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across unrelated pairs
+    (the same-position predictor's diagonal)."""
     from slife.eval.cas import CasConfig, run
 
     _threads(threads)
@@ -140,7 +154,8 @@ def cas_cmd(
     with progress_bar(f"{metric}: running models", unit="pairs") as adv:
         path = run(cfg, checkpoints, out, progress=adv)
     _cas_tables(json.loads(Path(path).read_text()))
-    console.print(f"wrote {path} (+ .csv, .png)")
+    extra = " and _calibrated.csv/.png" if metric == "cas" else ""
+    console.print(f"wrote {path} (+ .csv, .png{extra})")
 
 
 @app.command("top1")

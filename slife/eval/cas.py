@@ -13,14 +13,21 @@ construction: any predictor whose top-k sets do not depend on the images (the sa
 fixed positional prior) has null = observed and scores exactly 0 against every model, and two models score
 above 0 only where they agree on content-dependent patches. (The same idea as calibrating mutual-kNN
 alignment against a permutation null, as the 2026 "Aristotelian view" of the Platonic Representation
-Hypothesis does.) 1 means identical sets; the null is conservative when test pairs resemble each other.
+Hypothesis does.) Each entry (a, b) is (observed - null) / (1 - null) of a's and b's sets: 1 means the two
+agree on every target patch AND their sets vary from pair to pair (a model against itself: the diagonal
+is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
+is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
+identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
+resemble each other. It is written to `cas.json` ("calibrated": block average, per block, untrained level,
+mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
+`cas_calibrated.png`.
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
 a same-position predictor (top-k = same grid position and nearest neighbours), two untrained seeded models
 of the same architecture, per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
 every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
 plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced.
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
-marked) into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
+marked), and for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
 encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise). The images are the
 DISTINCT views of the pairs (`distinct_views`: mined pairs reuse frames, and a frame counted twice is its own
@@ -129,11 +136,14 @@ def calibrated_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None =
     |a[p,n] n b[p,n]| / k over the (p, n) in `mask` (P, N) (all when None). Null e: the same overlap with the
     OTHER predictor's sets on the other pairs at the same target patch, a[p,n] against b[q,n] for every q != p
     with (q, n) in the mask, and b[p,n] against a[q,n], averaged over both directions. Score (o - e) / (1 - e):
-    1 for identical sets, 0 when the two agree no more than their sets do across unrelated pairs.
+    1 for identical sets that vary between pairs, 0 when the two agree no more than their sets do across
+    unrelated pairs.
     A predictor whose sets do not depend on the images (the same-position predictor, any fixed positional
     prior) has b[q,n] = b[p,n] for every q, so e = o and it scores exactly 0 against anything, by
-    construction; so does the positional part of a model's attention. 0 where o equals e (also when e = 1);
-    NaN when no target patch is in the mask on two or more pairs."""
+    construction; so does the positional part of a model's attention. 0 where o equals e, also when e = 1:
+    so a predictor against ITSELF scores 1 when its sets vary between pairs (o = 1 > e) and 0 when they do not
+    (o = e = 1: the same-position predictor's diagonal entry). NaN when no target patch is in the mask on two
+    or more pairs."""
     if n_src is None:
         n_src = int(max(a.max(), b.max())) + 1
     P, N, k = a.shape
@@ -277,6 +287,15 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
            "per_block": {str(b): calibrated_matrix(summaries, b) for b in range(max_blocks)}}
     if len(un) >= 2:
         cal["untrained_vs_untrained"] = cal["matrix"][un[0], un[1]]
+        cal["untrained_vs_untrained_per_block"] = [cal["per_block"][str(b)][un[0], un[1]] for b in range(max_blocks)]
+    if len(models) >= 2:
+        pairs_ab = [(a, c) for ai, a in enumerate(models) for c in models[ai + 1:]]
+        cal["model_vs_model_mean"] = float(np.nanmean([cal["matrix"][a, c] for a, c in pairs_ab]))
+        cal["model_vs_model_mean_per_block"] = [
+            float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            for v in ([cal["per_block"][str(b)][a, c] for a, c in pairs_ab] for b in range(max_blocks))]
+    cal["diagonal"] = ("1 for every model and untrained control (its sets vary between pairs); 0 for the "
+                       "same-position predictor (identical sets on every pair: nothing beyond position)")
     rep["calibrated"] = cal
     if true_idx is not None:
         true_idx = np.asarray(true_idx)
@@ -519,5 +538,15 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     if rep.get("ground_truth"):
         write_matrix_csv(out_dir / f"{stem}_displaced.csv", rep["names"], rep["ground_truth"]["matrix_displaced"])
     plot_cas(rep, out_dir / f"{stem}.png")
+    cal = rep.get("calibrated")
+    if cal:  # CAS beyond position: its own CSV(s) and heatmap
+        write_matrix_csv(out_dir / f"{stem}_calibrated.csv", rep["names"], cal["matrix"])
+        if rep.get("ground_truth"):
+            write_matrix_csv(out_dir / f"{stem}_calibrated_displaced.csv", rep["names"],
+                             rep["ground_truth"]["calibrated_displaced"])
+        plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": cal["matrix"],
+                  "metric": "cas_calibrated", "k": rep.get("k"), "softmax": rep.get("softmax"),
+                  "controls": {"untrained_vs_untrained": cal.get("untrained_vs_untrained")}},
+                 out_dir / f"{stem}_calibrated.png")
     log.info("wrote %s", path)
     return path

@@ -41,6 +41,20 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     assert row["a_vs_same_position"] == m[0][5] and row["cas_displaced"] == gt["matrix_displaced"][0][1]
     assert (out / "cas.csv").read_text().splitlines()[0] == "," + ",".join(names)
     assert (out / "cas.png").stat().st_size > 1000 and (out / "cas_displaced.csv").exists()
+    # CAS beyond position: its own CSVs and heatmap; diagonal 1 for models and untrained controls, 0 for the
+    # same-position predictor (identical sets on every pair); the per-block means printed
+    cal = rep["calibrated"]
+    rows = [line.split(",") for line in (out / "cas_calibrated.csv").read_text().splitlines()]
+    assert rows[0] == [""] + names and [float(rows[i + 1][i + 1]) for i in range(6)] == [1, 1, 1, 1, 1, 0]
+    assert float(rows[1][2]) == pytest.approx(cal["matrix"][0][1], abs=1e-6)
+    assert (out / "cas_calibrated.png").stat().st_size > 1000 and (out / "cas_calibrated_displaced.csv").exists()
+    assert cal["model_vs_model_mean"] == pytest.approx((2 * cal["matrix"][0][1] + cal["matrix"][0][2]) / 3)  # a-b, b-a#2, a-a#2
+    assert len(cal["model_vs_model_mean_per_block"]) == 2 and len(cal["untrained_vs_untrained_per_block"]) == 2
+    text = " ".join(r.output.split())
+    assert "CAS beyond position (cas_calibrated.csv/.png): mean model vs model" in text
+    assert "CAS beyond position, mean model vs model per decoder block" in text
+    h = " ".join(runner.invoke(app, ["cas", "--help"]).output.split())
+    assert "CAS beyond position" in h and "cas_calibrated.csv" in h
     for extra, msg in ((["--k", "16"], "--k 16 must be below the 16 patches"),
                        (["--k", "11", "--metric", "mknn"], "--k 11 must be below the 11 other images of the 12 "
                                                            "distinct images"),
