@@ -22,6 +22,25 @@ def _f(v, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _show(table) -> None:
+    """Print a results table whose numbers are never cut: a right-aligned (number) column is as wide as its widest
+    cell and its header, on one line; a label column as wide as its longest entry up to 40 characters, then
+    folded. When that is wider than the console (a narrow terminal, a log file: 80 columns), the table is
+    printed wider rather than cutting `0.123` to `0.1…` or a header to `untraine…`."""
+    need = 1  # the left border
+    for col in table.columns:
+        width = max([len(str(c)) for c in col.cells] + [len(str(col.header)), 1])
+        col.overflow = "fold"
+        if col.justify == "right":
+            col.no_wrap, col.min_width = True, width
+        else:
+            col.no_wrap, col.min_width = False, min(width, 40)
+        need += col.min_width + 3  # padding and the right border
+    if need > console.width:
+        table.width = need  # rich lays the table out at this width instead of the console's
+    console.print(table)
+
+
 def _threads(n: int) -> None:
     if n > 0:
         import torch
@@ -50,7 +69,7 @@ def _cas_tables(rep: dict) -> None:
         t.add_column(n, justify="right")
     for i in idx:
         t.add_row(names[i], *[_f(rep["matrix"][i][j]) for j in idx])
-    console.print(t)
+    _show(t)
     ctrl = rep.get("controls", {})
     line = [f"chance {_f(rep.get('chance'))}"] if rep.get("chance") is not None else []
     if ctrl.get("untrained_vs_untrained") is not None:
@@ -86,7 +105,7 @@ def _cas_tables(rep: dict) -> None:
             row += [_f(a.get("all")), _f(a.get("displaced")), " ".join(_f(v, 2) for v in a.get("per_block_all", [])),
                     _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
         c.add_row(*row)
-    console.print(c)
+    _show(c)
     pt = Table(title="pairs of models: agreement beside the shortcut (beyond position: 0 = what a fixed "
                      "positional prior gives, 1 = identical sets that vary between pairs)")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
@@ -96,7 +115,7 @@ def _cas_tables(rep: dict) -> None:
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
                    _f(row["b_vs_same_position"]), _f(row.get("cas_calibrated")),
                    _f(row.get("cas_calibrated_displaced")))
-    console.print(pt)
+    _show(pt)
     cal = rep.get("calibrated") or {}
     line = []
     if cal.get("model_vs_model_mean") is not None:
@@ -195,7 +214,7 @@ def top1_cmd(
         t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]))
     t.add_row("same-position (control)", "-", _f(rep["same_position"]["all"]), _f(rep["same_position"]["displaced"]))
     t.add_row("chance (control)", "-", _f(rep["chance"]), _f(rep["chance"]))
-    console.print(t)
+    _show(t)
     console.print(f"wrote {path}")
 
 
@@ -257,8 +276,8 @@ def match_cmd(
             c.add_row(idx, _f(b["displaced_pixel_share"]), _f(md["aepe"], 2), _f(idd["aepe"], 2),
                       _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]),
                       _f(b.get("chance_accuracy_displaced")))
-        console.print(t)
-        console.print(c)
+        _show(t)
+        _show(c)
     s = Table(title=f"all encoders, {rep['counts']['pairs']} pairs: top-1 within one patch on displaced patches "
                     "beside its controls")
     for col in ("encoder", "method", "AEPE", "PCK-5", "acc", "acc displaced"):
@@ -273,7 +292,7 @@ def match_cmd(
         s.add_row("zero flow / same position (control)", "-", _f(o["identity"]["aepe"], 2), _f(o["identity"]["pck5"]),
                   _f(o["same_position_accuracy"]), _f(o["same_position_accuracy_displaced"]))
         s.add_row("chance (control)", "-", "-", "-", _f(o.get("chance_accuracy")), _f(o.get("chance_accuracy_displaced")))
-    console.print(s)
+    _show(s)
     console.print(f"wrote {path} (+ .csv, .png)")
 
 
@@ -337,7 +356,7 @@ def probe_cmd(
                      (orc.get("metrics_aligned"), "depth oracle, aligned (control)")):
         if m:
             t.add_row(label, *[_f(m.get(c)) for c in cols])
-    console.print(t)
+    _show(t)
     sk = rep.get("skipped_views") or {}
     if sk.get("train") or sk.get("test"):
         console.print(f"left out {sk['train']} train and {sk['test']} test views with unreadable depth maps "

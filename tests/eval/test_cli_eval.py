@@ -53,6 +53,10 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     text = " ".join(r.output.split())
     assert "CAS beyond position (cas_calibrated.csv/.png): mean model vs model" in text
     assert "CAS beyond position, mean model vs model per decoder block" in text
+    # output that is not a wide terminal (CliRunner: 80 columns) cuts no number and no header
+    assert "…" not in r.output and "beyond position, displaced" in r.output and "untrained-s1" in r.output
+    for row in rep["pair_table"]:
+        assert f"{row['cas_calibrated']:.3f}" in r.output and f"{row['cas_calibrated_displaced']:.3f}" in r.output
     h = " ".join(runner.invoke(app, ["cas", "--help"]).output.split())
     assert "CAS beyond position" in h and "cas_calibrated.csv" in h
     for extra, msg in ((["--k", "16"], "--k 16 must be below the 16 patches"),
@@ -160,6 +164,7 @@ def test_cli_match_end_to_end(tmp_path, ckpts):
     assert 4 / 16 <= o["chance_accuracy_displaced"] <= 9 / 16 and o["chance_accuracy"] == u["chance_accuracy"]
     text = " ".join(r.output.split())
     assert "untrained-croco-s0 (control)" in text and "chance (control)" in text and "chance acc" in text
+    assert "…" not in r.output
     r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(root), "--out", str(out),
                             "--untrained-seeds", "", "--max-pairs", "1"])
     assert r.exit_code == 0 and "WARNING" in r.output and "no untrained control" in " ".join(r.output.split())

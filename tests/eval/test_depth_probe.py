@@ -142,6 +142,7 @@ def test_cli_probe_end_to_end(tmp_path):
     sd = torch.load(out / "probe_readout.pt", weights_only=True)
     assert "readout" in sd and sd["grid"] == [4, 4]
     assert "scale-aware" in r.output and "untrained encoder" in r.output
+    assert "…" not in r.output and "untrained, aligned (control)" in r.output
     assert len(rep["control_untrained"]["train_loss"]) == 10 and 0 <= rep["control_untrained"]["metrics"]["delta1"] <= 1
     r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(tmp_path), "--out", str(out)])
     assert r.exit_code == 2 and "nyu_depth_v2_labeled.mat" in r.output
