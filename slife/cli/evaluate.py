@@ -115,7 +115,10 @@ def _cas_tables(rep: dict) -> None:
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
                    _f(row["b_vs_same_position"]), _f(row.get("cas_calibrated")),
                    _f(row.get("cas_calibrated_displaced")))
-    _show(pt)
+    if rep.get("pair_table"):
+        _show(pt)
+    else:
+        console.print("pairs of models: none (one model and no untrained control)")
     cal = rep.get("calibrated") or {}
     line = []
     if cal.get("model_vs_model_mean") is not None:
@@ -148,8 +151,10 @@ def cas_cmd(
     softmax: bool = typer.Option(False, "--softmax", help="Average post-softmax attention instead of logits."),
     reciprocal: bool = typer.Option(False, "--reciprocal", help="Keep a source patch only if the target patch is also "
                                     "among its own top-k targets (mutual neighbours)."),
-    untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models "
-                                        "(same architecture as the first checkpoint), comma-separated."),
+    untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models, "
+                                        "comma-separated: one per seed and architecture among the checkpoints "
+                                        "(untrained-s<seed> for CroCo, untrained-vit-s<seed> for a ViT); '' none "
+                                        "(a warning: the scores then have no untrained floor)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),

@@ -22,8 +22,9 @@ resemble each other. It is written to `cas.json` ("calibrated": block average, p
 mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
-a same-position predictor (top-k = same grid position and nearest neighbours), two untrained seeded models
-of the same architecture, per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
+a same-position predictor (top-k = same grid position and nearest neighbours), untrained seeded models
+(two by default) of each architecture among the checkpoints (`untrained-s<seed>` for CroCo,
+`untrained-vit-s<seed>` for a ViT; none only with a warning), per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
 every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
 plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced.
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
@@ -68,7 +69,7 @@ class CasConfig:
     metric: str = "cas"  # cas (attention top-k), mknn (mutual kNN of mean-pooled features) or cka (linear CKA)
     softmax: bool = False  # average post-softmax attention instead of logits (recorded in the output)
     reciprocal: bool = False  # keep a source patch only if the target is also among its top-k targets
-    untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained control models (same architecture)
+    untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained controls, per architecture among the checkpoints
     batch_size: int = 16  # pairs per forward pass
 
     def __post_init__(self):
@@ -498,9 +499,21 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         if cfg.metric == "mknn" and cfg.k >= len(imgs) - 1:
             raise SlifeError(f"--k {cfg.k} must be below the {len(imgs) - 1} other images of the {len(imgs)} "
                              f"distinct images in {len(pairs)} test pairs for --metric mknn")
-    controls = untrained_models(spec0, cfg.untrained_seeds)
+    specs = []  # each architecture among the checkpoints once, in checkpoint order
+    for _, _, ck in loaded:
+        spec = model_spec_of(ck)
+        if all(spec != x for x in specs):
+            specs.append(spec)
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
-    entries += [(n, m, "untrained", None) for n, m in controls]
+    for si, spec in enumerate(specs):
+        tag = "" if spec.kind == "croco" else f"{spec.kind}-"  # untrained-s0 (CroCo), untrained-vit-s0
+        if any(x.kind == spec.kind for x in specs[:si]):
+            tag = f"{spec.kind}#{si + 1}-"
+        entries += [(f"untrained-{tag}{n.split('-', 1)[1]}", m, "untrained", None)
+                    for n, m in untrained_models(spec, cfg.untrained_seeds)]
+    if not cfg.untrained_seeds:
+        log.warning("cas: no untrained control (--untrained-seeds is empty): nothing shows how much %s untrained "
+                    "models of these architectures reach, so the scores have no floor to stand on", cfg.metric)
     total = len(entries) * (len(pairs) if cfg.metric == "cas" else len(imgs))
     if progress:
         progress(0, total=total)
@@ -530,6 +543,8 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         "checkpoints": {e[0]: e[3] for e in entries if e[3]}, "pairs": str(cfg.pairs), "img_size": size,
         "patch_size": patch, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "throughput_per_s": timing, "untrained_architecture": {"kind": spec0.kind, **kw0},
+        "untrained_architectures": [{"kind": x.kind, **x.kwargs} for x in specs],
+        "untrained_seeds": list(cfg.untrained_seeds),
     })
     stem = cfg.metric
     path = out_dir / f"{stem}.json"

@@ -72,6 +72,9 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     for spec in specs:
         entries += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs, None)
                     for n, m in untrained_models(spec, cfg.untrained_seeds)]
+    if not cfg.untrained_seeds:
+        log.warning("top-1: no untrained control (--untrained-seeds is empty): nothing shows what accuracy an "
+                    "untrained encoder of these architectures reaches")
     size, patch, side = image_grid(entries[0][2])
     for name, _, kw, _ in entries[1:]:
         if image_grid(kw)[::2] != (size, side):

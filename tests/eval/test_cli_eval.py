@@ -59,6 +59,10 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
         assert f"{row['cas_calibrated']:.3f}" in r.output and f"{row['cas_calibrated_displaced']:.3f}" in r.output
     h = " ".join(runner.invoke(app, ["cas", "--help"]).output.split())
     assert "CAS beyond position" in h and "cas_calibrated.csv" in h
+    r = runner.invoke(app, ["cas", str(ckpts[0]), "--pairs", str(shards), "--out", str(tmp_path / "none"), "--k", "5",
+                            "--num-pairs", "3", "--untrained-seeds", ""])
+    assert r.exit_code == 0 and "WARNING" in r.output and "no untrained control" in " ".join(r.output.split())
+    assert json.loads((tmp_path / "none" / "cas.json").read_text())["names"] == ["a", "same-position"]
     for extra, msg in ((["--k", "16"], "--k 16 must be below the 16 patches"),
                        (["--k", "11", "--metric", "mknn"], "--k 11 must be below the 11 other images of the 12 "
                                                            "distinct images"),

@@ -68,8 +68,10 @@ def test_mknn_and_cka_across_objectives_and_cas_refuses_a_vit(ckpts, tmp_path):
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / metric / f"{metric}.json").read_text())
         m = np.array(rep["matrix"], dtype=float)
-        assert m.shape == (6, 6) and np.allclose(np.diag(m), 1.0)  # 4 objectives + 2 untrained controls
-        assert rep["untrained_architecture"]["kind"] == "croco"  # the first checkpoint's
+        # 4 objectives + 2 untrained controls of each architecture (CroCo: croco, croco+egomotion; ViT: the others)
+        assert m.shape == (8, 8) and np.allclose(np.diag(m), 1.0)
+        assert rep["names"][4:] == ["untrained-s0", "untrained-s1", "untrained-vit-s0", "untrained-vit-s1"]
+        assert [a["kind"] for a in rep["untrained_architectures"]] == ["croco", "vit"]
     r = runner.invoke(app, ["cas", str(ckpts["croco"]), str(ckpts["dinov2"]), "--pairs", str(shards), "--out",
                             str(tmp_path / "cas"), "--k", "3"])
     assert r.exit_code == 2 and "dinov2.pt: a dinov2 checkpoint has no decoder cross-attention" in r.output
