@@ -145,7 +145,9 @@ def cas_cmd(
     pairs: Path = typer.Option(..., "--pairs", help="Folder of test pair shards (from `slife mine-pairs` on a held-out life)."),
     out: Path = typer.Option(Path("runs/cas"), "--out", "-o", help="Output folder for <metric>.json/.csv/.png."),
     k: int = typer.Option(10, "--k", help="Top-k source patches per target patch (mknn: neighbours per image)."),
-    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs (the first ones in shard order)."),
+    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs, spread evenly over "
+                           "the set in write order (deterministic: every (total-1)/(N-1)-th pair, first and last "
+                           "included; all when it has fewer), so they cover the held-out life from start to end."),
     metric: str = typer.Option("cas", "--metric", help="cas (attention top-k), mknn (mutual kNN of mean-pooled "
                                "encoder features) or cka (linear CKA)."),
     softmax: bool = typer.Option(False, "--softmax", help="Average post-softmax attention instead of logits."),
@@ -192,7 +194,9 @@ def top1_cmd(
                                "patch tokens (any checkpoint); attention: decoder cross-attention averaged over heads "
                                "and blocks (CroCo checkpoints only; the top-1 `slife cas` reports); auto: attention "
                                "where the model has a decoder, else features."),
-    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs (the first ones in shard order)."),
+    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs, spread evenly over "
+                           "the set in write order (deterministic: every (total-1)/(N-1)-th pair, first and last "
+                           "included; all when it has fewer), so they cover the held-out life from start to end."),
     untrained_seeds: str = typer.Option("0", "--untrained-seeds", help="Seeds of the untrained controls (one per "
                                         "architecture among the checkpoints), comma-separated ('' none)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Top1Config:
     pairs: Path | None = None  # folder of test pair shards carrying poses + depth + K (a held-out life's); required
-    num_pairs: int = 100  # test pairs used (the first ones in shard order, as `slife cas` takes them)
+    num_pairs: int = 100  # test pairs used, spread evenly over the set (as `slife cas` takes them)
     method: str = "features"  # attention (CroCo decoder), features (encoder nearest neighbours), auto
     batch_size: int = 16  # pairs per forward pass
     untrained_seeds: tuple = (0,)  # seeds of the untrained controls, one per seed and architecture (() none)
