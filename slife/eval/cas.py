@@ -521,8 +521,6 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         raise SlifeError("cas: no test pair folder given (--pairs)")
     if not checkpoints:
         raise SlifeError("cas: give at least one checkpoint")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_models(checkpoints, attention=cfg.metric == "cas")  # mknn/cka: any encoder
     spec0 = model_spec_of(loaded[0][2])
     kw0 = spec0.kwargs
@@ -595,6 +593,8 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         "untrained_seeds": list(cfg.untrained_seeds),
     })
     stem = cfg.metric
+    out_dir = Path(out_dir)  # made only now: a run that fails on its inputs leaves no empty folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem}.json"
     atomic_write_text(path, json.dumps(rep, indent=2))
     write_matrix_csv(out_dir / f"{stem}.csv", rep["names"], rep["matrix"])

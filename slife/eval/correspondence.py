@@ -308,8 +308,6 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
         if not cfg.untrained_seeds:
             log.warning("match: no --untrained-seeds, so no untrained control: nothing shows what training added "
                         "to these scores")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if progress:
         progress(0, total=len(pairs) * len(models))
     cache: dict[Path, tuple[np.ndarray, float]] = {}
@@ -355,6 +353,8 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
                   "resolution; identity = zero flow; displaced = true match more than one patch from the same "
                   "grid position at the model's size"),
     })
+    out_dir = Path(out_dir)  # made only now: a run that fails on its inputs leaves no empty folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "match.json"
     atomic_write_text(path, json.dumps(rep, indent=2))
     write_match_csv(out_dir / "match.csv", rep)

@@ -319,8 +319,6 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     reader = depth_reader(cfg.dataset)
     opts = {"depth_kind": cfg.depth_kind, "frame_step": cfg.frame_step}
     desc = reader.describe(cfg.data_root, **opts)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     skipped: dict[str, list] = {"train": [], "test": []}  # views the reader left out (last encoding pass)
 
@@ -399,6 +397,8 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         "control_untrained": control, "control_oracle": oracle,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
+    out_dir = Path(out_dir)  # made only now: a run that fails on its data leaves no empty folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "probe.json"
     atomic_write_text(path, json.dumps(rep, indent=2))
     save_checkpoint(out_dir / "probe_readout.pt", {

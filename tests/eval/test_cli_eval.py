@@ -135,6 +135,9 @@ def test_cli_cas_bad_checkpoints(tmp_path, ckpts):
     other = tiny_checkpoint(tmp_path / "wide.pt", seed=0, img_size=64)  # another grid
     r = runner.invoke(app, ["cas", str(ckpts[0]), str(other), "--pairs", str(shards), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "differs from the first checkpoint" in r.output
+    assert not (tmp_path / "o").exists()  # a run refused on its inputs leaves no empty output folder
+    r = runner.invoke(app, ["cas", str(tmp_path / "nope.pt"), "--pairs", str(shards), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no such checkpoint file" in r.output and not (tmp_path / "o").exists()
     sd = torch.load(ckpts[0], weights_only=True)
     sd["model"] = {k: v for k, v in sd["model"].items() if not k.startswith("dec_blocks.1")}
     save_checkpoint(tmp_path / "missing.pt", sd)
@@ -173,8 +176,9 @@ def test_cli_match_end_to_end(tmp_path, ckpts):
                             "--untrained-seeds", "", "--max-pairs", "1"])
     assert r.exit_code == 0 and "WARNING" in r.output and "no untrained control" in " ".join(r.output.split())
     assert list(json.loads((out / "match.json").read_text())["models"]) == ["a"]
-    r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(tmp_path), "--out", str(out)])
-    assert r.exit_code == 2 and "H_1_2" in r.output
+    r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(tmp_path), "--out",
+                            str(tmp_path / "o")])
+    assert r.exit_code == 2 and "H_1_2" in r.output and not (tmp_path / "o").exists()
 
 
 def test_cli_probe_bad_options_are_one_line_errors(tmp_path, ckpts):

@@ -224,3 +224,4 @@ def test_cli_probe_leaves_out_unreadable_depth_maps(tiny_life, tmp_path):
         p.write_text("junk")
     r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out2")])
     assert r.exit_code == 2 and f"0 train and {n_test} test views left out" in " ".join(r.output.split())
+    assert not (tmp_path / "out2").exists()  # a failed run leaves no empty output folder
