@@ -139,7 +139,18 @@ def _cas_tables(rep: dict) -> None:
         console.print("ground truth: none in these pairs (no poses + depth + K), so no displaced-patch scores")
 
 
-@app.command("cas")
+_CAS_HELP = (
+    "Correspondence Alignment Score between models, with chance, same-position, untrained and displaced "
+    "controls.\n\n"
+    "Also CAS beyond position (`calibrated` in cas.json; cas_calibrated.csv, cas_calibrated.png): the same top-k "
+    "overlap chance-corrected against a pair-permutation null, so any fixed positional prior (the same-position "
+    "predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent "
+    "patches; 1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across "
+    "unrelated pairs (the same-position predictor's diagonal)."
+)
+
+
+@app.command("cas", help=_CAS_HELP)
 def cas_cmd(
     checkpoints: List[Path] = typer.Argument(..., help="Checkpoints to compare (each model is run once)."),
     pairs: Path = typer.Option(..., "--pairs", help="Folder of test pair shards (from `slife mine-pairs` on a held-out life)."),
@@ -161,13 +172,7 @@ def cas_cmd(
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
-    """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls.
-
-    Also CAS beyond position (`calibrated` in cas.json; cas_calibrated.csv, cas_calibrated.png): the same top-k
-    overlap chance-corrected against a pair-permutation null, so any fixed positional prior (the same-position
-    predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent patches;
-    1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across unrelated pairs
-    (the same-position predictor's diagonal)."""
+    """Correspondence Alignment Score between models (see _CAS_HELP)."""
     from slife.eval.cas import CasConfig, run
 
     _threads(threads)
@@ -305,12 +310,24 @@ def match_cmd(
     console.print(f"wrote {path} (+ .csv, .png)")
 
 
-@app.command("probe")
+_PROBE_HELP = (
+    "Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware).\n\n"
+    "The life dataset takes two layouts. A folder with train/ and test/, each holding one or more life folders "
+    "with depth (e.g. `slife synth --kind views` of different scenes): a place-disjoint benchmark, the test views "
+    "show places no training view shows (what `slife demo` builds). Or one life folder: its first 80% of frames "
+    "(in life order, every --frame-step-th) train the readout and the last 20% of frames test it; the two are "
+    "apart in time only and show the same places, so the score also rewards remembering the places (a warning "
+    "says so). Views whose depth map cannot be read are left out, counted and warned about."
+)
+
+
+@app.command("probe", help=_PROBE_HELP)
 def probe_cmd(
     dataset: str = typer.Argument(..., help="Depth dataset: nyu, scannet or life."),
     checkpoint: Path = typer.Argument(..., help="Checkpoint whose frozen encoder is probed."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default $SLIFE_NYU_ROOT, "
-                                             "$SLIFE_SCANNET_ROOT or $SLIFE_LIFE_ROOT)."),
+                                             "$SLIFE_SCANNET_ROOT or $SLIFE_LIFE_ROOT); for life, a folder with "
+                                             "train/ and test/ lives or one life folder (see above)."),
     out: Path = typer.Option(Path("runs/probe"), "--out", "-o", help="Output folder for metrics JSON, PNG and probe weights."),
     layer: int = typer.Option(-1, "--layer", help="Encoder block whose tokens are read (0-based; -1 = last, after the norm)."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the readout."),
@@ -332,7 +349,7 @@ def probe_cmd(
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
-    """Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware)."""
+    """Depth probe on a frozen encoder (see _PROBE_HELP)."""
     from rich.table import Table
 
     from slife.eval.depth_probe import ENV_ROOTS, ProbeConfig, run

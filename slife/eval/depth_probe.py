@@ -316,9 +316,16 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     if not -enc_depth <= cfg.layer < enc_depth:
         raise SlifeError(f"probe: layer {cfg.layer} outside the encoder's {enc_depth} blocks")
     layer = None if cfg.layer in (-1, enc_depth - 1) else cfg.layer
+    if not Path(cfg.data_root).exists():
+        raise SlifeError(f"{cfg.data_root}: no such folder (the {cfg.dataset} dataset's --data-root)")
     reader = depth_reader(cfg.dataset)
     opts = {"depth_kind": cfg.depth_kind, "frame_step": cfg.frame_step}
     desc = reader.describe(cfg.data_root, **opts)
+    if desc.get("split") == "time":
+        log.warning("%s: one life, split in time: its last %d%% of frames test the probe and show the same places "
+                    "as the training frames, so the score also rewards remembering the places; for a "
+                    "place-disjoint benchmark give a folder with train/ and test/ lives (what `slife demo` builds)",
+                    cfg.data_root, round(100 * (desc.get("test_share") or 0.2)))
     torch.manual_seed(cfg.seed)
     skipped: dict[str, list] = {"train": [], "test": []}  # views the reader left out (last encoding pass)
 

@@ -181,6 +181,14 @@ def test_cli_match_end_to_end(tmp_path, ckpts):
     assert r.exit_code == 2 and "H_1_2" in r.output and not (tmp_path / "o").exists()
 
 
+def test_cli_probe_names_a_missing_data_root_and_explains_the_life_layouts(tmp_path, ckpts):
+    r = runner.invoke(app, ["probe", "life", str(ckpts[0]), "--data-root", str(tmp_path / "nope"), "--out",
+                            str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nope: no such folder" in r.output and not (tmp_path / "o").exists()
+    h = " ".join(runner.invoke(app, ["probe", "--help"]).output.split())
+    assert "train/ and test/" in h and "place-disjoint" in h and "last 20% of frames" in h
+
+
 def test_cli_probe_bad_options_are_one_line_errors(tmp_path, ckpts):
     for extra, msg in ((["--frame-step", "0"], "--frame-step must be >= 1"), (["--depth", "x"], "--depth must be")):
         r = runner.invoke(app, ["probe", "life", str(ckpts[0]), "--data-root", str(tmp_path), *extra])

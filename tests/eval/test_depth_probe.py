@@ -220,6 +220,8 @@ def test_cli_probe_leaves_out_unreadable_depth_maps(tiny_life, tmp_path):
     text = " ".join(r.output.split())
     assert "left out 0 train and 1 test views" in text
     assert "WARNING" in text and f"{depth[-1].name}: unreadable depth map" in text
+    # one life: the test split shares its places with training, said at warning level
+    assert "one life, split in time: its last 20% of frames test the probe and show the same places" in text
     for p in depth[-n_test:]:
         p.write_text("junk")
     r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out2")])
