@@ -45,7 +45,9 @@ def load_one(path: Path, attention: bool = False):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SlifeError(f"{path}: not a CroCo checkpoint of a known architecture ({first[:200]})") from None
     if attention and not hasattr(model, "cross_attention_logits"):
-        raise SlifeError(f"{path}: a {objective_of(ckpt)} checkpoint has no decoder cross-attention, which CAS and "
+        obj = objective_of(ckpt)
+        raise SlifeError(f"{path}: {'an' if obj[:1] in 'aeiou' else 'a'} {obj} checkpoint has no decoder "
+                         "cross-attention, which CAS and "
                          "attention matching read (CroCo checkpoints only); compare its features with "
                          "`slife cas --metric mknn|cka`, match with `slife match --method features`")
     if not hasattr(model, "encode_image"):

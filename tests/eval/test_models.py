@@ -42,6 +42,8 @@ def test_every_objectives_checkpoint_loads_as_its_encoder(ckpts):
     with pytest.raises(SlifeError, match=r"dinov2.pt: a dinov2 checkpoint has no decoder cross-attention.*"
                                          r"--metric mknn\|cka.*--method features"):
         load_one(ckpts["dinov2"], attention=True)
+    with pytest.raises(SlifeError, match=r"egomotion.pt: an egomotion checkpoint has no decoder cross-attention"):
+        load_one(ckpts["egomotion"], attention=True)
 
 
 def test_probe_runs_on_every_objectives_checkpoint(ckpts, tmp_path):
