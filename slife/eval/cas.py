@@ -514,7 +514,7 @@ def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
 def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         progress: Callable[..., None] | None = None) -> Path:
     """Compare the checkpoints on the test pairs of `cfg.pairs`; write cas.json/.csv/.png; return the JSON path."""
-    from slife.eval.models import image_grid, load_models, model_spec_of, untrained_models
+    from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.eval.plots import plot_cas
 
     if cfg.pairs is None:
@@ -545,11 +545,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         if cfg.metric == "mknn" and cfg.k >= len(imgs) - 1:
             raise SlifeError(f"--k {cfg.k} must be below the {len(imgs) - 1} other images of the {len(imgs)} "
                              f"distinct images in {len(pairs)} test pairs for --metric mknn")
-    specs = []  # each architecture among the checkpoints once, in checkpoint order
-    for _, _, ck in loaded:
-        spec = model_spec_of(ck)
-        if all(spec != x for x in specs):
-            specs.append(spec)
+    specs = architectures([ck for _, _, ck in loaded])
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
     for si, spec in enumerate(specs):
         tag = "" if spec.kind == "croco" else f"{spec.kind}-"  # untrained-s0 (CroCo), untrained-vit-s0

@@ -284,7 +284,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
     untrained controls; tests)."""
     from slife.io import atomic_write_text
     from slife.eval.datasets.hpatches import read_pairs
-    from slife.eval.models import image_grid, load_models, model_spec_of, untrained_models
+    from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.eval.plots import plot_match
 
     if cfg.data_root is None:
@@ -297,12 +297,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
             raise SlifeError("match: give at least one checkpoint")
         loaded = load_models(checkpoints, attention=cfg.method == "attention")
         models = [(n, m, model_spec_of(ck).kwargs) for n, m, ck in loaded]
-        specs = []  # each architecture once, in checkpoint order
-        for _, _, ck in loaded:
-            spec = model_spec_of(ck)
-            if all(spec != x for x in specs):
-                specs.append(spec)
-        for spec in specs:
+        for spec in architectures([ck for _, _, ck in loaded]):
             models += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs)
                        for n, m in untrained_models(spec, cfg.untrained_seeds)]
         if not cfg.untrained_seeds:

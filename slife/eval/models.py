@@ -6,7 +6,8 @@ CroCoNet (`croco_kwargs`: croco, croco+egomotion, released CroCo) or the ViT enc
 egomotion). Every such model has `encode_image(img, layer=None) -> (B, N, D)` (probe, mKNN/CKA, feature
 matching); only CroCoNets have `cross_attention_logits` (CAS, attention matching): asking a ViT for it
 (`attention=True`) is a one-line error. Any failure is one `SlifeError` line naming the file.
-Entry points: `load_models`, `load_one`, `model_spec_of`, `untrained_models`, `model_label`, `image_grid`.
+Entry points: `load_models`, `load_one`, `model_spec_of`, `architectures`, `untrained_models`, `model_label`,
+`image_grid`.
 Attention and features are read in `attention.py` / `cas.py`.
 """
 
@@ -76,6 +77,17 @@ def model_spec_of(ckpt: dict):
     from slife.train.checkpoint import model_spec_from_ckpt
 
     return model_spec_from_ckpt(ckpt)
+
+
+def architectures(ckpts: Sequence[dict]) -> list:
+    """Each architecture (`ModelSpec`) among checkpoints once, in checkpoint order: what untrained controls are
+    built for."""
+    specs = []
+    for ck in ckpts:
+        spec = model_spec_of(ck)
+        if all(spec != x for x in specs):
+            specs.append(spec)
+    return specs
 
 
 # Untrained controls draw their weights from seeds offset by this, so that untrained-s0 is not the initial

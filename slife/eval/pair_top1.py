@@ -55,7 +55,7 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     from slife.eval.attention import correspondence_maps, same_position_summary, summarize_model
     from slife.eval.cas import accuracy, accuracy_chance, load_test_pairs, nan_to_none
     from slife.eval.groundtruth import displaced_mask, ground_truth_table
-    from slife.eval.models import image_grid, load_models, model_spec_of, untrained_models
+    from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.io import atomic_write_json
 
     if cfg.pairs is None:
@@ -64,12 +64,7 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
         raise SlifeError("top-1: give at least one checkpoint")
     loaded = load_models(checkpoints, attention=cfg.method == "attention")
     entries = [(n, m, model_spec_of(ck).kwargs, str(p)) for (n, m, ck), p in zip(loaded, checkpoints)]
-    specs = []  # each architecture once, in checkpoint order
-    for _, _, ck in loaded:
-        spec = model_spec_of(ck)
-        if all(spec != s for s in specs):
-            specs.append(spec)
-    for spec in specs:
+    for spec in architectures([ck for _, _, ck in loaded]):
         entries += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs, None)
                     for n, m in untrained_models(spec, cfg.untrained_seeds)]
     if not cfg.untrained_seeds:
