@@ -451,7 +451,7 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append("## Depth probe (frozen encoder, held-out places)\n")
     d = probe0.get("data", {})
     L.append(f"The readout (one cross-attention block, an MLP, a linear map to each patch's log-depth) trains for "
-             f"{plan.probe_epochs} epochs on {probe0.get('num_train')} views of held-out scenes "
+             f"{plan.probe_epochs} epoch{'' if plan.probe_epochs == 1 else 's'} on {probe0.get('num_train')} views of held-out scenes "
              f"({', '.join(d.get('lives', {}).get('train', []))}) and is tested on {probe0.get('num_test')} views of "
              f"another place ({', '.join(d.get('lives', {}).get('test', []))}) that no training view shows. Controls: "
              f"the untrained encoder ({un}, `eval.models.untrained_models`) and a depth oracle whose tokens are the "
@@ -472,11 +472,16 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     cas = _read(evals["cas"])
     gt = cas.get("ground_truth") or {}
     L.append("## Correspondence and alignment (held-out life)\n")
-    intro = (f"{cas['num_pairs']} test pairs mined (spatial+temporal) from a life no model saw; k = {cas['k']} of "
-             f"{cas['num_patches']} patches.")
+    mined = (shards.get("heldout") or {}).get("pairs")
+    used = f"{cas['num_pairs']} of the {mined}" if mined is not None else f"{cas['num_pairs']}"
+    spread = ", spread evenly over it" if mined is not None and cas["num_pairs"] < mined else ""
+    intro = (f"{used} test pairs mined (spatial+temporal) from a life no model saw{spread}; "
+             f"k = {cas['k']} of {cas['num_patches']} patches.")
     if gt:
+        share = gt.get("displaced_share")
         intro += (f" Displaced patches (true match more than one patch from the same grid position): "
-                  f"{_f(gt.get('displaced_share'))} of {gt.get('patches_with_truth')} patches with ground truth; "
+                  f"{gt.get('displaced_patches')} of the {gt.get('patches_with_truth')} patches with ground truth"
+                  f"{f' ({share:.1%})' if share is not None else ''}; "
                   f"top-1 within one patch by chance: {_f(s.get('chance_top1'))}.")
     L.append(intro + "\n")
     if gt:

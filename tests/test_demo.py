@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from typer.testing import CliRunner
 
@@ -31,6 +32,10 @@ def test_demo_smoke(tmp_path):
     for section in ("What this run's numbers support", "Lives and mined pairs", "Training", "Depth probe",
                     "Correspondence and alignment", "Zero-shot correspondence"):
         assert section in text
+    # counts read as counts: pairs used of those mined, displaced patches of those with truth, 1 epoch
+    assert re.search(r"\b4 of the \d+ test pairs mined", text), text
+    assert re.search(r"grid position\): \d+ of the \d+ patches with ground truth \(\d+\.\d%\)", text)
+    assert "trains for 1 epoch on" in text
     for png in ("alignment_vs_training.png", "probe_by_encoder.png", "eval/cas/cas.png", "eval/match/match.png"):
         assert (out / png).stat().st_size > 1000
     stages = json.loads((out / "stages.json").read_text())["stages"]

@@ -22,6 +22,25 @@ def _f(v, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _show(table) -> None:
+    """Print a results table whose numbers are never cut: a right-aligned (number) column is as wide as its widest
+    cell and its header, on one line; a label column as wide as its longest entry up to 40 characters, then
+    folded. When that is wider than the console (a narrow terminal, a log file: 80 columns), the table is
+    printed wider rather than cutting `0.123` to `0.1…` or a header to `untraine…`."""
+    need = 1  # the left border
+    for col in table.columns:
+        width = max([len(str(c)) for c in col.cells] + [len(str(col.header)), 1])
+        col.overflow = "fold"
+        if col.justify == "right":
+            col.no_wrap, col.min_width = True, width
+        else:
+            col.no_wrap, col.min_width = False, min(width, 40)
+        need += col.min_width + 3  # padding and the right border
+    if need > console.width:
+        table.width = need  # rich lays the table out at this width instead of the console's
+    console.print(table)
+
+
 def _threads(n: int) -> None:
     if n > 0:
         import torch
@@ -42,14 +61,15 @@ def _cas_tables(rep: dict) -> None:
     names, order = rep["names"], rep["order"]
     idx = [names.index(n) for n in order]
     metric = rep["metric"]
-    t = Table(title=f"{metric.upper()} ({rep.get('num_pairs') or rep.get('num_images')} "
-                    f"{'pairs' if metric == 'cas' else 'images'}; models in clustering order, controls last)")
+    what = (f"{rep.get('num_pairs')} pairs" if metric == "cas" else
+            f"{rep.get('num_images')} distinct images of the {rep.get('num_views')} views of {rep.get('num_pairs')} pairs")
+    t = Table(title=f"{metric.upper()} ({what}; models in clustering order, controls last)")
     t.add_column("", no_wrap=True)
     for n in order:
         t.add_column(n, justify="right")
     for i in idx:
         t.add_row(names[i], *[_f(rep["matrix"][i][j]) for j in idx])
-    console.print(t)
+    _show(t)
     ctrl = rep.get("controls", {})
     line = [f"chance {_f(rep.get('chance'))}"] if rep.get("chance") is not None else []
     if ctrl.get("untrained_vs_untrained") is not None:
@@ -85,9 +105,9 @@ def _cas_tables(rep: dict) -> None:
             row += [_f(a.get("all")), _f(a.get("displaced")), " ".join(_f(v, 2) for v in a.get("per_block_all", [])),
                     _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
         c.add_row(*row)
-    console.print(c)
+    _show(c)
     pt = Table(title="pairs of models: agreement beside the shortcut (beyond position: 0 = what a fixed "
-                     "positional prior gives, 1 = identical)")
+                     "positional prior gives, 1 = identical sets that vary between pairs)")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
                 "beyond position, displaced"):
         pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
@@ -95,11 +115,22 @@ def _cas_tables(rep: dict) -> None:
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
                    _f(row["b_vs_same_position"]), _f(row.get("cas_calibrated")),
                    _f(row.get("cas_calibrated_displaced")))
-    console.print(pt)
+    if rep.get("pair_table"):
+        _show(pt)
+    else:
+        console.print("pairs of models: none (one model and no untrained control)")
     cal = rep.get("calibrated") or {}
+    line = []
+    if cal.get("model_vs_model_mean") is not None:
+        line.append(f"mean model vs model {_f(cal['model_vs_model_mean'])}")
     if cal.get("untrained_vs_untrained") is not None:
-        console.print(f"CAS beyond position: untrained vs untrained {_f(cal['untrained_vs_untrained'])}; the "
-                      "same-position predictor scores 0 against every model by construction")
+        line.append(f"untrained vs untrained {_f(cal['untrained_vs_untrained'])}")
+    console.print("CAS beyond position (cas_calibrated.csv/.png): " + ", ".join(line + [
+        "the same-position predictor scores 0 against every model (and itself) by construction"]))
+    if cal.get("model_vs_model_mean_per_block"):
+        console.print("CAS beyond position, mean model vs model per decoder block: "
+                      + " ".join(_f(v, 3) for v in cal["model_vs_model_mean_per_block"])
+                      + (" | untrained: " + " ".join(_f(v, 3) for v in cal.get("untrained_vs_untrained_per_block", []))))
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
@@ -108,25 +139,40 @@ def _cas_tables(rep: dict) -> None:
         console.print("ground truth: none in these pairs (no poses + depth + K), so no displaced-patch scores")
 
 
-@app.command("cas")
+_CAS_HELP = (
+    "Correspondence Alignment Score between models, with chance, same-position, untrained and displaced "
+    "controls.\n\n"
+    "Also CAS beyond position (`calibrated` in cas.json; cas_calibrated.csv, cas_calibrated.png): the same top-k "
+    "overlap chance-corrected against a pair-permutation null, so any fixed positional prior (the same-position "
+    "predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent "
+    "patches; 1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across "
+    "unrelated pairs (the same-position predictor's diagonal)."
+)
+
+
+@app.command("cas", help=_CAS_HELP)
 def cas_cmd(
     checkpoints: List[Path] = typer.Argument(..., help="Checkpoints to compare (each model is run once)."),
     pairs: Path = typer.Option(..., "--pairs", help="Folder of test pair shards (from `slife mine-pairs` on a held-out life)."),
     out: Path = typer.Option(Path("runs/cas"), "--out", "-o", help="Output folder for <metric>.json/.csv/.png."),
     k: int = typer.Option(10, "--k", help="Top-k source patches per target patch (mknn: neighbours per image)."),
-    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs (the first ones in shard order)."),
+    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs, spread evenly over "
+                           "the set in write order (deterministic: every (total-1)/(N-1)-th pair, first and last "
+                           "included; all when it has fewer), so they cover the held-out life from start to end."),
     metric: str = typer.Option("cas", "--metric", help="cas (attention top-k), mknn (mutual kNN of mean-pooled "
                                "encoder features) or cka (linear CKA)."),
     softmax: bool = typer.Option(False, "--softmax", help="Average post-softmax attention instead of logits."),
     reciprocal: bool = typer.Option(False, "--reciprocal", help="Keep a source patch only if the target patch is also "
                                     "among its own top-k targets (mutual neighbours)."),
-    untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models "
-                                        "(same architecture as the first checkpoint), comma-separated."),
+    untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models, "
+                                        "comma-separated: one per seed and architecture among the checkpoints "
+                                        "(untrained-s<seed> for CroCo, untrained-vit-s<seed> for a ViT); '' none "
+                                        "(a warning: the scores then have no untrained floor)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
-    """Correspondence Alignment Score between models, with chance, same-position, untrained and displaced controls."""
+    """Correspondence Alignment Score between models (see _CAS_HELP)."""
     from slife.eval.cas import CasConfig, run
 
     _threads(threads)
@@ -139,7 +185,8 @@ def cas_cmd(
     with progress_bar(f"{metric}: running models", unit="pairs") as adv:
         path = run(cfg, checkpoints, out, progress=adv)
     _cas_tables(json.loads(Path(path).read_text()))
-    console.print(f"wrote {path} (+ .csv, .png)")
+    extra = " and _calibrated.csv/.png" if metric == "cas" else ""
+    console.print(f"wrote {path} (+ .csv, .png{extra})")
 
 
 @app.command("top1")
@@ -152,7 +199,9 @@ def top1_cmd(
                                "patch tokens (any checkpoint); attention: decoder cross-attention averaged over heads "
                                "and blocks (CroCo checkpoints only; the top-1 `slife cas` reports); auto: attention "
                                "where the model has a decoder, else features."),
-    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs (the first ones in shard order)."),
+    num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs, spread evenly over "
+                           "the set in write order (deterministic: every (total-1)/(N-1)-th pair, first and last "
+                           "included; all when it has fewer), so they cover the held-out life from start to end."),
     untrained_seeds: str = typer.Option("0", "--untrained-seeds", help="Seeds of the untrained controls (one per "
                                         "architecture among the checkpoints), comma-separated ('' none)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Pairs per forward pass."),
@@ -179,7 +228,7 @@ def top1_cmd(
         t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]))
     t.add_row("same-position (control)", "-", _f(rep["same_position"]["all"]), _f(rep["same_position"]["displaced"]))
     t.add_row("chance (control)", "-", _f(rep["chance"]), _f(rep["chance"]))
-    console.print(t)
+    _show(t)
     console.print(f"wrote {path}")
 
 
@@ -200,11 +249,15 @@ def match_cmd(
     method: str = typer.Option("auto", "--method", help="attention: decoder cross-attention (CroCo checkpoints "
                                "only); features: nearest neighbours of the encoder's patch tokens (cosine x 20, any "
                                "checkpoint); auto: attention where the model has a decoder, else features."),
+    untrained_seeds: str = typer.Option("0", "--untrained-seeds", help="Seeds of the untrained controls (one per "
+                                        "architecture among the checkpoints, scored like them), comma-separated "
+                                        "('' none: a warning)."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
     """Zero-shot dense correspondence from decoder cross-attention (or encoder features for encoders without a
-    decoder): AEPE and PCK-1/3/5 with the identity baseline."""
+    decoder): AEPE and PCK-1/3/5 with the identity baseline, and top-1 patch accuracy on displaced patches beside
+    chance, the same-position predictor and untrained encoders of each checkpoint's architecture."""
     from rich.table import Table
 
     from slife.eval.correspondence import MatchConfig, run
@@ -215,7 +268,7 @@ def match_cmd(
     try:
         cfg = MatchConfig(data_root=root, dataset=dataset, sequences=tuple(s for s in sequences.split(",") if s),
                           temperature=temperature, softmax=softmax, max_pairs=max_pairs, max_side=max_side,
-                          method=method)
+                          method=method, untrained_seeds=_seeds(untrained_seeds))
     except ValueError as e:
         raise SlifeError(f"match: {e}") from None
     with progress_bar("match: pairs", unit="pairs") as adv:
@@ -228,7 +281,7 @@ def match_cmd(
         c = Table(title=f"{name}: displaced patches (true match > 1 patch from the same position)")
         for col in ("index", "AEPE", "PCK-1", "PCK-3", "PCK-5", "id AEPE", "id PCK-5", "oracle AEPE"):
             t.add_column(col, justify="right")
-        for col in ("index", "share", "AEPE", "id AEPE", "acc", "same-pos acc"):
+        for col in ("index", "share", "AEPE", "id AEPE", "acc", "same-pos acc", "chance acc"):
             c.add_column(col, justify="right")
         rows = list(res["per_index"].items()) + [("all", res["overall"])]
         for idx, b in rows:
@@ -236,18 +289,46 @@ def match_cmd(
             t.add_row(idx, _f(m["aepe"], 2), _f(m["pck1"]), _f(m["pck3"]), _f(m["pck5"]), _f(i["aepe"], 2), _f(i["pck5"]),
                       _f(b["grid_oracle"]["aepe"], 2))
             c.add_row(idx, _f(b["displaced_pixel_share"]), _f(md["aepe"], 2), _f(idd["aepe"], 2),
-                      _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]))
-        console.print(t)
-        console.print(c)
+                      _f(b["patch_accuracy_displaced"]), _f(b["same_position_accuracy_displaced"]),
+                      _f(b.get("chance_accuracy_displaced")))
+        _show(t)
+        _show(c)
+    s = Table(title=f"all encoders, {rep['counts']['pairs']} pairs: top-1 within one patch on displaced patches "
+                    "beside its controls")
+    for col in ("encoder", "method", "AEPE", "PCK-5", "acc", "acc displaced"):
+        s.add_column(col, justify="left" if col in ("encoder", "method") else "right", no_wrap=True)
+    for name, res in rep["models"].items():
+        o = res["overall"]
+        s.add_row(name + (" (control)" if name in rep.get("untrained", []) else ""), rep["methods"][name],
+                  _f(o["model"]["aepe"], 2), _f(o["model"]["pck5"]), _f(o["patch_accuracy"]),
+                  _f(o["patch_accuracy_displaced"]))
+    if rep["models"]:
+        o = next(iter(rep["models"].values()))["overall"]
+        s.add_row("zero flow / same position (control)", "-", _f(o["identity"]["aepe"], 2), _f(o["identity"]["pck5"]),
+                  _f(o["same_position_accuracy"]), _f(o["same_position_accuracy_displaced"]))
+        s.add_row("chance (control)", "-", "-", "-", _f(o.get("chance_accuracy")), _f(o.get("chance_accuracy_displaced")))
+    _show(s)
     console.print(f"wrote {path} (+ .csv, .png)")
 
 
-@app.command("probe")
+_PROBE_HELP = (
+    "Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware).\n\n"
+    "The life dataset takes two layouts. A folder with train/ and test/, each holding one or more life folders "
+    "with depth (e.g. `slife synth --kind views` of different scenes): a place-disjoint benchmark, the test views "
+    "show places no training view shows (what `slife demo` builds). Or one life folder: its first 80% of frames "
+    "(in life order, every --frame-step-th) train the readout and the last 20% of frames test it; the two are "
+    "apart in time only and show the same places, so the score also rewards remembering the places (a warning "
+    "says so). Views whose depth map cannot be read are left out, counted and warned about."
+)
+
+
+@app.command("probe", help=_PROBE_HELP)
 def probe_cmd(
     dataset: str = typer.Argument(..., help="Depth dataset: nyu, scannet or life."),
     checkpoint: Path = typer.Argument(..., help="Checkpoint whose frozen encoder is probed."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (default $SLIFE_NYU_ROOT, "
-                                             "$SLIFE_SCANNET_ROOT or $SLIFE_LIFE_ROOT)."),
+                                             "$SLIFE_SCANNET_ROOT or $SLIFE_LIFE_ROOT); for life, a folder with "
+                                             "train/ and test/ lives or one life folder (see above)."),
     out: Path = typer.Option(Path("runs/probe"), "--out", "-o", help="Output folder for metrics JSON, PNG and probe weights."),
     layer: int = typer.Option(-1, "--layer", help="Encoder block whose tokens are read (0-based; -1 = last, after the norm)."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the readout."),
@@ -269,7 +350,7 @@ def probe_cmd(
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
-    """Depth probe: attentive readout on the frozen encoder; delta1/2/3, AbsRel, RMSE, log10 (scale-aware)."""
+    """Depth probe on a frozen encoder (see _PROBE_HELP)."""
     from rich.table import Table
 
     from slife.eval.depth_probe import ENV_ROOTS, ProbeConfig, run
@@ -302,5 +383,9 @@ def probe_cmd(
                      (orc.get("metrics_aligned"), "depth oracle, aligned (control)")):
         if m:
             t.add_row(label, *[_f(m.get(c)) for c in cols])
-    console.print(t)
+    _show(t)
+    sk = rep.get("skipped_views") or {}
+    if sk.get("train") or sk.get("test"):
+        console.print(f"left out {sk['train']} train and {sk['test']} test views with unreadable depth maps "
+                      f"(listed in probe.json skipped_views)")
     console.print(f"wrote {path} (+ examples PNG, probe weights)")

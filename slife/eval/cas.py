@@ -13,16 +13,28 @@ construction: any predictor whose top-k sets do not depend on the images (the sa
 fixed positional prior) has null = observed and scores exactly 0 against every model, and two models score
 above 0 only where they agree on content-dependent patches. (The same idea as calibrating mutual-kNN
 alignment against a permutation null, as the 2026 "Aristotelian view" of the Platonic Representation
-Hypothesis does.) 1 means identical sets; the null is conservative when test pairs resemble each other.
+Hypothesis does.) Each entry (a, b) is (observed - null) / (1 - null) of a's and b's sets: 1 means the two
+agree on every target patch AND their sets vary from pair to pair (a model against itself: the diagonal
+is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
+is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
+identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
+resemble each other. It is written to `cas.json` ("calibrated": block average, per block, untrained level,
+mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
+`cas_calibrated.png`.
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
-a same-position predictor (top-k = same grid position and nearest neighbours), two untrained seeded models
-of the same architecture, per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
+a same-position predictor (top-k = same grid position and nearest neighbours), untrained seeded models
+(two by default) of each architecture among the checkpoints (`untrained-s<seed>` for CroCo,
+`untrained-vit-s<seed>` for a ViT; none only with a warning), per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
 every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
 plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced.
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
-marked) into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
+marked), and for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
-encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise).
+encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise). The images are the
+DISTINCT views of the pairs (`distinct_views`: mined pairs reuse frames, and a frame counted twice is its own
+nearest neighbour in every model, which inflates mknn and CKA alike), identified by the pair json's life,
+video and frame (`frame_a` = source, `frame_b` = target; the sample key and view where those are absent);
+chance is k / (n - 1) over the n distinct images, and `num_views` / `num_images` report both counts.
 The top-k sets come from `attention.py`, ground truth from `groundtruth.py`, figures from `plots.py`.
 """
 
@@ -53,11 +65,11 @@ METRICS = ("cas", "mknn", "cka")
 class CasConfig:
     pairs: Path | None = None  # folder of test pair shards (pairs-*.tar); required
     k: int = 10  # top-k source patches per target patch (mutual-kNN convention); for mknn: neighbours per image
-    num_pairs: int = 100  # test pairs used (the first ones in shard order)
+    num_pairs: int = 100  # test pairs used, spread evenly over the set (all when it has fewer)
     metric: str = "cas"  # cas (attention top-k), mknn (mutual kNN of mean-pooled features) or cka (linear CKA)
     softmax: bool = False  # average post-softmax attention instead of logits (recorded in the output)
     reciprocal: bool = False  # keep a source patch only if the target is also among its top-k targets
-    untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained control models (same architecture)
+    untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained controls, per architecture among the checkpoints
     batch_size: int = 16  # pairs per forward pass
 
     def __post_init__(self):
@@ -125,11 +137,14 @@ def calibrated_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None =
     |a[p,n] n b[p,n]| / k over the (p, n) in `mask` (P, N) (all when None). Null e: the same overlap with the
     OTHER predictor's sets on the other pairs at the same target patch, a[p,n] against b[q,n] for every q != p
     with (q, n) in the mask, and b[p,n] against a[q,n], averaged over both directions. Score (o - e) / (1 - e):
-    1 for identical sets, 0 when the two agree no more than their sets do across unrelated pairs.
+    1 for identical sets that vary between pairs, 0 when the two agree no more than their sets do across
+    unrelated pairs.
     A predictor whose sets do not depend on the images (the same-position predictor, any fixed positional
     prior) has b[q,n] = b[p,n] for every q, so e = o and it scores exactly 0 against anything, by
-    construction; so does the positional part of a model's attention. 0 where o equals e (also when e = 1);
-    NaN when no target patch is in the mask on two or more pairs."""
+    construction; so does the positional part of a model's attention. 0 where o equals e, also when e = 1:
+    so a predictor against ITSELF scores 1 when its sets vary between pairs (o = 1 > e) and 0 when they do not
+    (o = e = 1: the same-position predictor's diagonal entry). NaN when no target patch is in the mask on two
+    or more pairs."""
     if n_src is None:
         n_src = int(max(a.max(), b.max())) + 1
     P, N, k = a.shape
@@ -273,6 +288,15 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
            "per_block": {str(b): calibrated_matrix(summaries, b) for b in range(max_blocks)}}
     if len(un) >= 2:
         cal["untrained_vs_untrained"] = cal["matrix"][un[0], un[1]]
+        cal["untrained_vs_untrained_per_block"] = [cal["per_block"][str(b)][un[0], un[1]] for b in range(max_blocks)]
+    if len(models) >= 2:
+        pairs_ab = [(a, c) for ai, a in enumerate(models) for c in models[ai + 1:]]
+        cal["model_vs_model_mean"] = float(np.nanmean([cal["matrix"][a, c] for a, c in pairs_ab]))
+        cal["model_vs_model_mean_per_block"] = [
+            float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            for v in ([cal["per_block"][str(b)][a, c] for a, c in pairs_ab] for b in range(max_blocks))]
+    cal["diagonal"] = ("1 for every model and untrained control (its sets vary between pairs); 0 for the "
+                       "same-position predictor (identical sets on every pair: nothing beyond position)")
     rep["calibrated"] = cal
     if true_idx is not None:
         true_idx = np.asarray(true_idx)
@@ -359,6 +383,30 @@ def pooled_features(model, images: torch.Tensor, batch_size: int = 32,
     return np.concatenate(out)
 
 
+def view_identity(pair: dict, view: str) -> tuple:
+    """The frame a pair's view shows: (life, video, frame) from the pair json (source = `*_a`, target = `*_b`),
+    or (sample key, view) when the json does not name the frame."""
+    meta = pair.get("json") if isinstance(pair.get("json"), dict) else {}
+    ab = "a" if view == "src" else "b"
+    frame = meta.get(f"frame_{ab}")
+    if frame is None:
+        return ("key", str(pair.get("key")), view)
+    return ("frame", str(meta.get("life")), str(meta.get(f"video_{ab}")), int(frame))
+
+
+def distinct_views(pairs: Sequence[dict]) -> tuple[torch.Tensor, int]:
+    """(images (n, 3, S, S) of the distinct frames among every pair's target and source, first seen first,
+    number of views looked at (2 P))."""
+    seen, imgs = set(), []
+    for view in ("tgt", "src"):
+        for p in pairs:
+            ident = view_identity(p, view)
+            if ident not in seen:
+                seen.add(ident)
+                imgs.append(p[view])
+    return torch.stack(imgs).float(), 2 * len(pairs)
+
+
 def feature_report(names: list[str], kinds: list[str], feats: list[np.ndarray], metric: str, k: int) -> dict:
     """(M, M) mknn or CKA matrix with the untrained control level and chance (mknn: k / (n - 1))."""
     m = len(names)
@@ -397,10 +445,48 @@ def write_matrix_csv(path: Path, names: list[str], mat) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def spread_indices(total: int, n: int) -> list[int]:
+    """`n` indices spread evenly over range(total) (all of them when n >= total): round(i (total - 1) / (n - 1)),
+    first and last included, so a sample of a held-out life covers it from start to end, deterministically."""
+    if n >= total:
+        return list(range(total))
+    if n == 1:
+        return [(total - 1) // 2]
+    return sorted({int(round(i * (total - 1) / (n - 1))) for i in range(n)})
+
+
+def _sample_key(name: str) -> str:
+    """A tar member's sample key (WebDataset: the path up to the first dot of the file name)."""
+    head, _, base = name.rpartition("/")
+    return (head + "/" if head else "") + base.split(".", 1)[0]
+
+
+def _subset_tar(paths: Sequence[str], keep: set[int], out: Path) -> None:
+    """Copy the members of the samples whose running index (over `paths`, in order) is in `keep` into tar `out`."""
+    import tarfile
+
+    idx, last = -1, None
+    with tarfile.open(out, "w") as dst:
+        for path in paths:
+            with tarfile.open(path) as src:
+                for m in src:
+                    if not m.isfile():
+                        continue
+                    key = (path, _sample_key(m.name))
+                    if key != last:
+                        idx, last = idx + 1, key
+                    if idx in keep:
+                        dst.addfile(m, src.extractfile(m))
+
+
 def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
-    """The first `num_pairs` pairs of a test shard folder at the model's size (`stream.eval_pairs`); one-line
-    SlifeError for a missing folder, a folder without shards or no readable pair."""
-    from slife.train.stream import eval_pairs
+    """`num_pairs` pairs of a test shard folder at the model's size (`stream.eval_pairs`), spread evenly over the
+    whole set in write order (`spread_indices`: a held-out life from its start to its end, not its first
+    minutes); all of them when the set has no more. One-line SlifeError for a missing folder, a folder without
+    shards or no readable pair."""
+    import tempfile
+
+    from slife.train.stream import eval_pairs, resolve_shards
 
     from slife.pairmine.shardset import SHARD_GLOB
 
@@ -409,7 +495,17 @@ def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
         raise SlifeError(f"{shards}: no {SHARD_GLOB} shards (expected a folder written by `slife mine-pairs`)")
     if not shards.exists() and not any(ch in str(shards) for ch in ",{"):
         raise SlifeError(f"{shards}: no such pair shard folder")
-    pairs = eval_pairs(str(shards), img_size, num_pairs)
+    sset = resolve_shards(str(shards))
+    if sset.total > num_pairs:
+        keep = spread_indices(sset.total, num_pairs)
+        log.info("%s: %d of %d pairs, spread evenly over the set (every %.1f-th)", shards, len(keep), sset.total,
+                 sset.total / len(keep))
+        with tempfile.TemporaryDirectory(prefix="slife-pairs-") as tmp:
+            sub = Path(tmp) / "pairs-000000.tar"
+            _subset_tar(sset.paths, set(keep), sub)
+            pairs = eval_pairs(str(sub), img_size, num_pairs)
+    else:
+        pairs = eval_pairs(sset, img_size, num_pairs)
     if not pairs:
         raise SlifeError(f"{shards}: no test pairs could be read")
     return pairs
@@ -418,15 +514,13 @@ def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
 def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         progress: Callable[..., None] | None = None) -> Path:
     """Compare the checkpoints on the test pairs of `cfg.pairs`; write cas.json/.csv/.png; return the JSON path."""
-    from slife.eval.models import image_grid, load_models, model_spec_of, untrained_models
+    from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.eval.plots import plot_cas
 
     if cfg.pairs is None:
         raise SlifeError("cas: no test pair folder given (--pairs)")
     if not checkpoints:
         raise SlifeError("cas: give at least one checkpoint")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_models(checkpoints, attention=cfg.metric == "cas")  # mknn/cka: any encoder
     spec0 = model_spec_of(loaded[0][2])
     kw0 = spec0.kwargs
@@ -440,13 +534,29 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     if cfg.metric == "cas" and cfg.k >= side * side:  # every patch would be a neighbour: all scores 1
         raise SlifeError(f"--k {cfg.k} must be below the {side * side} patches per image of these models")
     pairs = load_test_pairs(cfg.pairs, size, cfg.num_pairs)
-    if cfg.metric == "mknn" and cfg.k >= len(pairs) - 1:
-        raise SlifeError(f"--k {cfg.k} must be below the {len(pairs) - 1} other images of the {len(pairs)} "
-                         "test pairs for --metric mknn")
-    controls = untrained_models(spec0, cfg.untrained_seeds)
+    if cfg.metric != "cas":
+        imgs, n_views = distinct_views(pairs)  # (n, 3, S, S): each frame once
+        if len(imgs) < n_views:
+            log.info("%s: %d distinct images among the %d views of %d pairs (frames reused by several pairs are "
+                     "compared once)", cfg.pairs, len(imgs), n_views, len(pairs))
+        if len(imgs) < 3:
+            raise SlifeError(f"{cfg.pairs}: {len(imgs)} distinct images in {len(pairs)} pairs; --metric {cfg.metric} "
+                             "needs at least 3")
+        if cfg.metric == "mknn" and cfg.k >= len(imgs) - 1:
+            raise SlifeError(f"--k {cfg.k} must be below the {len(imgs) - 1} other images of the {len(imgs)} "
+                             f"distinct images in {len(pairs)} test pairs for --metric mknn")
+    specs = architectures([ck for _, _, ck in loaded])
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
-    entries += [(n, m, "untrained", None) for n, m in controls]
-    total = len(entries) * (len(pairs) if cfg.metric == "cas" else 2 * len(pairs))
+    for si, spec in enumerate(specs):
+        tag = "" if spec.kind == "croco" else f"{spec.kind}-"  # untrained-s0 (CroCo), untrained-vit-s0
+        if any(x.kind == spec.kind for x in specs[:si]):
+            tag = f"{spec.kind}#{si + 1}-"
+        entries += [(f"untrained-{tag}{n.split('-', 1)[1]}", m, "untrained", None)
+                    for n, m in untrained_models(spec, cfg.untrained_seeds)]
+    if not cfg.untrained_seeds:
+        log.warning("cas: no untrained control (--untrained-seeds is empty): nothing shows how much %s untrained "
+                    "models of these architectures reach, so the scores have no floor to stand on", cfg.metric)
+    total = len(entries) * (len(pairs) if cfg.metric == "cas" else len(imgs))
     if progress:
         progress(0, total=total)
     import time
@@ -462,25 +572,40 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         summaries.append(same_position_summary(grid, cfg.k, len(pairs), 1))
         rep = cas_report(summaries, ground_truth_table(pairs, grid, patch))
     else:
-        imgs = torch.stack([p["tgt"] for p in pairs] + [p["src"] for p in pairs]).float()  # (2P, 3, S, S)
         feats = []
         for name, model, kind, _ in entries:
             t0 = time.perf_counter()
             feats.append(pooled_features(model, imgs, cfg.batch_size, progress))
             timing[name] = len(imgs) / max(time.perf_counter() - t0, 1e-9)
         rep = feature_report([e[0] for e in entries], [e[2] for e in entries], feats, cfg.metric, cfg.k)
+        rep.update({"num_pairs": len(pairs), "num_views": n_views,
+                    "images": "distinct frames of the pairs' views (life, video, frame), each once"})
     rep.update({
         "metric": cfg.metric, "softmax": cfg.softmax, "reciprocal": cfg.reciprocal,
         "checkpoints": {e[0]: e[3] for e in entries if e[3]}, "pairs": str(cfg.pairs), "img_size": size,
         "patch_size": patch, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "throughput_per_s": timing, "untrained_architecture": {"kind": spec0.kind, **kw0},
+        "untrained_architectures": [{"kind": x.kind, **x.kwargs} for x in specs],
+        "untrained_seeds": list(cfg.untrained_seeds),
     })
     stem = cfg.metric
+    out_dir = Path(out_dir)  # made only now: a run that fails on its inputs leaves no empty folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem}.json"
     atomic_write_text(path, json.dumps(rep, indent=2))
     write_matrix_csv(out_dir / f"{stem}.csv", rep["names"], rep["matrix"])
     if rep.get("ground_truth"):
         write_matrix_csv(out_dir / f"{stem}_displaced.csv", rep["names"], rep["ground_truth"]["matrix_displaced"])
     plot_cas(rep, out_dir / f"{stem}.png")
+    cal = rep.get("calibrated")
+    if cal:  # CAS beyond position: its own CSV(s) and heatmap
+        write_matrix_csv(out_dir / f"{stem}_calibrated.csv", rep["names"], cal["matrix"])
+        if rep.get("ground_truth"):
+            write_matrix_csv(out_dir / f"{stem}_calibrated_displaced.csv", rep["names"],
+                             rep["ground_truth"]["calibrated_displaced"])
+        plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": cal["matrix"],
+                  "metric": "cas_calibrated", "k": rep.get("k"), "softmax": rep.get("softmax"),
+                  "controls": {"untrained_vs_untrained": cal.get("untrained_vs_untrained")}},
+                 out_dir / f"{stem}_calibrated.png")
     log.info("wrote %s", path)
     return path

@@ -12,8 +12,11 @@ source image), AEPE = mean over pairs of the per-pair mean EPE, PCK-1/3/5 = mean
 of pixels with EPE <= 1/3/5; per pair index (2..6) and overall. Controls beside them (DESIGN.md
 "Measured on this kind of machine"): the identity (zero-flow) baseline, the same scores restricted to
 pixels of displaced patches (true match > 1 patch from the same grid position) with their share, the
-patch-level top-1 accuracy (within one patch) of the model and of the same-position predictor, and a grid
-oracle (exact matches of the patch centres, upsampled like the model's flow: the ceiling at this grid).
+patch-level top-1 accuracy (within one patch) of the model, of the same-position predictor and at chance (a
+uniformly random source patch: `cas.accuracy_chance` per pair), a grid oracle (exact matches of the patch
+centres, upsampled like the model's flow: the ceiling at this grid), and untrained encoders
+(`models.untrained_models`, `untrained-<kind>-s<seed>`) of each architecture among the checkpoints, scored
+like the checkpoints (the control that shows what training added).
 Writes `match.json`, `match.csv`, `match.png` into out_dir. Entry point: `run(cfg, checkpoints, out_dir)`.
 Pixel convention: slife's (centre of pixel (0, 0) at (0.5, 0.5)); H files use OpenCV's (converted here).
 """
@@ -53,6 +56,7 @@ class MatchConfig:
     max_pairs: int = 0  # evaluate only the first n pairs (0 = all)
     max_side: int = 0  # downscale images whose longer side exceeds this before scoring (0 = full resolution)
     method: str = "auto"  # attention (CroCo decoder), features (encoder nearest neighbours), auto (attention if any)
+    untrained_seeds: tuple[int, ...] = (0,)  # seeds of the untrained controls, one per seed and architecture (() none)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -64,6 +68,7 @@ class MatchConfig:
         if self.max_pairs < 0 or self.max_side < 0:
             raise ValueError("max_pairs and max_side must be >= 0")
         object.__setattr__(self, "sequences", tuple(self.sequences))
+        object.__setattr__(self, "untrained_seeds", tuple(int(x) for x in self.untrained_seeds))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,6 +207,8 @@ def score_pair(maps: torch.Tensor, H: np.ndarray, size_tgt, size_src, grid, patc
     top1 = maps.argmax(-1).numpy()  # (L, N_t)
     top1_avg = A.argmax(-1).numpy()  # (N_t,)
     same = np.arange(len(true_idx))
+    from slife.eval.cas import accuracy_chance
+
     acc = lambda pred_idx, m: float(within_one(pred_idx, true_idx, grid)[m].mean()) if m.any() else math.nan  # noqa: E731
     return {
         "model": epe_metrics(pred, gt, valid), "identity": epe_metrics(ident, gt, valid),
@@ -213,6 +220,8 @@ def score_pair(maps: torch.Tensor, H: np.ndarray, size_tgt, size_src, grid, patc
         "patch_accuracy_per_block": [acc(t, known) for t in top1],
         "patch_accuracy_displaced_per_block": [acc(t, disp) for t in top1],
         "same_position_accuracy": acc(same, known), "same_position_accuracy_displaced": acc(same, disp),
+        "chance_accuracy": accuracy_chance(true_idx[None], grid),
+        "chance_accuracy_displaced": accuracy_chance(np.where(disp, true_idx, -1)[None], grid),
         "patches_known": int(known.sum()), "patches_displaced": int(disp.sum()),
     }
 
@@ -242,6 +251,8 @@ def summarize(records: list[dict]) -> dict:
                           if b < len(r["patch_accuracy_displaced_per_block"])]) for b in range(nb)],
             "same_position_accuracy": _nanmean([r["same_position_accuracy"] for r in rs]),
             "same_position_accuracy_displaced": _nanmean([r["same_position_accuracy_displaced"] for r in rs]),
+            "chance_accuracy": _nanmean([r["chance_accuracy"] for r in rs]),
+            "chance_accuracy_displaced": _nanmean([r["chance_accuracy_displaced"] for r in rs]),
             "pairs": len(rs),
         }
 
@@ -268,10 +279,12 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
         progress: Callable[..., None] | None = None, models: Sequence[tuple[str, object, dict]] | None = None) -> Path:
     """Score each checkpoint's attention flow on the homography pairs of `cfg.data_root`; write match.json/.csv/.png.
 
-    `models` ((label, model, croco_kwargs) triples) may be given instead of checkpoints (tests, stand-ins)."""
+    Untrained controls (`cfg.untrained_seeds`) are built for each architecture among the checkpoints; `models`
+    ((label, model, croco_kwargs) triples) may be given instead of checkpoints (the demo, which brings its own
+    untrained controls; tests)."""
     from slife.io import atomic_write_text
     from slife.eval.datasets.hpatches import read_pairs
-    from slife.eval.models import image_grid, load_models, model_spec_of
+    from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.eval.plots import plot_match
 
     if cfg.data_root is None:
@@ -282,10 +295,14 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
     if models is None:
         if not checkpoints:
             raise SlifeError("match: give at least one checkpoint")
-        models = [(n, m, model_spec_of(ck).kwargs)
-                  for n, m, ck in load_models(checkpoints, attention=cfg.method == "attention")]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        loaded = load_models(checkpoints, attention=cfg.method == "attention")
+        models = [(n, m, model_spec_of(ck).kwargs) for n, m, ck in loaded]
+        for spec in architectures([ck for _, _, ck in loaded]):
+            models += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs)
+                       for n, m in untrained_models(spec, cfg.untrained_seeds)]
+        if not cfg.untrained_seeds:
+            log.warning("match: no --untrained-seeds, so no untrained control: nothing shows what training added "
+                        "to these scores")
     if progress:
         progress(0, total=len(pairs) * len(models))
     cache: dict[Path, tuple[np.ndarray, float]] = {}
@@ -322,6 +339,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
         "dataset": cfg.dataset, "data_root": str(cfg.data_root), "counts": {**counts, "pairs": len(pairs)},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "checkpoints": {n: str(p) for (n, _, _), p in zip(models, checkpoints)} if checkpoints else {},
+        "untrained": [n for n, _, _ in models[len(checkpoints):]] if checkpoints else [],
         "models": results, "pairs_per_s": timing, "methods": methods,
         "per_pair": {n: [{k: r[k] for k in ("sequence", "index", "model", "identity", "patch_accuracy",
                                             "patch_accuracy_displaced", "displaced_patch_share")} for r in recs]
@@ -330,6 +348,8 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
                   "resolution; identity = zero flow; displaced = true match more than one patch from the same "
                   "grid position at the model's size"),
     })
+    out_dir = Path(out_dir)  # made only now: a run that fails on its inputs leaves no empty folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "match.json"
     atomic_write_text(path, json.dumps(rep, indent=2))
     write_match_csv(out_dir / "match.csv", rep)

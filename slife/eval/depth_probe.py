@@ -14,7 +14,8 @@ log10. Scale-aware (no median scaling); also least-squares scale-and-shift align
 and, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
 same readout on an untrained encoder of the same architecture (the negative control) and on depth-oracle tokens
 (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn).
-Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
+Views the reader leaves out (a life's unreadable depth maps) are counted per split, warned about and listed
+in `probe.json` ("skipped_views"). Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
 Entry point: `run(cfg, checkpoints, out_dir) -> Path`.
 """
 
@@ -315,12 +316,18 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     if not -enc_depth <= cfg.layer < enc_depth:
         raise SlifeError(f"probe: layer {cfg.layer} outside the encoder's {enc_depth} blocks")
     layer = None if cfg.layer in (-1, enc_depth - 1) else cfg.layer
+    if not Path(cfg.data_root).exists():
+        raise SlifeError(f"{cfg.data_root}: no such folder (the {cfg.dataset} dataset's --data-root)")
     reader = depth_reader(cfg.dataset)
     opts = {"depth_kind": cfg.depth_kind, "frame_step": cfg.frame_step}
     desc = reader.describe(cfg.data_root, **opts)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if desc.get("split") == "time":
+        log.warning("%s: one life, split in time: its last %d%% of frames test the probe and show the same places "
+                    "as the training frames, so the score also rewards remembering the places; for a "
+                    "place-disjoint benchmark give a folder with train/ and test/ lives (what `slife demo` builds)",
+                    cfg.data_root, round(100 * (desc.get("test_share") or 0.2)))
     torch.manual_seed(cfg.seed)
+    skipped: dict[str, list] = {"train": [], "test": []}  # views the reader left out (last encoding pass)
 
     def fit(encoder, splits=None):
         """Encode both splits with `encoder` (or take `splits` as given), fit a fresh readout, score it
@@ -328,15 +335,20 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
         if splits is None:
-            tr = encode_split(encoder, reader.iterate(cfg.data_root, "train", cfg.max_train, **opts), S, layer,
-                              progress=progress)
-            te = encode_split(encoder, reader.iterate(cfg.data_root, "test", cfg.max_test, **opts), S, layer,
-                              progress=progress)
+            for sk in skipped.values():
+                sk.clear()
+            tr = encode_split(encoder, reader.iterate(cfg.data_root, "train", cfg.max_train, skipped=skipped["train"],
+                                                      **opts), S, layer, progress=progress)
+            te = encode_split(encoder, reader.iterate(cfg.data_root, "test", cfg.max_test, skipped=skipped["test"],
+                                                      **opts), S, layer, progress=progress)
         else:
             tr, te = splits
         t_encode = time.perf_counter() - t0
         if tr["tokens"] is None or te["tokens"] is None:
-            raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images; need both")
+            lost = (f" ({len(skipped['train'])} train and {len(skipped['test'])} test views left out: unreadable "
+                    "depth maps)" if skipped["train"] or skipped["test"] else "")
+            raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images{lost}; "
+                             "need both")
         readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
         if progress:
             progress(0, total=len(tr["names"]) + len(te["names"]) + cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
@@ -356,6 +368,11 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         return readout, tr, te, pred, result
 
     readout, tr, te, pred, result = fit(model)
+    if skipped["train"] or skipped["test"]:
+        log.warning("%s: %d train and %d test views left out (unreadable depth maps, e.g. %s); the metrics are on "
+                    "the %d train / %d test views that remain", cfg.data_root, len(skipped["train"]),
+                    len(skipped["test"]), (skipped["train"] + skipped["test"])[0]["file"], len(tr["names"]),
+                    len(te["names"]))
     if len(te["names"]) < 10:
         log.warning("%s: only %d test images (%d train) with --frame-step %d: the metrics rest on very few images",
                     cfg.data_root, len(te["names"]), len(tr["names"]), cfg.frame_step)
@@ -381,10 +398,14 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         "layer": "last" if layer is None else layer, "target": "log-depth regression (metres), L1 loss",
         "resolution": [S, S], "crop": "centre square, resized to the model size; depth nearest",
         "eigen_crop": cfg.dataset == "nyu", "num_train": len(tr["names"]), "num_test": len(te["names"]),
+        "skipped_views": {"train": len(skipped["train"]), "test": len(skipped["test"]),
+                          "views": skipped["train"] + skipped["test"]},
         **result, "baseline_mean_depth": {**mean_metrics(rows_base), "depth_m": mean_depth},
         "control_untrained": control, "control_oracle": oracle,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
+    out_dir = Path(out_dir)  # made only now: a run that fails on its data leaves no empty folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "probe.json"
     atomic_write_text(path, json.dumps(rep, indent=2))
     save_checkpoint(out_dir / "probe_readout.pt", {

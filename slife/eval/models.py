@@ -6,7 +6,8 @@ CroCoNet (`croco_kwargs`: croco, croco+egomotion, released CroCo) or the ViT enc
 egomotion). Every such model has `encode_image(img, layer=None) -> (B, N, D)` (probe, mKNN/CKA, feature
 matching); only CroCoNets have `cross_attention_logits` (CAS, attention matching): asking a ViT for it
 (`attention=True`) is a one-line error. Any failure is one `SlifeError` line naming the file.
-Entry points: `load_models`, `load_one`, `model_spec_of`, `untrained_models`, `model_label`, `image_grid`.
+Entry points: `load_models`, `load_one`, `model_spec_of`, `architectures`, `untrained_models`, `model_label`,
+`image_grid`.
 Attention and features are read in `attention.py` / `cas.py`.
 """
 
@@ -45,7 +46,9 @@ def load_one(path: Path, attention: bool = False):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SlifeError(f"{path}: not a CroCo checkpoint of a known architecture ({first[:200]})") from None
     if attention and not hasattr(model, "cross_attention_logits"):
-        raise SlifeError(f"{path}: a {objective_of(ckpt)} checkpoint has no decoder cross-attention, which CAS and "
+        obj = objective_of(ckpt)
+        raise SlifeError(f"{path}: {'an' if obj[:1] in 'aeiou' else 'a'} {obj} checkpoint has no decoder "
+                         "cross-attention, which CAS and "
                          "attention matching read (CroCo checkpoints only); compare its features with "
                          "`slife cas --metric mknn|cka`, match with `slife match --method features`")
     if not hasattr(model, "encode_image"):
@@ -74,6 +77,17 @@ def model_spec_of(ckpt: dict):
     from slife.train.checkpoint import model_spec_from_ckpt
 
     return model_spec_from_ckpt(ckpt)
+
+
+def architectures(ckpts: Sequence[dict]) -> list:
+    """Each architecture (`ModelSpec`) among checkpoints once, in checkpoint order: what untrained controls are
+    built for."""
+    specs = []
+    for ck in ckpts:
+        spec = model_spec_of(ck)
+        if all(spec != x for x in specs):
+            specs.append(spec)
+    return specs
 
 
 # Untrained controls draw their weights from seeds offset by this, so that untrained-s0 is not the initial

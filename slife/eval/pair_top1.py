@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Top1Config:
     pairs: Path | None = None  # folder of test pair shards carrying poses + depth + K (a held-out life's); required
-    num_pairs: int = 100  # test pairs used (the first ones in shard order, as `slife cas` takes them)
+    num_pairs: int = 100  # test pairs used, spread evenly over the set (as `slife cas` takes them)
     method: str = "features"  # attention (CroCo decoder), features (encoder nearest neighbours), auto
     batch_size: int = 16  # pairs per forward pass
     untrained_seeds: tuple = (0,)  # seeds of the untrained controls, one per seed and architecture (() none)
@@ -55,7 +55,7 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     from slife.eval.attention import correspondence_maps, same_position_summary, summarize_model
     from slife.eval.cas import accuracy, accuracy_chance, load_test_pairs, nan_to_none
     from slife.eval.groundtruth import displaced_mask, ground_truth_table
-    from slife.eval.models import image_grid, load_models, model_spec_of, untrained_models
+    from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.io import atomic_write_json
 
     if cfg.pairs is None:
@@ -64,14 +64,12 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
         raise SlifeError("top-1: give at least one checkpoint")
     loaded = load_models(checkpoints, attention=cfg.method == "attention")
     entries = [(n, m, model_spec_of(ck).kwargs, str(p)) for (n, m, ck), p in zip(loaded, checkpoints)]
-    specs = []  # each architecture once, in checkpoint order
-    for _, _, ck in loaded:
-        spec = model_spec_of(ck)
-        if all(spec != s for s in specs):
-            specs.append(spec)
-    for spec in specs:
+    for spec in architectures([ck for _, _, ck in loaded]):
         entries += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs, None)
                     for n, m in untrained_models(spec, cfg.untrained_seeds)]
+    if not cfg.untrained_seeds:
+        log.warning("top-1: no untrained control (--untrained-seeds is empty): nothing shows what accuracy an "
+                    "untrained encoder of these architectures reaches")
     size, patch, side = image_grid(entries[0][2])
     for name, _, kw, _ in entries[1:]:
         if image_grid(kw)[::2] != (size, side):

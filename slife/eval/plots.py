@@ -65,7 +65,9 @@ def plot_cas(rep: dict, path: Path) -> Path:
         ax.axhline(n_models - 0.5, color="white", lw=2)
         ax.axvline(n_models - 0.5, color="white", lw=2)
     title = {"cas": f"CAS (k={rep.get('k')}, {'softmax' if rep.get('softmax') else 'logits'})",
-             "mknn": f"mutual kNN (k={rep.get('k')})", "cka": "linear CKA"}.get(metric, metric)
+             "mknn": f"mutual kNN (k={rep.get('k')})", "cka": "linear CKA",
+             "cas_calibrated": f"CAS beyond position (k={rep.get('k')}; 0 = a fixed positional prior,\n"
+                               "1 = identical content-dependent sets; same-position diagonal 0)"}.get(metric, metric)
     ax.set_title(title + "\nmodels clustered | controls after the white line", fontsize=9)
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     marks = []

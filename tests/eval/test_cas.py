@@ -207,3 +207,20 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
         rep = cas_report([truth, ident, sp], ti)
         assert rep["calibrated"]["matrix"][1][2] == 0.0 and rep["ground_truth"]["calibrated_displaced"][0][2] == 0.0
         assert rep["pair_table"][0]["cas_calibrated"] == calibrated_score(truth.topk[:, -1], ident.topk[:, -1])
+
+
+def test_num_pairs_are_spread_over_the_whole_set(tmp_path):
+    """--num-pairs N takes N pairs evenly spaced over the set in write order (first and last included), not the
+    first N: a held-out life is sampled from its start to its end."""
+    from slife.eval.cas import load_test_pairs, spread_indices
+
+    from .shards import write_pair_shards
+
+    assert spread_indices(10, 4) == [0, 3, 6, 9] and spread_indices(3, 5) == [0, 1, 2] and spread_indices(7, 1) == [3]
+    assert spread_indices(101, 5) == [0, 25, 50, 75, 100]
+    shards = write_pair_shards(tmp_path / "s", num_pairs=7, size=32)
+    got = load_test_pairs(shards, 32, 3)
+    assert [p["key"] for p in got] == ["plane_000000000", "plane_000000003", "plane_000000006"]
+    assert [p["json"]["frame_a"] for p in got] == [0, 3, 6] and got[0]["tgt"].shape == (3, 32, 32)
+    assert got[1]["tgt_depth"] is not None and got[1]["K_src"] is not None  # every member of the sample came along
+    assert len(load_test_pairs(shards, 32, 50)) == 7

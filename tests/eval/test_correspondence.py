@@ -56,6 +56,10 @@ def test_truth_attention_scores_displaced_accuracy_one():
     assert r["patch_accuracy"] == 1.0 and r["patch_accuracy_displaced"] == 1.0
     assert r["same_position_accuracy_displaced"] == 0.0
     assert r["displaced_patch_share"] == 1.0
+    # chance: true matches in source columns 3..7 (targets 0..4), any row; mean 3x3-neighbourhood size
+    # 2.75 rows x 2.8 columns over 64 patches; every known patch is displaced
+    assert r["chance_accuracy"] == pytest.approx(2.75 * 2.8 / 64)
+    assert r["chance_accuracy_displaced"] == pytest.approx(2.75 * 2.8 / 64)
     assert r["model"]["epe"] < 2  # coarse soft-argmax flow is near the truth (blur at the border)
     assert r["identity"]["epe"] == pytest.approx(48.0)
     assert r["grid_oracle"]["epe"] == pytest.approx(0.0, abs=1e-9)  # a translation is exact on any grid

@@ -142,6 +142,7 @@ def test_cli_probe_end_to_end(tmp_path):
     sd = torch.load(out / "probe_readout.pt", weights_only=True)
     assert "readout" in sd and sd["grid"] == [4, 4]
     assert "scale-aware" in r.output and "untrained encoder" in r.output
+    assert "…" not in r.output and "untrained, aligned (control)" in r.output
     assert len(rep["control_untrained"]["train_loss"]) == 10 and 0 <= rep["control_untrained"]["metrics"]["delta1"] <= 1
     r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(tmp_path), "--out", str(out)])
     assert r.exit_code == 2 and "nyu_depth_v2_labeled.mat" in r.output
@@ -195,3 +196,34 @@ def test_depth_oracle_reaches_aligned_absrel_below_005(tiny_life, tmp_path):
     assert orc["metrics_aligned"]["abs_rel"] <= 0.05, orc["metrics_aligned"]
     assert orc["metrics_aligned"]["abs_rel"] < rep["metrics_aligned"]["abs_rel"]  # the (random) encoder's tokens
     assert len(orc["train_loss"]) == 60 and orc["metrics"]["images"] == rep["num_test"]
+
+
+def test_cli_probe_leaves_out_unreadable_depth_maps(tiny_life, tmp_path):
+    """A view whose depth PNG is junk is left out, named, counted and warned about; all test views junk -> exit 2."""
+    import shutil
+
+    from slife.eval.datasets import life
+
+    root = tmp_path / "life"
+    shutil.copytree(tiny_life, root)
+    n_test = life.describe(root, frame_step=1)["test"]
+    depth = sorted((root / "depth").glob("*.png"))
+    (depth[-1]).write_text("junk")
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    out = tmp_path / "out"
+    args = ["probe", "life", str(ck), "--data-root", str(root), "--epochs", "1", "--frame-step", "1"]
+    r = CliRunner().invoke(app, args + ["--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "probe.json").read_text())
+    assert rep["num_test"] == n_test - 1 and rep["skipped_views"]["test"] == 1 and rep["skipped_views"]["train"] == 0
+    assert rep["skipped_views"]["views"][0]["file"].endswith(depth[-1].name)
+    text = " ".join(r.output.split())
+    assert "left out 0 train and 1 test views" in text
+    assert "WARNING" in text and f"{depth[-1].name}: unreadable depth map" in text
+    # one life: the test split shares its places with training, said at warning level
+    assert "one life, split in time: its last 20% of frames test the probe and show the same places" in text
+    for p in depth[-n_test:]:
+        p.write_text("junk")
+    r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out2")])
+    assert r.exit_code == 2 and f"0 train and {n_test} test views left out" in " ".join(r.output.split())
+    assert not (tmp_path / "out2").exists()  # a failed run leaves no empty output folder

@@ -42,6 +42,8 @@ def test_every_objectives_checkpoint_loads_as_its_encoder(ckpts):
     with pytest.raises(SlifeError, match=r"dinov2.pt: a dinov2 checkpoint has no decoder cross-attention.*"
                                          r"--metric mknn\|cka.*--method features"):
         load_one(ckpts["dinov2"], attention=True)
+    with pytest.raises(SlifeError, match=r"egomotion.pt: an egomotion checkpoint has no decoder cross-attention"):
+        load_one(ckpts["egomotion"], attention=True)
 
 
 def test_probe_runs_on_every_objectives_checkpoint(ckpts, tmp_path):
@@ -68,8 +70,10 @@ def test_mknn_and_cka_across_objectives_and_cas_refuses_a_vit(ckpts, tmp_path):
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / metric / f"{metric}.json").read_text())
         m = np.array(rep["matrix"], dtype=float)
-        assert m.shape == (6, 6) and np.allclose(np.diag(m), 1.0)  # 4 objectives + 2 untrained controls
-        assert rep["untrained_architecture"]["kind"] == "croco"  # the first checkpoint's
+        # 4 objectives + 2 untrained controls of each architecture (CroCo: croco, croco+egomotion; ViT: the others)
+        assert m.shape == (8, 8) and np.allclose(np.diag(m), 1.0)
+        assert rep["names"][4:] == ["untrained-s0", "untrained-s1", "untrained-vit-s0", "untrained-vit-s1"]
+        assert [a["kind"] for a in rep["untrained_architectures"]] == ["croco", "vit"]
     r = runner.invoke(app, ["cas", str(ckpts["croco"]), str(ckpts["dinov2"]), "--pairs", str(shards), "--out",
                             str(tmp_path / "cas"), "--k", "3"])
     assert r.exit_code == 2 and "dinov2.pt: a dinov2 checkpoint has no decoder cross-attention" in r.output
@@ -98,11 +102,14 @@ def test_match_offers_feature_matching_for_encoders_without_a_decoder(ckpts, tmp
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "match.json").read_text())
-    assert rep["methods"] == {"dinov2": "features", "croco": "attention"}  # auto
+    # auto; an untrained control of each architecture, read like its trained counterpart
+    assert rep["methods"] == {"dinov2": "features", "croco": "attention", "untrained-vit-s0": "features",
+                              "untrained-croco-s0": "attention"}
     assert rep["models"]["dinov2"]["overall"]["model"]["aepe"] is not None and "(features)" in r.output
     r = runner.invoke(app, ["match", "hpatches", str(ckpts["croco"]), "--data-root", str(root), "--out", str(out),
                             "--method", "features"])
-    assert r.exit_code == 0 and json.loads((out / "match.json").read_text())["methods"] == {"croco": "features"}
+    assert r.exit_code == 0 and json.loads((out / "match.json").read_text())["methods"] == {
+        "croco": "features", "untrained-croco-s0": "features"}
     r = runner.invoke(app, ["match", "hpatches", str(ckpts["egomotion"]), "--data-root", str(root), "--out", str(out),
                             "--method", "attention"])
     assert r.exit_code == 2 and "no decoder cross-attention" in r.output and len(r.output.strip().splitlines()) == 1

@@ -39,6 +39,7 @@ def test_cli_top1_scores_croco_and_vit_beside_controls(tmp_path, setup):
     assert rep["same_position"]["displaced"] == 0.0  # by construction
     assert 0 < rep["chance"] < 1
     assert "same-position (control)" in r.output and "chance (control)" in r.output
+    assert "…" not in r.output and "untrained-croco-s1" in r.output  # an 80-column console cuts nothing
 
 
 def test_top1_attention_is_the_top1_that_cas_reports(tmp_path, setup):

@@ -8,12 +8,15 @@ Two layouts:
 - one life folder: the first (1 - test_share) of its frames (in life order) are "train", the rest "test",
   so the two splits are apart in time only (they may show the same places).
 A life is anything `slife.lives.read_life` recognises whose frames have depth (`depth/{i:06d}.png`, uint16
-mm, 0 = invalid). Returns `DepthSample`s named `{life}/{frame}`.
+mm, 0 = invalid). Returns `DepthSample`s named `{life}/{frame}`. A view whose depth map cannot be read (not an
+image, truncated) is left out: it is named in a warning and, when `iterate` is given a `skipped` list, appended
+there ({"name", "file", "error"}) so the caller can count it.
 Entry points: `detect`, `describe`, `iterate`. Reading lives is `slife.lives`' job.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +24,8 @@ import numpy as np
 
 from slife.errors import SlifeError
 from slife.eval.datasets import DepthSample
+
+log = logging.getLogger(__name__)
 
 
 def detect(root: Path) -> bool:
@@ -68,13 +73,25 @@ def describe(root: Path, frame_step: int = 1, test_share: float = 0.2, **_) -> d
 
 
 def iterate(root: Path, split: str, limit: int = 0, frame_step: int = 1, test_share: float = 0.2,
-            **_) -> Iterator[DepthSample]:
-    n = 0
+            skipped: list | None = None, **_) -> Iterator[DepthSample]:
+    """Samples of `split` (first `limit` if > 0); views with an unreadable depth map are left out, named in a
+    warning (the first 5 of each call) and appended to `skipped` when given."""
+    n = bad = 0
     for life, ids in _frames(root, frame_step, test_share)[split]:
         for i, rgb in life.iter_frames(ids):
             if limit and n >= limit:
                 return
-            depth = life.read_depth(i)
+            try:
+                depth = life.read_depth(i)
+            except (OSError, ValueError, SyntaxError) as e:  # PIL: not an image, truncated, bad header
+                bad += 1
+                file = str(life.depth_paths[i])
+                if bad <= 5:
+                    log.warning("%s: unreadable depth map (%s: %s); view %s/%d left out", file, type(e).__name__,
+                                e, life.name, int(i))
+                if skipped is not None:
+                    skipped.append({"name": f"{life.name}/{int(i)}", "file": file, "error": f"{type(e).__name__}: {e}"})
+                continue
             if depth is None:
                 continue
             if depth.shape != rgb.shape[:2]:
