@@ -455,40 +455,13 @@ def spread_indices(total: int, n: int) -> list[int]:
     return sorted({int(round(i * (total - 1) / (n - 1))) for i in range(n)})
 
 
-def _sample_key(name: str) -> str:
-    """A tar member's sample key (WebDataset: the path up to the first dot of the file name)."""
-    head, _, base = name.rpartition("/")
-    return (head + "/" if head else "") + base.split(".", 1)[0]
-
-
-def _subset_tar(paths: Sequence[str], keep: set[int], out: Path) -> None:
-    """Copy the members of the samples whose running index (over `paths`, in order) is in `keep` into tar `out`."""
-    import tarfile
-
-    idx, last = -1, None
-    with tarfile.open(out, "w") as dst:
-        for path in paths:
-            with tarfile.open(path) as src:
-                for m in src:
-                    if not m.isfile():
-                        continue
-                    key = (path, _sample_key(m.name))
-                    if key != last:
-                        idx, last = idx + 1, key
-                    if idx in keep:
-                        dst.addfile(m, src.extractfile(m))
-
-
 def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
     """`num_pairs` pairs of a test shard folder at the model's size (`stream.eval_pairs`), spread evenly over the
     whole set in write order (`spread_indices`: a held-out life from its start to its end, not its first
     minutes); all of them when the set has no more. One-line SlifeError for a missing folder, a folder without
     shards or no readable pair."""
-    import tempfile
-
-    from slife.train.stream import eval_pairs, resolve_shards
-
     from slife.pairmine.shardset import SHARD_GLOB
+    from slife.train.stream import eval_pairs, resolve_shards
 
     shards = Path(shards)  # a folder, a .tar, or a spec with ',' / braces (resolved by the stream reader)
     if shards.is_dir() and not any(shards.glob(SHARD_GLOB)):
@@ -496,16 +469,12 @@ def load_test_pairs(shards: Path, img_size: int, num_pairs: int) -> list[dict]:
     if not shards.exists() and not any(ch in str(shards) for ch in ",{"):
         raise SlifeError(f"{shards}: no such pair shard folder")
     sset = resolve_shards(str(shards))
+    keep = None
     if sset.total > num_pairs:
         keep = spread_indices(sset.total, num_pairs)
         log.info("%s: %d of %d pairs, spread evenly over the set (every %.1f-th)", shards, len(keep), sset.total,
                  sset.total / len(keep))
-        with tempfile.TemporaryDirectory(prefix="slife-pairs-") as tmp:
-            sub = Path(tmp) / "pairs-000000.tar"
-            _subset_tar(sset.paths, set(keep), sub)
-            pairs = eval_pairs(str(sub), img_size, num_pairs)
-    else:
-        pairs = eval_pairs(sset, img_size, num_pairs)
+    pairs = eval_pairs(sset, img_size, num_pairs, keep)
     if not pairs:
         raise SlifeError(f"{shards}: no test pairs could be read")
     return pairs

@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 import numpy as np
 import torch.utils.data
@@ -500,8 +500,9 @@ def _center_crop_view(img: Image.Image, depth: bytes | None, S: int):
     return t, d, (w, h, rw, rh, x0, y0)
 
 
-def eval_pairs(shards, img_size: int, num_pairs: int) -> list[dict]:
-    """The first `num_pairs` pairs of the shard set, in order, deterministically resized and centre-cropped.
+def eval_pairs(shards, img_size: int, num_pairs: int, keep: Collection[int] | None = None) -> list[dict]:
+    """The first `num_pairs` pairs of the shard set (of those whose index in write order is in `keep`, when
+    given), in order, deterministically resized and centre-cropped.
 
     Each: {"src","tgt": float32 (3,S,S) ImageNet-normalised, "json", "K_src","K_tgt": 3x3 at the crop or
     None, "src_depth","tgt_depth": (S,S) float32 metres (0 = invalid) or None, "key"}.
@@ -509,8 +510,11 @@ def eval_pairs(shards, img_size: int, num_pairs: int) -> list[dict]:
     s = shards if isinstance(shards, ShardSet) else resolve_shards(shards)
     handler = CountingHandler()
     out = []
-    raw = well_formed(tar_samples(({"url": u} for u in s.paths), handler), handler)
-    for p in decoded(raw, handler, draft_short=None):
+    raw = tar_samples(({"url": u} for u in s.paths), handler)
+    if keep is not None:
+        keep = set(keep)
+        raw = (p for i, p in enumerate(raw) if i in keep)
+    for p in decoded(well_formed(raw, handler), handler, draft_short=None):
         item = {"key": p["key"], "json": p["json"]}
         for v in ("src", "tgt"):
             t, d, (w, h, rw, rh, x0, y0) = _center_crop_view(p[v], p[f"{v}_depth"], img_size)
