@@ -52,7 +52,9 @@ def plot_cas(rep: dict, path: Path) -> Path:
                                                            3.5 + 0.4 * len(labels)),
                              gridspec_kw={"width_ratios": [1.3, 1]} if two else None, squeeze=False)
     ax = axes[0, 0]
-    vmin = 0.0
+    # CAS beyond position is negative where two models agree less than chance: the scale reaches down to it
+    finite = mat[np.isfinite(mat)]
+    vmin = min(0.0, float(finite.min())) if metric == "cas_calibrated" and finite.size else 0.0
     im = ax.imshow(mat, cmap="viridis", vmin=vmin, vmax=1.0)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
