@@ -221,7 +221,8 @@ def sfm(
     out = out or video_dir.parent / f"{video_dir.name}_sfm"
     with progress_bar("sfm", unit="frames") as advance:
         path = sfm_mod.run(cfg, video_dir, out, progress=advance)
-    _sfm_summary(json.loads((out / "sfm.json").read_text()))
+    if (out / "sfm.json").exists():  # a model made before sfm.json existed is reused without one
+        _sfm_summary(json.loads((out / "sfm.json").read_text()))
     console.print(str(path))
 
 
@@ -241,5 +242,6 @@ def _sfm_summary(info: dict) -> None:
                   f"{info.get('points', 0)} points")
     g = info.get("ground_truth")
     if g:
-        ate = "-" if g["ate_rmse"] is None else f"{g['ate_rmse']:.3g} ({100 * g['ate_rel']:.2g}% of the extent)"
+        rel = "" if g.get("ate_rel") is None else f" ({100 * g['ate_rel']:.2g}% of the extent)"
+        ate = "-" if g["ate_rmse"] is None else f"{g['ate_rmse']:.3g}{rel}"
         console.print(f"against the life's own poses: {100 * g['registered']:.1f}% registered, ATE {ate}")

@@ -149,7 +149,7 @@ def _camera(cam, warnings: list[str]) -> Camera:
     return Camera.from_K(K, int(cam.width), int(cam.height))
 
 
-def _cam_from_world(im) -> np.ndarray | None:
+def cam_from_world(im) -> np.ndarray | None:
     """4x4 world-to-camera of a pycolmap Image, None if unregistered (works across pycolmap 3.10-4.x)."""
     if hasattr(im, "has_pose") and not im.has_pose:
         return None
@@ -273,7 +273,7 @@ def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -
         folder_cams = {im.camera_id for _, im in entries if im is not None}
         folder_cam = cam_index.get(next(iter(folder_cams)), -1) if len(folder_cams) == 1 else -1
         for k, (name, im) in enumerate(entries):
-            Tcw = None if im is None else _cam_from_world(im)
+            Tcw = None if im is None else cam_from_world(im)
             if Tcw is None:
                 unregistered += im is not None
             else:

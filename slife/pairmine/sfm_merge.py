@@ -30,18 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from slife.lives.colmap import cam_from_world
 from slife.lives.geometry import fit_similarity
 
 log = logging.getLogger(__name__)
 
 MAX_LINK_POINTS = 200  # correspondences per link used by the least-squares refinement
 MIN_POINTS_PER_IMAGE = 5  # a model with fewer 3D points per registered image is left out as degenerate
-
-
-def _pose(im) -> np.ndarray:
-    """World-to-camera (3, 4) of a registered pycolmap Image."""
-    cfw = im.cam_from_world() if callable(im.cam_from_world) else im.cam_from_world
-    return np.asarray(cfw.matrix(), np.float64)
 
 
 class _Observed:
@@ -70,7 +65,7 @@ def depth_scale(rec, images: int = 50, per_image: int = 100) -> float:
     depths = []
     for i in ids[:: max(1, len(ids) // images)]:
         im = rec.image(i)
-        P = _pose(im)
+        P = cam_from_world(im)[:3]
         pts = [rec.points3D[p.point3D_id].xyz for p in im.points2D if p.has_point3D()][:per_image]
         if pts:
             z = (np.asarray(pts) @ P[:, :3].T + P[:, 3])[:, 2]
@@ -282,7 +277,7 @@ def merge_models(models, database: Path | str, image_dir: Path | str, scratch: P
             m = owner[i]
             im = models[m].image(i)
             s, R, t = world[m]  # model m -> world: x_w = s R x_m + t
-            P = _pose(im)  # x_c = Rc x_m + tc; in world: x_c = Rc R^T (x_w - t) / s + tc (scaled by s: same camera)
+            P = cam_from_world(im)[:3]  # x_c = Rc x_m + tc; in world: x_c = Rc R^T (x_w - t) / s + tc (scaled by s: same camera)
             Rc = P[:, :3] @ R.T
             tc = -Rc @ t + s * P[:, 3]
             kp = np.asarray(db.read_keypoints(i), np.float64)[:, :2]
