@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import time
@@ -98,12 +99,17 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _folder(life, i: int) -> str:
+    """A frame's image folder: its recording's name, whitespace replaced (COLMAP's pair files split on it)."""
+    return re.sub(r"\s+", "_", life.source_name(int(i)) or "video")
+
+
 def frame_names(life, order: np.ndarray) -> list[str]:
     """`<video>/<t>.jpg` for the frames `order` of `life`: t in seconds with 6 decimals, zero-padded to one
     width over the life so that names sort by time."""
     t = life.t[order]
     width = len(str(int(max(float(t.max()), 0.0)))) + 7 if len(t) else 8
-    return [f"{life.source_name(int(i)) or 'video'}/{life.t[i]:0{width}.6f}.jpg" for i in order]
+    return [f"{_folder(life, i)}/{life.t[i]:0{width}.6f}.jpg" for i in order]
 
 
 def write_frames(life, ids: np.ndarray, names: list[str], out_images: Path, max_side: int,
@@ -153,7 +159,7 @@ def pose_error(gt, rec) -> dict:
     extent (RMS distance of gt's centres from their mean) and ate_rel = ate_rmse / extent."""
     from slife.lives.geometry import fit_similarity
 
-    key = lambda life, i: (life.source_name(i) or "video", round(float(life.t[i]), 6))  # noqa: E731
+    key = lambda life, i: (_folder(life, i), round(float(life.t[i]), 6))  # noqa: E731
     where = {key(rec, i): i for i in range(len(rec)) if rec.pose_valid is not None and rec.pose_valid[i]}
     posed = np.flatnonzero(gt.pose_valid) if gt.pose_valid is not None else np.zeros(0, np.int64)
     both = [(int(g), where[key(gt, g)]) for g in posed if key(gt, g) in where]
