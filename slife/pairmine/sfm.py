@@ -48,7 +48,7 @@ from typing import Callable
 import numpy as np
 
 from slife.errors import SlifeError
-from slife.io import atomic_write_bytes
+from slife.io import atomic_write_bytes, atomic_write_json
 from slife.lives.colmap import colmap_log
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
             elif p.exists():
                 p.unlink()
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out_dir / "sfm.json", json.dumps({**now, "complete": False}, indent=1).encode())
+        atomic_write_json(out_dir / "sfm.json", {**now, "complete": False}, indent=1)
     with colmap_log(log):  # COLMAP's log lines (its warnings included) only with -v
         return _Reconstruction(cfg, Path(life_path), out_dir, progress).run(now)
 
@@ -246,7 +246,7 @@ class _Reconstruction:
         info = fn() or {}
         info.update(wall_s=round(time.perf_counter() - w, 3), cpu_s=round(_cpu() - c, 3),
                     load=round(os.getloadavg()[0], 2))
-        atomic_write_bytes(marker, json.dumps(info).encode())
+        atomic_write_json(marker, info, indent=None)
         if not own_progress:
             self.progress(frames)
         return info
@@ -358,7 +358,7 @@ class _Reconstruction:
             g = info["ground_truth"]
             log.info("sfm vs the life's own poses: %.1f%% of %d frames registered, ATE %s (%s of the extent)",
                      100 * g["registered"], g["frames"], _fmt(g["ate_rmse"]), _fmt(g["ate_rel"]))
-        atomic_write_bytes(self.out / "sfm.json", json.dumps(info, indent=1).encode())
+        atomic_write_json(self.out / "sfm.json", info, indent=1)
         log.info("sfm: %d of %d frames registered, %d points (%d models merged of %d)", info["registered"], n,
                  info["points"], info["models_merged"], info["models"])
         if info["registered"] < 0.5 * n:
