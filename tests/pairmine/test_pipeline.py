@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import slow_writer_script
+from writer_script import slow_writer_script
 from slife import pairmine as pm
 from slife.errors import SlifeError
 

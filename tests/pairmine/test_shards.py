@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import slow_writer_script
+from writer_script import slow_writer_script
 from slife import pairmine as pm
 from slife.pairmine import shards
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from conftest import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT
+from trainkit import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT
 from slife.train import TrainConfig, run
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import MICRO_DINO, MICRO_VIT
+from trainkit import MICRO_DINO, MICRO_VIT
 from slife.train import TrainConfig
 from slife.train.dino import DINOHead, centered_softmax, dino_loss, ibot_loss, koleo_loss, sinkhorn_knopp, update_center
 

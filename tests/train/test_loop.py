@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO, interrupt_after
+from trainkit import MICRO, interrupt_after
 from slife.errors import SlifeError
 from slife.train import TrainConfig, run
 
@@ -279,7 +279,7 @@ def test_auto_precision_follows_the_hardware():
 
 
 def test_resume_is_exact_after_failed_decodes(tmp_path):
-    from conftest import shards_with_bad_jpegs
+    from trainkit import shards_with_bad_jpegs
 
     f = shards_with_bad_jpegs(tmp_path / "s")
     cfg = dataclasses.replace(CFG, steps=16, batch_size=2, save_every=6, keep_every=0, preview_every=0,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import texture
+from trainkit import texture
 from slife.train.augment import to_model_input
 from slife.train.multicrop import MultiCrop
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT, interrupt_after, write_shards
+from trainkit import MICRO, MICRO_DINO, MICRO_POSE, MICRO_VIT, interrupt_after, write_shards
 from slife.errors import SlifeError
 from slife.train import TrainConfig, preset_config, run
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MICRO_POSE, MICRO_VIT, rolled_window, texture
+from trainkit import MICRO_POSE, MICRO_VIT, rolled_window, texture
 from slife.lives.geometry import make_pose
 from slife.train import TrainConfig
 from slife.train.augment import normalize

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO, write_shards
+from trainkit import MICRO, write_shards
 from slife.train import TrainConfig, run
 from slife.train.segments import compare, plan
 from slife.train.stream import resolve_shards

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import jpeg, shards_with_bad_jpegs, write_shards
+from trainkit import jpeg, shards_with_bad_jpegs, write_shards
 from slife.errors import SlifeError
 from slife.train.augment import PairAugment
 from slife.train.stream import (PairStream, check_image_size, eval_pairs, expand_spec, make_loader,
@@ -131,7 +131,7 @@ def test_ranks_read_different_pairs(shards):
 def test_bad_samples_are_skipped_and_counted(tmp_path):
     import webdataset as wds
 
-    from conftest import texture
+    from trainkit import texture
 
     f = tmp_path / "s"
     f.mkdir()

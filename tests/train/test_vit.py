@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from slife.train.vit import VIT_PRESETS, VisionTransformer
 
-from conftest import MICRO_VIT
+from trainkit import MICRO_VIT
 
 
 def timm_layout(img_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int, mlp_ratio=4) -> dict:
