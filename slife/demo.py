@@ -617,8 +617,11 @@ def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
 
 def untrained_name(cfg: DemoConfig, kind: str = "croco") -> str:
     """The demo's untrained control encoder of an architecture (`eval.models.untrained_models` with the demo's
-    seed): untrained-s<seed> for CroCo (the control of every study), untrained-<kind>-s<seed> for another."""
-    return f"untrained-s{cfg.seed}" if kind == "croco" else f"untrained-{kind}-s{cfg.seed}"
+    seed, named as every evaluation names it): untrained-s<seed> for CroCo (the control of every study),
+    untrained-<kind>-s<seed> for another."""
+    from slife.eval.models import untrained_label
+
+    return untrained_label(kind, cfg.seed)
 
 
 def _untrained_spec(objective: str = "croco"):
@@ -649,7 +652,7 @@ def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int |
         return str(probe_run(pcfg, [Path(checkpoint)], Path(out_dir), progress=progress))
     from slife.eval.models import untrained_models
 
-    model = untrained_models(spec, [untrained_seed])[0][1]
+    model = untrained_models([spec], [untrained_seed])[0][2]
     return str(probe_run(pcfg, [], Path(out_dir), progress=progress, model=model, spec=spec))
 
 
@@ -708,7 +711,7 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
         res.update(_eval_top1(cfg, plan, out, shards, runs, task))
     loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in
               zip(load_models([Path(m["checkpoint"]) for m in every.values()]), every)]
-    loaded += [(un, untrained_models(spec, [cfg.seed])[0][1], spec.kwargs) for un, spec in _untrained_specs(cfg).items()]
+    loaded += [(un, m, spec.kwargs) for un, spec, m in untrained_models(list(_untrained_specs(cfg).values()), [cfg.seed])]
     # method auto: CroCo models by decoder cross-attention, encoders without a decoder by feature neighbours
     mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320)
     with task("zero-shot correspondence", None) as adv:

@@ -110,7 +110,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     label = {n: by_path.get(str(Path(m["checkpoint"]).resolve()), n) for n, m in runs["models"].items()}
     label[un] = un
     acc = (cas.get("ground_truth") or {}).get("accuracy", {})
-    top1 = _top1_by_encoder(evals["top1"], runs, cfg) if evals.get("top1") else {}
+    top1 = _top1_by_encoder(evals["top1"], runs) if evals.get("top1") else {}
     enc = {}
     for name in list(runs["models"]) + untrained:
         pr = probe.get(name) or {}
@@ -159,17 +159,15 @@ def _enc_key(name: str, un: str) -> str:
     return name.rsplit("-s", 1)[0] if group_of(name) == "untrained" else name
 
 
-def _top1_by_encoder(path, runs: dict, cfg) -> dict:
-    """A top1.json's scores keyed by demo names: trained models by checkpoint path, its untrained-<kind>-s<seed>
-    controls as the demo names them (`demo.untrained_name`)."""
-    from slife.demo import untrained_name
-
+def _top1_by_encoder(path, runs: dict) -> dict:
+    """A top1.json's scores keyed by demo names: trained models by checkpoint path, its untrained controls by
+    their label (`eval.models.untrained_label`, the demo's names too)."""
     rep = _read(path)
     by_path = {str(Path(m["checkpoint"]).resolve()): m for m in rep["models"].values() if m.get("checkpoint")}
     out = {n: by_path.get(str(Path(m["checkpoint"]).resolve()), {}) for n, m in runs["models"].items()}
     for label, m in rep["models"].items():
         if m.get("kind") == "untrained":
-            out[untrained_name(cfg, label.split("-")[1])] = m
+            out[label] = m
     return out
 
 
@@ -193,8 +191,8 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
     first = f"life-{cfg.spec.lives[0][0]}"
     arms = {"croco": first, **{objective_of(n): n for n in runs["models"] if n.startswith("objective-")}}
     native, feats = _read(evals["top1"]), _read(evals["top1_features"])
-    t_nat = _top1_by_encoder(evals["top1"], runs, cfg)
-    t_feat = _top1_by_encoder(evals["top1_features"], runs, cfg)
+    t_nat = _top1_by_encoder(evals["top1"], runs)
+    t_feat = _top1_by_encoder(evals["top1_features"], runs)
     kinds = {o: ("croco" if o.startswith("croco") else "vit") for o in arms}
     rows = {}
     for objective, name in arms.items():

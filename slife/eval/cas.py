@@ -516,12 +516,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
                              f"distinct images in {len(pairs)} test pairs for --metric mknn")
     specs = architectures([ck for _, _, ck in loaded])
     entries = [(n, m, "model", str(p)) for (n, m, _), p in zip(loaded, checkpoints)]
-    for si, spec in enumerate(specs):
-        tag = "" if spec.kind == "croco" else f"{spec.kind}-"  # untrained-s0 (CroCo), untrained-vit-s0
-        if any(x.kind == spec.kind for x in specs[:si]):
-            tag = f"{spec.kind}#{si + 1}-"
-        entries += [(f"untrained-{tag}{n.split('-', 1)[1]}", m, "untrained", None)
-                    for n, m in untrained_models(spec, cfg.untrained_seeds)]
+    entries += [(n, m, "untrained", None) for n, _, m in untrained_models(specs, cfg.untrained_seeds)]
     if not cfg.untrained_seeds:
         log.warning("cas: no untrained control (--untrained-seeds is empty): nothing shows how much %s untrained "
                     "models of these architectures reach, so the scores have no floor to stand on", cfg.metric)

@@ -15,7 +15,7 @@ pixels of displaced patches (true match > 1 patch from the same grid position) w
 patch-level top-1 accuracy (within one patch) of the model, of the same-position predictor and at chance (a
 uniformly random source patch: `cas.accuracy_chance` per pair), a grid oracle (exact matches of the patch
 centres, upsampled like the model's flow: the ceiling at this grid), and untrained encoders
-(`models.untrained_models`, `untrained-<kind>-s<seed>`) of each architecture among the checkpoints, scored
+(`models.untrained_models`, named by `models.untrained_label`) of each architecture among the checkpoints, scored
 like the checkpoints (the control that shows what training added).
 Writes `match.json`, `match.csv`, `match.png` into out_dir. Entry point: `run(cfg, checkpoints, out_dir)`.
 Pixel convention: slife's (centre of pixel (0, 0) at (0.5, 0.5)); H files use OpenCV's (converted here).
@@ -297,9 +297,8 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
             raise SlifeError("match: give at least one checkpoint")
         loaded = load_models(checkpoints, attention=cfg.method == "attention")
         models = [(n, m, model_spec_of(ck).kwargs) for n, m, ck in loaded]
-        for spec in architectures([ck for _, _, ck in loaded]):
-            models += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs)
-                       for n, m in untrained_models(spec, cfg.untrained_seeds)]
+        models += [(n, m, spec.kwargs) for n, spec, m in
+                   untrained_models(architectures([ck for _, _, ck in loaded]), cfg.untrained_seeds)]
         if not cfg.untrained_seeds:
             log.warning("match: no --untrained-seeds, so no untrained control: nothing shows what training added "
                         "to these scores")

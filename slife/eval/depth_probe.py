@@ -384,7 +384,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     if cfg.control_untrained:
         from slife.eval.models import untrained_models
 
-        control = fit(untrained_models(spec, [cfg.seed])[0][1])[4]
+        control = fit(untrained_models([spec], [cfg.seed])[0][2])[4]
         control["seed"] = cfg.seed
     oracle = None
     if cfg.control_oracle:

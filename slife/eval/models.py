@@ -96,20 +96,31 @@ def architectures(ckpts: Sequence[dict]) -> list:
 UNTRAINED_SEED_OFFSET = 1_000_003
 
 
-def untrained_models(spec, seeds: Sequence[int]) -> list[tuple[str, object]]:
-    """[(label, model)] networks of the architecture `spec` (a `ModelSpec`: CroCoNet or ViT) with seeded random
-    weights (the untrained control); seed s builds its weights from torch seed s + UNTRAINED_SEED_OFFSET, never
-    a training run's start."""
+def untrained_label(kind: str, seed: int, nth: int = 1) -> str:
+    """The name of an untrained control, the same in every evaluation and in the demo: untrained-s<seed> for
+    CroCo, untrained-<kind>-s<seed> for another architecture (untrained-vit-s0), and, when several
+    architectures of one kind are compared, untrained-<kind>#<nth>-s<seed> for the nth of them after the first."""
+    if nth > 1:
+        return f"untrained-{kind}#{nth}-s{seed}"
+    return f"untrained-s{seed}" if kind == "croco" else f"untrained-{kind}-s{seed}"
+
+
+def untrained_models(specs, seeds: Sequence[int]) -> list[tuple[str, object, object]]:
+    """[(label, spec, model)]: for each architecture of `specs` (`ModelSpec`s: CroCoNet or ViT), networks with
+    seeded random weights (the untrained controls), named by `untrained_label`; seed s builds its weights from
+    torch seed s + UNTRAINED_SEED_OFFSET, never a training run's start."""
     import torch
 
     out = []
     state = torch.random.get_rng_state()
     try:
-        for s in seeds:
-            torch.manual_seed(int(s) + UNTRAINED_SEED_OFFSET)
-            m = spec.build()
-            m.eval()
-            out.append((f"untrained-s{s}", m))
+        for si, spec in enumerate(specs):
+            nth = 1 + sum(x.kind == spec.kind for x in specs[:si])
+            for s in seeds:
+                torch.manual_seed(int(s) + UNTRAINED_SEED_OFFSET)
+                m = spec.build()
+                m.eval()
+                out.append((untrained_label(spec.kind, int(s), nth), spec, m))
     finally:
         torch.random.set_rng_state(state)
     return out

@@ -12,7 +12,7 @@ position), beside chance (`cas.accuracy_chance`) and the same-position predictor
 that `slife cas` reports beside CAS, for every encoder kind and either map, so encoders trained with
 different objectives compare like for like on the same pairs and the same ground truth. Controls: chance,
 the same-position predictor, and untrained encoders (`models.untrained_models`) of each architecture among
-the checkpoints (`untrained-<kind>-s<seed>`: a CroCo and a ViT control when both kinds are compared).
+the checkpoints (named by `models.untrained_label`: a CroCo and a ViT control when both kinds are compared).
 Writes `top1.json` into out_dir. Entry point: `run(cfg, checkpoints, out_dir, progress=None) -> Path`
 (the command `slife top1`).
 CAS itself (agreement between models) stays in `cas.py`; flow on homographies in `correspondence.py`.
@@ -64,9 +64,8 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
         raise SlifeError("top-1: give at least one checkpoint")
     loaded = load_models(checkpoints, attention=cfg.method == "attention")
     entries = [(n, m, model_spec_of(ck).kwargs, str(p)) for (n, m, ck), p in zip(loaded, checkpoints)]
-    for spec in architectures([ck for _, _, ck in loaded]):
-        entries += [(f"untrained-{spec.kind}-{n.split('-', 1)[1]}", m, spec.kwargs, None)
-                    for n, m in untrained_models(spec, cfg.untrained_seeds)]
+    entries += [(n, m, spec.kwargs, None)
+                for n, spec, m in untrained_models(architectures([ck for _, _, ck in loaded]), cfg.untrained_seeds)]
     if not cfg.untrained_seeds:
         log.warning("top-1: no untrained control (--untrained-seeds is empty): nothing shows what accuracy an "
                     "untrained encoder of these architectures reaches")

@@ -177,12 +177,12 @@ def test_untrained_controls_are_not_a_training_runs_initial_weights():
     from slife.train.model import CROCO_PRESETS, CroCoNet
 
     kw = CROCO_PRESETS["tiny"]
-    (_, control), = untrained_models(ModelSpec("croco", kw), [0])
+    (_, _, control), = untrained_models([ModelSpec("croco", kw)], [0])
     torch.manual_seed(0)  # what `slife train --seed 0` does before building its model
     start = CroCoNet(**kw)
     w = "enc_blocks.0.attn.qkv.weight"
     assert not torch.equal(control.state_dict()[w], start.state_dict()[w])
-    (_, again), = untrained_models(ModelSpec("croco", kw), [0])
+    (_, _, again), = untrained_models([ModelSpec("croco", kw)], [0])
     assert torch.equal(control.state_dict()[w], again.state_dict()[w])  # still seeded: the same control each time
 
 

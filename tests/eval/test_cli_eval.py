@@ -165,12 +165,12 @@ def test_cli_match_end_to_end(tmp_path, ckpts):
     assert rep["counts"]["pairs"] == 5 and "a" in rep["models"]
     assert "id AEPE" in r.output and "same-pos acc" in r.output
     # the untrained control of the checkpoint's architecture, scored like it, and chance beside acc
-    assert rep["untrained"] == ["untrained-croco-s0"] and set(rep["models"]) == {"a", "untrained-croco-s0"}
-    u, o = rep["models"]["untrained-croco-s0"]["overall"], rep["models"]["a"]["overall"]
+    assert rep["untrained"] == ["untrained-s0"] and set(rep["models"]) == {"a", "untrained-s0"}
+    u, o = rep["models"]["untrained-s0"]["overall"], rep["models"]["a"]["overall"]
     assert 0 <= u["patch_accuracy_displaced"] <= 1 and u["model"]["pairs"] == 5
     assert 4 / 16 <= o["chance_accuracy_displaced"] <= 9 / 16 and o["chance_accuracy"] == u["chance_accuracy"]
     text = " ".join(r.output.split())
-    assert "untrained-croco-s0 (control)" in text and "chance (control)" in text and "chance acc" in text
+    assert "untrained-s0 (control)" in text and "chance (control)" in text and "chance acc" in text
     assert "…" not in r.output
     r = runner.invoke(app, ["match", "hpatches", str(ckpts[0]), "--data-root", str(root), "--out", str(out),
                             "--untrained-seeds", "", "--max-pairs", "1"])

@@ -37,13 +37,27 @@ def test_every_objectives_checkpoint_loads_as_its_encoder(ckpts):
         assert spec.kind == ("croco" if name.startswith("croco") else "vit")
         assert model.encode_image(torch.randn(2, 3, 32, 32)).shape == (2, 16, 48)
         assert hasattr(model, "cross_attention_logits") == name.startswith("croco")
-        (_, control), = untrained_models(spec, [0])
+        (_, _, control), = untrained_models([spec], [0])
         assert type(control) is type(model)
     with pytest.raises(SlifeError, match=r"dinov2.pt: a dinov2 checkpoint has no decoder cross-attention.*"
                                          r"--metric mknn\|cka.*--method features"):
         load_one(ckpts["dinov2"], attention=True)
     with pytest.raises(SlifeError, match=r"egomotion.pt: an egomotion checkpoint has no decoder cross-attention"):
         load_one(ckpts["egomotion"], attention=True)
+
+
+def test_untrained_controls_are_named_alike_everywhere_and_never_collide(ckpts):
+    """One name per control, whichever evaluation makes it: two CroCo architectures get two names."""
+    from slife.eval.models import architectures, load_one, untrained_models
+    from slife.train.checkpoint import ModelSpec
+
+    croco = architectures([load_one(ckpts["croco"])[1]])[0]
+    vit = architectures([load_one(ckpts["dinov2"])[1]])[0]
+    wider = ModelSpec("croco", {**croco.kwargs, "enc_depth": croco.kwargs.get("enc_depth", 2) + 1})
+    rows = untrained_models([croco, vit, wider], [0, 1])
+    assert [n for n, _, _ in rows] == ["untrained-s0", "untrained-s1", "untrained-vit-s0", "untrained-vit-s1",
+                                       "untrained-croco#2-s0", "untrained-croco#2-s1"]
+    assert [sp for _, sp, _ in rows] == [croco, croco, vit, vit, wider, wider]
 
 
 def test_probe_runs_on_every_objectives_checkpoint(ckpts, tmp_path):
@@ -104,12 +118,12 @@ def test_match_offers_feature_matching_for_encoders_without_a_decoder(ckpts, tmp
     rep = json.loads((out / "match.json").read_text())
     # auto; an untrained control of each architecture, read like its trained counterpart
     assert rep["methods"] == {"dinov2": "features", "croco": "attention", "untrained-vit-s0": "features",
-                              "untrained-croco-s0": "attention"}
+                              "untrained-s0": "attention"}
     assert rep["models"]["dinov2"]["overall"]["model"]["aepe"] is not None and "(features)" in r.output
     r = runner.invoke(app, ["match", "hpatches", str(ckpts["croco"]), "--data-root", str(root), "--out", str(out),
                             "--method", "features"])
     assert r.exit_code == 0 and json.loads((out / "match.json").read_text())["methods"] == {
-        "croco": "features", "untrained-croco-s0": "features"}
+        "croco": "features", "untrained-s0": "features"}
     r = runner.invoke(app, ["match", "hpatches", str(ckpts["egomotion"]), "--data-root", str(root), "--out", str(out),
                             "--method", "attention"])
     assert r.exit_code == 2 and "no decoder cross-attention" in r.output and len(r.output.strip().splitlines()) == 1

@@ -29,7 +29,7 @@ def test_cli_top1_scores_croco_and_vit_beside_controls(tmp_path, setup):
     rep = json.loads((out / "top1.json").read_text())
     m = rep["models"]
     # one untrained control per seed and architecture among the checkpoints
-    assert list(m) == ["croco", "dino", "untrained-croco-s0", "untrained-croco-s1", "untrained-vit-s0",
+    assert list(m) == ["croco", "dino", "untrained-s0", "untrained-s1", "untrained-vit-s0",
                        "untrained-vit-s1"]
     assert {v["method"] for v in m.values()} == {"features"}
     assert [v["kind"] for v in m.values()] == ["model"] * 2 + ["untrained"] * 4
@@ -39,7 +39,7 @@ def test_cli_top1_scores_croco_and_vit_beside_controls(tmp_path, setup):
     assert rep["same_position"]["displaced"] == 0.0  # by construction
     assert 0 < rep["chance"] < 1
     assert "same-position (control)" in r.output and "chance (control)" in r.output
-    assert "…" not in r.output and "untrained-croco-s1" in r.output  # an 80-column console cuts nothing
+    assert "…" not in r.output and "untrained-vit-s1" in r.output  # an 80-column console cuts nothing
 
 
 def test_top1_attention_is_the_top1_that_cas_reports(tmp_path, setup):
@@ -55,7 +55,7 @@ def test_top1_attention_is_the_top1_that_cas_reports(tmp_path, setup):
     assert top1["models"]["croco"]["method"] == "attention"
     assert top1["models"]["croco"]["displaced"] == cas["accuracy"]["croco"]["displaced"]
     assert top1["models"]["croco"]["all"] == cas["accuracy"]["croco"]["all"]
-    assert top1["models"]["untrained-croco-s0"]["displaced"] == cas["accuracy"]["untrained-s0"]["displaced"]
+    assert top1["models"]["untrained-s0"]["displaced"] == cas["accuracy"]["untrained-s0"]["displaced"]
     assert top1["chance"] == cas["accuracy_chance"]
 
 
