@@ -18,8 +18,8 @@ agree on every target patch AND their sets vary from pair to pair (a model again
 is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
 is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
 identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
-resemble each other. It is written to `cas.json` ("calibrated": block average, per block, untrained level,
-mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
+resemble each other. It is written to `cas.json` ("calibrated": block average, per block, untrained level
+(as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
 a same-position predictor (top-k = same grid position and nearest neighbours), untrained seeded models
@@ -226,6 +226,19 @@ def cluster_order(sim: np.ndarray) -> list[int]:
     return [int(i) for i in leaves_list(linkage(squareform(d, checks=False), method="average"))]
 
 
+def _untrained_pairs(names: Sequence[str], kinds: Sequence[str]) -> list[tuple[int, int]]:
+    """Index pairs of untrained controls of the same architecture (their labels differ only in the seed:
+    `models.untrained_label`); two architectures' controls are not a pair of untrained models of one kind."""
+    un = [i for i, kd in enumerate(kinds) if kd == "untrained"]
+    arch = {i: names[i].rsplit("-s", 1)[0] for i in un}
+    return [(a, b) for ai, a in enumerate(un) for b in un[ai + 1:] if arch[a] == arch[b]]
+
+
+def _mean_over(mat: np.ndarray, pairs: list[tuple[int, int]]) -> float:
+    vals = np.array([mat[a, b] for a, b in pairs], np.float64)
+    return float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+
+
 def nan_to_none(x):
     """NaN and inf -> None through dicts, lists and arrays (JSON has no NaN)."""
     if isinstance(x, float) and not math.isfinite(x):
@@ -263,7 +276,6 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
     rep["order"] = [names[order_models[i]] for i in cluster_order(sub)] + [nm for nm, kd in zip(names, kinds)
                                                                           if kd != "model"]
     sp = [i for i, kd in enumerate(kinds) if kd == "same-position"]
-    un = [i for i, kd in enumerate(kinds) if kd == "untrained"]
     controls: dict = {"chance": k / n}
     if sp:
         j = sp[0]
@@ -271,9 +283,10 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             names[i]: {"avg": mat[i, j], "per_block": [per_block[str(b)][i, j] for b in range(summaries[i].num_blocks)]}
             for i in range(len(names)) if i != j
         }
-    if len(un) >= 2:
-        controls["untrained_vs_untrained"] = mat[un[0], un[1]]
-        controls["untrained_vs_untrained_per_block"] = [per_block[str(b)][un[0], un[1]] for b in range(max_blocks)]
+    uu = _untrained_pairs(names, kinds)
+    if uu:
+        controls["untrained_vs_untrained"] = _mean_over(mat, uu)
+        controls["untrained_vs_untrained_per_block"] = [_mean_over(per_block[str(b)], uu) for b in range(max_blocks)]
     models = [i for i, kd in enumerate(kinds) if kd == "model"]
     if len(models) >= 2:
         off = [mat[a, b] for ai, a in enumerate(models) for b in models[ai + 1:]]
@@ -286,9 +299,9 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
     # CAS beyond position (calibrated_score): 0 for any predictor that ignores the images, by construction
     cal = {"matrix": calibrated_matrix(summaries),
            "per_block": {str(b): calibrated_matrix(summaries, b) for b in range(max_blocks)}}
-    if len(un) >= 2:
-        cal["untrained_vs_untrained"] = cal["matrix"][un[0], un[1]]
-        cal["untrained_vs_untrained_per_block"] = [cal["per_block"][str(b)][un[0], un[1]] for b in range(max_blocks)]
+    if uu:
+        cal["untrained_vs_untrained"] = _mean_over(cal["matrix"], uu)
+        cal["untrained_vs_untrained_per_block"] = [_mean_over(cal["per_block"][str(b)], uu) for b in range(max_blocks)]
     if len(models) >= 2:
         pairs_ab = [(a, c) for ai, a in enumerate(models) for c in models[ai + 1:]]
         cal["model_vs_model_mean"] = float(np.nanmean([cal["matrix"][a, c] for a, c in pairs_ab]))
@@ -417,11 +430,11 @@ def feature_report(names: list[str], kinds: list[str], feats: list[np.ndarray], 
             mat[i, j] = mat[j, i] = v
     n = len(feats[0])
     models = [i for i, kd in enumerate(kinds) if kd == "model"]
-    un = [i for i, kd in enumerate(kinds) if kd == "untrained"]
+    uu = _untrained_pairs(names, kinds)
     sub = mat[np.ix_(models, models)]
     controls: dict = {"chance": (min(k, n - 1) / (n - 1)) if metric == "mknn" and n > 1 else None}
-    if len(un) >= 2:
-        controls["untrained_vs_untrained"] = mat[un[0], un[1]]
+    if uu:
+        controls["untrained_vs_untrained"] = _mean_over(mat, uu)
     return nan_to_none({
         "names": names, "kinds": kinds, "num_images": n, "k": k if metric == "mknn" else None,
         "chance": controls["chance"], "matrix": mat, "controls": controls,

@@ -88,6 +88,8 @@ def test_mknn_and_cka_across_objectives_and_cas_refuses_a_vit(ckpts, tmp_path):
         assert m.shape == (8, 8) and np.allclose(np.diag(m), 1.0)
         assert rep["names"][4:] == ["untrained-s0", "untrained-s1", "untrained-vit-s0", "untrained-vit-s1"]
         assert [a["kind"] for a in rep["untrained_architectures"]] == ["croco", "vit"]
+        # untrained vs untrained: the mean over the pairs of one architecture, never a CroCo against a ViT
+        assert rep["controls"]["untrained_vs_untrained"] == pytest.approx((m[4, 5] + m[6, 7]) / 2)
     r = runner.invoke(app, ["cas", str(ckpts["croco"]), str(ckpts["dinov2"]), "--pairs", str(shards), "--out",
                             str(tmp_path / "cas"), "--k", "3"])
     assert r.exit_code == 2 and "dinov2.pt: a dinov2 checkpoint has no decoder cross-attention" in r.output
