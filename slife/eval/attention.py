@@ -170,15 +170,6 @@ def correspondence_maps(model, method: str = "auto") -> tuple[str, Callable]:
     return "features", lambda t, s: feature_logits(model, t, s)
 
 
-def model_grid(model) -> tuple[int, int]:
-    """(h, w) patch grid of a CroCoNet at its own image size."""
-    ck = getattr(model, "croco_kwargs", None) or {}
-    size = ck.get("img_size", getattr(model, "img_size", 224))
-    patch = ck.get("patch_size", getattr(model, "patch_size", 16))
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return size[0] // patch, size[1] // patch
-
-
 def summarize_model(name: str, model, pairs: Sequence[dict], k: int, grid: tuple[int, int], *, kind: str = "model",
                     softmax: bool = False, reciprocal: bool = False, keep_maps: bool = False, batch_size: int = 16,
                     progress: Callable[[int], None] | None = None, method: str = "attention") -> AttentionSummary:

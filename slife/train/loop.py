@@ -394,7 +394,6 @@ class Training:
     window: dict | None  # the metrics window the checkpoint recorded
     shardset: ShardSet
     fp: dict  # the set's fingerprint
-    model_kwargs: dict
     extra: dict  # config fields this run resolved (lr_abs, precision_used ...)
     data_pos: dict  # the data record's fields that hold for the whole run
     segments: list  # the run's segment records, the last one this run's
@@ -426,7 +425,7 @@ class Training:
         from slife.train.checkpoint import ModelSpec
 
         return {"config": _config_dict(self.cfg, self.extra), "objective": self.cfg.objective,
-                ModelSpec(self.obj.kind).args_key: self.model_kwargs,
+                ModelSpec(self.obj.kind).args_key: self.obj.model_kwargs,
                 "shards": dict(self.shardset.summary(), digest=self.fp["digest"]), "end_step": self.seg.end,
                 "segments": self.segments, **more, "slife_version": slife.__version__}
 
@@ -492,7 +491,7 @@ def _setup(cfg: TrainConfig, shards, out_dir: Path, d: Dist) -> Training | Path:
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
     t = Training(
         cfg, out_dir, d, obj, net, opt, scaler, amp_dtype, lr, seg, start, steps_per_epoch, loader, positions,
-        ck_data.get("metrics_window"), shardset, fp, kwargs,
+        ck_data.get("metrics_window"), shardset, fp,
         extra={"lr_abs": lr, "precision_used": precision, "effective_batch": eff_batch, "world_size": d.world,
                "shards": shardset.spec, "objective_conf_used": obj.conf},
         data_pos={"steps_per_epoch": steps_per_epoch, "samples_per_epoch": samples_per_epoch,
