@@ -348,3 +348,67 @@ def test_pairs_only_appends_a_generation(tmp_path, proc_grown, small_cfg):
     with pytest.raises(SlifeError, match="pairs-only set made by slife .* before pairs-only sets had generations.*"
                                          "--overwrite"):
         pm.run(cfg, after, out)
+
+
+def _grow_three(table_life, cfg, out, monkeypatch, drop_cache=(), damage=()):
+    """Mine day0, then append day1, then day2 into `out`; before the append that follows generation k, its
+    visibility cache is removed (k in drop_cache) or overwritten with garbage (k in damage). Returns the
+    number of frames each visibility projection saw."""
+    from slife.pairmine import pipeline, visibility
+
+    seen = []
+    orig = visibility.compute_visibility
+
+    def counted(life, *a, **k):
+        seen.append(len(life))
+        return orig(life, *a, **k)
+
+    monkeypatch.setattr(visibility, "compute_visibility", counted)
+    monkeypatch.setattr(pipeline, "compute_visibility", counted)
+    table = FrameTable(table_life, decode_order(table_life), len(table_life))
+    for k, names in enumerate((["day0"], ["day0", "day1"], ["day0", "day1", "day2"])):
+        if k:
+            cache = out / f"visibility-{k - 1:04d}.npz"
+            if k - 1 in drop_cache:
+                cache.unlink()
+            if k - 1 in damage:
+                cache.write_bytes(b"not an npz")
+        pm.run(cfg, restrict(table, names).life, out)
+    return seen
+
+
+def test_an_append_projects_only_the_new_frames_and_finds_the_same_pairs(tmp_path, proc_life, small_cfg,
+                                                                          monkeypatch, caplog):
+    """The append's pair search takes the old frames' visibility from the set's cache and projects only the new
+    frames; its pair table (spatial + temporal + random + augmented, two appends onto a life whose days revisit
+    the same rooms) is byte-identical to the one the whole-life path gives (the cache removed, so the grown
+    life's visibility is computed again: the path before the cache existed). A damaged cache file falls back
+    to the whole-life path with a log line, gives the same pairs, and is written again."""
+    import logging
+
+    cfg = small_cfg(strategies=("spatial", "temporal", "random", "augmented"), pairs_only=True)
+    n = [int((proc_life.source == s).sum()) for s in range(3)]
+    fast = _grow_three(proc_life, cfg, tmp_path / "fast", monkeypatch)
+    assert fast == [n[0], n[1], n[2]]  # generation 0: its whole life; each append: its new day only
+    whole = _grow_three(proc_life, cfg, tmp_path / "whole", monkeypatch, drop_cache=(0, 1))
+    assert whole == [n[0], n[0] + n[1], sum(n)]  # every append: the whole grown life, as before the cache
+    rows = (tmp_path / "fast" / "pairs.jsonl").read_text()
+    assert rows == (tmp_path / "whole" / "pairs.jsonl").read_text()
+    strategies = {s for r in rows.splitlines() for s in json.loads(r)["strategy"].split("+")}
+    assert strategies == {"spatial", "temporal", "random", "augmented"}
+    g = [json.loads((tmp_path / d / "manifest.json").read_text())["generations"] for d in ("fast", "whole")]
+    strip = lambda gs: [{k: v for k, v in x.items() if k not in ("added", "command")} for x in gs]  # noqa: E731
+    assert strip(g[0]) == strip(g[1]) and len(g[0]) == 3
+    new_day = [json.loads(r) for r in rows.splitlines()][g[0][2]["first_pair"]:]
+    assert any("spatial" in r["strategy"] and {r["video_a"], r["video_b"]} - {"day2"} for r in new_day)  # joins days
+    # the whole-life path wrote the caches it lacked: the next append there would be fast
+    assert sorted(p.name for p in (tmp_path / "whole").glob("visibility-*.npz")) == \
+        ["visibility-0000.npz", "visibility-0001.npz", "visibility-0002.npz"]
+    with caplog.at_level(logging.INFO, logger="slife.pairmine.generations"):
+        damaged = _grow_three(proc_life, cfg, tmp_path / "damaged", monkeypatch, damage=(1,))
+    assert damaged == [n[0], n[1], sum(n)]
+    assert "visibility-0001.npz is damaged" in caplog.text and "computed again" in caplog.text
+    assert (tmp_path / "damaged" / "pairs.jsonl").read_text() == rows
+    from slife.pairmine.shardset import read_visibility
+
+    assert read_visibility(tmp_path / "damaged", 1)[0] is not None  # written again
