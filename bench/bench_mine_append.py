@@ -7,8 +7,9 @@ generation 1 (only the pairs that involve the new day's frames) and (b) the same
 mines the whole D+1-day life. Both write real shards (video decoding, JPEG encoding, tars, stats, manifest);
 one worker. Goal (issue 17): the append costs in proportion to the new day, not to the life.
 Inside (a), the time spent reading the life (ingest: every video probed), fingerprinting its recordings,
-finding pairs over the grown life (visibility + strategies, then kept where a new frame is involved), and
-writing the tars is given apart, since only the writing is limited to the new day's pairs.
+finding pairs (visibility: the old frames' rows read from the set's per-generation cache and only the new
+day's frames projected; then the strategies over the grown life, kept where a new frame is involved), and
+writing the tars is given apart.
 
     .venv/bin/python bench/bench_mine_append.py --days 10 20 30
 
