@@ -21,8 +21,8 @@ Reads the sampled life (`FrameTable`), the set's manifest, pairs.jsonl, tar head
 returns plain data (and a `Visibility`); writes the visibility cache.
 The visible items of each generation's frames are kept in the set (`save_visibility`, file format in
 `shardset.py`), so that an append projects only the new frames (`grown_visibility`: the same matrix as a
-projection of the whole grown life; spatial pairs are then searched over the whole life as before, which is
-what keeps them identical to mining the grown life again).
+projection of the whole grown life; a later generation's spatial pairs are then each new frame's best
+partners, counted exactly from the new frames' items, `spatial.new_frame_pairs`).
 
 Entry points: `recordings(table)`, `generations_of(manifest)`, `check_unchanged`, `new_frames`, `restrict`,
 `geometry_digest`, `scan_old_pairs`, `stored_locations`, `grown_visibility`, `save_visibility`.

@@ -25,14 +25,20 @@ left by other settings never counts as complete.
 Generations (`generations.py` says what is new): a re-run on a set whose manifest lists generations (or a
 set made before them, adopted as generation 0 by `_adopt_legacy`) refuses a changed or removed recording
 unless --overwrite, writes again any missing or damaged tar of an old generation (`_repair`: its pairs mined
-again from the recordings it had, the same bytes, or a refusal), and with nothing new returns at once,
-writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life keeping the pairs
-that involve a new frame, quotas per generation, pair indices and shard numbers after the old ones, a run
-digest of its own; the old frames' visibility comes from the set's per-generation cache, `visibility-%04d.npz`,
-so only the new frames are projected, `gen.grown_visibility`; a missing, damaged or stale cache file means the
-whole grown life's visibility is computed again, the same matrix, and the file written again), appends its rows to the pair table, writes its tars like any run (resumable: a kill
-then a re-run writes the same bytes) and adds its record to the manifest last. A --pairs-only set has
-generations too (no shards: each appends its rows to the pair table, the earlier rows unchanged).
+again from the recordings it had, the same bytes, or a refusal; a later generation mined before today's
+spatial rule, `spatial.SPATIAL_RULE`, is refused in one line naming --overwrite), and with nothing new
+returns at once, writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life,
+every pair with a new frame: spatial pairs are each new frame's best `per_frame` partners among all frames,
+counted exactly from the new frames' visible items, old frames getting no new slots of their own
+(`spatial.new_frame_pairs`: the cost follows the new frames and the places they revisit, not the life); the
+other strategies run over the life and keep the pairs that involve a new frame; quotas per generation, pair
+indices and shard numbers after the old ones, a run digest of its own; the old frames' visibility comes from
+the set's per-generation cache, `visibility-%04d.npz`, so only the new frames are projected,
+`gen.grown_visibility`; a missing, damaged or stale cache file means the whole grown life's visibility is
+computed again, the same matrix, and the file written again), appends its rows to the pair table, writes its
+tars like any run (resumable: a kill then a re-run writes the same bytes) and adds its record, with its
+spatial rule, to the manifest last. A --pairs-only set has generations too (no shards: each appends its rows
+to the pair table, the earlier rows unchanged).
 Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
 `shardset` (the format), `manifest` (its summary), `preview`.
 """
@@ -69,6 +75,7 @@ from slife.pairmine import shardset as ss
 from slife.pairmine.manifest import merge_summaries, spatial_coverage, summarize
 from slife.pairmine.shards import write_shards
 from slife.pairmine.shardset import shard_complete, shard_name, stats_name
+from slife.pairmine.spatial import SPATIAL_RULE
 from slife.pairmine.visibility import Visibility, compute_visibility, jaccard_exact
 
 log = logging.getLogger(__name__)
@@ -214,11 +221,15 @@ def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, 
              vis: Visibility | None = None):
     """Run every asked strategy -> (PairTable, visibility counts, warnings, visibility).
 
-    For generation g > 0 of a shard set, `new` (N,) bool marks the frames of the recordings it adds: every
-    strategy runs over the whole life (seeded with g too) and keeps the pairs that involve a new frame
-    (temporal: within the new recordings; spatial: new x new and new x old, each frame's `per_frame` best
-    partners; random: drawn by or landing on a new frame; augmented: the new frames'), and the quotas
-    (`max_pairs`, `ratios`) cut those. Generation 0 (`new` None) mines the whole life. `vis`: the life's
+    For generation g > 0 of a shard set, `new` (N,) bool marks the frames of the recordings it adds. Spatial
+    pairs follow the later-generation rule (`spatial.new_frame_pairs`, its module docstring section 6): every
+    (new frame, other frame of the grown life) pair counted exactly, those with J in [j_min, j_max] kept, each
+    NEW frame keeping its `per_frame` highest-J partners as the source view (0: all in range); old frames get
+    no slots of their own, so the search costs in proportion to the new frames and the places they revisit,
+    not to the life. The other strategies run over the whole life (seeded with g too; vectorised, cheap) and
+    keep the pairs that involve a new frame (temporal: within the new recordings; random: drawn by or landing
+    on a new frame; augmented: the new frames'), and the quotas (`max_pairs`, `ratios`) cut those.
+    Generation 0 (`new` None) mines the whole life (spatial: MinHash/LSH, steps 1-5). `vis`: the life's
     visibility when the caller has it (an append: `generations.grown_visibility`, the old frames' rows from
     the set's cache), else computed here."""
     life = table.life
@@ -248,7 +259,9 @@ def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, 
     for s in strategies:
         r = rng(list(STRATEGIES).index(s))  # independent of the other strategies
         mod = importlib.import_module(STRATEGIES[s])
-        if hasattr(mod, "find_pair_arrays"):
+        if s == "spatial" and new is not None:  # a later generation's rule: its new frames' partners only
+            found[s] = mod.find_pair_arrays(life, cfg, r, vis, new=new)
+        elif hasattr(mod, "find_pair_arrays"):
             found[s] = mod.find_pair_arrays(life, cfg, r, vis)
         else:  # a plug-in with only the generator interface
             ps = list(mod.find_pairs(life, cfg, r))
@@ -474,12 +487,18 @@ def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: P
 def _repair(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, gens: list[dict], k: int,
             progress) -> None:
     """Write again the shards of old generation k that are missing or damaged (same bytes: its pairs are mined
-    again from the recordings it had); SlifeError when that is no longer possible."""
+    again from the recordings it had); SlifeError when that is no longer possible (the life changed, or a later
+    generation with spatial pairs was mined under an earlier rule: no `spatial_rule` in its record)."""
     g = gens[k]
     ids = list(range(g["first_shard"], g["first_shard"] + g["shards"]))
     bad = [s for s in ids if not shard_complete(out_dir, s, g["run"])]
     if not bad:
         return
+    if k and "spatial" in cfg.strategies and g.get("spatial_rule") != SPATIAL_RULE:
+        raise SlifeError(f"{out_dir}: {shard_name(bad[0])} of generation {k} is missing or damaged ({len(bad)} "
+                         f"shard(s)) and generation {k} was mined by an older slife whose spatial pairs for a later "
+                         "generation were chosen by another rule, so it cannot be written again as it was; pass "
+                         "--overwrite to mine the whole life again")
     old = {r["name"] for h in gens[:k] for r in h["recordings"]}
     plan = _plan(cfg, identity, table, k, old, [r["name"] for r in g["recordings"]], g["first_pair"], g["first_shard"],
                  out_dir, gens[:k])
@@ -624,7 +643,8 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
                         if k in ("frames_used", "spatial_coverage")})
     new_recordings = [r for r in current if r["name"] in set(added)]
     record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
-                                  geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                  geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                  spatial_rule=SPATIAL_RULE if number else None)
     gens = gens + [record]
     base["generations"] = gens
     base["summary"] = merge_summaries([g["summary"] for g in gens])

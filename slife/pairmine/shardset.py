@@ -346,15 +346,19 @@ def loss_line(summary: dict) -> str | None:
 
 def generation_record(number: int, recordings: list[dict], first_pair: int, pairs: int, first_shard: int,
                       shards: int, run: str, command: str, summary: dict, geometry: str,
-                      added: str | None = None) -> dict:
+                      added: str | None = None, spatial_rule: str | None = None) -> dict:
     """One entry of the manifest's `generations`: the recordings it added (name, path, sampled frames,
     fingerprint), its pairs (indices first_pair .. first_pair + pairs - 1, the sample keys) and shards
     (numbers first_shard .. first_shard + shards - 1), the run digest its stats carry, the command, its
-    summary, a digest of the life's geometry when it was mined, and the UTC time it was added (None for
-    a set made before generations existed)."""
-    return {"generation": number, "added": added, "recordings": recordings, "first_pair": first_pair,
-            "pairs": pairs, "first_shard": first_shard, "shards": shards, "run": run, "command": command,
-            "geometry": geometry, "summary": summary}
+    summary, a digest of the life's geometry when it was mined, the UTC time it was added (None for
+    a set made before generations existed) and, for a later generation, the rule its spatial pairs were
+    mined by (`spatial.SPATIAL_RULE`; absent: mined before that rule existed, or generation 0)."""
+    rec = {"generation": number, "added": added, "recordings": recordings, "first_pair": first_pair,
+           "pairs": pairs, "first_shard": first_shard, "shards": shards, "run": run, "command": command,
+           "geometry": geometry, "summary": summary}
+    if spatial_rule is not None:
+        rec["spatial_rule"] = spatial_rule
+    return rec
 
 
 def shard_of_pair(manifest: dict, pair: int) -> int:
