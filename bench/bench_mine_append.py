@@ -7,8 +7,13 @@ generation 1 (only the pairs that involve the new day's frames) and (b) the same
 mines the whole D+1-day life. Both write real shards (video decoding, JPEG encoding, tars, stats, manifest);
 one worker. Goal (issue 17): the append costs in proportion to the new day, not to the life.
 Inside (a), the time spent reading the life (ingest: every video probed), fingerprinting its recordings,
-finding pairs over the grown life (visibility + strategies, then kept where a new frame is involved), and
-writing the tars is given apart, since only the writing is limited to the new day's pairs.
+finding pairs (visibility: the old frames' rows read from the set's per-generation cache and only the new
+day's frames projected; spatial: the new frames' exact overlaps with every frame, `spatial.new_frame_pairs`;
+temporal, random and augmented over the grown life, kept where a new frame is involved), and writing the tars
+is given apart. Also timed apart: the append's visibility (cache + new frames: `generations.grown_visibility`,
+outside "find pairs"; the whole life's is inside it), the spatial strategy's own CPU time inside "find pairs"
+(`spatial.find_pair_arrays`), and the append's reading of the earlier generations' pairs and tar headers
+(`scan_old_pairs` + `stored_locations`, to take the old frames from the old tars).
 
     .venv/bin/python bench/bench_mine_append.py --days 10 20 30
 
@@ -79,6 +84,12 @@ def main():
     timer.wrap(generations, "recordings", "fingerprints")
     timer.wrap(pipeline, "find_all", "find pairs")
     timer.wrap(pipeline, "write_all", "write")
+    from slife.pairmine import spatial
+
+    timer.wrap(spatial, "find_pair_arrays", "spatial")
+    timer.wrap(generations, "grown_visibility", "visibility")  # an append's (in the whole life: inside find pairs)
+    timer.wrap(generations, "scan_old_pairs", "old")  # an append's reading of the earlier pairs and tar headers
+    timer.wrap(generations, "stored_locations", "old")
     cfg = pm.MineConfig(strategies=("spatial", "temporal", "random", "augmented"), fps=a.fps, short_side=a.size[1],
                         pairs_per_shard=500)
     rows = []
@@ -120,12 +131,14 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
     print("\n| days before | sampled frames after | new frames | pairs appended / whole life | "
           "append wall s (CPU s) | whole life wall s (CPU s) | append / whole, wall (CPU) | "
-          "append CPU s: read life + fingerprints / find pairs / write | whole life CPU s: same |")
+          "append CPU s: read life + fingerprints / visibility / find pairs (spatial) / old pairs + tar headers / "
+          "write | whole life CPU s: same |")
     print("|---|---|---|---|---|---|---|---|---|")
     for D, n, new, pa, pw, _, aw, ac, ww, wc, parts, wparts in rows:
         def split(p):
             c = {k: v[1] for k, v in p.items()}
-            return (f"{c.get('ingest', 0) + c.get('fingerprints', 0):.2f} / {c.get('find pairs', 0):.2f} / "
+            return (f"{c.get('ingest', 0) + c.get('fingerprints', 0):.2f} / {c.get('visibility', 0):.2f} / "
+                    f"{c.get('find pairs', 0):.2f} ({c.get('spatial', 0):.3f}) / {c.get('old', 0):.2f} / "
                     f"{c.get('write', 0):.2f}")
         print(f"| {D} | {n} | {new} | {pa} / {pw} ({pa / pw:.3f}) | {aw:.1f} ({ac:.1f}) | {ww:.1f} ({wc:.1f}) | "
               f"{aw / ww:.3f} ({ac / wc:.3f}) | {split(parts)} | {split(wparts)} |")

@@ -78,7 +78,11 @@ _MINE_HELP = (
     "writes them as a new generation of tars after the existing ones, which stay byte-identical; "
     "manifest.json lists the generations (recordings, counts, time added). With nothing new it writes "
     "nothing; a recording that changed or went away is refused unless --overwrite. Every per-frame option "
-    "and quota applies per generation.\n\n"
+    "and quota applies per generation. Each generation keeps the items its frames see (visibility-NNNN.npz "
+    "in --out), so an append projects only the new frames into the cloud, and its spatial search counts "
+    "the new frames' overlaps with every frame exactly (see --per-frame): its cost follows the new day and "
+    "the places it revisits, not the life's length. A missing or damaged visibility file only makes the "
+    "append slower (it is computed and written again).\n\n"
     "Data that cannot be read is skipped, counted and reported as a warning (at the end: how many pairs were "
     "not written and why, and the share of posed frames with a spatial pair); --strict turns any such loss "
     "into an error."
@@ -103,10 +107,13 @@ def mine_pairs(
     j_min: float = typer.Option(0.15, help="Spatial: smallest Jaccard of visible point sets."),
     j_max: float = typer.Option(0.75, help="Spatial: largest Jaccard (above: near-duplicates)."),
     per_frame: int = typer.Option(5, help="Spatial: partners kept per frame, the best inside [--j-min, --j-max] "
-                                  "(0: all pairs in range). Per generation: a new generation keeps each frame's "
-                                  "best partners over the grown life where one side is new, so every new frame "
-                                  "gets up to this many and an old frame may gain partners among the new frames "
-                                  "(its earlier ones stay)."),
+                                  "(0: all pairs in range). Per generation: the first mining gives every frame "
+                                  "up to this many; a later generation (a re-run on a grown life) gives each NEW "
+                                  "frame up to this many, its highest-Jaccard partners among all frames, old or "
+                                  "new (the new frame is the source view; ties: the earlier frame), counted "
+                                  "exactly; old frames get no partners of their own (they appear only as a new "
+                                  "frame's partner; their earlier pairs stay). With 0 a later generation keeps "
+                                  "every in-range pair that has a new frame."),
     max_depth: float = typer.Option(10.0, help="Visibility: farthest visible point in metres."),
     voxel: float = typer.Option(0.2, help="Visibility: voxel size in metres for points/depth (0: raw points)."),
     random_per_frame: int = typer.Option(1, help="Random: partners per frame (drawn over the whole grown life; a "

@@ -17,9 +17,15 @@ An old frame that a new pair uses is taken, already encoded, from the earlier ge
 it (`scan_old_pairs` + `stored_locations`: found through pairs.jsonl and the tar's headers), so an append
 decodes the new recordings and only the old frames no earlier pair used, not the old videos up to them.
 
-Reads the sampled life (`FrameTable`), the set's manifest, pairs.jsonl and tar headers; returns plain data.
+Reads the sampled life (`FrameTable`), the set's manifest, pairs.jsonl, tar headers and visibility cache;
+returns plain data (and a `Visibility`); writes the visibility cache.
+The visible items of each generation's frames are kept in the set (`save_visibility`, file format in
+`shardset.py`), so that an append projects only the new frames (`grown_visibility`: the same matrix as a
+projection of the whole grown life; a later generation's spatial pairs are then each new frame's best
+partners, counted exactly from the new frames' items, `spatial.new_frame_pairs`).
+
 Entry points: `recordings(table)`, `generations_of(manifest)`, `check_unchanged`, `new_frames`, `restrict`,
-`geometry_digest`, `scan_old_pairs`, `stored_locations`.
+`geometry_digest`, `scan_old_pairs`, `stored_locations`, `grown_visibility`, `save_visibility`.
 Mining the pairs (`pipeline.find_all` with a new-frame mask), writing the tars (`shards.py`) and the
 manifest format (`shardset.py`) are left to their modules.
 """
@@ -212,5 +218,96 @@ def stored_locations(out_dir: Path, generations: list[dict], pairs_per_shard: in
     return out
 
 
+def _visibility_key(life, cfg) -> dict:
+    """What cached "points" rows are valid for: the settings that make them and the cloud they are ids of."""
+    return {"method": "points", "max_depth": float(cfg.max_depth), "voxel": float(cfg.voxel),
+            "zbuffer_cells": int(cfg.zbuffer_cells), "geometry": geometry_digest(life), "format": 1}
+
+
+def _recording_rows(life) -> dict[str, np.ndarray]:
+    """Recording name -> its frames' life indices, in life order (frames without a recording under "")."""
+    order = np.argsort(life.source, kind="stable")
+    src = life.source[order]
+    out = {}
+    for s in np.unique(src).tolist():
+        rows = order[np.searchsorted(src, s):np.searchsorted(src, s, side="right")]
+        out[life.sources[s].name if 0 <= s < len(life.sources) else ""] = rows
+    return out
+
+
+def grown_visibility(out_dir: Path, generations: list[dict], table: FrameTable, new: np.ndarray, cfg):
+    """The visibility of the grown life `table` (an append: `new` marks the added recordings' frames) from the
+    earlier generations' cached rows (`visibility-%04d.npz`, `shardset.read_visibility`) and a projection of
+    the new frames only -> (Visibility or None, the generations whose cache is missing, damaged or stale).
+
+    The same matrix and counts as `compute_visibility` over the whole grown life (a frame's row from points
+    depends only on its pose and camera, which its recording's fingerprint covers, and on the voxelised
+    cloud, which the cache's geometry digest covers). None (logged: the miner then computes the whole
+    life's visibility, the same result, slower) when the life's visibility is not by points (tracks: cheap
+    to build again; depth maps: item ids not stable across lives) or a cache file is not usable."""
+    from slife.pairmine import shardset as ss
+    from slife.pairmine.visibility import compute_visibility, method_of, points_visibility_from_rows
+
+    life = table.life
+    if method_of(life) != "points":
+        return None, []
+    key = _visibility_key(life, cfg)
+    by_rec = _recording_rows(life)
+    frames, rows, bad, why = [], [], [], []
+    for g in generations:
+        k = int(g["generation"])
+        meta, indptr, indices, err = ss.read_visibility(out_dir, k)
+        recs = [[r["name"], r["fingerprint"], int(r["frames"])] for r in g["recordings"]]
+        if meta is not None:
+            if {x: meta.get(x) for x in key} != key or meta.get("recordings") != recs:
+                err = f"{ss.visibility_name(k)} was made for other settings, geometry or recordings"
+            elif sum(n for _, _, n in recs) != len(indptr) - 1 or any(len(by_rec.get(r, ())) != n for r, _, n in recs):
+                err = f"{ss.visibility_name(k)} does not match the frames of generation {k}"
+            elif len(indices) and int(indices.max()) >= int(meta.get("items", 0)):
+                err = f"{ss.visibility_name(k)} names items beyond its cloud"
+        if err:
+            bad.append(k)
+            why.append(err)
+            continue
+        frames.append(np.concatenate([by_rec.get(r, np.zeros(0, np.int64)) for r, _, _ in recs]))
+        rows.append((indptr, indices))
+        items = int(meta["items"])
+    if bad:
+        log.info("%s: %s: the visibility of the whole grown life is computed again (the same pairs, slower)",
+                 out_dir, "; ".join(why[:3]))
+        return None, bad
+    ids = np.flatnonzero(new)
+    vis_new = compute_visibility(life.select(ids), cfg.max_depth, cfg.voxel, cfg.zbuffer_cells,
+                                 threads=max(1, int(cfg.workers)))
+    if generations and vis_new.V.shape[1] != items:
+        log.info("%s: the cached visibility has %d items, the cloud now %d: the visibility of the whole grown "
+                 "life is computed again", out_dir, items, vis_new.V.shape[1])
+        return None, [int(g["generation"]) for g in generations]
+    frames.append(ids)
+    rows.append((vis_new.V.indptr, vis_new.V.indices))
+    vis = points_visibility_from_rows(life, vis_new.V.shape[1], frames, rows)
+    log.info("%s: visibility of %d new frames projected, %d old frames' taken from the cache", out_dir, len(ids),
+             len(life) - len(ids))
+    return vis, []
+
+
+def save_visibility(out_dir: Path, number: int, recordings: list[dict], table: FrameTable, vis, cfg) -> None:
+    """Write generation `number`'s cache (`shardset.write_visibility`): the rows of `vis` (the visibility of
+    `table`'s life, by points) for the frames of `recordings` (that generation's, with their fingerprints),
+    in their order. Nothing for other visibility methods."""
+    from slife.pairmine import shardset as ss
+
+    life = table.life
+    if vis is None or vis.method != "points":
+        return
+    by_rec = _recording_rows(life)
+    ids = np.concatenate([by_rec.get(r["name"], np.zeros(0, np.int64)) for r in recordings]
+                         or [np.zeros(0, np.int64)]).astype(np.int64)
+    V = vis.V[ids]
+    meta = {**_visibility_key(life, cfg), "items": int(vis.V.shape[1]), "generation": int(number),
+            "recordings": [[r["name"], r["fingerprint"], int(r["frames"])] for r in recordings]}
+    ss.write_visibility(out_dir, number, meta, V.indptr, V.indices)
+
+
 __all__ = ["check_unchanged", "generations_of", "geometry_digest", "new_frames", "recordings", "restrict",
-           "scan_old_pairs", "stored_locations"]
+           "scan_old_pairs", "stored_locations", "grown_visibility", "save_visibility"]

@@ -25,12 +25,20 @@ left by other settings never counts as complete.
 Generations (`generations.py` says what is new): a re-run on a set whose manifest lists generations (or a
 set made before them, adopted as generation 0 by `_adopt_legacy`) refuses a changed or removed recording
 unless --overwrite, writes again any missing or damaged tar of an old generation (`_repair`: its pairs mined
-again from the recordings it had, the same bytes, or a refusal), and with nothing new returns at once,
-writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life keeping the pairs
-that involve a new frame, quotas per generation, pair indices and shard numbers after the old ones, a run
-digest of its own), appends its rows to the pair table, writes its tars like any run (resumable: a kill
-then a re-run writes the same bytes) and adds its record to the manifest last. A --pairs-only set has
-generations too (no shards: each appends its rows to the pair table, the earlier rows unchanged).
+again from the recordings it had, the same bytes, or a refusal; a later generation mined before today's
+spatial rule, `spatial.SPATIAL_RULE`, is refused in one line naming --overwrite), and with nothing new
+returns at once, writing nothing. Otherwise it plans generation g (`_plan`: `find_all` over the grown life,
+every pair with a new frame: spatial pairs are each new frame's best `per_frame` partners among all frames,
+counted exactly from the new frames' visible items, old frames getting no new slots of their own
+(`spatial.new_frame_pairs`: the cost follows the new frames and the places they revisit, not the life); the
+other strategies run over the life and keep the pairs that involve a new frame; quotas per generation, pair
+indices and shard numbers after the old ones, a run digest of its own; the old frames' visibility comes from
+the set's per-generation cache, `visibility-%04d.npz`, so only the new frames are projected,
+`gen.grown_visibility`; a missing, damaged or stale cache file means the whole grown life's visibility is
+computed again, the same matrix, and the file written again), appends its rows to the pair table, writes its
+tars like any run (resumable: a kill then a re-run writes the same bytes) and adds its record, with its
+spatial rule, to the manifest last. A --pairs-only set has generations too (no shards: each appends its rows
+to the pair table, the earlier rows unchanged).
 Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
 `shardset` (the format), `manifest` (its summary), `preview`.
 """
@@ -67,7 +75,8 @@ from slife.pairmine import shardset as ss
 from slife.pairmine.manifest import merge_summaries, spatial_coverage, summarize
 from slife.pairmine.shards import write_shards
 from slife.pairmine.shardset import shard_complete, shard_name, stats_name
-from slife.pairmine.visibility import compute_visibility, jaccard_exact
+from slife.pairmine.spatial import SPATIAL_RULE
+from slife.pairmine.visibility import Visibility, compute_visibility, jaccard_exact
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +217,21 @@ def clear_node_files(out_dir: Path, shard_ids: list[int], n_shards: int, num_nod
             _remove(p)
 
 
-def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, generation: int = 0):
+def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, generation: int = 0,
+             vis: Visibility | None = None):
     """Run every asked strategy -> (PairTable, visibility counts, warnings, visibility).
 
-    For generation g > 0 of a shard set, `new` (N,) bool marks the frames of the recordings it adds: every
-    strategy runs over the whole life (seeded with g too) and keeps the pairs that involve a new frame
-    (temporal: within the new recordings; spatial: new x new and new x old, each frame's `per_frame` best
-    partners; random: drawn by or landing on a new frame; augmented: the new frames'), and the quotas
-    (`max_pairs`, `ratios`) cut those. Generation 0 (`new` None) mines the whole life."""
+    For generation g > 0 of a shard set, `new` (N,) bool marks the frames of the recordings it adds. Spatial
+    pairs follow the later-generation rule (`spatial.new_frame_pairs`, its module docstring section 6): every
+    (new frame, other frame of the grown life) pair counted exactly, those with J in [j_min, j_max] kept, each
+    NEW frame keeping its `per_frame` highest-J partners as the source view (0: all in range); old frames get
+    no slots of their own, so the search costs in proportion to the new frames and the places they revisit,
+    not to the life. The other strategies run over the whole life (seeded with g too; vectorised, cheap) and
+    keep the pairs that involve a new frame (temporal: within the new recordings; random: drawn by or landing
+    on a new frame; augmented: the new frames'), and the quotas (`max_pairs`, `ratios`) cut those.
+    Generation 0 (`new` None) mines the whole life (spatial: MinHash/LSH, steps 1-5). `vis`: the life's
+    visibility when the caller has it (an append: `generations.grown_visibility`, the old frames' rows from
+    the set's cache), else computed here."""
     life = table.life
 
     def rng(k: int) -> np.random.Generator:  # (seed, k) in generation 0, as before generations existed
@@ -223,7 +239,6 @@ def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, 
 
     found: dict = {}
     warnings: list[str] = []
-    vis = None
     vis_counts: dict = {}
     strategies = list(cfg.strategies)
     if "spatial" in strategies and not (life.has_poses or life.tracks is not None):
@@ -234,14 +249,19 @@ def find_all(table: FrameTable, cfg: MineConfig, new: np.ndarray | None = None, 
         log.warning("%s; mining %s only", msg, "+".join(s for s in strategies if s != "spatial"))
         warnings.append(msg)
         strategies.remove("spatial")
-    if "spatial" in strategies:
+    if "spatial" not in strategies:
+        vis = None
+    elif vis is None:
         vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells, threads=cfg.workers)
+    if vis is not None:
         vis_counts = {"method": vis.method, "items": int(vis.V.shape[1]), **vis.counts,
                       "mean_items_per_frame": float(vis.sizes.mean()) if len(life) else 0.0}
     for s in strategies:
         r = rng(list(STRATEGIES).index(s))  # independent of the other strategies
         mod = importlib.import_module(STRATEGIES[s])
-        if hasattr(mod, "find_pair_arrays"):
+        if s == "spatial" and new is not None:  # a later generation's rule: its new frames' partners only
+            found[s] = mod.find_pair_arrays(life, cfg, r, vis, new=new)
+        elif hasattr(mod, "find_pair_arrays"):
             found[s] = mod.find_pair_arrays(life, cfg, r, vis)
         else:  # a plug-in with only the generator interface
             ps = list(mod.find_pairs(life, cfg, r))
@@ -410,15 +430,22 @@ class _Plan:
     added: list[str]  # the recordings it adds
     vis_counts: dict
     warnings: list[str]
+    vis: Visibility | None = None  # the life's visibility (spatial only), for the set's cache
+    uncached: tuple[int, ...] = ()  # earlier generations whose visibility cache was missing, damaged or stale
 
 
 def _plan(cfg: MineConfig, identity: dict, table: FrameTable, number: int, old: set[str], added: list[str] | None,
-          first_pair: int, first_shard: int) -> _Plan:
+          first_pair: int, first_shard: int, out_dir: Path | None = None, before: list[dict] = ()) -> _Plan:
     """Mine generation `number` of the life restricted to the recordings `old` + `added`, those of `added` being
-    new (`added` None: the whole life; generation 0 is mined as before generations existed)."""
+    new (`added` None: the whole life; generation 0 is mined as before generations existed). With `out_dir` and
+    the generations `before` it, the old frames' visibility comes from their cache (`gen.grown_visibility`)."""
     sub = table if added is None else gen.restrict(table, old | set(added))
     new = gen.new_frames(sub, added) if number else None
-    pairs, vis_counts, warnings, _ = find_all(sub, cfg, new=new, generation=number)
+    vis, uncached = None, []
+    if number and out_dir is not None and "spatial" in cfg.strategies and (sub.life.has_poses
+                                                                            or sub.life.tracks is not None):
+        vis, uncached = gen.grown_visibility(out_dir, list(before), sub, new, cfg)
+    pairs, vis_counts, warnings, vis = find_all(sub, cfg, new=new, generation=number, vis=vis)
     pairs.first_pair, pairs.first_shard = first_pair, first_shard
     run = ""
     if not cfg.pairs_only:  # the content digest stats every file: only when shards are written
@@ -426,7 +453,7 @@ def _plan(cfg: MineConfig, identity: dict, table: FrameTable, number: int, old: 
         key = {**identity, "content": content} if not number else \
             {**identity, "generation": number, "first_pair": first_pair, "first_shard": first_shard, "content": content}
         run = run_digest(key)
-    return _Plan(number, sub, pairs, run, list(added or []), vis_counts, warnings)
+    return _Plan(number, sub, pairs, run, list(added or []), vis_counts, warnings, vis, tuple(uncached))
 
 
 def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, man: dict) -> dict:
@@ -460,14 +487,21 @@ def _adopt_legacy(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: P
 def _repair(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, gens: list[dict], k: int,
             progress) -> None:
     """Write again the shards of old generation k that are missing or damaged (same bytes: its pairs are mined
-    again from the recordings it had); SlifeError when that is no longer possible."""
+    again from the recordings it had); SlifeError when that is no longer possible (the life changed, or a later
+    generation with spatial pairs was mined under an earlier rule: no `spatial_rule` in its record)."""
     g = gens[k]
     ids = list(range(g["first_shard"], g["first_shard"] + g["shards"]))
     bad = [s for s in ids if not shard_complete(out_dir, s, g["run"])]
     if not bad:
         return
+    if k and "spatial" in cfg.strategies and g.get("spatial_rule") != SPATIAL_RULE:
+        raise SlifeError(f"{out_dir}: {shard_name(bad[0])} of generation {k} is missing or damaged ({len(bad)} "
+                         f"shard(s)) and generation {k} was mined by an older slife whose spatial pairs for a later "
+                         "generation were chosen by another rule, so it cannot be written again as it was; pass "
+                         "--overwrite to mine the whole life again")
     old = {r["name"] for h in gens[:k] for r in h["recordings"]}
-    plan = _plan(cfg, identity, table, k, old, [r["name"] for r in g["recordings"]], g["first_pair"], g["first_shard"])
+    plan = _plan(cfg, identity, table, k, old, [r["name"] for r in g["recordings"]], g["first_pair"], g["first_shard"],
+                 out_dir, gens[:k])
     if plan.run != g["run"]:
         raise SlifeError(f"{out_dir}: {shard_name(bad[0])} of generation {k} is missing or damaged ({len(bad)} "
                          f"shard(s)) and generation {k} can no longer be mined as it was (the life's geometry or files "
@@ -528,7 +562,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     first_shard = int(sum(g["shards"] for g in gens))
     if number:
         log.info("%s: generation %d: %d new recording(s) (%s)", out_dir, number, len(added), ", ".join(added[:5]))
-    plan = _plan(cfg, identity, table, number, known, added if number else None, first_pair, first_shard)
+    plan = _plan(cfg, identity, table, number, known, added if number else None, first_pair, first_shard, out_dir, gens)
     pairs = plan.pairs
     if not len(pairs):
         found = ", ".join(f"{s} {n}" for s, n in pairs.counts["found"].items())
@@ -537,6 +571,12 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         raise SlifeError(f"{table.life.root}: no pairs found with these settings ({found} over {what}); "
                          "loosen them (e.g. --fps, the gap or Jaccard range)")
     prepare_out_dir(out_dir, identity, cfg.overwrite, cfg.num_nodes, cfg.node_rank)
+    if plan.vis is not None and cfg.node_rank == 0 and not merge:  # the visibility cache: this generation's
+        # frames, and those of earlier generations whose cache was not usable (a set made before it existed)
+        for k in plan.uncached:
+            gen.save_visibility(out_dir, k, gens[k]["recordings"], plan.table, plan.vis, cfg)
+        gen.save_visibility(out_dir, number, [r for r in current if r["name"] in set(added)] if number else current,
+                            plan.table, plan.vis, cfg)
     new = gen.new_frames(table, added) if number else None
     used_before, where, spatial_before = (None, {}, None)
     if number:  # the earlier generations' pairs as their tars hold them
@@ -603,7 +643,8 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
                         if k in ("frames_used", "spatial_coverage")})
     new_recordings = [r for r in current if r["name"] in set(added)]
     record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
-                                  geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                  geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                  spatial_rule=SPATIAL_RULE if number else None)
     gens = gens + [record]
     base["generations"] = gens
     base["summary"] = merge_summaries([g["summary"] for g in gens])

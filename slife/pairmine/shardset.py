@@ -5,7 +5,8 @@ A shard set (DESIGN.md "Pair shards") is a folder holding `pairs-%06d.tar` (the 
 the tar's size equal to the one it records, marks the shard complete; its "run" digest tells a shard of
 these settings and this life from one left by others), `manifest.json` (written last: version, command,
 life, config, summary, the shard list with counts, sizes and sha256), `mine.json` (the settings' identity,
-checked on every re-run), the pair table `pairs.jsonl` + hloc-style `pairs.txt`, and `preview.png`.
+checked on every re-run), the pair table `pairs.jsonl` + hloc-style `pairs.txt`, `preview.png`, and per
+generation `visibility-%04d.npz` (the items its frames see: an append projects only the new frames).
 One sample is one pair: `__key__` = `{life}_{pair_index:09d}`, `src.jpg` (reference view), `tgt.jpg`
 (masked view), `json` (`pair_meta`: life, strategy, videos, frames, times, Jaccard, both poses, `K` of the
 source view, `K_b` of the target view, `cam_a`/`cam_b`), optional `src.depth.png`/`tgt.depth.png`.
@@ -15,7 +16,8 @@ reading the stats (`shard_stats`, `write_stats`, `read_stats`) and the manifest 
 written and lost counts gathered from the stats: frames missing vs corrupt, the loss warning, `--strict`;
 `read_manifest`; `manifest_shards`: the tars a reader should read, with counts, sizes, sha256 and generations;
 `frames_line`, `coverage_line` and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife
-inspect` print), the completeness and integrity checks (`shard_complete`; `incomplete_shard` and
+inspect` print), the per-generation visibility cache (`visibility-%04d.npz`: `write_visibility`, `read_visibility`;
+what its rows mean and when they are valid is `generations.grown_visibility`'s business), the completeness and integrity checks (`shard_complete`; `incomplete_shard` and
 `warn_incomplete`, the tars a reader skips; `inspect_shards`), the sample's members and json on the write side
 (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read side (`REQUIRED`, `view_K` with its
 fallback to `K` for both views when `K_b` is absent, `is_augmented`), and the pair-table files
@@ -38,6 +40,7 @@ import json
 import logging
 import re
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,11 +60,12 @@ PREVIEW = "preview.png"  # contact sheet of some mined pairs
 SHARD_GLOB = "pairs-*.tar"
 STATS_GLOB = "pairs-*.stats.json"
 SHARD_FILE = re.compile(r"^\.?pairs-(\d+)\.(tar|stats\.json)")  # a shard's tar, stats or their temporaries
+VISIBILITY_GLOB = "visibility-*.npz"  # per generation: the visible items of its frames (`write_visibility`)
 # every file `slife mine-pairs` may leave in a set (what --overwrite removes): shards, their temporaries,
 # the writers' spool folders, the set files
 OUR_FILES = ("pairs-*.tar", "pairs-*.stats.json", ".pairs-*", ".*.tmp*", ".frames*", MANIFEST, MINE_JSON,
-             PAIRS_JSONL, PAIRS_TXT, PREVIEW)
-SET_FILES = (MANIFEST, PREVIEW)  # the set-wide files (rank 0 of several nodes removes them with --overwrite)
+             PAIRS_JSONL, PAIRS_TXT, PREVIEW, VISIBILITY_GLOB)
+SET_FILES = (MANIFEST, PREVIEW, VISIBILITY_GLOB)  # the set-wide files (rank 0 of several nodes removes them with --overwrite)
 
 
 def shard_name(s: int) -> str:
@@ -77,6 +81,10 @@ def shard_range(first: int, n: int) -> str:
 
 def stats_name(s: int) -> str:
     return f"pairs-{s:06d}.stats.json"
+
+
+def visibility_name(g: int) -> str:
+    return f"visibility-{g:04d}.npz"
 
 
 def stats_path(tar: Path) -> Path:
@@ -338,15 +346,19 @@ def loss_line(summary: dict) -> str | None:
 
 def generation_record(number: int, recordings: list[dict], first_pair: int, pairs: int, first_shard: int,
                       shards: int, run: str, command: str, summary: dict, geometry: str,
-                      added: str | None = None) -> dict:
+                      added: str | None = None, spatial_rule: str | None = None) -> dict:
     """One entry of the manifest's `generations`: the recordings it added (name, path, sampled frames,
     fingerprint), its pairs (indices first_pair .. first_pair + pairs - 1, the sample keys) and shards
     (numbers first_shard .. first_shard + shards - 1), the run digest its stats carry, the command, its
-    summary, a digest of the life's geometry when it was mined, and the UTC time it was added (None for
-    a set made before generations existed)."""
-    return {"generation": number, "added": added, "recordings": recordings, "first_pair": first_pair,
-            "pairs": pairs, "first_shard": first_shard, "shards": shards, "run": run, "command": command,
-            "geometry": geometry, "summary": summary}
+    summary, a digest of the life's geometry when it was mined, the UTC time it was added (None for
+    a set made before generations existed) and, for a later generation, the rule its spatial pairs were
+    mined by (`spatial.SPATIAL_RULE`; absent: mined before that rule existed, or generation 0)."""
+    rec = {"generation": number, "added": added, "recordings": recordings, "first_pair": first_pair,
+           "pairs": pairs, "first_shard": first_shard, "shards": shards, "run": run, "command": command,
+           "geometry": geometry, "summary": summary}
+    if spatial_rule is not None:
+        rec["spatial_rule"] = spatial_rule
+    return rec
 
 
 def shard_of_pair(manifest: dict, pair: int) -> int:
@@ -636,3 +648,40 @@ def write_pair_table(folder: Path, rows: list[dict], names: list[tuple[str, str]
 def read_pair_table(folder: Path) -> list[dict]:
     """The rows of a set's pairs.jsonl."""
     return [json.loads(line) for line in (Path(folder) / PAIRS_JSONL).read_text().splitlines() if line]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the visibility cache: per generation, the visible items of its frames (so that an append projects only
+# the new frames)
+
+
+def write_visibility(folder: Path, g: int, meta: dict, indptr, indices) -> None:
+    """Write generation g's `visibility-%04d.npz` atomically: `meta` (JSON: what the rows are valid for and the
+    recordings whose frames they are, in order) and the CSR rows of those frames (indptr (F + 1,) int64,
+    indices int32 item ids)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
+             indptr=np.asarray(indptr, np.int64), indices=np.asarray(indices, np.int32))
+    atomic_write_bytes(Path(folder) / visibility_name(g), buf.getvalue())
+
+
+def read_visibility(folder: Path, g: int) -> tuple[dict | None, object, object, str]:
+    """Generation g's cached rows -> (meta, indptr, indices, "") or (None, None, None, why) when the file is
+    missing or damaged (the caller computes the visibility again)."""
+    import numpy as np
+
+    p = Path(folder) / visibility_name(g)
+    if not p.exists():
+        return None, None, None, f"{p.name} is missing"
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            indptr, indices = z["indptr"], z["indices"]
+        if (not isinstance(meta, dict) or indptr.ndim != 1 or len(indptr) < 1 or indptr[0] != 0
+                or int(indptr[-1]) != len(indices) or (np.diff(indptr) < 0).any()):
+            raise ValueError("inconsistent rows")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        return None, None, None, f"{p.name} is damaged ({type(e).__name__}: {e})"
+    return meta, indptr, indices, ""

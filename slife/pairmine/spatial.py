@@ -2,7 +2,8 @@
 
 Reads the sampled `Life` and its `Visibility` (sparse frame x item incidence V from `visibility.py`).
 Returns pairs (a = source frame, b = target frame, exact Jaccard). Entry points: `find_pairs(life, cfg,
-rng)` (the strategy interface) and `find_pair_arrays` (numpy arrays, used by the miner).
+rng)` (the strategy interface) and `find_pair_arrays` (numpy arrays, used by the miner; with `new`, a later
+generation's pairs, section 6). `SPATIAL_RULE` names the later-generation rule in the set's manifest.
 
 How it scales (never an all-pairs loop; 10^5-10^6 frames):
 1. MinHash: `lsh_hashes` random permutations of the items; frame i's signature holds, per permutation,
@@ -40,6 +41,19 @@ while the calling thread merges the previous group) and the exact counts run on 
 these array operations. The result does not depend on the number of threads.
 Cost is O(nnz x hashes + N x hashes x window), linear in frames at a fixed view density.
 The stored Jaccard is the exact count, so it equals a recount from the visibility sets.
+
+6. Later generations (a shard set's generation g > 0: `find_pair_arrays(..., new=mask)`, the frames of the
+   recordings it adds). Steps 1-5 are not run: the candidates are every (new frame, other frame of the grown
+   life) pair that shares an item, counted exactly by one sparse product V[new] @ V[:, S].T over the items S
+   the new frames see (`new_frame_pairs`), so the cost follows the new frames and the frames that revisit
+   their places, not the life's length (one boolean gather over the life's incidence entries picks S's
+   columns). Pairs with J in [j_min, j_max] are kept; with `per_frame` K > 0 each NEW frame keeps its K
+   highest-J partners (old or new) as the source view a, ties by the lower partner index; K = 0 keeps every
+   pair in range once (a = the new frame; between two new frames, a = the lower index). Old frames get no
+   slots of their own: they appear only as partners of new frames, and their earlier pairs stay where they
+   are. This is what --per-frame "per generation" means; generation 0 (no mask) is steps 1-5. A set whose
+   later generations were mined before this rule (they ranked over the whole grown life, old frames'
+   slots too) cannot have their tars rebuilt by `pipeline._repair` (refused, naming --overwrite).
 Combining with other strategies and quotas is left to `combine.py`.
 """
 
@@ -270,8 +284,12 @@ class _BestPartners:
         return src, dst
 
 
-def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None = None):
-    """Spatial pairs as arrays (a (P,), b (P,), jaccard (P,)) with a = source frame."""
+def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None = None,
+                     new: np.ndarray | None = None):
+    """Spatial pairs as arrays (a (P,), b (P,), jaccard (P,)) with a = source frame.
+
+    `new` (N,) bool: a later generation's frames; its pairs are `new_frame_pairs` (module docstring, section 6:
+    every pair has a new frame as a; `rng` is not used)."""
     if not life.has_poses and life.tracks is None:
         raise SlifeError(
             f"{life.root}: this life has no camera poses, so spatial pairs cannot be mined; "
@@ -282,6 +300,8 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
     if vis.V.shape[1] == 0 or vis.V.nnz == 0:
         raise SlifeError(f"{life.root}: no frame sees any 3D point (no points, tracks or depth to compute "
                          "visibility from); run `slife sfm` or give the life a point cloud")
+    if new is not None:
+        return new_frame_pairs(vis, new, cfg.j_min, cfg.j_max, cfg.per_frame)
     sizes = vis.sizes
     n = len(life)
     t0 = time.perf_counter()
@@ -339,6 +359,63 @@ def find_pair_arrays(life, cfg, rng: np.random.Generator, vis: Visibility | None
              "candidates %.1f s, exact counts %.1f s", n_cand, len(inr), len(a), cfg.j_min, cfg.j_max,
              t1 - t0, t2 - t1, t3 - t2)
     return a.astype(np.int64), b.astype(np.int64), J
+
+
+SPATIAL_RULE = "new-frames"  # a later generation's spatial rule (section 6), recorded in its manifest entry
+
+
+def new_frame_pairs(vis: Visibility, new: np.ndarray, j_min: float, j_max: float, per_frame: int,
+                    rows_per_chunk: int = 1024):
+    """A later generation's spatial pairs (module docstring, section 6) -> (a (P,), b (P,), jaccard (P,)), a new.
+
+    Exact for every (new frame, other frame) pair: the intersection counts come from V[new] @ V[:, S].T, S the
+    items the new frames see, in chunks of `rows_per_chunk` new frames (memory: their partners). The Jaccard
+    is computed as `visibility.jaccard_exact` computes it (the same float64 values). With `per_frame` K > 0 each
+    new frame keeps its K highest-J partners in [j_min, j_max] (ties: lower partner index first); K = 0 keeps
+    every pair in range once.
+    """
+    t0 = time.perf_counter()
+    V = vis.V
+    n, m = V.shape
+    sizes = vis.sizes
+    new = np.asarray(new, bool)
+    ids = np.flatnonzero(new & (sizes > 0))  # (F,) new frames that see something
+    empty = np.zeros(0, np.int64)
+    if len(ids) == 0:
+        return empty, empty, np.zeros(0)
+    seen = np.zeros(m, bool)
+    seen[V[ids].indices] = True
+    S = np.flatnonzero(seen)  # (|S|,) items some new frame sees
+    VS = V[:, S]  # (N, |S|): only the entries of frames that see one of S
+    VST = VS.T.tocsr()  # (|S|, N)
+    out_a, out_b, out_J = [], [], []
+    n_cand = 0
+    for c0 in range(0, len(ids), rows_per_chunk):
+        q = ids[c0:c0 + rows_per_chunk]
+        P = (VS[q] @ VST).tocoo()  # (|q|, N) intersection counts of every pair sharing an item
+        i, j = q[P.row].astype(np.int64), P.col.astype(np.int64)
+        inter = P.data.astype(np.float64)
+        n_cand += len(i)
+        keep = (j != i) & ((per_frame > 0) | ~new[j] | (i < j))  # K = 0: a pair of two new frames once
+        i, j, inter = i[keep], j[keep], inter[keep]
+        union = sizes[i] + sizes[j] - inter
+        J = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        inr = (J >= j_min) & (J <= j_max)
+        i, j, J = i[inr], j[inr], J[inr]
+        if per_frame > 0:
+            order = np.lexsort((j, -J, i))  # by new frame, highest J first, then lower partner
+            i, j, J = i[order], j[order], J[order]
+            first = np.r_[True, i[1:] != i[:-1]] if len(i) else np.zeros(0, bool)
+            rank = np.arange(len(i)) - np.flatnonzero(first)[np.cumsum(first) - 1]
+            top = rank < per_frame
+            i, j, J = i[top], j[top], J[top]
+        out_a.append(i)
+        out_b.append(j)
+        out_J.append(J)
+    a, b, J = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_J)
+    log.info("spatial (later generation): %d new frames, %d items they see, %d exact candidate counts, %d pairs in "
+             "J [%.2f, %.2f] (%.2f s)", len(ids), len(S), n_cand, len(a), j_min, j_max, time.perf_counter() - t0)
+    return a, b, J
 
 
 def brute_force_pairs(vis: Visibility, j_min: float, j_max: float) -> np.ndarray:

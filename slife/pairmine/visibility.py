@@ -8,7 +8,10 @@ projection goes through `Camera.project`, so fisheye works), and one geometry so
    the camera, and not hidden behind a nearer item in a coarse z-buffer (`zbuffer_cells` across the width);
 3. `depth_paths` (per-frame depth maps, pinhole) -> pixels back-projected to the world and voxelised.
 Returns `Visibility` with a CSR matrix `V` (N frames x M items, int32 ones, sorted indices); frames with
-no pose, no camera or no geometry have empty rows and are counted. Entry point: `compute_visibility`.
+no pose, no camera or no geometry have empty rows and are counted. Entry point: `compute_visibility`;
+`points_visibility_from_rows` puts the same matrix together from rows kept elsewhere (a shard set's
+per-generation cache, `generations.grown_visibility`), since a frame's row from points depends only on its
+pose, its camera and the voxelised cloud.
 Pairing on these sets (Jaccard, candidate search) is left to `spatial.py`.
 
 Scale: items are bucketed in a hash grid of `max_depth`/4-sized cells; each frame only projects the items
@@ -114,6 +117,17 @@ def _half_fov(cam) -> float:
     return float(np.arctan(np.hypot(dx, dy)))
 
 
+def _pose_counts(life: Life) -> tuple[dict, np.ndarray]:
+    """({"frames_without_pose", "frames_without_camera"}, (N,) bool the frames that can see points: posed, with
+    a camera)."""
+    n = len(life)
+    valid = np.zeros(n, bool) if life.pose_valid is None else life.pose_valid.copy()
+    cam_id = np.full(n, -1, np.int32) if life.camera_id is None else life.camera_id
+    no_cam = valid & (cam_id < 0)
+    counts = {"frames_without_pose": int((~valid).sum()), "frames_without_camera": int(no_cam.sum())}
+    return counts, valid & ~no_cam
+
+
 def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer_cells: int,
                         progress: Callable[..., None] | None = None, chunk_rows: int = 2_000_000,
                         threads: int = 1):
@@ -123,13 +137,8 @@ def visible_from_points(life: Life, items: np.ndarray, max_depth: float, zbuffer
     z-buffer cell by more than max(0.1 m, 10%).
     """
     n, m = len(life), len(items)
-    counts = {"frames_without_pose": 0, "frames_without_camera": 0}
-    valid = np.zeros(n, bool) if life.pose_valid is None else life.pose_valid.copy()
-    counts["frames_without_pose"] = int((~valid).sum())
+    counts, valid = _pose_counts(life)
     cam_id = np.full(n, -1, np.int32) if life.camera_id is None else life.camera_id
-    no_cam = valid & (cam_id < 0)
-    counts["frames_without_camera"] = int(no_cam.sum())
-    valid &= ~no_cam
     if m == 0 or not valid.any():
         return _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n, m), counts
     # hash grid of cells of side max_depth / 4: a frame's visible items lie in the 9^3 cells around it;
@@ -282,12 +291,53 @@ def visible_from_depth(life: Life, voxel: float, max_depth: float, samples: int 
     return _csr(np.concatenate(rows), inv.reshape(-1), n, len(uk)), counts
 
 
+def method_of(life: Life) -> str:
+    """The geometry `compute_visibility` uses for `life`: "tracks" | "points" | "depth" | "none"."""
+    if life.tracks is not None:
+        return "tracks"
+    if life.points is not None and len(life.points) and life.T_world_cam is not None:
+        return "points"
+    if life.depth_paths is not None and life.T_world_cam is not None:
+        return "depth"
+    return "none"
+
+
+def _finish(life: Life, V: sp.csr_matrix, method: str, counts: dict) -> Visibility:
+    valid = np.zeros(len(life), bool) if life.pose_valid is None else life.pose_valid
+    sizes = np.diff(V.indptr)
+    counts["frames_empty"] = int(((sizes == 0) & valid).sum())
+    log.info("visibility by %s: %d frames, %d items, %.0f items/frame", method, len(life), V.shape[1],
+             float(sizes[valid].mean()) if valid.any() else 0.0)
+    return Visibility(V, method, counts)
+
+
+def points_visibility_from_rows(life: Life, items: int, frames: list[np.ndarray], rows: list[tuple]) -> Visibility:
+    """The "points" `Visibility` of `life` put together from rows computed elsewhere (a shard set's cache and a
+    `compute_visibility` of some of its frames): `frames[k]` (F_k,) life indices whose rows are the CSR
+    `rows[k]` = (indptr (F_k + 1,), indices) of item ids < `items`; every frame given once. The same matrix and
+    counts as `compute_visibility(life)` when the rows are its rows (a row depends only on its frame's pose and
+    camera and on the voxelised cloud)."""
+    n = len(life)
+    row_of = np.concatenate([np.repeat(np.asarray(f, np.int64), np.diff(r[0])) for f, r in zip(frames, rows)]
+                            or [np.zeros(0, np.int64)])
+    cols = np.concatenate([np.asarray(r[1], np.int32) for r in rows] or [np.zeros(0, np.int32)])
+    order = np.argsort(row_of, kind="stable")  # by frame; each row's items stay sorted
+    indptr = np.zeros(n + 1, np.int64)
+    indptr[1:] = np.cumsum(np.bincount(row_of, minlength=n))
+    V = sp.csr_matrix((np.ones(len(cols), np.int32), cols[order], indptr), shape=(n, items))
+    V.has_sorted_indices = True
+    counts, _ = _pose_counts(life)
+    counts["items"] = int(items)
+    return _finish(life, V, "points", counts)
+
+
 def compute_visibility(life: Life, max_depth: float = 10.0, voxel: float = 0.1, zbuffer_cells: int = 32,
                        progress: Callable[..., None] | None = None, threads: int = 1) -> Visibility:
     """Visible item sets of every frame of `life` from the best geometry it has (see module docstring)."""
     n = len(life)
     valid = np.zeros(n, bool) if life.pose_valid is None else life.pose_valid
-    if life.tracks is not None:
+    method = method_of(life)
+    if method == "tracks":
         indptr, indices = life.tracks
         rows = np.repeat(np.arange(n), np.diff(indptr))
         m = int(indices.max()) + 1 if len(indices) else 0
@@ -295,24 +345,16 @@ def compute_visibility(life: Life, max_depth: float = 10.0, voxel: float = 0.1, 
         keep = valid[rows] if len(rows) else np.zeros(0, bool)  # tracks of unposed frames are not used
         V = _csr(rows[keep], indices[keep], n, m)
         counts = {"frames_without_pose": int((~valid).sum())}
-        method = "tracks"
-    elif life.points is not None and len(life.points) and life.T_world_cam is not None:
+    elif method == "points":
         items = voxelize(life.points, voxel)
         V, counts = visible_from_points(life, items, max_depth, zbuffer_cells, progress, threads=threads)
         counts["items"] = int(len(items))
-        method = "points"
-    elif life.depth_paths is not None and life.T_world_cam is not None:
+    elif method == "depth":
         V, counts = visible_from_depth(life, voxel, max_depth, progress=progress)
-        method = "depth"
     else:
         V = _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n, 0)
         counts = {"frames_without_pose": int((~valid).sum())}
-        method = "none"
-    sizes = np.diff(V.indptr)
-    counts["frames_empty"] = int(((sizes == 0) & valid).sum())
-    log.info("visibility by %s: %d frames, %d items, %.0f items/frame", method, n, V.shape[1],
-             float(sizes[valid].mean()) if valid.any() else 0.0)
-    return Visibility(V, method, counts)
+    return _finish(life, V, method, counts)
 
 
 def intersection_counts(V: sp.csr_matrix, a: np.ndarray, b: np.ndarray, rows_per_chunk: int = 2048,

@@ -18,7 +18,7 @@ import pytest
 
 from slife import pairmine as pm
 from slife.errors import SlifeError
-from slife.pairmine.generations import restrict
+from slife.pairmine.generations import new_frames, restrict
 from slife.pairmine.ingest import FrameTable, decode_order
 from slife.pairmine.shardset import inspect_shards, manifest_shards
 
@@ -162,9 +162,10 @@ def test_quotas_and_per_frame_apply_per_generation(tmp_path, proc_grown, small_c
     rows = [json.loads(x) for x in (tmp_path / "p" / "pairs.jsonl").read_text().splitlines()]
     new = [r for r in rows if r["pair"] >= man["generations"][1]["first_pair"]]
     src = {}
-    for r in new:  # each frame keeps its 2 best partners as the source view, per generation
+    for r in new:  # each NEW frame keeps its 2 best partners as the source view, per generation
         src[(r["video_a"], r["frame_a"])] = src.get((r["video_a"], r["frame_a"]), 0) + 1
-    assert max(src.values()) <= 2 and any(v == "day2" for v, _ in src) and any(v != "day2" for v, _ in src)
+    assert max(src.values()) <= 2 and all(v == "day2" for v, _ in src)  # old frames get no slots of their own
+    assert any(r["video_b"] != "day2" for r in new)  # ... but are partners of new frames
 
 
 APPEND_WRITER = (
@@ -242,6 +243,32 @@ def test_a_damaged_tar_of_an_old_generation_is_written_again(tmp_path, proc_grow
     tar.write_bytes(tar.read_bytes()[:1024])
     pm.run(cfg, after, tmp_path / "s")
     assert _sha(tmp_path / "s") == sha
+
+
+
+def test_a_damaged_tar_of_a_later_spatial_generation_is_written_again_or_refused(tmp_path, proc_grown, small_cfg):
+    """A later generation's spatial pairs are mined again by the rule its record names: the same bytes. A later
+    generation recorded without a rule (mined by an older slife, whose rule ranked over the whole life) is
+    refused in one line naming --overwrite, its other tars untouched."""
+    before, after = proc_grown
+    cfg = small_cfg(strategies=("spatial", "temporal"), pairs_per_shard=25)
+    out = tmp_path / "s"
+    pm.run(cfg, before, out)
+    man = json.loads(pm.run(cfg, after, out).read_text())
+    g0, g1 = man["generations"]
+    assert "spatial_rule" not in g0 and g1["spatial_rule"] == "new-frames" and g1["shards"] >= 2
+    sha = _sha(out)
+    tar = out / man["shards"][g1["first_shard"]]["name"]
+    tar.write_bytes(tar.read_bytes()[:1024])
+    pm.run(cfg, after, out)
+    assert _sha(out) == sha
+    del man["generations"][1]["spatial_rule"]  # as a set mined before the rule
+    (out / "manifest.json").write_text(json.dumps(man, indent=1))
+    tar.write_bytes(tar.read_bytes()[:1024])
+    with pytest.raises(SlifeError, match=r"pairs-000\d+\.tar of generation 1 is missing or damaged \(1 shard\(s\)\) "
+                                         r"and generation 1 was mined by an older slife.*pass --overwrite"):
+        pm.run(cfg, after, out)
+    assert {k: v for k, v in _sha(out).items() if k != tar.name} == {k: v for k, v in sha.items() if k != tar.name}
 
 
 def test_nodes_then_merge_append_like_one_node(tmp_path, proc_grown, small_cfg):
@@ -348,3 +375,86 @@ def test_pairs_only_appends_a_generation(tmp_path, proc_grown, small_cfg):
     with pytest.raises(SlifeError, match="pairs-only set made by slife .* before pairs-only sets had generations.*"
                                          "--overwrite"):
         pm.run(cfg, after, out)
+
+
+def _grow_three(table_life, cfg, out, monkeypatch, drop_cache=(), damage=()):
+    """Mine day0, then append day1, then day2 into `out`; before the append that follows generation k, its
+    visibility cache is removed (k in drop_cache) or overwritten with garbage (k in damage). Returns the
+    number of frames each visibility projection saw."""
+    from slife.pairmine import pipeline, visibility
+
+    seen = []
+    orig = visibility.compute_visibility
+
+    def counted(life, *a, **k):
+        seen.append(len(life))
+        return orig(life, *a, **k)
+
+    monkeypatch.setattr(visibility, "compute_visibility", counted)
+    monkeypatch.setattr(pipeline, "compute_visibility", counted)
+    table = FrameTable(table_life, decode_order(table_life), len(table_life))
+    for k, names in enumerate((["day0"], ["day0", "day1"], ["day0", "day1", "day2"])):
+        if k:
+            cache = out / f"visibility-{k - 1:04d}.npz"
+            if k - 1 in drop_cache:
+                cache.unlink()
+            if k - 1 in damage:
+                cache.write_bytes(b"not an npz")
+        pm.run(cfg, restrict(table, names).life, out)
+    return seen
+
+
+def test_an_append_projects_only_the_new_frames_and_finds_the_same_pairs(tmp_path, proc_life, small_cfg,
+                                                                          monkeypatch, caplog):
+    """The append's pair search takes the old frames' visibility from the set's cache and projects only the new
+    frames; its pair table (spatial + temporal + random + augmented, two appends onto a life whose days revisit
+    the same rooms) is byte-identical to the one it gives with the cache removed (the grown life's visibility
+    computed again). Each later generation's spatial pairs are the new-frame rule's (`spatial.new_frame_pairs`
+    over the grown life: every pair has a new frame, cross-day pairs where a day revisits a room). A damaged
+    cache file falls back to computing the visibility with a log line, gives the same pairs, and is written
+    again."""
+    import logging
+
+    from slife.pairmine.spatial import new_frame_pairs
+    from slife.pairmine.visibility import compute_visibility
+
+    cfg = small_cfg(strategies=("spatial", "temporal", "random", "augmented"), pairs_only=True)
+    n = [int((proc_life.source == s).sum()) for s in range(3)]
+    fast = _grow_three(proc_life, cfg, tmp_path / "fast", monkeypatch)
+    assert fast == [n[0], n[1], n[2]]  # generation 0: its whole life; each append: its new day only
+    whole = _grow_three(proc_life, cfg, tmp_path / "whole", monkeypatch, drop_cache=(0, 1))
+    assert whole == [n[0], n[0] + n[1], sum(n)]  # every append: the whole grown life, as before the cache
+    rows = (tmp_path / "fast" / "pairs.jsonl").read_text()
+    assert rows == (tmp_path / "whole" / "pairs.jsonl").read_text()
+    strategies = {s for r in rows.splitlines() for s in json.loads(r)["strategy"].split("+")}
+    assert strategies == {"spatial", "temporal", "random", "augmented"}
+    g = [json.loads((tmp_path / d / "manifest.json").read_text())["generations"] for d in ("fast", "whole")]
+    strip = lambda gs: [{k: v for k, v in x.items() if k not in ("added", "command")} for x in gs]  # noqa: E731
+    assert strip(g[0]) == strip(g[1]) and len(g[0]) == 3
+    assert [x.get("spatial_rule") for x in g[0]] == [None, "new-frames", "new-frames"]
+    table = FrameTable(proc_life, decode_order(proc_life), len(proc_life))
+    all_rows = [json.loads(r) for r in rows.splitlines()]
+    for k, names in ((1, ["day0", "day1"]), (2, ["day0", "day1", "day2"])):
+        sub = restrict(table, names)  # the life generation k was mined from
+        life, new = sub.life, new_frames(sub, [names[-1]])
+        mine = all_rows[g[0][k]["first_pair"]:g[0][k]["first_pair"] + g[0][k]["pairs"]]
+        spatial = {(r["a"], r["b"]): r["jaccard"] for r in mine if "spatial" in r["strategy"]}
+        assert all(new[a] or new[b] for a, b in spatial)  # every pair has a new frame
+        assert {a for a, _ in spatial} <= set(np.flatnonzero(new).tolist())  # old frames: partners only
+        vis = compute_visibility(life, cfg.max_depth, cfg.voxel, cfg.zbuffer_cells)
+        a, b, J = new_frame_pairs(vis, new, cfg.j_min, cfg.j_max, cfg.per_frame)
+        want = dict(zip(zip(a.tolist(), b.tolist()), J.tolist()))
+        unordered = lambda d: {(min(x), max(x)): v for x, v in d.items()}  # noqa: E731  (a pair found from both ends)
+        assert unordered(spatial) == unordered(want)  # the pairs and their exact Jaccards
+        assert any(life.source[a] != life.source[b] for a, b in spatial)  # joins days
+    # the whole-life path wrote the caches it lacked: the next append there would be fast
+    assert sorted(p.name for p in (tmp_path / "whole").glob("visibility-*.npz")) == \
+        ["visibility-0000.npz", "visibility-0001.npz", "visibility-0002.npz"]
+    with caplog.at_level(logging.INFO, logger="slife.pairmine.generations"):
+        damaged = _grow_three(proc_life, cfg, tmp_path / "damaged", monkeypatch, damage=(1,))
+    assert damaged == [n[0], n[1], sum(n)]
+    assert "visibility-0001.npz is damaged" in caplog.text and "computed again" in caplog.text
+    assert (tmp_path / "damaged" / "pairs.jsonl").read_text() == rows
+    from slife.pairmine.shardset import read_visibility
+
+    assert read_visibility(tmp_path / "damaged", 1)[0] is not None  # written again

@@ -9,7 +9,7 @@ import pytest
 from slife.pairmine import MineConfig, run
 from slife.pairmine.procedural import make_life
 from slife.pairmine.spatial import brute_force_pairs, find_pair_arrays, find_pairs
-from slife.pairmine.visibility import compute_visibility
+from slife.pairmine.visibility import compute_visibility, jaccard_exact
 
 DATA = Path(__file__).resolve().parents[2] / "../shared/data"
 
@@ -69,6 +69,37 @@ def test_per_frame_keeps_the_best_partners(big):
         best_sum += np.sort(Jf)[-3:].sum()
         got_sum += J[a == f].sum()
     assert got_sum >= 0.97 * best_sum  # approximate top-3 (MinHash ranking), close to the exact one
+
+
+
+@pytest.mark.parametrize("per_frame", [0, 3])
+def test_a_later_generation_gives_each_new_frame_its_best_partners(big, per_frame):
+    """A later generation (the third recording new): exactly the brute-force pairs with a new frame, each new
+    frame keeping its per_frame highest-Jaccard partners (ties: lower index) as the source view, old frames no
+    slots of their own; the Jaccards are jaccard_exact's; the new day's frames pair with the earlier days'."""
+    life, vis = big
+    new = life.source == 2
+    cfg = MineConfig(per_frame=per_frame, voxel=0.5)
+    a, b, J = find_pair_arrays(life, cfg, np.random.default_rng(0), vis, new=new)
+    assert len(a) and new[a].all() and (a != b).all()
+    assert np.array_equal(J, jaccard_exact(vis, a, b)) and ((J >= cfg.j_min) & (J <= cfg.j_max)).all()
+    assert (life.source[b] != 2).sum() > 100  # the new day revisits the earlier days' rooms
+    ref = brute_force_pairs(vis, cfg.j_min, cfg.j_max)
+    ref = ref[new[ref[:, 0]] | new[ref[:, 1]]]  # (R, 2) a < b, in range, one side new
+    if per_frame == 0:  # every such pair, once
+        assert len(a) == len(ref) and set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist())) == \
+            set(map(tuple, ref.tolist()))
+        return
+    src, dst = np.r_[ref[:, 0], ref[:, 1]], np.r_[ref[:, 1], ref[:, 0]]
+    src, dst = src[new[src]], dst[new[src]]  # (new frame, partner)
+    Jr = jaccard_exact(vis, src, dst)
+    want = set()
+    for f in np.unique(src).tolist():
+        m = np.flatnonzero(src == f)
+        want |= {(f, int(x)) for x in dst[m[np.lexsort((dst[m], -Jr[m]))[:per_frame]]]}
+    assert len(a) == len(want) and set(zip(a.tolist(), b.tolist())) == want
+    n = len(life)  # every new frame with a partner in range gets min(per_frame, available)
+    assert np.array_equal(np.bincount(a, minlength=n), np.minimum(per_frame, np.bincount(src, minlength=n)))
 
 
 def test_dense_room_every_frame_gets_per_frame_partners_in_range():
