@@ -14,14 +14,12 @@ fewer than `MIN_POINTS_PER_IMAGE` points per image are degenerate and left out (
    links, then refined by least squares over all links at once (scipy; residuals in units of scene depth,
    so no model gains by shrinking), which spreads the drift of a chain of chunks over the loop that a
    revisit closes. Models with no chain of links to the largest are left out and counted.
-4. One reconstruction: each image's pose from the model that saw the most points in it (its owner); each
-   model's own 3D points moved into the world frame, observed in the images it owns (`assemble`); then,
-   twice: with the poses fixed, COLMAP's incremental triangulator on the database's matches merges the
-   points that are one across a chunk border or a revisit, extends tracks into other models' images and
-   triangulates the matches no chunk did; a bundle adjustment of everything (robust loss, conjugate
-   gradients on the Schur complement); points with large errors removed (`refine_merged`). The chunks'
-   points are not triangulated again from scratch (the earlier merge did, and bundle-adjusted with a
-   sparse factorisation: 2.2x the CPU at 1000 frames; bench/lives.md).
+4. One reconstruction: each image's pose from the model that saw the most points in it (its owner,
+   `assemble`); then, twice: with the poses fixed, points triangulated from the database's matches by
+   COLMAP's incremental triangulator (tracks run across models and revisits); a bundle adjustment of
+   everything (robust loss, conjugate gradients on the Schur complement); points with large errors removed
+   (`refine_merged`). The chunks' own points are not kept: starting from them (moved by their
+   similarities) cost more and gave a larger ATE (bench/lives.md).
 Entry point: `merge_models(models, database) -> (Reconstruction, report)`. Reconstructing the chunks is
 `sfm.py`'s job.
 """
@@ -29,6 +27,7 @@ Entry point: `merge_models(models, database) -> (Reconstruction, report)`. Recon
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -269,18 +268,16 @@ def merge_models(models, database: Path | str, *, num_threads: int = 2, seed: in
         if left:
             log.warning("%d registered images are in models that no match ties to the largest; left out", len(left))
         merged = assemble(models, world, owner, db, anchor)
-        kept_points = merged.num_points3D()
     finally:
         db.close()
     rec, stats = refine_merged(merged, database, num_threads, ba_iterations, rounds)
-    report.update(chunk_points=kept_points, **stats)
+    report.update(stats)
     return rec, report
 
 
 def assemble(models, world, owner: dict[int, int], db, anchor: int):
-    """One Reconstruction in the anchor's frame: each image in `owner` with its pose from its owner model, and
-    each model's 3D points moved by its similarity, observed only in the images that model owns (points left
-    with fewer than 2 observations are dropped): every keypoint keeps at most one 3D point."""
+    """One Reconstruction in the anchor's frame, without points: each image in `owner` with its pose from its
+    owner model (moved by that model's similarity) and its keypoints from the database."""
     import pycolmap
 
     merged = pycolmap.Reconstruction()
@@ -300,24 +297,19 @@ def assemble(models, world, owner: dict[int, int], db, anchor: int):
         kp = np.asarray(db.read_keypoints(i), np.float64)[:, :2]
         image = pycolmap.Image(name=im.name, keypoints=kp, camera_id=im.camera_id, image_id=i)
         merged.add_image_with_trivial_frame(image, pycolmap.Rigid3d(np.c_[Rc, tc]))
-    for m in sorted(world):
-        s, R, t = world[m]
-        for p in models[m].points3D.values():
-            els = [e for e in p.track.elements if owner.get(e.image_id) == m]
-            if len(els) >= 2:
-                merged.add_point3D(s * R @ p.xyz + t, pycolmap.Track(els), p.color)
     return merged
 
 
 def refine_merged(rec, database, num_threads: int = 2, ba_iterations: int = 50, rounds: int = 2):
-    """Tie the chunks' points across borders and revisits, then one bundle adjustment of everything.
+    """Points for the posed images of `rec` and a bundle adjustment of everything, `rounds` times.
 
-    With the poses fixed, COLMAP's incremental triangulator (on the database's verified matches) merges
-    points that matches show to be one (a chunk's overlap with the previous one, a place seen on two
-    days), extends tracks into images of other models, and triangulates matches that no chunk did (between
-    frames of different models); then a bundle adjustment of all poses, points and intrinsics (robust
-    loss), points with a reprojection error over 4 px or a triangulation angle under 1.5 deg removed.
-    Returns (rec, stats: points_merged, observations_completed, points_created, ba_iterations)."""
+    Each round: with the poses fixed, COLMAP's incremental triangulator (on the database's verified
+    matches) triangulates each image's matches (new points, and observations added to the points that
+    already exist: tracks run across chunk borders and revisits), merges points that matches show to be
+    one and completes tracks; then a bundle adjustment of all poses, points and intrinsics (robust loss,
+    at most `ba_iterations`); points with a reprojection error over 4 px or a triangulation angle under
+    1.5 deg removed. The second round triangulates what the first missed through the drift it removed.
+    Returns (rec, stats: points_created, points_merged, observations_completed, ba_iterations per round)."""
     import pycolmap
 
     db = pycolmap.Database.open(str(database))
@@ -337,8 +329,8 @@ def refine_merged(rec, database, num_threads: int = 2, ba_iterations: int = 50, 
     ba.ceres.loss_function_type = pycolmap.LossFunctionType.SOFT_L1
     ba.ceres.solver_options.max_num_iterations = ba_iterations
     ba.ceres.solver_options.num_threads = num_threads
-    # conjugate gradients on the Schur complement: a third of the CPU of the sparse factorisation that COLMAP
-    # picks below 1000 images, for the same cost reduction (bench/lives.md); above 1000 COLMAP picks it anyway
+    # conjugate gradients on the Schur complement: at 1000 frames a third of the CPU of the sparse factorisation
+    # that COLMAP picks below 1000 images, for the same final cost (bench/lives.md); above 1000 it picks this too
     ba.ceres.auto_select_solver_type = False
     solver = ba.ceres.solver_options
     solver.linear_solver_type = type(solver.linear_solver_type).ITERATIVE_SCHUR
@@ -366,7 +358,5 @@ def refine_merged(rec, database, num_threads: int = 2, ba_iterations: int = 50, 
 
 def _iterations(summary) -> int | None:
     """Iterations a bundle adjustment ran, read from its summary (None when the summary does not say)."""
-    import re
-
     found = re.search(r"Iterations\s*:?\s*(\d+)", summary.brief_report() if hasattr(summary, "brief_report") else "")
     return int(found.group(1)) if found else None
