@@ -575,8 +575,7 @@ class _Reconstruction:
         if not any(r.num_reg_images() for r in models):
             raise SlifeError(f"{self.life_path}: SfM registered no images (too little texture or motion?)")
         try:
-            rec, report = merge_models(models, self.db, self.images, self.work / ".merge.tmp",
-                                       num_threads=self.cfg.num_threads, seed=self.cfg.seed)
+            rec, report = merge_models(models, self.db, num_threads=self.cfg.num_threads, seed=self.cfg.seed)
         except ValueError as e:
             raise SlifeError(f"{self.life_path}: SfM made no usable model ({e}; too little texture or motion?)") from None
         staged = self.out / "sparse.staged"

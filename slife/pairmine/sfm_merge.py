@@ -14,18 +14,20 @@ fewer than `MIN_POINTS_PER_IMAGE` points per image are degenerate and left out (
    links, then refined by least squares over all links at once (scipy; residuals in units of scene depth,
    so no model gains by shrinking), which spreads the drift of a chain of chunks over the loop that a
    revisit closes. Models with no chain of links to the largest are left out and counted.
-4. One reconstruction: each image's pose from the model that saw the most points in it; points
-   triangulated afresh from the database's matches with the poses fixed (tracks now run across models
-   and revisits); a bundle adjustment of everything (robust loss); points triangulated once more with
-   the refined poses (matches the first pass rejected through the remaining drift), refined again.
-Entry point: `merge_models(models, database, image_dir) -> (Reconstruction, report)`. Reconstructing the
-chunks is `sfm.py`'s job.
+4. One reconstruction: each image's pose from the model that saw the most points in it (its owner,
+   `assemble`); then, twice: with the poses fixed, points triangulated from the database's matches by
+   COLMAP's incremental triangulator (tracks run across models and revisits); a bundle adjustment of
+   everything (robust loss, conjugate gradients on the Schur complement); points with large errors removed
+   (`refine_merged`). The chunks' own points are not kept: starting from them (moved by their
+   similarities) cost more and gave a larger ATE (bench/lives.md).
+Entry point: `merge_models(models, database) -> (Reconstruction, report)`. Reconstructing the chunks is
+`sfm.py`'s job.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -202,14 +204,13 @@ def _refine(links, world, scales, anchor, max_error):
     return unpack(res.x)
 
 
-def merge_models(models, database: Path | str, image_dir: Path | str, scratch: Path | str, *, num_threads: int = 2,
-                 seed: int = 0, min_inliers: int = 20, max_error: float = 0.05, ba_iterations: int = 50):
-    """Merge `models` (pycolmap Reconstructions of one database) into one (the module docstring's steps);
-    `scratch` is a folder for pycolmap's intermediate output (removed after).
+def merge_models(models, database: Path | str, *, num_threads: int = 2, seed: int = 0, min_inliers: int = 20,
+                 max_error: float = 0.05, ba_iterations: int = 50, rounds: int = 2):
+    """Merge `models` (pycolmap Reconstructions of one database) into one (the module docstring's steps).
 
     Returns (Reconstruction, report): report has models (given), models_merged (in the result), links
-    (similarities kept), link_inliers (their inlier counts) and left_out_images (registered only in
-    models left out)."""
+    (similarities kept), link_inliers (their inlier counts), left_out_images (registered only in
+    models left out), chunk_points (the models' points kept) and `refine_merged`'s stats."""
     import pycolmap
 
     given = len(models)
@@ -266,51 +267,96 @@ def merge_models(models, database: Path | str, image_dir: Path | str, scratch: P
         report["left_out_images"] = len(left)
         if left:
             log.warning("%d registered images are in models that no match ties to the largest; left out", len(left))
-        merged = pycolmap.Reconstruction()
-        cams = {}
-        for m in sorted(world, key=lambda m: m != anchor):
-            for cid, cam in models[m].cameras.items():
-                cams.setdefault(int(cid), cam)
-        for cid in sorted(cams):
-            merged.add_camera_with_trivial_rig(cams[cid])
-        for i in sorted(owner):
-            m = owner[i]
-            im = models[m].image(i)
-            s, R, t = world[m]  # model m -> world: x_w = s R x_m + t
-            P = cam_from_world(im)[:3]  # x_c = Rc x_m + tc; in world: x_c = Rc R^T (x_w - t) / s + tc (scaled by s: same camera)
-            Rc = P[:, :3] @ R.T
-            tc = -Rc @ t + s * P[:, 3]
-            kp = np.asarray(db.read_keypoints(i), np.float64)[:, :2]
-            image = pycolmap.Image(name=im.name, keypoints=kp, camera_id=im.camera_id, image_id=i)
-            merged.add_image_with_trivial_frame(image, pycolmap.Rigid3d(np.c_[Rc, tc]))
+        merged = assemble(models, world, owner, db, anchor)
     finally:
         db.close()
-    return refine_merged(merged, database, image_dir, scratch, num_threads, ba_iterations), report
+    rec, stats = refine_merged(merged, database, num_threads, ba_iterations, rounds)
+    report.update(stats)
+    return rec, report
 
 
-def refine_merged(rec, database, image_dir, scratch, num_threads: int = 2, ba_iterations: int = 50):
-    """Triangulate `rec`'s points from the database with poses fixed, bundle-adjust, triangulate again, adjust."""
+def assemble(models, world, owner: dict[int, int], db, anchor: int):
+    """One Reconstruction in the anchor's frame, without points: each image in `owner` with its pose from its
+    owner model (moved by that model's similarity) and its keypoints from the database."""
     import pycolmap
 
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.num_threads = num_threads
+    merged = pycolmap.Reconstruction()
+    cams = {}
+    for m in sorted(world, key=lambda m: m != anchor):
+        for cid, cam in models[m].cameras.items():
+            cams.setdefault(int(cid), cam)
+    for cid in sorted(cams):
+        merged.add_camera_with_trivial_rig(cams[cid])
+    for i in sorted(owner):
+        m = owner[i]
+        im = models[m].image(i)
+        s, R, t = world[m]  # model m -> world: x_w = s R x_m + t
+        P = cam_from_world(im)[:3]  # x_c = Rc x_m + tc; in world: x_c = Rc R^T (x_w - t) / s + tc (scaled by s: same camera)
+        Rc = P[:, :3] @ R.T
+        tc = -Rc @ t + s * P[:, 3]
+        kp = np.asarray(db.read_keypoints(i), np.float64)[:, :2]
+        image = pycolmap.Image(name=im.name, keypoints=kp, camera_id=im.camera_id, image_id=i)
+        merged.add_image_with_trivial_frame(image, pycolmap.Rigid3d(np.c_[Rc, tc]))
+    return merged
+
+
+def refine_merged(rec, database, num_threads: int = 2, ba_iterations: int = 50, rounds: int = 2):
+    """Points for the posed images of `rec` and a bundle adjustment of everything, `rounds` times.
+
+    Each round: with the poses fixed, COLMAP's incremental triangulator (on the database's verified
+    matches) triangulates each image's matches (new points, and observations added to the points that
+    already exist: tracks run across chunk borders and revisits), merges points that matches show to be
+    one and completes tracks; then a bundle adjustment of all poses, points and intrinsics (robust loss,
+    at most `ba_iterations`); points with a reprojection error over 4 px or a triangulation angle under
+    1.5 deg removed. The second round triangulates what the first missed through the drift it removed.
+    Returns (rec, stats: points_created, points_merged, observations_completed, ba_iterations per round)."""
+    import pycolmap
+
+    db = pycolmap.Database.open(str(database))
+    try:
+        opts = pycolmap.DatabaseCacheOptions()
+        opts.min_num_matches = 15
+        opts.image_names = {im.name for im in rec.images.values()}  # the graph must not name images rec lacks
+        cache = pycolmap.DatabaseCache.create(db, opts)
+    finally:
+        db.close()
+    graph = cache.correspondence_graph
+    obs = pycolmap.ObservationManager(rec, graph)
+    tri = pycolmap.IncrementalTriangulator(graph, rec, obs)
+    topts = pycolmap.IncrementalTriangulatorOptions()
     ba = pycolmap.BundleAdjustmentOptions()
     ba.print_summary = False
     ba.ceres.loss_function_type = pycolmap.LossFunctionType.SOFT_L1
     ba.ceres.solver_options.max_num_iterations = ba_iterations
     ba.ceres.solver_options.num_threads = num_threads
-    tmp = Path(scratch)
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
-        for _ in range(2):
-            rec = pycolmap.triangulate_points(rec, database, image_dir, tmp, clear_points=True, options=opts)
-            config = pycolmap.BundleAdjustmentConfig()
-            for i in rec.reg_image_ids():
-                config.add_image(i)
-            config.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
-            # (pycolmap.bundle_adjustment would turn COLMAP's info log back on)
-            pycolmap.create_default_bundle_adjuster(ba, config, rec).solve()
-            pycolmap.ObservationManager(rec).filter_all_points3D(4.0, 1.5)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rec
+    # conjugate gradients on the Schur complement: at 1000 frames a third of the CPU of the sparse factorisation
+    # that COLMAP picks below 1000 images, for the same final cost (bench/lives.md); above 1000 it picks this too
+    ba.ceres.auto_select_solver_type = False
+    solver = ba.ceres.solver_options
+    solver.linear_solver_type = type(solver.linear_solver_type).ITERATIVE_SCHUR
+    solver.preconditioner_type = type(solver.preconditioner_type).SCHUR_JACOBI
+    stats = {"points_merged": 0, "observations_completed": 0, "points_created": 0, "ba_iterations": []}
+    for _ in range(rounds):
+        stats["points_merged"] += tri.merge_all_tracks(topts)
+        stats["observations_completed"] += tri.complete_all_tracks(topts)
+        before = rec.num_points3D()
+        for i in sorted(rec.reg_image_ids()):
+            tri.triangulate_image(topts, i)
+        stats["points_created"] += rec.num_points3D() - before
+        stats["points_merged"] += tri.merge_all_tracks(topts)
+        stats["observations_completed"] += tri.complete_all_tracks(topts)
+        config = pycolmap.BundleAdjustmentConfig()
+        for i in rec.reg_image_ids():
+            config.add_image(i)
+        config.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
+        # (pycolmap.bundle_adjustment would turn COLMAP's info log back on)
+        summary = pycolmap.create_default_bundle_adjuster(ba, config, rec).solve()
+        stats["ba_iterations"].append(_iterations(summary))
+        obs.filter_all_points3D(4.0, 1.5)
+    return rec, stats
+
+
+def _iterations(summary) -> int | None:
+    """Iterations a bundle adjustment ran, read from its summary (None when the summary does not say)."""
+    found = re.search(r"Iterations\s*:?\s*(\d+)", summary.brief_report() if hasattr(summary, "brief_report") else "")
+    return int(found.group(1)) if found else None

@@ -99,6 +99,28 @@ def test_sfm_links_the_revisit_into_spatial_pairs(two_days, reconstructed, tmp_p
     assert np.mean(j > 0.05) > 0.9, j  # the frames of each pair see the same place
 
 
+def test_sfm_merge_ties_tracks_across_chunks(reconstructed):
+    """The merge triangulates the matches between frames that different chunks mapped: the merged model has
+    points whose tracks hold frames that only different chunks mapped; two rounds of bundle adjustment."""
+    import pycolmap
+
+    out, _ = reconstructed
+    merge = json.loads((out / "work" / "merge.json").read_text())
+    assert merge["points_created"] > 0 and len(merge["ba_iterations"]) == 2
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    chunk_of = {}  # frames mapped by one chunk only (not in an overlap): image name -> chunk
+    for d in sorted((out / "work").glob("map-*")):
+        if d.is_dir():
+            for m in d.iterdir():
+                for im in pycolmap.Reconstruction(str(m)).images.values():
+                    chunk_of.setdefault(im.name, set()).add(d.name)
+    only = {n: next(iter(c)) for n, c in chunk_of.items() if len(c) == 1}
+    names = {i: im.name for i, im in rec.images.items()}
+    across = sum(len({only.get(names[e.image_id]) for e in p.track.elements} - {None}) >= 2
+                 for p in rec.points3D.values())
+    assert across >= 20, f"{across} of {rec.num_points3D()} points tie frames of different chunks"
+
+
 def _sfm_process(life, out):
     return subprocess.Popen([sys.executable, "-m", "slife", "sfm", str(life), "--out", str(out), *SFM_ARGS],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
