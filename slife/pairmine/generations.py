@@ -14,18 +14,29 @@ shard numbers after theirs, so the old tars are never touched. A set written bef
 gives the run digest its stats carry (`adopt_legacy`), else refused with a one-line message.
 
 An old frame that a new pair uses is taken, already encoded, from the earlier generation's tar that holds
-it (`scan_old_pairs` + `stored_locations`: found through pairs.jsonl and the tar's headers), so an append
-decodes the new recordings and only the old frames no earlier pair used, not the old videos up to them.
+it, so an append decodes the new recordings and only the old frames no earlier pair used, not the old videos
+up to them. Where each frame lies is kept per generation: when a generation's tars are complete, the process
+that writes the manifest (one node, the last node to finish, or --merge; `_repair` after writing an old tar
+again) reads those new tars' headers once and writes its frame-location index (`save_locations`, file
+`locations-%04d.npz`, format in `shardset.py`): for each frame its tars hold, by recording name and frame
+number (an identity that stays valid as the life grows, unlike the life index), the tar, the JPEG's and the
+depth PNG's byte ranges, and whether it is in a spatial pair. An append reads the earlier generations'
+indexes (`old_frames`: numpy lookups over the frames they hold, no JSON and no tar headers) and takes the
+byte ranges of the old frames it needs (`stored_locations`). A missing, damaged or stale index (made for
+another pair or shard range or run digest of its generation) is rebuilt from that generation's rows of
+pairs.jsonl and its tars' headers, logged at info: slower, the same bytes.
 
-Reads the sampled life (`FrameTable`), the set's manifest, pairs.jsonl, tar headers and visibility cache;
-returns plain data (and a `Visibility`); writes the visibility cache.
+Reads the sampled life (`FrameTable`), the set's manifest, pairs.jsonl (a rebuild only), tar headers and the
+visibility and location indexes; returns plain data (and a `Visibility`); writes the visibility and location
+indexes.
 The visible items of each generation's frames are kept in the set (`save_visibility`, file format in
 `shardset.py`), so that an append projects only the new frames (`grown_visibility`: the same matrix as a
 projection of the whole grown life; a later generation's spatial pairs are then each new frame's best
 partners, counted exactly from the new frames' items, `spatial.new_frame_pairs`).
 
 Entry points: `recordings(table)`, `generations_of(manifest)`, `check_unchanged`, `new_frames`, `restrict`,
-`geometry_digest`, `scan_old_pairs`, `stored_locations`, `grown_visibility`, `save_visibility`.
+`geometry_digest`, `pair_ends`, `save_locations`, `old_frames`, `stored_locations`, `grown_visibility`,
+`save_visibility`.
 Mining the pairs (`pipeline.find_all` with a new-frame mask), writing the tars (`shards.py`) and the
 manifest format (`shardset.py`) are left to their modules.
 """
@@ -33,6 +44,7 @@ manifest format (`shardset.py`) are left to their modules.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import replace
@@ -150,71 +162,189 @@ def restrict(table: FrameTable, names) -> FrameTable:
     return FrameTable(sub, decode_order(sub), int(len(sub)))
 
 
-def scan_old_pairs(out_dir: Path, table: FrameTable, first_pair: int, failed: set | frozenset = frozenset()) \
-        -> tuple[np.ndarray, dict[int, tuple[int, str]], np.ndarray]:
-    """What the earlier generations' pairs (the first `first_pair` rows of pairs.jsonl) hold, in the life's
-    indices (found by recording name and frame number): (N,) bool the frames they use, for each such frame
-    one (pair index, view "src" | "tgt") where it is stored, and (N,) bool the frames in a spatial pair. Pairs
-    with a frame in `failed` ((recording, frame number) that did not decode: the pair is not in the tars) are
-    left out."""
-    import json
-
-    from slife.pairmine.shardset import PAIRS_JSONL
-
+def pair_ends(table: FrameTable, pairs) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A generation's pairs (`PairTable` over `table`'s life) by stable frame identity: (recording names, (P, 2)
+    int32 index into them of each pair's (src, tgt) recording, (P, 2) int64 their frame numbers, (P,) bool
+    spatial). A recording's name and frame number stay valid as the life grows (life indices do not)."""
     life = table.life
-    index = {(life.source_name(i), int(life.frame_index[i])): i for i in range(len(life))}
-    used = np.zeros(len(life), bool)
-    spatial = np.zeros(len(life), bool)
-    where: dict[int, tuple[int, str]] = {}
-    try:
-        with open(Path(out_dir) / PAIRS_JSONL) as f:
-            for k, line in enumerate(f):
-                if k >= first_pair:
-                    break
-                r = json.loads(line)
-                if failed and ((r["video_a"], r["frame_a"]) in failed or (r["video_b"], r["frame_b"]) in failed):
-                    continue
-                is_spatial = "spatial" in str(r.get("strategy") or "").split("+")
-                for view, v, fr in (("src", r["video_a"], r["frame_a"]), ("tgt", r["video_b"], r["frame_b"])):
-                    i = index.get((v, fr))
-                    if i is not None and is_spatial:
-                        spatial[i] = True
-                    if i is not None and not used[i]:
-                        used[i] = True
-                        where[i] = (int(r["pair"]), view)
-    except (OSError, ValueError, KeyError) as e:
-        log.warning("%s: cannot read the earlier generations' pairs (%s): their frames are decoded again, and "
-                    "the set's spatial coverage counts only the new pairs", Path(out_dir) / PAIRS_JSONL, e)
-    return used, where, spatial
+    names = [src.name for src in life.sources] + [""]
+    src = np.stack([life.source[pairs.a], life.source[pairs.b]], 1)  # (P, 2)
+    rec = np.where((src >= 0) & (src < len(life.sources)), src, len(names) - 1).astype(np.int32)  # else ""
+    frame = np.stack([life.frame_index[pairs.a], life.frame_index[pairs.b]], 1).astype(np.int64)
+    k = list(pairs.strategies).index("spatial") if "spatial" in pairs.strategies else None
+    spatial = ((pairs.mask >> k) & 1).astype(bool) if k is not None else np.zeros(len(pairs), bool)
+    return names, rec, frame, spatial
 
 
-def stored_locations(out_dir: Path, generations: list[dict], pairs_per_shard: int, where: dict[int, tuple[int, str]],
-                     need) -> dict[int, tuple[str, int, int, int, int]]:
-    """For the frames `need` (life indices) that an earlier generation's tar holds (`where`, from
-    `scan_old_pairs`): life index -> (tar path, JPEG offset, length, depth PNG offset, length or 0), read from
-    the tars' headers (`shardset.tar_members`). Frames not found (a pair dropped as corrupt, a damaged tar)
-    are left out: the writer decodes them."""
+def _ends_of_rows(rows: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """`pair_ends` from pairs.jsonl rows (a generation's, in pair order)."""
+    ids: dict[str, int] = {}
+    rec = np.array([[ids.setdefault(r["video_a"], len(ids)), ids.setdefault(r["video_b"], len(ids))] for r in rows],
+                   np.int32).reshape(-1, 2)
+    frame = np.array([[r["frame_a"], r["frame_b"]] for r in rows], np.int64).reshape(-1, 2)
+    spatial = np.array(["spatial" in str(r.get("strategy") or "").split("+") for r in rows], bool)
+    return list(ids), rec, frame, spatial
+
+
+def save_locations(out_dir: Path, record: dict, ends) -> dict:
+    """Write the frame-location index of generation `record` (`shardset.write_locations`) and return its arrays:
+    for every frame its tars hold, the first view in pair order (src before tgt) that holds it, found by reading
+    the headers of that generation's tars once (`shardset.stored_views`); `ends` (`pair_ends`) name each pair's
+    frames. A frame in a pair the writer dropped (a frame that did not decode) is not in the tars and not
+    listed. A --pairs-only generation (no tars) lists every frame its pairs use, with shard -1."""
     from slife.pairmine import shardset as ss
 
-    man = {"config": {"pairs_per_shard": pairs_per_shard}, "generations": generations}
-    by_tar: dict[int, list[int]] = {}
-    for i in need:
-        if int(i) in where:
-            by_tar.setdefault(ss.shard_of_pair(man, where[int(i)][0]), []).append(int(i))
-    out = {}
-    for s, ids in sorted(by_tar.items()):
-        tar = Path(out_dir) / ss.shard_name(s)
-        try:  # by pair index: the key's life name is the one the life had then
-            members = {(name.split(".", 1)[0].rsplit("_", 1)[-1], name.split(".", 1)[-1]): v
-                       for name, v in ss.tar_members(tar).items()}
-        except OSError:
-            continue
-        for i in ids:
-            pair, view = where[i]
-            key = f"{pair:09d}"
-            jpg, dep = members.get((key, f"{view}.jpg")), members.get((key, f"{view}.depth.png"))
-            if jpg is not None:
-                out[i] = (str(tar), jpg[0], jpg[1], *(dep if dep is not None else (0, 0)))
+    names, rec, frame, spatial = ends
+    P, first = int(record["pairs"]), int(record["first_pair"])
+    shards = list(range(int(record["first_shard"]), int(record["first_shard"]) + int(record["shards"])))
+    if shards:
+        parts, sizes = [], []
+        for s in shards:
+            tar = Path(out_dir) / ss.shard_name(s)
+            v = ss.stored_views(tar)  # (V, 6) pair, view, JPEG off, len, depth off, len
+            v = v[(v[:, 0] >= first) & (v[:, 0] < first + P)]
+            parts.append(np.concatenate([v, np.full((len(v), 1), s, np.int64)], 1))
+            sizes.append(tar.stat().st_size)
+        rows = np.concatenate(parts) if parts else np.zeros((0, 7), np.int64)  # (V, 7) ..., shard
+    else:
+        k = np.repeat(np.arange(P, dtype=np.int64) + first, 2)
+        rows = np.zeros((2 * P, 7), np.int64)
+        rows[:, 0], rows[:, 1], rows[:, 6] = k, np.tile([0, 1], P), -1
+        sizes = []
+    rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # pair order, src before tgt
+    k, v = rows[:, 0] - first, rows[:, 1]
+    key = rec[k, v].astype(np.int64) << 40 | frame[k, v]  # (V,) one per (recording, frame number)
+    _, firsts, inverse = np.unique(key, return_index=True, return_inverse=True)
+    sp = np.zeros(len(firsts), bool)
+    sp[inverse[spatial[k]]] = True
+    held = rec[k, v][firsts]  # (F,) into names; the file names only the recordings it holds, sorted
+    used = sorted(set(held.tolist()), key=lambda r: names[r])
+    renumber = np.zeros(len(names), np.int32)
+    renumber[used] = np.arange(len(used), dtype=np.int32)
+    meta = {"format": 1, "names": [names[r] for r in used], "bytes": sizes,
+            **{x: record[x] for x in ("generation", "first_pair", "pairs", "first_shard", "shards", "run")}}
+    out = {"recording": renumber[held], "frame": frame[k, v][firsts], "shard": rows[firsts, 6].astype(np.int32),
+           "loc": rows[firsts, 2:6], "spatial": sp}
+    ss.write_locations(out_dir, int(record["generation"]), meta, **out)
+    return {"meta": meta, **out}
+
+
+class OldFrames:
+    """What the earlier generations' tars hold, in the grown life's indices (from their frame-location indexes):
+    `used` (N,) bool the frames their pairs use, `spatial` (N,) bool those in a spatial pair, `loc` (N, 5) int64
+    (shard, JPEG offset, length, depth PNG offset, length; shard -1: in no tar) of the earliest generation's
+    first pair that holds each frame, `sizes` shard -> the tar's size when indexed."""
+
+    def __init__(self, n: int):
+        self.used = np.zeros(n, bool)
+        self.spatial = np.zeros(n, bool)
+        self.loc = np.full((n, 5), -1, np.int64)
+        self.sizes: dict[int, int] = {}
+
+    def add(self, life, index: dict) -> None:
+        """Put one generation's index (earliest first: a frame keeps the first location found) in."""
+        meta = index["meta"]
+        first = int(meta["first_shard"])
+        self.sizes.update({first + j: int(b) for j, b in enumerate(meta.get("bytes") or [])})
+        if not len(life) or not len(index["frame"]):
+            return
+        sid = {src.name: s for s, src in enumerate(life.sources)}
+        rec_sid = np.array([sid.get(x, -1 if x == "" else -2) for x in meta["names"]], np.int64)  # -2: not in life
+        src = np.where((life.source >= 0) & (life.source < len(life.sources)), life.source, -1).astype(np.int64)
+        live = (src + 1) << 40 | life.frame_index.astype(np.int64)  # (N,) frame keys (no recording: "")
+        order = np.argsort(live, kind="stable")
+        s = rec_sid[index["recording"]]  # (F,) the index's rows' sources in the grown life
+        key = (s + 1) << 40 | index["frame"]
+        pos = np.minimum(np.searchsorted(live[order], key), len(live) - 1)
+        ok = (s >= -1) & (live[order][pos] == key)
+        i = order[pos[ok]]
+        self.used[i] = True
+        self.spatial[i[index["spatial"][ok]]] = True
+        fresh = (self.loc[i, 0] < 0) & (index["shard"][ok] >= 0)
+        self.loc[i[fresh], 0] = index["shard"][ok][fresh]
+        self.loc[i[fresh], 1:] = index["loc"][ok][fresh]
+
+
+def _index_fits(meta: dict, record: dict) -> bool:
+    return meta.get("format") == 1 and all(meta.get(x) == record[x] for x in
+                                           ("generation", "first_pair", "pairs", "first_shard", "shards", "run")) \
+        and len(meta.get("bytes") or []) == int(record["shards"])
+
+
+def old_frames(out_dir: Path, generations: list[dict], table: FrameTable) -> OldFrames:
+    """The frames the earlier `generations` stored, from their frame-location indexes (`locations-%04d.npz`,
+    `shardset.read_locations`): the cost follows the frames they hold, not their pairs or tar headers. A
+    generation whose index is missing, damaged or made for another generation record (its pair or shard range
+    or run digest differ) is read the slow way, logged at info: its rows of pairs.jsonl and its tars' headers,
+    and its index written again (`save_locations`), so that the next append is fast."""
+    from slife.pairmine import shardset as ss
+
+    out = OldFrames(len(table.life))
+    indexes: dict[int, dict] = {}
+    bad, why = [], []
+    for g in generations:
+        k = int(g["generation"])
+        meta, arrays, err = ss.read_locations(out_dir, k)
+        if meta is not None and not _index_fits(meta, g):
+            err = f"{ss.locations_name(k)} was made for another generation {k} (pairs, shards or run differ)"
+        if err:
+            bad.append(g)
+            why.append(err)
+        else:
+            indexes[k] = {"meta": meta, **arrays}
+    if bad:
+        log.info("%s: %s: the earlier pairs (pairs.jsonl) and the headers of %d generation(s)' tars are read "
+                 "instead, and their frame-location index written again", out_dir, "; ".join(why[:3]), len(bad))
+        rows: dict[int, list[dict]] = {int(g["generation"]): [] for g in bad}
+        ranges = [(int(g["first_pair"]), int(g["first_pair"]) + int(g["pairs"]), int(g["generation"])) for g in bad]
+        end = max(b for _, b, _ in ranges)
+        try:
+            with open(Path(out_dir) / ss.PAIRS_JSONL) as f:
+                for n, line in enumerate(f):
+                    if n >= end:
+                        break
+                    for a, b, k in ranges:
+                        if a <= n < b:
+                            rows[k].append(json.loads(line))
+        except (OSError, ValueError) as e:
+            log.warning("%s: cannot read the earlier generations' pairs (%s): their frames are decoded again, and "
+                        "the set's counts cover only the new pairs", Path(out_dir) / ss.PAIRS_JSONL, e)
+            rows = {}
+        for g in bad:
+            r = rows.get(int(g["generation"]), [])
+            if len(r) != int(g["pairs"]):
+                continue  # pairs.jsonl short or unreadable: nothing to index this generation by
+            try:
+                indexes[int(g["generation"])] = save_locations(out_dir, g, _ends_of_rows(r))
+            except (OSError, KeyError) as e:
+                log.warning("%s: cannot index generation %s's tars (%s): its frames are decoded again", out_dir,
+                            g["generation"], e)
+    for k in sorted(indexes):
+        out.add(table.life, indexes[k])
+    return out
+
+
+def stored_locations(out_dir: Path, old: OldFrames, need) -> dict[int, tuple[str, int, int, int, int]]:
+    """For the frames `need` (life indices) that an earlier generation's tar holds (`old`, from `old_frames`):
+    life index -> (tar path, JPEG offset, length, depth PNG offset, length or 0). A tar whose size is not the
+    one it had when indexed is left out (logged; its frames are decoded): the writer decodes frames not found."""
+    from slife.pairmine import shardset as ss
+
+    need = np.asarray(need, np.int64)
+    need = need[old.loc[need, 0] >= 0]
+    out, size_ok = {}, {}
+    for i in need.tolist():
+        s = int(old.loc[i, 0])
+        if s not in size_ok:
+            tar = Path(out_dir) / ss.shard_name(s)
+            try:
+                size_ok[s] = (str(tar), tar.stat().st_size == old.sizes.get(s))
+            except OSError:
+                size_ok[s] = (str(tar), False)
+            if not size_ok[s][1]:
+                log.info("%s: not the size its frame-location index recorded: its frames are decoded again", tar)
+        if size_ok[s][1]:
+            out[i] = (size_ok[s][0], *(int(x) for x in old.loc[i, 1:]))
     return out
 
 
@@ -310,4 +440,5 @@ def save_visibility(out_dir: Path, number: int, recordings: list[dict], table: F
 
 
 __all__ = ["check_unchanged", "generations_of", "geometry_digest", "new_frames", "recordings", "restrict",
-           "scan_old_pairs", "stored_locations", "grown_visibility", "save_visibility"]
+           "pair_ends", "save_locations", "OldFrames", "old_frames", "stored_locations", "grown_visibility",
+           "save_visibility"]

@@ -36,7 +36,10 @@ indices and shard numbers after the old ones, a run digest of its own; the old f
 the set's per-generation cache, `visibility-%04d.npz`, so only the new frames are projected,
 `gen.grown_visibility`; a missing, damaged or stale cache file means the whole grown life's visibility is
 computed again, the same matrix, and the file written again), appends its rows to the pair table, writes its
-tars like any run (resumable: a kill then a re-run writes the same bytes) and adds its record, with its
+tars like any run (resumable: a kill then a re-run writes the same bytes; the old frames its pairs use are
+copied from the old tars, found through the earlier generations' frame-location indexes, `gen.old_frames`),
+indexes where its tars hold each frame (`gen.save_locations`, `locations-%04d.npz`, written by the process
+that writes the manifest, and again by `_repair` for a tar it writes again) and adds its record, with its
 spatial rule, to the manifest last. A --pairs-only set has generations too (no shards: each appends its rows
 to the pair table, the earlier rows unchanged).
 Each step is its module's job: `ingest`, `visibility`, the strategies, `combine`, `generations`, `shards`,
@@ -509,8 +512,11 @@ def _repair(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path, g
     log.warning("%s: %d shard(s) of generation %d missing or damaged (first: %s): written again", out_dir, len(bad), k,
                 shard_name(bad[0]))
     spool_dir = out_dir / sh.spool_name(cfg.num_nodes, cfg.node_rank)
+    (out_dir / ss.locations_name(k)).unlink(missing_ok=True)  # its frame locations: made again from the new tars
     write_all(plan.table, plan.pairs, out_dir, bad, cfg, progress, run=plan.run, spool_dir=spool_dir)
     _remove(spool_dir)
+    if all(shard_complete(out_dir, s, g["run"]) for s in ids):
+        gen.save_locations(out_dir, g, gen.pair_ends(plan.table, plan.pairs))
 
 
 def _old_generations(cfg: MineConfig, identity: dict, table: FrameTable, out_dir: Path) -> list[dict]:
@@ -578,10 +584,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         gen.save_visibility(out_dir, number, [r for r in current if r["name"] in set(added)] if number else current,
                             plan.table, plan.vis, cfg)
     new = gen.new_frames(table, added) if number else None
-    used_before, where, spatial_before = (None, {}, None)
-    if number:  # the earlier generations' pairs as their tars hold them
-        used_before, where, spatial_before = gen.scan_old_pairs(out_dir, table, first_pair,
-                                                                _old_failed(out_dir, table, gens))
+    old = gen.old_frames(out_dir, gens, table) if number else None  # what the earlier generations' tars hold
     write_pair_table(out_dir, table, pairs)
     summary = summarize(table, pairs, new=new)
     summary["visibility"] = plan.vis_counts
@@ -615,7 +618,7 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
         if number:  # old frames the new pairs use: from the old tars, already encoded
             old_used = np.unique(np.concatenate([pairs.a, pairs.b]))
             old_used = old_used[~new[old_used]]
-            loc = gen.stored_locations(out_dir, gens, cfg.pairs_per_shard, where, old_used)
+            loc = gen.stored_locations(out_dir, old, old_used)
             stored = sh.StoredFrames(life, loc) if loc else None
             log.info("%s: %d of the %d old frames the new pairs use are taken from the old tars", out_dir, len(loc),
                      len(old_used))
@@ -645,10 +648,13 @@ def mine(cfg: MineConfig, life_path: Path | Life, out_dir: Path, merge: bool = F
     record = ss.generation_record(number, new_recordings, first_pair, P, first_shard, len(ids), run, command, summary,
                                   geometry, added=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                   spatial_rule=SPATIAL_RULE if number else None)
+    if all(complete):  # before the manifest, so that a finished set has it (else write_manifest says what is missing)
+        gen.save_locations(out_dir, record, gen.pair_ends(table, pairs))
     gens = gens + [record]
     base["generations"] = gens
     base["summary"] = merge_summaries([g["summary"] for g in gens])
-    if used_before is not None:  # distinct frames over all generations (merge_summaries can only add them up)
+    if old is not None:  # distinct frames over all generations (merge_summaries can only add them up)
+        used_before, spatial_before = old.used.copy(), old.spatial
         w = slice(None) if written is None else written
         used_before[pairs.a[w]] = used_before[pairs.b[w]] = True
         base["summary"]["frames_used"] = int(used_before.sum())
@@ -672,21 +678,6 @@ def _failed_frames(out_dir: Path, shard_ids: list[int]) -> np.ndarray:
     for s in shard_ids:
         failed.update((ss.read_stats(out_dir, s) or {}).get("frames_missing", []))
     return np.array(sorted(failed), np.int64)
-
-
-def _old_failed(out_dir: Path, table: FrameTable, gens: list[dict]) -> set[tuple[str, int]]:
-    """(recording, frame number) of the frames that did not decode in the earlier generations' shards (their
-    stats hold indices into the life as each generation saw it: `gen.restrict` to its recordings and those
-    before)."""
-    out: set[tuple[str, int]] = set()
-    names: set[str] = set()
-    for g in gens:
-        names |= {r["name"] for r in g["recordings"]}
-        failed = _failed_frames(out_dir, list(range(g["first_shard"], g["first_shard"] + g["shards"])))
-        if len(failed):
-            life = gen.restrict(table, names).life
-            out |= {(life.source_name(int(i)), int(life.frame_index[i])) for i in failed if int(i) < len(life)}
-    return out
 
 
 def _remove_beyond(out_dir: Path, n_shards: int) -> None:

@@ -6,7 +6,9 @@ the tar's size equal to the one it records, marks the shard complete; its "run" 
 these settings and this life from one left by others), `manifest.json` (written last: version, command,
 life, config, summary, the shard list with counts, sizes and sha256), `mine.json` (the settings' identity,
 checked on every re-run), the pair table `pairs.jsonl` + hloc-style `pairs.txt`, `preview.png`, and per
-generation `visibility-%04d.npz` (the items its frames see: an append projects only the new frames).
+generation `visibility-%04d.npz` (the items its frames see: an append projects only the new frames) and
+`locations-%04d.npz` (where its tars hold each frame: an append copies old frames without reading old tars'
+headers).
 One sample is one pair: `__key__` = `{life}_{pair_index:09d}`, `src.jpg` (reference view), `tgt.jpg`
 (masked view), `json` (`pair_meta`: life, strategy, videos, frames, times, Jaccard, both poses, `K` of the
 source view, `K_b` of the target view, `cam_a`/`cam_b`), optional `src.depth.png`/`tgt.depth.png`.
@@ -17,7 +19,9 @@ written and lost counts gathered from the stats: frames missing vs corrupt, the 
 `read_manifest`; `manifest_shards`: the tars a reader should read, with counts, sizes, sha256 and generations;
 `frames_line`, `coverage_line` and `loss_line`: the one-line reports of its summary that the end-of-run table and `slife
 inspect` print), the per-generation visibility cache (`visibility-%04d.npz`: `write_visibility`, `read_visibility`;
-what its rows mean and when they are valid is `generations.grown_visibility`'s business), the completeness and integrity checks (`shard_complete`; `incomplete_shard` and
+what its rows mean and when they are valid is `generations.grown_visibility`'s business), the per-generation
+frame-location index (`locations-%04d.npz`: `write_locations`, `read_locations`; `stored_views` reads a tar's
+views from its headers; what the rows mean and when they are valid is `generations.old_frames`'), the completeness and integrity checks (`shard_complete`; `incomplete_shard` and
 `warn_incomplete`, the tars a reader skips; `inspect_shards`), the sample's members and json on the write side
 (`TarShard`, `sample_members`, `pair_meta`, `camera_meta`) and on the read side (`REQUIRED`, `view_K` with its
 fallback to `K` for both views when `K_b` is absent, `is_augmented`), and the pair-table files
@@ -61,11 +65,12 @@ SHARD_GLOB = "pairs-*.tar"
 STATS_GLOB = "pairs-*.stats.json"
 SHARD_FILE = re.compile(r"^\.?pairs-(\d+)\.(tar|stats\.json)")  # a shard's tar, stats or their temporaries
 VISIBILITY_GLOB = "visibility-*.npz"  # per generation: the visible items of its frames (`write_visibility`)
+LOCATIONS_GLOB = "locations-*.npz"  # per generation: where its tars hold each frame (`write_locations`)
 # every file `slife mine-pairs` may leave in a set (what --overwrite removes): shards, their temporaries,
 # the writers' spool folders, the set files
 OUR_FILES = ("pairs-*.tar", "pairs-*.stats.json", ".pairs-*", ".*.tmp*", ".frames*", MANIFEST, MINE_JSON,
-             PAIRS_JSONL, PAIRS_TXT, PREVIEW, VISIBILITY_GLOB)
-SET_FILES = (MANIFEST, PREVIEW, VISIBILITY_GLOB)  # the set-wide files (rank 0 of several nodes removes them with --overwrite)
+             PAIRS_JSONL, PAIRS_TXT, PREVIEW, VISIBILITY_GLOB, LOCATIONS_GLOB)
+SET_FILES = (MANIFEST, PREVIEW, VISIBILITY_GLOB, LOCATIONS_GLOB)  # the set-wide files (rank 0 of several nodes removes them with --overwrite)
 
 
 def shard_name(s: int) -> str:
@@ -85,6 +90,10 @@ def stats_name(s: int) -> str:
 
 def visibility_name(g: int) -> str:
     return f"visibility-{g:04d}.npz"
+
+
+def locations_name(g: int) -> str:
+    return f"locations-{g:04d}.npz"
 
 
 def stats_path(tar: Path) -> Path:
@@ -559,6 +568,29 @@ def tar_members(path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def stored_views(path: Path):
+    """Where a tar of this format holds each view's encoded frame, from its headers (`tar_members`): (V, 6) int64
+    rows (pair index, view 0 "src" | 1 "tgt", JPEG offset, length, depth PNG offset, length; 0, 0 without a
+    depth member), in the tar's order. The pair index is the sample key's (`sample_key`), so the life's name in
+    the key (the one it had when the tar was written) does not matter."""
+    import numpy as np
+
+    jpg: dict[tuple[int, int], tuple[int, int]] = {}
+    dep: dict[tuple[int, int], tuple[int, int]] = {}
+    for name, v in tar_members(path).items():
+        key, _, ext = name.partition(".")
+        view, _, kind = ext.partition(".")
+        if view not in ("src", "tgt") or kind not in ("jpg", "depth.png"):
+            continue
+        try:
+            k = (int(key.rsplit("_", 1)[-1]), 0 if view == "src" else 1)
+        except ValueError:
+            continue
+        (jpg if kind == "jpg" else dep)[k] = v
+    rows = [(*k, *v, *dep.get(k, (0, 0))) for k, v in jpg.items()]
+    return np.array(rows, np.int64).reshape(-1, 6)
+
+
 def sample_key(life: str, pair_index: int) -> str:
     """A sample's `__key__`: the life's name and the pair's place in the set's pair order."""
     return f"{life}_{pair_index:09d}"
@@ -685,3 +717,50 @@ def read_visibility(folder: Path, g: int) -> tuple[dict | None, object, object, 
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         return None, None, None, f"{p.name} is damaged ({type(e).__name__}: {e})"
     return meta, indptr, indices, ""
+
+
+# ----------------------------------------------------------------------------------------------------
+# the frame-location index: per generation, where its tars hold each frame (so that an append finds the old
+# frames its pairs use without reading the earlier pairs and every old tar's headers)
+
+LOCATION_ARRAYS = ("recording", "frame", "shard", "loc", "spatial")  # what a locations file holds besides meta
+
+
+def write_locations(folder: Path, g: int, meta: dict, recording, frame, shard, loc, spatial) -> None:
+    """Write generation g's `locations-%04d.npz` atomically: `meta` (JSON: the generation's pair and shard ranges,
+    run digest, its tars' sizes, and `names`, the recordings the rows name) and one row per frame its tars hold
+    (its first view in pair order): `recording` (F,) int32 index into names, `frame` (F,) int64 frame number in
+    the recording, `shard` (F,) int32 shard number (-1: a --pairs-only generation, no tar), `loc` (F, 4) int64
+    JPEG offset, length, depth PNG offset, length (0, 0: no depth member), `spatial` (F,) bool: in a spatial
+    pair of that generation."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
+             recording=np.asarray(recording, np.int32), frame=np.asarray(frame, np.int64),
+             shard=np.asarray(shard, np.int32), loc=np.asarray(loc, np.int64).reshape(-1, 4),
+             spatial=np.asarray(spatial, bool))
+    atomic_write_bytes(Path(folder) / locations_name(g), buf.getvalue())
+
+
+def read_locations(folder: Path, g: int) -> tuple[dict | None, dict | None, str]:
+    """Generation g's frame locations -> (meta, {name: array} of `LOCATION_ARRAYS`, "") or (None, None, why) when
+    the file is missing or damaged (the caller reads the pairs and tar headers again)."""
+    import numpy as np
+
+    p = Path(folder) / locations_name(g)
+    if not p.exists():
+        return None, None, f"{p.name} is missing"
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            arrays = {k: z[k] for k in LOCATION_ARRAYS}
+        n = len(arrays["frame"])
+        names = meta.get("names") if isinstance(meta, dict) else None
+        if (not isinstance(names, list) or any(arrays[k].shape[:1] != (n,) for k in LOCATION_ARRAYS)
+                or arrays["loc"].shape != (n, 4)
+                or (n and (int(arrays["recording"].min()) < 0 or int(arrays["recording"].max()) >= len(names)))):
+            raise ValueError("inconsistent rows")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        return None, None, f"{p.name} is damaged ({type(e).__name__}: {e})"
+    return meta, arrays, ""

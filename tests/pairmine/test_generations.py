@@ -41,6 +41,19 @@ def _metas(folder, names) -> dict:
     return out
 
 
+def _locations(folder) -> dict:
+    """generation -> its frame-location index (meta and arrays as lists) for every locations-NNNN.npz."""
+    from slife.pairmine.shardset import read_locations
+
+    out = {}
+    for p in sorted(folder.glob("locations-*.npz")):
+        g = int(p.stem.split("-")[1])
+        meta, arrays, err = read_locations(folder, g)
+        assert not err, err
+        out[g] = {"meta": meta, **{k: v.tolist() for k, v in arrays.items()}}
+    return out
+
+
 def _files(folder) -> dict:
     return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.iterdir())}
 
@@ -124,6 +137,52 @@ def test_old_frames_are_taken_from_the_old_tars(grown, tmp_path, monkeypatch, wo
     assert _sha(tmp_path / "a") == _sha(tmp_path / "b")
 
 
+def test_an_append_finds_old_frames_through_the_location_index(grown, tmp_path, monkeypatch, caplog):
+    """Each generation indexes where its tars hold each frame (locations-NNNN.npz); an append looks the old frames
+    up there, reading neither the earlier pairs nor an old tar's headers. A damaged, missing or stale index
+    falls back to reading them (logged at info), gives the same tars byte for byte, and is written again."""
+    import logging
+
+    from slife.pairmine import generations, shardset
+
+    life, first = grown
+    cfg = pm.MineConfig(**TINY_CFG)
+    assert [p.name for p in first.glob("locations-*.npz")] == ["locations-0000.npz"]
+    index0 = _locations(first)[0]
+    assert index0["meta"]["shards"] == len(_sha(first)) and len(index0["frame"]) > 20
+    assert all(s >= 0 for s in index0["shard"]) and all(n > 0 for n in np.array(index0["loc"])[:, 1])
+    read = []
+    real_members, real_rows = shardset.tar_members, generations._ends_of_rows
+    monkeypatch.setattr(shardset, "tar_members", lambda path: read.append(path.name) or real_members(path))
+    monkeypatch.setattr(generations, "_ends_of_rows", lambda rows: read.append("pairs.jsonl") or real_rows(rows))
+    shutil.copytree(first, tmp_path / "fast")
+    old = set(_sha(first))
+    man = json.loads(pm.run(cfg, life, tmp_path / "fast").read_text())
+    assert read and not old & set(read) and "pairs.jsonl" not in read  # only the new tars, indexed once written
+    assert sorted(_locations(tmp_path / "fast")) == [0, 1] and _locations(tmp_path / "fast")[0] == index0
+    assert len(_locations(tmp_path / "fast")[1]["frame"]) >= man["generations"][1]["summary"]["frames_new"]
+    for how in ("damaged", "missing", "stale"):
+        out = tmp_path / how
+        shutil.copytree(first, out)
+        p = out / "locations-0000.npz"
+        if how == "damaged":
+            p.write_bytes(p.read_bytes()[:100])
+        elif how == "missing":
+            p.unlink()
+        else:  # made for another run of generation 0
+            meta, arrays, _ = shardset.read_locations(out, 0)
+            shardset.write_locations(out, 0, {**meta, "run": "0" * 16}, **arrays)
+        read.clear()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="slife.pairmine.generations"):
+            pm.run(cfg, life, out)
+        assert {"damaged": "locations-0000.npz is damaged", "missing": "locations-0000.npz is missing",
+                "stale": "locations-0000.npz was made for another generation 0"}[how] in caplog.text
+        assert "tars are read instead, and their frame-location index written again" in caplog.text
+        assert "pairs.jsonl" in read and old <= set(read)
+        assert _sha(out) == _sha(tmp_path / "fast") and _locations(out) == _locations(tmp_path / "fast")
+
+
 @pytest.fixture()
 def proc_grown(proc_life):
     """The procedural life as it was with two recordings (day0, day1), and grown (day2 added)."""
@@ -145,7 +204,9 @@ def test_changed_or_removed_recordings_are_refused(tmp_path, proc_grown, small_c
     with pytest.raises(SlifeError, match="recording 'day1' of generation 0 is no longer in the life"):
         pm.run(cfg, restrict(gone, ["day0", "day2"]).life, out)
     assert _sha(out) == sha
+    (out / "locations-0001.npz").write_bytes(b"left by an earlier append")
     man = json.loads(pm.run(replace(cfg, overwrite=True), replace(after, T_world_cam=moved), out).read_text())
+    assert [p.name for p in out.glob("locations-*.npz")] == ["locations-0000.npz"]  # --overwrite removed the rest
     assert len(man["generations"]) == 1 and [r["name"] for r in man["generations"][0]["recordings"]] == \
         ["day0", "day1", "day2"]
 
@@ -206,7 +267,7 @@ def test_sigkill_during_the_append_then_rerun_equals_one_append(tmp_path, proc_i
     assert g0["shards"] < written < len(man_ref["shards"]), "not killed during the append"
     assert len(json.loads((out / "manifest.json").read_text())["generations"]) == 1  # the old manifest stands
     man = json.loads(pm.run(cfg, after, out).read_text())
-    assert _sha(out) == _sha(ref) and not list(out.glob(".*tmp*"))
+    assert _sha(out) == _sha(ref) and not list(out.glob(".*tmp*")) and _locations(out) == _locations(ref)
     strip = lambda m: [{k: v for k, v in g.items() if k not in ("added", "command")} for g in m["generations"]]  # noqa: E731
     assert strip(man) == strip(man_ref) and man["shards"] == man_ref["shards"]
     assert (out / "pairs.jsonl").read_bytes() == (ref / "pairs.jsonl").read_bytes()
@@ -240,10 +301,11 @@ def test_a_damaged_tar_of_an_old_generation_is_written_again(tmp_path, proc_grow
     man = json.loads(pm.run(cfg, after, tmp_path / "s").read_text())
     sha = _sha(tmp_path / "s")
     tar = tmp_path / "s" / man["shards"][0]["name"]
+    index = _locations(tmp_path / "s")
     tar.write_bytes(tar.read_bytes()[:1024])
     pm.run(cfg, after, tmp_path / "s")
     assert _sha(tmp_path / "s") == sha
-
+    assert _locations(tmp_path / "s") == index  # the repaired tar's frames indexed again
 
 
 def test_a_damaged_tar_of_a_later_spatial_generation_is_written_again_or_refused(tmp_path, proc_grown, small_cfg):
@@ -281,6 +343,7 @@ def test_nodes_then_merge_append_like_one_node(tmp_path, proc_grown, small_cfg):
         pm.run(replace(cfg, num_nodes=2, node_rank=rank), after, tmp_path / "nodes")
     man = json.loads(pm.run(replace(cfg, num_nodes=2), after, tmp_path / "nodes", merge=True).read_text())
     assert _sha(tmp_path / "nodes") == _sha(tmp_path / "one") and man["shards"] == one["shards"]
+    assert _locations(tmp_path / "nodes") == _locations(tmp_path / "one") and sorted(_locations(tmp_path / "one")) == [0, 1]
     assert [g["run"] for g in man["generations"]] == [g["run"] for g in one["generations"]]
 
 
