@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 MAPPERS = ("incremental", "global", "hierarchical")
 VOCAB_SAMPLE = 100_000  # descriptors the vocabulary is learned from
 VOCAB_IMAGES = 500  # images they are drawn from (spread evenly over the life)
+DB_OPEN_WAIT = 60.0  # s a mapping worker keeps trying to open the database while another process writes to it
 MIN_INLIERS = 15  # a matched pair counts as verified with at least this many inlier matches (COLMAP's default)
 
 
@@ -687,10 +688,22 @@ def _map_worker(conn, parent: int, args: tuple) -> None:
 
         *margs, verbose = args
         pycolmap.logging.minloglevel = 0 if verbose else 2  # as `colmap_log` in the parent
-        info = map_chunk(*margs)
+        retries, deadline = 0, time.monotonic() + DB_OPEN_WAIT
+        while True:
+            try:
+                info = map_chunk(*margs)
+                break
+            except RuntimeError as e:
+                # COLMAP writes the schema version each time it opens the database and sets no busy timeout, so
+                # a worker opening it while another does fails at once ("database is locked"); mapping has not
+                # started then, so it is tried again (with the same seed: the same model)
+                if "database" not in str(e) or time.monotonic() > deadline:
+                    raise
+                retries += 1
+                time.sleep(0.05 + 0.2 * np.random.default_rng().random())
         r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process, from its start
         conn.send(("ok", {**info, "cpu_s": round(r.ru_utime + r.ru_stime, 3),
-                          "peak_rss_mib": round(r.ru_maxrss / 1024, 1)}))
+                          "peak_rss_mib": round(r.ru_maxrss / 1024, 1), "db_open_retries": retries}))
     except Exception as e:  # noqa: BLE001 (sent to the parent, which raises it as one line)
         conn.send(("error", str(e) if isinstance(e, SlifeError) else f"{type(e).__name__}: {e}"))
     finally:

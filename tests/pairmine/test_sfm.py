@@ -197,6 +197,53 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _stopped_before_mapping(done, out):
+    """A copy of the finished run `done` at `out`, back to the state of a run stopped before mapping."""
+    shutil.copytree(done, out)
+    for p in [*(out / "work").glob("map-*"), out / "work" / "merge.json", out / "sparse"]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    info = json.loads((out / "sfm.json").read_text())
+    (out / "sfm.json").write_text(json.dumps({"config": info["config"], "life": info["life"], "complete": False}))
+    return out
+
+
+def _a_worker(proc, timeout=120.0) -> int | None:
+    """The pid of a mapping worker (a spawned multiprocessing child) of `proc`, once one runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        for kid in _children(proc.pid):
+            try:
+                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                    return kid
+            except OSError:
+                pass
+        time.sleep(0.01)
+    return None
+
+
+def test_sfm_parallel_mapping_waits_for_a_locked_database(two_days, reconstructed, tmp_path):
+    """COLMAP writes to the database whenever it opens it and fails at once if another process is writing:
+    workers that open it while it is locked wait and try again, and still map the same models."""
+    import sqlite3
+
+    out = _stopped_before_mapping(reconstructed[0], tmp_path / "locked")
+    proc = _sfm_process(two_days, out, "--map-workers", "2")
+    db = sqlite3.connect(out / "database.db", isolation_level=None)
+    try:
+        assert _a_worker(proc) is not None, "no mapping worker seen"
+        db.execute("BEGIN IMMEDIATE")  # another writer, before the workers have opened the database
+        db.execute("PRAGMA user_version = 3900")
+        time.sleep(2.0)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    markers = [json.loads(p.read_text()) for p in sorted((out / "work").glob("map-*.json"))]
+    assert sum(m["db_open_retries"] for m in markers) > 0, markers
+    assert _chunk_models(out) == _chunk_models(reconstructed[0])
+
+
 def test_sfm_dead_mapping_worker_is_a_one_line_error(two_days, reconstructed, tmp_path):
     """A mapping worker killed from outside stops the run with a one-line error naming its chunk (exit 2, no
     traceback), and the other worker does not outlive it."""
@@ -205,22 +252,9 @@ def test_sfm_dead_mapping_worker_is_a_one_line_error(two_days, reconstructed, tm
     from slife.cli import app
 
     assert "--map-workers" in CliRunner().invoke(app, ["sfm", "--help"]).output
-    out = tmp_path / "dead-worker"  # the finished run, back to the state of a run stopped before mapping
-    shutil.copytree(reconstructed[0], out)
-    for p in [*(out / "work").glob("map-*"), out / "work" / "merge.json", out / "sparse"]:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    info = json.loads((out / "sfm.json").read_text())
-    (out / "sfm.json").write_text(json.dumps({"config": info["config"], "life": info["life"], "complete": False}))
+    out = _stopped_before_mapping(reconstructed[0], tmp_path / "dead-worker")
     proc = _sfm_process(two_days, out, "--map-workers", "2")
-    worker, deadline = None, time.time() + 120
-    while worker is None and time.time() < deadline and proc.poll() is None:
-        for kid in _children(proc.pid):
-            try:
-                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
-                    worker = kid
-            except OSError:
-                pass
-        time.sleep(0.01)
+    worker = _a_worker(proc)
     assert worker is not None, "no mapping worker seen"
     os.kill(worker, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
