@@ -21,9 +21,10 @@ where it stopped.
 7. mapping: with `mapper` incremental or global, each chunk (with the last `chunk_overlap` frames of the
    previous one) is reconstructed on its own by pycolmap's incremental or global (GLOMAP) mapper, so
    the cost grows linearly with the number of chunks; its models go to `work/map-*/`. The chunks only read
-   the database, so `map_workers` of them are mapped at once, each in a spawned worker process with
-   num_threads // map_workers threads (its CPU seconds and peak memory go into the chunk's marker; one
-   worker maps in this process); a chunk's model does not depend on how many ran. With hierarchical,
+   the database (COLMAP also rewrites its schema version at each open), so `map_workers` of them are mapped
+   at once, each in a spawned worker process with num_threads // map_workers threads (its CPU seconds and
+   peak memory go into the chunk's marker; one worker maps in this process); a chunk's model does not
+   depend on how many ran. With hierarchical,
    COLMAP's hierarchical mapper reconstructs all frames in one step (it cuts the view graph into
    overlapping clusters and merges them itself; this step is not resumable);
 8. merge: the models are tied into one by their shared frames and the verified matches between them (loop
