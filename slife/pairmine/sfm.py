@@ -3,9 +3,10 @@
 Reads any life with pixels (typically a folder of videos, `slife.lives.video`), samples it at `fps` and
 reconstructs the sampled frames with pycolmap. The frames, in video order by time, are cut into chunks of
 `chunk` frames. Each stage below works chunk by chunk: a finished chunk is marked by a JSON file in `work/`
-(written atomically after its results are stored, with its wall and CPU seconds), a rerun skips marked
-chunks, so a run killed at any moment (SIGKILL included) resumes and loses at most the chunk in progress;
-a chunk is redone from its start with the same seeds, so the result does not depend on where it stopped.
+(written atomically after its results are stored, with its wall and CPU seconds and its span in time), a
+rerun skips marked chunks, so a run killed at any moment (SIGKILL included) resumes and loses at most the
+chunks in progress; a chunk is redone from its start with the same seeds, so the result does not depend on
+where it stopped.
 1. frames: `images/<video>/<t>.jpg`, longest side `max_side`; t is the time in seconds, zero-padded so
    that names sort by time (the COLMAP reader reads t back from the name; each folder is one video again);
 2. database: `database.db`, one camera (`camera_model`) per video;
@@ -19,7 +20,11 @@ a chunk is redone from its start with the same seeds, so the result does not dep
 6. matching: SIFT matching and geometric verification of those pairs (RANSAC seeded);
 7. mapping: with `mapper` incremental or global, each chunk (with the last `chunk_overlap` frames of the
    previous one) is reconstructed on its own by pycolmap's incremental or global (GLOMAP) mapper, so
-   the cost grows linearly with the number of chunks; its models go to `work/map-*/`. With hierarchical,
+   the cost grows linearly with the number of chunks; its models go to `work/map-*/`. The chunks only read
+   the database (COLMAP also rewrites its schema version at each open), so `map_workers` of them are mapped
+   at once, each in a spawned worker process with num_threads // map_workers threads (its CPU seconds and
+   peak memory go into the chunk's marker; one worker maps in this process); a chunk's model does not
+   depend on how many ran. With hierarchical,
    COLMAP's hierarchical mapper reconstructs all frames in one step (it cuts the view graph into
    overlapping clusters and merges them itself; this step is not resumable);
 8. merge: the models are tied into one by their shared frames and the verified matches between them (loop
@@ -56,6 +61,7 @@ log = logging.getLogger(__name__)
 MAPPERS = ("incremental", "global", "hierarchical")
 VOCAB_SAMPLE = 100_000  # descriptors the vocabulary is learned from
 VOCAB_IMAGES = 500  # images they are drawn from (spread evenly over the life)
+DB_OPEN_WAIT = 60.0  # s a mapping worker keeps trying to open the database while another process writes to it
 MIN_INLIERS = 15  # a matched pair counts as verified with at least this many inlier matches (COLMAP's default)
 
 
@@ -75,6 +81,7 @@ class SfmConfig:
     chunk_overlap: int = 40  # frames a chunk's mapping shares with the previous chunk (ties them when merging)
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model, one camera per video
     num_threads: int = 2  # pycolmap threads
+    map_workers: int = 0  # chunks mapped at once, each in its own process (0: one per thread, at most the chunks left)
     seed: int = 0  # seeds RANSAC, the vocabulary and the mappers
     overwrite: bool = False  # redo a finished or partly done reconstruction from scratch
     reader: str | None = None  # life format to read the input with (None: auto-detect)
@@ -92,6 +99,8 @@ class SfmConfig:
             raise ValueError(f"mapper must be one of {', '.join(MAPPERS)}, got {self.mapper!r}")
         if self.chunk < 8 or not 0 <= self.chunk_overlap < self.chunk:
             raise ValueError("need chunk >= 8 and 0 <= chunk_overlap < chunk")
+        if self.map_workers < 0:
+            raise ValueError(f"map_workers must be >= 0 (0: one per thread), got {self.map_workers}")
 
 
 def _cpu() -> float:
@@ -195,7 +204,7 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
             made = json.loads((out_dir / "sfm.json").read_text())
         except (OSError, ValueError) as e:
             raise SlifeError(f"{out_dir / 'sfm.json'}: unreadable ({e}); pass --overwrite to redo it") from None
-        differ = settings_diff({k: made.get(k) for k in now}, now, ignore=("overwrite", "num_threads"))
+        differ = settings_diff({k: made.get(k) for k in now}, now, ignore=("overwrite", "num_threads", "map_workers"))
         if differ:
             raise SlifeError(f"{out_dir}: was reconstructed with other settings ({describe_diff(made, now, differ)}); "
                              "pass --overwrite to redo it or choose another --out")
@@ -242,10 +251,10 @@ class _Reconstruction:
         if marker.exists():
             self.progress(frames)
             return json.loads(marker.read_text())
-        w, c = time.perf_counter(), _cpu()
+        w, c, start = time.perf_counter(), _cpu(), time.time()
         info = fn() or {}
         info.update(wall_s=round(time.perf_counter() - w, 3), cpu_s=round(_cpu() - c, 3),
-                    load=round(os.getloadavg()[0], 2))
+                    load=round(os.getloadavg()[0], 2), span=[round(start, 3), round(time.time(), 3)])
         atomic_write_json(marker, info, indent=None)
         if not own_progress:
             self.progress(frames)
@@ -334,10 +343,8 @@ class _Reconstruction:
         if cfg.mapper == "hierarchical":
             self._unit("map-all", lambda: self._map("map-all", names), n)
         else:
-            for k, (s, e) in enumerate(chunks):
-                sel = names[max(0, s - cfg.chunk_overlap) if k else s:e]
-                self.progress(0, info=f"chunk {k + 1}/{len(chunks)}")
-                self._unit(f"map-{k:05d}", lambda k=k, sel=sel: self._map(f"map-{k:05d}", sel), e - s)
+            self._map_chunks([(f"map-{k:05d}", names[max(0, s - cfg.chunk_overlap) if k else s:e], e - s)
+                              for k, (s, e) in enumerate(chunks)])
         stages["mapping"] = self._sum("map-")
 
         # 8. merge
@@ -367,14 +374,24 @@ class _Reconstruction:
         return model_dir
 
     def _sum(self, *prefixes: str) -> dict:
-        """Wall and CPU seconds summed over the markers starting with `prefixes` (this run's and earlier ones)."""
+        """Wall and CPU seconds over the markers starting with `prefixes` (this run's and earlier ones): CPU
+        summed, wall the time covered by their spans (units that ran at once, chunks mapped in parallel,
+        count once), plus the wall of markers written before spans were stored."""
         tot = {"wall_s": 0.0, "cpu_s": 0.0, "units": 0}
+        spans = []
         for p in sorted(self.work.glob("*.json")):
             if p.name.startswith(prefixes):
                 d = json.loads(p.read_text())
-                tot["wall_s"] += d.get("wall_s", 0.0)
+                if d.get("span"):
+                    spans.append(d["span"])
+                else:
+                    tot["wall_s"] += d.get("wall_s", 0.0)
                 tot["cpu_s"] += d.get("cpu_s", 0.0)
                 tot["units"] += 1
+        end = -np.inf
+        for a, b in sorted(spans):  # the length of the union of the spans
+            tot["wall_s"] += max(0.0, b - max(a, end))
+            end = max(end, b)
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in tot.items()}
 
     def _import(self, names: list[str]) -> dict:
@@ -532,38 +549,42 @@ class _Reconstruction:
         return {"pairs": len(lines)}
 
     def _map(self, name: str, names: list[str]) -> dict:
-        import pycolmap
-
         cfg = self.cfg
-        final, tmp = self.work / name, self.work / f".{name}.tmp"
-        for p in (final, tmp):
-            if p.exists():
-                shutil.rmtree(p)
-        tmp.mkdir()
-        pycolmap.set_random_seed(cfg.seed)
-        if cfg.mapper == "incremental":
-            opts = pycolmap.IncrementalPipelineOptions()
-            opts.num_threads, opts.random_seed, opts.image_names = cfg.num_threads, cfg.seed, names
-            opts.structure_less_registration_fallback = False  # images are registered on 3D points only
-            recs = pycolmap.incremental_mapping(self.db, self.images, tmp, options=opts)
-        elif cfg.mapper == "global":
-            opts = pycolmap.GlobalPipelineOptions()
-            opts.num_threads, opts.random_seed, opts.image_names = cfg.num_threads, cfg.seed, names
-            recs = pycolmap.global_mapping(self.db, self.images, tmp, options=opts)
-        else:
-            opts = pycolmap.HierarchicalPipelineOptions()
-            opts.num_threads, opts.num_workers = cfg.num_threads, 1
-            opts.incremental_options.random_seed = cfg.seed
-            opts.incremental_options.structure_less_registration_fallback = False
-            recs = pycolmap.hierarchical_mapping(self.db, self.images, tmp, options=opts)
-        for p in list(tmp.iterdir()):  # keep our own numbering: 0, 1, ... by size
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-        recs = sorted(recs.values(), key=lambda r: -r.num_reg_images())
-        for m, rec in enumerate(recs):
-            (tmp / str(m)).mkdir()
-            rec.write(tmp / str(m))
-        os.replace(tmp, final)
-        return {"images": len(names), "models": [int(r.num_reg_images()) for r in recs]}
+        return map_chunk(self.db, self.images, self.work / name, names, cfg.mapper, cfg.num_threads, cfg.seed)
+
+    def _map_chunks(self, chunks: list[tuple[str, list[str], int]]) -> None:
+        """Map the chunks (marker name, image names, frames it owns) that have no marker yet: one after the
+        other in this process, or `map_workers` at once, each in a worker process of its own (a chunk only
+        reads the database, so they do not depend on each other) with num_threads // workers threads."""
+        cfg = self.cfg
+        todo = [c for c in chunks if not (self.work / f"{c[0]}.json").exists()]
+        self.progress(sum(f for nm, _, f in chunks if (self.work / f"{nm}.json").exists()))
+        workers = min(cfg.map_workers or cfg.num_threads, len(todo))
+        state = {"done": len(chunks) - len(todo), "running": 0}
+
+        def show():
+            run = f", {state['running']} running" if workers > 1 else ""
+            self.progress(0, info=f"{state['done']}/{len(chunks)} chunks{run}")
+
+        if workers <= 1:
+            for name, sel, frames in todo:
+                show()
+                self._unit(name, lambda name=name, sel=sel: self._map(name, sel), frames)
+                state["done"] += 1
+            show()
+            return
+        threads = max(1, cfg.num_threads // workers)
+        log.info("mapping %d chunks, %d at once in worker processes of %d thread(s) each", len(todo), workers,
+                 threads)
+        verbose = log.isEnabledFor(logging.DEBUG)
+        jobs = [(name, (str(self.db), str(self.images), str(self.work / name), sel, cfg.mapper, threads, cfg.seed,
+                        verbose), frames) for name, sel, frames in todo]
+        for name, info, frames in _run_workers(jobs, workers, lambda n: (state.update(running=n), show())):
+            atomic_write_json(self.work / f"{name}.json", {**info, "workers": workers, "threads": threads},
+                              indent=None)
+            state["done"] += 1
+            self.progress(frames)
+            show()
 
     def _merge(self, n: int) -> dict:
         import pycolmap
@@ -604,6 +625,132 @@ class _Reconstruction:
         good = np.array([pycolmap.image_pair_to_pair_id(int(ids[a]), int(ids[b])) in ok
                          for a, b in zip(pairs["a"], pairs["b"])], bool)
         return {"sequential": int((good & ~pairs["loop"]).sum()), "loop": int((good & pairs["loop"]).sum())}
+
+
+def map_chunk(db: Path, images: Path, out: Path, names: list[str], mapper: str, num_threads: int,
+              seed: int) -> dict:
+    """Reconstruct the images `names` of the database `db` (read only) with pycolmap's `mapper` into
+    `out/0`, `out/1`, ... (largest model first), through `.NAME.tmp` renamed when complete; returns the
+    image count and each model's registered images."""
+    import pycolmap
+
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    for p in (out, tmp):
+        if p.exists():
+            shutil.rmtree(p)
+    tmp.mkdir()
+    pycolmap.set_random_seed(seed)
+    if mapper == "incremental":
+        opts = pycolmap.IncrementalPipelineOptions()
+        opts.num_threads, opts.random_seed, opts.image_names = num_threads, seed, names
+        opts.structure_less_registration_fallback = False  # images are registered on 3D points only
+        recs = pycolmap.incremental_mapping(db, images, tmp, options=opts)
+    elif mapper == "global":
+        opts = pycolmap.GlobalPipelineOptions()
+        opts.num_threads, opts.random_seed, opts.image_names = num_threads, seed, names
+        recs = pycolmap.global_mapping(db, images, tmp, options=opts)
+    else:
+        opts = pycolmap.HierarchicalPipelineOptions()
+        opts.num_threads, opts.num_workers = num_threads, 1
+        opts.incremental_options.random_seed = seed
+        opts.incremental_options.structure_less_registration_fallback = False
+        recs = pycolmap.hierarchical_mapping(db, images, tmp, options=opts)
+    for p in list(tmp.iterdir()):  # keep our own numbering: 0, 1, ... by size
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    recs = sorted(recs.values(), key=lambda r: -r.num_reg_images())
+    for m, rec in enumerate(recs):
+        (tmp / str(m)).mkdir()
+        rec.write(tmp / str(m))
+    os.replace(tmp, out)
+    return {"images": len(names), "models": [int(r.num_reg_images()) for r in recs]}
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent dies (SIGKILL included), so that a killed
+    run leaves no worker mapping behind it; elsewhere nothing."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _map_worker(conn, parent: int, args: tuple) -> None:
+    """A worker process: map one chunk (`map_chunk` arguments, then verbose), send back ("ok", info) with this
+    process's CPU seconds and peak memory, or ("error", one line)."""
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+    try:
+        import pycolmap
+
+        *margs, verbose = args
+        pycolmap.logging.minloglevel = 0 if verbose else 2  # as `colmap_log` in the parent
+        retries, deadline = 0, time.monotonic() + DB_OPEN_WAIT
+        while True:
+            try:
+                info = map_chunk(*margs)
+                break
+            except RuntimeError as e:
+                # COLMAP writes the schema version each time it opens the database and sets no busy timeout, so
+                # a worker opening it while another does fails at once ("database is locked"); mapping has not
+                # started then, so it is tried again (with the same seed: the same model)
+                if "database" not in str(e) or time.monotonic() > deadline:
+                    raise
+                retries += 1
+                time.sleep(0.05 + 0.2 * np.random.default_rng().random())
+        r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process, from its start
+        conn.send(("ok", {**info, "cpu_s": round(r.ru_utime + r.ru_stime, 3),
+                          "peak_rss_mib": round(r.ru_maxrss / 1024, 1), "db_open_retries": retries}))
+    except Exception as e:  # noqa: BLE001 (sent to the parent, which raises it as one line)
+        conn.send(("error", str(e) if isinstance(e, SlifeError) else f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def _run_workers(jobs: list[tuple[str, tuple, int]], workers: int, running: Callable[[int], None]):
+    """Run `_map_worker` on each job (name, arguments, frames), `workers` processes at once (spawned: no
+    pycolmap or SQLite state crosses a fork); yield (name, info with wall_s, cpu_s, load, span, frames) as
+    each finishes. A worker's error or death raises SlifeError naming the chunk; the others are stopped.
+    `running(n)` is told how many run after each change."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    queue, live = list(jobs), {}  # connection -> (process, name, frames, start perf, start epoch)
+    try:
+        while queue or live:
+            while queue and len(live) < workers:
+                name, args, frames = queue.pop(0)
+                here, there = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_map_worker, args=(there, os.getpid(), args), name=f"slife-{name}",
+                                   daemon=True)
+                proc.start()
+                there.close()
+                live[here] = (proc, name, args[2], frames, time.perf_counter(), time.time())
+                running(len(live))
+            for conn in wait(list(live)):
+                proc, name, out, frames, w, start = live.pop(conn)
+                try:
+                    status, info = conn.recv()
+                except EOFError:
+                    status, info = "died", None
+                conn.close()
+                proc.join()
+                if status != "ok":
+                    why = info if status == "error" else f"its process died (exit code {proc.exitcode})"
+                    raise SlifeError(f"{out}: mapping this chunk failed: {why}")
+                info.update(wall_s=round(time.perf_counter() - w, 3), load=round(os.getloadavg()[0], 2),
+                            span=[round(start, 3), round(time.time(), 3)])
+                running(len(live))
+                yield name, info, frames
+    finally:
+        for proc, *_ in live.values():
+            proc.kill()
+            proc.join()
 
 
 def _fmt(v) -> str:

@@ -5,10 +5,12 @@ registers the same frames."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,43 +123,152 @@ def test_sfm_merge_ties_tracks_across_chunks(reconstructed):
     assert across >= 20, f"{across} of {rec.num_points3D()} points tie frames of different chunks"
 
 
-def _sfm_process(life, out):
-    return subprocess.Popen([sys.executable, "-m", "slife", "sfm", str(life), "--out", str(out), *SFM_ARGS],
+def _sfm_process(life, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "slife", "sfm", str(life), "--out", str(out), *SFM_ARGS, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def _kill_when(proc, path, timeout=300.0):
+def _kill_when(proc, path, timeout=300.0, group=True):
+    """SIGKILL `proc` (its whole process group, or with group=False the process alone) once `path` exists."""
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and not path.exists() and proc.poll() is None:
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
     except ProcessLookupError:
         pass
     finally:
         proc.wait()
 
 
+def _group_gone(pgid: int, timeout: float = 30.0) -> bool:
+    """Whether every process of the group `pgid` has exited within `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _chunk_models(out) -> dict[str, list[set[str]]]:
+    """Each chunk's models (work/map-*/<m>) as the sets of image names they register."""
+    import pycolmap
+
+    return {d.name: [{im.name for im in pycolmap.Reconstruction(str(m)).images.values() if im.has_pose}
+                     for m in sorted(d.iterdir(), key=lambda p: int(p.name))]
+            for d in sorted((out / "work").glob("map-*")) if d.is_dir()}
+
+
 def test_sfm_killed_and_resumed_registers_the_same_frames(two_days, reconstructed, tmp_path):
+    """Killed while matching, then while two chunks map at once in worker processes (only the main process
+    is killed: its workers must die with it), then resumed with two workers: each chunk's models and the
+    merged model register the same frames as the uninterrupted run that mapped one chunk after the other."""
     out = tmp_path / "killed"
-    # killed once while matching, once while mapping: each time a chunk is in progress
-    for marker in ("matches-00000.json", "map-00000.json"):
-        proc = _sfm_process(two_days, out)
-        _kill_when(proc, out / "work" / marker)
+    for marker, group in (("matches-00000.json", True), ("map-00000.json", False)):
+        proc = _sfm_process(two_days, out, "--map-workers", "2")
+        _kill_when(proc, out / "work" / marker, group=group)
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
         assert (out / "work" / marker).exists() and not (out / "sparse" / "0").exists()
-    proc = _sfm_process(two_days, out)
+        assert _group_gone(proc.pid), "processes of the killed run still alive after 30 s"  # workers included
+    proc = _sfm_process(two_days, out, "--map-workers", "2")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()
     assert "resuming" in err.decode()
+    markers = [json.loads(p.read_text()) for p in sorted((out / "work").glob("map-*.json"))]
+    assert len(markers) == 3 and all(m["workers"] == 2 and m["cpu_s"] > 0 for m in markers), markers
+    assert _chunk_models(out) == _chunk_models(reconstructed[0])
     assert _registered(out) == _registered(reconstructed[0])
+    info = json.loads((out / "sfm.json").read_text())
+    assert 0 < info["stages"]["mapping"]["wall_s"] <= sum(m["wall_s"] for m in markers)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:  # the parent's pid
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _stopped_before_mapping(done, out):
+    """A copy of the finished run `done` at `out`, back to the state of a run stopped before mapping."""
+    shutil.copytree(done, out)
+    for p in [*(out / "work").glob("map-*"), out / "work" / "merge.json", out / "sparse"]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    info = json.loads((out / "sfm.json").read_text())
+    (out / "sfm.json").write_text(json.dumps({"config": info["config"], "life": info["life"], "complete": False}))
+    return out
+
+
+def _a_worker(proc, timeout=120.0) -> int | None:
+    """The pid of a mapping worker (a spawned multiprocessing child) of `proc`, once one runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        for kid in _children(proc.pid):
+            try:
+                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                    return kid
+            except OSError:
+                pass
+        time.sleep(0.01)
+    return None
+
+
+def test_sfm_parallel_mapping_waits_for_a_locked_database(two_days, reconstructed, tmp_path):
+    """COLMAP writes to the database whenever it opens it and fails at once if another process is writing:
+    workers that open it while it is locked wait and try again, and still map the same models."""
+    import sqlite3
+
+    out = _stopped_before_mapping(reconstructed[0], tmp_path / "locked")
+    proc = _sfm_process(two_days, out, "--map-workers", "2")
+    db = sqlite3.connect(out / "database.db", isolation_level=None)
+    try:
+        assert _a_worker(proc) is not None, "no mapping worker seen"
+        db.execute("BEGIN IMMEDIATE")  # another writer, before the workers have opened the database
+        db.execute("PRAGMA user_version = 3900")
+        time.sleep(2.0)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    markers = [json.loads(p.read_text()) for p in sorted((out / "work").glob("map-*.json"))]
+    assert sum(m["db_open_retries"] for m in markers) > 0, markers
+    assert _chunk_models(out) == _chunk_models(reconstructed[0])
+
+
+def test_sfm_dead_mapping_worker_is_a_one_line_error(two_days, reconstructed, tmp_path):
+    """A mapping worker killed from outside stops the run with a one-line error naming its chunk (exit 2, no
+    traceback), and the other worker does not outlive it."""
+    from typer.testing import CliRunner
+
+    from slife.cli import app
+
+    assert "--map-workers" in CliRunner().invoke(app, ["sfm", "--help"]).output
+    out = _stopped_before_mapping(reconstructed[0], tmp_path / "dead-worker")
+    proc = _sfm_process(two_days, out, "--map-workers", "2")
+    worker = _a_worker(proc)
+    assert worker is not None, "no mapping worker seen"
+    os.kill(worker, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode == 2, err
+    assert "mapping this chunk failed: its process died (exit code -9)" in err and "Traceback" not in err, err
+    assert not (out / "sparse" / "0").exists()
+    assert _group_gone(proc.pid), "a process of the failed run still alive after 30 s"
 
 
 def test_sfm_real_clip_keeps_colmap_warnings_for_verbose(tmp_path):
     """On a real handheld clip COLMAP's bundle adjustment logs solver warnings; at default verbosity they stay
     out of the output (the README: COLMAP's log only with -v), slife's own summary stays."""
     import re
-    from pathlib import Path
 
     clip = Path(__file__).resolve().parents[2] / "../shared/data/videos/pillow.mp4"
     if not clip.is_file():
