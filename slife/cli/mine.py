@@ -204,10 +204,10 @@ def sfm(
                                 "With 1 the reconstruction is the same on every run (more threads change the "
                                 "order of bundle-adjustment sums)."),
     map_workers: int = typer.Option(0, "--map-workers", min=0, help="Chunks mapped at once (incremental and "
-                                    "global mappers), each in a worker process of its own with THREADS // "
-                                    "MAP_WORKERS threads; a chunk's model depends on its threads (see --threads), "
+                                    "global mappers), each in a worker process of its own with max(1, THREADS // "
+                                    "MAP_WORKERS) threads; a chunk's model depends on its threads (see --threads), "
                                     "not on how many chunks run at once. "
-                                    "0: one per thread, at most the chunks left to map. Memory: each worker holds "
+                                    "0: one per thread, at most the chunks left to map. More workers than THREADS run one thread each (more threads than asked: a warning says so). Memory: each worker holds "
                                     "its chunk's features, matches and model (0.27 GiB measured for 440 frames "
                                     "of 2048 features), so mapping takes about MAP_WORKERS times that."),
     seed: int = typer.Option(0, help="Seed of RANSAC, the vocabulary and the mappers."),

@@ -22,7 +22,7 @@ where it stopped.
    previous one) is reconstructed on its own by pycolmap's incremental or global (GLOMAP) mapper, so
    the cost grows linearly with the number of chunks; its models go to `work/map-*/`. The chunks only read
    the database (COLMAP also rewrites its schema version at each open), so `map_workers` of them are mapped
-   at once, each in a spawned worker process with num_threads // map_workers threads (its CPU seconds and
+   at once, each in a spawned worker process with max(1, num_threads // map_workers) threads (its CPU seconds and
    peak memory go into the chunk's marker; one worker maps in this process); a chunk's model does not
    depend on how many ran. With hierarchical,
    COLMAP's hierarchical mapper reconstructs all frames in one step (it cuts the view graph into
@@ -39,6 +39,7 @@ out_dir) -> Path` (the model folder). Pair mining on the result is `pipeline.py`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -209,6 +210,12 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
             raise SlifeError(f"{out_dir}: was reconstructed with other settings ({describe_diff(made, now, differ)}); "
                              "pass --overwrite to redo it or choose another --out")
         if made.get("complete") and model_dir.exists():
+            sampled = len(_sampled(cfg, Path(life_path))[1])
+            before = int(made.get("frames", 0)) + int(made.get("frames_undecodable", 0))
+            if "frames" in made and sampled != before:
+                raise SlifeError(f"{life_path}: has {sampled} sampled frames now, {out_dir} was reconstructed from "
+                                 f"{before} (the life changed since: a recording added or removed?); pass --overwrite "
+                                 "to reconstruct it again or choose another --out")
             log.warning("%s exists; reusing it (pass --overwrite to redo)", model_dir)
             return model_dir
         log.info("%s: resuming an unfinished reconstruction", out_dir)
@@ -226,6 +233,17 @@ def run(cfg: SfmConfig, life_path: Path | str, out_dir: Path | str,
         atomic_write_json(out_dir / "sfm.json", {**now, "complete": False}, indent=1)
     with colmap_log(log):  # COLMAP's log lines (its warnings included) only with -v
         return _Reconstruction(cfg, Path(life_path), out_dir, progress).run(now)
+
+
+def _sampled(cfg: SfmConfig, life_path: Path):
+    """(the life at `life_path` sampled at cfg.fps, its frames in reconstruction order: by recording, then time)."""
+    from slife.lives import read_life
+
+    life = read_life(life_path, cfg.reader, **dict(cfg.reader_options))
+    if not life.has_pixels:
+        raise SlifeError(f"{life_path}: this life has no images or video to reconstruct from")
+    life = life.sample(cfg.fps) if cfg.fps else life
+    return life, np.lexsort((life.t, life.source))
 
 
 class _Reconstruction:
@@ -269,15 +287,16 @@ class _Reconstruction:
     def run(self, identity: dict) -> Path:
         import pycolmap
 
-        from slife.lives import read_life
-
         cfg = self.cfg
-        life = read_life(self.life_path, cfg.reader, **dict(cfg.reader_options))
-        if not life.has_pixels:
-            raise SlifeError(f"{self.life_path}: this life has no images or video to reconstruct from")
-        life = life.sample(cfg.fps) if cfg.fps else life
-        order = np.lexsort((life.t, life.source))
+        life, order = _sampled(cfg, self.life_path)
         names = frame_names(life, order)
+        # the chunks are positions in this frame list: a run resumed on a life that changed must not mix them
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+        seen = self.work / "frames.json"
+        if seen.exists() and json.loads(seen.read_text()).get("digest") != digest:
+            raise SlifeError(f"{self.life_path}: its sampled frames changed since this unfinished reconstruction in "
+                             f"{self.out} began (a recording added or removed?); pass --overwrite to start it again")
+        atomic_write_json(seen, {"frames": len(names), "digest": digest}, indent=None)
         chunks = self._chunks(len(order))
         stages = {}
 
@@ -560,6 +579,9 @@ class _Reconstruction:
         todo = [c for c in chunks if not (self.work / f"{c[0]}.json").exists()]
         self.progress(sum(f for nm, _, f in chunks if (self.work / f"{nm}.json").exists()))
         workers = min(cfg.map_workers or cfg.num_threads, len(todo))
+        if workers > cfg.num_threads:
+            log.warning("--map-workers %d is more than --threads %d: %d chunks map at once, one thread each (%d "
+                        "threads in all)", cfg.map_workers, cfg.num_threads, workers, workers)
         state = {"done": len(chunks) - len(todo), "running": 0}
 
         def show():

@@ -177,6 +177,7 @@ def test_sfm_killed_and_resumed_registers_the_same_frames(two_days, reconstructe
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err.decode()
     assert "resuming" in err.decode()
+    assert "--map-workers 2 is more than --threads 1" in " ".join(err.decode().split())  # 2 threads in all: said
     markers = [json.loads(p.read_text()) for p in sorted((out / "work").glob("map-*.json"))]
     assert len(markers) == 3 and all(m["workers"] == 2 and m["cpu_s"] > 0 for m in markers), markers
     assert _chunk_models(out) == _chunk_models(reconstructed[0])
@@ -280,3 +281,30 @@ def test_sfm_real_clip_keeps_colmap_warnings_for_verbose(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not [ln for ln in r.stderr.splitlines() if re.match(r"[IWE]\d{8} ", ln)], r.stderr
     assert "frames registered" in r.stderr
+
+
+def test_sfm_on_a_grown_life_refuses_to_reuse_or_resume_the_old_reconstruction(two_days, reconstructed, tmp_path):
+    """A finished reconstruction is not reused, and an unfinished one not resumed, once the life has new frames:
+    the chunks are positions in the frame list, and the new day would be silently left out."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from slife.cli import app
+    from slife.synth import append_days
+
+    life, out = tmp_path / "life", tmp_path / "sfm"
+    shutil.copytree(two_days, life)
+    shutil.copytree(reconstructed[0], out)
+    made = json.loads((out / "sfm.json").read_text())
+    (out / "sfm.json").write_text(json.dumps({**made, "life": str(life.resolve())}))
+    res = CliRunner().invoke(app, ["sfm", str(life), "--out", str(out), *SFM_ARGS])
+    assert res.exit_code == 0 and "reusing it" in res.output, res.output  # unchanged: reused
+    append_days(life, 1)
+    res = CliRunner().invoke(app, ["sfm", str(life), "--out", str(out), *SFM_ARGS])
+    assert res.exit_code == 2 and "has 96 sampled frames now" in res.output and "reconstructed from 64" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    (out / "sfm.json").write_text(json.dumps({**made, "life": str(life.resolve()), "complete": False}))
+    res = CliRunner().invoke(app, ["sfm", str(life), "--out", str(out), *SFM_ARGS])
+    assert res.exit_code == 2 and "sampled frames changed since this unfinished reconstruction" in res.output
+    assert res.output.count("error:") == 1 and "Traceback" not in res.output
