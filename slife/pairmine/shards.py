@@ -146,10 +146,21 @@ class StoredFrames:
     -> stored (W, H)); bytes are read on demand, so memory stays that of the shard being written."""
 
     def __init__(self, life, loc: dict[int, tuple[str, int, int, int, int]]):
-        self.life, self.loc = life, loc
+        self.life, self.loc = life, {i: v for i, v in loc.items() if self._holds(*v)}
+        if len(self.loc) < len(loc):  # an index that reads well but points elsewhere (edited, or a tar replaced)
+            log.info("%d of %d stored frames are not where the frame-location index says (no JPEG or PNG there); "
+                     "they are decoded again", len(loc) - len(self.loc), len(loc))
         self._sizes: dict[int, tuple[int, int]] = {}
         self.frames = _StoredView(self, "frames")
         self.sizes = _StoredView(self, "sizes")
+
+    def _holds(self, tar: str, off: int, n: int, doff: int, dn: int) -> bool:
+        """Whether the byte ranges hold a whole JPEG (start and end markers) and, if given, a PNG's signature."""
+        try:
+            ok = n > 4 and self._read(tar, off, 2) == b"\xff\xd8" and self._read(tar, off + n - 2, 2) == b"\xff\xd9"
+            return ok and (not dn or self._read(tar, doff, 8) == b"\x89PNG\r\n\x1a\n")
+        except OSError:
+            return False
 
     def _read(self, path: str, off: int, n: int) -> bytes:
         with open(path, "rb") as f:

@@ -161,6 +161,14 @@ def test_an_append_finds_old_frames_through_the_location_index(grown, tmp_path, 
     assert read and not old & set(read) and "pairs.jsonl" not in read  # only the new tars, indexed once written
     assert sorted(_locations(tmp_path / "fast")) == [0, 1] and _locations(tmp_path / "fast")[0] == index0
     assert len(_locations(tmp_path / "fast")[1]["frame"]) >= man["generations"][1]["summary"]["frames_new"]
+    out = tmp_path / "misplaced"  # reads well but points 512 bytes off: those frames are decoded again
+    shutil.copytree(first, out)
+    meta, arrays, _ = shardset.read_locations(out, 0)
+    shardset.write_locations(out, 0, meta, **{**arrays, "loc": np.asarray(arrays["loc"]) + 512})
+    with caplog.at_level(logging.INFO, logger="slife.pairmine.shards"):
+        pm.run(cfg, life, out)
+    assert "are not where the frame-location index says" in caplog.text
+    assert _sha(out) == _sha(tmp_path / "fast")
     for how in ("damaged", "missing", "stale"):
         out = tmp_path / how
         shutil.copytree(first, out)
