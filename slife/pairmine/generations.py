@@ -316,7 +316,7 @@ def old_frames(out_dir: Path, generations: list[dict], table: FrameTable) -> Old
                 continue  # pairs.jsonl short or unreadable: nothing to index this generation by
             try:
                 indexes[int(g["generation"])] = save_locations(out_dir, g, _ends_of_rows(r))
-            except (OSError, KeyError) as e:
+            except (OSError, KeyError, TypeError, ValueError) as e:  # a tar, or a pairs.jsonl row of the wrong shape
                 log.warning("%s: cannot index generation %s's tars (%s): its frames are decoded again", out_dir,
                             g["generation"], e)
     for k in sorted(indexes):

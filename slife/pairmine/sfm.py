@@ -54,7 +54,7 @@ from typing import Callable
 import numpy as np
 
 from slife.errors import SlifeError
-from slife.io import atomic_write_bytes, atomic_write_json
+from slife.io import atomic_file, atomic_write_bytes, atomic_write_json
 from slife.lives.colmap import colmap_log
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,8 @@ def write_frames(life, ids: np.ndarray, names: list[str], out_images: Path, max_
         s = max_side / max(im.size)
         if s < 1:
             im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BILINEAR)
-        tmp = p.with_name(f".{p.name}.tmp")
-        im.save(tmp, format="JPEG", quality=95)
-        os.replace(tmp, p)
+        with atomic_file(p, durable=False) as tmp:  # many small files, made again if lost
+            im.save(tmp, format="JPEG", quality=95)
         done.append(name_of[i])
         if progress:
             progress(1)
@@ -477,9 +476,8 @@ class _Reconstruction:
             raise SlifeError(f"{self.life_path}: only {len(sample)} SIFT features in the sampled frames; too few "
                              f"for a {self.cfg.vocab_words}-word vocabulary (lower --vocab-words)")
         voc = train_vocabulary(sample, self.cfg.vocab_words, seed=self.cfg.seed)
-        tmp = self.work / ".vocabulary.tmp.npz"
-        np.savez(tmp, **voc.to_arrays())
-        os.replace(tmp, self.work / "vocabulary.npz")
+        with atomic_file(self.work / "vocabulary.npz", keep_suffix=True) as tmp:
+            np.savez(tmp, **voc.to_arrays())
         return {"descriptors": int(len(sample))}
 
     def _words(self, k: int, ids: np.ndarray) -> dict:
@@ -498,9 +496,8 @@ class _Reconstruction:
                 self.progress(1)
         finally:
             db.close()
-        tmp = self.work / f".words-{k:05d}.tmp.npz"
-        np.savez_compressed(tmp, hist=hist)
-        os.replace(tmp, self.work / f"words-{k:05d}.npz")
+        with atomic_file(self.work / f"words-{k:05d}.npz", keep_suffix=True) as tmp:
+            np.savez_compressed(tmp, hist=hist)
         return {"images": int(len(ids))}
 
     def _pairs(self, names: list[str], group: np.ndarray, t: np.ndarray, chunks) -> dict:
@@ -524,9 +521,8 @@ class _Reconstruction:
             loop = np.setdiff1d(la * n + lb, seq)
         key = np.union1d(seq, loop)
         ka, kb = key // n, key % n
-        tmp = self.work / ".pairs.tmp.npz"
-        np.savez(tmp, a=ka, b=kb, loop=np.isin(key, loop))
-        os.replace(tmp, self.work / "pairs.npz")
+        with atomic_file(self.work / "pairs.npz", keep_suffix=True) as tmp:
+            np.savez(tmp, a=ka, b=kb, loop=np.isin(key, loop))
         bounds = np.array([e for _, e in chunks])
         owner = np.searchsorted(bounds, kb, side="right")  # a pair is matched with the chunk of its later frame
         for k in range(len(chunks)):

@@ -146,7 +146,7 @@ class StoredFrames:
     -> stored (W, H)); bytes are read on demand, so memory stays that of the shard being written."""
 
     def __init__(self, life, loc: dict[int, tuple[str, int, int, int, int]]):
-        self.life, self.loc = life, {i: v for i, v in loc.items() if self._holds(*v)}
+        self.life, self.loc = life, self._holding(loc)
         if len(self.loc) < len(loc):  # an index that reads well but points elsewhere (edited, or a tar replaced)
             log.info("%d of %d stored frames are not where the frame-location index says (no JPEG or PNG there); "
                      "they are decoded again", len(loc) - len(self.loc), len(loc))
@@ -154,13 +154,29 @@ class StoredFrames:
         self.frames = _StoredView(self, "frames")
         self.sizes = _StoredView(self, "sizes")
 
-    def _holds(self, tar: str, off: int, n: int, doff: int, dn: int) -> bool:
-        """Whether the byte ranges hold a whole JPEG (start and end markers) and, if given, a PNG's signature."""
-        try:
-            ok = n > 4 and self._read(tar, off, 2) == b"\xff\xd8" and self._read(tar, off + n - 2, 2) == b"\xff\xd9"
-            return ok and (not dn or self._read(tar, doff, 8) == b"\x89PNG\r\n\x1a\n")
-        except OSError:
-            return False
+    @staticmethod
+    def _holding(loc: dict) -> dict:
+        """The entries of `loc` whose byte ranges hold a whole JPEG (start and end markers) and, if given, a PNG's
+        signature; each tar opened once."""
+        by_tar: dict[str, list[int]] = {}
+        for i, v in loc.items():
+            by_tar.setdefault(v[0], []).append(i)
+        out = {}
+        for tar, ids in by_tar.items():
+            try:
+                with open(tar, "rb") as f:
+                    def at(off: int, n: int) -> bytes:
+                        f.seek(off)
+                        return f.read(n)
+
+                    for i in ids:
+                        _, off, n, doff, dn = loc[i]
+                        if (n > 4 and at(off, 2) == b"\xff\xd8" and at(off + n - 2, 2) == b"\xff\xd9"
+                                and (not dn or at(doff, 8) == b"\x89PNG\r\n\x1a\n")):
+                            out[i] = loc[i]
+            except OSError:
+                continue
+        return {i: v for i, v in loc.items() if i in out}  # in the given order
 
     def _read(self, path: str, off: int, n: int) -> bytes:
         with open(path, "rb") as f:
