@@ -683,6 +683,37 @@ def read_pair_table(folder: Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------------
+# the per-generation npz files (visibility cache, frame-location index): a JSON `meta` beside named arrays
+
+
+def _write_npz(path: Path, meta: dict, arrays: dict) -> None:
+    """Write `meta` (as JSON bytes) and `arrays` into one npz file at `path`, atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8), **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _read_npz(path: Path, names: tuple[str, ...], consistent) -> tuple[dict | None, dict | None, str]:
+    """`path`'s (meta, {name: array}, "") or (None, None, why) when the file is missing, unreadable, lacks one
+    of `names`, or `consistent(meta, arrays)` is false (the callers then compute what it caches again)."""
+    import numpy as np
+
+    if not path.exists():
+        return None, None, f"{path.name} is missing"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            arrays = {k: z[k] for k in names}
+        if not isinstance(meta, dict) or not consistent(meta, arrays):
+            raise ValueError("inconsistent rows")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        return None, None, f"{path.name} is damaged ({type(e).__name__}: {e})"
+    return meta, arrays, ""
+
+
+# ----------------------------------------------------------------------------------------------------
 # the visibility cache: per generation, the visible items of its frames (so that an append projects only
 # the new frames)
 
@@ -693,30 +724,23 @@ def write_visibility(folder: Path, g: int, meta: dict, indptr, indices) -> None:
     indices int32 item ids)."""
     import numpy as np
 
-    buf = io.BytesIO()
-    np.savez(buf, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
-             indptr=np.asarray(indptr, np.int64), indices=np.asarray(indices, np.int32))
-    atomic_write_bytes(Path(folder) / visibility_name(g), buf.getvalue())
+    _write_npz(Path(folder) / visibility_name(g), meta,
+               {"indptr": np.asarray(indptr, np.int64), "indices": np.asarray(indices, np.int32)})
+
+
+def _csr_rows(meta: dict, a: dict) -> bool:
+    import numpy as np
+
+    indptr = a["indptr"]
+    return (indptr.ndim == 1 and len(indptr) >= 1 and indptr[0] == 0 and int(indptr[-1]) == len(a["indices"])
+            and not (np.diff(indptr) < 0).any())
 
 
 def read_visibility(folder: Path, g: int) -> tuple[dict | None, object, object, str]:
     """Generation g's cached rows -> (meta, indptr, indices, "") or (None, None, None, why) when the file is
     missing or damaged (the caller computes the visibility again)."""
-    import numpy as np
-
-    p = Path(folder) / visibility_name(g)
-    if not p.exists():
-        return None, None, None, f"{p.name} is missing"
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            indptr, indices = z["indptr"], z["indices"]
-        if (not isinstance(meta, dict) or indptr.ndim != 1 or len(indptr) < 1 or indptr[0] != 0
-                or int(indptr[-1]) != len(indices) or (np.diff(indptr) < 0).any()):
-            raise ValueError("inconsistent rows")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        return None, None, None, f"{p.name} is damaged ({type(e).__name__}: {e})"
-    return meta, indptr, indices, ""
+    meta, a, why = _read_npz(Path(folder) / visibility_name(g), ("indptr", "indices"), _csr_rows)
+    return (meta, a["indptr"], a["indices"], "") if a is not None else (None, None, None, why)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -735,32 +759,20 @@ def write_locations(folder: Path, g: int, meta: dict, recording, frame, shard, l
     pair of that generation."""
     import numpy as np
 
-    buf = io.BytesIO()
-    np.savez(buf, meta=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
-             recording=np.asarray(recording, np.int32), frame=np.asarray(frame, np.int64),
-             shard=np.asarray(shard, np.int32), loc=np.asarray(loc, np.int64).reshape(-1, 4),
-             spatial=np.asarray(spatial, bool))
-    atomic_write_bytes(Path(folder) / locations_name(g), buf.getvalue())
+    _write_npz(Path(folder) / locations_name(g), meta,
+               {"recording": np.asarray(recording, np.int32), "frame": np.asarray(frame, np.int64),
+                "shard": np.asarray(shard, np.int32), "loc": np.asarray(loc, np.int64).reshape(-1, 4),
+                "spatial": np.asarray(spatial, bool)})
+
+
+def _location_rows(meta: dict, a: dict) -> bool:
+    n, names = len(a["frame"]), meta.get("names")
+    return (isinstance(names, list) and all(a[k].shape[:1] == (n,) for k in LOCATION_ARRAYS)
+            and a["loc"].shape == (n, 4)
+            and not (n and (int(a["recording"].min()) < 0 or int(a["recording"].max()) >= len(names))))
 
 
 def read_locations(folder: Path, g: int) -> tuple[dict | None, dict | None, str]:
     """Generation g's frame locations -> (meta, {name: array} of `LOCATION_ARRAYS`, "") or (None, None, why) when
     the file is missing or damaged (the caller reads the pairs and tar headers again)."""
-    import numpy as np
-
-    p = Path(folder) / locations_name(g)
-    if not p.exists():
-        return None, None, f"{p.name} is missing"
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            arrays = {k: z[k] for k in LOCATION_ARRAYS}
-        n = len(arrays["frame"])
-        names = meta.get("names") if isinstance(meta, dict) else None
-        if (not isinstance(names, list) or any(arrays[k].shape[:1] != (n,) for k in LOCATION_ARRAYS)
-                or arrays["loc"].shape != (n, 4)
-                or (n and (int(arrays["recording"].min()) < 0 or int(arrays["recording"].max()) >= len(names)))):
-            raise ValueError("inconsistent rows")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        return None, None, f"{p.name} is damaged ({type(e).__name__}: {e})"
-    return meta, arrays, ""
+    return _read_npz(Path(folder) / locations_name(g), LOCATION_ARRAYS, _location_rows)
