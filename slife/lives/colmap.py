@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -36,6 +38,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0  # assumed frame rate when image names carry no timestamp
 _FILES = ("cameras", "images", "points3D")
+_SIGTERM_RESTORED = False  # import_pycolmap has put back SIGTERM's handler
+
+
+def import_pycolmap():
+    """pycolmap, imported so that SIGTERM ends the process as it would end any Python program. pycolmap's glog
+    installs a failure handler at import that prints a C++ stack trace on SIGTERM (a cluster's preemption, `kill`,
+    `timeout`), which reads as a crash; the first call from the main thread puts back the handler Python's
+    signal table holds (the default unless the program set its own)."""
+    global _SIGTERM_RESTORED
+    import pycolmap
+
+    if not _SIGTERM_RESTORED and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM) or signal.SIG_DFL)
+        _SIGTERM_RESTORED = True
+    return pycolmap
 
 
 def _is_model(d: Path) -> bool:
@@ -112,7 +129,7 @@ def _bad_binary_file(model: Path) -> str | None:
 
 def _num_params(model_id: int) -> int:
     """Parameters of COLMAP camera model `model_id`, as the installed pycolmap defines it; ValueError if unknown."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     try:
         return len(pycolmap.Camera.create_from_model_id(0, pycolmap.CameraModelId(model_id), 1.0, 1, 1).params)
@@ -128,7 +145,7 @@ def detect(path: Path) -> bool:
 def colmap_log(logger: logging.Logger) -> Iterator[None]:
     """COLMAP's own log lines (glog, written straight to stderr, past Python's logging) only when `logger`
     shows debug lines (`slife -v`); otherwise only its errors. Used around every pycolmap call."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 0 if logger.isEnabledFor(logging.DEBUG) else 2  # 0 info, 1 warning, 2 error
@@ -191,7 +208,7 @@ def _listing(root: Path, folder: str) -> set[str]:
 
 def read(path: Path, images_dir: Path | None = None, fps: float = DEFAULT_FPS) -> Life:
     """Read a COLMAP model (see the module docstring)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     path = Path(path)
     model = find_model(path)

@@ -55,7 +55,7 @@ import numpy as np
 
 from slife.errors import SlifeError
 from slife.io import atomic_file, atomic_write_bytes, atomic_write_json
-from slife.lives.colmap import colmap_log
+from slife.lives.colmap import colmap_log, import_pycolmap
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class _Reconstruction:
     # ------------------------------------------------------------------ stages
 
     def run(self, identity: dict) -> Path:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         cfg = self.cfg
         life, order = _sampled(cfg, self.life_path)
@@ -413,7 +413,7 @@ class _Reconstruction:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in tot.items()}
 
     def _import(self, names: list[str]) -> dict:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         pycolmap.Database.open(self.db).close()
         reader = pycolmap.ImageReaderOptions()
@@ -430,7 +430,7 @@ class _Reconstruction:
         return {"images": got}
 
     def _image_ids(self, names: list[str]) -> np.ndarray:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         db = pycolmap.Database.open(self.db)
         try:
@@ -440,7 +440,7 @@ class _Reconstruction:
         return np.array([by_name[nm] for nm in names], np.int64)
 
     def _extract(self, names: list[str]) -> dict:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         cfg = self.cfg
         ex = pycolmap.FeatureExtractionOptions()
@@ -456,7 +456,7 @@ class _Reconstruction:
         return np.asarray(db.read_descriptors(int(image_id)).data)
 
     def _vocabulary(self, ids: np.ndarray) -> dict:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         from slife.pairmine.retrieval import train_vocabulary
 
@@ -481,7 +481,7 @@ class _Reconstruction:
         return {"descriptors": int(len(sample))}
 
     def _words(self, k: int, ids: np.ndarray) -> dict:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         from slife.pairmine.retrieval import Vocabulary
 
@@ -532,7 +532,7 @@ class _Reconstruction:
         return {"sequential": int(len(seq)), "loop": int(len(loop)), "total": int(len(key))}
 
     def _match(self, k: int, names: list[str], ids: np.ndarray) -> dict:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         cfg = self.cfg
         path = self.work / f"pairs-{k:05d}.txt"
@@ -605,7 +605,7 @@ class _Reconstruction:
             show()
 
     def _merge(self, n: int) -> dict:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         from slife.pairmine.sfm_merge import merge_models
 
@@ -631,7 +631,7 @@ class _Reconstruction:
 
     def _verified(self, ids: np.ndarray) -> dict:
         """Pairs that passed geometric verification (at least MIN_INLIERS inlier matches), sequential and loop."""
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         db = pycolmap.Database.open(self.db)
         try:
@@ -650,7 +650,7 @@ def map_chunk(db: Path, images: Path, out: Path, names: list[str], mapper: str, 
     """Reconstruct the images `names` of the database `db` (read only) with pycolmap's `mapper` into
     `out/0`, `out/1`, ... (largest model first), through `.NAME.tmp` renamed when complete; returns the
     image count and each model's registered images."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -703,7 +703,7 @@ def _map_worker(conn, parent: int, args: tuple) -> None:
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
     try:
-        import pycolmap
+        pycolmap = import_pycolmap()
 
         *margs, verbose = args
         pycolmap.logging.minloglevel = 0 if verbose else 2  # as `colmap_log` in the parent

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slife.lives.colmap import cam_from_world
+from slife.lives.colmap import cam_from_world, import_pycolmap
 from slife.lives.geometry import fit_similarity
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def depth_scale(rec, images: int = 50, per_image: int = 100) -> float:
 def correspondences(models, db) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """{(i, j), i < j: (X_i (n, 3), X_j (n, 3))}: 3D points of model i and model j that are one physical point
     (step 1 of the module docstring)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     where: dict[int, list[int]] = {}
     for m, rec in enumerate(models):
@@ -142,7 +142,7 @@ def _inverse(S):
 
 def estimate_link(X: np.ndarray, Y: np.ndarray, threshold: float, seed: int):
     """Similarity S with S(Y) ~ X from correspondences (robust) -> (S, inlier mask) or (None, None)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     if len(X) < 3:
         return None, None
@@ -211,7 +211,7 @@ def merge_models(models, database: Path | str, *, num_threads: int = 2, seed: in
     Returns (Reconstruction, report): report has models (given), models_merged (in the result), links
     (similarities kept), link_inliers (their inlier counts), left_out_images (registered only in
     models left out), chunk_points (the models' points kept) and `refine_merged`'s stats."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     given = len(models)
     # a model with few points per image is degenerate (images registered on almost no structure): left out
@@ -278,7 +278,7 @@ def merge_models(models, database: Path | str, *, num_threads: int = 2, seed: in
 def assemble(models, world, owner: dict[int, int], db, anchor: int):
     """One Reconstruction in the anchor's frame, without points: each image in `owner` with its pose from its
     owner model (moved by that model's similarity) and its keypoints from the database."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     merged = pycolmap.Reconstruction()
     cams = {}
@@ -310,7 +310,7 @@ def refine_merged(rec, database, num_threads: int = 2, ba_iterations: int = 50, 
     at most `ba_iterations`); points with a reprojection error over 4 px or a triangulation angle under
     1.5 deg removed. The second round triangulates what the first missed through the drift it removed.
     Returns (rec, stats: points_created, points_merged, observations_completed, ba_iterations per round)."""
-    import pycolmap
+    pycolmap = import_pycolmap()
 
     db = pycolmap.Database.open(str(database))
     try:
