@@ -43,6 +43,9 @@ from slife.errors import SlifeError
 log = logging.getLogger(__name__)
 
 ABLATION = ("spatial+temporal", "temporal", "spatial", "random", "augmented")
+# the lives' pairs in the default and full studies: augmented pairs beside the spatial and temporal ones taught
+# displaced correspondence sooner in the single-model runs of bench/study.md (session 9)
+LIFE_PAIRS = "spatial+temporal+augmented"
 
 
 @dataclass(frozen=True)
@@ -51,20 +54,23 @@ class Study:
 
     lives: tuple  # (scene, days) of each life trained on; the first also holds the pairing ablation
     controls: tuple  # non-life controls trained like a life: "static" (one fixed camera), "screen" (no camera)
-    ablation: bool  # also train the pairing-ablation arms (temporal, spatial, random, augmented) on the first life
+    ablation: bool  # also train the pairing-ablation arms (`ABLATION`, but the lives' own strategies) on the first life
     budget_minutes: float  # default wall-time budget on 2 cores
     description: str  # one line for --help and the report
     objectives: tuple = ()  # other objectives trained on the first life's pairs beside its CroCo: "objective-<name>"
     growing: tuple | None = None  # (scene, days at first, days grown to) of the growing-life arm (`_do_grow`)
+    life_pairs: str = "spatial+temporal"  # the strategies each life's pairs are mined with (and the controls' recipe)
 
 
 STUDIES: dict[str, Study] = {
     "default": Study(lives=(("kitchen", 3), ("office", 2)), controls=("static", "screen"), ablation=False,
-                     budget_minutes=15.0, description="two lives and the two non-life controls"),
+                     budget_minutes=15.0, description="two lives and the two non-life controls",
+                     life_pairs=LIFE_PAIRS),
     "full": Study(lives=(("kitchen", 3), ("office", 2), ("bedroom", 2)), controls=("static", "screen"),
                   ablation=True, budget_minutes=60.0, growing=("kitchen", 2, 4),
                   description="three lives, the two controls, the pairing ablation on the first life and a "
-                              "growing life (days 1-2, then grown to 1-4 and training continued)"),
+                              "growing life (days 1-2, then grown to 1-4 and training continued)",
+                  life_pairs=LIFE_PAIRS),
     "objectives": Study(lives=(("kitchen", 3),), controls=(), ablation=False, objectives=("dinov2", "egomotion"),
                         budget_minutes=20.0, description="one life learned by CroCo, DINOv2 and egomotion, each arm "
                         "with the same training time"),
@@ -81,7 +87,7 @@ class DemoConfig:
     width: int = 128  # synthetic video width in pixels
     height: int = 96  # synthetic video height in pixels
     fps: float = 5.0  # synthetic video frame rate (frames are also mined at this rate)
-    batch_size: int = 32  # pairs per training step
+    batch_size: int = 16  # pairs per training step (16 against 32: twice the steps for the same pairs/s; bench/study.md)
     lr: float = 1e-3  # training learning rate (DESIGN.md: 1e-3 trains tiny CroCo on CPU)
     side_by_side: int = 2  # models (and probes) run at once, each in its own process on one torch thread
     photos: bool = True  # scenes textured with photographs too (`slife synth --photos`; bench/study.md)
@@ -126,17 +132,19 @@ class _Plan:
     cas_pairs: int  # test pairs for CAS
     match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
+    short_side: int  # stored frames' short side; CroCo's training crops are cut from it unresized
     train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
 
 
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
-                     probe_epochs=1, cas_pairs=4, match_pairs=1, batch_size=4, train_share=0.5)
+                     probe_epochs=1, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72, train_share=0.5)
     s = cfg.budget / cfg.spec.budget_minutes
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
-                 probe_epochs=60, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, train_share=0.62)
+                 probe_epochs=60, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, short_side=80,
+                 train_share=0.62)
 
 
 class _Stages:
@@ -332,21 +340,22 @@ def _do_synth(cfg: DemoConfig, plan: _Plan, out: Path, task) -> dict:
 def _mine_sets(cfg: DemoConfig) -> dict:
     """shard-set name -> (life name, strategies)."""
     first = f"life-{cfg.spec.lives[0][0]}"
-    sets = {f"life-{scene}": (f"life-{scene}", "spatial+temporal") for scene, _ in cfg.spec.lives}
+    sets = {f"life-{scene}": (f"life-{scene}", cfg.spec.life_pairs) for scene, _ in cfg.spec.lives}
     if "static" in cfg.spec.controls:
         sets["control-static"] = ("control-static", "temporal+augmented")  # one place: spatial J ~ 1 everywhere
     if "screen" in cfg.spec.controls:
         sets["control-screen"] = ("control-screen", "temporal+random")  # no poses: no spatial pairs
     if cfg.spec.ablation:
-        for arm in ABLATION[1:]:
-            sets[f"ablation-{arm}"] = (first, arm)
+        for arm in ABLATION:  # the first life's own model is the arm of its strategies
+            if arm != cfg.spec.life_pairs:
+                sets[f"ablation-{arm}"] = (first, arm)
     return sets
 
 
 def _mine_base(cfg: DemoConfig, plan: _Plan) -> dict:
     """MineConfig kwargs every shard set of the demo shares: enough candidates per frame that every ablation
     arm can reach the same cap (max_pairs)."""
-    return dict(fps=plan.mine_fps, short_side=72 if cfg.smoke else 80, seed=cfg.seed, temporal_per_frame=4,
+    return dict(fps=plan.mine_fps, short_side=plan.short_side, seed=cfg.seed, temporal_per_frame=4,
                 random_per_frame=4, augmented_per_frame=4.0, pairs_per_shard=max(50, plan.max_pairs // 4),
                 preview=4 if not cfg.smoke else 2)
 
@@ -378,8 +387,8 @@ def _do_mine(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, task) -> dict
 
 
 def _train_sets(cfg: DemoConfig) -> dict:
-    """model name -> shard-set name (the first life's model is also the ablation's spatial+temporal arm and the
-    CroCo arm beside the objective arms, which train on the first life's pairs)."""
+    """model name -> shard-set name (the first life's model is also the ablation arm of its strategies, when
+    they are one, and the CroCo arm beside the objective arms, which train on the first life's pairs)."""
     sets = {name: name for name in _mine_sets(cfg)}
     sets.update({f"objective-{obj}": f"life-{cfg.spec.lives[0][0]}" for obj in cfg.spec.objectives})
     return sets
@@ -410,6 +419,8 @@ def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objectiv
               log_every=max(1, steps // 50), seed=1000 * cfg.seed + index, num_workers=0 if cfg.smoke else 1,
               threads=1 if cfg.side_by_side > 1 else None)
     kw.update(recipe)
+    if objective == "croco":  # each view a random crop of the stored frame, unresized: larger shifts between the
+        kw["resize_short"] = plan.short_side  # two crops than CroCo's 256 -> 224 (bench/study.md, session 9)
     kw.update(over)
     return TrainConfig(**kw)
 

@@ -399,7 +399,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append(f"Study `{cfg.study}` ({cfg.spec.description}), budget {cfg.budget:g} min on this machine, seed "
              f"{cfg.seed}. Each {'CroCo ' if others else ''}model is a `tiny` CroCo (64 px images, 8 px patches) "
              f"trained from random init for {runs['steps']} steps of {plan.batch_size} pairs on one life's pairs "
-             f"only{'; ' + others + ' on the same pairs, each arm calibrated to the same training time' if others else ''}"
+             f"only (each view a random 64 px crop of the stored {plan.short_side} px frame, no resize)"
+             f"{'; ' + others + ' on the same pairs, each arm calibrated to the same training time' if others else ''}"
              f", {runs.get('side_by_side', 1)} models at a time. Numbers: `summary.json`. Re-run "
              f"`slife demo --study {cfg.study} --out {out}` to resume.\n")
     L.append("## What this run's numbers support\n")
@@ -521,7 +522,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     arms = {n: e for n, e in enc.items() if e["group"] == "ablation"}
     if arms:
         first = f"life-{cfg.spec.lives[0][0]}"
-        arms = {"spatial+temporal": enc[first], **{n.replace("ablation-", ""): e for n, e in arms.items()}}
+        arms = {**({cfg.spec.life_pairs: enc[first]} if cfg.spec.life_pairs in ABLATION_ORDER else {}),
+                **{n.replace("ablation-", ""): e for n, e in arms.items()}}
         L.append("## Pairing ablation (one life, equal pair caps)\n")
         rows = [[n, _f(e["probe_abs_rel_aligned"]), _f(e["top1_displaced"]), _f(e["match_aepe"], 1),
                  _f(e["match_pck5"])] for n, e in arms.items()]

@@ -123,6 +123,21 @@ def test_objectives_study_trains_each_objective_on_the_first_life_beside_its_con
         assert model_spec_from_ckpt(built.checkpoint_state()) == _untrained_spec(objective)
 
 
+def test_full_study_trains_every_ablation_arm_beside_the_lives_own_pairs():
+    """The lives mine spatial+temporal+augmented pairs; the ablation then trains each of the paper's five arms
+    (spatial+temporal included) on the first life, and CroCo crops each view from the stored frame unresized."""
+    from slife.demo import ABLATION, DemoConfig, _mine_sets, _plan, _train_config
+
+    cfg = DemoConfig(study="full")
+    sets = _mine_sets(cfg)
+    assert {n: st for n, (_, st) in sets.items() if n.startswith("life-")} == dict.fromkeys(
+        ("life-kitchen", "life-office", "life-bedroom"), "spatial+temporal+augmented")
+    assert [st for n, (life, st) in sets.items() if n.startswith("ablation-") and life == "life-kitchen"] == list(ABLATION)
+    plan = _plan(cfg)
+    assert _train_config(cfg, plan, 10, 0).resize_short == plan.short_side == 80
+    assert _train_config(cfg, plan, 10, 0, "dinov2").resize_short is None  # its multi-crop recipe is its own
+
+
 def test_half_snapshot_is_nearest_to_half(tmp_path):
     from slife.demo import _half_snapshot
 
