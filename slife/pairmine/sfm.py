@@ -584,6 +584,10 @@ class _Reconstruction:
             run = f", {state['running']} running" if workers > 1 else ""
             self.progress(0, info=f"{state['done']}/{len(chunks)} chunks{run}")
 
+        threads = max(1, cfg.num_threads // max(1, workers))
+        if todo:  # a resumed run says how many chunks are left
+            log.info("mapping %d of %d chunks, %s", len(todo), len(chunks), "one after the other in this process"
+                     if workers <= 1 else f"{workers} at once in worker processes of {threads} thread(s) each")
         if workers <= 1:
             for name, sel, frames in todo:
                 show()
@@ -591,9 +595,6 @@ class _Reconstruction:
                 state["done"] += 1
             show()
             return
-        threads = max(1, cfg.num_threads // workers)
-        log.info("mapping %d chunks, %d at once in worker processes of %d thread(s) each", len(todo), workers,
-                 threads)
         verbose = log.isEnabledFor(logging.DEBUG)
         jobs = [(name, (str(self.db), str(self.images), str(self.work / name), sel, cfg.mapper, threads, cfg.seed,
                         verbose), frames) for name, sel, frames in todo]
