@@ -107,8 +107,8 @@ def main() -> None:
         print("| arm | probe AbsRel aligned | top-1 displaced | AEPE | PCK-5 |")
         print("|---|---|---|---|---|")
         rows = {}
-        for n in [first] + arms:
-            lbl = "spatial+temporal" if n == first else n.replace("ablation-", "")
+        for n in [first] + arms:  # the first life's model: the arm of the lives' strategies (not one of the paper's)
+            lbl = f"{first} (life)" if n == first else n.replace("ablation-", "")
             rows[lbl] = [_ms([r["encoders"][n][k] for r in runs], 1 if k == "match_aepe" else 3)
                          for k in ("probe_abs_rel_aligned", "top1_displaced", "match_aepe", "match_pck5")]
             print(f"| {lbl} | " + " | ".join(c[0] for c in rows[lbl]) + " |")

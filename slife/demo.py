@@ -59,7 +59,7 @@ class Study:
     description: str  # one line for --help and the report
     objectives: tuple = ()  # other objectives trained on the first life's pairs beside its CroCo: "objective-<name>"
     growing: tuple | None = None  # (scene, days at first, days grown to) of the growing-life arm (`_do_grow`)
-    life_pairs: str = "spatial+temporal"  # the strategies each life's pairs are mined with (and the controls' recipe)
+    life_pairs: str = "spatial+temporal"  # the strategies every life's pairs are mined with (controls keep their own)
 
 
 STUDIES: dict[str, Study] = {
