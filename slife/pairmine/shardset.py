@@ -708,7 +708,7 @@ def _read_npz(path: Path, names: tuple[str, ...], consistent) -> tuple[dict | No
             arrays = {k: z[k] for k in names}
         if not isinstance(meta, dict) or not consistent(meta, arrays):
             raise ValueError("inconsistent rows")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:  # TypeError: a 0-d array
         return None, None, f"{path.name} is damaged ({type(e).__name__}: {e})"
     return meta, arrays, ""
 
