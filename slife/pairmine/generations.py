@@ -235,29 +235,32 @@ class OldFrames:
     (shard, JPEG offset, length, depth PNG offset, length; shard -1: in no tar) of the earliest generation's
     first pair that holds each frame, `sizes` shard -> the tar's size when indexed."""
 
-    def __init__(self, n: int):
+    def __init__(self, life):
+        n = len(life)
         self.used = np.zeros(n, bool)
         self.spatial = np.zeros(n, bool)
         self.loc = np.full((n, 5), -1, np.int64)
         self.sizes: dict[int, int] = {}
+        self._sid = {src.name: s for s, src in enumerate(life.sources)}
+        src = np.where((life.source >= 0) & (life.source < len(life.sources)), life.source, -1).astype(np.int64)
+        live = (src + 1) << 40 | life.frame_index.astype(np.int64)  # (N,) frame keys (no recording: "")
+        self._order = np.argsort(live, kind="stable")  # sorted once for every generation's lookups
+        self._sorted = live[self._order]
 
-    def add(self, life, index: dict) -> None:
+    def add(self, index: dict) -> None:
         """Put one generation's index (earliest first: a frame keeps the first location found) in."""
         meta = index["meta"]
         first = int(meta["first_shard"])
         self.sizes.update({first + j: int(b) for j, b in enumerate(meta.get("bytes") or [])})
-        if not len(life) or not len(index["frame"]):
+        if not len(self._sorted) or not len(index["frame"]):
             return
-        sid = {src.name: s for s, src in enumerate(life.sources)}
-        rec_sid = np.array([sid.get(x, -1 if x == "" else -2) for x in meta["names"]], np.int64)  # -2: not in life
-        src = np.where((life.source >= 0) & (life.source < len(life.sources)), life.source, -1).astype(np.int64)
-        live = (src + 1) << 40 | life.frame_index.astype(np.int64)  # (N,) frame keys (no recording: "")
-        order = np.argsort(live, kind="stable")
+        # each named recording's source in the grown life (-1: no recording, -2: not in the life)
+        rec_sid = np.array([self._sid.get(x, -1 if x == "" else -2) for x in meta["names"]], np.int64)
         s = rec_sid[index["recording"]]  # (F,) the index's rows' sources in the grown life
         key = (s + 1) << 40 | index["frame"]
-        pos = np.minimum(np.searchsorted(live[order], key), len(live) - 1)
-        ok = (s >= -1) & (live[order][pos] == key)
-        i = order[pos[ok]]
+        pos = np.minimum(np.searchsorted(self._sorted, key), len(self._sorted) - 1)
+        ok = (s >= -1) & (self._sorted[pos] == key)
+        i = self._order[pos[ok]]
         self.used[i] = True
         self.spatial[i[index["spatial"][ok]]] = True
         fresh = (self.loc[i, 0] < 0) & (index["shard"][ok] >= 0)
@@ -279,7 +282,7 @@ def old_frames(out_dir: Path, generations: list[dict], table: FrameTable) -> Old
     and its index written again (`save_locations`), so that the next append is fast."""
     from slife.pairmine import shardset as ss
 
-    out = OldFrames(len(table.life))
+    out = OldFrames(table.life)
     indexes: dict[int, dict] = {}
     bad, why = [], []
     for g in generations:
@@ -320,7 +323,7 @@ def old_frames(out_dir: Path, generations: list[dict], table: FrameTable) -> Old
                 log.warning("%s: cannot index generation %s's tars (%s): its frames are decoded again", out_dir,
                             g["generation"], e)
     for k in sorted(indexes):
-        out.add(table.life, indexes[k])
+        out.add(indexes[k])
     return out
 
 
