@@ -63,6 +63,10 @@ def main() -> None:
     for key in ("chance_top1",):
         vals = [r[key] for r in runs]
         print(f"| (chance) | top-1 within one patch | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+    for k in ("probe_abs_rel_aligned", "probe_abs_rel"):
+        vals = [(r.get("position_prior") or {}).get(k) for r in runs]
+        if all(v is not None for v in vals):
+            print(f"| position prior | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
     for k in ("match_aepe", "match_pck5"):
         vals = [r["zero_flow"][k] for r in runs]
         print(f"| zero flow | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")

@@ -42,7 +42,7 @@ from slife.errors import SlifeError
 
 log = logging.getLogger(__name__)
 
-ABLATION = ("spatial+temporal", "temporal", "spatial", "random", "augmented")
+ABLATION = ("spatial+temporal", "temporal", "spatial", "random", "augmented")  # the paper's order, best first
 # the lives' pairs in the default and full studies: augmented pairs beside the spatial and temporal ones taught
 # displaced correspondence sooner in the single-model runs of bench/study.md (session 9)
 LIFE_PAIRS = "spatial+temporal+augmented"
@@ -684,9 +684,10 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]
         from dataclasses import replace
 
-        # the untrained controls, one per architecture; the oracle rides with the first (CroCo's)
+        # the untrained controls, one per architecture; the oracle and the position prior ride with the first's
         for i, (un, spec) in enumerate(_untrained_specs(cfg).items()):
-            jobs.insert(i, (un, _probe_one, (replace(pcfg, control_oracle=i == 0), None, str(ev / "probe" / un),
+            jobs.insert(i, (un, _probe_one, (replace(pcfg, control_oracle=i == 0, control_position=i == 0), None,
+                                             str(ev / "probe" / un),
                                              cfg.seed, spec)))
         n_train = len(cfg.probe_train_scenes) * plan.probe_views
         with task(f"depth probes ({len(jobs)} encoders)", len(jobs) * plan.probe_epochs * -(-n_train // 32)) as adv:

@@ -125,6 +125,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     enc["oracle"] = {"group": "oracle", "probe_abs_rel": (orc.get("metrics") or {}).get("abs_rel"),
                      "probe_abs_rel_aligned": (orc.get("metrics_aligned") or {}).get("abs_rel"),
                      "top1_displaced": None, "match_aepe": None, "match_pck5": None}
+    pos = (probe.get(un) or {}).get("control_position") or {}  # the readout on constant tokens
     ident = next(iter(match["models"].values()))["overall"]["identity"] if match["models"] else {}
     gt = cas.get("ground_truth") or {}
     out = {
@@ -133,6 +134,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         "chance_top1": gt.get("accuracy_chance"),
         "encoders": enc,
         "zero_flow": {"match_aepe": ident.get("aepe"), "match_pck5": ident.get("pck5")},
+        "position_prior": {"probe_abs_rel": (pos.get("metrics") or {}).get("abs_rel"),
+                           "probe_abs_rel_aligned": (pos.get("metrics_aligned") or {}).get("abs_rel")},
         "alignment_beyond_shortcut": _alignment(cas, label, "calibrated"),
         "alignment_beyond_shortcut_displaced": _alignment(cas, label, "calibrated", True) if gt else None,
         "cas_paper": _alignment(cas, label),
@@ -274,7 +277,7 @@ def claims(s: dict) -> list[dict]:
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
                 "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None,
                 "numbers": ", ".join(f"{n} {_f(e['probe_abs_rel_aligned'])}" for n, e in lives.items())
-                + f"; untrained {_f(u)}"})
+                + f"; untrained {_f(u)}; position prior {_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"})
     ch = s.get("chance_top1")
     t1 = [e["top1_displaced"] for e in lives.values()]
     ut = un.get("top1_displaced")
@@ -346,6 +349,10 @@ def _plot_probe(s: dict, path: Path) -> None:
         un = next((enc[n][key] for n in names if enc[n]["group"] == "untrained"), None)
         if un is not None:
             ax.axhline(un, color=_COLORS["untrained"], ls="--", lw=1, label="untrained encoder")
+        pp = (s.get("position_prior") or {}).get(key)
+        if pp is not None:
+            ax.axhline(pp, color="0.4", ls=":", lw=1, label="position prior (constant tokens)")
+        if un is not None or pp is not None:
             ax.legend(fontsize=8)
         ax.set_title(title, fontsize=9)
     fig.suptitle("Depth probe on held-out places (green: lives, brown: other objectives, red: controls, orange: "
@@ -385,7 +392,7 @@ def _plot_alignment(s: dict, path: Path) -> None:
 
 def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: dict, runs: dict,
                  evals: dict, growing: dict | None = None) -> Path:
-    from slife.demo import STUDIES, untrained_name
+    from slife.demo import ABLATION, STUDIES, untrained_name
 
     out = Path(out)
     s = _read(out / "summary.json")
@@ -454,11 +461,17 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              f"({', '.join(d.get('lives', {}).get('train', []))}) and is tested on {probe0.get('num_test')} views of "
              f"another place ({', '.join(d.get('lives', {}).get('test', []))}) that no training view shows. Controls: "
              f"the untrained encoder ({un}, `eval.models.untrained_models`) and a depth oracle whose tokens are the "
-             f"true log-depth per patch through a fixed random projection, under the same readout and budget.\n")
+             f"true log-depth per patch through a fixed random projection, under the same readout and budget; and the "
+             f"position prior, the same readout on constant tokens: it learns the typical depth at each image position "
+             f"and predicts it for every view, so an encoder near it carries no depth the readout uses beyond where "
+             f"in the image a patch lies.\n")
     rows = []
     for n, e in enc.items():
         rows.append([n, e["group"], _f(e["probe_abs_rel_aligned"]), _f(e["probe_abs_rel"])])
     base = probe0.get("baseline_mean_depth", {})
+    pp = s.get("position_prior") or {}
+    rows.append(["(position prior: constant tokens)", "control", _f(pp.get("probe_abs_rel_aligned")),
+                 _f(pp.get("probe_abs_rel"))])
     rows.append(["(predict the mean train depth)", "control", "–", _f(base.get("abs_rel"))])
     L.append(_table(["encoder", "group", "AbsRel aligned", "AbsRel"], rows))
     _plot_probe(s, out / "probe_by_encoder.png")
@@ -522,14 +535,14 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     arms = {n: e for n, e in enc.items() if e["group"] == "ablation"}
     if arms:
         first = f"life-{cfg.spec.lives[0][0]}"
-        arms = {**({cfg.spec.life_pairs: enc[first]} if cfg.spec.life_pairs in ABLATION_ORDER else {}),
+        arms = {**({cfg.spec.life_pairs: enc[first]} if cfg.spec.life_pairs in ABLATION else {}),
                 **{n.replace("ablation-", ""): e for n, e in arms.items()}}
         L.append("## Pairing ablation (one life, equal pair caps)\n")
         rows = [[n, _f(e["probe_abs_rel_aligned"]), _f(e["top1_displaced"]), _f(e["match_aepe"], 1),
                  _f(e["match_pck5"])] for n, e in arms.items()]
         L.append(_table(["pairs", "probe AbsRel aligned", "top-1 displaced", "AEPE", "PCK-5"], rows))
         order = [n for n, _ in sorted(arms.items(), key=lambda kv: kv[1]["probe_abs_rel_aligned"] or math.inf)]
-        paper = list(ABLATION_ORDER)
+        paper = list(ABLATION)
         L.append(f"\nBy probe (best first): {' > '.join(order)}. The paper's order: {' > '.join(paper)}: "
                  f"{'the same' if order == paper else 'not the same'} in this seed (the three-seed table in "
                  f"bench/README.md says whether the differences exceed the seed spread).\n")
@@ -618,5 +631,3 @@ def _growing_section(s: dict, runs: dict, un: str) -> list[str]:
              "it shows what continuing costs or gains at equal steps, not a claim).\n")
     return L
 
-
-ABLATION_ORDER = ("spatial+temporal", "temporal", "spatial", "random", "augmented")  # the paper's, best first

@@ -57,6 +57,7 @@ def test_demo_smoke(tmp_path):
         assert all(v is None or math.isfinite(v) for k, v in e.items() if k != "group")
     assert s["encoders"]["oracle"]["match_aepe"] is None and s["encoders"]["untrained"]["match_aepe"] is not None
     assert set(s["zero_flow"]) == {"match_aepe", "match_pck5"}
+    assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction

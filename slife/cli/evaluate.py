@@ -347,6 +347,10 @@ def probe_cmd(
     control_oracle: bool = typer.Option(False, "--control-oracle", help="Also fit the same readout on depth-oracle "
                                         "tokens (each patch's true log-depth through a fixed random projection): "
                                         "the positive control that shows the readout can learn depth at all."),
+    control_position: bool = typer.Option(False, "--control-position", help="Also fit the same readout on constant "
+                                          "tokens: it then learns only the typical depth at each image position "
+                                          "(floor low, far wall high). An encoder must beat this prior to show "
+                                          "that its tokens carry depth the readout can use."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):
@@ -363,7 +367,7 @@ def probe_cmd(
     cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
                       frame_step=frame_step, align=align, seed=seed, control_untrained=control_untrained,
-                      control_oracle=control_oracle)
+                      control_oracle=control_oracle, control_position=control_position)
     with progress_bar("probe", unit="steps") as adv:
         path = run(cfg, [checkpoint], out, progress=adv)
     rep = json.loads(Path(path).read_text())
@@ -375,12 +379,15 @@ def probe_cmd(
         t.add_column(c, justify="right")
     ctrl = rep.get("control_untrained") or {}
     orc = rep.get("control_oracle") or {}
+    pos = rep.get("control_position") or {}
     for m, label in ((rep.get("metrics"), "scale-aware"), (rep.get("metrics_aligned"), "scale+shift aligned"),
                      (rep.get("baseline_mean_depth"), "mean train depth (control)"),
                      (ctrl.get("metrics"), "untrained encoder (control)"),
                      (ctrl.get("metrics_aligned"), "untrained, aligned (control)"),
                      (orc.get("metrics"), "depth oracle (control)"),
-                     (orc.get("metrics_aligned"), "depth oracle, aligned (control)")):
+                     (orc.get("metrics_aligned"), "depth oracle, aligned (control)"),
+                     (pos.get("metrics"), "position prior (control)"),
+                     (pos.get("metrics_aligned"), "position prior, aligned (control)")):
         if m:
             t.add_row(label, *[_f(m.get(c)) for c in cols])
     _show(t)

@@ -12,8 +12,12 @@ Metrics (`depth_metrics`) per test image on valid pixels (0 < depth <= max_depth
 for NYU), prediction clamped to [min_depth, max_depth], averaged over images: delta1/2/3, AbsRel, RMSE,
 log10. Scale-aware (no median scaling); also least-squares scale-and-shift aligned per image when asked;
 and, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
-same readout on an untrained encoder of the same architecture (the negative control) and on depth-oracle tokens
-(`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn).
+same readout on an untrained encoder of the same architecture (the negative control), on depth-oracle tokens
+(`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn) and on
+constant tokens (the position prior: the readout's queries carry their patch's position, so with tokens that
+say nothing about the image it learns the typical depth at each image position, floor low and far wall high,
+and predicts it for every view; an encoder whose score is near this one carries no depth the readout can use
+beyond where in the image a patch lies).
 Views the reader leaves out (a life's unreadable depth maps) are counted per split, warned about and listed
 in `probe.json` ("skipped_views"). Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
 Entry point: `run(cfg, checkpoints, out_dir) -> Path`.
@@ -63,6 +67,7 @@ class ProbeConfig:
     num_examples: int = 4  # test images drawn in probe_examples.png
     control_untrained: bool = False  # also fit the same readout on an untrained encoder (same architecture, seeded)
     control_oracle: bool = False  # also fit it on depth-oracle tokens (the true log-depth): shows the readout can learn
+    control_position: bool = False  # also fit it on constant tokens: the depth prior per image position alone
     seed: int = 0  # readout initialisation and batch order
 
     def __post_init__(self):
@@ -393,6 +398,10 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
                                                                       cfg.min_depth, cfg.max_depth))
                                  for sp in (tr, te)))[4]
         oracle["tokens"] = "true log-depth per patch through a fixed random projection (depth_oracle_tokens)"
+    position = None
+    if cfg.control_position:
+        position = fit(None, tuple(dict(sp, tokens=torch.zeros_like(sp["tokens"])) for sp in (tr, te)))[4]
+        position["tokens"] = "zeros: the readout sees only each patch's position (the depth prior per position)"
     rep = {
         "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,
         "layer": "last" if layer is None else layer, "target": "log-depth regression (metres), L1 loss",
@@ -401,7 +410,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         "skipped_views": {"train": len(skipped["train"]), "test": len(skipped["test"]),
                           "views": skipped["train"] + skipped["test"]},
         **result, "baseline_mean_depth": {**mean_metrics(rows_base), "depth_m": mean_depth},
-        "control_untrained": control, "control_oracle": oracle,
+        "control_untrained": control, "control_oracle": oracle, "control_position": position,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
     }
     out_dir = Path(out_dir)  # made only now: a run that fails on its data leaves no empty folder

@@ -185,17 +185,26 @@ def test_life_reader_place_disjoint_layout(tiny_life, tmp_path):
 
 def test_depth_oracle_reaches_aligned_absrel_below_005(tiny_life, tmp_path):
     """The positive control: the same readout on the true log-depth (fixed random projection) learns depth,
-    so a probe that cannot separate two encoders is not failing for want of a readout that can learn."""
-    from slife.eval.depth_probe import ProbeConfig, run
+    so a probe that cannot separate two encoders is not failing for want of a readout that can learn. The
+    position prior (the readout on constant tokens) predicts one depth map for every view, and the oracle
+    beats it."""
+    from slife.eval.depth_probe import AttentiveReadout, ProbeConfig, run
 
     ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
     cfg = ProbeConfig(dataset="life", data_root=tiny_life, frame_step=1, epochs=60, batch_size=8, lr=3e-3,
-                      control_oracle=True)
+                      control_oracle=True, control_position=True)
     rep = json.loads(run(cfg, [ck], tmp_path / "out").read_text())
-    orc = rep["control_oracle"]
+    orc, pos = rep["control_oracle"], rep["control_position"]
     assert orc["metrics_aligned"]["abs_rel"] <= 0.05, orc["metrics_aligned"]
     assert orc["metrics_aligned"]["abs_rel"] < rep["metrics_aligned"]["abs_rel"]  # the (random) encoder's tokens
     assert len(orc["train_loss"]) == 60 and orc["metrics"]["images"] == rep["num_test"]
+    assert pos["metrics"]["images"] == rep["num_test"] and len(pos["train_loss"]) == 60
+    assert pos["metrics_aligned"]["abs_rel"] > 2 * orc["metrics_aligned"]["abs_rel"]  # 0.12 against 0.045 here
+    # constant tokens: what the readout predicts depends on the patch's position only, the same for every view
+    ro = AttentiveReadout(16, (4, 4), 2, dim=32, heads=4)
+    torch.nn.init.normal_(ro.head.weight)
+    out = ro(torch.zeros(3, 16, 16))
+    assert out.shape == (3, 1, 8, 8) and out.std() > 0 and torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
 
 
 def test_cli_probe_leaves_out_unreadable_depth_maps(tiny_life, tmp_path):
