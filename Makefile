@@ -3,11 +3,12 @@
 #   make test       set up .venv if needed, then run the test suite
 #   make demo-full  the longer study: a third life, the pairing ablation and a growing life (60 min)
 #   make demo-objectives  one life learned by CroCo, DINOv2 and egomotion side by side (20 min)
+#   make demo-ablation  the pairing ablation alone: one life, the paper's five pairing arms (22.5 min)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.slife-installed
 
-.PHONY: setup demo demo-full demo-objectives test clean
+.PHONY: setup demo demo-full demo-objectives demo-ablation test clean
 
 setup: $(STAMP)
 
@@ -32,6 +33,9 @@ demo-full: $(STAMP)
 
 demo-objectives: $(STAMP)
 	$(VENV)/bin/slife demo --study objectives --out runs/demo-objectives
+
+demo-ablation: $(STAMP)
+	$(VENV)/bin/slife demo --study ablation --out runs/demo-ablation
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -9,11 +9,13 @@ depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pa
 top1_features/), `stages.json` (wall time and outputs of each finished stage; a rerun skips them),
 `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
-Three named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls),
+Four named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls),
 `full` (the smallest budget that measured the claims, with a third life and the pairing ablation, plus the
 growing-life arm: a life of 2 days trained on, grown to 4 days by `synth --append-days` and `mine-pairs`'
 appended generation, training continued in a new segment, against a model trained on the 4 days from the
-start for the same total steps; `_do_grow`) and `objectives` (one life learned by three objectives side by
+start for the same total steps; `_do_grow`), `ablation` (the pairing ablation alone: one life's model and the
+paper's five pairing arms on that life, each with the default study's training time) and `objectives` (one
+life learned by three objectives side by
 side: CroCo, DINOv2 and egomotion, each arm with the same wall time, compared on the depth probe and on
 correspondence beside untrained encoders of each architecture). Models train two at a time, side by side, one
 torch thread each (measured faster than one model on two threads: bench/README.md); steps are calibrated from a
@@ -71,6 +73,10 @@ STUDIES: dict[str, Study] = {
                   description="three lives, the two controls, the pairing ablation on the first life and a "
                               "growing life (days 1-2, then grown to 1-4 and training continued)",
                   life_pairs=LIFE_PAIRS),
+    "ablation": Study(lives=(("kitchen", 3),), controls=(), ablation=True, budget_minutes=22.5,
+                      description="the pairing ablation alone: one life (its own pairs) and the paper's five "
+                                  "pairing arms on it, each model with the default study's training time",
+                      life_pairs=LIFE_PAIRS),
     "objectives": Study(lives=(("kitchen", 3),), controls=(), ablation=False, objectives=("dinov2", "egomotion"),
                         budget_minutes=20.0, description="one life learned by CroCo, DINOv2 and egomotion, each arm "
                         "with the same training time"),
