@@ -6,6 +6,8 @@ import json
 import math
 import re
 
+import pytest
+
 from typer.testing import CliRunner
 
 from slife.cli import app
@@ -137,6 +139,20 @@ def test_full_study_trains_every_ablation_arm_beside_the_lives_own_pairs():
     plan = _plan(cfg)
     assert _train_config(cfg, plan, 10, 0).resize_short == plan.short_side == 80
     assert _train_config(cfg, plan, 10, 0, "dinov2").resize_short is None  # its multi-crop recipe is its own
+
+
+def test_ablation_study_trains_the_five_arms_beside_the_lives_model_with_the_default_studys_time():
+    """--study ablation: one life, its own model and the paper's five arms on it, no controls; the same life
+    length and pair cap as the default study, and (six models, three rounds of two) the same training time per
+    model as the default study's four models in two rounds."""
+    from slife.demo import ABLATION, LIFE_PAIRS, DemoConfig, _mine_sets, _plan
+
+    cfg, default = DemoConfig(study="ablation"), DemoConfig()
+    assert _mine_sets(cfg) == {"life-kitchen": ("life-kitchen", LIFE_PAIRS),
+                               **{f"ablation-{arm}": ("life-kitchen", arm) for arm in ABLATION}}
+    plan, dplan = _plan(cfg), _plan(default)
+    assert (plan.max_pairs, plan.life_seconds, plan.batch_size) == (dplan.max_pairs, dplan.life_seconds, dplan.batch_size)
+    assert cfg.budget * plan.train_share / 3 == pytest.approx(default.budget * dplan.train_share / 2)
 
 
 def test_half_snapshot_is_nearest_to_half(tmp_path):
