@@ -6,7 +6,8 @@ bench/out/demo-{study}-b{budget}-seed{S}/ (a rerun resumes). Reads each run's su
 1. every number of every encoder: per seed, mean and standard deviation over seeds;
 2. the margins the claims rest on, per seed, with mean, std and whether mean > 2 x std (depth) or
    mean > std (alignment) as the issue states them; every life model is compared in every seed;
-3. the pairing ablation (full study) as mean +- std per arm and the order by mean;
+3. the pairing ablation (full and ablation studies) as mean +- std per arm; per measure, the arms' order by
+   mean against the paper's, and each step of the paper's order as a per-seed difference;
 4. wall time per stage.
 """
 
@@ -17,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from slife.demo import DemoConfig, run
+from slife.demo import ABLATION, DemoConfig, run
 
 
 def _ms(vals: list[float], nd: int = 3) -> tuple[str, float, float]:
@@ -99,6 +100,8 @@ def main() -> None:
     print(f"| graffiti: zero-flow AEPE - best life AEPE (and PCK-5 above) | " + " | ".join(f"{v:.1f}" for v in d)
           + f" | {_ms(d, 1)[0]} | {'yes' if ok else 'no'} |")
     for other in ("untrained_untrained", "life_control"):
+        if any(r["alignment_beyond_shortcut"][k] is None for r in runs for k in ("life_life", other)):
+            continue  # one life, or no controls (the ablation study)
         d = [r["alignment_beyond_shortcut"]["life_life"] - r["alignment_beyond_shortcut"][other] for r in runs]
         txt, m, sd = _ms(d)
         print(f"| beyond position: life-life - {other} | " + " | ".join(f"{v:.3f}" for v in d)
@@ -112,14 +115,30 @@ def main() -> None:
         print("|---|---|---|---|---|")
         rows = {}
         for n in [first] + arms:  # the first life's model: the arm of the lives' strategies (not one of the paper's)
-            lbl = f"{first} (life)" if n == first else n.replace("ablation-", "")
+            lbl = f"{first} (life: {cfg.spec.life_pairs})" if n == first else n.replace("ablation-", "")
             rows[lbl] = [_ms([r["encoders"][n][k] for r in runs], 1 if k == "match_aepe" else 3)
                          for k in ("probe_abs_rel_aligned", "top1_displaced", "match_aepe", "match_pck5")]
             print(f"| {lbl} | " + " | ".join(c[0] for c in rows[lbl]) + " |")
-        order = sorted(rows, key=lambda lbl: rows[lbl][0][1])
-        print(f"\nOrder by mean probe AbsRel (best first): {' > '.join(order)}")
-        order = sorted(rows, key=lambda lbl: -rows[lbl][1][1])
-        print(f"Order by mean top-1 displaced (best first): {' > '.join(order)}")
+        print(f"\nThe paper's order: {' > '.join(ABLATION)}. Each measure's order of the five arms by their means, "
+              "and each step of the paper's order as the per-seed difference (better minus worse: > 0 where the "
+              "paper's order holds), its mean ± std and how many seeds agree:\n")
+        print("| measure | order by mean (best first) | same as the paper's | "
+              + " | ".join(f"{x} > {y}" for x, y in zip(ABLATION, ABLATION[1:])) + " |")
+        print("|---|---|---|" + "---|" * (len(ABLATION) - 1))
+        for k, sign in (("probe_abs_rel_aligned", -1), ("top1_displaced", 1), ("match_aepe", -1), ("match_pck5", 1)):
+            # an arm is ablation-<arm>, or the first life's own model where the lives mine that arm's pairs
+            per = {arm: [r["encoders"].get(f"ablation-{arm}", r["encoders"][first]
+                                           if arm == cfg.spec.life_pairs else {}).get(k) for r in runs]
+                   for arm in ABLATION}
+            if any(x is None for v in per.values() for x in v):
+                continue
+            order = sorted(ABLATION, key=lambda arm: -sign * statistics.mean(per[arm]))
+            steps = []
+            for x, y in zip(ABLATION, ABLATION[1:]):
+                d = [sign * (a - b) for a, b in zip(per[x], per[y])]
+                steps.append(f"{_ms(d, 1 if k == 'match_aepe' else 3)[0]} ({sum(v > 0 for v in d)}/{len(d)})")
+            print(f"| {k} | {' > '.join(order)} | {'yes' if order == list(ABLATION) else 'no'} | "
+                  + " | ".join(steps) + " |")
 
     print(f"\n| stage | {seeds} | mean ± std |")
     print("|---|" + "---|" * (len(a.seeds) + 1))

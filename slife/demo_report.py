@@ -418,7 +418,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append(_table(["claim", "holds here", "numbers"], rows))
     if cfg.study == "default":
         L.append(f"\nThe longer study (`slife demo --study full`, `make demo-full`, {STUDIES['full'].budget_minutes:g} "
-                 f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation.\n")
+                 f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation; "
+                 f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone.\n")
     L.append("\n## Wall time per stage\n")
     L.append(_table(["stage", "seconds"], [[k, _f(v.get("seconds"), 1)] for k, v in stage_times.items()]))
     L.append("")
