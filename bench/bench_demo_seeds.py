@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from slife.demo import ABLATION, DemoConfig, run
+from slife.demo import ABLATION, STUDIES, DemoConfig, run
 
 
 def _ms(vals: list[float], nd: int = 3) -> tuple[str, float, float]:
@@ -88,6 +88,11 @@ def main() -> None:
         txt, m, sd = _ms(d)
         print(f"| probe: untrained - {n} (aligned AbsRel) | " + " | ".join(f"{v:.3f}" for v in d)
               + f" | {txt} | {'yes' if min(d) > 0 and m > 2 * sd else 'no'} |")
+    if all((r.get("position_prior") or {}).get("probe_abs_rel_aligned") is not None for r in runs):
+        for n in ["untrained"] + lives:  # no threshold: whether the tokens carry depth beyond the position prior
+            d = [r["position_prior"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"] for r in runs]
+            print(f"| probe: position prior - {n} (aligned AbsRel; > 0: beats the prior) | "
+                  + " | ".join(f"{v:.3f}" for v in d) + f" | {_ms(d)[0]} | – |")
     for n in lives:  # correspondence: top-1 displaced / chance >= 2 and above untrained in every seed
         q = [r["encoders"][n]["top1_displaced"] / r["chance_top1"] for r in runs]
         above = all(r["encoders"][n]["top1_displaced"] > r["encoders"]["untrained"]["top1_displaced"] for r in runs)
@@ -108,6 +113,7 @@ def main() -> None:
               + f" | {txt} | {'yes' if min(d) > 0 and m > sd else 'no'} |")
 
     arms = [n for n, e in runs[0]["encoders"].items() if e["group"] == "ablation"]
+    spec = STUDIES[a.study]
     if arms:
         first = lives[0]
         print("\n#### Pairing ablation (mean ± std over seeds)\n")
@@ -115,8 +121,8 @@ def main() -> None:
         print("|---|---|---|---|---|")
         rows = {}
         for n in [first] + arms:  # the first life's model: the arm of the lives' strategies (not one of the paper's)
-            lbl = f"{first} (life: {cfg.spec.life_pairs})" if n == first else n.replace("ablation-", "")
-            rows[lbl] = [_ms([r["encoders"][n][k] for r in runs], 1 if k == "match_aepe" else 3)
+            lbl = f"{first} (life: {spec.life_pairs})" if n == first else n.replace("ablation-", "")
+            rows[lbl] = [_ms([r["encoders"][n][k] for r in runs], {"match_aepe": 1, "match_pck5": 4}.get(k, 3))
                          for k in ("probe_abs_rel_aligned", "top1_displaced", "match_aepe", "match_pck5")]
             print(f"| {lbl} | " + " | ".join(c[0] for c in rows[lbl]) + " |")
         print(f"\nThe paper's order: {' > '.join(ABLATION)}. Each measure's order of the five arms by their means, "
@@ -128,7 +134,7 @@ def main() -> None:
         for k, sign in (("probe_abs_rel_aligned", -1), ("top1_displaced", 1), ("match_aepe", -1), ("match_pck5", 1)):
             # an arm is ablation-<arm>, or the first life's own model where the lives mine that arm's pairs
             per = {arm: [r["encoders"].get(f"ablation-{arm}", r["encoders"][first]
-                                           if arm == cfg.spec.life_pairs else {}).get(k) for r in runs]
+                                           if arm == spec.life_pairs else {}).get(k) for r in runs]
                    for arm in ABLATION}
             if any(x is None for v in per.values() for x in v):
                 continue
@@ -136,7 +142,8 @@ def main() -> None:
             steps = []
             for x, y in zip(ABLATION, ABLATION[1:]):
                 d = [sign * (a - b) for a, b in zip(per[x], per[y])]
-                steps.append(f"{_ms(d, 1 if k == 'match_aepe' else 3)[0]} ({sum(v > 0 for v in d)}/{len(d)})")
+                nd = {"match_aepe": 1, "match_pck5": 4}.get(k, 3)
+                steps.append(f"{_ms(d, nd)[0]} ({sum(v > 0 for v in d)}/{len(d)})")
             print(f"| {k} | {' > '.join(order)} | {'yes' if order == list(ABLATION) else 'no'} | "
                   + " | ".join(steps) + " |")
 

@@ -216,7 +216,7 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
-                  f"--data-root {out}/lives/probe --control-oracle{top1}; slife match hpatches ...",
+                  f"--data-root {out}/lives/probe --control-oracle --control-position{top1}; slife match hpatches ...",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
@@ -696,7 +696,8 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
                                              str(ev / "probe" / un),
                                              cfg.seed, spec)))
         n_train = len(cfg.probe_train_scenes) * plan.probe_views
-        with task(f"depth probes ({len(jobs)} encoders)", len(jobs) * plan.probe_epochs * -(-n_train // 32)) as adv:
+        fits = len(jobs) + 2  # the oracle and the position prior are fits of their own
+        with task(f"depth probes ({len(jobs)} encoders)", fits * plan.probe_epochs * -(-n_train // 32)) as adv:
             probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
         res = {"probe": probes}
         res.update(_eval_attention(cfg, plan, out, lives, shards, runs, task))

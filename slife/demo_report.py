@@ -301,7 +301,8 @@ def claims(s: dict) -> list[dict]:
                          "untrained-vs-untrained and above life-vs-control",
                 "holds": (ll > uu and ll > lc) if ok(ll, lc, uu) else None,
                 "numbers": f"life-life {_f(ll)}, life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
-                           f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"})
+                           f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"
+                           + ("; not measured: this study trains one life" if len(lives) < 2 else "")})
     ob = s.get("objectives")
     if ob:
         arms = ob["arms"]
@@ -537,16 +538,26 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     if arms:
         first = f"life-{cfg.spec.lives[0][0]}"
         arms = {**({cfg.spec.life_pairs: enc[first]} if cfg.spec.life_pairs in ABLATION else {}),
-                **{n.replace("ablation-", ""): e for n, e in arms.items()}}
+                **{n.replace("ablation-", ""): e for n, e in arms.items()}}  # the paper's arms
         L.append("## Pairing ablation (one life, equal pair caps)\n")
+        life_row = {} if cfg.spec.life_pairs in ABLATION else {f"{first} (the lives' {cfg.spec.life_pairs})": enc[first]}
         rows = [[n, _f(e["probe_abs_rel_aligned"]), _f(e["top1_displaced"]), _f(e["match_aepe"], 1),
-                 _f(e["match_pck5"])] for n, e in arms.items()]
+                 _f(e["match_pck5"])] for n, e in {**life_row, **arms}.items()]
         L.append(_table(["pairs", "probe AbsRel aligned", "top-1 displaced", "AEPE", "PCK-5"], rows))
-        order = [n for n, _ in sorted(arms.items(), key=lambda kv: kv[1]["probe_abs_rel_aligned"] or math.inf)]
         paper = list(ABLATION)
-        L.append(f"\nBy probe (best first): {' > '.join(order)}. The paper's order: {' > '.join(paper)}: "
-                 f"{'the same' if order == paper else 'not the same'} in this seed (the three-seed table in "
-                 f"bench/README.md says whether the differences exceed the seed spread).\n")
+        L.append(f"\nThe paper's order of its five arms: {' > '.join(paper)}. This seed's order by each measure "
+                 "(best first):\n")
+        for key, label, lower in (("probe_abs_rel_aligned", "probe AbsRel aligned", True),
+                                  ("top1_displaced", "top-1 displaced", False), ("match_aepe", "AEPE", True),
+                                  ("match_pck5", "PCK-5", False)):
+            vals = {n: e[key] for n, e in arms.items()}
+            if any(v is None for v in vals.values()):
+                continue
+            order = sorted(vals, key=lambda n: vals[n] if lower else -vals[n])
+            L.append(f"- {label}: {' > '.join(order)} ({'the same' if order == paper else 'not the same'})")
+        L.append("\nOne seed cannot say whether a difference exceeds the seed spread: `bench/bench_demo_seeds.py "
+                 f"--study {cfg.study}` runs three seeds and prints each step of the paper's order as a per-seed "
+                 "difference (bench/README.md, \"Issue 14: the pairing ablation across three seeds\").\n")
 
     if s.get("growing"):
         L += _growing_section(s, runs, un)

@@ -349,8 +349,8 @@ def probe_cmd(
                                         "the positive control that shows the readout can learn depth at all."),
     control_position: bool = typer.Option(False, "--control-position", help="Also fit the same readout on constant "
                                           "tokens: it then learns only the typical depth at each image position "
-                                          "(floor low, far wall high). An encoder must beat this prior to show "
-                                          "that its tokens carry depth the readout can use."),
+                                          "(near floor at the bottom, far wall higher up). An encoder must beat "
+                                          "this prior to show that its tokens carry depth the readout can use."),
     threads: int = typer.Option(0, "--threads", help="torch intra-op threads (0 = torch's default; 1 is often "
                                 "fastest on a busy machine: the tensors here are small)."),
 ):

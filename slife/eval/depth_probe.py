@@ -15,8 +15,8 @@ and, as controls, the same metrics for a constant prediction (the mean train dep
 same readout on an untrained encoder of the same architecture (the negative control), on depth-oracle tokens
 (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn) and on
 constant tokens (the position prior: the readout's queries carry their patch's position, so with tokens that
-say nothing about the image it learns the typical depth at each image position, floor low and far wall high,
-and predicts it for every view; an encoder whose score is near this one carries no depth the readout can use
+say nothing about the image it learns the typical depth at each image position, the near floor at the bottom
+and the far wall higher up, and predicts it for every view; an encoder whose score is near this one carries no depth the readout can use
 beyond where in the image a patch lies).
 Views the reader leaves out (a life's unreadable depth maps) are counted per split, warned about and listed
 in `probe.json` ("skipped_views"). Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
@@ -400,7 +400,8 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         oracle["tokens"] = "true log-depth per patch through a fixed random projection (depth_oracle_tokens)"
     position = None
     if cfg.control_position:
-        position = fit(None, tuple(dict(sp, tokens=torch.zeros_like(sp["tokens"])) for sp in (tr, te)))[4]
+        position = fit(None, tuple(dict(sp, tokens=torch.zeros(1, *sp["tokens"].shape[1:], dtype=sp["tokens"].dtype)
+                                        .expand(len(sp["tokens"]), -1, -1)) for sp in (tr, te)))[4]
         position["tokens"] = "zeros: the readout sees only each patch's position (the depth prior per position)"
     rep = {
         "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,
