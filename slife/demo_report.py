@@ -277,7 +277,8 @@ def claims(s: dict) -> list[dict]:
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
                 "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None,
                 "numbers": ", ".join(f"{n} {_f(e['probe_abs_rel_aligned'])}" for n, e in lives.items())
-                + f"; untrained {_f(u)}; position prior {_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"})
+                + f"; untrained {_f(u)}; position prior "
+                  f"{_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"})
     ch = s.get("chance_top1")
     t1 = [e["top1_displaced"] for e in lives.values()]
     ut = un.get("top1_displaced")
@@ -540,7 +541,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
         arms = {**({cfg.spec.life_pairs: enc[first]} if cfg.spec.life_pairs in ABLATION else {}),
                 **{n.replace("ablation-", ""): e for n, e in arms.items()}}  # the paper's arms
         L.append("## Pairing ablation (one life, equal pair caps)\n")
-        life_row = {} if cfg.spec.life_pairs in ABLATION else {f"{first} (the lives' {cfg.spec.life_pairs})": enc[first]}
+        life_row = ({} if cfg.spec.life_pairs in ABLATION
+                    else {f"{first} (the lives' {cfg.spec.life_pairs})": enc[first]})
         rows = [[n, _f(e["probe_abs_rel_aligned"]), _f(e["top1_displaced"]), _f(e["match_aepe"], 1),
                  _f(e["match_pck5"])] for n, e in {**life_row, **arms}.items()]
         L.append(_table(["pairs", "probe AbsRel aligned", "top-1 displaced", "AEPE", "PCK-5"], rows))

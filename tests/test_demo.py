@@ -151,7 +151,8 @@ def test_ablation_study_trains_the_five_arms_beside_the_lives_model_with_the_def
     assert _mine_sets(cfg) == {"life-kitchen": ("life-kitchen", LIFE_PAIRS),
                                **{f"ablation-{arm}": ("life-kitchen", arm) for arm in ABLATION}}
     plan, dplan = _plan(cfg), _plan(default)
-    assert (plan.max_pairs, plan.life_seconds, plan.batch_size) == (dplan.max_pairs, dplan.life_seconds, dplan.batch_size)
+    same = ("max_pairs", "life_seconds", "batch_size", "short_side")
+    assert [getattr(plan, k) for k in same] == [getattr(dplan, k) for k in same]
     assert cfg.budget * plan.train_share / 3 == pytest.approx(default.budget * dplan.train_share / 2)
 
 

@@ -37,8 +37,8 @@ def demo(
     """Run the single-life study in miniature: synthesize lives and controls, mine pairs, train a tiny CroCo per
     life and control (and, in the full and ablation studies, per pairing-ablation arm; in the full study, a
     growing life whose training is continued after it grows), evaluate the depth probe (with an untrained
-    encoder, an oracle and the position prior as controls), correspondence and alignment beyond the positional shortcut on held-out
-    pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
+    encoder, an oracle and the position prior as controls), correspondence and alignment beyond the
+    positional shortcut on held-out pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
     objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats
     them on correspondence in this run. Re-running resumes: finished stages are skipped. Each stage prints the
     command it equals."""

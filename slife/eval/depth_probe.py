@@ -16,8 +16,8 @@ same readout on an untrained encoder of the same architecture (the negative cont
 (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn) and on
 constant tokens (the position prior: the readout's queries carry their patch's position, so with tokens that
 say nothing about the image it learns the typical depth at each image position, the near floor at the bottom
-and the far wall higher up, and predicts it for every view; an encoder whose score is near this one carries no depth the readout can use
-beyond where in the image a patch lies).
+and the far wall higher up, and predicts it for every view; an encoder whose score is near this one carries
+no depth the readout can use beyond where in the image a patch lies).
 Views the reader leaves out (a life's unreadable depth maps) are counted per split, warned about and listed
 in `probe.json` ("skipped_views"). Writes `probe.json` (metrics, config, losses), `probe_examples.png` and `probe_readout.pt` into out_dir.
 Entry point: `run(cfg, checkpoints, out_dir) -> Path`.
