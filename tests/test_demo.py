@@ -7,7 +7,6 @@ import math
 import re
 
 import pytest
-
 from typer.testing import CliRunner
 
 from slife.cli import app
