@@ -53,7 +53,8 @@ def main() -> None:
     print(f"### study {a.study}, budget {budget:g} min, {runs[0]['steps']}-{runs[-1]['steps']} steps per model\n")
     print(f"| encoder | measure | {seeds} | mean ± std |")
     print("|---|---|" + "---|" * (len(a.seeds) + 1))
-    keys = ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced", "match_aepe", "match_pck5")
+    keys = ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced", "top1_displaced_beyond_position", "match_aepe",
+            "match_pck5")
     for name, e in runs[0]["encoders"].items():
         for k in keys:
             vals = [r["encoders"].get(name, {}).get(k) for r in runs]
@@ -61,9 +62,11 @@ def main() -> None:
                 continue
             nd = 1 if k == "match_aepe" else 3
             print(f"| {name} | {k} | " + " | ".join(f"{v:.{nd}f}" for v in vals) + f" | {_ms(vals, nd)[0]} |")
-    for key in ("chance_top1",):
-        vals = [r[key] for r in runs]
-        print(f"| (chance) | top-1 within one patch | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+    for key, label in (("chance_top1", "(chance) | top-1 within one patch"),
+                       ("positional_ceiling_top1_displaced", "(positional ceiling) | top1_displaced")):
+        vals = [r.get(key) for r in runs]
+        if all(v is not None for v in vals):  # summaries before session 11 have no positional ceiling
+            print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
     for k in ("probe_abs_rel_aligned", "probe_abs_rel"):
         vals = [(r.get("position_prior") or {}).get(k) for r in runs]
         if all(v is not None for v in vals):
@@ -98,6 +101,15 @@ def main() -> None:
         above = all(r["encoders"][n]["top1_displaced"] > r["encoders"]["untrained"]["top1_displaced"] for r in runs)
         print(f"| top-1 displaced / chance, {n} | " + " | ".join(f"{v:.2f}" for v in q) + f" | {_ms(q, 2)[0]} | "
               f"{'yes' if min(q) >= 2 and above else 'no'} |")
+    for n in lives:  # the same beyond position (no threshold of the issue's: above the untrained encoder's)
+        d = [r["encoders"][n].get("top1_displaced_beyond_position") for r in runs]
+        u = [r["encoders"]["untrained"].get("top1_displaced_beyond_position") for r in runs]
+        if any(v is None for v in d + u):
+            continue
+        d = [x - y for x, y in zip(d, u)]
+        txt, m, sd = _ms(d)
+        print(f"| top-1 displaced beyond position: {n} - untrained (> 0 in every seed) | "
+              + " | ".join(f"{v:.3f}" for v in d) + f" | {txt} | {'yes' if min(d) > 0 else 'no'} |")
     best = [min((r["encoders"][n] for n in lives), key=lambda e: e["match_aepe"]) for r in runs]
     ok = all(b["match_aepe"] < r["zero_flow"]["match_aepe"] and b["match_pck5"] > r["zero_flow"]["match_pck5"]
              for b, r in zip(best, runs))
@@ -117,13 +129,15 @@ def main() -> None:
     if arms:
         first = lives[0]
         print("\n#### Pairing ablation (mean ± std over seeds)\n")
-        print("| arm | probe AbsRel aligned | top-1 displaced | AEPE | PCK-5 |")
-        print("|---|---|---|---|---|")
+        cols = ["probe_abs_rel_aligned", "top1_displaced", "top1_displaced_beyond_position", "match_aepe", "match_pck5"]
+        cols = [k for k in cols if all(r["encoders"][n].get(k) is not None for r in runs for n in [first] + arms)]
+        print("| arm | " + " | ".join(cols) + " |")
+        print("|---|" + "---|" * len(cols))
         rows = {}
         for n in [first] + arms:  # the first life's model: the arm of the lives' strategies (not one of the paper's)
             lbl = f"{first} (life: {spec.life_pairs})" if n == first else n.replace("ablation-", "")
             rows[lbl] = [_ms([r["encoders"][n][k] for r in runs], {"match_aepe": 1, "match_pck5": 4}.get(k, 3))
-                         for k in ("probe_abs_rel_aligned", "top1_displaced", "match_aepe", "match_pck5")]
+                         for k in cols]
             print(f"| {lbl} | " + " | ".join(c[0] for c in rows[lbl]) + " |")
         print(f"\nThe paper's order: {' > '.join(ABLATION)}. Each measure's order of the five arms by their means, "
               "and each step of the paper's order as the per-seed difference (better minus worse: > 0 where the "
@@ -131,7 +145,8 @@ def main() -> None:
         print("| measure | order by mean (best first) | same as the paper's | "
               + " | ".join(f"{x} > {y}" for x, y in zip(ABLATION, ABLATION[1:])) + " |")
         print("|---|---|---|" + "---|" * (len(ABLATION) - 1))
-        for k, sign in (("probe_abs_rel_aligned", -1), ("top1_displaced", 1), ("match_aepe", -1), ("match_pck5", 1)):
+        for k, sign in (("probe_abs_rel_aligned", -1), ("top1_displaced", 1), ("top1_displaced_beyond_position", 1),
+                        ("match_aepe", -1), ("match_pck5", 1)):
             # an arm is ablation-<arm>, or the first life's own model where the lives mine that arm's pairs
             per = {arm: [r["encoders"].get(f"ablation-{arm}", r["encoders"][first]
                                            if arm == spec.life_pairs else {}).get(k) for r in runs]

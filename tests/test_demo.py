@@ -53,11 +53,14 @@ def test_demo_smoke(tmp_path):
     assert {"seed", "budget_minutes", "chance_top1", "encoders", "zero_flow", "alignment_beyond_shortcut"} <= set(s)
     assert {e["group"] for e in s["encoders"].values()} == {"life", "control", "untrained", "oracle"}
     for e in s["encoders"].values():
-        assert set(e) == {"group", "probe_abs_rel", "probe_abs_rel_aligned", "top1_displaced", "match_aepe",
-                          "match_pck5"}
+        assert set(e) == {"group", "probe_abs_rel", "probe_abs_rel_aligned", "top1_displaced",
+                          "top1_displaced_beyond_position", "match_aepe", "match_pck5"}
         assert all(v is None or math.isfinite(v) for k, v in e.items() if k != "group")
     assert s["encoders"]["oracle"]["match_aepe"] is None and s["encoders"]["untrained"]["match_aepe"] is not None
     assert set(s["zero_flow"]) == {"match_aepe", "match_pck5"}
+    # top-1 beyond position: the untrained control is scored; the positional ceiling is a share
+    assert s["encoders"]["untrained"]["top1_displaced_beyond_position"] is not None
+    assert s["positional_ceiling_top1_displaced"] is None or 0 <= s["positional_ceiling_top1_displaced"] <= 1
     assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}

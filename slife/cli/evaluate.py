@@ -89,7 +89,7 @@ def _cas_tables(rep: dict) -> None:
     for col in ("model", "vs same-pos", "vs same-pos per block"):
         c.add_column(col, justify="right" if col != "model" else "left", no_wrap=col == "model")
     if gt:
-        for col in ("acc", "acc displaced", "acc per block", "CAS disp. vs same-pos"):
+        for col in ("acc", "acc displaced", "acc displaced beyond position", "acc per block", "CAS disp. vs same-pos"):
             c.add_column(col, justify="right")
     sp = ctrl.get("same_position", {})
     spi = names.index("same-position") if "same-position" in names else None
@@ -102,7 +102,8 @@ def _cas_tables(rep: dict) -> None:
         if gt:
             a = gt["accuracy"].get(n, {})
             i = names.index(n)
-            row += [_f(a.get("all")), _f(a.get("displaced")), " ".join(_f(v, 2) for v in a.get("per_block_all", [])),
+            row += [_f(a.get("all")), _f(a.get("displaced")), _f(a.get("beyond_position_displaced")),
+                    " ".join(_f(v, 2) for v in a.get("per_block_all", [])),
                     _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
         c.add_row(*row)
     _show(c)
@@ -134,7 +135,10 @@ def _cas_tables(rep: dict) -> None:
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
-                      f"{_f(gt.get('accuracy_chance'))}")
+                      f"{_f(gt.get('accuracy_chance'))}; positional ceiling (the best image-independent pick, fitted "
+                      f"on these pairs) {_f((gt.get('positional_ceiling') or {}).get('all'))}, displaced "
+                      f"{_f((gt.get('positional_ceiling') or {}).get('displaced'))}; accuracy beyond position is 0 "
+                      f"for any such predictor by construction")
     else:
         console.print("ground truth: none in these pairs (no poses + depth + K), so no displaced-patch scores")
 
@@ -146,7 +150,10 @@ _CAS_HELP = (
     "overlap chance-corrected against a pair-permutation null, so any fixed positional prior (the same-position "
     "predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent "
     "patches; 1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across "
-    "unrelated pairs (the same-position predictor's diagonal)."
+    "unrelated pairs (the same-position predictor's diagonal).\n\n"
+    "Where the pairs carry ground truth, each model's top-1 accuracy also comes chance-corrected the same way "
+    "(top-1 beyond position: 0 for any predictor that ignores the images), beside the positional ceiling: the "
+    "accuracy of the best image-independent pick, fitted on these pairs."
 )
 
 
@@ -209,7 +216,10 @@ def top1_cmd(
 ):
     """Top-1 patch correspondence on held-out pairs with ground truth, for encoders of any objective: share of
     target patches whose best source patch is within one patch of the true match, over all and over displaced
-    patches, beside chance, the same-position predictor and untrained encoders."""
+    patches, beside chance, the same-position predictor, untrained encoders and the positional ceiling (the
+    best predictor that ignores the images, fitted on these pairs: on displaced patches a fixed shift reaches
+    several times chance). Also top-1 beyond position: the accuracy chance-corrected against the encoder's own
+    picks on the other pairs, 0 for any positional predictor by construction."""
     from rich.table import Table
 
     from slife.eval.pair_top1 import Top1Config, run
@@ -222,11 +232,16 @@ def top1_cmd(
     rep = json.loads(Path(path).read_text())
     t = Table(title=f"top-1 within one patch: {rep['num_pairs']} pairs, {rep['patches_with_truth']} patches with "
                     f"truth, {_f(rep['displaced_share'])} displaced")
-    for col in ("encoder", "method", "all", "displaced"):
+    for col in ("encoder", "method", "all", "displaced", "beyond position", "displaced beyond position"):
         t.add_column(col, justify="left" if col in ("encoder", "method") else "right")
     for name, m in rep["models"].items():
-        t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]))
-    t.add_row("same-position (control)", "-", _f(rep["same_position"]["all"]), _f(rep["same_position"]["displaced"]))
+        t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]), _f(m.get("beyond_position")),
+                  _f(m.get("beyond_position_displaced")))
+    t.add_row("same-position (control)", "-", _f(rep["same_position"]["all"]), _f(rep["same_position"]["displaced"]),
+              "0 (by construction)", "0 (by construction)")
+    pc = rep.get("positional_ceiling") or {}
+    t.add_row("positional ceiling (control)", "-", _f(pc.get("all")), _f(pc.get("displaced")), "0 (by construction)",
+              "0 (by construction)")
     t.add_row("chance (control)", "-", _f(rep["chance"]), _f(rep["chance"]))
     _show(t)
     console.print(f"wrote {path}")

@@ -26,7 +26,11 @@ a same-position predictor (top-k = same grid position and nearest neighbours), u
 (two by default) of each architecture among the checkpoints (`untrained-s<seed>` for CroCo,
 `untrained-vit-s<seed>` for a ViT; none only with a warning), per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
 every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
-plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced.
+plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced, with
+two controls of its own: `positional_ceiling` (the best predictor that ignores the images, fitted on these
+pairs: on displaced patches a fixed shift can reach several times chance) and top-1 beyond position
+(`accuracy_beyond_position`: the same permutation null as CAS beyond position, against the predictor's own
+picks on the other pairs; 0 for any positional predictor by construction).
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
 marked), and for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
@@ -212,6 +216,69 @@ def accuracy_chance(true_idx: np.ndarray, grid: tuple[int, int]) -> float:
     return float(tgt_nb[known].mean() / n) if known.any() else math.nan
 
 
+def _near_counts(idx: np.ndarray, use: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(N, N_src): for each target patch n and source patch c, how many pairs p with use[p, n] have idx[p, n]
+    within one patch (Chebyshev) of c. idx, use (P, N); idx < 0 counts nowhere."""
+    h, w = grid
+    P, N = idx.shape
+    counts = np.zeros((N, h + 2, w + 2), np.int64)  # padded by one on every side
+    ok = use & (idx >= 0)
+    n_of = np.broadcast_to(np.arange(N), (P, N))[ok]
+    r, c = np.divmod(idx[ok], w)
+    np.add.at(counts, (n_of, r + 1, c + 1), 1)
+    near = sum(counts[:, 1 + dr:1 + dr + h, 1 + dc:1 + dc + w] for dr in (-1, 0, 1) for dc in (-1, 0, 1))
+    return near.reshape(N, h * w)
+
+
+def _scored(true_idx: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    t = np.asarray(true_idx)
+    return (t >= 0) if mask is None else (t >= 0) & np.asarray(mask, dtype=bool)
+
+
+def accuracy_beyond_position(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int],
+                             mask: np.ndarray | None = None) -> float:
+    """Top-1 accuracy beyond position: `accuracy` chance-corrected against the predictor's own answers on other
+    pairs, as `calibrated_score` corrects CAS.
+
+    top1 (P, N) source patch each target patch picks, true_idx (P, N) its true match (-1 unknown), both on the
+    same P pairs; `mask` (P, N) restricts the scored patches (displaced ones, say). Observed o: the share of
+    scored (p, n) whose pick is within one patch of the truth. Null e: for each scored (p, n), the share of the
+    other pairs q (scored at the same n) whose pick top1[q, n] lies within one patch of p's truth: how often the
+    predictor's answer for that image position is right when the images are not p's. Score (o - e) / (1 - e).
+    A predictor whose picks do not depend on the images (the same-position predictor, a fixed offset, the best
+    positional predictor `positional_ceiling` fits) has top1[q, n] = top1[p, n], so e = o and it scores exactly
+    0, however high its accuracy: on displaced patches a fixed shift reaches several times chance, because their
+    true matches lie mostly a few patches sideways. A predictor that picks the true match on every pair
+    scores 1 (while pairs' truths differ). NaN when no target patch is scored on two or more pairs."""
+    pred, t = np.asarray(top1), np.asarray(true_idx)
+    use = _scored(t, mask)
+    m_n = use.sum(0)  # (N,)
+    use &= (m_n >= 2)[None, :]
+    if not use.any():
+        return math.nan
+    hit = within_one(pred, t, grid)  # (P, N)
+    near = _near_counts(pred, use, grid)  # (N, N_src): picks of the scored pairs near each source patch
+    n_of = np.broadcast_to(np.arange(t.shape[1]), t.shape)
+    others = (near[n_of[use], t[use]] - hit[use]) / (m_n[n_of[use]] - 1)  # the other pairs' picks near p's truth
+    o, e = float(hit[use].mean()), float(others.mean())
+    if abs(o - e) < 1e-12 or 1.0 - e < 1e-12:
+        return 0.0
+    return (o - e) / (1.0 - e)
+
+
+def positional_ceiling(true_idx: np.ndarray, grid: tuple[int, int], mask: np.ndarray | None = None) -> float:
+    """The top-1 accuracy of the best predictor that ignores the images, fitted on these very pairs: for each
+    target patch, the one source patch within one patch of the most pairs' truths (scored patches only: `mask`
+    (P, N), true_idx (P, N), -1 unknown). No predictor whose pick depends only on the target patch's position
+    does better on these pairs, so an accuracy below it is one a positional prior could reach. NaN if nothing
+    is scored."""
+    t = np.asarray(true_idx)
+    use = _scored(t, mask)
+    if not use.any():
+        return math.nan
+    return float(_near_counts(t, use, grid).max(axis=1).sum() / use.sum())
+
+
 def cluster_order(sim: np.ndarray) -> list[int]:
     """Leaf order of average-linkage hierarchical clustering on distance 1 - similarity (identity for < 3)."""
     n = len(sim)
@@ -331,8 +398,12 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
                 "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
                 "per_block_all": [accuracy(s, true_idx, b) for b in range(nb)],
                 "per_block_displaced": [accuracy(s, true_idx, b, disp) for b in range(nb)],
+                "beyond_position": accuracy_beyond_position(s.top1().numpy(), true_idx, grid),
+                "beyond_position_displaced": accuracy_beyond_position(s.top1().numpy(), true_idx, grid, disp),
             }
         gt["accuracy_chance"] = accuracy_chance(true_idx, grid)
+        gt["positional_ceiling"] = {"all": positional_ceiling(true_idx, grid),
+                                    "displaced": positional_ceiling(true_idx, grid, disp)}
         rep["ground_truth"] = gt
     # one row per pair of models (and of untrained controls): the issue-7 table
     rows = []

@@ -6,9 +6,9 @@ import torch
 
 from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
                                   summarize_model, topk_sets)
-from slife.eval.cas import (accuracy, calibrated_score, cas_report, cluster_order, linear_cka, mutual_knn, pair_score,
-                            score_matrix)
-from slife.eval.groundtruth import displaced_mask
+from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_score, cas_report, cluster_order, linear_cka,
+                            mutual_knn, pair_score, positional_ceiling, score_matrix)
+from slife.eval.groundtruth import displaced_mask, within_one
 
 from .synthetic import GRID, SHIFTS, AttentionStandIn, identity_model, pairs, true_idx, truth_model
 
@@ -207,6 +207,43 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
         rep = cas_report([truth, ident, sp], ti)
         assert rep["calibrated"]["matrix"][1][2] == 0.0 and rep["ground_truth"]["calibrated_displaced"][0][2] == 0.0
         assert rep["pair_table"][0]["cas_calibrated"] == calibrated_score(truth.topk[:, -1], ident.topk[:, -1])
+
+
+def test_top1_beyond_position_is_0_for_any_positional_predictor_and_1_for_the_truth():
+    """A fixed shift is far above chance on displaced patches, yet scores exactly 0 beyond position; so does the
+    best positional predictor, whose accuracy is the positional ceiling; the true match scores 1."""
+    ti = true_idx()
+    disp = displaced_mask(ti, GRID)
+    P = len(SHIFTS)
+    rows, cols = np.divmod(np.arange(N), GRID[1])
+    shift = np.broadcast_to(np.clip(rows, 0, 7) * 8 + np.clip(cols + 2, 0, 7), ti.shape).copy()  # 2 patches right
+    assert within_one(shift, ti, GRID)[disp].mean() > 0.5  # several times chance, knowing nothing of the images
+    for mask in (None, disp):
+        assert accuracy_beyond_position(shift, ti, GRID, mask) == 0.0
+        assert accuracy_beyond_position(np.broadcast_to(np.arange(N), ti.shape), ti, GRID, mask) == 0.0
+        assert accuracy_beyond_position(np.where(ti >= 0, ti, 0), ti, GRID, mask) == 1.0
+    # the ceiling: no image-independent pick does better, and the best one (by brute force) reaches it
+    best = np.array([max(range(N), key=lambda c: within_one(np.full(P, c), ti[:, n], GRID)[disp[:, n]].sum())
+                     for n in range(N)])
+    ceil = positional_ceiling(ti, GRID, disp)
+    assert ceil == pytest.approx(within_one(np.broadcast_to(best, ti.shape), ti, GRID)[disp].mean())
+    assert ceil >= within_one(shift, ti, GRID)[disp].mean()
+    assert accuracy_beyond_position(np.broadcast_to(best, ti.shape).copy(), ti, GRID, disp) == 0.0
+    # the null by brute force on random picks: for each scored (p, n), the other pairs' picks near p's truth
+    rng = np.random.default_rng(1)
+    pick = rng.integers(0, N, size=ti.shape)
+    use = disp & (disp.sum(0) >= 2)[None]
+    hit = within_one(pick, ti, GRID)
+    null = [np.mean([within_one(pick[q, n], ti[p, n], GRID) for q in range(P) if q != p and use[q, n]])
+            for p, n in zip(*np.nonzero(use))]
+    o, e = hit[use].mean(), np.mean(null)
+    assert accuracy_beyond_position(pick, ti, GRID, disp) == pytest.approx((o - e) / (1 - e))
+    # cas_report carries both beside the raw accuracy
+    rep = cas_report([_summ(truth_model(), 1, "truth"), same_position_summary(GRID, 1, P)], ti)
+    gt = rep["ground_truth"]
+    assert gt["accuracy"]["truth"]["beyond_position_displaced"] == 1.0
+    assert gt["accuracy"]["same-position"]["beyond_position_displaced"] == 0.0
+    assert gt["positional_ceiling"]["displaced"] == pytest.approx(ceil)
 
 
 def test_num_pairs_are_spread_over_the_whole_set(tmp_path):
