@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -62,12 +63,10 @@ def main() -> None:
                 continue
             nd = 1 if k == "match_aepe" else 3
             print(f"| {name} | {k} | " + " | ".join(f"{v:.{nd}f}" for v in vals) + f" | {_ms(vals, nd)[0]} |")
-    for key, label in (("chance_top1", "(chance) | top-1 within one patch"),
-                       ("positional_ceiling_top1_displaced", "(positional ceiling) | top1_displaced")):
-        vals = [r.get(key) for r in runs]
-        if all(v is not None for v in vals):  # summaries before session 11 have no positional ceiling
-            print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
-    for k in ("probe_abs_rel_aligned", "probe_abs_rel"):
+    for key in ("chance_top1",):
+        vals = [r[key] for r in runs]
+        print(f"| (chance) | top-1 within one patch | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+    for k in ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced"):  # top1: not in summaries before session 11
         vals = [(r.get("position_prior") or {}).get(k) for r in runs]
         if all(v is not None for v in vals):
             print(f"| position prior | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
@@ -101,15 +100,18 @@ def main() -> None:
         above = all(r["encoders"][n]["top1_displaced"] > r["encoders"]["untrained"]["top1_displaced"] for r in runs)
         print(f"| top-1 displaced / chance, {n} | " + " | ".join(f"{v:.2f}" for v in q) + f" | {_ms(q, 2)[0]} | "
               f"{'yes' if min(q) >= 2 and above else 'no'} |")
-    for n in lives:  # the same beyond position (no threshold of the issue's: above the untrained encoder's)
-        d = [r["encoders"][n].get("top1_displaced_beyond_position") for r in runs]
-        u = [r["encoders"]["untrained"].get("top1_displaced_beyond_position") for r in runs]
-        if any(v is None for v in d + u):
+    key = "top1_displaced_beyond_position"
+    for n in lives:  # the same beyond position: above the untrained encoder's by > 2 standard errors in every seed
+        e = [(r["encoders"][n].get(key), r["encoders"][n].get(f"{key}_se"), r["encoders"]["untrained"].get(key),
+              r["encoders"]["untrained"].get(f"{key}_se")) for r in runs]
+        if any(v is None for row in e for v in row):
             continue
-        d = [x - y for x, y in zip(d, u)]
+        d = [x - y for x, _, y, _ in e]
+        z = [(x - y) / math.hypot(sx, sy) for x, sx, y, sy in e]
         txt, m, sd = _ms(d)
-        print(f"| top-1 displaced beyond position: {n} - untrained (> 0 in every seed) | "
-              + " | ".join(f"{v:.3f}" for v in d) + f" | {txt} | {'yes' if min(d) > 0 else 'no'} |")
+        print(f"| top-1 displaced beyond position: {n} - untrained (> 2 se in every seed; d/se) | "
+              + " | ".join(f"{v:.3f} ({q:.1f})" for v, q in zip(d, z)) + f" | {txt} | "
+              f"{'yes' if min(z) > 2 else 'no'} |")
     best = [min((r["encoders"][n] for n in lives), key=lambda e: e["match_aepe"]) for r in runs]
     ok = all(b["match_aepe"] < r["zero_flow"]["match_aepe"] and b["match_pck5"] > r["zero_flow"]["match_pck5"]
              for b, r in zip(best, runs))

@@ -22,6 +22,12 @@ def _f(v, nd: int = 3) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _pm(entry: dict, key: str) -> str:
+    """entry[key] ± entry[key + "_se"] (the standard error where there is one)."""
+    se = entry.get(f"{key}_se")
+    return _f(entry.get(key)) + (f" ± {se:.3f}" if se is not None and entry.get(key) is not None else "")
+
+
 def _show(table) -> None:
     """Print a results table whose numbers are never cut: a right-aligned (number) column is as wide as its widest
     cell and its header, on one line; a label column as wide as its longest entry up to 40 characters, then
@@ -102,7 +108,7 @@ def _cas_tables(rep: dict) -> None:
         if gt:
             a = gt["accuracy"].get(n, {})
             i = names.index(n)
-            row += [_f(a.get("all")), _f(a.get("displaced")), _f(a.get("beyond_position_displaced")),
+            row += [_f(a.get("all")), _f(a.get("displaced")), _pm(a, "beyond_position_displaced"),
                     " ".join(_f(v, 2) for v in a.get("per_block_all", [])),
                     _f(gt["matrix_displaced"][i][spi]) if spi is not None else "-"]
         c.add_row(*row)
@@ -135,10 +141,10 @@ def _cas_tables(rep: dict) -> None:
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
-                      f"{_f(gt.get('accuracy_chance'))}; positional ceiling (the best image-independent pick, fitted "
-                      f"on these pairs) {_f((gt.get('positional_ceiling') or {}).get('all'))}, displaced "
-                      f"{_f((gt.get('positional_ceiling') or {}).get('displaced'))}; accuracy beyond position is 0 "
-                      f"for any such predictor by construction")
+                      f"{_f(gt.get('accuracy_chance'))}; position prior (per patch, the pick most often right on "
+                      f"the other pairs; it ignores the images) {_f((gt.get('position_prior') or {}).get('all'))}, "
+                      f"displaced {_f((gt.get('position_prior') or {}).get('displaced'))}; accuracy beyond position "
+                      f"is exactly 0 for any fixed pick that ignores the images")
     else:
         console.print("ground truth: none in these pairs (no poses + depth + K), so no displaced-patch scores")
 
@@ -151,9 +157,12 @@ _CAS_HELP = (
     "predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent "
     "patches; 1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across "
     "unrelated pairs (the same-position predictor's diagonal).\n\n"
-    "Where the pairs carry ground truth, each model's top-1 accuracy also comes chance-corrected the same way "
-    "(top-1 beyond position: 0 for any predictor that ignores the images), beside the positional ceiling: the "
-    "accuracy of the best image-independent pick, fitted on these pairs."
+    "Where the pairs carry ground truth, each model's top-1 accuracy (its best source patch within one patch of "
+    "the true match; displaced = true match more than one patch from the same position) also comes "
+    "chance-corrected the same way: top-1 beyond position, 1 = the true match on every pair, exactly 0 for any "
+    "fixed pick that ignores the images, below 0 worse than the model's own picks for other images; ± its "
+    "jackknife standard error over pairs. Beside it, the position prior: per target patch, the pick most often "
+    "right on the other pairs, which ignores the images yet can be several times chance on displaced patches."
 )
 
 
@@ -216,10 +225,12 @@ def top1_cmd(
 ):
     """Top-1 patch correspondence on held-out pairs with ground truth, for encoders of any objective: share of
     target patches whose best source patch is within one patch of the true match, over all and over displaced
-    patches, beside chance, the same-position predictor, untrained encoders and the positional ceiling (the
-    best predictor that ignores the images, fitted on these pairs: on displaced patches a fixed shift reaches
-    several times chance). Also top-1 beyond position: the accuracy chance-corrected against the encoder's own
-    picks on the other pairs, 0 for any positional predictor by construction."""
+    patches (true match more than one patch from the same grid position), beside chance, the same-position
+    predictor, untrained encoders and the position prior (per target patch, the pick most often right on the
+    other pairs: it ignores the images, yet on displaced patches it can be several times chance). Also top-1
+    beyond position: the accuracy chance-corrected against the encoder's own picks on the other pairs (1 = the
+    true match on every pair, exactly 0 for any fixed pick that ignores the images, below 0 worse), ± its
+    jackknife standard error over pairs."""
     from rich.table import Table
 
     from slife.eval.pair_top1 import Top1Config, run
@@ -235,12 +246,12 @@ def top1_cmd(
     for col in ("encoder", "method", "all", "displaced", "beyond position", "displaced beyond position"):
         t.add_column(col, justify="left" if col in ("encoder", "method") else "right")
     for name, m in rep["models"].items():
-        t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]), _f(m.get("beyond_position")),
-                  _f(m.get("beyond_position_displaced")))
+        t.add_row(name, m["method"], _f(m["all"]), _f(m["displaced"]), _pm(m, "beyond_position"),
+                  _pm(m, "beyond_position_displaced"))
     t.add_row("same-position (control)", "-", _f(rep["same_position"]["all"]), _f(rep["same_position"]["displaced"]),
               "0 (by construction)", "0 (by construction)")
-    pc = rep.get("positional_ceiling") or {}
-    t.add_row("positional ceiling (control)", "-", _f(pc.get("all")), _f(pc.get("displaced")), "0 (by construction)",
+    pc = rep.get("position_prior") or {}
+    t.add_row("position prior (control)", "-", _f(pc.get("all")), _f(pc.get("displaced")), "0 (by construction)",
               "0 (by construction)")
     t.add_row("chance (control)", "-", _f(rep["chance"]), _f(rep["chance"]))
     _show(t)

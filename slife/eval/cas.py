@@ -27,10 +27,11 @@ a same-position predictor (top-k = same grid position and nearest neighbours), u
 `untrained-vit-s<seed>` for a ViT; none only with a warning), per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
 every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
 plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced, with
-two controls of its own: `positional_ceiling` (the best predictor that ignores the images, fitted on these
-pairs: on displaced patches a fixed shift can reach several times chance) and top-1 beyond position
-(`accuracy_beyond_position`: the same permutation null as CAS beyond position, against the predictor's own
-picks on the other pairs; 0 for any positional predictor by construction).
+two controls of its own: the position prior (`position_prior_accuracy`: for each target patch, the pick that
+is right most often on the other pairs; it ignores the images, yet on displaced patches it can be several times
+chance) and top-1 beyond position (`accuracy_beyond_position`: the same permutation null as CAS beyond position,
+against the predictor's own picks on the other pairs; exactly 0 for any fixed pick that ignores the images),
+with its delete-one-pair jackknife standard error (`jackknife_se`).
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
 marked), and for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
@@ -231,8 +232,11 @@ def _near_counts(idx: np.ndarray, use: np.ndarray, grid: tuple[int, int]) -> np.
 
 
 def _scored(true_idx: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """(P, N) patches scored: a known truth, in `mask`, and scored on two or more pairs (so that other pairs
+    exist to compare with)."""
     t = np.asarray(true_idx)
-    return (t >= 0) if mask is None else (t >= 0) & np.asarray(mask, dtype=bool)
+    use = (t >= 0) if mask is None else (t >= 0) & np.asarray(mask, dtype=bool)
+    return use & (use.sum(0) >= 2)[None, :]
 
 
 def accuracy_beyond_position(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int],
@@ -240,43 +244,75 @@ def accuracy_beyond_position(top1: np.ndarray, true_idx: np.ndarray, grid: tuple
     """Top-1 accuracy beyond position: `accuracy` chance-corrected against the predictor's own answers on other
     pairs, as `calibrated_score` corrects CAS.
 
-    top1 (P, N) source patch each target patch picks, true_idx (P, N) its true match (-1 unknown), both on the
-    same P pairs; `mask` (P, N) restricts the scored patches (displaced ones, say). Observed o: the share of
-    scored (p, n) whose pick is within one patch of the truth. Null e: for each scored (p, n), the share of the
-    other pairs q (scored at the same n) whose pick top1[q, n] lies within one patch of p's truth: how often the
-    predictor's answer for that image position is right when the images are not p's. Score (o - e) / (1 - e).
-    A predictor whose picks do not depend on the images (the same-position predictor, a fixed offset, the best
-    positional predictor `positional_ceiling` fits) has top1[q, n] = top1[p, n], so e = o and it scores exactly
-    0, however high its accuracy: on displaced patches a fixed shift reaches several times chance, because their
-    true matches lie mostly a few patches sideways. A predictor that picks the true match on every pair
-    scores 1 (while pairs' truths differ). NaN when no target patch is scored on two or more pairs."""
+    top1 (P, N) source patch each target patch picks (-1: none), true_idx (P, N) its true match (-1 unknown),
+    both on the same P pairs; `mask` (P, N) restricts the scored patches (displaced ones, say); only patches
+    scored on two or more pairs count. Observed o: the share of scored (p, n) whose pick is within one patch of
+    the truth. Null e: for each scored (p, n), the share of the other pairs q scored at the same n whose pick
+    top1[q, n] lies within one patch of p's truth: how often the predictor's answer for that image position is
+    right when the images are not p's. Score (o - e) / (1 - e): 1 = the true match on every pair, 0 = no better
+    than its own answers for other images, below 0 = worse.
+    A fixed pick that ignores the images (the same-position predictor, a fixed shift, `position_prior_accuracy`'s
+    predictor) has top1[q, n] = top1[p, n], so e = o and it scores exactly 0, however high its accuracy (a
+    random pick that ignores the images scores 0 in expectation). On displaced patches such picks can be far
+    above chance: where displaced matches lie mostly a few patches sideways, as on the demo's held-out pairs, a
+    fixed shift of two patches is right for many of them. NaN when no patch is scored on two or more pairs, or
+    when e = 1 (every answer would count as right on other images too, so nothing can be told beyond position)."""
     pred, t = np.asarray(top1), np.asarray(true_idx)
     use = _scored(t, mask)
-    m_n = use.sum(0)  # (N,)
-    use &= (m_n >= 2)[None, :]
     if not use.any():
         return math.nan
+    m_n = use.sum(0)  # (N,)
     hit = within_one(pred, t, grid)  # (P, N)
     near = _near_counts(pred, use, grid)  # (N, N_src): picks of the scored pairs near each source patch
     n_of = np.broadcast_to(np.arange(t.shape[1]), t.shape)
     others = (near[n_of[use], t[use]] - hit[use]) / (m_n[n_of[use]] - 1)  # the other pairs' picks near p's truth
     o, e = float(hit[use].mean()), float(others.mean())
-    if abs(o - e) < 1e-12 or 1.0 - e < 1e-12:
-        return 0.0
-    return (o - e) / (1.0 - e)
+    if 1.0 - e < 1e-12:
+        return math.nan
+    return 0.0 if abs(o - e) < 1e-12 else (o - e) / (1.0 - e)
 
 
-def positional_ceiling(true_idx: np.ndarray, grid: tuple[int, int], mask: np.ndarray | None = None) -> float:
-    """The top-1 accuracy of the best predictor that ignores the images, fitted on these very pairs: for each
-    target patch, the one source patch within one patch of the most pairs' truths (scored patches only: `mask`
-    (P, N), true_idx (P, N), -1 unknown). No predictor whose pick depends only on the target patch's position
-    does better on these pairs, so an accuracy below it is one a positional prior could reach. NaN if nothing
-    is scored."""
+def jackknife_se(score: Callable[[np.ndarray], float], num_pairs: int) -> float:
+    """Delete-one-pair jackknife standard error of `score(kept)`, kept = the indices of the pairs used (each call
+    leaves one pair out). Resampling with replacement would put a pair's copy into its own null; leaving one
+    out does not. NaN with fewer than three pairs or when a leave-one-out score is NaN."""
+    if num_pairs < 3:
+        return math.nan
+    idx = np.arange(num_pairs)
+    vals = np.array([score(np.delete(idx, i)) for i in range(num_pairs)], np.float64)
+    if not np.isfinite(vals).all():
+        return math.nan
+    return float(np.sqrt((num_pairs - 1) / num_pairs * ((vals - vals.mean()) ** 2).sum()))
+
+
+def beyond_position_entry(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int],
+                          mask: np.ndarray | None = None) -> dict:
+    """{"score": `accuracy_beyond_position`, "se": its `jackknife_se` over pairs}."""
+    top1, true_idx = np.asarray(top1), np.asarray(true_idx)
+    m = None if mask is None else np.asarray(mask, dtype=bool)
+    se = jackknife_se(lambda k: accuracy_beyond_position(top1[k], true_idx[k], grid, None if m is None else m[k]),
+                      len(true_idx))
+    return {"score": accuracy_beyond_position(top1, true_idx, grid, m), "se": se}
+
+
+def position_prior_accuracy(true_idx: np.ndarray, grid: tuple[int, int], mask: np.ndarray | None = None) -> float:
+    """Top-1 accuracy of a position prior learnt from the other pairs: for each pair p and scored target patch n,
+    the pick is the source patch within one patch of the most truths at n among the OTHER scored pairs (ties: the
+    lowest index), scored against p's truth (leave one pair out, so the prior never sees the pair it is tested
+    on). It ignores the images: what a predictor that knows only where the patch lies, and how matches at that
+    position usually move, reaches on new pairs. Patches as in `accuracy_beyond_position` (known truth, in
+    `mask`, scored on two or more pairs). NaN if none."""
     t = np.asarray(true_idx)
     use = _scored(t, mask)
     if not use.any():
         return math.nan
-    return float(_near_counts(t, use, grid).max(axis=1).sum() / use.sum())
+    near = _near_counts(t, use, grid)  # (N, N_src) truths of the scored pairs near each source patch
+    ps, ns = np.nonzero(use)
+    h, w = grid
+    src = np.arange(h * w)
+    own = within_one(np.broadcast_to(src, (len(ps), h * w)), t[ps, ns][:, None], grid)  # (S, N_src): p's own truth
+    pick = (near[ns] - own).argmax(axis=1)  # (S,) the best source patch on the other pairs
+    return float(within_one(pick, t[ps, ns], grid).mean())
 
 
 def cluster_order(sim: np.ndarray) -> list[int]:
@@ -394,16 +430,17 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
         }
         for s in summaries:
             nb = s.num_blocks if s.kind != "same-position" else 0
+            bp, bpd = (beyond_position_entry(s.top1().numpy(), true_idx, grid, m) for m in (None, disp))
             gt["accuracy"][s.name] = {
                 "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
                 "per_block_all": [accuracy(s, true_idx, b) for b in range(nb)],
                 "per_block_displaced": [accuracy(s, true_idx, b, disp) for b in range(nb)],
-                "beyond_position": accuracy_beyond_position(s.top1().numpy(), true_idx, grid),
-                "beyond_position_displaced": accuracy_beyond_position(s.top1().numpy(), true_idx, grid, disp),
+                "beyond_position": bp["score"], "beyond_position_se": bp["se"],
+                "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"],
             }
         gt["accuracy_chance"] = accuracy_chance(true_idx, grid)
-        gt["positional_ceiling"] = {"all": positional_ceiling(true_idx, grid),
-                                    "displaced": positional_ceiling(true_idx, grid, disp)}
+        gt["position_prior"] = {"all": position_prior_accuracy(true_idx, grid),
+                                "displaced": position_prior_accuracy(true_idx, grid, disp)}
         rep["ground_truth"] = gt
     # one row per pair of models (and of untrained controls): the issue-7 table
     rows = []

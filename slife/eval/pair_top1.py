@@ -8,10 +8,11 @@ only), the cosine similarity of the encoder's final patch tokens ("features": fe
 encoder), or attention where the model has a decoder ("auto"). Accuracy = share of target patches whose
 top-1 lies within one patch (Chebyshev) of the true match (`groundtruth.pair_ground_truth`), over all
 patches with a known match and over displaced ones (true match more than one patch from the same grid
-position), beside chance (`cas.accuracy_chance`), the same-position predictor and the positional ceiling
-(`cas.positional_ceiling`: the best image-independent predictor, fitted on these pairs), and chance-corrected
-as top-1 beyond position (`cas.accuracy_beyond_position`: 0 for any predictor that ignores the images). It is the top-1 accuracy
-that `slife cas` reports beside CAS, for every encoder kind and either map, so encoders trained with
+position), beside chance (`cas.accuracy_chance`), the same-position predictor and the position prior
+(`cas.position_prior_accuracy`: per target patch, the pick most often right on the other pairs; it ignores
+the images), and chance-corrected as top-1 beyond position (`cas.accuracy_beyond_position`: exactly 0 for any
+fixed pick that ignores the images) with its jackknife standard error. It is the top-1 accuracy that
+`slife cas` reports beside CAS, for every encoder kind and either map, so encoders trained with
 different objectives compare like for like on the same pairs and the same ground truth. Controls: chance,
 the same-position predictor, and untrained encoders (`models.untrained_models`) of each architecture among
 the checkpoints (named by `models.untrained_label`: a CroCo and a ViT control when both kinds are compared).
@@ -55,8 +56,8 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     """Score each checkpoint's encoder, and the untrained controls, on `cfg.pairs`; write top1.json; return its
     path. All encoders must share one image size and patch grid."""
     from slife.eval.attention import correspondence_maps, same_position_summary, summarize_model
-    from slife.eval.cas import (accuracy, accuracy_beyond_position, accuracy_chance, load_test_pairs, nan_to_none,
-                                positional_ceiling)
+    from slife.eval.cas import (accuracy, accuracy_chance, beyond_position_entry, load_test_pairs, nan_to_none,
+                                position_prior_accuracy)
     from slife.eval.groundtruth import displaced_mask, ground_truth_table
     from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.io import atomic_write_json
@@ -92,11 +93,11 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
         except ValueError as e:
             raise SlifeError(f"{path or name}: {e}") from None
         s = summarize_model(name, model, pairs, 1, grid, method=method, batch_size=cfg.batch_size, progress=progress)
-        top1 = s.top1().numpy()
+        bp, bpd = (beyond_position_entry(s.top1().numpy(), true_idx, grid, m) for m in (None, disp))
         out[name] = {"kind": "model" if path else "untrained", "method": method, "checkpoint": path,
                      "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
-                     "beyond_position": accuracy_beyond_position(top1, true_idx, grid),
-                     "beyond_position_displaced": accuracy_beyond_position(top1, true_idx, grid, disp)}
+                     "beyond_position": bp["score"], "beyond_position_se": bp["se"],
+                     "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"]}
     sp = same_position_summary(grid, 1, len(pairs))
     known = true_idx >= 0
     rep = {"pairs": str(cfg.pairs), "num_pairs": len(pairs), "grid": list(grid), "img_size": size, "patch_size": patch,
@@ -104,8 +105,8 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
            "displaced_share": float(disp.sum() / known.sum()) if known.any() else None,
            "chance": accuracy_chance(true_idx, grid),
            "same_position": {"all": accuracy(sp, true_idx), "displaced": accuracy(sp, true_idx, mask=disp)},
-           "positional_ceiling": {"all": positional_ceiling(true_idx, grid),
-                                  "displaced": positional_ceiling(true_idx, grid, disp)},
+           "position_prior": {"all": position_prior_accuracy(true_idx, grid),
+                              "displaced": position_prior_accuracy(true_idx, grid, disp)},
            "models": out, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
            "notes": "top-1 within one patch (Chebyshev) of the true match; displaced = true match more than one "
                     "patch from the same grid position; features = cosine nearest neighbour of final encoder tokens"}

@@ -6,8 +6,8 @@ import torch
 
 from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
                                   summarize_model, topk_sets)
-from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_score, cas_report, cluster_order, linear_cka,
-                            mutual_knn, pair_score, positional_ceiling, score_matrix)
+from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_score, cas_report, cluster_order,
+                            jackknife_se, linear_cka, mutual_knn, pair_score, position_prior_accuracy, score_matrix)
 from slife.eval.groundtruth import displaced_mask, within_one
 
 from .synthetic import GRID, SHIFTS, AttentionStandIn, identity_model, pairs, true_idx, truth_model
@@ -211,39 +211,73 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
 
 def test_top1_beyond_position_is_0_for_any_positional_predictor_and_1_for_the_truth():
     """A fixed shift is far above chance on displaced patches, yet scores exactly 0 beyond position; so does the
-    best positional predictor, whose accuracy is the positional ceiling; the true match scores 1."""
+    position prior's pick; the true match scores 1."""
     ti = true_idx()
     disp = displaced_mask(ti, GRID)
-    P = len(SHIFTS)
-    rows, cols = np.divmod(np.arange(N), GRID[1])
-    shift = np.broadcast_to(np.clip(rows, 0, 7) * 8 + np.clip(cols + 2, 0, 7), ti.shape).copy()  # 2 patches right
+    h, w = GRID
+    rows, cols = np.divmod(np.arange(N), w)
+    shift = np.broadcast_to(rows * w + np.clip(cols + 2, 0, w - 1), ti.shape).copy()  # 2 patches right
     assert within_one(shift, ti, GRID)[disp].mean() > 0.5  # several times chance, knowing nothing of the images
     for mask in (None, disp):
         assert accuracy_beyond_position(shift, ti, GRID, mask) == 0.0
         assert accuracy_beyond_position(np.broadcast_to(np.arange(N), ti.shape), ti, GRID, mask) == 0.0
         assert accuracy_beyond_position(np.where(ti >= 0, ti, 0), ti, GRID, mask) == 1.0
-    # the ceiling: no image-independent pick does better, and the best one (by brute force) reaches it
-    best = np.array([max(range(N), key=lambda c: within_one(np.full(P, c), ti[:, n], GRID)[disp[:, n]].sum())
-                     for n in range(N)])
-    ceil = positional_ceiling(ti, GRID, disp)
-    assert ceil == pytest.approx(within_one(np.broadcast_to(best, ti.shape), ti, GRID)[disp].mean())
-    assert ceil >= within_one(shift, ti, GRID)[disp].mean()
-    assert accuracy_beyond_position(np.broadcast_to(best, ti.shape).copy(), ti, GRID, disp) == 0.0
-    # the null by brute force on random picks: for each scored (p, n), the other pairs' picks near p's truth
-    rng = np.random.default_rng(1)
-    pick = rng.integers(0, N, size=ti.shape)
-    use = disp & (disp.sum(0) >= 2)[None]
-    hit = within_one(pick, ti, GRID)
-    null = [np.mean([within_one(pick[q, n], ti[p, n], GRID) for q in range(P) if q != p and use[q, n]])
-            for p, n in zip(*np.nonzero(use))]
-    o, e = hit[use].mean(), np.mean(null)
-    assert accuracy_beyond_position(pick, ti, GRID, disp) == pytest.approx((o - e) / (1 - e))
-    # cas_report carries both beside the raw accuracy
-    rep = cas_report([_summ(truth_model(), 1, "truth"), same_position_summary(GRID, 1, P)], ti)
+    rep = cas_report([_summ(truth_model(), 1, "truth"), same_position_summary(GRID, 1, len(SHIFTS))], ti)
     gt = rep["ground_truth"]
     assert gt["accuracy"]["truth"]["beyond_position_displaced"] == 1.0
     assert gt["accuracy"]["same-position"]["beyond_position_displaced"] == 0.0
-    assert gt["positional_ceiling"]["displaced"] == pytest.approx(ceil)
+    assert gt["accuracy"]["same-position"]["beyond_position_se"] == 0.0  # 0 on every leave-one-out set
+    assert gt["position_prior"]["displaced"] == position_prior_accuracy(ti, GRID, disp)
+
+
+def _brute_beyond(pick, t, grid, mask):
+    use = (t >= 0) & mask
+    use &= (use.sum(0) >= 2)[None]
+    hit = within_one(pick, t, grid)
+    null = [np.mean([within_one(pick[q, n], t[p, n], grid) for q in range(len(t)) if q != p and use[q, n]])
+            for p, n in zip(*np.nonzero(use))]
+    o, e = hit[use].mean(), np.mean(null)
+    return math.nan if e == 1 else (o - e) / (1 - e)
+
+
+def _brute_prior(t, grid, mask):
+    use = (t >= 0) & mask
+    use &= (use.sum(0) >= 2)[None]
+    n_src = grid[0] * grid[1]
+    hits = []
+    for p, n in zip(*np.nonzero(use)):
+        counts = [sum(within_one(c, t[q, n], grid) for q in range(len(t)) if q != p and use[q, n]) for c in range(n_src)]
+        hits.append(within_one(int(np.argmax(counts)), t[p, n], grid))
+    return float(np.mean(hits))
+
+
+def test_top1_beyond_position_and_position_prior_by_brute_force_on_a_non_square_grid():
+    """Random picks (some -1) and truths (some unknown) on a 3 x 5 grid, against loops written out by hand; the
+    position prior is learnt from the other pairs only, so on truths without positional structure it stays near
+    chance (a prior fitted on the pairs it is scored on would not); a null of 1 gives NaN."""
+    rng = np.random.default_rng(1)
+    grid = (3, 5)
+    n = 15
+    for trial in range(5):
+        t = rng.integers(-1, n, size=(12, n))
+        pick = rng.integers(-1, n, size=(12, n))
+        mask = rng.random((12, n)) < 0.7
+        assert accuracy_beyond_position(pick, t, grid, mask) == pytest.approx(_brute_beyond(pick, t, grid, mask))
+        assert position_prior_accuracy(t, grid, mask) == pytest.approx(_brute_prior(t, grid, mask))
+    t = rng.integers(0, 64, size=(200, 64))  # no positional structure at all, 8 x 8
+    assert position_prior_accuracy(t, (8, 8)) < 0.2  # chance is about 0.14
+    # every pair's truth at a patch within one patch of the others': any pick right elsewhere too -> NaN
+    t = np.array([[0, 5], [1, 6], [0, 5]])
+    assert math.isnan(accuracy_beyond_position(t, t, (2, 4)))
+    # only one pair scored at each patch: nothing to compare with
+    assert math.isnan(accuracy_beyond_position(t[:1], t[:1], (2, 4)))
+    assert math.isnan(position_prior_accuracy(t[:1], (2, 4)))
+
+
+def test_jackknife_se_of_a_mean_is_its_standard_error():
+    x = np.random.default_rng(0).normal(size=30)
+    assert jackknife_se(lambda k: float(x[k].mean()), 30) == pytest.approx(x.std(ddof=1) / np.sqrt(30))
+    assert math.isnan(jackknife_se(lambda k: 0.0, 2))
 
 
 def test_num_pairs_are_spread_over_the_whole_set(tmp_path):

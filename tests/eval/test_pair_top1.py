@@ -59,7 +59,7 @@ def test_top1_attention_is_the_top1_that_cas_reports(tmp_path, setup):
     assert top1["chance"] == cas["accuracy_chance"]
     for k in ("beyond_position", "beyond_position_displaced"):  # the same chance-corrected top-1 in both
         assert top1["models"]["croco"][k] == cas["accuracy"]["croco"][k]
-    assert top1["positional_ceiling"] == cas["positional_ceiling"]
+    assert top1["position_prior"] == cas["position_prior"]
 
 
 def test_cli_top1_attention_on_a_vit_is_a_one_line_error(tmp_path, setup):
