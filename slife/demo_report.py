@@ -217,6 +217,9 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
             "top1_displaced_untrained": (t_nat.get(un) or {}).get("displaced"),
             "top1_displaced_features": (t_feat.get(name) or {}).get("displaced"),
             "top1_displaced_features_untrained": (t_feat.get(un) or {}).get("displaced"),
+            "top1_displaced_beyond_position": (t_nat.get(name) or {}).get("beyond_position_displaced"),
+            "top1_displaced_beyond_position_untrained": (t_nat.get(un) or {}).get("beyond_position_displaced"),
+            "top1_displaced_features_beyond_position": (t_feat.get(name) or {}).get("beyond_position_displaced"),
             "match_method": match.get("methods", {}).get(name),
             "match_aepe": enc[name]["match_aepe"], "match_pck5": enc[name]["match_pck5"],
             "match_aepe_untrained": enc[uk]["match_aepe"], "match_pck5_untrained": enc[uk]["match_pck5"],
@@ -226,6 +229,7 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
         "arms": rows,
         "controls": {"chance_top1": native.get("chance"), "same_position_top1_displaced":
                      (native.get("same_position") or {}).get("displaced"),
+                     "position_prior_top1_displaced": (native.get("position_prior") or {}).get("displaced"),
                      "displaced_patches": native.get("displaced_patches"), "top1_pairs": native.get("num_pairs"),
                      "match_data_root": match.get("data_root"),
                      "zero_flow_aepe": next(iter(match["models"].values()))["overall"]["identity"]["aepe"],
@@ -233,6 +237,7 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
                      "oracle_probe_abs_rel_aligned": enc["oracle"]["probe_abs_rel_aligned"]},
         "croco_beats_others": {"top1_displaced": croco_beats(rows, "top1_displaced"),
                                "top1_displaced_features": croco_beats(rows, "top1_displaced_features"),
+                               "top1_displaced_beyond_position": croco_beats(rows, "top1_displaced_beyond_position"),
                                "match_aepe": croco_beats(rows, "match_aepe", lower=True),
                                "match_pck5": croco_beats(rows, "match_pck5")},
         "best_probe": min((o for o in rows if rows[o]["probe_abs_rel_aligned"] is not None),
@@ -623,21 +628,27 @@ def _objectives_section(ob: dict) -> list[str]:
         rows.append([f"{o} (`{r['model']}`)", str(r["steps"]), _f(r["probe_abs_rel_aligned"]),
                      _f(r["probe_abs_rel_aligned_untrained"]),
                      f"{_f(r['top1_displaced'])} ({r['top1_method'] or '–'})", _f(r["top1_displaced_untrained"]),
+                     _f(r.get("top1_displaced_beyond_position")), _f(r.get("top1_displaced_beyond_position_untrained")),
                      _f(r["top1_displaced_features"]), _f(r["top1_displaced_features_untrained"]),
+                     _f(r.get("top1_displaced_features_beyond_position")),
                      _f(r["match_aepe"], 1), _f(r["match_aepe_untrained"], 1), _f(r["match_pck5"]),
                      _f(r["match_pck5_untrained"])])
     L.append(_table(["objective", "steps", "probe AbsRel aligned", "untrained same arch.", "top-1 displaced, own map",
-                     "untrained", "top-1 displaced, features", "untrained", "homography AEPE", "untrained", "PCK-5",
-                     "untrained"], rows))
+                     "untrained", "beyond position, own map", "untrained", "top-1 displaced, features", "untrained",
+                     "beyond position, features", "homography AEPE", "untrained", "PCK-5", "untrained"], rows))
     L.append(f"\nControls: top-1 chance {_f(c['chance_top1'])}, same-position predictor on displaced patches "
-             f"{_f(c['same_position_top1_displaced'])} (0 by construction); zero flow AEPE {_f(c['zero_flow_aepe'], 1)}, "
+             f"{_f(c['same_position_top1_displaced'])} (0 by construction), position prior (per target patch, the "
+             f"pick most often right on the other pairs; it ignores the images) "
+             f"{_f(c.get('position_prior_top1_displaced'))}; beyond position: the top-1 chance-corrected against the "
+             f"model's own picks on the other pairs, exactly 0 for any fixed pick that ignores the images; zero flow AEPE {_f(c['zero_flow_aepe'], 1)}, "
              f"PCK-5 {_f(c['zero_flow_pck5'])}; depth oracle aligned AbsRel {_f(c['oracle_probe_abs_rel_aligned'])}.\n")
     word = {True: "yes", False: "no", None: "not measured (a number is missing)"}
     b = ob["croco_beats_others"]
     L.append("The paper reports that DINOv2 also learns geometric representations from one life while CroCo is "
              "better at correspondence. In this run, does CroCo beat every other objective on correspondence? "
              f"Top-1 on displaced patches by each model's own map: **{word[b['top1_displaced']]}**; by encoder "
-             f"features alone: **{word[b['top1_displaced_features']]}**; homography AEPE: "
+             f"features alone: **{word[b['top1_displaced_features']]}**; beyond position (own map): "
+             f"**{word[b.get('top1_displaced_beyond_position')]}**; homography AEPE: "
              f"**{word[b['match_aepe']]}**; homography PCK-5: **{word[b['match_pck5']]}**. Best depth probe "
              f"(aligned AbsRel): {ob['best_probe'] or '–'}. One seed at CPU scale: a difference here is not a "
              "margin beyond the seed spread.\n")

@@ -47,3 +47,21 @@ def test_croco_beats_is_strict_and_needs_every_number():
     rows["dinov2"]["a"] = None
     assert croco_beats(rows, "a") is None
     assert croco_beats({"croco": {"a": 0.5}}, "a") is None
+
+
+def test_beyond_position_claim_needs_twice_the_standard_error_of_the_difference():
+    """Every life model above the untrained encoder beyond position by more than 2 sqrt(se1^2 + se2^2)."""
+    def holds(kitchen, office, se=0.02):
+        s = _summary(0.2, 0.1)
+        del s["objectives"]
+        s["encoders"]["life-kitchen"].update(top1_displaced_beyond_position=kitchen,
+                                             top1_displaced_beyond_position_se=se)
+        s["encoders"]["life-office"] = {**s["encoders"]["life-kitchen"], "top1_displaced_beyond_position": office}
+        s["encoders"]["untrained"].update(top1_displaced_beyond_position=0.0, top1_displaced_beyond_position_se=se)
+        c = [c for c in claims(s) if "beyond position: top-1" in c["claim"]]
+        assert len(c) == 1 and "± 0.020" in c[0]["numbers"]
+        return c[0]["holds"]
+
+    assert holds(0.06, 0.07) is True  # 2 x hypot(0.02, 0.02) = 0.057
+    assert holds(0.06, 0.05) is False  # one life model within the error
+    assert holds(0.06, None) is None  # a number missing: not measured
