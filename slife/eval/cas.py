@@ -255,8 +255,9 @@ def accuracy_beyond_position(top1: np.ndarray, true_idx: np.ndarray, grid: tuple
     predictor) has top1[q, n] = top1[p, n], so e = o and it scores exactly 0, however high its accuracy (a
     random pick that ignores the images scores 0 in expectation). On displaced patches such picks can be far
     above chance: where displaced matches lie mostly a few patches sideways, as on the demo's held-out pairs, a
-    fixed shift of two patches is right for many of them. NaN when no patch is scored on two or more pairs, or
-    when e = 1 (every answer would count as right on other images too, so nothing can be told beyond position)."""
+    fixed shift of two or three patches is right for many of them. NaN when no patch is scored on two or more
+    pairs, or when e = 1 (every answer would count as right on other images too, so nothing can be told beyond
+    position)."""
     pred, t = np.asarray(top1), np.asarray(true_idx)
     use = _scored(t, mask)
     if not use.any():
