@@ -95,6 +95,16 @@ def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = Fa
             "life_same_position": _pair_mean(mat, names, lives, ["same-position"])}
 
 
+def _life_pair_se(cas: dict, label: dict) -> dict:
+    """{"life_life": the jackknife standard error of CAS beyond position between the two life models (cas.json's
+    pair_table), "life_life_displaced": the same on displaced patches}; None where the study has not exactly two
+    lives (a mean over several pairs has no such error in cas.json)."""
+    lives = {label[n] for n in label if group_of(n) == "life"}
+    row = next((r for r in cas.get("pair_table", []) if {r["a"], r["b"]} == lives), None) if len(lives) == 2 else None
+    return {"life_life": (row or {}).get("cas_calibrated_se"),
+            "life_life_displaced": (row or {}).get("cas_calibrated_displaced_se")}
+
+
 def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -> dict:
     """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure; with
     objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
@@ -143,6 +153,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                            "probe_abs_rel_aligned": (pos.get("metrics_aligned") or {}).get("abs_rel"),
                            "top1_displaced": (gt.get("position_prior") or {}).get("displaced")},
         "alignment_beyond_shortcut": _alignment(cas, label, "calibrated"),
+        "alignment_beyond_shortcut_se": _life_pair_se(cas, label),
         "alignment_beyond_shortcut_displaced": _alignment(cas, label, "calibrated", True) if gt else None,
         "cas_paper": _alignment(cas, label),
         "cas_paper_displaced": _alignment(cas, label, displaced=True) if gt else None,
@@ -324,7 +335,11 @@ def claims(s: dict) -> list[dict]:
     out.append({"claim": "life models align beyond the positional shortcut: CAS beyond position life-vs-life above "
                          "untrained-vs-untrained and above life-vs-control",
                 "holds": (ll > uu and ll > lc) if ok(ll, lc, uu) else None,
-                "numbers": f"life-life {_f(ll)}, life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
+                "numbers": f"life-life {_f(ll)}"
+                           + (f" ± {_f(se)} (jackknife standard error)"
+                              if (se := (s.get("alignment_beyond_shortcut_se") or {}).get("life_life")) is not None
+                              else "")
+                           + f", life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
                            f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"
                            + ("; not measured: this study trains one life" if len(lives) < 2 else "")})
     ob = s.get("objectives")

@@ -114,14 +114,14 @@ def _cas_tables(rep: dict) -> None:
         c.add_row(*row)
     _show(c)
     pt = Table(title="pairs of models: agreement beside the shortcut (beyond position: 0 = what a fixed "
-                     "positional prior gives, 1 = identical sets that vary between pairs)")
+                     "positional prior gives, 1 = identical sets that vary between pairs; ± jackknife standard "
+                     "error over pairs)")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
                 "beyond position, displaced"):
         pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
     for row in rep.get("pair_table", []):
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
-                   _f(row["b_vs_same_position"]), _f(row.get("cas_calibrated")),
-                   _f(row.get("cas_calibrated_displaced")))
+                   _f(row["b_vs_same_position"]), _pm(row, "cas_calibrated"), _pm(row, "cas_calibrated_displaced"))
     if rep.get("pair_table"):
         _show(pt)
     else:

@@ -18,7 +18,8 @@ agree on every target patch AND their sets vary from pair to pair (a model again
 is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
 is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
 identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
-resemble each other. It is written to `cas.json` ("calibrated": block average, per block, untrained level
+resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error (`calibrated_se`).
+It is written to `cas.json` ("calibrated": block average, per block, untrained level
 (as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
@@ -173,6 +174,14 @@ def calibrated_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None =
     if abs(o - e) < 1e-12 or 1.0 - e < 1e-12:
         return 0.0
     return (o - e) / (1.0 - e)
+
+
+def calibrated_se(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None,
+                  n_src: int | None = None) -> float:
+    """Delete-one-pair jackknife standard error of `calibrated_score(a, b, mask)` (a, b (P, N, k))."""
+    m = None if mask is None else np.asarray(mask, dtype=bool)
+    return jackknife_se(lambda k: calibrated_score(a[torch.as_tensor(k)], b[torch.as_tensor(k)],
+                                                   None if m is None else m[k], n_src), a.shape[0])
 
 
 def calibrated_matrix(summaries: Sequence[AttentionSummary], block: int = -1,
@@ -452,9 +461,12 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
                    "a_vs_same_position": mat[a, sp[0]] if sp else math.nan,
                    "b_vs_same_position": mat[b, sp[0]] if sp else math.nan}
             row["cas_calibrated"] = cal["matrix"][a, b]
+            sa, sb = _block(summaries[a], -1), _block(summaries[b], -1)
+            row["cas_calibrated_se"] = calibrated_se(sa, sb, None, n)
             if true_idx is not None:
                 row["cas_displaced"] = rep["ground_truth"]["matrix_displaced"][a, b]
                 row["cas_calibrated_displaced"] = rep["ground_truth"]["calibrated_displaced"][a, b]
+                row["cas_calibrated_displaced_se"] = calibrated_se(sa, sb, disp, n)
             rows.append(row)
     rep["pair_table"] = rows
     return nan_to_none(rep)

@@ -6,8 +6,9 @@ import torch
 
 from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
                                   summarize_model, topk_sets)
-from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_score, cas_report, cluster_order,
-                            jackknife_se, linear_cka, mutual_knn, pair_score, position_prior_accuracy, score_matrix)
+from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_score, calibrated_se, cas_report,
+                            cluster_order, jackknife_se, linear_cka, mutual_knn, pair_score, position_prior_accuracy,
+                            score_matrix)
 from slife.eval.groundtruth import displaced_mask, within_one
 
 from .synthetic import GRID, SHIFTS, AttentionStandIn, identity_model, pairs, true_idx, truth_model
@@ -207,6 +208,9 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
         rep = cas_report([truth, ident, sp], ti)
         assert rep["calibrated"]["matrix"][1][2] == 0.0 and rep["ground_truth"]["calibrated_displaced"][0][2] == 0.0
         assert rep["pair_table"][0]["cas_calibrated"] == calibrated_score(truth.topk[:, -1], ident.topk[:, -1])
+        # its jackknife error: 0 for a predictor that ignores the images (0 on every leave-one-out set)
+        assert rep["pair_table"][0]["cas_calibrated_se"] == calibrated_se(truth.topk[:, -1], ident.topk[:, -1], None, N)
+        assert calibrated_se(sp.topk[:, -1], rand.topk[:, -1], None, N) == 0.0
 
 
 def test_top1_beyond_position_is_0_for_any_positional_predictor_and_1_for_the_truth():
