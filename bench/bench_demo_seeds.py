@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -66,10 +65,14 @@ def main() -> None:
     for key in ("chance_top1",):
         vals = [r[key] for r in runs]
         print(f"| (chance) | top-1 within one patch | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
-    for k in ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced"):  # top1: not in summaries before session 11
+    for k in ("probe_abs_rel_aligned", "probe_abs_rel"):
         vals = [(r.get("position_prior") or {}).get(k) for r in runs]
         if all(v is not None for v in vals):
             print(f"| position prior | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
+    for k in ("displaced", "displaced_told_which_moved"):  # not in summaries before session 11
+        vals = [(r.get("top1_position_prior") or {}).get(k) for r in runs]
+        if all(v is not None for v in vals):
+            print(f"| top-1 position prior | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
     for k in ("match_aepe", "match_pck5"):
         vals = [r["zero_flow"][k] for r in runs]
         print(f"| zero flow | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
@@ -100,14 +103,13 @@ def main() -> None:
         above = all(r["encoders"][n]["top1_displaced"] > r["encoders"]["untrained"]["top1_displaced"] for r in runs)
         print(f"| top-1 displaced / chance, {n} | " + " | ".join(f"{v:.2f}" for v in q) + f" | {_ms(q, 2)[0]} | "
               f"{'yes' if min(q) >= 2 and above else 'no'} |")
-    key = "top1_displaced_beyond_position"
+    key = "top1_displaced_beyond_position_vs_untrained"
     for n in lives:  # the same beyond position: above the untrained encoder's by > 2 standard errors in every seed
-        e = [(r["encoders"][n].get(key), r["encoders"][n].get(f"{key}_se"), r["encoders"]["untrained"].get(key),
-              r["encoders"]["untrained"].get(f"{key}_se")) for r in runs]
-        if any(v is None for row in e for v in row):
+        e = [r["encoders"][n].get(key) or {} for r in runs]  # the paired difference and its jackknife error
+        if any(x.get("diff") is None or x.get("se") is None for x in e):
             continue
-        d = [x - y for x, _, y, _ in e]
-        z = [(x - y) / math.hypot(sx, sy) for x, sx, y, sy in e]
+        d = [x["diff"] for x in e]
+        z = [x["diff"] / x["se"] for x in e]
         txt, m, sd = _ms(d)
         print(f"| top-1 displaced beyond position: {n} - untrained (> 2 se in every seed; d/se) | "
               + " | ".join(f"{v:.3f} ({q:.1f})" for v, q in zip(d, z)) + f" | {txt} | "

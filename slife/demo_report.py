@@ -134,12 +134,18 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                      "top1_displaced": a1.get("displaced"),
                      "top1_displaced_beyond_position": a1.get("beyond_position_displaced"),
                      "top1_displaced_beyond_position_se": a1.get("beyond_position_displaced_se"),
+                     "top1_displaced_beyond_position_vs_untrained":
+                         (a1.get("beyond_position_displaced_minus") or {}).get(un),
+                     "top1_beyond_position": a1.get("beyond_position"),
+                     "top1_beyond_position_se": a1.get("beyond_position_se"),
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
     orc = (probe.get(un) or {}).get("control_oracle") or {}
     enc["oracle"] = {"group": "oracle", "probe_abs_rel": (orc.get("metrics") or {}).get("abs_rel"),
                      "probe_abs_rel_aligned": (orc.get("metrics_aligned") or {}).get("abs_rel"),
                      "top1_displaced": None, "top1_displaced_beyond_position": None,
-                     "top1_displaced_beyond_position_se": None, "match_aepe": None, "match_pck5": None}
+                     "top1_displaced_beyond_position_se": None, "top1_displaced_beyond_position_vs_untrained": None,
+                     "top1_beyond_position": None, "top1_beyond_position_se": None, "match_aepe": None,
+                     "match_pck5": None}
     pos = (probe.get(un) or {}).get("control_position") or {}  # the readout on constant tokens
     ident = next(iter(match["models"].values()))["overall"]["identity"] if match["models"] else {}
     gt = cas.get("ground_truth") or {}
@@ -150,8 +156,9 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         "encoders": enc,
         "zero_flow": {"match_aepe": ident.get("aepe"), "match_pck5": ident.get("pck5")},
         "position_prior": {"probe_abs_rel": (pos.get("metrics") or {}).get("abs_rel"),
-                           "probe_abs_rel_aligned": (pos.get("metrics_aligned") or {}).get("abs_rel"),
-                           "top1_displaced": (gt.get("position_prior") or {}).get("displaced")},
+                           "probe_abs_rel_aligned": (pos.get("metrics_aligned") or {}).get("abs_rel")},
+        "top1_position_prior": {k: (gt.get("position_prior") or {}).get(k)
+                                for k in ("all", "displaced", "displaced_told_which_moved")},
         "alignment_beyond_shortcut": _alignment(cas, label, "calibrated"),
         "alignment_beyond_shortcut_se": _life_pair_se(cas, label),
         "alignment_beyond_shortcut_displaced": _alignment(cas, label, "calibrated", True) if gt else None,
@@ -241,6 +248,8 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
         "controls": {"chance_top1": native.get("chance"), "same_position_top1_displaced":
                      (native.get("same_position") or {}).get("displaced"),
                      "position_prior_top1_displaced": (native.get("position_prior") or {}).get("displaced"),
+                     "position_prior_told_top1_displaced":
+                         (native.get("position_prior") or {}).get("displaced_told_which_moved"),
                      "displaced_patches": native.get("displaced_patches"), "top1_pairs": native.get("num_pairs"),
                      "match_data_root": match.get("data_root"),
                      "zero_flow_aepe": next(iter(match["models"].values()))["overall"]["identity"]["aepe"],
@@ -302,25 +311,27 @@ def claims(s: dict) -> list[dict]:
                 + f"; untrained {_f(u)}; position prior "
                   f"{_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"})
     ch = s.get("chance_top1")
+    tp = s.get("top1_position_prior") or {}
     t1 = [e["top1_displaced"] for e in lives.values()]
     ut = un.get("top1_displaced")
     out.append({"claim": "life models find displaced correspondences: top-1 accuracy at least 2x chance and above "
                          "the untrained encoder",
                 "holds": all(v >= 2 * ch and v > ut for v in t1) if ok(ch, ut, *t1) and t1 else None,
                 "numbers": ", ".join(f"{n} {_f(e['top1_displaced'])}" for n, e in lives.items())
-                + f"; chance {_f(ch)}, untrained {_f(ut)}; position prior "
-                  f"{_f((s.get('position_prior') or {}).get('top1_displaced'))} (it ignores the images)"})
+                + f"; chance {_f(ch)}, untrained {_f(ut)}; position prior {_f(tp.get('displaced'))} (it "
+                  f"ignores the images), {_f(tp.get('displaced_told_which_moved'))} told which patches moved "
+                  f"(motion without matching)"})
     key = "top1_displaced_beyond_position"
-    b1 = [(e.get(key), e.get(f"{key}_se")) for e in lives.values()]
-    ub, us = un.get(key), un.get(f"{key}_se")
+    vs = [e.get(f"{key}_vs_untrained") or {} for e in lives.values()]
     out.append({"claim": "life models find displaced correspondences beyond position: top-1 beyond position (exactly "
                          "0 for any fixed pick that ignores the images) above the untrained encoder's by more than "
                          "twice the standard error of the difference",
-                "holds": all(v - ub > 2 * math.hypot(se, us) for v, se in b1)
-                if ok(ub, us, *[x for vs in b1 for x in vs]) and b1 else None,
-                "numbers": ", ".join(f"{n} {_f(v)} ± {_f(se)}" for n, (v, se) in zip(lives, b1))
-                + f"; untrained {_f(ub)} ± {_f(us)} (± jackknife standard errors over the test pairs; the "
-                  f"difference's is taken as sqrt(se1² + se2²))"})
+                "holds": all(d["diff"] > 2 * d["se"] for d in vs)
+                if vs and ok(*[x for d in vs for x in (d.get("diff"), d.get("se"))]) else None,
+                "numbers": ", ".join(f"{n} {_f(e.get(key))} (minus untrained {_f(d.get('diff'))} ± {_f(d.get('se'))})"
+                                     for (n, e), d in zip(lives.items(), vs))
+                + f"; untrained {_f(un.get(key))} (± the jackknife standard error of the paired difference over "
+                  f"the test pairs)"})
     zf = s["zero_flow"]
     best = min(lives.items(), key=lambda kv: kv[1]["match_aepe"] if ok(kv[1]["match_aepe"]) else math.inf,
                default=(None, {}))
@@ -332,13 +343,13 @@ def claims(s: dict) -> list[dict]:
                            f"{_f(zf['match_aepe'], 1)}, PCK-5 {_f(zf['match_pck5'])}"})
     a = s["alignment_beyond_shortcut"]
     ll, lc, uu = a["life_life"], a["life_control"], a["untrained_untrained"]
+    se = (s.get("alignment_beyond_shortcut_se") or {}).get("life_life")
     out.append({"claim": "life models align beyond the positional shortcut: CAS beyond position life-vs-life above "
-                         "untrained-vs-untrained and above life-vs-control",
-                "holds": (ll > uu and ll > lc) if ok(ll, lc, uu) else None,
+                         "untrained-vs-untrained and above life-vs-control (by more than twice life-vs-life's "
+                         "standard error where the study has one pair of lives)",
+                "holds": (ll - max(uu, lc) > 2 * (se if ok(se) else 0.0)) if ok(ll, lc, uu) else None,
                 "numbers": f"life-life {_f(ll)}"
-                           + (f" ± {_f(se)} (jackknife standard error)"
-                              if (se := (s.get("alignment_beyond_shortcut_se") or {}).get("life_life")) is not None
-                              else "")
+                           + (f" ± {_f(se)} (jackknife standard error over the test pairs)" if ok(se) else "")
                            + f", life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
                            f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"
                            + ("; not measured: this study trains one life" if len(lives) < 2 else "")})
@@ -538,23 +549,37 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                   f"top-1 within one patch by chance: {_f(s.get('chance_top1'))}.")
     L.append(intro + "\n")
     if gt:
-        rows = [[n, e["group"], _f(e["top1_displaced"]),
-                 _f(e.get("top1_displaced_beyond_position")) + (f" ± {_f(e['top1_displaced_beyond_position_se'])}"
-                                                               if e.get("top1_displaced_beyond_position_se") is not None
-                                                               else "")]
-                for n, e in enc.items() if e["top1_displaced"] is not None]
+        def pm(e, k):
+            return _f(e.get(k)) + (f" ± {_f(e[k + '_se'])}" if e.get(k + "_se") is not None else "")
+
+        def vs(e):
+            d = e.get("top1_displaced_beyond_position_vs_untrained") or {}
+            return f"{_f(d.get('diff'))} ± {_f(d.get('se'))}" if d else "–"
+
+        rows = [[n, e["group"], _f(e["top1_displaced"]), pm(e, "top1_displaced_beyond_position"), vs(e),
+                 pm(e, "top1_beyond_position")] for n, e in enc.items() if e["top1_displaced"] is not None]
+        tp = s.get("top1_position_prior") or {}
         rows.append(["same-position predictor", "control",
-                     _f((gt["accuracy"].get("same-position") or {}).get("displaced")), "0 (by construction)"])
+                     _f((gt["accuracy"].get("same-position") or {}).get("displaced")) + " (by definition of displaced)",
+                     "0 (by construction)", "–", "0 (by construction)"])
         rows.append(["position prior (per patch, the pick most often right on the other pairs)", "control",
-                     _f((s.get("position_prior") or {}).get("top1_displaced")), "0 (by construction)"])
-        rows.append(["chance", "control", _f(s.get("chance_top1")), "–"])
+                     _f(tp.get("displaced")), "–", "–", "–"])
+        rows.append(["position prior told which patches moved (motion, no matching)", "control",
+                     _f(tp.get("displaced_told_which_moved")), "–", "–", "–"])
+        rows.append(["chance", "control", _f(s.get("chance_top1")), "–", "–", "–"])
         L.append("Top-1 beyond position is the same accuracy chance-corrected against each model's own picks on "
                  "the *other* test pairs, (observed - null) / (1 - null), as CAS beyond position corrects "
-                 "agreement (± its jackknife standard error over the test pairs): any fixed pick that ignores the "
-                 "images scores exactly 0. The position prior is such a pick: for each target patch, the source "
-                 "patch most often within one patch of the truth on the other test pairs. It knows nothing of the "
-                 "images, so a raw accuracy near it is one a positional prior reaches.\n")
-        L.append(_table(["top-1 accuracy on displaced patches", "group", "accuracy", "beyond position"], rows))
+                 "agreement: 1 means the true match on every pair; any fixed pick that ignores the images scores "
+                 "exactly 0, however often it is right. On displaced patches the null is the model's picks for the "
+                 "other pairs' moved patches, so telling only *whether* a patch moved earns nothing there; on all "
+                 "patches it does. ± is the jackknife standard error over the test pairs; the margin over the "
+                 "untrained encoder is paired (both scores leave out the same pair). The position prior picks, for "
+                 "each target patch, the source patch most often within one patch of the truth on the other test "
+                 "pairs: it knows nothing of the images, so it is the control for a raw accuracy. Told which "
+                 "patches moved (which takes the images), it shows what detecting motion without matching anything "
+                 "reaches on displaced patches.\n")
+        L.append(_table(["top-1 accuracy on displaced patches", "group", "accuracy", "beyond position",
+                         "beyond position minus untrained", "all patches, beyond position"], rows))
     L.append("\nAlignment between models: the paper's CAS, and CAS beyond position (the same top-k overlap, "
              "chance-corrected against the overlap of each model's sets with the other's on *other* test pairs: "
              "a predictor that ignores the images, the same-position one included, scores exactly 0). "
@@ -654,7 +679,8 @@ def _objectives_section(ob: dict) -> list[str]:
     L.append(f"\nControls: top-1 chance {_f(c['chance_top1'])}, same-position predictor on displaced patches "
              f"{_f(c['same_position_top1_displaced'])} (0 by construction), position prior (per target patch, the "
              f"pick most often right on the other pairs; it ignores the images) "
-             f"{_f(c.get('position_prior_top1_displaced'))}; beyond position: the top-1 chance-corrected against the "
+             f"{_f(c.get('position_prior_top1_displaced'))} ({_f(c.get('position_prior_told_top1_displaced'))} told "
+             f"which patches moved); beyond position: the top-1 chance-corrected against the "
              f"model's own picks on the other pairs, exactly 0 for any fixed pick that ignores the images; zero flow AEPE {_f(c['zero_flow_aepe'], 1)}, "
              f"PCK-5 {_f(c['zero_flow_pck5'])}; depth oracle aligned AbsRel {_f(c['oracle_probe_abs_rel_aligned'])}.\n")
     word = {True: "yes", False: "no", None: "not measured (a number is missing)"}

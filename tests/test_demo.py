@@ -54,16 +54,17 @@ def test_demo_smoke(tmp_path):
     assert {e["group"] for e in s["encoders"].values()} == {"life", "control", "untrained", "oracle"}
     for e in s["encoders"].values():
         assert set(e) == {"group", "probe_abs_rel", "probe_abs_rel_aligned", "top1_displaced",
-                          "top1_displaced_beyond_position", "top1_displaced_beyond_position_se", "match_aepe",
-                          "match_pck5"}
+                          "top1_displaced_beyond_position", "top1_displaced_beyond_position_se",
+                          "top1_displaced_beyond_position_vs_untrained", "top1_beyond_position",
+                          "top1_beyond_position_se", "match_aepe", "match_pck5"}
         assert all(v is None or math.isfinite(v) for k, v in e.items() if k != "group")
     assert s["encoders"]["oracle"]["match_aepe"] is None and s["encoders"]["untrained"]["match_aepe"] is not None
     assert set(s["zero_flow"]) == {"match_aepe", "match_pck5"}
-    # top-1 beyond position: the untrained control is scored; the position prior's top-1 is a share
+    # top-1 beyond position: the untrained control is scored, and each life model against it (paired)
     assert s["encoders"]["untrained"]["top1_displaced_beyond_position"] is not None
-    assert s["position_prior"]["top1_displaced"] is None or 0 <= s["position_prior"]["top1_displaced"] <= 1
-    assert all(math.isfinite(s["position_prior"][k]) for k in ("probe_abs_rel", "probe_abs_rel_aligned"))  # the
-    # probe's readout on constant tokens
+    assert set(s["encoders"]["life-kitchen"]["top1_displaced_beyond_position_vs_untrained"]) == {"diff", "se"}
+    assert set(s["top1_position_prior"]) == {"all", "displaced", "displaced_told_which_moved"}
+    assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction

@@ -55,13 +55,14 @@ def test_beyond_position_claim_needs_twice_the_standard_error_of_the_difference(
         s = _summary(0.2, 0.1)
         del s["objectives"]
         s["encoders"]["life-kitchen"].update(top1_displaced_beyond_position=kitchen,
-                                             top1_displaced_beyond_position_se=se)
-        s["encoders"]["life-office"] = {**s["encoders"]["life-kitchen"], "top1_displaced_beyond_position": office}
-        s["encoders"]["untrained"].update(top1_displaced_beyond_position=0.0, top1_displaced_beyond_position_se=se)
+                                             top1_displaced_beyond_position_vs_untrained={"diff": kitchen, "se": se})
+        s["encoders"]["life-office"] = {**s["encoders"]["life-kitchen"], "top1_displaced_beyond_position": office,
+                                        "top1_displaced_beyond_position_vs_untrained": {"diff": office, "se": se}}
+        s["encoders"]["untrained"].update(top1_displaced_beyond_position=0.0)
         c = [c for c in claims(s) if "beyond position: top-1" in c["claim"]]
         assert len(c) == 1 and "± 0.020" in c[0]["numbers"]
         return c[0]["holds"]
 
-    assert holds(0.06, 0.07) is True  # 2 x hypot(0.02, 0.02) = 0.057
-    assert holds(0.06, 0.05) is False  # one life model within the error
-    assert holds(0.06, None) is None  # a number missing: not measured
+    assert holds(0.05, 0.07) is True  # the paired difference's error: 2 x 0.02
+    assert holds(0.05, 0.03) is False  # one life model within the error
+    assert holds(0.05, None) is None  # a number missing: not measured

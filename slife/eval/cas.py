@@ -28,11 +28,13 @@ a same-position predictor (top-k = same grid position and nearest neighbours), u
 `untrained-vit-s<seed>` for a ViT; none only with a warning), per-decoder-block scores, and where pairs carry ground truth (poses + depth + K)
 every score restricted to displaced patches (true match > 1 patch from the same position) with their share,
 plus each model's top-1 correspondence accuracy (within one patch of the truth), overall and displaced, with
-two controls of its own: the position prior (`position_prior_accuracy`: for each target patch, the pick that
-is right most often on the other pairs; it ignores the images, yet on displaced patches it can be several times
-chance) and top-1 beyond position (`accuracy_beyond_position`: the same permutation null as CAS beyond position,
-against the predictor's own picks on the other pairs; exactly 0 for any fixed pick that ignores the images),
-with its delete-one-pair jackknife standard error (`jackknife_se`).
+controls of its own: the position prior (`position_prior_accuracy`: for each target patch, the pick most often
+right on the other pairs; it ignores the images), the same prior told which patches moved (what detecting
+motion without matching reaches: several times chance on displaced patches) and top-1 beyond position
+(`accuracy_beyond_position`: the same permutation null as CAS beyond position, against the predictor's own
+picks on the other pairs; exactly 0 for any fixed pick that ignores the images), with its delete-one-pair
+jackknife standard error (`jackknife_se`) and, for each model, its paired difference from every untrained
+control with that difference's error.
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
 marked), and for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
@@ -260,13 +262,15 @@ def accuracy_beyond_position(top1: np.ndarray, true_idx: np.ndarray, grid: tuple
     top1[q, n] lies within one patch of p's truth: how often the predictor's answer for that image position is
     right when the images are not p's. Score (o - e) / (1 - e): 1 = the true match on every pair, 0 = no better
     than its own answers for other images, below 0 = worse.
-    A fixed pick that ignores the images (the same-position predictor, a fixed shift, `position_prior_accuracy`'s
-    predictor) has top1[q, n] = top1[p, n], so e = o and it scores exactly 0, however high its accuracy (a
-    random pick that ignores the images scores 0 in expectation). On displaced patches such picks can be far
-    above chance: where displaced matches lie mostly a few patches sideways, as on the demo's held-out pairs, a
-    fixed shift of two or three patches is right for many of them. NaN when no patch is scored on two or more
-    pairs, or when e = 1 (every answer would count as right on other images too, so nothing can be told beyond
-    position)."""
+    A fixed pick that ignores the images (the same-position predictor, a fixed shift) has top1[q, n] = top1[p, n],
+    so e = o and it scores exactly 0, however high its accuracy (a random pick that ignores the images scores 0
+    in expectation). On displaced patches (the mask) the null is the model's own picks for the other pairs' moved
+    patches, so a model that only tells whether a patch moved, and then picks the usual shift for its position,
+    also scores about 0 there: where displaced matches lie mostly a few patches sideways, as on the demo's
+    held-out pairs, a fixed shift of two or three patches is right for many of them (`position_prior_accuracy`
+    told which patches moved). On all patches that model scores above 0. NaN when no patch is scored on two or
+    more pairs, or when e = 1 (every answer would count as right on other images too, so nothing can be told
+    beyond position)."""
     pred, t = np.asarray(top1), np.asarray(true_idx)
     use = _scored(t, mask)
     if not use.any():
@@ -296,31 +300,48 @@ def jackknife_se(score: Callable[[np.ndarray], float], num_pairs: int) -> float:
 
 
 def beyond_position_entry(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int],
-                          mask: np.ndarray | None = None) -> dict:
-    """{"score": `accuracy_beyond_position`, "se": its `jackknife_se` over pairs}."""
+                          mask: np.ndarray | None = None, controls: dict | None = None) -> dict:
+    """{"score": `accuracy_beyond_position`, "se": its `jackknife_se` over pairs, "minus": {control name:
+    {"diff": score - the control's score, "se": the jackknife error of that difference, both left out of the same
+    pair (paired: the two scores share the test pairs)}}} for `controls` {name: its top1 (P, N)}."""
     top1, true_idx = np.asarray(top1), np.asarray(true_idx)
     m = None if mask is None else np.asarray(mask, dtype=bool)
-    se = jackknife_se(lambda k: accuracy_beyond_position(top1[k], true_idx[k], grid, None if m is None else m[k]),
-                      len(true_idx))
-    return {"score": accuracy_beyond_position(top1, true_idx, grid, m), "se": se}
+
+    def score(pick, k=None):
+        if k is None:
+            return accuracy_beyond_position(pick, true_idx, grid, m)
+        return accuracy_beyond_position(pick[k], true_idx[k], grid, None if m is None else m[k])
+
+    P = len(true_idx)
+    out = {"score": score(top1), "se": jackknife_se(lambda k: score(top1, k), P), "minus": {}}
+    for name, other in (controls or {}).items():
+        other = np.asarray(other)
+        out["minus"][name] = {"diff": out["score"] - score(other),
+                              "se": jackknife_se(lambda k: score(top1, k) - score(other, k), P)}
+    return out
 
 
-def position_prior_accuracy(true_idx: np.ndarray, grid: tuple[int, int], mask: np.ndarray | None = None) -> float:
-    """Top-1 accuracy of a position prior learnt from the other pairs: for each pair p and scored target patch n,
-    the pick is the source patch within one patch of the most truths at n among the OTHER scored pairs (ties: the
-    lowest index), scored against p's truth (leave one pair out, so the prior never sees the pair it is tested
-    on). It ignores the images: what a predictor that knows only where the patch lies, and how matches at that
-    position usually move, reaches on new pairs. Patches as in `accuracy_beyond_position` (known truth, in
-    `mask`, scored on two or more pairs). NaN if none."""
+def position_prior_accuracy(true_idx: np.ndarray, grid: tuple[int, int], mask: np.ndarray | None = None,
+                            fit_mask: np.ndarray | None = None) -> float:
+    """Top-1 accuracy of a position prior learnt from the other pairs: for each pair p and target patch n scored
+    (known truth, in `mask`), the pick is the source patch within one patch of the most truths at n among the
+    OTHER pairs' patches in `fit_mask` (default: every known truth; ties: the lowest index), scored against p's
+    truth. Leave one pair out, so the prior never sees the pair it is tested on; patches with no other pair to
+    learn from are not scored. It ignores the images: with the default fit, what a predictor that knows only
+    where the patch lies reaches on new pairs, the control for a raw accuracy. With `fit_mask` = `mask` (the
+    displaced patches, say) it is also told which patches moved, which takes the images: what detecting motion,
+    without matching anything, reaches with the typical shift at each position. NaN if nothing is scored."""
     t = np.asarray(true_idx)
-    use = _scored(t, mask)
-    if not use.any():
+    known = t >= 0
+    fit = known if fit_mask is None else known & np.asarray(fit_mask, dtype=bool)
+    score = known if mask is None else known & np.asarray(mask, dtype=bool)
+    near = _near_counts(t, fit, grid)  # (N, N_src) the fit truths near each source patch
+    ps, ns = np.nonzero(score & ((fit.sum(0) - fit) >= 1))  # scored, with another pair to learn from
+    if not len(ps):
         return math.nan
-    near = _near_counts(t, use, grid)  # (N, N_src) truths of the scored pairs near each source patch
-    ps, ns = np.nonzero(use)
     h, w = grid
-    src = np.arange(h * w)
-    own = within_one(np.broadcast_to(src, (len(ps), h * w)), t[ps, ns][:, None], grid)  # (S, N_src): p's own truth
+    own = within_one(np.broadcast_to(np.arange(h * w), (len(ps), h * w)), t[ps, ns][:, None], grid) \
+        & fit[ps, ns][:, None]  # (S, N_src) p's own truth, where it was part of the fit
     pick = (near[ns] - own).argmax(axis=1)  # (S,) the best source patch on the other pairs
     return float(within_one(pick, t[ps, ns], grid).mean())
 
@@ -438,9 +459,11 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             "per_block_displaced": {str(b): score_matrix(summaries, b, disp) for b in range(max_blocks)},
             "accuracy": {},
         }
+        untrained = {s.name: s.top1().numpy() for s in summaries if s.kind == "untrained"}
         for s in summaries:
             nb = s.num_blocks if s.kind != "same-position" else 0
-            bp, bpd = (beyond_position_entry(s.top1().numpy(), true_idx, grid, m) for m in (None, disp))
+            ctl = {n: t for n, t in untrained.items() if n != s.name} if s.kind == "model" else None
+            bp, bpd = (beyond_position_entry(s.top1().numpy(), true_idx, grid, m, ctl) for m in (None, disp))
             gt["accuracy"][s.name] = {
                 "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
                 "per_block_all": [accuracy(s, true_idx, b) for b in range(nb)],
@@ -448,9 +471,13 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
                 "beyond_position": bp["score"], "beyond_position_se": bp["se"],
                 "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"],
             }
+            if ctl:
+                gt["accuracy"][s.name]["beyond_position_displaced_minus"] = bpd["minus"]
         gt["accuracy_chance"] = accuracy_chance(true_idx, grid)
+        gt["accuracy_chance_displaced"] = accuracy_chance(np.where(disp, true_idx, -1), grid)
         gt["position_prior"] = {"all": position_prior_accuracy(true_idx, grid),
-                                "displaced": position_prior_accuracy(true_idx, grid, disp)}
+                                "displaced": position_prior_accuracy(true_idx, grid, disp),
+                                "displaced_told_which_moved": position_prior_accuracy(true_idx, grid, disp, disp)}
         rep["ground_truth"] = gt
     # one row per pair of models (and of untrained controls): the issue-7 table
     rows = []

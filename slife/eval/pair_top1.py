@@ -10,8 +10,10 @@ top-1 lies within one patch (Chebyshev) of the true match (`groundtruth.pair_gro
 patches with a known match and over displaced ones (true match more than one patch from the same grid
 position), beside chance (`cas.accuracy_chance`), the same-position predictor and the position prior
 (`cas.position_prior_accuracy`: per target patch, the pick most often right on the other pairs; it ignores
-the images), and chance-corrected as top-1 beyond position (`cas.accuracy_beyond_position`: exactly 0 for any
-fixed pick that ignores the images) with its jackknife standard error. It is the top-1 accuracy that
+the images; also told which patches moved, what detecting motion without matching reaches), and
+chance-corrected as top-1 beyond position (`cas.accuracy_beyond_position`: exactly 0 for any fixed pick that
+ignores the images) with its jackknife standard error and each model's paired difference from the untrained
+controls. It is the top-1 accuracy that
 `slife cas` reports beside CAS, for every encoder kind and either map, so encoders trained with
 different objectives compare like for like on the same pairs and the same ground truth. Controls: chance,
 the same-position predictor, and untrained encoders (`models.untrained_models`) of each architecture among
@@ -86,18 +88,24 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     disp = displaced_mask(true_idx, grid)  # (P, N)
     if progress:
         progress(0, total=len(entries) * len(pairs))
-    out = {}
+    out, picks = {}, {}
     for name, model, _, path in entries:
         try:
             method = correspondence_maps(model, cfg.method)[0]
         except ValueError as e:
             raise SlifeError(f"{path or name}: {e}") from None
         s = summarize_model(name, model, pairs, 1, grid, method=method, batch_size=cfg.batch_size, progress=progress)
-        bp, bpd = (beyond_position_entry(s.top1().numpy(), true_idx, grid, m) for m in (None, disp))
+        picks[name] = s.top1().numpy()
         out[name] = {"kind": "model" if path else "untrained", "method": method, "checkpoint": path,
-                     "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
-                     "beyond_position": bp["score"], "beyond_position_se": bp["se"],
-                     "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"]}
+                     "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp)}
+    untrained = {n: picks[n] for n, m in out.items() if m["kind"] == "untrained"}
+    for name, m in out.items():  # beyond position, and each model's paired difference from the untrained controls
+        ctl = untrained if m["kind"] == "model" else None
+        bp, bpd = (beyond_position_entry(picks[name], true_idx, grid, mk, ctl) for mk in (None, disp))
+        m.update({"beyond_position": bp["score"], "beyond_position_se": bp["se"],
+                  "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"]})
+        if ctl:
+            m["beyond_position_displaced_minus"] = bpd["minus"]
     sp = same_position_summary(grid, 1, len(pairs))
     known = true_idx >= 0
     rep = {"pairs": str(cfg.pairs), "num_pairs": len(pairs), "grid": list(grid), "img_size": size, "patch_size": patch,
@@ -106,7 +114,8 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
            "chance": accuracy_chance(true_idx, grid),
            "same_position": {"all": accuracy(sp, true_idx), "displaced": accuracy(sp, true_idx, mask=disp)},
            "position_prior": {"all": position_prior_accuracy(true_idx, grid),
-                              "displaced": position_prior_accuracy(true_idx, grid, disp)},
+                              "displaced": position_prior_accuracy(true_idx, grid, disp),
+                              "displaced_told_which_moved": position_prior_accuracy(true_idx, grid, disp, disp)},
            "models": out, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
            "notes": "top-1 within one patch (Chebyshev) of the true match; displaced = true match more than one "
                     "patch from the same grid position; features = cosine nearest neighbour of final encoder tokens"}

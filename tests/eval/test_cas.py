@@ -244,21 +244,24 @@ def _brute_beyond(pick, t, grid, mask):
     return math.nan if e == 1 else (o - e) / (1 - e)
 
 
-def _brute_prior(t, grid, mask):
-    use = (t >= 0) & mask
-    use &= (use.sum(0) >= 2)[None]
+def _brute_prior(t, grid, mask, fit_mask=None):
+    fit = (t >= 0) & (True if fit_mask is None else fit_mask)
     n_src = grid[0] * grid[1]
     hits = []
-    for p, n in zip(*np.nonzero(use)):
-        counts = [sum(within_one(c, t[q, n], grid) for q in range(len(t)) if q != p and use[q, n]) for c in range(n_src)]
+    for p, n in zip(*np.nonzero((t >= 0) & mask)):
+        others = [q for q in range(len(t)) if q != p and fit[q, n]]
+        if not others:
+            continue
+        counts = [sum(within_one(c, t[q, n], grid) for q in others) for c in range(n_src)]
         hits.append(within_one(int(np.argmax(counts)), t[p, n], grid))
     return float(np.mean(hits))
 
 
 def test_top1_beyond_position_and_position_prior_by_brute_force_on_a_non_square_grid():
     """Random picks (some -1) and truths (some unknown) on a 3 x 5 grid, against loops written out by hand; the
-    position prior is learnt from the other pairs only, so on truths without positional structure it stays near
-    chance (a prior fitted on the pairs it is scored on would not); a null of 1 gives NaN."""
+    position prior is learnt from the other pairs only (all their known truths, or those in a mask: told which
+    patches moved), so on truths without positional structure it stays near chance (a prior fitted on the pairs
+    it is scored on would not); a null of 1 gives NaN."""
     rng = np.random.default_rng(1)
     grid = (3, 5)
     n = 15
@@ -268,6 +271,7 @@ def test_top1_beyond_position_and_position_prior_by_brute_force_on_a_non_square_
         mask = rng.random((12, n)) < 0.7
         assert accuracy_beyond_position(pick, t, grid, mask) == pytest.approx(_brute_beyond(pick, t, grid, mask))
         assert position_prior_accuracy(t, grid, mask) == pytest.approx(_brute_prior(t, grid, mask))
+        assert position_prior_accuracy(t, grid, mask, mask) == pytest.approx(_brute_prior(t, grid, mask, mask))
     t = rng.integers(0, 64, size=(200, 64))  # no positional structure at all, 8 x 8
     assert position_prior_accuracy(t, (8, 8)) < 0.2  # chance is about 0.14
     # every pair's truth at a patch within one patch of the others': any pick right elsewhere too -> NaN
