@@ -13,9 +13,9 @@ position), beside chance (`cas.accuracy_chance`), the same-position predictor an
 the images; also told which patches moved, what detecting motion without matching reaches), and
 chance-corrected as top-1 beyond position (`cas.accuracy_beyond_position`: exactly 0 for any fixed pick that
 ignores the images) with its jackknife standard error and each model's paired difference from the untrained
-controls. It is the top-1 accuracy that
-`slife cas` reports beside CAS, for every encoder kind and either map, so encoders trained with
-different objectives compare like for like on the same pairs and the same ground truth. Controls: chance,
+controls. It is the top-1 accuracy that `slife cas` reports beside CAS, for every encoder kind and either map,
+so encoders trained with different objectives compare like for like on the same pairs and the same ground
+truth. Controls: chance,
 the same-position predictor, and untrained encoders (`models.untrained_models`) of each architecture among
 the checkpoints (named by `models.untrained_label`: a CroCo and a ViT control when both kinds are compared).
 Writes `top1.json` into out_dir. Entry point: `run(cfg, checkpoints, out_dir, progress=None) -> Path`
