@@ -50,7 +50,8 @@ def test_croco_beats_is_strict_and_needs_every_number():
 
 
 def test_beyond_position_claim_needs_twice_the_standard_error_of_the_difference():
-    """Every life model above the untrained encoder beyond position by more than 2 sqrt(se1^2 + se2^2)."""
+    """Every life model above the untrained encoder beyond position by more than twice the jackknife standard
+    error of the paired difference."""
     def holds(kitchen, office, se=0.02):
         s = _summary(0.2, 0.1)
         del s["objectives"]

@@ -215,7 +215,7 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
 
 def test_top1_beyond_position_is_0_for_any_positional_predictor_and_1_for_the_truth():
     """A fixed shift is far above chance on displaced patches, yet scores exactly 0 beyond position; so does the
-    position prior's pick; the true match scores 1."""
+    same-position predictor; the true match scores 1."""
     ti = true_idx()
     disp = displaced_mask(ti, GRID)
     h, w = GRID
