@@ -299,26 +299,39 @@ def jackknife_se(score: Callable[[np.ndarray], float], num_pairs: int) -> float:
     return float(np.sqrt((num_pairs - 1) / num_pairs * ((vals - vals.mean()) ** 2).sum()))
 
 
-def beyond_position_entry(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int],
-                          mask: np.ndarray | None = None, controls: dict | None = None) -> dict:
-    """{"score": `accuracy_beyond_position`, "se": its `jackknife_se` over pairs, "minus": {control name:
-    {"diff": score - the control's score, "se": the jackknife error of that difference, both left out of the same
-    pair (paired: the two scores share the test pairs)}}} for `controls` {name: its top1 (P, N)}."""
-    top1, true_idx = np.asarray(top1), np.asarray(true_idx)
-    m = None if mask is None else np.asarray(mask, dtype=bool)
-
-    def score(pick, k=None):
-        if k is None:
-            return accuracy_beyond_position(pick, true_idx, grid, m)
-        return accuracy_beyond_position(pick[k], true_idx[k], grid, None if m is None else m[k])
-
+def beyond_position_fields(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int], displaced: np.ndarray,
+                           controls: dict | None = None) -> dict:
+    """The top-1 beyond position fields of one predictor, as `slife cas` and `slife top1` write them:
+    beyond_position[_se] over all patches and beyond_position_displaced[_se] over `displaced` (scores and their
+    `jackknife_se`), and with `controls` {name: top1 (P, N)} beyond_position_displaced_minus {name: {"diff",
+    "se"}}: the difference from each control, its error left out of the same pair (paired: both scores share the
+    test pairs)."""
+    top1, true_idx, displaced = np.asarray(top1), np.asarray(true_idx), np.asarray(displaced, dtype=bool)
     P = len(true_idx)
-    out = {"score": score(top1), "se": jackknife_se(lambda k: score(top1, k), P), "minus": {}}
-    for name, other in (controls or {}).items():
-        other = np.asarray(other)
-        out["minus"][name] = {"diff": out["score"] - score(other),
-                              "se": jackknife_se(lambda k: score(top1, k) - score(other, k), P)}
+
+    def score(pick, mask, k=None):
+        if k is None:
+            return accuracy_beyond_position(pick, true_idx, grid, mask)
+        return accuracy_beyond_position(pick[k], true_idx[k], grid, None if mask is None else mask[k])
+
+    out = {}
+    for key, mask in (("beyond_position", None), ("beyond_position_displaced", displaced)):
+        out[key] = score(top1, mask)
+        out[f"{key}_se"] = jackknife_se(lambda k: score(top1, mask, k), P)
+    if controls:
+        out["beyond_position_displaced_minus"] = {
+            name: {"diff": out["beyond_position_displaced"] - score(np.asarray(other), displaced),
+                   "se": jackknife_se(lambda k: score(top1, displaced, k) - score(np.asarray(other), displaced, k), P)}
+            for name, other in controls.items()}
     return out
+
+
+def position_prior_fields(true_idx: np.ndarray, grid: tuple[int, int], displaced: np.ndarray) -> dict:
+    """{"all", "displaced", "displaced_told_which_moved"}: `position_prior_accuracy` over all patches, over the
+    displaced ones, and over them when fitted on the other pairs' displaced truths only (told which moved)."""
+    return {"all": position_prior_accuracy(true_idx, grid),
+            "displaced": position_prior_accuracy(true_idx, grid, displaced),
+            "displaced_told_which_moved": position_prior_accuracy(true_idx, grid, displaced, displaced)}
 
 
 def position_prior_accuracy(true_idx: np.ndarray, grid: tuple[int, int], mask: np.ndarray | None = None,
@@ -463,21 +476,14 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
         for s in summaries:
             nb = s.num_blocks if s.kind != "same-position" else 0
             ctl = {n: t for n, t in untrained.items() if n != s.name} if s.kind == "model" else None
-            bp, bpd = (beyond_position_entry(s.top1().numpy(), true_idx, grid, m, ctl) for m in (None, disp))
             gt["accuracy"][s.name] = {
                 "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp),
                 "per_block_all": [accuracy(s, true_idx, b) for b in range(nb)],
                 "per_block_displaced": [accuracy(s, true_idx, b, disp) for b in range(nb)],
-                "beyond_position": bp["score"], "beyond_position_se": bp["se"],
-                "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"],
+                **beyond_position_fields(s.top1().numpy(), true_idx, grid, disp, ctl),
             }
-            if ctl:
-                gt["accuracy"][s.name]["beyond_position_displaced_minus"] = bpd["minus"]
         gt["accuracy_chance"] = accuracy_chance(true_idx, grid)
-        gt["accuracy_chance_displaced"] = accuracy_chance(np.where(disp, true_idx, -1), grid)
-        gt["position_prior"] = {"all": position_prior_accuracy(true_idx, grid),
-                                "displaced": position_prior_accuracy(true_idx, grid, disp),
-                                "displaced_told_which_moved": position_prior_accuracy(true_idx, grid, disp, disp)}
+        gt["position_prior"] = position_prior_fields(true_idx, grid, disp)
         rep["ground_truth"] = gt
     # one row per pair of models (and of untrained controls): the issue-7 table
     rows = []

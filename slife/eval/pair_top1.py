@@ -58,8 +58,8 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     """Score each checkpoint's encoder, and the untrained controls, on `cfg.pairs`; write top1.json; return its
     path. All encoders must share one image size and patch grid."""
     from slife.eval.attention import correspondence_maps, same_position_summary, summarize_model
-    from slife.eval.cas import (accuracy, accuracy_chance, beyond_position_entry, load_test_pairs, nan_to_none,
-                                position_prior_accuracy)
+    from slife.eval.cas import (accuracy, accuracy_chance, beyond_position_fields, load_test_pairs, nan_to_none,
+                                position_prior_fields)
     from slife.eval.groundtruth import displaced_mask, ground_truth_table
     from slife.eval.models import architectures, image_grid, load_models, model_spec_of, untrained_models
     from slife.io import atomic_write_json
@@ -100,12 +100,8 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
                      "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp)}
     untrained = {n: picks[n] for n, m in out.items() if m["kind"] == "untrained"}
     for name, m in out.items():  # beyond position, and each model's paired difference from the untrained controls
-        ctl = untrained if m["kind"] == "model" else None
-        bp, bpd = (beyond_position_entry(picks[name], true_idx, grid, mk, ctl) for mk in (None, disp))
-        m.update({"beyond_position": bp["score"], "beyond_position_se": bp["se"],
-                  "beyond_position_displaced": bpd["score"], "beyond_position_displaced_se": bpd["se"]})
-        if ctl:
-            m["beyond_position_displaced_minus"] = bpd["minus"]
+        m.update(beyond_position_fields(picks[name], true_idx, grid, disp,
+                                        untrained if m["kind"] == "model" else None))
     sp = same_position_summary(grid, 1, len(pairs))
     known = true_idx >= 0
     rep = {"pairs": str(cfg.pairs), "num_pairs": len(pairs), "grid": list(grid), "img_size": size, "patch_size": patch,
@@ -113,9 +109,7 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
            "displaced_share": float(disp.sum() / known.sum()) if known.any() else None,
            "chance": accuracy_chance(true_idx, grid),
            "same_position": {"all": accuracy(sp, true_idx), "displaced": accuracy(sp, true_idx, mask=disp)},
-           "position_prior": {"all": position_prior_accuracy(true_idx, grid),
-                              "displaced": position_prior_accuracy(true_idx, grid, disp),
-                              "displaced_told_which_moved": position_prior_accuracy(true_idx, grid, disp, disp)},
+           "position_prior": position_prior_fields(true_idx, grid, disp),
            "models": out, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
            "notes": "top-1 within one patch (Chebyshev) of the true match; displaced = true match more than one "
                     "patch from the same grid position; features = cosine nearest neighbour of final encoder tokens"}
