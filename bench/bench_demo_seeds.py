@@ -127,6 +127,12 @@ def main() -> None:
         txt, m, sd = _ms(d)
         print(f"| beyond position: life-life - {other} | " + " | ".join(f"{v:.3f}" for v in d)
               + f" | {txt} | {'yes' if min(d) > 0 and m > sd else 'no'} |")
+        e = [((r.get("alignment_beyond_shortcut_se") or {}).get("life_life_minus") or {}).get(other) or {} for r in runs]
+        if all(x.get("diff") is not None and x.get("se") is not None for x in e):  # summaries since session 12
+            z = [x["diff"] / x["se"] for x in e]
+            print(f"| beyond position: life-life - {other}, > 2 paired se in every seed (d ± se) | "
+                  + " | ".join(f"{x['diff']:.3f} ± {x['se']:.3f}" for x in e)
+                  + f" | {_ms([x['diff'] for x in e])[0]} | {'yes' if min(z) > 2 else 'no'} |")
 
     arms = [n for n, e in runs[0]["encoders"].items() if e["group"] == "ablation"]
     spec = STUDIES[a.study]

@@ -80,6 +80,15 @@ def _pair_mean(mat, names: list[str], a: list[str], b: list[str] | None = None) 
     return _mean(vals)
 
 
+def _groups(cas: dict, label: dict) -> tuple[list[str], list[str], list[str]]:
+    """cas.json's names of the life models, the control models and the untrained controls."""
+    names = cas["names"]
+    lives = [label[n] for n in label if group_of(n) == "life" and label[n] in names]
+    ctrls = [label[n] for n in label if group_of(n) == "control" and label[n] in names]
+    untr = [n for n, k in zip(names, cas["kinds"]) if k == "untrained"]
+    return lives, ctrls, untr
+
+
 def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = False) -> dict:
     """Group means of a CAS matrix (paper's `matrix`, or `calibrated` beyond position) by model group."""
     names = cas["names"]
@@ -87,22 +96,45 @@ def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = Fa
         mat = cas["ground_truth"]["calibrated_displaced"] if displaced else cas["calibrated"]["matrix"]
     else:
         mat = cas["ground_truth"]["matrix_displaced"] if displaced else cas["matrix"]
-    lives = [label[n] for n in label if group_of(n) == "life" and label[n] in names]
-    ctrls = [label[n] for n in label if group_of(n) == "control" and label[n] in names]
-    untr = [n for n, k in zip(names, cas["kinds"]) if k == "untrained"]
+    lives, ctrls, untr = _groups(cas, label)
     return {"life_life": _pair_mean(mat, names, lives), "life_control": _pair_mean(mat, names, lives, ctrls),
             "untrained_untrained": _pair_mean(mat, names, untr),
             "life_same_position": _pair_mean(mat, names, lives, ["same-position"])}
 
 
-def _life_pair_se(cas: dict, label: dict) -> dict:
-    """{"life_life": the jackknife standard error of CAS beyond position between the two life models (cas.json's
-    pair_table), "life_life_displaced": the same on displaced patches}; None where the study has not exactly two
-    lives (a mean over several pairs has no such error in cas.json)."""
-    lives = {label[n] for n in label if group_of(n) == "life"}
-    row = next((r for r in cas.get("pair_table", []) if {r["a"], r["b"]} == lives), None) if len(lives) == 2 else None
-    return {"life_life": (row or {}).get("cas_calibrated_se"),
-            "life_life_displaced": (row or {}).get("cas_calibrated_displaced_se")}
+def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
+    """Jackknife standard errors of CAS beyond position's group means (`means`: `_alignment`'s), from the
+    delete-one-pair replicates in cas.json's pair_table (the replicates of a mean over pairs of models are the
+    mean of theirs):
+    {"life_life", "life_life_displaced": the errors of the life-vs-life mean, over all and displaced patches;
+     "life_life_minus": {"untrained_untrained", "life_control": {"diff", "se"}}: life-vs-life minus each
+     control group, with the error of that paired difference (every group is scored on the same test pairs)}.
+    None where a group has no pair or a replicate is missing (one life; a cas.json from before session 12)."""
+    from slife.eval.cas import replicate_se
+
+    lives, ctrls, untr = _groups(cas, label)
+    rows = {frozenset((r["a"], r["b"])): r for r in cas.get("pair_table", [])}
+
+    def reps(a: list[str], b: list[str] | None, key: str):
+        pairs = [(x, y) for i, x in enumerate(a) for y in (a[i + 1:] if b is None else b) if x != y]
+        got = [(rows.get(frozenset(p)) or {}).get(key) for p in pairs]
+        if not got or any(g is None or any(v is None for v in g) for g in got):
+            return None
+        return np.mean(np.asarray(got, np.float64), axis=0)
+
+    def se(vals) -> float | None:
+        v = replicate_se(vals)
+        return v if math.isfinite(v) else None
+
+    ll = reps(lives, None, "cas_calibrated_jackknife")
+    out = {"life_life": se(ll), "life_life_displaced": se(reps(lives, None, "cas_calibrated_displaced_jackknife")),
+           "life_life_minus": {}}
+    for name, other in (("untrained_untrained", reps(untr, None, "cas_calibrated_jackknife")),
+                        ("life_control", reps(lives, ctrls, "cas_calibrated_jackknife"))):
+        ok = None not in (means.get("life_life"), means.get(name))
+        out["life_life_minus"][name] = {"diff": means["life_life"] - means[name] if ok else None,
+                                        "se": se(ll - other) if ok and ll is not None and other is not None else None}
+    return out
 
 
 def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -> dict:
@@ -149,6 +181,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     pos = (probe.get(un) or {}).get("control_position") or {}  # the readout on constant tokens
     ident = next(iter(match["models"].values()))["overall"]["identity"] if match["models"] else {}
     gt = cas.get("ground_truth") or {}
+    beyond = _alignment(cas, label, "calibrated")
     out = {
         "seed": cfg.seed, "study": cfg.study, "budget_minutes": cfg.budget, "steps": runs["steps"],
         "untrained_control": f"{un} (eval.models.untrained_models)",
@@ -159,8 +192,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                            "probe_abs_rel_aligned": (pos.get("metrics_aligned") or {}).get("abs_rel")},
         "top1_position_prior": {k: (gt.get("position_prior") or {}).get(k)
                                 for k in ("all", "displaced", "displaced_told_which_moved")},
-        "alignment_beyond_shortcut": _alignment(cas, label, "calibrated"),
-        "alignment_beyond_shortcut_se": _life_pair_se(cas, label),
+        "alignment_beyond_shortcut": beyond,
+        "alignment_beyond_shortcut_se": _alignment_se(cas, label, beyond),
         "alignment_beyond_shortcut_displaced": _alignment(cas, label, "calibrated", True) if gt else None,
         "cas_paper": _alignment(cas, label),
         "cas_paper_displaced": _alignment(cas, label, displaced=True) if gt else None,
@@ -343,15 +376,21 @@ def claims(s: dict) -> list[dict]:
                            f"{_f(zf['match_aepe'], 1)}, PCK-5 {_f(zf['match_pck5'])}"})
     a = s["alignment_beyond_shortcut"]
     ll, lc, uu = a["life_life"], a["life_control"], a["untrained_untrained"]
-    se = (s.get("alignment_beyond_shortcut_se") or {}).get("life_life")
+    err = s.get("alignment_beyond_shortcut_se") or {}
+    se = err.get("life_life")
+    vs = [(err.get("life_life_minus") or {}).get(k) or {} for k in ("untrained_untrained", "life_control")]
+    paired = all(ok(d.get("diff"), d.get("se")) for d in vs)
     out.append({"claim": "life models align beyond the positional shortcut: CAS beyond position life-vs-life above "
-                         "untrained-vs-untrained and above life-vs-control (by more than twice life-vs-life's "
-                         "standard error where the study has one pair of lives)",
-                "holds": (ll - max(uu, lc) > 2 * (se if ok(se) else 0.0)) if ok(ll, lc, uu) else None,
-                "numbers": f"life-life {_f(ll)}"
-                           + (f" ± {_f(se)} (jackknife standard error over the test pairs)" if ok(se) else "")
+                         "untrained-vs-untrained and above life-vs-control, each by more than twice the jackknife "
+                         "standard error of that paired difference over the test pairs",
+                "holds": (all(d["diff"] > 2 * d["se"] for d in vs) if paired else ll - max(uu, lc) > 0)
+                if ok(ll, lc, uu) else None,
+                "numbers": f"life-life {_f(ll)}" + (f" ± {_f(se)}" if ok(se) else "")
                            + f", life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
                            f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"
+                           + (f"; life-life minus untrained-untrained {_f(vs[0]['diff'])} ± {_f(vs[0]['se'])}, "
+                              f"minus life-control {_f(vs[1]['diff'])} ± {_f(vs[1]['se'])}" if paired else
+                              "; no paired errors: the plain order is checked")
                            + ("; not measured: this study trains one life" if len(lives) < 2 else "")})
     ob = s.get("objectives")
     if ob:
@@ -586,14 +625,22 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              "Restricting the paper's CAS to displaced patches does not remove the shortcut, since two models can "
              "agree on the same wrong, same-position patch; the second score does.\n")
     rows = []
+    err = s.get("alignment_beyond_shortcut_se") or {}
+    minus = err.get("life_life_minus") or {}
     for k, lbl in (("life_life", "life vs life"), ("life_control", "life vs control"),
                    ("untrained_untrained", "untrained vs untrained"), ("life_same_position", "life vs same-position")):
+        d = minus.get(k) or {}
         rows.append([lbl, _f(s["cas_paper"].get(k)), _f((s.get("cas_paper_displaced") or {}).get(k)),
-                     _f(s["alignment_beyond_shortcut"].get(k)),
+                     _f(s["alignment_beyond_shortcut"].get(k))
+                     + (f" ± {_f(err['life_life'])}" if k == "life_life" and err.get("life_life") is not None else ""),
+                     f"{_f(d.get('diff'))} ± {_f(d.get('se'))}" if d.get("se") is not None else "–",
                      _f((s.get("alignment_beyond_shortcut_displaced") or {}).get(k)),
                      _f((s.get("alignment_beyond_shortcut_half") or {}).get(k))])
     L.append(_table(["mean over pairs of models", "CAS", "CAS, displaced", "beyond position",
-                     "beyond position, displaced", "beyond position, half training"], rows))
+                     "life vs life minus this, beyond position", "beyond position, displaced",
+                     "beyond position, half training"], rows))
+    L.append("\n± is the jackknife standard error over the test pairs (delete one pair); the differences are paired, "
+             "every pair of models being scored on the same test pairs.\n")
     L.append(f"\n![CAS heatmap]({_rel(Path(evals['cas']).with_suffix('.png'), out)})\n")
     _plot_alignment(s, out / "alignment_vs_training.png")
     L.append("![alignment](alignment_vs_training.png)\n")

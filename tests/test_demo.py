@@ -69,7 +69,9 @@ def test_demo_smoke(tmp_path):
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction
-    assert set(s["alignment_beyond_shortcut_se"]) == {"life_life", "life_life_displaced"}  # two lives: one pair
+    se = s["alignment_beyond_shortcut_se"]  # two lives: one pair, every error measured
+    assert set(se) == {"life_life", "life_life_displaced", "life_life_minus"} and se["life_life"] is not None
+    assert all(se["life_life_minus"][k]["se"] is not None for k in ("untrained_untrained", "life_control"))
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5

@@ -1,5 +1,8 @@
 """The demo report's objectives comparison states what the numbers say, whichever way they fall."""
 
+import numpy as np
+import pytest
+
 from slife.demo_report import _objectives_section, claims, croco_beats
 
 
@@ -67,3 +70,57 @@ def test_beyond_position_claim_needs_twice_the_standard_error_of_the_difference(
     assert holds(0.05, 0.07) is True  # the paired difference's error: 2 x 0.02
     assert holds(0.05, 0.03) is False  # one life model within the error
     assert holds(0.05, None) is None  # a number missing: not measured
+
+
+def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pair_replicates():
+    """Three lives (three life-life pairs): the error of their mean and of its difference from each control group
+    are the jackknife of those means, from the replicates cas.json stores per pair of models."""
+    from slife.demo_report import _alignment, _alignment_se
+    from slife.eval.cas import replicate_se
+
+    rng = np.random.default_rng(0)
+    names = ["life-a", "life-b", "life-c", "control-x", "untrained-s0", "untrained-s1", "same-position"]
+    kinds = ["model"] * 4 + ["untrained"] * 2 + ["same-position"]
+    reps = {}
+    rows = []
+    for i, x in enumerate(names[:6]):
+        for y in names[i + 1:6]:
+            reps[x, y] = rng.normal(0.1, 0.01, size=20)
+            rows.append({"a": x, "b": y, "cas_calibrated_jackknife": reps[x, y].tolist(),
+                         "cas_calibrated_displaced_jackknife": None})
+    mat = np.zeros((7, 7))
+    for (x, y), r in reps.items():
+        mat[names.index(x), names.index(y)] = mat[names.index(y), names.index(x)] = r.mean()
+    cas = {"names": names, "kinds": kinds, "pair_table": rows, "calibrated": {"matrix": mat.tolist()}}
+    label = {n: n for n in names[:4]}
+    means = _alignment(cas, label, "calibrated")
+    err = _alignment_se(cas, label, means)
+    ll = (reps["life-a", "life-b"] + reps["life-a", "life-c"] + reps["life-b", "life-c"]) / 3
+    lc = (reps["life-a", "control-x"] + reps["life-b", "control-x"] + reps["life-c", "control-x"]) / 3
+    assert err["life_life"] == pytest.approx(replicate_se(ll)) and err["life_life_displaced"] is None
+    d = err["life_life_minus"]
+    assert d["life_control"]["se"] == pytest.approx(replicate_se(ll - lc))
+    assert d["life_control"]["diff"] == pytest.approx(means["life_life"] - means["life_control"])
+    assert d["untrained_untrained"]["se"] == pytest.approx(replicate_se(ll - reps["untrained-s0", "untrained-s1"]))
+    # one life: no life-life pair, no errors
+    one = _alignment_se(cas, {"life-a": "life-a", "control-x": "control-x"}, _alignment(cas, {"life-a": "life-a"},
+                                                                                          "calibrated"))
+    assert one["life_life"] is None and one["life_life_minus"]["life_control"] == {"diff": None, "se": None}
+
+
+def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
+    def holds(uu_diff, lc_diff, se=0.01):
+        s = _summary(0.2, 0.1)
+        del s["objectives"]
+        s["encoders"]["life-office"] = dict(s["encoders"]["life-kitchen"])
+        s["alignment_beyond_shortcut"] = {"life_life": 0.1, "life_control": 0.1 - lc_diff,
+                                          "untrained_untrained": 0.1 - uu_diff, "life_same_position": 0.0}
+        s["alignment_beyond_shortcut_se"] = {"life_life": se, "life_life_minus": {
+            "untrained_untrained": {"diff": uu_diff, "se": se}, "life_control": {"diff": lc_diff, "se": se}}}
+        c = [c for c in claims(s) if c["claim"].startswith("life models align beyond")]
+        assert len(c) == 1
+        return c[0]["holds"]
+
+    assert holds(0.05, 0.03) is True
+    assert holds(0.05, 0.015) is False  # above life-control, but within twice the paired error
+    assert holds(0.05, 0.03, se=None) is True  # no errors (an older summary): the plain order

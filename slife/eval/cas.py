@@ -18,7 +18,8 @@ agree on every target patch AND their sets vary from pair to pair (a model again
 is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
 is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
 identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
-resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error (`calibrated_se`).
+resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error and the replicates it comes from
+(`calibrated_jackknife`: a group mean's or a difference's error is computed from them, as the demo does).
 It is written to `cas.json` ("calibrated": block average, per block, untrained level
 (as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
@@ -178,12 +179,13 @@ def calibrated_score(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None =
     return (o - e) / (1.0 - e)
 
 
-def calibrated_se(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None,
-                  n_src: int | None = None) -> float:
-    """Delete-one-pair jackknife standard error of `calibrated_score(a, b, mask)` (a, b (P, N, k))."""
+def calibrated_jackknife(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | None = None,
+                         n_src: int | None = None) -> np.ndarray | None:
+    """The delete-one-pair replicates of `calibrated_score(a, b, mask)` (a, b (P, N, k)): `jackknife_replicates`;
+    `replicate_se` of them is the score's standard error."""
     m = None if mask is None else np.asarray(mask, dtype=bool)
-    return jackknife_se(lambda k: calibrated_score(a[torch.as_tensor(k)], b[torch.as_tensor(k)],
-                                                   None if m is None else m[k], n_src), a.shape[0])
+    return jackknife_replicates(lambda k: calibrated_score(a[torch.as_tensor(k)], b[torch.as_tensor(k)],
+                                                           None if m is None else m[k], n_src), a.shape[0])
 
 
 def calibrated_matrix(summaries: Sequence[AttentionSummary], block: int = -1,
@@ -286,17 +288,32 @@ def accuracy_beyond_position(top1: np.ndarray, true_idx: np.ndarray, grid: tuple
     return 0.0 if abs(o - e) < 1e-12 else (o - e) / (1.0 - e)
 
 
-def jackknife_se(score: Callable[[np.ndarray], float], num_pairs: int) -> float:
-    """Delete-one-pair jackknife standard error of `score(kept)`, kept = the indices of the pairs used (each call
-    leaves one pair out). Resampling with replacement would put a pair's copy into its own null; leaving one
-    out does not. NaN with fewer than three pairs or when a leave-one-out score is NaN."""
+def jackknife_replicates(score: Callable[[np.ndarray], float], num_pairs: int) -> np.ndarray | None:
+    """The delete-one-pair replicates of `score(kept)`, kept = the indices of the pairs used: (num_pairs,), entry
+    i with pair i left out. Resampling with replacement would put a pair's copy into its own null; leaving one
+    out does not. None with fewer than three pairs. The replicates of a mean of scores on the same pairs are the
+    mean of their replicates, so a group mean's or a difference's error comes from stored replicates alone."""
     if num_pairs < 3:
-        return math.nan
+        return None
     idx = np.arange(num_pairs)
-    vals = np.array([score(np.delete(idx, i)) for i in range(num_pairs)], np.float64)
-    if not np.isfinite(vals).all():
+    return np.array([score(np.delete(idx, i)) for i in range(num_pairs)], np.float64)
+
+
+def replicate_se(vals) -> float:
+    """The jackknife standard error from delete-one replicates; NaN when there are none or one is NaN."""
+    if vals is None:
         return math.nan
-    return float(np.sqrt((num_pairs - 1) / num_pairs * ((vals - vals.mean()) ** 2).sum()))
+    vals = np.asarray([math.nan if v is None else v for v in vals], np.float64)
+    n = len(vals)
+    if n < 3 or not np.isfinite(vals).all():
+        return math.nan
+    return float(np.sqrt((n - 1) / n * ((vals - vals.mean()) ** 2).sum()))
+
+
+def jackknife_se(score: Callable[[np.ndarray], float], num_pairs: int) -> float:
+    """Delete-one-pair jackknife standard error of `score(kept)` (`jackknife_replicates`, `replicate_se`). NaN
+    with fewer than three pairs or when a leave-one-out score is NaN."""
+    return replicate_se(jackknife_replicates(score, num_pairs))
 
 
 def beyond_position_fields(top1: np.ndarray, true_idx: np.ndarray, grid: tuple[int, int], displaced: np.ndarray,
@@ -399,6 +416,11 @@ def nan_to_none(x):
     return x
 
 
+def _rounded(vals: np.ndarray | None, digits: int = 6) -> list | None:
+    """Replicates as a JSON list, rounded (they are written for every pair of models)."""
+    return None if vals is None else [round(float(v), digits) if math.isfinite(v) else math.nan for v in vals]
+
+
 def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | None = None) -> dict:
     """Every score and control on top-k sets: matrix (block average), per-block matrices, vs same-position,
     untrained level, chance; with `true_idx` (P, N) (-1 unknown) also displaced-patch scores and accuracy."""
@@ -495,11 +517,15 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
                    "b_vs_same_position": mat[b, sp[0]] if sp else math.nan}
             row["cas_calibrated"] = cal["matrix"][a, b]
             sa, sb = _block(summaries[a], -1), _block(summaries[b], -1)
-            row["cas_calibrated_se"] = calibrated_se(sa, sb, None, n)
+            loo = calibrated_jackknife(sa, sb, None, n)
+            row["cas_calibrated_se"] = replicate_se(loo)
+            row["cas_calibrated_jackknife"] = _rounded(loo)
             if true_idx is not None:
                 row["cas_displaced"] = rep["ground_truth"]["matrix_displaced"][a, b]
                 row["cas_calibrated_displaced"] = rep["ground_truth"]["calibrated_displaced"][a, b]
-                row["cas_calibrated_displaced_se"] = calibrated_se(sa, sb, disp, n)
+                loo = calibrated_jackknife(sa, sb, disp, n)
+                row["cas_calibrated_displaced_se"] = replicate_se(loo)
+                row["cas_calibrated_displaced_jackknife"] = _rounded(loo)
             rows.append(row)
     rep["pair_table"] = rows
     return nan_to_none(rep)

@@ -6,9 +6,9 @@ import torch
 
 from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
                                   summarize_model, topk_sets)
-from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_score, calibrated_se, cas_report,
-                            cluster_order, jackknife_se, linear_cka, mutual_knn, pair_score, position_prior_accuracy,
-                            score_matrix)
+from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_jackknife, calibrated_score, cas_report,
+                            cluster_order, jackknife_replicates, jackknife_se, linear_cka, mutual_knn, pair_score,
+                            position_prior_accuracy, replicate_se, score_matrix)
 from slife.eval.groundtruth import displaced_mask, within_one
 
 from .synthetic import GRID, SHIFTS, AttentionStandIn, identity_model, pairs, true_idx, truth_model
@@ -209,8 +209,10 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
         assert rep["calibrated"]["matrix"][1][2] == 0.0 and rep["ground_truth"]["calibrated_displaced"][0][2] == 0.0
         assert rep["pair_table"][0]["cas_calibrated"] == calibrated_score(truth.topk[:, -1], ident.topk[:, -1])
         # its jackknife error: 0 for a predictor that ignores the images (0 on every leave-one-out set)
-        assert rep["pair_table"][0]["cas_calibrated_se"] == calibrated_se(truth.topk[:, -1], ident.topk[:, -1], None, N)
-        assert calibrated_se(sp.topk[:, -1], rand.topk[:, -1], None, N) == 0.0
+        loo = calibrated_jackknife(truth.topk[:, -1], ident.topk[:, -1], None, N)
+        assert rep["pair_table"][0]["cas_calibrated_se"] == replicate_se(loo)
+        assert rep["pair_table"][0]["cas_calibrated_jackknife"] == pytest.approx(loo.tolist(), abs=1e-6)
+        assert replicate_se(calibrated_jackknife(sp.topk[:, -1], rand.topk[:, -1], None, N)) == 0.0
 
 
 def test_top1_beyond_position_is_0_for_any_positional_predictor_and_1_for_the_truth():
@@ -286,6 +288,24 @@ def test_jackknife_se_of_a_mean_is_its_standard_error():
     x = np.random.default_rng(0).normal(size=30)
     assert jackknife_se(lambda k: float(x[k].mean()), 30) == pytest.approx(x.std(ddof=1) / np.sqrt(30))
     assert math.isnan(jackknife_se(lambda k: 0.0, 2))
+    assert jackknife_replicates(lambda k: 0.0, 2) is None and math.isnan(replicate_se(None))
+    assert math.isnan(replicate_se([0.1, None, 0.2]))  # a leave-one-out score missing (NaN in JSON)
+
+
+def test_replicates_of_a_group_mean_and_of_a_difference_give_their_errors():
+    """The demo computes a group mean's and a paired difference's errors from each pair of models' stored
+    replicates: the same as the jackknife of the mean or difference computed directly."""
+    rng = np.random.default_rng(1)
+    a, b, c = (torch.from_numpy(rng.integers(0, 8, size=(12, 8, 2))) for _ in range(3))
+    reps = {x: calibrated_jackknife(*s, None, 8) for x, s in {"ab": (a, b), "ac": (a, c), "bc": (b, c)}.items()}
+
+    def cs(x, y, k):
+        return calibrated_score(x[torch.as_tensor(k)], y[torch.as_tensor(k)], None, 8)
+
+    mean = jackknife_se(lambda k: (cs(a, b, k) + cs(a, c, k)) / 2, 12)
+    assert replicate_se((reps["ab"] + reps["ac"]) / 2) == pytest.approx(mean, rel=1e-12)
+    diff = jackknife_se(lambda k: cs(a, b, k) - cs(b, c, k), 12)
+    assert replicate_se(reps["ab"] - reps["bc"]) == pytest.approx(diff, rel=1e-12) and diff > 0
 
 
 def test_num_pairs_are_spread_over_the_whole_set(tmp_path):
