@@ -18,8 +18,9 @@ agree on every target patch AND their sets vary from pair to pair (a model again
 is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
 is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
 identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
-resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error and the replicates it comes from
-(`calibrated_jackknife`: a group mean's or a difference's error is computed from them, as the demo does).
+resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error and the
+replicates it comes from (`calibrated_jackknife`): a group mean's or a difference's error is computed from
+them, as the demo does.
 It is written to `cas.json` ("calibrated": block average, per block, untrained level
 (as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
