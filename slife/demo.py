@@ -139,18 +139,20 @@ class _Plan:
     match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
     short_side: int  # stored frames' short side; CroCo's training crops are cut from it unresized
+    norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper) or raw ones (bench/study.md, s12)
     train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
 
 
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
-                     probe_epochs=1, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72, train_share=0.5)
+                     probe_epochs=1, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72, norm_pix_loss=False,
+                     train_share=0.5)
     s = cfg.budget / cfg.spec.budget_minutes
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
                  probe_epochs=60, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, short_side=80,
-                 train_share=0.62)
+                 norm_pix_loss=False, train_share=0.62)
 
 
 class _Stages:
@@ -207,7 +209,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
                    % (plan.mine_fps, plan.max_pairs, out), lambda: _do_mine(cfg, plan, out, lives, progress))
     arms = "|".join(cfg.spec.objectives)
     runs = stage("train", f"slife train {out}/shards/NAME --preset tiny {f'[--objective {arms}] ' if arms else ''}"
-                 f"--steps N --threads 1 --out {out}/runs/NAME ({cfg.side_by_side} side by side)",
+                 f"--steps N --threads 1 --objective-conf '{{\"norm_pix_loss\": {str(plan.norm_pix_loss).lower()}}}' "
+                 f"--out {out}/runs/NAME ({cfg.side_by_side} side by side)",
                  lambda: _do_train(cfg, plan, out, shards, progress))
     top1 = f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features" if arms else ""
     growing = None
@@ -427,6 +430,9 @@ def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objectiv
     kw.update(recipe)
     if objective == "croco":  # each view a random crop of the stored frame, unresized: larger shifts between the
         kw["resize_short"] = plan.short_side  # two crops than CroCo's 256 -> 224 (bench/study.md, session 9)
+        # raw-pixel targets: at 15 min the depth probe beat the same initialisation trained on the paper's per-patch
+        # normalised targets in 6 of 6 model-seeds, correspondence unchanged (bench/study.md, session 12)
+        kw["objective_conf"] = {"norm_pix_loss": plan.norm_pix_loss}
     kw.update(over)
     return TrainConfig(**kw)
 

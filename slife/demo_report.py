@@ -496,7 +496,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append(f"Study `{cfg.study}` ({cfg.spec.description}), budget {cfg.budget:g} min on this machine, seed "
              f"{cfg.seed}. Each {'CroCo ' if others else ''}model is a `tiny` CroCo (64 px images, 8 px patches) "
              f"trained from random init for {runs['steps']} steps of {plan.batch_size} pairs on one life's pairs "
-             f"only (each view a random 64 px crop of the stored {plan.short_side} px frame, no resize)"
+             f"only (each view a random 64 px crop of the stored {plan.short_side} px frame, no resize; the "
+             f"masked patches' {'per-patch normalised' if plan.norm_pix_loss else 'raw'} pixels as targets)"
              f"{'; ' + others + ' on the same pairs, each arm calibrated to the same training time' if others else ''}"
              f", {runs.get('side_by_side', 1)} models at a time. Numbers: `summary.json`. Re-run "
              f"`slife demo --study {cfg.study} --out {out}` to resume.\n")
@@ -509,7 +510,10 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     if cfg.study == "default":
         L.append(f"\nThe longer study (`slife demo --study full`, `make demo-full`, {STUDIES['full'].budget_minutes:g} "
                  f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation; "
-                 f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone.\n")
+                 f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone. "
+                 f"The same study at 60 min (`slife demo --budget-minutes 60`) trains each model about four times "
+                 f"as long; `bench/README.md` (\"the default study at 60 min, three seeds\") records which claims "
+                 f"its numbers support.\n")
     L.append("\n## Wall time per stage\n")
     L.append(_table(["stage", "seconds"], [[k, _f(v.get("seconds"), 1)] for k, v in stage_times.items()]))
     L.append("")
