@@ -139,7 +139,7 @@ class _Plan:
     match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
     short_side: int  # stored frames' short side; CroCo's training crops are cut from it unresized
-    norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper) or raw ones (bench/study.md, s12)
+    norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper) or raw (bench/study.md, session 12)
     train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
 
 
@@ -431,7 +431,7 @@ def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objectiv
     if objective == "croco":  # each view a random crop of the stored frame, unresized: larger shifts between the
         kw["resize_short"] = plan.short_side  # two crops than CroCo's 256 -> 224 (bench/study.md, session 9)
         # raw-pixel targets: at 15 min the depth probe beat the same initialisation trained on the paper's per-patch
-        # normalised targets in 6 of 6 model-seeds, correspondence unchanged (bench/study.md, session 12)
+        # normalised targets in 6 of 6 model-seeds; correspondence moved within its errors (bench/study.md, session 12)
         kw["objective_conf"] = {"norm_pix_loss": plan.norm_pix_loss}
     kw.update(over)
     return TrainConfig(**kw)
