@@ -119,9 +119,10 @@ def _checkpoint_path(cfg: TrainConfig, out_dir: Path) -> Path | None:
     return p
 
 
-def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kind: str, kwargs: dict) -> None:
-    """A one-line SlifeError when the checkpoint is of another objective, preset or model (`kind`, `kwargs`: this
-    run's); a warning for settings that make the resumed run differ from an uninterrupted one."""
+def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kind: str, kwargs: dict, conf: dict) -> None:
+    """A one-line SlifeError when the checkpoint is of another objective, preset, model or objective settings
+    (`kind`, `kwargs`, `conf`: this run's; a finished run would otherwise be taken as this one unchanged); a
+    warning for settings that make the resumed run differ from an uninterrupted one."""
     from slife.train.checkpoint import ModelSpec, objective_of
 
     old = ckpt.get("config") or {}
@@ -136,6 +137,12 @@ def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kind: str, kwarg
         diff = sorted(k for k in set(kwargs) | set(theirs) if theirs.get(k) != kwargs.get(k))
         raise SlifeError(f"{path}: checkpoint model differs from this run's ({', '.join(diff)}); "
                          f"use another --out or --resume never")
+    used = old.get("objective_conf_used")
+    if used is not None and used != conf:
+        diff = sorted(k for k in set(used) | set(conf) if used.get(k) != conf.get(k))
+        raise SlifeError(f"{path}: checkpoint was trained with other objective settings ("
+                         + ", ".join(f"{k}: {used.get(k)!r}, now {conf.get(k)!r}" for k in diff)
+                         + "); use another --out or --resume never")
     for k in ("batch_size", "seed", "num_workers"):
         if k in old and old[k] != getattr(cfg, k):
             log.warning("%s: resuming with %s=%s (checkpoint: %s): the run will not equal an uninterrupted one",
@@ -218,13 +225,13 @@ def _restore(ck_path: Path | None, ckpt: dict | None, state: bool, obj: Objectiv
     _set_rng_state((ckpt.get("rng") or {}).get(f"rank{d.rank}") or {})
 
 
-def _starting_point(cfg: TrainConfig, out_dir: Path, shardset: ShardSet, kind: str, kwargs: dict, lr: float,
-                    d: "Dist") -> tuple[Path | None, dict | None, bool, "Plan", dict]:
+def _starting_point(cfg: TrainConfig, out_dir: Path, shardset: ShardSet, kind: str, kwargs: dict, conf: dict,
+                    lr: float, d: "Dist") -> tuple[Path | None, dict | None, bool, "Plan", dict]:
     """The checkpoint the run starts from and the segment it trains in -> (its path, its contents, whether it
     holds a training state, the `segments.Plan`, the set's fingerprint); rank 0 logs what changed in the set."""
     ck_path, ckpt, state = _pick_checkpoint(cfg, out_dir, d)
     if state:
-        _check_compatible(ck_path, ckpt, cfg, kind, kwargs)
+        _check_compatible(ck_path, ckpt, cfg, kind, kwargs, conf)
     fp = fingerprint(shardset)
     plan = plan_segment(ckpt if state else None, shardset, cfg.steps, cfg.new_weight, cfg.continue_lr,
                         str(ck_path), now=fp)
@@ -455,7 +462,7 @@ def _setup(cfg: TrainConfig, shards, out_dir: Path, d: Dist) -> Training | Path:
     # the checkpoint to continue, and the segment of the run it continues in (segments.py)
     eff_batch = cfg.batch_size * d.world
     lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.blr, eff_batch)
-    ck_path, ckpt, state, plan, fp = _starting_point(cfg, out_dir, shardset, cls.kind, kwargs, lr, d)
+    ck_path, ckpt, state, plan, fp = _starting_point(cfg, out_dir, shardset, cls.kind, kwargs, conf, lr, d)
     seg, start = plan.segment, int(ckpt["step"]) if state else 0
     if start >= seg.end:
         log.info("%s: already at step %d, the end of %s: nothing to do", ck_path, start, seg.span)

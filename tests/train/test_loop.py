@@ -178,6 +178,10 @@ def test_bad_input(reference, shards, tmp_path):
         run(dataclasses.replace(CFG, model_kwargs=other, steps=STEPS + 5), str(shards), out)
     with pytest.raises(SlifeError, match="checkpoint is preset 'tiny', this run is 'small'"):
         run(dataclasses.replace(CFG, preset="small", steps=STEPS + 5), str(shards), out)
+    # another loss: a finished run is not taken as this one, nor continued with it
+    for steps in (STEPS, STEPS + 5):
+        with pytest.raises(SlifeError, match="other objective settings \\(norm_pix_loss: True, now False\\)"):
+            run(dataclasses.replace(CFG, objective_conf={"norm_pix_loss": False}, steps=steps), str(shards), out)
     with pytest.raises(SlifeError, match="not a multiple of the patch size"):
         run(dataclasses.replace(CFG, img_size=36), str(shards), tmp_path / "a")
     with pytest.raises(SlifeError, match="smaller than the 96 px"):
