@@ -5,7 +5,8 @@ cores; `--study full` about 60 min a seed; `--budget-minutes` overrides the stud
 bench/out/demo-{study}-b{budget}-seed{S}/ (a rerun resumes). Reads each run's summary.json and prints markdown:
 1. every number of every encoder: per seed, mean and standard deviation over seeds;
 2. the margins the claims rest on, per seed, with mean, std and whether mean > 2 x std (depth) or
-   mean > std (alignment) as the issue states them; every life model is compared in every seed;
+   mean > std (alignment) as the issue states them, and where a run has them, each margin's paired error
+   within the run (> 2 of them in every seed); every life model is compared in every seed;
 3. the pairing ablation (full and ablation studies) as mean +- std per arm; per measure, the arms' order by
    mean against the paper's, and each step of the paper's order as a per-seed difference;
 4. wall time per stage.
@@ -34,7 +35,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--rewrite-report", action="store_true", help="write summary.json and report.md again with "
-                    "this code (the report stage is dropped from stages.json; nothing else is redone)")
+                    "this code (the report stage is dropped from stages.json; nothing else is redone; a run "
+                    "made before a change to the demo's plan, such as session 12's targets, stops with an error)")
     a = ap.parse_args()
     runs, stage_s = [], []
     for s in a.seeds:
@@ -45,7 +47,8 @@ def main() -> None:
             d = json.loads(st.read_text())
             d["stages"].pop("report", None)
             st.write_text(json.dumps(d, indent=2))
-        run(cfg, out)
+        if a.rewrite_report or "report" not in (json.loads(st.read_text())["stages"] if st.exists() else {}):
+            run(cfg, out)  # a finished run is only read: one made by older code may have another plan
         runs.append(json.loads((out / "summary.json").read_text()))
         stage_s.append({k: v["seconds"] for k, v in json.loads((out / "stages.json").read_text())["stages"].items()})
     seeds = " | ".join(f"seed {s}" for s in a.seeds)
@@ -128,7 +131,7 @@ def main() -> None:
         print(f"| beyond position: life-life - {other} | " + " | ".join(f"{v:.3f}" for v in d)
               + f" | {txt} | {'yes' if min(d) > 0 and m > sd else 'no'} |")
         e = [((r.get("alignment_beyond_shortcut_se") or {}).get("life_life_minus") or {}).get(other) or {} for r in runs]
-        if all(x.get("diff") is not None and x.get("se") is not None for x in e):  # summaries since session 12
+        if all(x.get("diff") is not None and x.get("se") for x in e):  # summaries since session 12 (se > 0)
             z = [x["diff"] / x["se"] for x in e]
             print(f"| beyond position: life-life - {other}, > 2 paired se in every seed (d ± se) | "
                   + " | ".join(f"{x['diff']:.3f} ± {x['se']:.3f}" for x in e)

@@ -161,11 +161,13 @@ class _Stages:
     def __init__(self, out_dir: Path, identity: dict):
         self.path = out_dir / "stages.json"
         self.data = {"identity": identity, "stages": {}}
+        self.previous = None  # the identity of a run made with other settings in this folder
         if self.path.exists():
             old = json.loads(self.path.read_text())
             if old.get("identity") == identity:
                 self.data = old
             else:
+                self.previous = old.get("identity") or {}
                 log.warning("%s: made with other settings; stages are redone (their own outputs resume)", self.path)
 
     def done(self, name: str):
@@ -192,6 +194,12 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(cfg)
     stages = _Stages(out, {"config": _jsonable(asdict(cfg)), "plan": asdict(plan)})
+    was = (stages.previous or {}).get("plan") or {}
+    if stages.previous is not None and was.get("norm_pix_loss", True) != plan.norm_pix_loss and (out / "runs").exists():
+        kind = {True: "per-patch normalised", False: "raw"}
+        raise SlifeError(f"{out}: its models were trained on {kind[was.get('norm_pix_loss', True)]} pixel targets, "
+                         f"the demo's now train on {kind[plan.norm_pix_loss]} ones (bench/study.md, session 12); "
+                         f"use another --out, or delete {out / 'runs'} to train them again")
     say = announce or (lambda stage, cmd: None)
 
     def stage(name: str, command: str, fn: Callable[[], dict]) -> dict:
@@ -209,8 +217,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
                    % (plan.mine_fps, plan.max_pairs, out), lambda: _do_mine(cfg, plan, out, lives, progress))
     arms = "|".join(cfg.spec.objectives)
     runs = stage("train", f"slife train {out}/shards/NAME --preset tiny {f'[--objective {arms}] ' if arms else ''}"
-                 f"--steps N --threads 1 --objective-conf '{{\"norm_pix_loss\": {str(plan.norm_pix_loss).lower()}}}' "
-                 f"--out {out}/runs/NAME ({cfg.side_by_side} side by side)",
+                 f"--steps N --threads 1 {_targets_opt(plan)} --out {out}/runs/NAME ({cfg.side_by_side} side by side; "
+                 f"the objective-conf for CroCo models only)",
                  lambda: _do_train(cfg, plan, out, shards, progress))
     top1 = f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features" if arms else ""
     growing = None
@@ -431,7 +439,8 @@ def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objectiv
     if objective == "croco":  # each view a random crop of the stored frame, unresized: larger shifts between the
         kw["resize_short"] = plan.short_side  # two crops than CroCo's 256 -> 224 (bench/study.md, session 9)
         # raw-pixel targets: at 15 min the depth probe beat the same initialisation trained on the paper's per-patch
-        # normalised targets in 6 of 6 model-seeds; correspondence moved within its errors (bench/study.md, session 12)
+        # normalised targets in 6 of 6 model-seeds; top-1 moved within its errors, CAS between lives both ways
+        # (bench/study.md, session 12)
         kw["objective_conf"] = {"norm_pix_loss": plan.norm_pix_loss}
     kw.update(over)
     return TrainConfig(**kw)
@@ -516,15 +525,21 @@ def _do_train(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, task) -> di
     return res
 
 
+def _targets_opt(plan: _Plan) -> str:
+    """The `slife train` option that gives the demo's CroCo models their reconstruction targets."""
+    return f"--objective-conf '{{\"norm_pix_loss\": {str(plan.norm_pix_loss).lower()}}}'"
+
+
 def _grow_cmd(cfg: DemoConfig, plan: _Plan, out: Path) -> str:
     scene, before, after = cfg.spec.growing
     life, sh = f"{out}/lives/growing-{scene}", f"{out}/shards/growing"
+    t = _targets_opt(plan)
     return (f"slife synth {life} --scene {scene} --days {before} ...; slife mine-pairs {life} --out {sh} "
-            f"--max-pairs {plan.max_pairs // 2}; slife train {sh} --steps N/2 --out {out}/runs/growing-continued; "
+            f"--max-pairs {plan.max_pairs // 2}; slife train {sh} --steps N/2 {t} --out {out}/runs/growing-continued; "
             f"slife synth {life} --append-days {after - before}; slife mine-pairs {life} --out {sh} ...; "
-            f"slife train {sh} --steps N/2 --out {out}/runs/growing-continued (continues: segment 1); "
+            f"slife train {sh} --steps N/2 {t} --out {out}/runs/growing-continued (continues: segment 1); "
             f"slife mine-pairs {life} --out {out}/shards/growing-whole --max-pairs {plan.max_pairs}; "
-            f"slife train {out}/shards/growing-whole --steps N --out {out}/runs/growing-whole")
+            f"slife train {out}/shards/growing-whole --steps N {t} --out {out}/runs/growing-whole")
 
 
 def _do_grow(cfg: DemoConfig, plan: _Plan, out: Path, steps: int, task) -> dict:

@@ -123,4 +123,4 @@ def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
 
     assert holds(0.05, 0.03) is True
     assert holds(0.05, 0.015) is False  # above life-control, but within twice the paired error
-    assert holds(0.05, 0.03, se=None) is True  # no errors (an older summary): the plain order
+    assert holds(0.05, 0.03, se=None) is True  # no errors at all: the plain order

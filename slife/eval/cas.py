@@ -18,9 +18,11 @@ agree on every target patch AND their sets vary from pair to pair (a model again
 is 1 for every model and untrained control); 0 means no more agreement than across unrelated pairs, which
 is what the same-position predictor gets against everything, itself included (its diagonal entry is 0:
 identical sets, but nothing beyond position); below 0, less. The null is conservative when test pairs
-resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error and the
-replicates it comes from (`calibrated_jackknife`): a group mean's or a difference's error is computed from
-them, as the demo does.
+resemble each other. Each row of `pair_table` carries its delete-one-pair jackknife standard error
+(`cas_calibrated_se`, `cas_calibrated_displaced_se`) and the replicates it comes from (`calibrated_jackknife`:
+`cas_calibrated_jackknife`, `cas_calibrated_displaced_jackknife`, entry i with test pair i left out): a group
+mean's or a difference's error is computed from them, as the demo does. They cover the choice of test pairs,
+not of training runs.
 It is written to `cas.json` ("calibrated": block average, per block, untrained level
 (as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
@@ -301,7 +303,8 @@ def jackknife_replicates(score: Callable[[np.ndarray], float], num_pairs: int) -
 
 
 def replicate_se(vals) -> float:
-    """The jackknife standard error from delete-one replicates; NaN when there are none or one is NaN."""
+    """The jackknife standard error from delete-one replicates; NaN when there are fewer than three or one is
+    NaN (None: JSON's NaN)."""
     if vals is None:
         return math.nan
     vals = np.asarray([math.nan if v is None else v for v in vals], np.float64)

@@ -137,9 +137,9 @@ def _check_compatible(path: Path, ckpt: dict, cfg: TrainConfig, kind: str, kwarg
         diff = sorted(k for k in set(kwargs) | set(theirs) if theirs.get(k) != kwargs.get(k))
         raise SlifeError(f"{path}: checkpoint model differs from this run's ({', '.join(diff)}); "
                          f"use another --out or --resume never")
-    used = old.get("objective_conf_used")
-    if used is not None and used != conf:
-        diff = sorted(k for k in set(used) | set(conf) if used.get(k) != conf.get(k))
+    used = old.get("objective_conf_used") or {}  # the settings it recorded (a setting added since is not compared)
+    diff = sorted(k for k in used if k in conf and used[k] != conf[k])
+    if diff:
         raise SlifeError(f"{path}: checkpoint was trained with other objective settings ("
                          + ", ".join(f"{k}: {used.get(k)!r}, now {conf.get(k)!r}" for k in diff)
                          + "); use another --out or --resume never")
