@@ -122,7 +122,10 @@ def train(
     resume: str = typer.Option("auto", "--resume", help="auto (continue OUT/last.pt if present) | never (start "
                                                         "over) | a checkpoint path (a training state is "
                                                         "continued; weights only, e.g. a released CroCo "
-                                                        "checkpoint, are the starting point)."),
+                                                        "checkpoint, are the starting point). A training state "
+                                                        "continues only under the objective, preset, model and "
+                                                        "--objective-conf it was trained with (else a one-line "
+                                                        "error)."),
     log_keys: bool = typer.Option(False, "--log-keys", help="Debug: write the pair keys each rank trains on "
                                                             "to OUT/keys-rank{r}.txt."),
 ):
