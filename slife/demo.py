@@ -161,13 +161,15 @@ class _Stages:
     def __init__(self, out_dir: Path, identity: dict):
         self.path = out_dir / "stages.json"
         self.data = {"identity": identity, "stages": {}}
-        self.previous = None  # the identity of a run made with other settings in this folder
         if self.path.exists():
             old = json.loads(self.path.read_text())
             if old.get("identity") == identity:
                 self.data = old
+            elif (out_dir / "runs").exists():  # trained models of other settings would be resumed as these
+                raise SlifeError(f"{out_dir}: its models were trained with other settings "
+                                 f"({_difference(old.get('identity') or {}, identity)}); use another --out, or "
+                                 f"delete {out_dir / 'runs'} to train them again")
             else:
-                self.previous = old.get("identity") or {}
                 log.warning("%s: made with other settings; stages are redone (their own outputs resume)", self.path)
 
     def done(self, name: str):
@@ -179,6 +181,16 @@ class _Stages:
 
         atomic_write_json(self.path, self.data, indent=2)
         return result
+
+
+def _difference(old: dict, new: dict) -> str:
+    """The first setting that differs between two stages.json identities: "plan.x: old -> new" (absent: None)."""
+    for part in ("config", "plan"):
+        a, b = old.get(part) or {}, new.get(part) or {}
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return f"{part}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+    return "another format of stages.json"
 
 
 @contextmanager
@@ -194,12 +206,6 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(cfg)
     stages = _Stages(out, {"config": _jsonable(asdict(cfg)), "plan": asdict(plan)})
-    was = (stages.previous or {}).get("plan") or {}
-    if stages.previous is not None and was.get("norm_pix_loss", True) != plan.norm_pix_loss and (out / "runs").exists():
-        kind = {True: "per-patch normalised", False: "raw"}
-        raise SlifeError(f"{out}: its models were trained on {kind[was.get('norm_pix_loss', True)]} pixel targets, "
-                         f"the demo's now train on {kind[plan.norm_pix_loss]} ones (bench/study.md, session 12); "
-                         f"use another --out, or delete {out / 'runs'} to train them again")
     say = announce or (lambda stage, cmd: None)
 
     def stage(name: str, command: str, fn: Callable[[], dict]) -> dict:

@@ -68,16 +68,16 @@ def _mean(vals) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _pairs(a: list[str], b: list[str] | None = None) -> list[tuple[str, str]]:
+    """Distinct pairs of names: a x a (each once), or a x b."""
+    return [(x, y) for i, x in enumerate(a) for y in (a[i + 1:] if b is None else b) if x != y]
+
+
 def _pair_mean(mat, names: list[str], a: list[str], b: list[str] | None = None) -> float | None:
     """Mean of mat over distinct pairs (a x a, or a x b)."""
     ix = {n: i for i, n in enumerate(names)}
-    vals = []
-    for i, x in enumerate(a):
-        for y in (a[i + 1:] if b is None else b):
-            if x in ix and y in ix and x != y:
-                v = mat[ix[x]][ix[y]]
-                vals.append(None if v is None else float(v))
-    return _mean(vals)
+    vals = [mat[ix[x]][ix[y]] for x, y in _pairs(a, b) if x in ix and y in ix]
+    return _mean([None if v is None else float(v) for v in vals])
 
 
 def _groups(cas: dict, label: dict) -> tuple[list[str], list[str], list[str]]:
@@ -116,8 +116,7 @@ def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
     rows = {frozenset((r["a"], r["b"])): r for r in cas.get("pair_table", [])}
 
     def reps(a: list[str], b: list[str] | None, key: str):
-        pairs = [(x, y) for i, x in enumerate(a) for y in (a[i + 1:] if b is None else b) if x != y]
-        got = [(rows.get(frozenset(p)) or {}).get(key) for p in pairs]
+        got = [(rows.get(frozenset(p)) or {}).get(key) for p in _pairs(a, b)]
         if not got or any(g is None or any(v is None for v in g) for g in got):
             return None
         return np.mean(np.asarray(got, np.float64), axis=0)

@@ -75,12 +75,13 @@ def test_demo_smoke(tmp_path):
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5
-    # a folder whose models were trained on normalised targets (before session 12): a one-line error, no reuse
+    # a folder whose models were trained with other settings (here: before session 12's targets): a one-line
+    # error naming the setting, no reuse
     st = json.loads((out / "stages.json").read_text())
     del st["identity"]["plan"]["norm_pix_loss"]
     (out / "stages.json").write_text(json.dumps(st))
     r3 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
-    assert r3.exit_code != 0 and "trained on per-patch normalised pixel targets" in r3.output
+    assert r3.exit_code != 0 and "trained with other settings (plan.norm_pix_loss: None -> False)" in r3.output
     assert "Traceback" not in r3.output
 
 
