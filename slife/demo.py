@@ -135,6 +135,7 @@ class _Plan:
     max_pairs: int  # pairs per training set (ablation arms hold it fixed)
     probe_views: int  # views rendered per probe scene
     probe_epochs: int  # readout epochs (measured to converge: bench/README.md)
+    probe_readouts: int  # readouts per encoder, their scores averaged (one moves with its seed: bench/eval.md)
     cas_pairs: int  # test pairs for CAS
     match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
@@ -146,12 +147,12 @@ class _Plan:
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
-                     probe_epochs=1, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72, norm_pix_loss=False,
+                     probe_epochs=1, probe_readouts=2, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72, norm_pix_loss=False,
                      train_share=0.5)
     s = cfg.budget / cfg.spec.budget_minutes
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
-                 probe_epochs=60, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, short_side=80,
+                 probe_epochs=60, probe_readouts=3, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, short_side=80,
                  norm_pix_loss=False, train_share=0.62)
 
 
@@ -163,8 +164,13 @@ class _Stages:
         self.data = {"identity": identity, "stages": {}}
         if self.path.exists():
             old = json.loads(self.path.read_text())
+            changed = _differences(old.get("identity") or {}, identity)
             if old.get("identity") == identity:
                 self.data = old
+            elif changed and all(c.startswith("plan.") and c[5:] in _EVAL_SETTINGS for c in changed):
+                log.warning("%s: evaluation settings changed (%s); the evaluation and the report are redone, the "
+                            "trained models kept", self.path, ", ".join(changed))
+                self.data["stages"] = {k: v for k, v in old["stages"].items() if k not in ("eval", "report")}
             elif (out_dir / "runs").exists():  # trained models of other settings would be resumed as these
                 raise SlifeError(f"{out_dir}: its models were trained with other settings "
                                  f"({_difference(old.get('identity') or {}, identity)}); use another --out, or "
@@ -183,13 +189,22 @@ class _Stages:
         return result
 
 
+# plan settings that only the evaluation reads: a change redoes the evaluation and the report, not the training
+_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts"})
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """The settings ("config.x", "plan.y") that differ between two stages.json identities (absent: None)."""
+    return [f"{part}.{k}" for part in ("config", "plan")
+            for k in sorted(set(old.get(part) or {}) | set(new.get(part) or {}))
+            if (old.get(part) or {}).get(k) != (new.get(part) or {}).get(k)]
+
+
 def _difference(old: dict, new: dict) -> str:
     """The first setting that differs between two stages.json identities: "plan.x: old -> new" (absent: None)."""
-    for part in ("config", "plan"):
-        a, b = old.get(part) or {}, new.get(part) or {}
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return f"{part}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+    for c in _differences(old, new):
+        part, _, k = c.partition(".")
+        return f"{c}: {(old.get(part) or {}).get(k)!r} -> {(new.get(part) or {}).get(k)!r}"
     return "another format of stages.json"
 
 
@@ -233,7 +248,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
-                  f"--data-root {out}/lives/probe --control-oracle --control-position{top1}; slife match hpatches ...",
+                  f"--data-root {out}/lives/probe --epochs {plan.probe_epochs} --readouts {plan.probe_readouts} "
+                  f"--control-oracle --control-position{top1}; slife match hpatches ...",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
@@ -713,7 +729,7 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         # depth probes: one readout per encoder, side by side; the oracle (positive control) rides with the
         # untrained encoder's probe (negative control); same readout, same budget for all
         pcfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs, frame_step=1,
-                           batch_size=32, seed=cfg.seed)
+                           batch_size=32, seed=cfg.seed, readouts=plan.probe_readouts)
         jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]
         from dataclasses import replace
 
@@ -724,7 +740,8 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
                                              cfg.seed, spec)))
         n_train = len(cfg.probe_train_scenes) * plan.probe_views
         fits = len(jobs) + 2  # the oracle and the position prior are fits of their own
-        with task(f"depth probes ({len(jobs)} encoders)", fits * plan.probe_epochs * -(-n_train // 32)) as adv:
+        with task(f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each)",
+                  fits * plan.probe_readouts * plan.probe_epochs * -(-n_train // 32)) as adv:
             probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
         res = {"probe": probes}
         res.update(_eval_attention(cfg, plan, out, lives, shards, runs, task))

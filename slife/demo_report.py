@@ -33,6 +33,19 @@ def _f(x, nd=3) -> str:
     return f"{x:.{nd}f}"
 
 
+def _pm(x, se, nd=3) -> str:
+    """"x ± se" (x alone where se is missing)."""
+    return _f(x, nd) + (f" ± {_f(se, nd)}" if se is not None else "")
+
+
+def _probe_numbers(pr: dict) -> dict:
+    """A probe.json result (or one of its controls) -> its AbsRel, scale-aware and aligned, each with the
+    standard error over its readouts (None for one readout)."""
+    get = lambda key: (pr.get(key) or {}).get("abs_rel")  # noqa: E731
+    return {"probe_abs_rel": get("metrics"), "probe_abs_rel_se": get("metrics_se"),
+            "probe_abs_rel_aligned": get("metrics_aligned"), "probe_abs_rel_aligned_se": get("metrics_aligned_se")}
+
+
 def _read(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -159,9 +172,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         a1 = (acc.get(label[name]) or {}) if name in label else {}
         if a1.get("displaced") is None:
             a1 = top1.get(name) or {}
-        enc[_enc_key(name, un)] = {"group": group_of(name),
-                     "probe_abs_rel": (pr.get("metrics") or {}).get("abs_rel"),
-                     "probe_abs_rel_aligned": (pr.get("metrics_aligned") or {}).get("abs_rel"),
+        enc[_enc_key(name, un)] = {"group": group_of(name), **_probe_numbers(pr),
                      "top1_displaced": a1.get("displaced"),
                      "top1_displaced_beyond_position": a1.get("beyond_position_displaced"),
                      "top1_displaced_beyond_position_se": a1.get("beyond_position_displaced_se"),
@@ -171,9 +182,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                      "top1_beyond_position_se": a1.get("beyond_position_se"),
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
     orc = (probe.get(un) or {}).get("control_oracle") or {}
-    enc["oracle"] = {"group": "oracle", "probe_abs_rel": (orc.get("metrics") or {}).get("abs_rel"),
-                     "probe_abs_rel_aligned": (orc.get("metrics_aligned") or {}).get("abs_rel"),
-                     "top1_displaced": None, "top1_displaced_beyond_position": None,
+    enc["oracle"] = {"group": "oracle", **_probe_numbers(orc), "top1_displaced": None, "top1_displaced_beyond_position": None,
                      "top1_displaced_beyond_position_se": None, "top1_displaced_beyond_position_vs_untrained": None,
                      "top1_beyond_position": None, "top1_beyond_position_se": None, "match_aepe": None,
                      "match_pck5": None}
@@ -187,8 +196,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         "chance_top1": gt.get("accuracy_chance"),
         "encoders": enc,
         "zero_flow": {"match_aepe": ident.get("aepe"), "match_pck5": ident.get("pck5")},
-        "position_prior": {"probe_abs_rel": (pos.get("metrics") or {}).get("abs_rel"),
-                           "probe_abs_rel_aligned": (pos.get("metrics_aligned") or {}).get("abs_rel")},
+        "probe_readouts": ((probe.get(un) or {}).get("config") or {}).get("readouts", 1),
+        "position_prior": _probe_numbers(pos),
         "top1_position_prior": {k: (gt.get("position_prior") or {}).get(k)
                                 for k in ("all", "displaced", "displaced_told_which_moved")},
         "alignment_beyond_shortcut": beyond,
@@ -339,9 +348,12 @@ def claims(s: dict) -> list[dict]:
     lv = [e["probe_abs_rel_aligned"] for e in lives.values()]
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
                 "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None,
-                "numbers": ", ".join(f"{n} {_f(e['probe_abs_rel_aligned'])}" for n, e in lives.items())
-                + f"; untrained {_f(u)}; position prior "
-                  f"{_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"})
+                "numbers": ", ".join(f"{n} {_pm(e['probe_abs_rel_aligned'], e.get('probe_abs_rel_aligned_se'))}"
+                                     for n, e in lives.items())
+                + f"; untrained {_pm(u, un.get('probe_abs_rel_aligned_se'))}; position prior "
+                  f"{_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"
+                + (f" (± the standard error over {s['probe_readouts']} readouts)"
+                   if (s.get("probe_readouts") or 1) > 1 else "")})
     ch = s.get("chance_top1")
     tp = s.get("top1_position_prior") or {}
     t1 = [e["top1_displaced"] for e in lives.values()]
@@ -560,13 +572,17 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              f"position prior, the same readout on constant tokens: it learns the typical depth at each image position "
              f"and predicts it for every view, so an encoder near it carries no depth the readout uses beyond where "
              f"in the image a patch lies.\n")
+    nr = s.get("probe_readouts") or 1
+    if nr > 1:
+        L.append(f"Every number is the mean of {nr} readouts fit on the same frozen tokens (seeds {cfg.seed}-"
+                 f"{cfg.seed + nr - 1}: initialisation and batch order), ± its standard error: one readout's score "
+                 f"moves with its seed by about as much as these encoders differ (bench/eval.md).\n")
     rows = []
-    for n, e in enc.items():
-        rows.append([n, e["group"], _f(e["probe_abs_rel_aligned"]), _f(e["probe_abs_rel"])])
+    for n, e in list(enc.items()) + [("(position prior: constant tokens)", {"group": "control",
+                                                                          **(s.get("position_prior") or {})})]:
+        rows.append([n, e["group"], _pm(e.get("probe_abs_rel_aligned"), e.get("probe_abs_rel_aligned_se")),
+                     _pm(e.get("probe_abs_rel"), e.get("probe_abs_rel_se"))])
     base = probe0.get("baseline_mean_depth", {})
-    pp = s.get("position_prior") or {}
-    rows.append(["(position prior: constant tokens)", "control", _f(pp.get("probe_abs_rel_aligned")),
-                 _f(pp.get("probe_abs_rel"))])
     rows.append(["(predict the mean train depth)", "control", "–", _f(base.get("abs_rel"))])
     L.append(_table(["encoder", "group", "AbsRel aligned", "AbsRel"], rows))
     _plot_probe(s, out / "probe_by_encoder.png")

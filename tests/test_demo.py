@@ -53,7 +53,8 @@ def test_demo_smoke(tmp_path):
     assert {"seed", "budget_minutes", "chance_top1", "encoders", "zero_flow", "alignment_beyond_shortcut"} <= set(s)
     assert {e["group"] for e in s["encoders"].values()} == {"life", "control", "untrained", "oracle"}
     for e in s["encoders"].values():
-        assert set(e) == {"group", "probe_abs_rel", "probe_abs_rel_aligned", "top1_displaced",
+        assert set(e) == {"group", "probe_abs_rel", "probe_abs_rel_aligned", "probe_abs_rel_se",
+                          "probe_abs_rel_aligned_se", "top1_displaced",
                           "top1_displaced_beyond_position", "top1_displaced_beyond_position_se",
                           "top1_displaced_beyond_position_vs_untrained", "top1_beyond_position",
                           "top1_beyond_position_se", "match_aepe", "match_pck5"}
@@ -66,6 +67,8 @@ def test_demo_smoke(tmp_path):
     assert set(s["encoders"]["life-kitchen"]["top1_displaced_beyond_position_vs_untrained"]) == {"diff", "se"}
     assert set(s["top1_position_prior"]) == {"all", "displaced", "displaced_told_which_moved"}
     assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
+    assert s["probe_readouts"] == 2 and s["encoders"]["life-kitchen"]["probe_abs_rel_aligned_se"] > 0  # two readouts
+    assert "Every number is the mean of 2 readouts" in text and re.search(r"\| untrained \| untrained \| [\d.]+ ± ", text)
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction
@@ -75,6 +78,15 @@ def test_demo_smoke(tmp_path):
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5
+    # a folder evaluated with other probe settings (here: before the probe averaged readouts): the models are
+    # kept, the evaluation and the report redone
+    st = json.loads((out / "stages.json").read_text())
+    del st["identity"]["plan"]["probe_readouts"]
+    (out / "stages.json").write_text(json.dumps(st))
+    r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
+    assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 3, r2.output
+    assert "evaluation settings changed (plan.probe_readouts)" in r2.output
+    assert json.loads((out / "stages.json").read_text())["identity"]["plan"]["probe_readouts"] == 2
     # a folder whose models were trained with other settings (here: before session 12's targets): a one-line
     # error naming the setting, no reuse
     st = json.loads((out / "stages.json").read_text())

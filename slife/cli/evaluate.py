@@ -378,6 +378,10 @@ def probe_cmd(
                                    "frames are near duplicates)."),
     align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
     seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
+    readouts: int = typer.Option(1, "--readouts", help="Readouts fit per encoder and control, with seeds SEED, "
+                                 "SEED+1, ...; every metric is their mean, reported with its standard error. One "
+                                 "readout's score moves with its seed about as much as small encoders differ "
+                                 "(bench/eval.md): use 3 or more to compare encoders. Costs N times the training."),
     control_untrained: bool = typer.Option(False, "--control-untrained", help="Also fit the same readout on an "
                                            "untrained encoder of the same architecture (seeded) and report it beside."),
     control_oracle: bool = typer.Option(False, "--control-oracle", help="Also fit the same readout on depth-oracle "
@@ -402,7 +406,7 @@ def probe_cmd(
         root = Path(os.environ[ENV_ROOTS[dataset]])
     cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
-                      frame_step=frame_step, align=align, seed=seed, control_untrained=control_untrained,
+                      frame_step=frame_step, align=align, seed=seed, readouts=readouts, control_untrained=control_untrained,
                       control_oracle=control_oracle, control_position=control_position)
     with progress_bar("probe", unit="steps") as adv:
         path = run(cfg, [checkpoint], out, progress=adv)
@@ -416,16 +420,19 @@ def probe_cmd(
     ctrl = rep.get("control_untrained") or {}
     orc = rep.get("control_oracle") or {}
     pos = rep.get("control_position") or {}
-    for m, label in ((rep.get("metrics"), "scale-aware"), (rep.get("metrics_aligned"), "scale+shift aligned"),
-                     (rep.get("baseline_mean_depth"), "mean train depth (control)"),
-                     (ctrl.get("metrics"), "untrained encoder (control)"),
-                     (ctrl.get("metrics_aligned"), "untrained, aligned (control)"),
-                     (orc.get("metrics"), "depth oracle (control)"),
-                     (orc.get("metrics_aligned"), "depth oracle, aligned (control)"),
-                     (pos.get("metrics"), "position prior (control)"),
-                     (pos.get("metrics_aligned"), "position prior, aligned (control)")):
+    n = (rep.get("config") or {}).get("readouts", 1)
+    rows = [(rep, "", "scale-aware"), (rep, "_aligned", "scale+shift aligned"),
+            ({"metrics": rep.get("baseline_mean_depth")}, "", "mean train depth (control)"),
+            (ctrl, "", "untrained encoder (control)"), (ctrl, "_aligned", "untrained, aligned (control)"),
+            (orc, "", "depth oracle (control)"), (orc, "_aligned", "depth oracle, aligned (control)"),
+            (pos, "", "position prior (control)"), (pos, "_aligned", "position prior, aligned (control)")]
+    for src, kind, label in rows:
+        m, se = src.get(f"metrics{kind}"), src.get(f"metrics{kind}_se") or {}
         if m:
-            t.add_row(label, *[_f(m.get(c)) for c in cols])
+            t.add_row(label, *[_f(m.get(c)) + (f" ± {_f(se[c])}" if se.get(c) is not None else "") for c in cols])
+    if n > 1:
+        t.caption = (f"each number: the mean of {n} readouts (seeds {rep['config']['seed']}-"
+                     f"{rep['config']['seed'] + n - 1}) ± its standard error")
     _show(t)
     sk = rep.get("skipped_views") or {}
     if sk.get("train") or sk.get("test"):

@@ -10,8 +10,13 @@ an MLP (both residual, pre-norm) and a linear map to the patch's p x p pixels of
 regression, not bins), trained with an L1 loss on valid pixels, AdamW and a cosine schedule.
 Metrics (`depth_metrics`) per test image on valid pixels (0 < depth <= max_depth, inside the Eigen crop
 for NYU), prediction clamped to [min_depth, max_depth], averaged over images: delta1/2/3, AbsRel, RMSE,
-log10. Scale-aware (no median scaling); also least-squares scale-and-shift aligned per image when asked;
-and, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
+log10. Scale-aware (no median scaling); also least-squares scale-and-shift aligned per image when asked.
+With `readouts` > 1, that many readouts (seeds seed, seed + 1, ...: initialisation and batch order) are fit on
+the same frozen tokens and every metric is their mean, with its standard error (`metrics_se`,
+`metrics_aligned_se`: the readouts' standard deviation / sqrt(n)) and each readout's own metrics in
+`readouts`: a single readout's score moves with its seed by about as much as encoders differ at small scale
+(bench/eval.md), so one fit can rank two encoders either way. Examples and the saved weights are readout 0's.
+Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
 same readout on an untrained encoder of the same architecture (the negative control), on depth-oracle tokens
 (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn) and on
 constant tokens (the position prior: the readout's queries carry their patch's position, so with tokens that
@@ -29,7 +34,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -68,14 +73,15 @@ class ProbeConfig:
     control_untrained: bool = False  # also fit the same readout on an untrained encoder (same architecture, seeded)
     control_oracle: bool = False  # also fit it on depth-oracle tokens (the true log-depth): shows the readout can learn
     control_position: bool = False  # also fit it on constant tokens: the depth prior per image position alone
-    seed: int = 0  # readout initialisation and batch order
+    seed: int = 0  # readout initialisation and batch order (readout k of --readouts: seed + k)
+    readouts: int = 1  # readouts fit per encoder (and control); the metrics are their mean (readout noise: bench/eval.md)
 
     def __post_init__(self):
         if self.dataset not in ENV_ROOTS:
             raise SlifeError(f"dataset must be one of {', '.join(ENV_ROOTS)}, got {self.dataset!r}")
         if self.depth_kind not in ("depths", "rawDepths"):
             raise SlifeError(f"--depth must be 'depths' or 'rawDepths', got {self.depth_kind!r}")
-        for name in ("epochs", "batch_size", "dim", "heads", "frame_step"):
+        for name in ("epochs", "batch_size", "dim", "heads", "frame_step", "readouts"):
             if getattr(self, name) < 1:
                 raise SlifeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.dim % 4 or self.dim % self.heads:
@@ -294,6 +300,20 @@ def predict(readout: AttentiveReadout, tokens: torch.Tensor, batch_size: int = 6
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
+def _mean_over_readouts(ms: list[dict]) -> dict:
+    """The mean of several readouts' `mean_metrics` (one readout: its own)."""
+    if len(ms) == 1 or any(m["images"] == 0 for m in ms):
+        return ms[0]
+    return {**{k: float(np.mean([m[k] for m in ms])) for k in METRIC_NAMES}, "images": ms[0]["images"]}
+
+
+def _se_over_readouts(ms: list[dict]) -> dict | None:
+    """Standard error of that mean: the readouts' standard deviation / sqrt(n); None for one readout."""
+    if len(ms) < 2 or any(m["images"] == 0 for m in ms):
+        return None
+    return {k: float(np.std([m[k] for m in ms], ddof=1) / math.sqrt(len(ms))) for k in METRIC_NAMES}
+
+
 def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: Callable[..., None] | None = None,
         model=None, spec=None) -> Path:
     """Train and score the depth probe on the first checkpoint's frozen encoder; write probe.json/.png/.pt.
@@ -354,23 +374,36 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
                     "depth maps)" if skipped["train"] or skipped["test"] else "")
             raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images{lost}; "
                              "need both")
-        readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
         if progress:
-            progress(0, total=len(tr["names"]) + len(te["names"]) + cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
+            progress(0, total=len(tr["names"]) + len(te["names"])
+                     + cfg.readouts * cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
         t1 = time.perf_counter()
-        losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], cfg, progress)
+        fits = []  # (readout, pred, {"seed", "metrics", "metrics_aligned", "train_loss"}) per readout
+        for k in range(cfg.readouts):
+            kcfg = replace(cfg, seed=cfg.seed + k)
+            torch.manual_seed(kcfg.seed)
+            readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
+            losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], kcfg, progress)
+            pred = predict(readout, te["tokens"])  # (n, S, S)
+            rows, rows_al = [], []
+            for p, g, m in zip(pred, te["depth"], te["mask"]):
+                rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
+                if cfg.align:
+                    valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
+                    rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
+            fits.append((readout, pred, {"seed": kcfg.seed, "metrics": mean_metrics(rows),
+                                         "metrics_aligned": mean_metrics(rows_al) if cfg.align else None,
+                                         "train_loss": losses}))
         t_train = time.perf_counter() - t1
-        pred = predict(readout, te["tokens"])  # (n, S, S)
-        rows, rows_al = [], []
-        for p, g, m in zip(pred, te["depth"], te["mask"]):
-            rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
-            if cfg.align:
-                valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
-                rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
-        result = {"metrics": mean_metrics(rows), "metrics_aligned": mean_metrics(rows_al) if cfg.align else None,
-                  "train_loss": losses, "seconds": {"encode": t_encode, "train": t_train,
-                                                    "per_epoch": t_train / cfg.epochs}}
-        return readout, tr, te, pred, result
+        per = [f[2] for f in fits]
+        result = {"metrics": _mean_over_readouts([r["metrics"] for r in per]),
+                  "metrics_aligned": _mean_over_readouts([r["metrics_aligned"] for r in per]) if cfg.align else None,
+                  "metrics_se": _se_over_readouts([r["metrics"] for r in per]),
+                  "metrics_aligned_se": _se_over_readouts([r["metrics_aligned"] for r in per]) if cfg.align else None,
+                  "train_loss": per[0]["train_loss"], "readouts": per if cfg.readouts > 1 else None,
+                  "seconds": {"encode": t_encode, "train": t_train,
+                              "per_epoch": t_train / (cfg.epochs * cfg.readouts)}}
+        return fits[0][0], tr, te, fits[0][1], result
 
     readout, tr, te, pred, result = fit(model)
     if skipped["train"] or skipped["test"]:

@@ -148,6 +148,33 @@ def test_cli_probe_end_to_end(tmp_path):
     assert r.exit_code == 2 and "nyu_depth_v2_labeled.mat" in r.output
 
 
+def test_readouts_are_averaged_and_readout_k_is_the_single_run_of_seed_plus_k(tmp_path):
+    """--readouts N fits N readouts (seeds SEED..SEED+N-1) on the same tokens: each metric is their mean with the
+    standard error of that mean; readout k is exactly the one-readout probe run with seed SEED+k."""
+    from slife.eval.depth_probe import ProbeConfig, run
+
+    root = write_nyu(tmp_path / "nyu")
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    base = dict(dataset="nyu", data_root=root, epochs=4, batch_size=3, lr=3e-3)
+    rep = json.loads(run(ProbeConfig(**base, seed=5, readouts=3, control_untrained=True), [ck],
+                         tmp_path / "three").read_text())
+    assert [r["seed"] for r in rep["readouts"]] == [5, 6, 7]
+    for kind in ("metrics", "metrics_aligned"):
+        vals = [r[kind]["abs_rel"] for r in rep["readouts"]]
+        assert len(set(vals)) == 3  # the seed moves the score
+        assert rep[kind]["abs_rel"] == pytest.approx(np.mean(vals))
+        assert rep[f"{kind}_se"]["abs_rel"] == pytest.approx(np.std(vals, ddof=1) / math.sqrt(3))
+    assert rep["control_untrained"]["metrics_aligned_se"] is not None and len(rep["control_untrained"]["readouts"]) == 3
+    one = json.loads(run(ProbeConfig(**base, seed=6), [ck], tmp_path / "one").read_text())
+    assert one["readouts"] is None and one["metrics_se"] is None
+    assert one["metrics"] == rep["readouts"][1]["metrics"] and one["train_loss"] == rep["readouts"][1]["train_loss"]
+    r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(tmp_path / "cli"),
+                                 "--epochs", "2", "--batch-size", "3", "--readouts", "2"])
+    assert r.exit_code == 0 and "mean of 2 readouts" in r.output and " ± " in r.output, r.output
+    r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--readouts", "0"])
+    assert r.exit_code != 0 and "--readouts must be >= 1" in r.output
+
+
 def test_life_reader_on_a_synthetic_life(tiny_life, tmp_path):
     from slife.eval.datasets import life
 

@@ -1,0 +1,57 @@
+"""How much of a depth-probe score is the readout's own seed: the probe of a finished `slife demo` folder's
+encoders, each fit with several readout seeds on the same frozen tokens.
+
+Run: `.venv/bin/python bench/bench_probe_readouts.py DEMO_DIR [--readouts 5] [--models life-office ...]
+[--checkpoint NAME=PATH ...] --out OUT` (about 45 s per readout per encoder on one core; two encoders side by
+side). Each encoder (the demo's trained models, its untrained control `untrained-s{seed}`, and any extra
+checkpoint given) is probed as the demo probes it (`slife probe life --readouts N`, the demo's epochs and batch)
+with seeds SEED..SEED+N-1; prints each readout's aligned AbsRel, their mean, standard deviation and range, and
+the untrained control's margin over each model, as markdown. Outputs: OUT/NAME/probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from slife.demo import DemoConfig, _plan, _probe_one, _side_by_side, _untrained_specs, untrained_name
+from slife.eval.depth_probe import ProbeConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("demo", type=Path)
+    ap.add_argument("--readouts", type=int, default=5)
+    ap.add_argument("--models", nargs="*", default=None, help="the demo's models to probe (default: all)")
+    ap.add_argument("--checkpoint", nargs="*", default=[], help="NAME=PATH: another checkpoint to probe beside")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    st = json.loads((a.demo / "stages.json").read_text())
+    c = st["identity"]["config"]
+    cfg = DemoConfig(study=c["study"], budget_minutes=c["budget_minutes"], seed=c["seed"])
+    plan = _plan(cfg)
+    models = st["stages"]["train"]["result"]["models"]
+    pcfg = ProbeConfig(dataset="life", data_root=Path(st["stages"]["synth"]["result"]["probe"]),
+                       epochs=plan.probe_epochs, frame_step=1, batch_size=32, seed=cfg.seed, readouts=a.readouts)
+    un, spec = untrained_name(cfg), next(iter(_untrained_specs(cfg).values()))
+    jobs = [(un, _probe_one, (pcfg, None, str(a.out / un), cfg.seed, spec))]
+    jobs += [(n, _probe_one, (pcfg, m["checkpoint"], str(a.out / n))) for n, m in models.items()
+             if a.models is None or n in a.models]
+    jobs += [(n, _probe_one, (pcfg, p, str(a.out / n))) for n, p in (x.split("=", 1) for x in a.checkpoint)]
+    done = _side_by_side(jobs, 2, lambda *_, **__: None)
+    res = {n: json.loads(Path(r).read_text()) for n, (r, _) in done.items()}
+    print(f"### {a.demo.name}: aligned AbsRel of {a.readouts} readouts (seeds {cfg.seed}-{cfg.seed + a.readouts - 1})\n")
+    print("| encoder | " + " | ".join(f"readout {k}" for k in range(a.readouts)) + " | mean | sd | range | "
+          "untrained mean - this |")
+    print("|---|" + "---|" * (a.readouts + 4))
+    u = res[un]["metrics_aligned"]["abs_rel"]
+    for n, r in res.items():
+        v = [x["metrics_aligned"]["abs_rel"] for x in r["readouts"]]
+        print(f"| {n} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {statistics.mean(v):.3f} | "
+              f"{statistics.stdev(v):.3f} | {max(v) - min(v):.3f} | {u - statistics.mean(v):+.3f} |")
+
+
+if __name__ == "__main__":
+    main()
