@@ -37,8 +37,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--rewrite-report", action="store_true", help="write summary.json and report.md again with "
-                    "this code (the report stage is dropped from stages.json; nothing else is redone; a run "
-                    "made before a change to the demo's plan, such as session 12's targets, stops with an error)")
+                    "this code (the report stage is dropped from stages.json; a run made with other probe settings, "
+                    "such as before session 13's three readouts, also redoes its evaluation, minutes per seed; "
+                    "one made before another change to the demo's plan, such as session 12's targets, stops with "
+                    "an error)")
     a = ap.parse_args()
     runs, stage_s = [], []
     for s in a.seeds:
@@ -96,8 +98,8 @@ def main() -> None:
         d = [r["encoders"]["untrained"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"]
              for r in runs]
         txt, m, sd = _ms(d)
-        se = [math.hypot(r["encoders"]["untrained"].get("probe_abs_rel_aligned_se") or math.nan,
-                         r["encoders"][n].get("probe_abs_rel_aligned_se") or math.nan) for r in runs]
+        se = [math.hypot(*(math.nan if x is None else x for x in (r["encoders"]["untrained"].get(
+            "probe_abs_rel_aligned_se"), r["encoders"][n].get("probe_abs_rel_aligned_se")))) for r in runs]
         cells = [f"{v:.3f}" + (f" ({v / e:.1f})" if e > 0 else "") for v, e in zip(d, se)]  # NaN: one readout
         print(f"| probe: untrained - {n} (aligned AbsRel; d/se over readouts) | " + " | ".join(cells)
               + f" | {txt} | {'yes' if min(d) > 0 and m > 2 * sd else 'no'} |")

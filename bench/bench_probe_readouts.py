@@ -6,7 +6,8 @@ Run: `.venv/bin/python bench/bench_probe_readouts.py DEMO_DIR [--readouts 5] [--
 side). Each encoder (the demo's trained models, its untrained control `untrained-s{seed}`, and any extra
 checkpoint given) is probed as the demo probes it (`slife probe life --readouts N`, the demo's epochs and batch)
 with seeds SEED..SEED+N-1; prints each readout's aligned AbsRel, their mean, standard deviation and range, and
-the untrained control's margin over each model, as markdown. Outputs: OUT/NAME/probe.json.
+the untrained CroCo's margin over each model (the default, full and ablation studies train CroCo only), as
+markdown. Outputs: OUT/NAME/probe.json.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from slife.eval.depth_probe import ProbeConfig
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("demo", type=Path)
-    ap.add_argument("--readouts", type=int, default=5)
+    ap.add_argument("--readouts", type=int, default=5, help="readouts per encoder (at least 2)")
     ap.add_argument("--models", nargs="*", default=None, help="the demo's models to probe (default: all)")
     ap.add_argument("--checkpoint", nargs="*", default=[], help="NAME=PATH: another checkpoint to probe beside")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    if a.readouts < 2:
+        ap.error("--readouts must be at least 2: the point is their spread")
     st = json.loads((a.demo / "stages.json").read_text())
     c = st["identity"]["config"]
     cfg = DemoConfig(study=c["study"], budget_minutes=c["budget_minutes"], seed=c["seed"])

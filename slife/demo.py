@@ -6,7 +6,9 @@ homographies for zero-shot correspondence; otherwise HPatches-style pairs are ma
 synthetic frame). Writes under `out_dir`: `lives/` (slife life folders, and `probe/` the place-disjoint
 depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pair shards), `runs/`
 (checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/ and
-top1_features/), `stages.json` (wall time and outputs of each finished stage; a rerun skips them),
+top1_features/), `stages.json` (wall time and outputs of each finished stage; a rerun skips them; a folder made with other
+probe settings, `_EVAL_SETTINGS`, redoes only its evaluation and report, and one made with other settings of
+anything else stops with an error rather than reuse its models),
 `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
 Four named studies (`STUDIES`): `default` (15 min on 2 cores: two lives and the two non-life controls),
@@ -170,7 +172,8 @@ class _Stages:
             elif changed and all(c.startswith("plan.") and c[5:] in _EVAL_SETTINGS for c in changed):
                 log.warning("%s: evaluation settings changed (%s); the evaluation and the report are redone, the "
                             "trained models kept", self.path, ", ".join(changed))
-                self.data["stages"] = {k: v for k, v in old["stages"].items() if k not in ("eval", "report")}
+                self.data["stages"] = {k: v for k, v in (old.get("stages") or {}).items()
+                                       if k not in ("eval", "report")}
             elif (out_dir / "runs").exists():  # trained models of other settings would be resumed as these
                 raise SlifeError(f"{out_dir}: its models were trained with other settings "
                                  f"({_difference(old.get('identity') or {}, identity)}); use another --out, or "
@@ -201,9 +204,12 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 
 def _difference(old: dict, new: dict) -> str:
-    """The first setting that differs between two stages.json identities: "plan.x: old -> new" (absent: None)."""
+    """The first setting other than the evaluation's that differs between two stages.json identities:
+    "plan.x: old -> new" (absent: None)."""
     for c in _differences(old, new):
         part, _, k = c.partition(".")
+        if part == "plan" and k in _EVAL_SETTINGS:
+            continue
         return f"{c}: {(old.get(part) or {}).get(k)!r} -> {(new.get(part) or {}).get(k)!r}"
     return "another format of stages.json"
 
@@ -248,7 +254,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
-                  f"--data-root {out}/lives/probe --epochs {plan.probe_epochs} --readouts {plan.probe_readouts} "
+                  f"--data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} --batch-size 32 "
+                  f"--seed {cfg.seed} --readouts {plan.probe_readouts} "
                   f"--control-oracle --control-position{top1}; slife match hpatches ...",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
@@ -726,8 +733,8 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
     try:
         ev = out / "eval"
         models = runs["models"]
-        # depth probes: one readout per encoder, side by side; the oracle (positive control) rides with the
-        # untrained encoder's probe (negative control); same readout, same budget for all
+        # depth probes: plan.probe_readouts readouts per encoder, side by side; the oracle (positive control) rides
+        # with the untrained encoder's probe (negative control); same readout, same budget for all
         pcfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs, frame_step=1,
                            batch_size=32, seed=cfg.seed, readouts=plan.probe_readouts)
         jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]

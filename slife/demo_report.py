@@ -344,16 +344,19 @@ def claims(s: dict) -> list[dict]:
     o = orc.get("probe_abs_rel_aligned")
     out.append({"claim": "the depth readout can learn depth: the oracle's aligned AbsRel is at most 0.05",
                 "holds": (o <= 0.05) if ok(o) else None, "numbers": f"oracle {_f(o)}"})
-    u = un.get("probe_abs_rel_aligned")
+    u, use = un.get("probe_abs_rel_aligned"), un.get("probe_abs_rel_aligned_se")
     lv = [e["probe_abs_rel_aligned"] for e in lives.values()]
+    pp = s.get("position_prior") or {}
+    nums = (", ".join(f"{n} {_pm(e['probe_abs_rel_aligned'], e.get('probe_abs_rel_aligned_se'))}"
+                      for n, e in lives.items())
+            + f"; untrained {_pm(u, use)}; position prior "
+              f"{_pm(pp.get('probe_abs_rel_aligned'), pp.get('probe_abs_rel_aligned_se'))}")
+    ses = [e.get("probe_abs_rel_aligned_se") for e in lives.values()]
+    if ok(u, use, *lv, *ses) and lv:  # several readouts: the margins with their errors (independent readouts)
+        nums += (f" (± the standard error over {s.get('probe_readouts')} readouts); untrained minus each: "
+                 + ", ".join(f"{n} {_pm(u - v, math.hypot(use, se))}" for n, v, se in zip(lives, lv, ses)))
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
-                "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None,
-                "numbers": ", ".join(f"{n} {_pm(e['probe_abs_rel_aligned'], e.get('probe_abs_rel_aligned_se'))}"
-                                     for n, e in lives.items())
-                + f"; untrained {_pm(u, un.get('probe_abs_rel_aligned_se'))}; position prior "
-                  f"{_f((s.get('position_prior') or {}).get('probe_abs_rel_aligned'))}"
-                + (f" (± the standard error over {s['probe_readouts']} readouts)"
-                   if (s.get("probe_readouts") or 1) > 1 else "")})
+                "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None, "numbers": nums})
     ch = s.get("chance_top1")
     tp = s.get("top1_position_prior") or {}
     t1 = [e["top1_displaced"] for e in lives.values()]
@@ -574,9 +577,10 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              f"in the image a patch lies.\n")
     nr = s.get("probe_readouts") or 1
     if nr > 1:
-        L.append(f"Every number is the mean of {nr} readouts fit on the same frozen tokens (seeds {cfg.seed}-"
+        L.append(f"Every readout's number is the mean of {nr} readouts fit on the same frozen tokens (seeds {cfg.seed}-"
                  f"{cfg.seed + nr - 1}: initialisation and batch order), ± its standard error: one readout's score "
-                 f"moves with its seed by about as much as these encoders differ (bench/eval.md).\n")
+                 f"moves with its seed by about as much as these encoders differ (bench/eval.md). The examples below are readout "
+                 f"0's.\n")
     rows = []
     for n, e in list(enc.items()) + [("(position prior: constant tokens)", {"group": "control",
                                                                           **(s.get("position_prior") or {})})]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 
 import pytest
@@ -68,7 +69,7 @@ def test_demo_smoke(tmp_path):
     assert set(s["top1_position_prior"]) == {"all", "displaced", "displaced_told_which_moved"}
     assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert s["probe_readouts"] == 2 and s["encoders"]["life-kitchen"]["probe_abs_rel_aligned_se"] > 0  # two readouts
-    assert "Every number is the mean of 2 readouts" in text and re.search(r"\| untrained \| untrained \| [\d.]+ ± ", text)
+    assert "Every readout's number is the mean of 2 readouts" in text and re.search(r"\| untrained \| untrained \| [\d.]+ ± ", text)
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction
@@ -83,14 +84,18 @@ def test_demo_smoke(tmp_path):
     st = json.loads((out / "stages.json").read_text())
     del st["identity"]["plan"]["probe_readouts"]
     (out / "stages.json").write_text(json.dumps(st))
+    probe_json = out / "eval" / "probe" / "untrained-s0" / "probe.json"
+    os.utime(probe_json, (0, 0))
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 3, r2.output
     assert "evaluation settings changed (plan.probe_readouts)" in r2.output
+    assert probe_json.stat().st_mtime > 0  # probed again
     assert json.loads((out / "stages.json").read_text())["identity"]["plan"]["probe_readouts"] == 2
     # a folder whose models were trained with other settings (here: before session 12's targets): a one-line
     # error naming the setting, no reuse
     st = json.loads((out / "stages.json").read_text())
     del st["identity"]["plan"]["norm_pix_loss"]
+    st["identity"]["plan"]["probe_epochs"] = 30  # an evaluation setting beside it: the error names the other
     (out / "stages.json").write_text(json.dumps(st))
     r3 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r3.exit_code != 0 and "trained with other settings (plan.norm_pix_loss: None -> False)" in r3.output

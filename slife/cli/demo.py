@@ -40,7 +40,8 @@ def demo(
     encoder, an oracle and the position prior as controls), correspondence and alignment beyond the
     positional shortcut on held-out pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
     objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats
-    them on correspondence in this run. Re-running resumes: finished stages are skipped. Each stage prints the
+    them on correspondence in this run. Re-running resumes: finished stages are skipped; a folder made with other probe settings redoes
+    only its evaluation and report, one made with other settings of anything else stops with an error. Each stage prints the
     command it equals."""
     from slife.demo import DemoConfig, run
 

@@ -377,7 +377,8 @@ def probe_cmd(
     frame_step: int = typer.Option(10, "--frame-step", help="scannet / life: use every n-th frame (neighbouring "
                                    "frames are near duplicates)."),
     align: bool = typer.Option(True, "--align/--no-align", help="Also report least-squares scale-and-shift aligned metrics."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the readout's initialisation and batch order (readout k "
+                             "of --readouts: SEED + k)."),
     readouts: int = typer.Option(1, "--readouts", help="Readouts fit per encoder and control, with seeds SEED, "
                                  "SEED+1, ...; every metric is their mean, reported with its standard error. One "
                                  "readout's score moves with its seed about as much as small encoders differ "
@@ -429,9 +430,9 @@ def probe_cmd(
     for src, kind, label in rows:
         m, se = src.get(f"metrics{kind}"), src.get(f"metrics{kind}_se") or {}
         if m:
-            t.add_row(label, *[_f(m.get(c)) + (f" ± {_f(se[c])}" if se.get(c) is not None else "") for c in cols])
+            t.add_row(label, *[_pm({c: m.get(c), f"{c}_se": se.get(c)}, c) for c in cols])
     if n > 1:
-        t.caption = (f"each number: the mean of {n} readouts (seeds {rep['config']['seed']}-"
+        t.caption = (f"each readout's number: the mean of {n} readouts (seeds {rep['config']['seed']}-"
                      f"{rep['config']['seed'] + n - 1}) ± its standard error")
     _show(t)
     sk = rep.get("skipped_views") or {}

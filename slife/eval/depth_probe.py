@@ -15,7 +15,8 @@ With `readouts` > 1, that many readouts (seeds seed, seed + 1, ...: initialisati
 the same frozen tokens and every metric is their mean, with its standard error (`metrics_se`,
 `metrics_aligned_se`: the readouts' standard deviation / sqrt(n)) and each readout's own metrics in
 `readouts`: a single readout's score moves with its seed by about as much as encoders differ at small scale
-(bench/eval.md), so one fit can rank two encoders either way. Examples and the saved weights are readout 0's.
+(bench/eval.md), so one fit can rank two encoders either way. Examples, the saved weights and `train_loss`
+are readout 0's; `seconds.train` covers all readouts (`per_epoch`: per readout epoch).
 Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
 same readout on an untrained encoder of the same architecture (the negative control), on depth-oracle tokens
 (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn) and on
@@ -355,8 +356,8 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     skipped: dict[str, list] = {"train": [], "test": []}  # views the reader left out (last encoding pass)
 
     def fit(encoder, splits=None):
-        """Encode both splits with `encoder` (or take `splits` as given), fit a fresh readout, score it
-        -> (readout, tr, te, pred, result)."""
+        """Encode both splits with `encoder` (or take `splits` as given), fit cfg.readouts fresh readouts, score
+        them -> (readout 0, tr, te, readout 0's predictions, result with their mean)."""
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
         if splits is None:

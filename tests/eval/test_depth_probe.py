@@ -164,13 +164,18 @@ def test_readouts_are_averaged_and_readout_k_is_the_single_run_of_seed_plus_k(tm
         assert len(set(vals)) == 3  # the seed moves the score
         assert rep[kind]["abs_rel"] == pytest.approx(np.mean(vals))
         assert rep[f"{kind}_se"]["abs_rel"] == pytest.approx(np.std(vals, ddof=1) / math.sqrt(3))
-    assert rep["control_untrained"]["metrics_aligned_se"] is not None and len(rep["control_untrained"]["readouts"]) == 3
+    rep2 = json.loads(run(ProbeConfig(**base, seed=5, readouts=2, control_untrained=True, control_oracle=True,
+                                      control_position=True), [ck], tmp_path / "two").read_text())
+    for ctrl in ("control_untrained", "control_oracle", "control_position"):  # every control: the same readouts
+        assert [r["seed"] for r in rep2[ctrl]["readouts"]] == [5, 6] and rep2[ctrl]["metrics_aligned_se"] is not None
     one = json.loads(run(ProbeConfig(**base, seed=6), [ck], tmp_path / "one").read_text())
     assert one["readouts"] is None and one["metrics_se"] is None
     assert one["metrics"] == rep["readouts"][1]["metrics"] and one["train_loss"] == rep["readouts"][1]["train_loss"]
     r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(tmp_path / "cli"),
                                  "--epochs", "2", "--batch-size", "3", "--readouts", "2"])
     assert r.exit_code == 0 and "mean of 2 readouts" in r.output and " ± " in r.output, r.output
+    cli = json.loads((tmp_path / "cli" / "probe.json").read_text())
+    assert f"{cli['metrics']['abs_rel']:.3f} ± {cli['metrics_se']['abs_rel']:.3f}" in r.output
     r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--readouts", "0"])
     assert r.exit_code != 0 and "--readouts must be >= 1" in r.output
 
