@@ -448,7 +448,8 @@ def _plot_probe(s: dict, path: Path) -> None:
     for ax, key, title in ((axes[0], "probe_abs_rel_aligned", "AbsRel, scale+shift aligned (lower is better)"),
                            (axes[1], "probe_abs_rel", "AbsRel, scale-aware (lower is better)")):
         vals = [enc[n][key] if enc[n][key] is not None else math.nan for n in names]
-        ax.bar(range(len(names)), vals, color=[_COLORS[enc[n]["group"]] for n in names])
+        err = [enc[n].get(f"{key}_se") or 0.0 for n in names]  # over the readouts (0: one readout)
+        ax.bar(range(len(names)), vals, yerr=err if any(err) else None, capsize=3, color=[_COLORS[enc[n]["group"]] for n in names])
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
         un = next((enc[n][key] for n in names if enc[n]["group"] == "untrained"), None)
@@ -461,7 +462,7 @@ def _plot_probe(s: dict, path: Path) -> None:
             ax.legend(fontsize=8)
         ax.set_title(title, fontsize=9)
     fig.suptitle("Depth probe on held-out places (green: lives, brown: other objectives, red: controls, orange: "
-                 "ablation, light blue: growing life, blue: oracle)",
+                 "ablation, light blue: growing life, blue: oracle)\nwhiskers: ± the standard error over the readouts",
                  fontsize=10)
     _save(fig, path)
 
