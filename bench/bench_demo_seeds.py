@@ -1,6 +1,6 @@
 """The demo's numbers across seeds: run `slife demo` for several seeds and print means, spreads and the claims.
 
-Run: `.venv/bin/python bench/bench_demo_seeds.py --study default --seeds 0 1 2` (about 15 min a seed on 2 idle
+Run: `.venv/bin/python bench/bench_demo_seeds.py --study default --seeds 0 1 2` (about 22 min a seed on 2 idle
 cores; `--study full` about 60 min a seed; `--budget-minutes` overrides the study's budget). Outputs go to
 bench/out/demo-{study}-b{budget}-seed{S}/ (a rerun resumes). Reads each run's summary.json and prints markdown:
 1. every number of every encoder: per seed, mean and standard deviation over seeds;
