@@ -467,9 +467,10 @@ def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objectiv
     kw.update(recipe)
     if objective == "croco":  # each view a random crop of the stored frame, unresized: larger shifts between the
         kw["resize_short"] = plan.short_side  # two crops than CroCo's 256 -> 224 (bench/study.md, session 9)
-        # raw-pixel targets: at 15 min the depth probe beat the same initialisation trained on the paper's per-patch
-        # normalised targets in 6 of 6 model-seeds; top-1 moved within its errors, CAS between lives both ways
-        # (bench/study.md, session 12)
+        # raw-pixel targets: at 15 min the depth probe (3 readouts) beat the same initialisation trained on the
+        # paper's per-patch normalised targets in 5 of 6 model-seeds, by little; top-1 moved within its errors, CAS
+        # between lives both ways; at 60 min (one seed) raw targets cost most of the alignment (bench/study.md,
+        # sessions 12-13)
         kw["objective_conf"] = {"norm_pix_loss": plan.norm_pix_loss}
     kw.update(over)
     return TrainConfig(**kw)
