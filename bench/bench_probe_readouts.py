@@ -45,7 +45,8 @@ def main() -> None:
     jobs += [(n, _probe_one, (pcfg, p, str(a.out / n))) for n, p in (x.split("=", 1) for x in a.checkpoint)]
     done = _side_by_side(jobs, 2, lambda *_, **__: None)
     res = {n: json.loads(Path(r).read_text()) for n, (r, _) in done.items()}
-    print(f"### {a.demo.name}: aligned AbsRel of {a.readouts} readouts (seeds {cfg.seed}-{cfg.seed + a.readouts - 1})\n")
+    print(f"### {a.demo.name}: aligned AbsRel of {a.readouts} readouts "
+          f"(seeds {cfg.seed}-{cfg.seed + a.readouts - 1})\n")
     print("| encoder | " + " | ".join(f"readout {k}" for k in range(a.readouts)) + " | mean | sd | range | "
           "untrained mean - this |")
     print("|---|" + "---|" * (a.readouts + 4))

@@ -6,12 +6,13 @@ homographies for zero-shot correspondence; otherwise HPatches-style pairs are ma
 synthetic frame). Writes under `out_dir`: `lives/` (slife life folders, and `probe/` the place-disjoint
 depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pair shards), `runs/`
 (checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/ and
-top1_features/), `stages.json` (wall time and outputs of each finished stage; a rerun skips them; a folder made with other
-probe settings, `_EVAL_SETTINGS`, redoes only its evaluation and report, and one made with other settings of
-anything else stops with an error rather than reuse its models),
+top1_features/), `stages.json` (wall time and outputs of each finished stage; a rerun skips them; a folder
+made with other probe settings, `_EVAL_SETTINGS`, redoes only its evaluation and report, and one made with other
+settings of anything else stops with an error rather than reuse its models),
 `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
-Four named studies (`STUDIES`): `default` (a 15-min budget, about 22 min in all on 2 cores: two lives and the two non-life controls),
+Four named studies (`STUDIES`): `default` (a 15-min budget, about 22 min in all on 2 cores: two lives and the two
+non-life controls),
 `full` (the smallest budget that measured the claims, with a third life and the pairing ablation, plus the
 growing-life arm: a life of 2 days trained on, grown to 4 days by `synth --append-days` and `mine-pairs`'
 appended generation, training continued in a new segment, against a model trained on the 4 days from the
@@ -149,13 +150,13 @@ class _Plan:
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
-                     probe_epochs=1, probe_readouts=2, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72, norm_pix_loss=False,
-                     train_share=0.5)
+                     probe_epochs=1, probe_readouts=2, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72,
+                     norm_pix_loss=False, train_share=0.5)
     s = cfg.budget / cfg.spec.budget_minutes
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
-                 probe_epochs=60, probe_readouts=3, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size, short_side=80,
-                 norm_pix_loss=False, train_share=0.62)
+                 probe_epochs=60, probe_readouts=3, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size,
+                 short_side=80, norm_pix_loss=False, train_share=0.62)
 
 
 class _Stages:

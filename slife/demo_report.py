@@ -182,7 +182,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                      "top1_beyond_position_se": a1.get("beyond_position_se"),
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
     orc = (probe.get(un) or {}).get("control_oracle") or {}
-    enc["oracle"] = {"group": "oracle", **_probe_numbers(orc), "top1_displaced": None, "top1_displaced_beyond_position": None,
+    enc["oracle"] = {"group": "oracle", **_probe_numbers(orc), "top1_displaced": None,
+                     "top1_displaced_beyond_position": None,
                      "top1_displaced_beyond_position_se": None, "top1_displaced_beyond_position_vs_untrained": None,
                      "top1_beyond_position": None, "top1_beyond_position_se": None, "match_aepe": None,
                      "match_pck5": None}
@@ -352,7 +353,7 @@ def claims(s: dict) -> list[dict]:
             + f"; untrained {_pm(u, use)}; position prior "
               f"{_pm(pp.get('probe_abs_rel_aligned'), pp.get('probe_abs_rel_aligned_se'))}")
     ses = [e.get("probe_abs_rel_aligned_se") for e in lives.values()]
-    if ok(u, use, *lv, *ses) and lv:  # several readouts: the margins with their errors (independent readouts)
+    if ok(u, use, *lv, *ses) and lv:  # several readouts: the margins, the two errors combined as if independent
         nums += (f" (± the standard error over {s.get('probe_readouts')} readouts); untrained minus each: "
                  + ", ".join(f"{n} {_pm(u - v, math.hypot(use, se))}" for n, v, se in zip(lives, lv, ses)))
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
@@ -449,7 +450,8 @@ def _plot_probe(s: dict, path: Path) -> None:
                            (axes[1], "probe_abs_rel", "AbsRel, scale-aware (lower is better)")):
         vals = [enc[n][key] if enc[n][key] is not None else math.nan for n in names]
         err = [enc[n].get(f"{key}_se") or 0.0 for n in names]  # over the readouts (0: one readout)
-        ax.bar(range(len(names)), vals, yerr=err if any(err) else None, capsize=3, color=[_COLORS[enc[n]["group"]] for n in names])
+        ax.bar(range(len(names)), vals, yerr=err if any(err) else None, capsize=3,
+               color=[_COLORS[enc[n]["group"]] for n in names])
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
         un = next((enc[n][key] for n in names if enc[n]["group"] == "untrained"), None)
@@ -578,10 +580,10 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              f"in the image a patch lies.\n")
     nr = s.get("probe_readouts") or 1
     if nr > 1:
-        L.append(f"Every readout's number is the mean of {nr} readouts fit on the same frozen tokens (seeds {cfg.seed}-"
-                 f"{cfg.seed + nr - 1}: initialisation and batch order), ± its standard error: one readout's score "
-                 f"moves with its seed by about as much as these encoders differ (bench/eval.md). The examples below are readout "
-                 f"0's.\n")
+        L.append(f"Every readout's number is the mean of {nr} readouts fit on the same frozen tokens (seeds "
+                 f"{cfg.seed}-{cfg.seed + nr - 1}: initialisation and batch order), ± its standard error: one "
+                 f"readout's score moves with its seed by about as much as these encoders differ (bench/eval.md). "
+                 f"The examples below are readout 0's.\n")
     rows = []
     for n, e in list(enc.items()) + [("(position prior: constant tokens)", {"group": "control",
                                                                           **(s.get("position_prior") or {})})]:

@@ -69,7 +69,8 @@ def test_demo_smoke(tmp_path):
     assert set(s["top1_position_prior"]) == {"all", "displaced", "displaced_told_which_moved"}
     assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert s["probe_readouts"] == 2 and s["encoders"]["life-kitchen"]["probe_abs_rel_aligned_se"] > 0  # two readouts
-    assert "Every readout's number is the mean of 2 readouts" in text and re.search(r"\| untrained \| untrained \| [\d.]+ ± ", text)
+    assert "Every readout's number is the mean of 2 readouts" in text
+    assert re.search(r"\| untrained \| untrained \| [\d.]+ ± ", text)
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction

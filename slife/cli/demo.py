@@ -14,7 +14,8 @@ from slife.cli.app import app, console, progress_bar
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for lives, shards, runs, evaluations, "
                              "summary.json and report.md."),
-    study: str = typer.Option("default", "--study", help="default: two lives and the two non-life controls (a 15-min budget, about 22 min in all); "
+    study: str = typer.Option("default", "--study", help="default: two lives and the two non-life controls (a 15-min "
+                              "budget, about 22 min in all); "
                               "full: three lives, the controls and the pairing ablation (the smallest budget that "
                               "measured the claims, bench/README.md), and a growing life (trained on days 1-2, grown "
                               "to days 1-4 and training continued, against a model trained on days 1-4 from the "
@@ -40,9 +41,9 @@ def demo(
     encoder, an oracle and the position prior as controls), correspondence and alignment beyond the
     positional shortcut on held-out pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
     objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats
-    them on correspondence in this run. Re-running resumes: finished stages are skipped; a folder made with other probe settings redoes
-    only its evaluation and report, one made with other settings of anything else stops with an error. Each stage prints the
-    command it equals."""
+    them on correspondence in this run. Re-running resumes: finished stages are skipped; a folder made with other
+    probe settings redoes only its evaluation and report, one made with other settings of anything else stops with
+    an error. Each stage prints the command it equals."""
     from slife.demo import DemoConfig, run
 
     cfg = DemoConfig(study=study, budget_minutes=budget_minutes, seed=seed, side_by_side=side_by_side)

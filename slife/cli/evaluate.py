@@ -407,8 +407,9 @@ def probe_cmd(
         root = Path(os.environ[ENV_ROOTS[dataset]])
     cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
-                      frame_step=frame_step, align=align, seed=seed, readouts=readouts, control_untrained=control_untrained,
-                      control_oracle=control_oracle, control_position=control_position)
+                      frame_step=frame_step, align=align, seed=seed, readouts=readouts,
+                      control_untrained=control_untrained, control_oracle=control_oracle,
+                      control_position=control_position)
     with progress_bar("probe", unit="steps") as adv:
         path = run(cfg, [checkpoint], out, progress=adv)
     rep = json.loads(Path(path).read_text())

@@ -17,11 +17,11 @@ the same frozen tokens and every metric is their mean, with its standard error (
 `readouts`: a single readout's score moves with its seed by about as much as encoders differ at small scale
 (bench/eval.md), so one fit can rank two encoders either way. Examples, the saved weights and `train_loss`
 are readout 0's; `seconds.train` covers all readouts (`per_epoch`: per readout epoch).
-Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when asked, for the
-same readout on an untrained encoder of the same architecture (the negative control), on depth-oracle tokens
-(`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can learn) and on
-constant tokens (the position prior: the readout's queries carry their patch's position, so with tokens that
-say nothing about the image it learns the typical depth at each image position, the near floor at the bottom
+Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when
+asked, for the same readout on an untrained encoder of the same architecture (the negative control), on
+depth-oracle tokens (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can
+learn) and on constant tokens (the position prior: the readout's queries carry their patch's position, so with
+tokens that say nothing about the image it learns the typical depth at each image position, the near floor at the bottom
 and the far wall higher up, and predicts it for every view; an encoder whose score is near this one carries
 no depth the readout can use beyond where in the image a patch lies).
 Views the reader leaves out (a life's unreadable depth maps) are counted per split, warned about and listed
@@ -75,7 +75,7 @@ class ProbeConfig:
     control_oracle: bool = False  # also fit it on depth-oracle tokens (the true log-depth): shows the readout can learn
     control_position: bool = False  # also fit it on constant tokens: the depth prior per image position alone
     seed: int = 0  # readout initialisation and batch order (readout k of --readouts: seed + k)
-    readouts: int = 1  # readouts fit per encoder (and control); the metrics are their mean (readout noise: bench/eval.md)
+    readouts: int = 1  # readouts fit per encoder and control; the metrics are their mean (bench/eval.md)
 
     def __post_init__(self):
         if self.dataset not in ENV_ROOTS:
@@ -379,7 +379,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
             progress(0, total=len(tr["names"]) + len(te["names"])
                      + cfg.readouts * cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
         t1 = time.perf_counter()
-        fits = []  # (readout, pred, {"seed", "metrics", "metrics_aligned", "train_loss"}) per readout
+        per, first = [], None  # {"seed", "metrics", "metrics_aligned", "train_loss"} per readout; readout 0, its pred
         for k in range(cfg.readouts):
             kcfg = replace(cfg, seed=cfg.seed + k)
             torch.manual_seed(kcfg.seed)
@@ -392,11 +392,10 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
                 if cfg.align:
                     valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
                     rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
-            fits.append((readout, pred, {"seed": kcfg.seed, "metrics": mean_metrics(rows),
-                                         "metrics_aligned": mean_metrics(rows_al) if cfg.align else None,
-                                         "train_loss": losses}))
+            per.append({"seed": kcfg.seed, "metrics": mean_metrics(rows),
+                        "metrics_aligned": mean_metrics(rows_al) if cfg.align else None, "train_loss": losses})
+            first = first or (readout, pred)  # only readout 0's predictions are kept (examples, saved weights)
         t_train = time.perf_counter() - t1
-        per = [f[2] for f in fits]
         result = {"metrics": _mean_over_readouts([r["metrics"] for r in per]),
                   "metrics_aligned": _mean_over_readouts([r["metrics_aligned"] for r in per]) if cfg.align else None,
                   "metrics_se": _se_over_readouts([r["metrics"] for r in per]),
@@ -404,7 +403,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
                   "train_loss": per[0]["train_loss"], "readouts": per if cfg.readouts > 1 else None,
                   "seconds": {"encode": t_encode, "train": t_train,
                               "per_epoch": t_train / (cfg.epochs * cfg.readouts)}}
-        return fits[0][0], tr, te, fits[0][1], result
+        return first[0], tr, te, first[1], result
 
     readout, tr, te, pred, result = fit(model)
     if skipped["train"] or skipped["test"]:
