@@ -170,9 +170,9 @@ class _Stages:
             changed = _differences(old.get("identity") or {}, identity)
             if old.get("identity") == identity:
                 self.data = old
-            elif changed and all(c.startswith("plan.") and c[5:] in _EVAL_SETTINGS for c in changed):
+            elif changed and all(part == "plan" and k in _EVAL_SETTINGS for part, k in changed):
                 log.warning("%s: evaluation settings changed (%s); the evaluation and the report are redone, the "
-                            "trained models kept", self.path, ", ".join(changed))
+                            "trained models kept", self.path, ", ".join(f"plan.{k}" for _, k in changed))
                 self.data["stages"] = {k: v for k, v in (old.get("stages") or {}).items()
                                        if k not in ("eval", "report")}
             elif (out_dir / "runs").exists():  # trained models of other settings would be resumed as these
@@ -197,9 +197,9 @@ class _Stages:
 _EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts"})
 
 
-def _differences(old: dict, new: dict) -> list[str]:
-    """The settings ("config.x", "plan.y") that differ between two stages.json identities (absent: None)."""
-    return [f"{part}.{k}" for part in ("config", "plan")
+def _differences(old: dict, new: dict) -> list[tuple[str, str]]:
+    """The settings (part "config" or "plan", key) that differ between two stages.json identities (absent: None)."""
+    return [(part, k) for part in ("config", "plan")
             for k in sorted(set(old.get(part) or {}) | set(new.get(part) or {}))
             if (old.get(part) or {}).get(k) != (new.get(part) or {}).get(k)]
 
@@ -207,11 +207,10 @@ def _differences(old: dict, new: dict) -> list[str]:
 def _difference(old: dict, new: dict) -> str:
     """The first setting other than the evaluation's that differs between two stages.json identities:
     "plan.x: old -> new" (absent: None)."""
-    for c in _differences(old, new):
-        part, _, k = c.partition(".")
+    for part, k in _differences(old, new):
         if part == "plan" and k in _EVAL_SETTINGS:
             continue
-        return f"{c}: {(old.get(part) or {}).get(k)!r} -> {(new.get(part) or {}).get(k)!r}"
+        return f"{part}.{k}: {(old.get(part) or {}).get(k)!r} -> {(new.get(part) or {}).get(k)!r}"
     return "another format of stages.json"
 
 

@@ -33,9 +33,10 @@ def _f(x, nd=3) -> str:
     return f"{x:.{nd}f}"
 
 
-def _pm(x, se, nd=3) -> str:
-    """"x ± se" (x alone where se is missing)."""
-    return _f(x, nd) + (f" ± {_f(se, nd)}" if se is not None else "")
+def _pm(e: dict, key: str) -> str:
+    """e[key] ± e[key + "_se"] (the value alone where its error is missing)."""
+    se = e.get(f"{key}_se")
+    return _f(e.get(key)) + (f" ± {_f(se)}" if se is not None else "")
 
 
 def _probe_numbers(pr: dict) -> dict:
@@ -345,17 +346,15 @@ def claims(s: dict) -> list[dict]:
     o = orc.get("probe_abs_rel_aligned")
     out.append({"claim": "the depth readout can learn depth: the oracle's aligned AbsRel is at most 0.05",
                 "holds": (o <= 0.05) if ok(o) else None, "numbers": f"oracle {_f(o)}"})
-    u, use = un.get("probe_abs_rel_aligned"), un.get("probe_abs_rel_aligned_se")
-    lv = [e["probe_abs_rel_aligned"] for e in lives.values()]
+    key = "probe_abs_rel_aligned"
+    u, use = un.get(key), un.get(f"{key}_se")
+    lv, ses = [e[key] for e in lives.values()], [e.get(f"{key}_se") for e in lives.values()]
     pp = s.get("position_prior") or {}
-    nums = (", ".join(f"{n} {_pm(e['probe_abs_rel_aligned'], e.get('probe_abs_rel_aligned_se'))}"
-                      for n, e in lives.items())
-            + f"; untrained {_pm(u, use)}; position prior "
-              f"{_pm(pp.get('probe_abs_rel_aligned'), pp.get('probe_abs_rel_aligned_se'))}")
-    ses = [e.get("probe_abs_rel_aligned_se") for e in lives.values()]
+    nums = (", ".join(f"{n} {_pm(e, key)}" for n, e in lives.items())
+            + f"; untrained {_pm(un, key)}; position prior {_pm(pp, key)}")
     if ok(u, use, *lv, *ses) and lv:  # several readouts: the margins, the two errors combined as if independent
         nums += (f" (± the standard error over {s.get('probe_readouts')} readouts); untrained minus each: "
-                 + ", ".join(f"{n} {_pm(u - v, math.hypot(use, se))}" for n, v, se in zip(lives, lv, ses)))
+                 + ", ".join(f"{n} {_f(u - v)} ± {_f(math.hypot(use, se))}" for n, v, se in zip(lives, lv, ses)))
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
                 "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None, "numbers": nums})
     ch = s.get("chance_top1")
@@ -587,8 +586,7 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     rows = []
     for n, e in list(enc.items()) + [("(position prior: constant tokens)", {"group": "control",
                                                                           **(s.get("position_prior") or {})})]:
-        rows.append([n, e["group"], _pm(e.get("probe_abs_rel_aligned"), e.get("probe_abs_rel_aligned_se")),
-                     _pm(e.get("probe_abs_rel"), e.get("probe_abs_rel_se"))])
+        rows.append([n, e["group"], _pm(e, "probe_abs_rel_aligned"), _pm(e, "probe_abs_rel")])
     base = probe0.get("baseline_mean_depth", {})
     rows.append(["(predict the mean train depth)", "control", "–", _f(base.get("abs_rel"))])
     L.append(_table(["encoder", "group", "AbsRel aligned", "AbsRel"], rows))
@@ -615,15 +613,12 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                   f"top-1 within one patch by chance: {_f(s.get('chance_top1'))}.")
     L.append(intro + "\n")
     if gt:
-        def pm(e, k):
-            return _f(e.get(k)) + (f" ± {_f(e[k + '_se'])}" if e.get(k + "_se") is not None else "")
-
         def vs(e):
             d = e.get("top1_displaced_beyond_position_vs_untrained") or {}
             return f"{_f(d.get('diff'))} ± {_f(d.get('se'))}" if d else "–"
 
-        rows = [[n, e["group"], _f(e["top1_displaced"]), pm(e, "top1_displaced_beyond_position"), vs(e),
-                 pm(e, "top1_beyond_position")] for n, e in enc.items() if e["top1_displaced"] is not None]
+        rows = [[n, e["group"], _f(e["top1_displaced"]), _pm(e, "top1_displaced_beyond_position"), vs(e),
+                 _pm(e, "top1_beyond_position")] for n, e in enc.items() if e["top1_displaced"] is not None]
         tp = s.get("top1_position_prior") or {}
         rows.append(["same-position predictor", "control",
                      _f((gt["accuracy"].get("same-position") or {}).get("displaced")) + " (by definition of displaced)",

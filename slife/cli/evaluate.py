@@ -429,9 +429,9 @@ def probe_cmd(
             (orc, "", "depth oracle (control)"), (orc, "_aligned", "depth oracle, aligned (control)"),
             (pos, "", "position prior (control)"), (pos, "_aligned", "position prior, aligned (control)")]
     for src, kind, label in rows:
-        m, se = src.get(f"metrics{kind}"), src.get(f"metrics{kind}_se") or {}
-        if m:
-            t.add_row(label, *[_pm({c: m.get(c), f"{c}_se": se.get(c)}, c) for c in cols])
+        if src.get(f"metrics{kind}"):  # each metric with its standard error over the readouts, where there is one
+            e = {**src[f"metrics{kind}"], **{f"{c}_se": v for c, v in (src.get(f"metrics{kind}_se") or {}).items()}}
+            t.add_row(label, *[_pm(e, c) for c in cols])
     if n > 1:
         t.caption = (f"each readout's number: the mean of {n} readouts (seeds {rep['config']['seed']}-"
                      f"{rep['config']['seed'] + n - 1}) ± its standard error")
