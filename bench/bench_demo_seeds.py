@@ -4,8 +4,8 @@ Run: `.venv/bin/python bench/bench_demo_seeds.py --study default --seeds 0 1 2` 
 cores; `--study full` about 60 min a seed; `--budget-minutes` overrides the study's budget). Outputs go to
 bench/out/demo-{study}-b{budget}-seed{S}/ (a rerun resumes). Reads each run's summary.json and prints markdown:
 1. every number of every encoder: per seed, mean and standard deviation over seeds;
-2. the margins the claims rest on, per seed (the probe's with d / its standard error over the readouts, where the
-   probe averaged several), with mean, std and whether mean > 2 x std (depth) or
+2. the margins the claims rest on, per seed (the probe's with d / its standard error over the readouts, paired
+   readout by readout, where the probe averaged several), with mean, std and whether mean > 2 x std (depth) or
    mean > std (alignment) as the issue states them, and where a run has them, each margin's paired error
    within the run (> 2 of them in every seed); every life model is compared in every seed;
 3. the pairing ablation (full and ablation studies) as mean +- std per arm; per measure, the arms' order by
@@ -98,10 +98,10 @@ def main() -> None:
         d = [r["encoders"]["untrained"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"]
              for r in runs]
         txt, m, sd = _ms(d)
-        se = [math.hypot(*(math.nan if x is None else x for x in (r["encoders"]["untrained"].get(
-            "probe_abs_rel_aligned_se"), r["encoders"][n].get("probe_abs_rel_aligned_se")))) for r in runs]
-        cells = [f"{v:.3f}" + (f" ({v / e:.1f})" if e > 0 else "") for v, e in zip(d, se)]  # NaN: one readout
-        print(f"| probe: untrained - {n} (aligned AbsRel; d/se over readouts) | " + " | ".join(cells)
+        se = [((r["encoders"][n].get("probe_abs_rel_aligned_vs_untrained") or {}).get("se") or math.nan)
+              for r in runs]  # paired readout by readout; NaN: one readout (or a summary from before session 14)
+        cells = [f"{v:.3f}" + (f" ({v / e:.1f})" if e > 0 else "") for v, e in zip(d, se)]
+        print(f"| probe: untrained - {n} (aligned AbsRel; d/paired se over readouts) | " + " | ".join(cells)
               + f" | {txt} | {'yes' if min(d) > 0 and m > 2 * sd else 'no'} |")
     if all((r.get("position_prior") or {}).get("probe_abs_rel_aligned") is not None for r in runs):
         for n in ["untrained"] + lives:  # no threshold: whether the tokens carry depth beyond the position prior

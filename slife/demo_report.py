@@ -47,6 +47,25 @@ def _probe_numbers(pr: dict) -> dict:
             "probe_abs_rel_aligned": get("metrics_aligned"), "probe_abs_rel_aligned_se": get("metrics_aligned_se")}
 
 
+def _probe_vs(base: dict, pr: dict) -> dict | None:
+    """Aligned AbsRel of probe result `base` (the untrained encoder's) minus that of `pr`, over their readouts
+    (> 0: `pr` probes better): {"diff": the mean of the per-readout differences, "se": their standard error}. Readout
+    k of every encoder has the same seed (initialisation and batch order), so the two are paired readout by readout;
+    se is None with one readout. None where either lacks its aligned metrics."""
+    def per(r):
+        rs = r.get("readouts") or [{"seed": (r.get("config") or {}).get("seed"), "metrics_aligned":
+                                    r.get("metrics_aligned")}]
+        return [((x.get("metrics_aligned") or {}).get("abs_rel"), x.get("seed")) for x in rs]
+
+    a, b = per(base), per(pr)
+    if len(a) != len(b) or any(x is None or y is None for (x, _), (y, _) in zip(a, b)):
+        return None
+    d = [x - y for (x, _), (y, _) in zip(a, b)]
+    paired = len(d) > 1 and all(s == t for (_, s), (_, t) in zip(a, b))
+    return {"diff": float(np.mean(d)),
+            "se": float(np.std(d, ddof=1) / math.sqrt(len(d))) if paired else None}
+
+
 def _read(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -151,10 +170,11 @@ def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
 
 
 def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -> dict:
-    """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure; with
+    """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure (the probe's
+    `probe_abs_rel_aligned_vs_untrained`: `_probe_vs` against the untrained encoder of its own architecture); with
     objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
     record), how its two models were trained (`growing`)."""
-    from slife.demo import untrained_name
+    from slife.demo import _untrained_spec, objective_of, untrained_name
 
     cas = _read(evals["cas"])
     match = _read(evals["match"])
@@ -167,6 +187,10 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     acc = (cas.get("ground_truth") or {}).get("accuracy", {})
     top1 = _top1_by_encoder(evals["top1"], runs) if evals.get("top1") else {}
     enc = {}
+
+    def own_untrained(name):  # the untrained control of a model's own architecture (CroCo's or the ViT's)
+        return untrained_name(cfg, _untrained_spec(objective_of(name)).kind)
+
     for name in list(runs["models"]) + untrained:
         pr = probe.get(name) or {}
         mo = (match["models"].get(name) or {}).get("overall", {}).get("model", {})
@@ -174,6 +198,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         if a1.get("displaced") is None:
             a1 = top1.get(name) or {}
         enc[_enc_key(name, un)] = {"group": group_of(name), **_probe_numbers(pr),
+                     "probe_abs_rel_aligned_vs_untrained": _probe_vs(probe[own], pr)
+                     if group_of(name) != "untrained" and (own := own_untrained(name)) in probe and pr else None,
                      "top1_displaced": a1.get("displaced"),
                      "top1_displaced_beyond_position": a1.get("beyond_position_displaced"),
                      "top1_displaced_beyond_position_se": a1.get("beyond_position_displaced_se"),
@@ -183,7 +209,9 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                      "top1_beyond_position_se": a1.get("beyond_position_se"),
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
     orc = (probe.get(un) or {}).get("control_oracle") or {}
-    enc["oracle"] = {"group": "oracle", **_probe_numbers(orc), "top1_displaced": None,
+    enc["oracle"] = {"group": "oracle", **_probe_numbers(orc),
+                     "probe_abs_rel_aligned_vs_untrained": _probe_vs(probe[un], orc) if un in probe and orc else None,
+                     "top1_displaced": None,
                      "top1_displaced_beyond_position": None,
                      "top1_displaced_beyond_position_se": None, "top1_displaced_beyond_position_vs_untrained": None,
                      "top1_beyond_position": None, "top1_beyond_position_se": None, "match_aepe": None,
@@ -272,7 +300,9 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
             "model": name, "architecture": kinds[objective], "untrained_control": uk,
             "steps": runs["models"][name].get("steps", runs["steps"]),
             "probe_abs_rel_aligned": enc[name]["probe_abs_rel_aligned"],
+            "probe_abs_rel_aligned_se": enc[name]["probe_abs_rel_aligned_se"],
             "probe_abs_rel_aligned_untrained": enc[uk]["probe_abs_rel_aligned"],
+            "probe_abs_rel_aligned_untrained_se": enc[uk]["probe_abs_rel_aligned_se"],
             "top1_method": (t_nat.get(name) or {}).get("method"),
             "top1_displaced": (t_nat.get(name) or {}).get("displaced"),
             "top1_displaced_untrained": (t_nat.get(un) or {}).get("displaced"),
@@ -347,14 +377,17 @@ def claims(s: dict) -> list[dict]:
     out.append({"claim": "the depth readout can learn depth: the oracle's aligned AbsRel is at most 0.05",
                 "holds": (o <= 0.05) if ok(o) else None, "numbers": f"oracle {_f(o)}"})
     key = "probe_abs_rel_aligned"
-    u, use = un.get(key), un.get(f"{key}_se")
-    lv, ses = [e[key] for e in lives.values()], [e.get(f"{key}_se") for e in lives.values()]
+    u = un.get(key)
+    lv = [e[key] for e in lives.values()]
     pp = s.get("position_prior") or {}
     nums = (", ".join(f"{n} {_pm(e, key)}" for n, e in lives.items())
             + f"; untrained {_pm(un, key)}; position prior {_pm(pp, key)}")
-    if ok(u, use, *lv, *ses) and lv:  # several readouts: the margins, the two errors combined as if independent
+    vs = [e.get(f"{key}_vs_untrained") or {} for e in lives.values()]
+    if lv and all(ok(d.get("diff"), d.get("se")) for d in vs):  # several readouts: the paired margins
         nums += (f" (± the standard error over {s.get('probe_readouts')} readouts); untrained minus each: "
-                 + ", ".join(f"{n} {_f(u - v)} ± {_f(math.hypot(use, se))}" for n, v, se in zip(lives, lv, ses)))
+                 + ", ".join(f"{n} {_f(d['diff'])} ± {_f(d['se'])}" for n, d in zip(lives, vs))
+                 + " (± the standard error of the readout-by-readout difference: readout k has the same seed for "
+                   "every encoder)")
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
                 "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None, "numbers": nums})
     ch = s.get("chance_top1")
@@ -691,7 +724,7 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
         L.append("## Pairing ablation (one life, equal pair caps)\n")
         life_row = ({} if cfg.spec.life_pairs in ABLATION
                     else {f"{first} (the lives' {cfg.spec.life_pairs})": enc[first]})
-        rows = [[n, _f(e["probe_abs_rel_aligned"]), _f(e["top1_displaced"]),
+        rows = [[n, _pm(e, "probe_abs_rel_aligned"), _f(e["top1_displaced"]),
                  _f(e.get("top1_displaced_beyond_position")), _f(e["match_aepe"], 1), _f(e["match_pck5"])]
                 for n, e in {**life_row, **arms}.items()]
         L.append(_table(["pairs", "probe AbsRel aligned", "top-1 displaced", "top-1 displaced beyond position", "AEPE",
@@ -736,8 +769,8 @@ def _objectives_section(ob: dict) -> list[str]:
          "synthetic frame): `slife match` (method auto: attention for CroCo, features for the ViTs).\n"]
     rows = []
     for o, r in arms.items():
-        rows.append([f"{o} (`{r['model']}`)", str(r["steps"]), _f(r["probe_abs_rel_aligned"]),
-                     _f(r["probe_abs_rel_aligned_untrained"]),
+        rows.append([f"{o} (`{r['model']}`)", str(r["steps"]), _pm(r, "probe_abs_rel_aligned"),
+                     _pm(r, "probe_abs_rel_aligned_untrained"),
                      f"{_f(r['top1_displaced'])} ({r['top1_method'] or '–'})", _f(r["top1_displaced_untrained"]),
                      _f(r.get("top1_displaced_beyond_position")), _f(r.get("top1_displaced_beyond_position_untrained")),
                      _f(r["top1_displaced_features"]), _f(r["top1_displaced_features_untrained"]),
@@ -793,7 +826,7 @@ def _growing_section(s: dict, runs: dict, un: str) -> list[str]:
         m = runs["models"].get(n)
         last = _last_metrics(Path(m["checkpoint"]).parent) if m else {}
         rows.append([n, what, str(last.get("step", "–")), _f(float(last["loss"])) if last.get("loss") else "–",
-                     _f(e.get("probe_abs_rel_aligned")), _f(e.get("top1_displaced")), _f(e.get("match_aepe"), 1),
+                     _pm(e, "probe_abs_rel_aligned"), _f(e.get("top1_displaced")), _f(e.get("match_aepe"), 1),
                      _f(e.get("match_pck5"))])
     L.append(_table(["model", "trained on", "steps", "final loss", "probe AbsRel aligned", "top-1 displaced",
                      "AEPE", "PCK-5"], rows))

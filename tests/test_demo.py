@@ -55,12 +55,13 @@ def test_demo_smoke(tmp_path):
     assert {e["group"] for e in s["encoders"].values()} == {"life", "control", "untrained", "oracle"}
     for e in s["encoders"].values():
         assert set(e) == {"group", "probe_abs_rel", "probe_abs_rel_aligned", "probe_abs_rel_se",
-                          "probe_abs_rel_aligned_se", "top1_displaced",
+                          "probe_abs_rel_aligned_se", "probe_abs_rel_aligned_vs_untrained", "top1_displaced",
                           "top1_displaced_beyond_position", "top1_displaced_beyond_position_se",
                           "top1_displaced_beyond_position_vs_untrained", "top1_beyond_position",
                           "top1_beyond_position_se", "match_aepe", "match_pck5"}
         assert all(v is None or math.isfinite(v) for k, v in e.items()
-                   if k not in ("group", "top1_displaced_beyond_position_vs_untrained"))
+                   if k not in ("group", "top1_displaced_beyond_position_vs_untrained",
+                                "probe_abs_rel_aligned_vs_untrained"))
     assert s["encoders"]["oracle"]["match_aepe"] is None and s["encoders"]["untrained"]["match_aepe"] is not None
     assert set(s["zero_flow"]) == {"match_aepe", "match_pck5"}
     # top-1 beyond position: the untrained control is scored, and each life model against it (paired)
@@ -70,6 +71,15 @@ def test_demo_smoke(tmp_path):
     assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert s["probe_readouts"] == 2 and s["encoders"]["life-kitchen"]["probe_abs_rel_aligned_se"] > 0  # two readouts
     assert "Every readout's number is the mean of 2 readouts" in text
+    # the probe margin over the untrained encoder, paired readout by readout (readout k: the same seed for both)
+    probes = stages["eval"]["result"]["probe"]
+    per = {n: [r["metrics_aligned"]["abs_rel"] for r in json.loads(open(probes[n]).read())["readouts"]]
+           for n in ("untrained-s0", "life-kitchen")}
+    d = [a - b for a, b in zip(per["untrained-s0"], per["life-kitchen"])]
+    vs = s["encoders"]["life-kitchen"]["probe_abs_rel_aligned_vs_untrained"]
+    assert vs["diff"] == pytest.approx(sum(d) / 2) and vs["se"] == pytest.approx(abs(d[0] - d[1]) / 2)
+    assert s["encoders"]["untrained"]["probe_abs_rel_aligned_vs_untrained"] is None
+    assert "the standard error of the readout-by-readout difference" in text
     assert re.search(r"\| untrained \| untrained \| [\d.]+ ± ", text)
     assert set(s["alignment_beyond_shortcut"]) == {"life_life", "life_control", "untrained_untrained",
                                                    "life_same_position"}
