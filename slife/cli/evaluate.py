@@ -366,7 +366,10 @@ def probe_cmd(
                                              "$SLIFE_SCANNET_ROOT or $SLIFE_LIFE_ROOT); for life, a folder with "
                                              "train/ and test/ lives or one life folder (see above)."),
     out: Path = typer.Option(Path("runs/probe"), "--out", "-o", help="Output folder for metrics JSON, PNG and probe weights."),
-    layer: int = typer.Option(-1, "--layer", help="Encoder block whose tokens are read (0-based; -1 = last, after the norm)."),
+    layer: List[int] = typer.Option([-1], "--layer", help="Encoder block whose tokens are read (0-based; -1 = last, "
+                                    "after the norm). Repeat it to read several blocks, each standardised per token "
+                                    "and concatenated, e.g. --layer 2 --layer 3 --layer 4 --layer -1 (the last four, "
+                                    "as DINOv2's linear probe)."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the readout."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW peak learning rate (cosine schedule to 0)."),
@@ -405,7 +408,7 @@ def probe_cmd(
     root = data_root
     if root is None and os.environ.get(ENV_ROOTS.get(dataset, "")):
         root = Path(os.environ[ENV_ROOTS[dataset]])
-    cfg = ProbeConfig(dataset=dataset, data_root=root, layer=layer, epochs=epochs, batch_size=batch_size, lr=lr,
+    cfg = ProbeConfig(dataset=dataset, data_root=root, layers=tuple(layer), epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
                       frame_step=frame_step, align=align, seed=seed, readouts=readouts,
                       control_untrained=control_untrained, control_oracle=control_oracle,

@@ -3,8 +3,10 @@
 Reads a checkpoint of any objective (DESIGN.md "Checkpoints": its CroCo or ViT encoder) and a depth dataset
 (`datasets/`: nyu, scannet, life).
 Each image is centre-cropped to a square and resized to the model's S x S (depth and the scored region by
-nearest neighbour); the frozen encoder's patch tokens (final block after its norm, or block `layer`)
-are computed once. The readout: one cross-attention block whose queries are one learned token per output
+nearest neighbour); the frozen encoder's patch tokens (final block after its norm, or the block(s) in `layers`)
+are computed once. With several blocks (as DINOv2's linear probe reads its last four), each block's tokens are
+standardised per token (a layer norm without weights: the blocks' scales differ) and concatenated along the
+feature axis. The readout: one cross-attention block whose queries are one learned token per output
 patch plus a fixed 2D sin-cos position, attending to the projected encoder tokens (+ the same positions),
 an MLP (both residual, pre-norm) and a linear map to the patch's p x p pixels of LOG-DEPTH (metres;
 regression, not bins), trained with an L1 loss on valid pixels, AdamW and a cosine schedule.
@@ -56,7 +58,7 @@ METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
 class ProbeConfig:
     dataset: str = "nyu"  # depth dataset reader: nyu, scannet or life
     data_root: Path | None = None  # dataset folder (or the .mat for nyu)
-    layer: int = -1  # encoder block read (0-based; -1 = last, after the encoder's final norm)
+    layers: tuple = (-1,)  # encoder blocks read (0-based; -1 = last, after the final norm); several: concatenated
     epochs: int = 30  # readout training epochs
     batch_size: int = 16  # images per step
     lr: float = 1e-3  # AdamW peak learning rate (cosine to 0, 5% warmup)
@@ -89,6 +91,8 @@ class ProbeConfig:
             raise SlifeError(f"--dim ({self.dim}) must be divisible by 4 and by --heads ({self.heads})")
         if not 0 < self.min_depth < self.max_depth:
             raise SlifeError(f"need 0 < --min-depth < --max-depth, got {self.min_depth}, {self.max_depth}")
+        if not self.layers:
+            raise SlifeError("--layer: give at least one encoder block")
         if self.lr <= 0 or self.weight_decay < 0 or self.max_train < 0 or self.max_test < 0:
             raise SlifeError("--lr must be > 0; --weight-decay, --max-train, --max-test >= 0")
 
@@ -203,16 +207,25 @@ def prepare(rgb: np.ndarray, depth: np.ndarray, mask: np.ndarray | None, S: int)
     return normalize(t)[0], d, m
 
 
-def encode_split(model, samples, S: int, layer: int | None, batch_size: int = 32,
+def encode_split(model, samples, S: int, layers: Sequence[int | None], batch_size: int = 32,
                  progress: Callable[..., None] | None = None) -> dict:
-    """Frozen features of a split: {"tokens" (n, N, D) float16, "depth" (n, S, S), "mask" (n, S, S), "rgb" list}."""
+    """Frozen features of a split: {"tokens" (n, N, D) float16, "depth" (n, S, S), "mask" (n, S, S), "rgb" list}.
+
+    `layers`: the blocks read (None: the last, after the final norm). One block: its tokens as they are; several:
+    each standardised per token (layer norm, no weights), concatenated (D = blocks x width)."""
     toks, depths, masks, rgbs, names = [], [], [], [], []
     buf = []
+
+    def block(x, layer):
+        return model.encode_image(x) if layer is None else model.encode_image(x, layer=layer)  # (B, N, De)
 
     def flush():
         with torch.inference_mode():
             x = torch.stack(buf)  # (B, 3, S, S)
-            f = model.encode_image(x) if layer is None else model.encode_image(x, layer=layer)
+            if len(layers) == 1:
+                f = block(x, layers[0])  # (B, N, De)
+            else:
+                f = torch.cat([F.layer_norm(b, b.shape[-1:]) for b in (block(x, la) for la in layers)], -1)
             toks.append(f.to(torch.float16))
         buf.clear()
 
@@ -339,9 +352,15 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     model.eval()
     S, patch, side = image_grid(spec.kwargs)
     enc_depth = int(model.enc_depth)
-    if not -enc_depth <= cfg.layer < enc_depth:
-        raise SlifeError(f"probe: layer {cfg.layer} outside the encoder's {enc_depth} blocks")
-    layer = None if cfg.layer in (-1, enc_depth - 1) else cfg.layer
+    for la in cfg.layers:
+        if not -enc_depth <= la < enc_depth:
+            raise SlifeError(f"probe: layer {la} outside the encoder's {enc_depth} blocks")
+    blocks = [la % enc_depth for la in cfg.layers]  # 0-based
+    if len(set(blocks)) < len(blocks):
+        raise SlifeError(f"probe: --layer names a block twice ({', '.join(map(str, cfg.layers))}; "
+                         f"the encoder has {enc_depth} blocks)")
+    layers = [None if b == enc_depth - 1 else b for b in blocks]  # None: the last block, after the final norm
+    layer_name = "+".join("last" if la is None else str(la) for la in layers)
     if not Path(cfg.data_root).exists():
         raise SlifeError(f"{cfg.data_root}: no such folder (the {cfg.dataset} dataset's --data-root)")
     reader = depth_reader(cfg.dataset)
@@ -364,9 +383,9 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
             for sk in skipped.values():
                 sk.clear()
             tr = encode_split(encoder, reader.iterate(cfg.data_root, "train", cfg.max_train, skipped=skipped["train"],
-                                                      **opts), S, layer, progress=progress)
+                                                      **opts), S, layers, progress=progress)
             te = encode_split(encoder, reader.iterate(cfg.data_root, "test", cfg.max_test, skipped=skipped["test"],
-                                                      **opts), S, layer, progress=progress)
+                                                      **opts), S, layers, progress=progress)
         else:
             tr, te = splits
         t_encode = time.perf_counter() - t0
@@ -438,7 +457,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
         position["tokens"] = "zeros: the readout sees only each patch's position (the depth prior per position)"
     rep = {
         "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,
-        "layer": "last" if layer is None else layer, "target": "log-depth regression (metres), L1 loss",
+        "layer": layer_name, "target": "log-depth regression (metres), L1 loss",
         "resolution": [S, S], "crop": "centre square, resized to the model size; depth nearest",
         "eigen_crop": cfg.dataset == "nyu", "num_train": len(tr["names"]), "num_test": len(te["names"]),
         "skipped_views": {"train": len(skipped["train"]), "test": len(skipped["test"]),
@@ -453,7 +472,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     atomic_write_text(path, json.dumps(rep, indent=2))
     save_checkpoint(out_dir / "probe_readout.pt", {
         "readout": readout.state_dict(), "enc_dim": int(tr["tokens"].shape[-1]), "grid": [side, side],
-        "patch": patch, "dim": cfg.dim, "heads": cfg.heads, "layer": -1 if layer is None else layer,
+        "patch": patch, "dim": cfg.dim, "heads": cfg.heads, "layers": blocks,
         "config": rep["config"], "encoder_checkpoint": rep["checkpoint"] or ""})
     k = min(cfg.num_examples, len(te["rgb"]))
     plot_depth_examples(te["rgb"][:k], list(pred[:k]), list(te["depth"][:k]), out_dir / "probe_examples.png",

@@ -180,6 +180,37 @@ def test_readouts_are_averaged_and_readout_k_is_the_single_run_of_seed_plus_k(tm
     assert r.exit_code != 0 and "--readouts must be >= 1" in r.output
 
 
+def test_several_blocks_are_standardised_and_concatenated(tmp_path):
+    """--layer repeated: each block's tokens standardised per token and concatenated (the readout reads all of
+    them); one block as it is; a block named twice or outside the encoder is a one-line error."""
+    from slife.eval.depth_probe import encode_split
+    from slife.eval.models import image_grid, load_one, model_spec_of
+
+    root = write_nyu(tmp_path / "nyu")
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    model, ckpt = load_one(ck)
+    model.eval()
+    S = image_grid(model_spec_of(ckpt).kwargs)[0]
+    samples = list(nyu.iterate(root / "nyu_depth_v2_labeled.mat", "test"))
+    one = encode_split(model, samples, S, [0])["tokens"].float()
+    last = encode_split(model, samples, S, [None])["tokens"].float()
+    both = encode_split(model, samples, S, [0, None])["tokens"].float()
+    D = one.shape[-1]
+    assert both.shape == (*one.shape[:2], 2 * D)
+    expect = torch.cat([torch.nn.functional.layer_norm(t, (D,)) for t in (one, last)], -1)
+    assert torch.allclose(both, expect, atol=2e-2)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(out), "--epochs", "2",
+                                 "--batch-size", "3", "--layer", "0", "--layer", "-1"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "probe.json").read_text())
+    assert rep["layer"] == "0+last" and "layer 0+last" in r.output
+    assert torch.load(out / "probe_readout.pt", weights_only=True)["enc_dim"] == 2 * D
+    for bad, msg in ((["--layer", "1", "--layer", "1"], "names a block twice"), (["--layer", "99"], "layer 99 outside")):
+        r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(out), *bad])
+        assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, r.output
+
+
 def test_life_reader_on_a_synthetic_life(tiny_life, tmp_path):
     from slife.eval.datasets import life
 
