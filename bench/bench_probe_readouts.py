@@ -2,18 +2,20 @@
 encoders, each fit with several readout seeds on the same frozen tokens.
 
 Run: `.venv/bin/python bench/bench_probe_readouts.py DEMO_DIR [--readouts 5] [--models life-office ...]
-[--checkpoint NAME=PATH ...] --out OUT` (about 45 s per readout per encoder on one core; two encoders side by
+[--checkpoint NAME=PATH ...] [--layer B ...] --out OUT` (about 45 s per readout per encoder on one core; two encoders side by
 side). Each encoder (the demo's trained models, its untrained control `untrained-s{seed}`, and any extra
 checkpoint given) is probed as the demo probes it (`slife probe life --readouts N`, the demo's epochs and batch)
-with seeds SEED..SEED+N-1; prints each readout's aligned AbsRel, their mean, standard deviation and range, and
-the untrained CroCo's margin over each model (the default, full and ablation studies train CroCo only), as
-markdown. Outputs: OUT/NAME/probe.json.
+with seeds SEED..SEED+N-1 (`--layer`: the encoder blocks read, as `slife probe --layer`; default the last);
+prints each readout's aligned AbsRel, their mean, standard deviation and range, and the untrained CroCo's margin
+over each model with its standard error paired readout by readout (the default, full and ablation studies train
+CroCo only), as markdown. Outputs: OUT/NAME/probe.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--readouts", type=int, default=5, help="readouts per encoder (at least 2)")
     ap.add_argument("--models", nargs="*", default=None, help="the demo's models to probe (default: all)")
     ap.add_argument("--checkpoint", nargs="*", default=[], help="NAME=PATH: another checkpoint to probe beside")
+    ap.add_argument("--layer", type=int, nargs="+", default=[-1], help="encoder blocks read (default: the last)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     if a.readouts < 2:
@@ -37,7 +40,8 @@ def main() -> None:
     plan = _plan(cfg)
     models = st["stages"]["train"]["result"]["models"]
     pcfg = ProbeConfig(dataset="life", data_root=Path(st["stages"]["synth"]["result"]["probe"]),
-                       epochs=plan.probe_epochs, frame_step=1, batch_size=32, seed=cfg.seed, readouts=a.readouts)
+                       epochs=plan.probe_epochs, frame_step=1, batch_size=32, seed=cfg.seed, readouts=a.readouts,
+                       layers=tuple(a.layer))
     un, spec = untrained_name(cfg), next(iter(_untrained_specs(cfg).values()))
     jobs = [(un, _probe_one, (pcfg, None, str(a.out / un), cfg.seed, spec))]
     jobs += [(n, _probe_one, (pcfg, m["checkpoint"], str(a.out / n))) for n, m in models.items()
@@ -46,15 +50,17 @@ def main() -> None:
     done = _side_by_side(jobs, 2, lambda *_, **__: None)
     res = {n: json.loads(Path(r).read_text()) for n, (r, _) in done.items()}
     print(f"### {a.demo.name}: aligned AbsRel of {a.readouts} readouts "
-          f"(seeds {cfg.seed}-{cfg.seed + a.readouts - 1})\n")
+          f"(seeds {cfg.seed}-{cfg.seed + a.readouts - 1}), encoder blocks {res[un]['layer']}\n")
     print("| encoder | " + " | ".join(f"readout {k}" for k in range(a.readouts)) + " | mean | sd | range | "
-          "untrained mean - this |")
+          "untrained - this ± paired se |")
     print("|---|" + "---|" * (a.readouts + 4))
-    u = res[un]["metrics_aligned"]["abs_rel"]
+    u = [x["metrics_aligned"]["abs_rel"] for x in res[un]["readouts"]]
     for n, r in res.items():
         v = [x["metrics_aligned"]["abs_rel"] for x in r["readouts"]]
+        d = [a_ - b_ for a_, b_ in zip(u, v)]  # readout k: the same seed for both
         print(f"| {n} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {statistics.mean(v):.3f} | "
-              f"{statistics.stdev(v):.3f} | {max(v) - min(v):.3f} | {u - statistics.mean(v):+.3f} |")
+              f"{statistics.stdev(v):.3f} | {max(v) - min(v):.3f} | {statistics.mean(d):+.3f} ± "
+              f"{statistics.stdev(d) / math.sqrt(len(d)):.3f} |")
 
 
 if __name__ == "__main__":
