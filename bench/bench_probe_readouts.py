@@ -2,9 +2,10 @@
 encoders, each fit with several readout seeds on the same frozen tokens.
 
 Run: `.venv/bin/python bench/bench_probe_readouts.py DEMO_DIR [--readouts 5] [--models life-office ...]
-[--checkpoint NAME=PATH ...] [--layer B ...] --out OUT` (about 45 s per readout per encoder on one core; two encoders side by
+[--checkpoint NAME=PATH ...] [--untrained-seeds S ...] [--layer B ...] --out OUT` (about 45 s per readout per encoder on one core; two encoders side by
 side). Each encoder (the demo's trained models, its untrained control `untrained-s{seed}`, and any extra
-checkpoint given) is probed as the demo probes it (`slife probe life --readouts N`, the demo's epochs and batch)
+checkpoint given, and the untrained encoders of other seeds asked for: how much the negative control itself
+moves with its initialisation) is probed as the demo probes it (`slife probe life --readouts N`, the demo's epochs and batch)
 with seeds SEED..SEED+N-1 (`--layer`: the encoder blocks read, as `slife probe --layer`; default the last);
 prints each readout's aligned AbsRel, their mean, standard deviation and range, and the untrained CroCo's margin
 over each model with its standard error paired readout by readout (the default, full and ablation studies train
@@ -29,6 +30,8 @@ def main() -> None:
     ap.add_argument("--readouts", type=int, default=5, help="readouts per encoder (at least 2)")
     ap.add_argument("--models", nargs="*", default=None, help="the demo's models to probe (default: all)")
     ap.add_argument("--checkpoint", nargs="*", default=[], help="NAME=PATH: another checkpoint to probe beside")
+    ap.add_argument("--untrained-seeds", type=int, nargs="*", default=[],
+                    help="also probe untrained encoders of these seeds (`untrained_models`, as the demo's own)")
     ap.add_argument("--layer", type=int, nargs="+", default=[-1], help="encoder blocks read (default: the last)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
@@ -38,7 +41,7 @@ def main() -> None:
     c = st["identity"]["config"]
     cfg = DemoConfig(study=c["study"], budget_minutes=c["budget_minutes"], seed=c["seed"])
     plan = _plan(cfg)
-    models = st["stages"]["train"]["result"]["models"]
+    models = ((st["stages"].get("train") or {}).get("result") or {}).get("models", {})  # none yet while it trains
     pcfg = ProbeConfig(dataset="life", data_root=Path(st["stages"]["synth"]["result"]["probe"]),
                        epochs=plan.probe_epochs, frame_step=1, batch_size=32, seed=cfg.seed, readouts=a.readouts,
                        layers=tuple(a.layer))
@@ -47,6 +50,8 @@ def main() -> None:
     jobs += [(n, _probe_one, (pcfg, m["checkpoint"], str(a.out / n))) for n, m in models.items()
              if a.models is None or n in a.models]
     jobs += [(n, _probe_one, (pcfg, p, str(a.out / n))) for n, p in (x.split("=", 1) for x in a.checkpoint)]
+    jobs += [(untrained_name(DemoConfig(seed=s)), _probe_one, (pcfg, None, str(a.out / f"untrained-s{s}"), s, spec))
+             for s in a.untrained_seeds if s != cfg.seed]
     done = _side_by_side(jobs, 2, lambda *_, **__: None)
     res = {n: json.loads(Path(r).read_text()) for n, (r, _) in done.items()}
     print(f"### {a.demo.name}: aligned AbsRel of {a.readouts} readouts "
