@@ -98,8 +98,9 @@ def main() -> None:
         d = [r["encoders"]["untrained"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"]
              for r in runs]
         txt, m, sd = _ms(d)
-        se = [((r["encoders"][n].get("probe_abs_rel_aligned_vs_untrained") or {}).get("se") or math.nan)
-              for r in runs]  # paired readout by readout; NaN: one readout (or a summary from before session 14)
+        se = [(r["encoders"][n].get("probe_abs_rel_aligned_vs_untrained") or {}).get("se") for r in runs]
+        se = [math.nan if e is None else e for e in se]  # paired readout by readout; NaN: one readout (or a
+        # summary from before session 14: `--rewrite-report` writes it again)
         cells = [f"{v:.3f}" + (f" ({v / e:.1f})" if e > 0 else "") for v, e in zip(d, se)]
         print(f"| probe: untrained - {n} (aligned AbsRel; d/paired se over readouts) | " + " | ".join(cells)
               + f" | {txt} | {'yes' if min(d) > 0 and m > 2 * sd else 'no'} |")

@@ -51,7 +51,10 @@ def main() -> None:
              if a.models is None or n in a.models]
     jobs += [(n, _probe_one, (pcfg, p, str(a.out / n))) for n, p in (x.split("=", 1) for x in a.checkpoint)]
     jobs += [(untrained_name(DemoConfig(seed=s)), _probe_one, (pcfg, None, str(a.out / f"untrained-s{s}"), s, spec))
-             for s in a.untrained_seeds if s != cfg.seed]
+             for s in sorted(set(a.untrained_seeds) - {cfg.seed})]
+    names = [n for n, *_ in jobs]
+    if len(set(names)) < len(names):
+        ap.error(f"two encoders of one name: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
     done = _side_by_side(jobs, 2, lambda *_, **__: None)
     res = {n: json.loads(Path(r).read_text()) for n, (r, _) in done.items()}
     print(f"### {a.demo.name}: aligned AbsRel of {a.readouts} readouts "

@@ -39,6 +39,12 @@ def _pm(e: dict, key: str) -> str:
     return _f(e.get(key)) + (f" ± {_f(se)}" if se is not None else "")
 
 
+def _diff_se(d: dict | None) -> str:
+    """A {"diff", "se"} margin as "diff ± se" (the difference alone where its error is missing)."""
+    d = d or {}
+    return "–" if d.get("diff") is None else _f(d["diff"]) + (f" ± {_f(d['se'])}" if d.get("se") is not None else "")
+
+
 def _probe_numbers(pr: dict) -> dict:
     """A probe.json result (or one of its controls) -> its AbsRel, scale-aware and aligned, each with the
     standard error over its readouts (None for one readout)."""
@@ -51,19 +57,21 @@ def _probe_vs(base: dict, pr: dict) -> dict | None:
     """Aligned AbsRel of probe result `base` (the untrained encoder's) minus that of `pr`, over their readouts
     (> 0: `pr` probes better): {"diff": the mean of the per-readout differences, "se": their standard error}. Readout
     k of every encoder has the same seed (initialisation and batch order), so the two are paired readout by readout;
-    se is None with one readout. None where either lacks its aligned metrics."""
+    se is None with one readout or readouts that do not pair (other counts or seeds: diff is then the difference
+    of the means). None where either lacks its aligned metrics."""
     def per(r):
         rs = r.get("readouts") or [{"seed": (r.get("config") or {}).get("seed"), "metrics_aligned":
                                     r.get("metrics_aligned")}]
         return [((x.get("metrics_aligned") or {}).get("abs_rel"), x.get("seed")) for x in rs]
 
     a, b = per(base), per(pr)
-    if len(a) != len(b) or any(x is None or y is None for (x, _), (y, _) in zip(a, b)):
+    if any(x is None for x, _ in a + b):
         return None
+    if len(a) < 2 or len(a) != len(b) or any(s is None or s != t for (_, s), (_, t) in zip(a, b)):
+        # one readout, or readouts that do not pair (other counts or seeds): the difference of the means alone
+        return {"diff": float(np.mean([x for x, _ in a]) - np.mean([y for y, _ in b])), "se": None}
     d = [x - y for (x, _), (y, _) in zip(a, b)]
-    paired = len(d) > 1 and all(s == t for (_, s), (_, t) in zip(a, b))
-    return {"diff": float(np.mean(d)),
-            "se": float(np.std(d, ddof=1) / math.sqrt(len(d))) if paired else None}
+    return {"diff": float(np.mean(d)), "se": float(np.std(d, ddof=1) / math.sqrt(len(d)))}
 
 
 def _read(path) -> dict:
@@ -170,8 +178,10 @@ def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
 
 
 def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -> dict:
-    """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure (the probe's
-    `probe_abs_rel_aligned_vs_untrained`: `_probe_vs` against the untrained encoder of its own architecture); with
+    """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure; the two
+    margins over the untrained encoder (`probe_abs_rel_aligned_vs_untrained`: `_probe_vs`;
+    `top1_displaced_beyond_position_vs_untrained`: this minus it, paired over the test pairs; both > 0 where the
+    encoder does better) are against the untrained encoder of its own architecture (CroCo's or the ViT's); with
     objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
     record), how its two models were trained (`growing`)."""
     from slife.demo import _untrained_spec, objective_of, untrained_name
@@ -197,14 +207,15 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         a1 = (acc.get(label[name]) or {}) if name in label else {}
         if a1.get("displaced") is None:
             a1 = top1.get(name) or {}
+        own = own_untrained(name)
         enc[_enc_key(name, un)] = {"group": group_of(name), **_probe_numbers(pr),
                      "probe_abs_rel_aligned_vs_untrained": _probe_vs(probe[own], pr)
-                     if group_of(name) != "untrained" and (own := own_untrained(name)) in probe and pr else None,
+                     if group_of(name) != "untrained" and own in probe and pr else None,
                      "top1_displaced": a1.get("displaced"),
                      "top1_displaced_beyond_position": a1.get("beyond_position_displaced"),
                      "top1_displaced_beyond_position_se": a1.get("beyond_position_displaced_se"),
                      "top1_displaced_beyond_position_vs_untrained":
-                         (a1.get("beyond_position_displaced_minus") or {}).get(un),
+                         (a1.get("beyond_position_displaced_minus") or {}).get(own),
                      "top1_beyond_position": a1.get("beyond_position"),
                      "top1_beyond_position_se": a1.get("beyond_position_se"),
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
@@ -303,6 +314,7 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
             "probe_abs_rel_aligned_se": enc[name]["probe_abs_rel_aligned_se"],
             "probe_abs_rel_aligned_untrained": enc[uk]["probe_abs_rel_aligned"],
             "probe_abs_rel_aligned_untrained_se": enc[uk]["probe_abs_rel_aligned_se"],
+            "probe_abs_rel_aligned_vs_untrained": enc[name]["probe_abs_rel_aligned_vs_untrained"],
             "top1_method": (t_nat.get(name) or {}).get("method"),
             "top1_displaced": (t_nat.get(name) or {}).get("displaced"),
             "top1_displaced_untrained": (t_nat.get(un) or {}).get("displaced"),
@@ -383,11 +395,12 @@ def claims(s: dict) -> list[dict]:
     nums = (", ".join(f"{n} {_pm(e, key)}" for n, e in lives.items())
             + f"; untrained {_pm(un, key)}; position prior {_pm(pp, key)}")
     vs = [e.get(f"{key}_vs_untrained") or {} for e in lives.values()]
-    if lv and all(ok(d.get("diff"), d.get("se")) for d in vs):  # several readouts: the paired margins
-        nums += (f" (± the standard error over {s.get('probe_readouts')} readouts); untrained minus each: "
-                 + ", ".join(f"{n} {_f(d['diff'])} ± {_f(d['se'])}" for n, d in zip(lives, vs))
-                 + " (± the standard error of the readout-by-readout difference: readout k has the same seed for "
-                   "every encoder)")
+    if (s.get("probe_readouts") or 1) > 1:
+        nums += f" (± the standard error over {s.get('probe_readouts')} readouts)"
+    if lv and all(ok(d.get("diff")) for d in vs):
+        nums += ("; untrained minus each: " + ", ".join(f"{n} {_diff_se(d)}" for n, d in zip(lives, vs))
+                 + (" (± the standard error of the readout-by-readout difference: readout k has the same seed for "
+                    "every encoder)" if all(ok(d.get("se")) for d in vs) else ""))
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
                 "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None, "numbers": nums})
     ch = s.get("chance_top1")
@@ -619,10 +632,15 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     rows = []
     for n, e in list(enc.items()) + [("(position prior: constant tokens)", {"group": "control",
                                                                           **(s.get("position_prior") or {})})]:
-        rows.append([n, e["group"], _pm(e, "probe_abs_rel_aligned"), _pm(e, "probe_abs_rel")])
+        rows.append([n, e["group"], _pm(e, "probe_abs_rel_aligned"),
+                     _diff_se(e.get("probe_abs_rel_aligned_vs_untrained")), _pm(e, "probe_abs_rel")])
     base = probe0.get("baseline_mean_depth", {})
-    rows.append(["(predict the mean train depth)", "control", "–", _f(base.get("abs_rel"))])
-    L.append(_table(["encoder", "group", "AbsRel aligned", "AbsRel"], rows))
+    rows.append(["(predict the mean train depth)", "control", "–", "–", _f(base.get("abs_rel"))])
+    L.append(_table(["encoder", "group", "AbsRel aligned", "untrained minus it (aligned; > 0: better)", "AbsRel"],
+                    rows))
+    if nr > 1:
+        L.append("\nThe margin over the untrained encoder (of the encoder's own architecture) is paired readout by "
+                 "readout, ± the standard error of the differences.\n")
     _plot_probe(s, out / "probe_by_encoder.png")
     L.append("\n![probe](probe_by_encoder.png)\n")
     ex = Path(evals["probe"][next(iter(runs["models"]))]).parent / "probe_examples.png"
@@ -646,11 +664,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                   f"top-1 within one patch by chance: {_f(s.get('chance_top1'))}.")
     L.append(intro + "\n")
     if gt:
-        def vs(e):
-            d = e.get("top1_displaced_beyond_position_vs_untrained") or {}
-            return f"{_f(d.get('diff'))} ± {_f(d.get('se'))}" if d else "–"
-
-        rows = [[n, e["group"], _f(e["top1_displaced"]), _pm(e, "top1_displaced_beyond_position"), vs(e),
+        rows = [[n, e["group"], _f(e["top1_displaced"]), _pm(e, "top1_displaced_beyond_position"),
+                 _diff_se(e.get("top1_displaced_beyond_position_vs_untrained")),
                  _pm(e, "top1_beyond_position")] for n, e in enc.items() if e["top1_displaced"] is not None]
         tp = s.get("top1_position_prior") or {}
         rows.append(["same-position predictor", "control",
@@ -770,14 +785,15 @@ def _objectives_section(ob: dict) -> list[str]:
     rows = []
     for o, r in arms.items():
         rows.append([f"{o} (`{r['model']}`)", str(r["steps"]), _pm(r, "probe_abs_rel_aligned"),
-                     _pm(r, "probe_abs_rel_aligned_untrained"),
+                     _pm(r, "probe_abs_rel_aligned_untrained"), _diff_se(r.get("probe_abs_rel_aligned_vs_untrained")),
                      f"{_f(r['top1_displaced'])} ({r['top1_method'] or '–'})", _f(r["top1_displaced_untrained"]),
                      _f(r.get("top1_displaced_beyond_position")), _f(r.get("top1_displaced_beyond_position_untrained")),
                      _f(r["top1_displaced_features"]), _f(r["top1_displaced_features_untrained"]),
                      _f(r.get("top1_displaced_features_beyond_position")),
                      _f(r["match_aepe"], 1), _f(r["match_aepe_untrained"], 1), _f(r["match_pck5"]),
                      _f(r["match_pck5_untrained"])])
-    L.append(_table(["objective", "steps", "probe AbsRel aligned", "untrained same arch.", "top-1 displaced, own map",
+    L.append(_table(["objective", "steps", "probe AbsRel aligned", "untrained same arch.",
+                     "untrained minus it (paired)", "top-1 displaced, own map",
                      "untrained", "beyond position, own map", "untrained", "top-1 displaced, features", "untrained",
                      "beyond position, features", "homography AEPE", "untrained", "PCK-5", "untrained"], rows))
     L.append(f"\nControls: top-1 chance {_f(c['chance_top1'])}, same-position predictor on displaced patches "

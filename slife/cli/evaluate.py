@@ -368,8 +368,8 @@ def probe_cmd(
     out: Path = typer.Option(Path("runs/probe"), "--out", "-o", help="Output folder for metrics JSON, PNG and probe weights."),
     layer: List[int] = typer.Option([-1], "--layer", help="Encoder block whose tokens are read (0-based; -1 = last, "
                                     "after the norm). Repeat it to read several blocks, each standardised per token "
-                                    "and concatenated, e.g. --layer 2 --layer 3 --layer 4 --layer -1 (the last four, "
-                                    "as DINOv2's linear probe)."),
+                                    "and concatenated in block order, e.g. --layer -4 --layer -3 --layer -2 --layer -1 "
+                                    "(the last four, as DINOv2's linear probe)."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the readout."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW peak learning rate (cosine schedule to 0)."),

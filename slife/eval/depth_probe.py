@@ -58,7 +58,8 @@ METRIC_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
 class ProbeConfig:
     dataset: str = "nyu"  # depth dataset reader: nyu, scannet or life
     data_root: Path | None = None  # dataset folder (or the .mat for nyu)
-    layers: tuple = (-1,)  # encoder blocks read (0-based; -1 = last, after the final norm); several: concatenated
+    layers: tuple[int, ...] = (-1,)  # encoder blocks read (0-based, negative from the end; -1 = last, after the
+    # final norm); several: concatenated in block order
     epochs: int = 30  # readout training epochs
     batch_size: int = 16  # images per step
     lr: float = 1e-3  # AdamW peak learning rate (cosine to 0, 5% warmup)
@@ -91,8 +92,10 @@ class ProbeConfig:
             raise SlifeError(f"--dim ({self.dim}) must be divisible by 4 and by --heads ({self.heads})")
         if not 0 < self.min_depth < self.max_depth:
             raise SlifeError(f"need 0 < --min-depth < --max-depth, got {self.min_depth}, {self.max_depth}")
-        if not self.layers:
-            raise SlifeError("--layer: give at least one encoder block")
+        layers = (self.layers,) if isinstance(self.layers, int) else tuple(self.layers)
+        if not layers or not all(isinstance(x, int) and not isinstance(x, bool) for x in layers):
+            raise SlifeError(f"--layer: give one or more encoder block numbers, got {self.layers!r}")
+        object.__setattr__(self, "layers", layers)
         if self.lr <= 0 or self.weight_decay < 0 or self.max_train < 0 or self.max_test < 0:
             raise SlifeError("--lr must be > 0; --weight-decay, --max-train, --max-test >= 0")
 
@@ -355,7 +358,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     for la in cfg.layers:
         if not -enc_depth <= la < enc_depth:
             raise SlifeError(f"probe: layer {la} outside the encoder's {enc_depth} blocks")
-    blocks = [la % enc_depth for la in cfg.layers]  # 0-based
+    blocks = sorted(la % enc_depth for la in cfg.layers)  # 0-based, in block order whatever the order given
     if len(set(blocks)) < len(blocks):
         raise SlifeError(f"probe: --layer names a block twice ({', '.join(map(str, cfg.layers))}; "
                          f"the encoder has {enc_depth} blocks)")

@@ -201,12 +201,18 @@ def test_several_blocks_are_standardised_and_concatenated(tmp_path):
     assert torch.allclose(both, expect, atol=2e-2)
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(out), "--epochs", "2",
-                                 "--batch-size", "3", "--layer", "0", "--layer", "-1"])
+                                 "--batch-size", "3", "--layer", "-1", "--layer", "0"])
     assert r.exit_code == 0, r.output
     rep = json.loads((out / "probe.json").read_text())
-    assert rep["layer"] == "0+last" and "layer 0+last" in r.output
+    assert rep["layer"] == "0+last" and "layer 0+last" in r.output  # block order, whatever the order given
     assert torch.load(out / "probe_readout.pt", weights_only=True)["enc_dim"] == 2 * D
-    for bad, msg in ((["--layer", "1", "--layer", "1"], "names a block twice"), (["--layer", "99"], "layer 99 outside")):
+    from slife.eval.depth_probe import ProbeConfig
+
+    assert ProbeConfig(layers=-1).layers == (-1,) and ProbeConfig(layers=[3, 0]).layers == (3, 0)
+    for bad in ((), True, ("1",)):
+        with pytest.raises(SlifeError, match="--layer: give one or more encoder block numbers"):
+            ProbeConfig(layers=bad)
+    for bad, msg in ((["--layer", "1", "--layer", "-1"], "names a block twice"), (["--layer", "99"], "layer 99 outside")):
         r = CliRunner().invoke(app, ["probe", "nyu", str(ck), "--data-root", str(root), "--out", str(out), *bad])
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, r.output
 
