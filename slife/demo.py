@@ -643,11 +643,14 @@ def _half_snapshot(run_dir: Path, steps: int) -> str | None:
     return str(min(snaps, key=lambda p: abs(int(p.stem.split("-")[1]) - steps / 2))) if snaps else None
 
 
+GRAFFITI = Path(__file__).resolve().parents[2] / "shared" / "data" / "graffiti_homography"  # real photographs
+
+
 def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
-    """HPatches-style pairs: the real graffiti sequence if shared/ has it, else warps of a synthetic frame."""
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "graffiti_homography"
-    if shared.is_dir():
-        return shared
+    """HPatches-style pairs: the real graffiti sequence if shared/ has it (`GRAFFITI`), else warps of a
+    synthetic frame."""
+    if GRAFFITI.is_dir():
+        return GRAFFITI
     root = out / "eval" / "homographies" / "v_synthetic"
     if (root / "H_1_6").exists():
         return root.parent

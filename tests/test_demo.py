@@ -64,6 +64,11 @@ def test_demo_smoke(tmp_path):
                                 "probe_abs_rel_aligned_vs_untrained"))
     assert s["encoders"]["oracle"]["match_aepe"] is None and s["encoders"]["untrained"]["match_aepe"] is not None
     assert set(s["zero_flow"]) == {"match_aepe", "match_pck5"}
+    from slife.demo import GRAFFITI
+
+    if not GRAFFITI.is_dir():  # synthetic warps stand in: measured, but not the claim about real photographs
+        assert s["match_real_photographs"] is False and "synthetic warps of a rendered view" in text
+        assert re.search(r"\| on real photographs \(graffiti\)[^|]*\| – \| not measured here", text)
     # top-1 beyond position: the untrained control is scored, and each life model against it (paired)
     assert s["encoders"]["untrained"]["top1_displaced_beyond_position"] is not None
     assert set(s["encoders"]["life-kitchen"]["top1_displaced_beyond_position_vs_untrained"]) == {"diff", "se"}
