@@ -143,7 +143,8 @@ class _Plan:
     match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
     short_side: int  # stored frames' short side; CroCo's training crops are cut from it unresized
-    norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper) or raw (bench/study.md, session 12)
+    norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper; budgets of 60 min and more) or
+    # raw (below 60 min; bench/study.md, sessions 12-14)
     train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
 
 
@@ -156,7 +157,7 @@ def _plan(cfg: DemoConfig) -> _Plan:
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
                  probe_epochs=60, probe_readouts=3, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size,
-                 short_side=80, norm_pix_loss=False, train_share=0.62)
+                 short_side=80, norm_pix_loss=cfg.budget >= 60, train_share=0.62)
 
 
 class _Stages:
@@ -467,10 +468,11 @@ def _train_config(cfg: DemoConfig, plan: _Plan, steps: int, index: int, objectiv
     kw.update(recipe)
     if objective == "croco":  # each view a random crop of the stored frame, unresized: larger shifts between the
         kw["resize_short"] = plan.short_side  # two crops than CroCo's 256 -> 224 (bench/study.md, session 9)
-        # raw-pixel targets: at 15 min the depth probe (3 readouts) beat the same initialisation trained on the
-        # paper's per-patch normalised targets in 5 of 6 model-seeds, by little; top-1 moved within its errors, CAS
-        # between lives both ways; at 60 min (one seed) raw targets cost most of the alignment (bench/study.md,
-        # sessions 12-13)
+        # targets by budget (bench/study.md, sessions 12-14): below 60 min raw pixels (at 15 min the depth probe,
+        # 3 readouts, beat the same initialisation trained on the paper's per-patch normalised targets in 5 of 6
+        # model-seeds, by little; top-1 moved within its errors, CAS between lives both ways); from 60 min the
+        # paper's normalised ones (at 60 min raw targets cost most of the alignment in both seeds measured and
+        # bought no probe gain; the budgets between were not measured)
         kw["objective_conf"] = {"norm_pix_loss": plan.norm_pix_loss}
     kw.update(over)
     return TrainConfig(**kw)

@@ -231,3 +231,15 @@ def test_probe_margin_is_paired_readout_by_readout_only_where_the_seeds_pair():
     assert other["diff"] == pytest.approx(0.02) and other["se"] is None
     assert _probe_vs(u, probe([0.2, 0.2], [0, 1]))["se"] is None
     assert _probe_vs(u, {"metrics_aligned": None}) is None
+
+
+def test_targets_follow_the_budget():
+    """Raw-pixel targets below 60 min, the paper's per-patch normalised ones from 60 min (bench/study.md, session
+    14); the printed command says which."""
+    from slife.demo import DemoConfig, _plan, _targets_opt
+
+    assert _plan(DemoConfig()).norm_pix_loss is False  # 15 min
+    assert _plan(DemoConfig(budget_minutes=35)).norm_pix_loss is False
+    assert _plan(DemoConfig(budget_minutes=60)).norm_pix_loss is True
+    assert _plan(DemoConfig(study="full")).norm_pix_loss is True
+    assert '"norm_pix_loss": true' in _targets_opt(_plan(DemoConfig(study="full")))
