@@ -184,7 +184,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     encoder does better) are against the untrained encoder of its own architecture (CroCo's or the ViT's); with
     objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
     record), how its two models were trained (`growing`)."""
-    from slife.demo import GRAFFITI, _untrained_spec, objective_of, untrained_name
+    from slife.demo import _untrained_spec, objective_of, untrained_name
 
     cas = _read(evals["cas"])
     match = _read(evals["match"])
@@ -237,7 +237,9 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         "chance_top1": gt.get("accuracy_chance"),
         "encoders": enc,
         "zero_flow": {"match_aepe": ident.get("aepe"), "match_pck5": ident.get("pck5")},
-        "match_real_photographs": Path(match["data_root"]).resolve() == GRAFFITI.resolve(),  # else synthetic warps
+        # the graffiti photographs, or (under eval/homographies, `demo._match_root`) synthetic warps
+        "match_real_photographs": not Path(match["data_root"]).resolve().is_relative_to(
+            (Path(evals["match"]).parent.parent / "homographies").resolve()),
         "probe_readouts": ((probe.get(un) or {}).get("config") or {}).get("readouts", 1),
         "position_prior": _probe_numbers(pos),
         "top1_position_prior": {k: (gt.get("position_prior") or {}).get(k)
@@ -431,7 +433,7 @@ def claims(s: dict) -> list[dict]:
     best = min(lives.items(), key=lambda kv: kv[1]["match_aepe"] if ok(kv[1]["match_aepe"]) else math.inf,
                default=(None, {}))
     ba, bp = best[1].get("match_aepe"), best[1].get("match_pck5")
-    real = s.get("match_real_photographs", True)  # summaries from before session 14 ran on graffiti
+    real = s.get("match_real_photographs", True)  # a summary written before the key (rewrite its report to set it)
     out.append({"claim": "on real photographs (graffiti) the best life model beats zero flow on AEPE and PCK-5",
                 "holds": (ba < zf["match_aepe"] and bp > zf["match_pck5"]) if real and ok(
                     ba, bp, zf["match_aepe"], zf["match_pck5"]) else None,
@@ -580,8 +582,9 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                  f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation; "
                  f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone. "
                  f"The same study at 60 min (`slife demo --budget-minutes 60`) trains each model four to five times "
-                 f"as long; `bench/README.md` (\"the default study at 60 min, three seeds\", made with normalised "
-                 f"targets before session 12) records which claims its numbers supported.\n")
+                 f"as long, on the paper's per-patch normalised targets (this study's models train on "
+                 f"{'normalised' if plan.norm_pix_loss else 'raw'} pixels); `bench/README.md` (\"the default study "
+                 f"at 60 min, three seeds\", made with those targets) records which claims its numbers supported.\n")
     L.append("\n## Wall time per stage\n")
     L.append(_table(["stage", "seconds"], [[k, _f(v.get("seconds"), 1)] for k, v in stage_times.items()]))
     L.append("")
@@ -727,8 +730,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append(f"## Zero-shot correspondence on real photographs ({match['data_root']})\n"
              if s.get("match_real_photographs", True) else
              f"## Zero-shot correspondence on synthetic warps of a rendered view ({match['data_root']})\n\n"
-             "`../shared/data/graffiti_homography` (real photographs) is absent, so these pairs are five homographies "
-             "of one rendered view of the probe's test scene; the claim about real photographs is not measured.\n")
+             "`../shared/data/graffiti_homography` (real photographs) was absent, so these pairs are homographies of "
+             "one rendered view of the probe's test scene; the claim about real photographs is not measured.\n")
     rows = [[n, e["group"], _f(e["match_aepe"], 1), _f(e["match_pck5"])] for n, e in enc.items()
             if e["match_aepe"] is not None]
     rows.append(["zero flow (identity)", "control", _f(s["zero_flow"]["match_aepe"], 1), _f(s["zero_flow"]["match_pck5"])])
