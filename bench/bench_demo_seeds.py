@@ -22,6 +22,7 @@ import statistics
 from pathlib import Path
 
 from slife.demo import ABLATION, STUDIES, DemoConfig, run
+from slife.errors import SlifeError
 
 
 def _ms(vals: list[float], nd: int = 3) -> tuple[str, float, float]:
@@ -47,12 +48,18 @@ def main() -> None:
         cfg = DemoConfig(study=a.study, budget_minutes=a.budget_minutes, seed=s)
         out = a.out / f"demo-{a.study}-b{cfg.budget:g}-seed{s}"
         st = out / "stages.json"
-        if a.rewrite_report and st.exists():
-            d = json.loads(st.read_text())
+        before = st.read_text() if st.exists() else None
+        if a.rewrite_report and before is not None:
+            d = json.loads(before)
             d["stages"].pop("report", None)
             st.write_text(json.dumps(d, indent=2))
         if a.rewrite_report or "report" not in (json.loads(st.read_text())["stages"] if st.exists() else {}):
-            run(cfg, out)  # a finished run is only read: one made by older code may have another plan
+            try:
+                run(cfg, out)  # a finished run is only read: one made by older code may have another plan
+            except SlifeError as e:  # e.g. trained with other settings: the folder is left as it was
+                if before is not None:
+                    st.write_text(before)
+                raise SystemExit(f"error: {e}")
         runs.append(json.loads((out / "summary.json").read_text()))
         stage_s.append({k: v["seconds"] for k, v in json.loads((out / "stages.json").read_text())["stages"].items()})
     seeds = " | ".join(f"seed {s}" for s in a.seeds)
