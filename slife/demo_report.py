@@ -437,7 +437,7 @@ def claims(s: dict) -> list[dict]:
     out.append({"claim": "on real photographs (graffiti) the best life model beats zero flow on AEPE and PCK-5",
                 "holds": (ba < zf["match_aepe"] and bp > zf["match_pck5"]) if real and ok(
                     ba, bp, zf["match_aepe"], zf["match_pck5"]) else None,
-                "numbers": ("" if real else "not measured here: ../shared/data has no graffiti_homography, so the "
+                "numbers": ("" if real else "not measured here: ../shared/data had no graffiti_homography, so the "
                             "pairs are synthetic warps of a rendered view; on them, ")
                 + f"best {best[0]}: AEPE {_f(ba, 1)}, PCK-5 {_f(bp)}; zero flow AEPE "
                   f"{_f(zf['match_aepe'], 1)}, PCK-5 {_f(zf['match_pck5'])}"})
