@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
 from slife.demo import DemoConfig, _plan, _probe_one, _side_by_side, _untrained_specs, untrained_name
-from slife.eval.depth_probe import ProbeConfig
+from slife.eval.depth_probe import ProbeConfig, readout_margin
 
 
 def main() -> None:
@@ -62,13 +61,11 @@ def main() -> None:
     print("| encoder | " + " | ".join(f"readout {k}" for k in range(a.readouts)) + " | mean | sd | range | "
           "untrained - this ± paired se |")
     print("|---|" + "---|" * (a.readouts + 4))
-    u = [x["metrics_aligned"]["abs_rel"] for x in res[un]["readouts"]]
     for n, r in res.items():
         v = [x["metrics_aligned"]["abs_rel"] for x in r["readouts"]]
-        d = [a_ - b_ for a_, b_ in zip(u, v)]  # readout k: the same seed for both
+        d = readout_margin(res[un], r)  # readout k: the same seed for both
         print(f"| {n} | " + " | ".join(f"{x:.3f}" for x in v) + f" | {statistics.mean(v):.3f} | "
-              f"{statistics.stdev(v):.3f} | {max(v) - min(v):.3f} | {statistics.mean(d):+.3f} ± "
-              f"{statistics.stdev(d) / math.sqrt(len(d)):.3f} |")
+              f"{statistics.stdev(v):.3f} | {max(v) - min(v):.3f} | {d['diff']:+.3f} ± {d['se']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -666,6 +666,7 @@ def _half_snapshot(run_dir: Path, steps: int) -> str | None:
 
 
 GRAFFITI = Path(__file__).resolve().parents[2] / "shared" / "data" / "graffiti_homography"  # real photographs
+SYNTHETIC_HOMOGRAPHIES = "homographies"  # eval/ subfolder of the warps made where GRAFFITI is absent
 
 
 def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
@@ -673,7 +674,7 @@ def _match_root(cfg: DemoConfig, out: Path, lives: dict) -> Path:
     synthetic frame."""
     if GRAFFITI.is_dir():
         return GRAFFITI
-    root = out / "eval" / "homographies" / "v_synthetic"
+    root = out / "eval" / SYNTHETIC_HOMOGRAPHIES / "v_synthetic"
     if (root / "H_1_6").exists():
         return root.parent
     import io
@@ -725,6 +726,11 @@ def _untrained_spec(objective: str = "croco"):
 
     cls = objective_class(objective)
     return ModelSpec(cls.kind, dict(cls.presets["tiny"]))
+
+
+def architecture_of(name: str) -> str:
+    """The architecture a demo model trains ("croco" or "vit"): the kind of its own untrained control."""
+    return _untrained_spec(objective_of(name)).kind
 
 
 def _untrained_specs(cfg: DemoConfig) -> dict:

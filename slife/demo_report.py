@@ -53,27 +53,6 @@ def _probe_numbers(pr: dict) -> dict:
             "probe_abs_rel_aligned": get("metrics_aligned"), "probe_abs_rel_aligned_se": get("metrics_aligned_se")}
 
 
-def _probe_vs(base: dict, pr: dict) -> dict | None:
-    """Aligned AbsRel of probe result `base` (the untrained encoder's) minus that of `pr`, over their readouts
-    (> 0: `pr` probes better): {"diff": the mean of the per-readout differences, "se": their standard error}. Readout
-    k of every encoder has the same seed (initialisation and batch order), so the two are paired readout by readout;
-    se is None with one readout or readouts that do not pair (other counts or seeds: diff is then the difference
-    of the means). None where either lacks its aligned metrics."""
-    def per(r):
-        rs = r.get("readouts") or [{"seed": (r.get("config") or {}).get("seed"), "metrics_aligned":
-                                    r.get("metrics_aligned")}]
-        return [((x.get("metrics_aligned") or {}).get("abs_rel"), x.get("seed")) for x in rs]
-
-    a, b = per(base), per(pr)
-    if any(x is None for x, _ in a + b):
-        return None
-    if len(a) < 2 or len(a) != len(b) or any(s is None or s != t for (_, s), (_, t) in zip(a, b)):
-        # one readout, or readouts that do not pair (other counts or seeds): the difference of the means alone
-        return {"diff": float(np.mean([x for x, _ in a]) - np.mean([y for y, _ in b])), "se": None}
-    d = [x - y for (x, _), (y, _) in zip(a, b)]
-    return {"diff": float(np.mean(d)), "se": float(np.std(d, ddof=1) / math.sqrt(len(d)))}
-
-
 def _read(path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -179,12 +158,13 @@ def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
 
 def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -> dict:
     """The demo's numbers: every encoder (trained, untrained controls, depth oracle) on every measure; the two
-    margins over the untrained encoder (`probe_abs_rel_aligned_vs_untrained`: `_probe_vs`;
+    margins over the untrained encoder (`probe_abs_rel_aligned_vs_untrained`: `depth_probe.readout_margin`;
     `top1_displaced_beyond_position_vs_untrained`: this minus it, paired over the test pairs; both > 0 where the
     encoder does better) are against the untrained encoder of its own architecture (CroCo's or the ViT's); with
     objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
     record), how its two models were trained (`growing`)."""
-    from slife.demo import _untrained_spec, objective_of, untrained_name
+    from slife.demo import SYNTHETIC_HOMOGRAPHIES, architecture_of, untrained_name
+    from slife.eval.depth_probe import readout_margin
 
     cas = _read(evals["cas"])
     match = _read(evals["match"])
@@ -197,19 +177,15 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     acc = (cas.get("ground_truth") or {}).get("accuracy", {})
     top1 = _top1_by_encoder(evals["top1"], runs) if evals.get("top1") else {}
     enc = {}
-
-    def own_untrained(name):  # the untrained control of a model's own architecture (CroCo's or the ViT's)
-        return untrained_name(cfg, _untrained_spec(objective_of(name)).kind)
-
     for name in list(runs["models"]) + untrained:
         pr = probe.get(name) or {}
         mo = (match["models"].get(name) or {}).get("overall", {}).get("model", {})
         a1 = (acc.get(label[name]) or {}) if name in label else {}
         if a1.get("displaced") is None:
             a1 = top1.get(name) or {}
-        own = own_untrained(name)
+        own = untrained_name(cfg, architecture_of(name))  # the untrained control of its own architecture
         enc[_enc_key(name, un)] = {"group": group_of(name), **_probe_numbers(pr),
-                     "probe_abs_rel_aligned_vs_untrained": _probe_vs(probe[own], pr)
+                     "probe_abs_rel_aligned_vs_untrained": readout_margin(probe[own], pr)
                      if group_of(name) != "untrained" and own in probe and pr else None,
                      "top1_displaced": a1.get("displaced"),
                      "top1_displaced_beyond_position": a1.get("beyond_position_displaced"),
@@ -221,7 +197,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
                      "match_aepe": mo.get("aepe"), "match_pck5": mo.get("pck5")}
     orc = (probe.get(un) or {}).get("control_oracle") or {}
     enc["oracle"] = {"group": "oracle", **_probe_numbers(orc),
-                     "probe_abs_rel_aligned_vs_untrained": _probe_vs(probe[un], orc) if un in probe and orc else None,
+                     "probe_abs_rel_aligned_vs_untrained": readout_margin(probe[un], orc) if un in probe and orc else None,
                      "top1_displaced": None,
                      "top1_displaced_beyond_position": None,
                      "top1_displaced_beyond_position_se": None, "top1_displaced_beyond_position_vs_untrained": None,
@@ -237,9 +213,9 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         "chance_top1": gt.get("accuracy_chance"),
         "encoders": enc,
         "zero_flow": {"match_aepe": ident.get("aepe"), "match_pck5": ident.get("pck5")},
-        # the graffiti photographs, or (under eval/homographies, `demo._match_root`) synthetic warps
+        # the graffiti photographs, or (under eval/SYNTHETIC_HOMOGRAPHIES, `demo._match_root`) synthetic warps
         "match_real_photographs": not Path(match["data_root"]).resolve().is_relative_to(
-            (Path(evals["match"]).parent.parent / "homographies").resolve()),
+            (Path(evals["match"]).parent.parent / SYNTHETIC_HOMOGRAPHIES).resolve()),
         "probe_readouts": ((probe.get(un) or {}).get("config") or {}).get("readouts", 1),
         "position_prior": _probe_numbers(pos),
         "top1_position_prior": {k: (gt.get("position_prior") or {}).get(k)
@@ -298,14 +274,14 @@ def _objectives_summary(cfg, runs: dict, evals: dict, enc: dict, match: dict) ->
     depth probe and on correspondence, beside the untrained encoder of its own architecture, chance, the
     same-position predictor, zero flow and the depth oracle; and whether CroCo beats every other objective on
     each correspondence measure in this run (strictly; None where a number is missing)."""
-    from slife.demo import objective_of, untrained_name
+    from slife.demo import architecture_of, objective_of, untrained_name
 
     first = f"life-{cfg.spec.lives[0][0]}"
     arms = {"croco": first, **{objective_of(n): n for n in runs["models"] if n.startswith("objective-")}}
     native, feats = _read(evals["top1"]), _read(evals["top1_features"])
     t_nat = _top1_by_encoder(evals["top1"], runs)
     t_feat = _top1_by_encoder(evals["top1_features"], runs)
-    kinds = {o: ("croco" if o.startswith("croco") else "vit") for o in arms}
+    kinds = {o: architecture_of(name) for o, name in arms.items()}
     rows = {}
     for objective, name in arms.items():
         un = untrained_name(cfg, kinds[objective])

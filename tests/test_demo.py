@@ -217,7 +217,7 @@ def test_half_snapshot_is_nearest_to_half(tmp_path):
 
 
 def test_probe_margin_is_paired_readout_by_readout_only_where_the_seeds_pair():
-    from slife.demo_report import _probe_vs
+    from slife.eval.depth_probe import readout_margin
 
     def probe(vals, seeds):
         rs = [{"seed": s, "metrics_aligned": {"abs_rel": v}} for v, s in zip(vals, seeds)]
@@ -225,13 +225,13 @@ def test_probe_margin_is_paired_readout_by_readout_only_where_the_seeds_pair():
                 "config": {"seed": seeds[0]}}
 
     u, m = probe([0.30, 0.20, 0.25], [0, 1, 2]), probe([0.28, 0.17, 0.24], [0, 1, 2])
-    d = _probe_vs(u, m)  # differences 0.02, 0.03, 0.01: mean 0.02, sd 0.01
+    d = readout_margin(u, m)  # differences 0.02, 0.03, 0.01: mean 0.02, sd 0.01
     assert d["diff"] == pytest.approx(0.02) and d["se"] == pytest.approx(0.01 / math.sqrt(3))
-    assert _probe_vs(probe([0.3], [0]), probe([0.2], [0])) == pytest.approx({"diff": 0.1, "se": None})
-    other = _probe_vs(u, probe([0.28, 0.17, 0.24], [1, 2, 3]))  # other seeds: the means alone
+    assert readout_margin(probe([0.3], [0]), probe([0.2], [0])) == pytest.approx({"diff": 0.1, "se": None})
+    other = readout_margin(u, probe([0.28, 0.17, 0.24], [1, 2, 3]))  # other seeds: the means alone
     assert other["diff"] == pytest.approx(0.02) and other["se"] is None
-    assert _probe_vs(u, probe([0.2, 0.2], [0, 1]))["se"] is None
-    assert _probe_vs(u, {"metrics_aligned": None}) is None
+    assert readout_margin(u, probe([0.2, 0.2], [0, 1]))["se"] is None
+    assert readout_margin(u, {"metrics_aligned": None}) is None
 
 
 def test_targets_follow_how_long_each_model_trains():

@@ -324,11 +324,37 @@ def _mean_over_readouts(ms: list[dict]) -> dict:
     return {**{k: float(np.mean([m[k] for m in ms])) for k in METRIC_NAMES}, "images": ms[0]["images"]}
 
 
+def mean_se(vals: Sequence[float]) -> float:
+    """Standard error of the mean of independent replicates (readouts): their standard deviation / sqrt(n)."""
+    return float(np.std(vals, ddof=1) / math.sqrt(len(vals)))
+
+
 def _se_over_readouts(ms: list[dict]) -> dict | None:
-    """Standard error of that mean: the readouts' standard deviation / sqrt(n); None for one readout."""
+    """Standard error of that mean (`mean_se`); None for one readout."""
     if len(ms) < 2 or any(m["images"] == 0 for m in ms):
         return None
-    return {k: float(np.std([m[k] for m in ms], ddof=1) / math.sqrt(len(ms))) for k in METRIC_NAMES}
+    return {k: mean_se([m[k] for m in ms]) for k in METRIC_NAMES}
+
+
+def readout_margin(base: dict, rep: dict, key: str = "abs_rel") -> dict | None:
+    """Aligned `key` of probe result `base` (probe.json or one of its controls; say the untrained encoder's) minus
+    that of `rep`, over their readouts (> 0 for AbsRel: `rep` probes better): {"diff": the mean of the per-readout
+    differences, "se": their `mean_se`}. Readout k has seed SEED + k for every encoder (initialisation and batch
+    order), so two results of the same settings pair readout by readout. se is None with one readout or readouts
+    that do not pair (other counts or seeds: diff is then the difference of the means). None where either lacks
+    its aligned metrics."""
+    def per(r):
+        rs = r.get("readouts") or [{"seed": (r.get("config") or {}).get("seed"),
+                                    "metrics_aligned": r.get("metrics_aligned")}]
+        return [((x.get("metrics_aligned") or {}).get(key), x.get("seed")) for x in rs]
+
+    a, b = per(base), per(rep)
+    if any(x is None for x, _ in a + b):
+        return None
+    if len(a) < 2 or len(a) != len(b) or any(s is None or s != t for (_, s), (_, t) in zip(a, b)):
+        return {"diff": float(np.mean([x for x, _ in a]) - np.mean([y for y, _ in b])), "se": None}
+    d = [x - y for (x, _), (y, _) in zip(a, b)]
+    return {"diff": float(np.mean(d)), "se": mean_se(d)}
 
 
 def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: Callable[..., None] | None = None,
