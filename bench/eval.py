@@ -118,7 +118,7 @@ def probe_rows(a):
     r = AttentiveReadout(kw["enc_embed_dim"], grid, p)
     cfg = ProbeConfig(epochs=2, batch_size=16)
     t0 = time.perf_counter()
-    train_readout(r, tokens, depth, mask, cfg)
+    train_readout(r, tokens, depth, mask, cfg, cfg.lr[0])
     dt = (time.perf_counter() - t0) / cfg.epochs
     rows.append((f"depth probe readout, `tiny` preset, {n} train images, batch 16", f"{dt:.2f} s/epoch",
                  "encoder features computed once beforehand (not included)"))

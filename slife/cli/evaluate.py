@@ -372,7 +372,11 @@ def probe_cmd(
                                     "(the last four, as DINOv2's linear probe)."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the readout."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW peak learning rate (cosine schedule to 0)."),
+    lr: List[float] = typer.Option([1e-3], "--lr", help="AdamW peak learning rate (cosine schedule to 0). Repeat "
+                                   "it to let each encoder and control choose: one readout per rate is fit on the "
+                                   "training views but one training place's (or, with one place, the last 20%) and "
+                                   "the rate with the lowest aligned AbsRel there is used, e.g. --lr 1e-4 --lr 3e-4 "
+                                   "--lr 1e-3 --lr 3e-3 (costs one fit per rate more; the test views play no part)."),
     weight_decay: float = typer.Option(0.05, "--weight-decay", help="AdamW weight decay."),
     depth_kind: str = typer.Option("depths", "--depth", help="nyu: 'depths' (filled) or 'rawDepths' (raw)."),
     max_train: int = typer.Option(0, "--max-train", help="Use only the first n training images (0 = all)."),
@@ -408,7 +412,7 @@ def probe_cmd(
     root = data_root
     if root is None and os.environ.get(ENV_ROOTS.get(dataset, "")):
         root = Path(os.environ[ENV_ROOTS[dataset]])
-    cfg = ProbeConfig(dataset=dataset, data_root=root, layers=tuple(layer), epochs=epochs, batch_size=batch_size, lr=lr,
+    cfg = ProbeConfig(dataset=dataset, data_root=root, layers=tuple(layer), epochs=epochs, batch_size=batch_size, lr=tuple(lr),
                       weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
                       frame_step=frame_step, align=align, seed=seed, readouts=readouts,
                       control_untrained=control_untrained, control_oracle=control_oracle,
@@ -439,6 +443,13 @@ def probe_cmd(
         t.caption = (f"each readout's number: the mean of {n} readouts (seeds {rep['config']['seed']}-"
                      f"{rep['config']['seed'] + n - 1}) ± its standard error")
     _show(t)
+    if rep.get("lr_choice"):
+        console.print(f"learning rate chosen on {rep['lr_choice']['validation']}, lowest validation AbsRel "
+                      f"({rep['lr_choice']['metric']}):")
+        for src, label in ((rep, "encoder"), (ctrl, "untrained"), (orc, "depth oracle"), (pos, "position prior")):
+            if src.get("lr_choice"):
+                sc = ", ".join(f"{k} {v:.3f}" for k, v in src["lr_choice"]["scores"].items())
+                console.print(f"  {label}: {src['lr']:g} ({sc})")
     sk = rep.get("skipped_views") or {}
     if sk.get("train") or sk.get("test"):
         console.print(f"left out {sk['train']} train and {sk['test']} test views with unreadable depth maps "

@@ -19,6 +19,12 @@ the same frozen tokens and every metric is their mean, with its standard error (
 `readouts`: a single readout's score moves with its seed by about as much as encoders differ at small scale
 (bench/eval.md), so one fit can rank two encoders either way. Examples, the saved weights and `train_loss`
 are readout 0's; `seconds.train` covers all readouts (`per_epoch`: per readout epoch).
+With several learning rates (`lr`), each encoder and control chooses its own on a validation split of its
+training views (`choose_lr`: with two training places or more, the last place by name, place-disjoint like the
+test split; otherwise the last 20% of the training views), as DINOv2's linear evaluation chooses its rate on a
+held-out part of the training set: one readout per rate fit on the rest, the lowest validation AbsRel wins, and
+every readout then trains on all training views at that rate. probe.json gives the rate used ("lr") and the
+validation scores ("lr_choice"); the test views play no part in the choice.
 Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when
 asked, for the same readout on an untrained encoder of the same architecture (the negative control), on
 depth-oracle tokens (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can
@@ -62,7 +68,8 @@ class ProbeConfig:
     # final norm); several: concatenated in block order
     epochs: int = 30  # readout training epochs
     batch_size: int = 16  # images per step
-    lr: float = 1e-3  # AdamW peak learning rate (cosine to 0, 5% warmup)
+    lr: tuple[float, ...] = (1e-3,)  # AdamW peak learning rate (cosine to 0, 5% warmup); several: each encoder
+    # and control uses the one with the lowest error on a validation split of its training views (`choose_lr`)
     weight_decay: float = 0.05  # AdamW weight decay
     dim: int = 128  # readout width
     heads: int = 4  # readout attention heads
@@ -96,8 +103,14 @@ class ProbeConfig:
         if not layers or not all(isinstance(x, int) and not isinstance(x, bool) for x in layers):
             raise SlifeError(f"--layer: give one or more encoder block numbers, got {self.layers!r}")
         object.__setattr__(self, "layers", layers)
-        if self.lr <= 0 or self.weight_decay < 0 or self.max_train < 0 or self.max_test < 0:
-            raise SlifeError("--lr must be > 0; --weight-decay, --max-train, --max-test >= 0")
+        lrs = (self.lr,) if isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) else tuple(self.lr)
+        if not lrs or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in lrs):
+            raise SlifeError(f"--lr: give one or more learning rates > 0, got {self.lr!r}")
+        if len(set(lrs)) < len(lrs):
+            raise SlifeError(f"--lr names a rate twice ({', '.join(map(str, lrs))})")
+        object.__setattr__(self, "lr", tuple(float(x) for x in lrs))
+        if self.weight_decay < 0 or self.max_train < 0 or self.max_test < 0:
+            raise SlifeError("--weight-decay, --max-train, --max-test must be >= 0")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -275,14 +288,14 @@ def depth_oracle_tokens(depth: np.ndarray, mask: np.ndarray, patch: int, dim: in
 # entry point
 
 def train_readout(readout: AttentiveReadout, tokens: torch.Tensor, depth: np.ndarray, mask: np.ndarray,
-                  cfg: ProbeConfig, progress: Callable[..., None] | None = None) -> list[float]:
-    """Fit the readout (AdamW, warmup + cosine) on frozen tokens; returns the mean loss of each epoch."""
+                  cfg: ProbeConfig, lr: float, progress: Callable[..., None] | None = None) -> list[float]:
+    """Fit the readout (AdamW, peak `lr`, warmup + cosine) on frozen tokens; returns the mean loss of each epoch."""
     from slife.train.optim import lr_at, make_optimizer, set_lr
 
     n = len(tokens)
     d = torch.from_numpy(depth)[:, None]  # (n, 1, S, S)
     valid = torch.from_numpy(mask)[:, None] & (d > cfg.min_depth) & (d <= cfg.max_depth)  # (n, 1, S, S)
-    opt = make_optimizer(readout, cfg.lr, cfg.weight_decay, betas=(0.9, 0.999))
+    opt = make_optimizer(readout, lr, cfg.weight_decay, betas=(0.9, 0.999))
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, total // 20)
@@ -294,7 +307,7 @@ def train_readout(readout: AttentiveReadout, tokens: torch.Tensor, depth: np.nda
         tot = 0.0
         for b in range(steps_per_epoch):
             ix = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            set_lr(opt, lr_at(step, cfg.lr, warm, total))
+            set_lr(opt, lr_at(step, lr, warm, total))
             loss = log_l1_loss(readout(tokens[ix].float()), d[ix], valid[ix].float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -315,6 +328,54 @@ def predict(readout: AttentiveReadout, tokens: torch.Tensor, batch_size: int = 6
         for i in range(0, len(tokens), batch_size):
             out.append(readout(tokens[i:i + batch_size].float()).exp()[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def score(pred: np.ndarray, depth: np.ndarray, mask: np.ndarray, cfg: ProbeConfig) -> tuple[dict, dict | None]:
+    """`mean_metrics` of predictions (n, S, S) against the true depth: scale-aware, and aligned (None unless
+    cfg.align)."""
+    rows, rows_al = [], []
+    for p, g, m in zip(pred, depth, mask):
+        rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
+        if cfg.align:
+            valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
+            rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
+    return mean_metrics(rows), mean_metrics(rows_al) if cfg.align else None
+
+
+def validation_split(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Training views -> (indices fit, indices validated, what the validation views are). Views are named
+    PLACE/FRAME (a life's, a ScanNet scene's): with two places or more the validation views are those of the last
+    place by name, so validation is place-disjoint like the life benchmark's test split; otherwise the last 20% of
+    the views in order (NYU's are named by index), which may show the places the others show."""
+    places = [n.rsplit("/", 1)[0] if "/" in n else None for n in names]
+    groups = sorted({p for p in places if p is not None})
+    if len(groups) >= 2 and None not in places:
+        val = np.array([p == groups[-1] for p in places])
+        what = f"the views of training place {groups[-1]} ({int(val.sum())} views; the readout fits the other places')"
+    else:
+        k = max(1, round(0.2 * len(names)))
+        val = np.arange(len(names)) >= len(names) - k
+        what = f"the last {k} of {len(names)} training views (not place-disjoint: they may show the others' places)"
+    return np.flatnonzero(~val), np.flatnonzero(val), what
+
+
+def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Callable[..., None] | None = None) -> dict:
+    """The learning rate of cfg.lr with the lowest validation error: for each, one readout (seed cfg.seed) is fit
+    on the training views but the validation split's (`validation_split`) and scored on those (aligned AbsRel,
+    scale-aware without cfg.align). -> {"lr", "validation", "scores" {lr: AbsRel}}; the test views are never seen."""
+    fit_ix, val_ix, what = validation_split(tr["names"])
+    if len(fit_ix) == 0:
+        raise SlifeError(f"--lr with {len(cfg.lr)} rates needs at least 2 training views, got {len(tr['names'])}")
+    key = "metrics_aligned" if cfg.align else "metrics"
+    scores = {}
+    for lr in cfg.lr:
+        torch.manual_seed(cfg.seed)
+        readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
+        train_readout(readout, tr["tokens"][fit_ix], tr["depth"][fit_ix], tr["mask"][fit_ix], cfg, lr, progress)
+        m, m_al = score(predict(readout, tr["tokens"][val_ix]), tr["depth"][val_ix], tr["mask"][val_ix], cfg)
+        scores[lr] = (m_al if cfg.align else m)["abs_rel"]
+    best = min(scores, key=scores.get)
+    return {"lr": best, "validation": what, "metric": f"{key}.abs_rel", "scores": {str(k): v for k, v in scores.items()}}
 
 
 def _mean_over_readouts(ms: list[dict]) -> dict:
@@ -424,32 +485,32 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
             raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images{lost}; "
                              "need both")
         if progress:
+            n_fit = len(tr["names"]) - len(validation_split(tr["names"])[1]) if len(cfg.lr) > 1 else 0
             progress(0, total=len(tr["names"]) + len(te["names"])
-                     + cfg.readouts * cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size))
+                     + cfg.readouts * cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size)
+                     + len(cfg.lr) * cfg.epochs * math.ceil(n_fit / cfg.batch_size))
         t1 = time.perf_counter()
+        chosen = choose_lr(tr, cfg, side, patch, progress) if len(cfg.lr) > 1 else None
+        lr = chosen["lr"] if chosen else cfg.lr[0]
+        t_choose = time.perf_counter() - t1
         per, first = [], None  # {"seed", "metrics", "metrics_aligned", "train_loss"} per readout; readout 0, its pred
         for k in range(cfg.readouts):
             kcfg = replace(cfg, seed=cfg.seed + k)
             torch.manual_seed(kcfg.seed)
             readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
-            losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], kcfg, progress)
+            losses = train_readout(readout, tr["tokens"], tr["depth"], tr["mask"], kcfg, lr, progress)
             pred = predict(readout, te["tokens"])  # (n, S, S)
-            rows, rows_al = [], []
-            for p, g, m in zip(pred, te["depth"], te["mask"]):
-                rows.append(depth_metrics(p, g, m, cfg.min_depth, cfg.max_depth))
-                if cfg.align:
-                    valid = m & (g > cfg.min_depth) & (g <= cfg.max_depth)
-                    rows_al.append(depth_metrics(align_scale_shift(p, g, valid), g, m, cfg.min_depth, cfg.max_depth))
-            per.append({"seed": kcfg.seed, "metrics": mean_metrics(rows),
-                        "metrics_aligned": mean_metrics(rows_al) if cfg.align else None, "train_loss": losses})
+            m, m_al = score(pred, te["depth"], te["mask"], cfg)
+            per.append({"seed": kcfg.seed, "metrics": m, "metrics_aligned": m_al, "train_loss": losses})
             first = first or (readout, pred)  # only readout 0's predictions are kept (examples, saved weights)
-        t_train = time.perf_counter() - t1
+        t_train = time.perf_counter() - t1 - t_choose
         result = {"metrics": _mean_over_readouts([r["metrics"] for r in per]),
                   "metrics_aligned": _mean_over_readouts([r["metrics_aligned"] for r in per]) if cfg.align else None,
                   "metrics_se": _se_over_readouts([r["metrics"] for r in per]),
                   "metrics_aligned_se": _se_over_readouts([r["metrics_aligned"] for r in per]) if cfg.align else None,
                   "train_loss": per[0]["train_loss"], "readouts": per if cfg.readouts > 1 else None,
-                  "seconds": {"encode": t_encode, "train": t_train,
+                  "lr": lr, "lr_choice": chosen,
+                  "seconds": {"encode": t_encode, "choose_lr": t_choose, "train": t_train,
                               "per_epoch": t_train / (cfg.epochs * cfg.readouts)}}
         return first[0], tr, te, first[1], result
 

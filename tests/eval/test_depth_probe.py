@@ -305,3 +305,39 @@ def test_cli_probe_leaves_out_unreadable_depth_maps(tiny_life, tmp_path):
     r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out2")])
     assert r.exit_code == 2 and f"0 train and {n_test} test views left out" in " ".join(r.output.split())
     assert not (tmp_path / "out2").exists()  # a failed run leaves no empty output folder
+
+
+def test_several_learning_rates_are_chosen_on_a_held_out_training_place(tiny_life, tiny_life_b, tmp_path):
+    """--lr repeated: each encoder and control fits one readout per rate on the training places but the last and
+    takes the rate with the lowest validation AbsRel on that place; the readouts then train on every training
+    view at that rate, exactly as a one-rate probe at it would. Views not named PLACE/FRAME validate on the last
+    20%. A rate given twice, or not > 0, is a one-line error."""
+    from slife.eval.depth_probe import ProbeConfig, run, validation_split
+
+    fit, val, what = validation_split(["b/0", "a/1", "b/2", "a/3", "c/4"])
+    assert list(fit) == [0, 1, 2, 3] and list(val) == [4] and "training place c (1 views" in what
+    fit, val, what = validation_split([str(i) for i in range(10)])
+    assert list(val) == [8, 9] and list(fit) == list(range(8)) and "not place-disjoint" in what
+    root = tmp_path / "places"
+    for split, lives in (("train", {"a": tiny_life, "b": tiny_life_b}), ("test", {"c": tiny_life})):
+        (root / split).mkdir(parents=True)
+        for nm, src in lives.items():
+            (root / split / nm).symlink_to(src, target_is_directory=True)
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    base = dict(dataset="life", data_root=root, frame_step=2, epochs=6, batch_size=8, seed=1)
+    rep = json.loads(run(ProbeConfig(**base, lr=(1e-6, 3e-3), control_untrained=True), [ck],
+                         tmp_path / "grid").read_text())
+    ch = rep["lr_choice"]
+    assert "training place tiny-office" in ch["validation"] and set(ch["scores"]) == {"1e-06", "0.003"}
+    assert ch["scores"]["0.003"] != ch["scores"]["1e-06"] and rep["lr"] == float(min(ch["scores"], key=ch["scores"].get))
+    un = rep["control_untrained"]["lr_choice"]  # each control chooses its own, on the same views
+    assert un["validation"] == ch["validation"] and un["scores"] != ch["scores"]
+    one = json.loads(run(ProbeConfig(**base, lr=rep["lr"]), [ck], tmp_path / "one").read_text())
+    assert one["lr"] == rep["lr"] and one["lr_choice"] is None
+    assert rep["metrics"] == one["metrics"] and rep["train_loss"] == one["train_loss"]  # then the same readout
+    r = CliRunner().invoke(app, ["probe", "life", str(ck), "--data-root", str(root), "--out", str(tmp_path / "cli"),
+                                 "--epochs", "2", "--frame-step", "2", "--lr", "1e-3", "--lr", "1e-2"])
+    assert r.exit_code == 0 and "learning rate chosen on the views of training place tiny-office" in " ".join(r.output.split())
+    for bad, msg in ((["--lr", "1e-3", "--lr", "1e-3"], "names a rate twice"), (["--lr", "0"], "rates > 0")):
+        r = CliRunner().invoke(app, ["probe", "life", str(ck), "--data-root", str(root), *bad])
+        assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, r.output
