@@ -139,6 +139,8 @@ class _Plan:
     probe_views: int  # views rendered per probe scene
     probe_epochs: int  # readout epochs (measured to converge: bench/README.md)
     probe_readouts: int  # readouts per encoder, their scores averaged (one moves with its seed: bench/eval.md)
+    probe_lrs: tuple  # the readout's candidate learning rates: each encoder and control takes the one with the
+    # lowest error on a held-out training place (depth_probe.choose_lr; bench/study.md, session 15)
     cas_pairs: int  # test pairs for CAS
     match_pairs: int  # homography pairs for correspondence (0: all)
     batch_size: int  # pairs per training step
@@ -154,23 +156,25 @@ class _Plan:
 # the 60-min default study's 18.6 min (raw targets cost most of the alignment there in both seeds measured and
 # bought no consistent probe gain). The lengths between were not measured.
 NORMALISED_TARGETS_FROM = 18.0  # minutes of training per model
+PROBE_LRS = (1e-4, 3e-4, 1e-3, 3e-3)  # the depth readout's learning rates, chosen per encoder (session 15)
 
 
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
-                     probe_epochs=1, probe_readouts=2, cas_pairs=4, match_pairs=1, batch_size=4, short_side=72,
+                     probe_epochs=1, probe_readouts=2, probe_lrs=(1e-3, 3e-3), cas_pairs=4, match_pairs=1, batch_size=4, short_side=72,
                      norm_pix_loss=False, train_share=0.5)
     s = cfg.budget / cfg.spec.budget_minutes
     train_share = 0.62
     per_model = cfg.budget * train_share / _rounds(cfg)  # minutes each model trains
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
-                 probe_epochs=60, probe_readouts=3, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size,
+                 probe_epochs=60, probe_readouts=3, probe_lrs=PROBE_LRS, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size,
                  short_side=80, norm_pix_loss=per_model >= NORMALISED_TARGETS_FROM, train_share=train_share)
 
 
-_PLAN_BEFORE = {"norm_pix_loss": True}  # plan settings a stages.json made before them lacks: what its models had
+# plan settings a stages.json made before them lacks: what its models and evaluation had
+_PLAN_BEFORE = {"norm_pix_loss": True, "probe_lrs": [1e-3]}
 
 
 class _Stages:
@@ -211,7 +215,7 @@ class _Stages:
 
 
 # plan settings that only the evaluation reads: a change redoes the evaluation and the report, not the training
-_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts"})
+_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts", "probe_lrs"})
 
 
 def _differences(old: dict, new: dict) -> list[tuple[str, str]]:
@@ -243,7 +247,7 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(cfg)
-    stages = _Stages(out, {"config": _jsonable(asdict(cfg)), "plan": asdict(plan)})
+    stages = _Stages(out, {"config": _jsonable(asdict(cfg)), "plan": _jsonable(asdict(plan))})
     say = announce or (lambda stage, cmd: None)
 
     def stage(name: str, command: str, fn: Callable[[], dict]) -> dict:
@@ -273,6 +277,7 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
                   f"--data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} --batch-size 32 "
                   f"--seed {cfg.seed} --readouts {plan.probe_readouts} "
+                  + "".join(f"--lr {x:g} " for x in plan.probe_lrs) +
                   f"--control-oracle --control-position{top1}; slife match hpatches ...",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
@@ -768,7 +773,7 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         # depth probes: plan.probe_readouts readouts per encoder, side by side; the oracle (positive control) rides
         # with the untrained encoder's probe (negative control); same readout, same budget for all
         pcfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs, frame_step=1,
-                           batch_size=32, seed=cfg.seed, readouts=plan.probe_readouts)
+                           batch_size=32, seed=cfg.seed, readouts=plan.probe_readouts, lr=plan.probe_lrs)
         jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]
         from dataclasses import replace
 
@@ -778,9 +783,12 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
                                              str(ev / "probe" / un),
                                              cfg.seed, spec)))
         n_train = len(cfg.probe_train_scenes) * plan.probe_views
+        n_fit = n_train - plan.probe_views if len(plan.probe_lrs) > 1 else 0  # the learning rates' fits
         fits = len(jobs) + 2  # the oracle and the position prior are fits of their own
-        with task(f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each)",
-                  fits * plan.probe_readouts * plan.probe_epochs * -(-n_train // 32)) as adv:
+        steps = plan.probe_readouts * -(-n_train // 32) + len(plan.probe_lrs) * -(-n_fit // 32)
+        with task(f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each"
+                  + (f", learning rate of {len(plan.probe_lrs)} chosen on a training place" if n_fit else "") + ")",
+                  fits * plan.probe_epochs * steps) as adv:
             probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
         res = {"probe": probes}
         res.update(_eval_attention(cfg, plan, out, lives, shards, runs, task))

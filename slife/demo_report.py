@@ -47,10 +47,19 @@ def _diff_se(d: dict | None) -> str:
 
 def _probe_numbers(pr: dict) -> dict:
     """A probe.json result (or one of its controls) -> its AbsRel, scale-aware and aligned, each with the
-    standard error over its readouts (None for one readout)."""
+    standard error over its readouts (None for one readout), and the readout's learning rate (chosen on a held-out
+    training place when the probe had several)."""
     get = lambda key: (pr.get(key) or {}).get("abs_rel")  # noqa: E731
     return {"probe_abs_rel": get("metrics"), "probe_abs_rel_se": get("metrics_se"),
-            "probe_abs_rel_aligned": get("metrics_aligned"), "probe_abs_rel_aligned_se": get("metrics_aligned_se")}
+            "probe_abs_rel_aligned": get("metrics_aligned"), "probe_abs_rel_aligned_se": get("metrics_aligned_se"),
+            "probe_lr": pr.get("lr", (pr.get("config") or {}).get("lr"))}
+
+
+def _lr(e: dict) -> str:
+    """The readout's learning rate of a summary row (one rate, or a list from an older probe.json)."""
+    lr = e.get("probe_lr")
+    lr = lr[0] if isinstance(lr, list) and len(lr) == 1 else lr
+    return f"{lr:g}" if isinstance(lr, (int, float)) else "–"
 
 
 def _read(path) -> dict:
@@ -617,11 +626,18 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     for n, e in list(enc.items()) + [("(position prior: constant tokens)", {"group": "control",
                                                                           **(s.get("position_prior") or {})})]:
         rows.append([n, e["group"], _pm(e, "probe_abs_rel_aligned"),
-                     _diff_se(e.get("probe_abs_rel_aligned_vs_untrained")), _pm(e, "probe_abs_rel")])
+                     _diff_se(e.get("probe_abs_rel_aligned_vs_untrained")), _pm(e, "probe_abs_rel"), _lr(e)])
     base = probe0.get("baseline_mean_depth", {})
-    rows.append(["(predict the mean train depth)", "control", "–", "–", _f(base.get("abs_rel"))])
-    L.append(_table(["encoder", "group", "AbsRel aligned", "untrained minus it (aligned; > 0: better)", "AbsRel"],
-                    rows))
+    rows.append(["(predict the mean train depth)", "control", "–", "–", _f(base.get("abs_rel")), "–"])
+    L.append(_table(["encoder", "group", "AbsRel aligned", "untrained minus it (aligned; > 0: better)", "AbsRel",
+                     "lr"], rows))
+    ch = probe0.get("lr_choice")
+    if ch:
+        lrs = ", ".join(f"{float(x):g}" for x in ch["scores"])
+        L.append(f"\nEach encoder and control chose the readout's learning rate ({lrs}) on {ch['validation']}: one "
+                 f"readout per rate fit on the other training places, the lowest aligned AbsRel there wins, and the "
+                 f"readouts above then train on every training view at that rate (column \"lr\"; the test place plays "
+                 f"no part in the choice).\n")
     if nr > 1:
         L.append("\nThe margin over the untrained encoder (of the encoder's own architecture) is paired readout by "
                  "readout, ± the standard error of the differences.\n")

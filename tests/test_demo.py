@@ -58,9 +58,9 @@ def test_demo_smoke(tmp_path):
                           "probe_abs_rel_aligned_se", "probe_abs_rel_aligned_vs_untrained", "top1_displaced",
                           "top1_displaced_beyond_position", "top1_displaced_beyond_position_se",
                           "top1_displaced_beyond_position_vs_untrained", "top1_beyond_position",
-                          "top1_beyond_position_se", "match_aepe", "match_pck5"}
+                          "top1_beyond_position_se", "match_aepe", "match_pck5", "probe_lr"}
         assert all(v is None or math.isfinite(v) for k, v in e.items()
-                   if k not in ("group", "top1_displaced_beyond_position_vs_untrained",
+                   if k not in ("group", "top1_displaced_beyond_position_vs_untrained", "probe_lr",
                                 "probe_abs_rel_aligned_vs_untrained"))
     assert s["encoders"]["oracle"]["match_aepe"] is None and s["encoders"]["untrained"]["match_aepe"] is not None
     assert set(s["zero_flow"]) == {"match_aepe", "match_pck5"}
@@ -77,6 +77,9 @@ def test_demo_smoke(tmp_path):
     assert all(math.isfinite(v) for v in s["position_prior"].values())  # the probe's readout on constant tokens
     assert s["probe_readouts"] == 2 and s["encoders"]["life-kitchen"]["probe_abs_rel_aligned_se"] > 0  # two readouts
     assert "Every readout's number is the mean of 2 readouts" in text
+    # the readout's learning rate: each encoder and control chooses its own on a held-out training place
+    assert all(e["probe_lr"] in (1e-3, 3e-3) for e in s["encoders"].values())
+    assert "chose the readout's learning rate (0.001, 0.003) on the views of training place" in text
     # the probe margin over the untrained encoder, paired readout by readout (readout k: the same seed for both)
     probes = stages["eval"]["result"]["probe"]
     per = {n: [r["metrics_aligned"]["abs_rel"] for r in json.loads(open(probes[n]).read())["readouts"]]
@@ -99,13 +102,13 @@ def test_demo_smoke(tmp_path):
     # a folder evaluated with other probe settings (here: before the probe averaged readouts): the models are
     # kept, the evaluation and the report redone
     st = json.loads((out / "stages.json").read_text())
-    del st["identity"]["plan"]["probe_readouts"]
+    del st["identity"]["plan"]["probe_readouts"], st["identity"]["plan"]["probe_lrs"]  # made before both: one rate
     (out / "stages.json").write_text(json.dumps(st))
     probe_json = out / "eval" / "probe" / "untrained-s0" / "probe.json"
     os.utime(probe_json, (0, 0))
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 3, r2.output
-    assert "evaluation settings changed (plan.probe_readouts)" in r2.output
+    assert "evaluation settings changed (plan.probe_lrs, plan.probe_readouts)" in r2.output
     assert probe_json.stat().st_mtime > 0  # probed again
     assert json.loads((out / "stages.json").read_text())["identity"]["plan"]["probe_readouts"] == 2
     # a folder whose models were trained with other settings (here: before session 12's targets, so on the
