@@ -171,7 +171,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     `top1_displaced_beyond_position_vs_untrained`: this minus it, paired over the test pairs; both > 0 where the
     encoder does better) are against the untrained encoder of its own architecture (CroCo's or the ViT's); with
     objective arms also `objectives` (`_objectives_summary`); with the growing-life arm (`demo._do_grow`'s
-    record), how its two models were trained (`growing`)."""
+    record), how its two models were trained and the continued model's probe margin against the one trained on all
+    days at once (`growing`)."""
     from slife.demo import SYNTHETIC_HOMOGRAPHIES, architecture_of, untrained_name
     from slife.eval.depth_probe import readout_margin
 
@@ -244,7 +245,9 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     if evals.get("top1"):
         out["objectives"] = _objectives_summary(cfg, runs, evals, enc, match)
     if growing:
-        out["growing"] = _growing_summary(growing)
+        g = ("growing-continued", "growing-whole")  # the continued model's probe minus the whole one's, paired
+        out["growing"] = {**_growing_summary(growing), "probe_continued_minus_whole": readout_margin(
+            probe[g[0]], probe[g[1]]) if all(probe.get(n) for n in g) else None}
     return out
 
 
@@ -851,8 +854,10 @@ def _growing_section(s: dict, runs: dict, un: str) -> list[str]:
     L.append(_table(["model", "trained on", "steps", "final loss", "probe AbsRel aligned", "top-1 displaced",
                      "AEPE", "PCK-5"], rows))
     a, b = enc.get("growing-continued") or {}, enc.get("growing-whole") or {}
-    d = [(k, a.get(k), b.get(k)) for k in ("probe_abs_rel_aligned", "top1_displaced")]
-    diffs = ", ".join(f"{k} {_f(x - y)}" for k, x, y in d if x is not None and y is not None)
+    pm = g.get("probe_continued_minus_whole")  # paired readout by readout (> 0: the continued model is worse)
+    d = [("top1_displaced", a.get("top1_displaced"), b.get("top1_displaced"))]
+    diffs = ", ".join([f"probe_abs_rel_aligned {_diff_se(pm)}"] * bool(pm)
+                      + [f"{k} {_f(x - y)}" for k, x, y in d if x is not None and y is not None])
     L.append(f"\nContinued minus from-the-start: {diffs or '–'} (one seed; no threshold is set for this comparison: "
              "it shows what continuing costs or gains at equal steps, not a claim).\n")
     return L

@@ -263,3 +263,29 @@ def test_the_graffiti_claim_is_not_measured_on_synthetic_warps():
     assert graffiti({**s, "match_real_photographs": True})["holds"] is True
     c = graffiti({**s, "match_real_photographs": False})
     assert c["holds"] is None and c["numbers"].startswith("not measured here")
+
+
+def test_full_study_smoke(tmp_path):
+    """`slife demo --study full` (smoke size): the third life, the five ablation arms and the growing life are
+    trained, evaluated and reported; the continued model's probe margin over the one trained on all days at once
+    is paired readout by readout."""
+    out = tmp_path / "full"
+    r = CliRunner().invoke(app, ["demo", "--study", "full", "--out", str(out), "--budget-minutes", "0.5"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert {n for n, e in s["encoders"].items() if e["group"] == "ablation"} == {
+        f"ablation-{a}" for a in ("spatial+temporal", "temporal", "spatial", "random", "augmented")}
+    assert {"life-kitchen", "life-office", "life-bedroom", "growing-continued", "growing-whole"} <= set(s["encoders"])
+    g = s["growing"]
+    assert g["days"] == [2, 4] and len(g["segments"]) == 2 and g["old_tars_unchanged"] is True
+    probes = json.loads((out / "stages.json").read_text())["stages"]["eval"]["result"]["probe"]
+    per = {n: [x["metrics_aligned"]["abs_rel"] for x in json.loads(open(probes[n]).read())["readouts"]]
+           for n in ("growing-continued", "growing-whole")}
+    d = [a - b for a, b in zip(per["growing-continued"], per["growing-whole"])]
+    assert g["probe_continued_minus_whole"]["diff"] == pytest.approx(sum(d) / 2)
+    assert g["probe_continued_minus_whole"]["se"] == pytest.approx(abs(d[0] - d[1]) / 2)
+    text = (out / "report.md").read_text()
+    for section in ("Pairing ablation (one life, equal pair caps)", "A growing life: training continued"):
+        assert section in text
+    pm = g["probe_continued_minus_whole"]
+    assert f"Continued minus from-the-start: probe_abs_rel_aligned {pm['diff']:.3f} ± {pm['se']:.3f}" in text
