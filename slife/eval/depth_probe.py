@@ -374,6 +374,8 @@ def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Calla
         train_readout(readout, tr["tokens"][fit_ix], tr["depth"][fit_ix], tr["mask"][fit_ix], cfg, lr, progress)
         m, m_al = score(predict(readout, tr["tokens"][val_ix]), tr["depth"][val_ix], tr["mask"][val_ix], cfg)
         scores[lr] = (m_al if cfg.align else m)["abs_rel"]
+        if scores[lr] is None:
+            raise SlifeError(f"{cfg.data_root}: {what} have no valid depth pixel to choose the learning rate on")
     best = min(scores, key=scores.get)
     return {"lr": best, "validation": what, "metric": f"{key}.abs_rel", "scores": {str(k): v for k, v in scores.items()}}
 
