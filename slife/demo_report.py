@@ -56,9 +56,8 @@ def _probe_numbers(pr: dict) -> dict:
 
 
 def _lr(e: dict) -> str:
-    """The readout's learning rate of a summary row (one rate, or a list from an older probe.json)."""
+    """The readout's learning rate of a summary row."""
     lr = e.get("probe_lr")
-    lr = lr[0] if isinstance(lr, list) and len(lr) == 1 else lr
     return f"{lr:g}" if isinstance(lr, (int, float)) else "–"
 
 
@@ -637,10 +636,11 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     ch = probe0.get("lr_choice")
     if ch:
         lrs = ", ".join(f"{float(x):g}" for x in ch["scores"])
+        metric = "aligned AbsRel" if ch.get("metric", "").startswith("metrics_aligned") else "AbsRel"
         L.append(f"\nEach encoder and control chose the readout's learning rate ({lrs}) on {ch['validation']}: one "
-                 f"readout per rate fit on the other training places, the lowest aligned AbsRel there wins, and the "
-                 f"readouts above then train on every training view at that rate (column \"lr\"; the test place plays "
-                 f"no part in the choice).\n")
+                 f"readout per rate (seed {cfg.seed}) fit on the other training views, the lowest {metric} there "
+                 f"wins, and the readouts above then train on every training view at that rate (column \"lr\"; the "
+                 f"test place plays no part in the choice).\n")
     if nr > 1:
         L.append("\nThe margin over the untrained encoder (of the encoder's own architecture) is paired readout by "
                  "readout, ± the standard error of the differences.\n")

@@ -374,9 +374,10 @@ def probe_cmd(
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
     lr: List[float] = typer.Option([1e-3], "--lr", help="AdamW peak learning rate (cosine schedule to 0). Repeat "
                                    "it to let each encoder and control choose: one readout per rate is fit on the "
-                                   "training views but one training place's (or, with one place, the last 20%) and "
-                                   "the rate with the lowest aligned AbsRel there is used, e.g. --lr 1e-4 --lr 3e-4 "
-                                   "--lr 1e-3 --lr 3e-3 (costs one fit per rate more; the test views play no part)."),
+                                   "training views but the last training place's (views not grouped in two places "
+                                   "or more, such as NYU's: but the last 20%) and the rate with the lowest AbsRel "
+                                   "there (aligned, unless --no-align) is used, e.g. --lr 1e-4 --lr 3e-4 --lr 1e-3 "
+                                   "--lr 3e-3 (costs one fit per rate more; the test views play no part)."),
     weight_decay: float = typer.Option(0.05, "--weight-decay", help="AdamW weight decay."),
     depth_kind: str = typer.Option("depths", "--depth", help="nyu: 'depths' (filled) or 'rawDepths' (raw)."),
     max_train: int = typer.Option(0, "--max-train", help="Use only the first n training images (0 = all)."),

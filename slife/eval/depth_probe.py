@@ -21,9 +21,10 @@ the same frozen tokens and every metric is their mean, with its standard error (
 are readout 0's; `seconds.train` covers all readouts (`per_epoch`: per readout epoch).
 With several learning rates (`lr`), each encoder and control chooses its own on a validation split of its
 training views (`choose_lr`: with two training places or more, the last place by name, place-disjoint like the
-test split; otherwise the last 20% of the training views), as DINOv2's linear evaluation chooses its rate on a
-held-out part of the training set: one readout per rate fit on the rest, the lowest validation AbsRel wins, and
-every readout then trains on all training views at that rate. probe.json gives the rate used ("lr") and the
+test split; otherwise the last 20% of the training views): one readout (seed `seed`) per rate fit on the rest,
+the lowest validation AbsRel wins, and every readout then trains on all training views at that rate. DINOv2's
+linear evaluation grid-searches its rate too, on its validation set; here the choice is made on held-out training
+views so that the test place plays no part. It rests on one readout per rate, whose score moves with its seed. probe.json gives the rate used ("lr") and the
 validation scores ("lr_choice"); the test views play no part in the choice.
 Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when
 asked, for the same readout on an untrained encoder of the same architecture (the negative control), on
@@ -42,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -104,7 +106,8 @@ class ProbeConfig:
             raise SlifeError(f"--layer: give one or more encoder block numbers, got {self.layers!r}")
         object.__setattr__(self, "layers", layers)
         lrs = (self.lr,) if isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) else tuple(self.lr)
-        if not lrs or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in lrs):
+        if not lrs or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < math.inf
+                              for x in lrs):
             raise SlifeError(f"--lr: give one or more learning rates > 0, got {self.lr!r}")
         if len(set(lrs)) < len(lrs):
             raise SlifeError(f"--lr names a rate twice ({', '.join(map(str, lrs))})")
@@ -344,10 +347,11 @@ def score(pred: np.ndarray, depth: np.ndarray, mask: np.ndarray, cfg: ProbeConfi
 
 def validation_split(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
     """Training views -> (indices fit, indices validated, what the validation views are). Views are named
-    PLACE/FRAME (a life's, a ScanNet scene's): with two places or more the validation views are those of the last
-    place by name, so validation is place-disjoint like the life benchmark's test split; otherwise the last 20% of
-    the views in order (NYU's are named by index), which may show the places the others show."""
-    places = [n.rsplit("/", 1)[0] if "/" in n else None for n in names]
+    PLACE/FRAME (a life's; a ScanNet scan's, whose scans sceneNNNN_00, _01, ... of one room are one place): with
+    two places or more the validation views are those of the last place by name, so validation is place-disjoint
+    like the life benchmark's test split; otherwise the last 20% of the views in order (NYU's are named by index),
+    which may show the places the others show."""
+    places = [re.sub(r"^(scene\d{4})_\d{2}$", r"\1", n.rsplit("/", 1)[0]) if "/" in n else None for n in names]
     groups = sorted({p for p in places if p is not None})
     if len(groups) >= 2 and None not in places:
         val = np.array([p == groups[-1] for p in places])
@@ -365,7 +369,10 @@ def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Calla
     scale-aware without cfg.align). -> {"lr", "validation", "scores" {lr: AbsRel}}; the test views are never seen."""
     fit_ix, val_ix, what = validation_split(tr["names"])
     if len(fit_ix) == 0:
-        raise SlifeError(f"--lr with {len(cfg.lr)} rates needs at least 2 training views, got {len(tr['names'])}")
+        raise SlifeError(f"{cfg.data_root}: --lr with {len(cfg.lr)} rates needs at least 2 training views, got "
+                         f"{len(tr['names'])}")
+    if len(val_ix) < 10:
+        log.warning("%s: the learning rate is chosen on %s: very few views", cfg.data_root, what)
     key = "metrics_aligned" if cfg.align else "metrics"
     scores = {}
     for lr in cfg.lr:
@@ -376,7 +383,11 @@ def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Calla
         scores[lr] = (m_al if cfg.align else m)["abs_rel"]
         if scores[lr] is None:
             raise SlifeError(f"{cfg.data_root}: {what} have no valid depth pixel to choose the learning rate on")
-    best = min(scores, key=scores.get)
+    finite = {k: v for k, v in scores.items() if math.isfinite(v)}  # a rate that diverged is not chosen
+    if not finite:
+        raise SlifeError(f"{cfg.data_root}: the readout diverged at every learning rate of --lr "
+                         f"({', '.join(f'{x:g}' for x in cfg.lr)})")
+    best = min(finite, key=finite.get)
     return {"lr": best, "validation": what, "metric": f"{key}.abs_rel", "scores": {str(k): v for k, v in scores.items()}}
 
 

@@ -316,6 +316,9 @@ def test_several_learning_rates_are_chosen_on_a_held_out_training_place(tiny_lif
 
     fit, val, what = validation_split(["b/0", "a/1", "b/2", "a/3", "c/4"])
     assert list(fit) == [0, 1, 2, 3] and list(val) == [4] and "training place c (1 views" in what
+    # ScanNet: the scans of one room (scene0705_00, _01, _02) are one place
+    fit, val, what = validation_split(["scene0705_00/0", "scene0705_01/0", "scene0001_00/0", "scene0705_02/5"])
+    assert list(val) == [0, 1, 3] and "training place scene0705 (3 views" in what
     fit, val, what = validation_split([str(i) for i in range(10)])
     assert list(val) == [8, 9] and list(fit) == list(range(8)) and "not place-disjoint" in what
     root = tmp_path / "places"
@@ -338,6 +341,7 @@ def test_several_learning_rates_are_chosen_on_a_held_out_training_place(tiny_lif
     r = CliRunner().invoke(app, ["probe", "life", str(ck), "--data-root", str(root), "--out", str(tmp_path / "cli"),
                                  "--epochs", "2", "--frame-step", "2", "--lr", "1e-3", "--lr", "1e-2"])
     assert r.exit_code == 0 and "learning rate chosen on the views of training place tiny-office" in " ".join(r.output.split())
-    for bad, msg in ((["--lr", "1e-3", "--lr", "1e-3"], "names a rate twice"), (["--lr", "0"], "rates > 0")):
+    for bad, msg in ((["--lr", "1e-3", "--lr", "1e-3"], "names a rate twice"), (["--lr", "0"], "rates > 0"),
+                     (["--lr", "inf"], "rates > 0")):
         r = CliRunner().invoke(app, ["probe", "life", str(ck), "--data-root", str(root), *bad])
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, r.output
