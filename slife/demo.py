@@ -162,15 +162,16 @@ PROBE_LRS = (1e-4, 3e-4, 1e-3, 3e-3)  # the depth readout's learning rates, chos
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
-                     probe_epochs=1, probe_readouts=2, probe_lrs=(1e-3, 3e-3), cas_pairs=4, match_pairs=1, batch_size=4, short_side=72,
-                     norm_pix_loss=False, train_share=0.5)
+                     probe_epochs=1, probe_readouts=2, probe_lrs=(1e-3, 3e-3), cas_pairs=4, match_pairs=1,
+                     batch_size=4, short_side=72, norm_pix_loss=False, train_share=0.5)
     s = cfg.budget / cfg.spec.budget_minutes
     train_share = 0.62
     per_model = cfg.budget * train_share / _rounds(cfg)  # minutes each model trains
     return _Plan(life_seconds=max(60.0, 600.0 * min(s, 1.0)), width=cfg.width, height=cfg.height, fps=cfg.fps,
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
-                 probe_epochs=60, probe_readouts=3, probe_lrs=PROBE_LRS, cas_pairs=96, match_pairs=0, batch_size=cfg.batch_size,
-                 short_side=80, norm_pix_loss=per_model >= NORMALISED_TARGETS_FROM, train_share=train_share)
+                 probe_epochs=60, probe_readouts=3, probe_lrs=PROBE_LRS, cas_pairs=96, match_pairs=0,
+                 batch_size=cfg.batch_size, short_side=80, norm_pix_loss=per_model >= NORMALISED_TARGETS_FROM,
+                 train_share=train_share)
 
 
 # plan settings a stages.json made before them lacks: what its models and evaluation had

@@ -413,9 +413,9 @@ def probe_cmd(
     root = data_root
     if root is None and os.environ.get(ENV_ROOTS.get(dataset, "")):
         root = Path(os.environ[ENV_ROOTS[dataset]])
-    cfg = ProbeConfig(dataset=dataset, data_root=root, layers=tuple(layer), epochs=epochs, batch_size=batch_size, lr=tuple(lr),
-                      weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train, max_test=max_test,
-                      frame_step=frame_step, align=align, seed=seed, readouts=readouts,
+    cfg = ProbeConfig(dataset=dataset, data_root=root, layers=tuple(layer), epochs=epochs, batch_size=batch_size,
+                      lr=tuple(lr), weight_decay=weight_decay, depth_kind=depth_kind, max_train=max_train,
+                      max_test=max_test, frame_step=frame_step, align=align, seed=seed, readouts=readouts,
                       control_untrained=control_untrained, control_oracle=control_oracle,
                       control_position=control_position)
     with progress_bar("probe", unit="steps") as adv:

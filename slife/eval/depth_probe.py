@@ -24,8 +24,8 @@ training views (`choose_lr`: with two training places or more, the last place by
 test split; otherwise the last 20% of the training views): one readout (seed `seed`) per rate fit on the rest,
 the lowest validation AbsRel wins, and every readout then trains on all training views at that rate. DINOv2's
 linear evaluation grid-searches its rate too, on its validation set; here the choice is made on held-out training
-views so that the test place plays no part. It rests on one readout per rate, whose score moves with its seed. probe.json gives the rate used ("lr") and the
-validation scores ("lr_choice"); the test views play no part in the choice.
+views so that the test place plays no part. It rests on one readout per rate, whose score moves with its seed.
+probe.json gives the rate used ("lr") and the validation scores ("lr_choice").
 Reported beside them, as controls, the same metrics for a constant prediction (the mean train depth) and, when
 asked, for the same readout on an untrained encoder of the same architecture (the negative control), on
 depth-oracle tokens (`depth_oracle_tokens`: the true log-depth, the positive control that shows the readout can
@@ -388,7 +388,8 @@ def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Calla
         raise SlifeError(f"{cfg.data_root}: the readout diverged at every learning rate of --lr "
                          f"({', '.join(f'{x:g}' for x in cfg.lr)})")
     best = min(finite, key=finite.get)
-    return {"lr": best, "validation": what, "metric": f"{key}.abs_rel", "scores": {str(k): v for k, v in scores.items()}}
+    return {"lr": best, "validation": what, "metric": f"{key}.abs_rel",
+            "scores": {str(k): v for k, v in scores.items()}}
 
 
 def _mean_over_readouts(ms: list[dict]) -> dict:
