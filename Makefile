@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make demo       set up .venv if needed, then run the single-life study in miniature (~31 min)
+#   make demo       set up .venv if needed, then run the single-life study in miniature (~32 min)
 #   make test       set up .venv if needed, then run the test suite
 #   make demo-full  the longer study: a third life, the pairing ablation and a growing life (60 min)
 #   make demo-objectives  one life learned by CroCo, DINOv2 and egomotion side by side (20 min)

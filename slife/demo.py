@@ -11,7 +11,7 @@ made with other probe settings, `_EVAL_SETTINGS`, redoes only its evaluation and
 settings of anything else stops with an error rather than reuse its models),
 `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
-Four named studies (`STUDIES`): `default` (a 15-min budget, about 31 min in all on 2 cores: two lives and the two
+Four named studies (`STUDIES`): `default` (a 15-min budget, about 32 min in all on 2 cores: two lives and the two
 non-life controls),
 `full` (the smallest budget that measured the claims, with a third life and the pairing ablation, plus the
 growing-life arm: a life of 2 days trained on, grown to 4 days by `synth --append-days` and `mine-pairs`'
