@@ -478,9 +478,12 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     torch.manual_seed(cfg.seed)
     skipped: dict[str, list] = {"train": [], "test": []}  # views the reader left out (last encoding pass)
 
-    def fit(encoder, splits=None):
+    def fit(encoder, splits=None, label="encoder"):
         """Encode both splits with `encoder` (or take `splits` as given), fit cfg.readouts fresh readouts, score
-        them -> (readout 0, tr, te, readout 0's predictions, result with their mean)."""
+        them -> (readout 0, tr, te, readout 0's predictions, result with their mean). The progress bar counts each
+        fit (the encoder's, each control's) from zero."""
+        if progress:
+            progress(0, reset=True, description=f"probe: {label}")
         torch.manual_seed(cfg.seed)
         t0 = time.perf_counter()
         if splits is None:
@@ -500,7 +503,7 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
                              "need both")
         if progress:
             n_fit = len(tr["names"]) - len(validation_split(tr["names"])[1]) if len(cfg.lr) > 1 else 0
-            progress(0, total=len(tr["names"]) + len(te["names"])
+            progress(0, total=(len(tr["names"]) + len(te["names"])) * (splits is None)
                      + cfg.readouts * cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size)
                      + len(cfg.lr) * cfg.epochs * math.ceil(n_fit / cfg.batch_size))
         t1 = time.perf_counter()
@@ -545,19 +548,20 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
     if cfg.control_untrained:
         from slife.eval.models import untrained_models
 
-        control = fit(untrained_models([spec], [cfg.seed])[0][2])[4]
+        control = fit(untrained_models([spec], [cfg.seed])[0][2], label="untrained encoder (control)")[4]
         control["seed"] = cfg.seed
     oracle = None
     if cfg.control_oracle:
         dim = int(tr["tokens"].shape[-1])
         oracle = fit(None, tuple(dict(sp, tokens=depth_oracle_tokens(sp["depth"], sp["mask"], patch, dim, cfg.seed,
                                                                       cfg.min_depth, cfg.max_depth))
-                                 for sp in (tr, te)))[4]
+                                 for sp in (tr, te)), label="depth oracle (control)")[4]
         oracle["tokens"] = "true log-depth per patch through a fixed random projection (depth_oracle_tokens)"
     position = None
     if cfg.control_position:
         position = fit(None, tuple(dict(sp, tokens=torch.zeros(1, *sp["tokens"].shape[1:], dtype=sp["tokens"].dtype)
-                                        .expand(len(sp["tokens"]), -1, -1)) for sp in (tr, te)))[4]
+                                        .expand(len(sp["tokens"]), -1, -1)) for sp in (tr, te)),
+                       label="position prior (control)")[4]
         position["tokens"] = "zeros: the readout sees only each patch's position (the depth prior per position)"
     rep = {
         "dataset": cfg.dataset, "data": desc, "checkpoint": str(checkpoints[0]) if checkpoints else None,

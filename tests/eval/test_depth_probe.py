@@ -345,3 +345,28 @@ def test_several_learning_rates_are_chosen_on_a_held_out_training_place(tiny_lif
                      (["--lr", "inf"], "rates > 0")):
         r = CliRunner().invoke(app, ["probe", "life", str(ck), "--data-root", str(root), *bad])
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output, r.output
+
+
+def test_progress_counts_each_fit_from_zero_to_its_total(tmp_path):
+    """The probe's progress: each fit (the encoder's, each control's) starts a new count that ends at its total
+    (encoding, the learning-rate choice and every readout's steps), so the CLI's bar never runs past its end."""
+    from slife.eval.depth_probe import ProbeConfig, run
+
+    root = write_nyu(tmp_path / "nyu")
+    ck = tiny_checkpoint(tmp_path / "enc.pt", seed=3)
+    calls = []
+    run(ProbeConfig(dataset="nyu", data_root=root, epochs=2, batch_size=3, readouts=2, lr=(1e-3, 3e-3),
+                    control_untrained=True, control_oracle=True, control_position=True), [ck], tmp_path / "out",
+        progress=lambda n=1, **kw: calls.append((n, kw)))
+    fits, count, total = [], 0, None
+    for n, kw in calls + [(0, {"reset": True})]:
+        if kw.get("reset"):
+            if total is not None:
+                fits.append((count, total))
+            count, total = 0, None
+        total = kw.get("total", total)
+        count += n
+    assert len(fits) == 4 and all(c == t for c, t in fits), fits
+    assert [kw["description"] for _, kw in calls if kw.get("reset")] == [
+        "probe: encoder", "probe: untrained encoder (control)", "probe: depth oracle (control)",
+        "probe: position prior (control)"]
