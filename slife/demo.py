@@ -764,7 +764,7 @@ def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int |
 def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
     import torch
 
-    from slife.eval.depth_probe import ProbeConfig
+    from slife.eval.depth_probe import ProbeConfig, readout_steps
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # evaluation tensors are small: one thread is faster than two here (bench/eval.md)
@@ -783,13 +783,14 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
             jobs.insert(i, (un, _probe_one, (replace(pcfg, control_oracle=i == 0, control_position=i == 0), None,
                                              str(ev / "probe" / un),
                                              cfg.seed, spec)))
-        n_train = len(cfg.probe_train_scenes) * plan.probe_views
-        n_fit = n_train - plan.probe_views if len(plan.probe_lrs) > 1 else 0  # the learning rates' fits
+        n_train = len(cfg.probe_train_scenes) * plan.probe_views  # every place has probe_views views, so the
+        n_fit = n_train - plan.probe_views  # learning rates' fits read all training places but the last
         fits = len(jobs) + 2  # the oracle and the position prior are fits of their own
-        steps = plan.probe_readouts * -(-n_train // 32) + len(plan.probe_lrs) * -(-n_fit // 32)
-        with task(f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each"
-                  + (f", learning rate of {len(plan.probe_lrs)} chosen on a training place" if n_fit else "") + ")",
-                  fits * plan.probe_epochs * steps) as adv:
+        encoding = len(jobs) * (n_train + plan.probe_views)  # each encoder's views, train and test, encoded once
+        choice = (f", learning rate of {len(plan.probe_lrs)} chosen on a training place"
+                  if len(plan.probe_lrs) > 1 else "")
+        with task(f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each{choice})",
+                  encoding + fits * readout_steps(pcfg, n_train, n_fit)) as adv:
             probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
         res = {"probe": probes}
         res.update(_eval_attention(cfg, plan, out, lives, shards, runs, task))

@@ -854,10 +854,12 @@ def _growing_section(s: dict, runs: dict, un: str) -> list[str]:
     L.append(_table(["model", "trained on", "steps", "final loss", "probe AbsRel aligned", "top-1 displaced",
                      "AEPE", "PCK-5"], rows))
     a, b = enc.get("growing-continued") or {}, enc.get("growing-whole") or {}
-    pm = g.get("probe_continued_minus_whole")  # paired readout by readout (> 0: the continued model is worse)
-    d = [("top1_displaced", a.get("top1_displaced"), b.get("top1_displaced"))]
-    diffs = ", ".join([f"probe_abs_rel_aligned {_diff_se(pm)}"] * bool(pm)
-                      + [f"{k} {_f(x - y)}" for k, x, y in d if x is not None and y is not None])
+    parts = []
+    if g.get("probe_continued_minus_whole"):  # paired readout by readout (> 0: the continued model is worse)
+        parts.append(f"probe_abs_rel_aligned {_diff_se(g['probe_continued_minus_whole'])}")
+    if a.get("top1_displaced") is not None and b.get("top1_displaced") is not None:
+        parts.append(f"top1_displaced {_f(a['top1_displaced'] - b['top1_displaced'])}")
+    diffs = ", ".join(parts)
     L.append(f"\nContinued minus from-the-start: {diffs or '–'} (one seed; no threshold is set for this comparison: "
              "it shows what continuing costs or gains at equal steps, not a claim).\n")
     return L

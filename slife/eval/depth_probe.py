@@ -363,6 +363,15 @@ def validation_split(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]
     return np.flatnonzero(~val), np.flatnonzero(val), what
 
 
+def readout_steps(cfg: ProbeConfig, n_train: int, n_fit: int = 0) -> int:
+    """Optimizer steps of one encoder's (or control's) readouts: `cfg.readouts` fits on n_train views, and with
+    several rates in cfg.lr one fit per rate on the n_fit views outside the validation split (`choose_lr`)."""
+    steps = cfg.readouts * math.ceil(n_train / cfg.batch_size)
+    if len(cfg.lr) > 1:
+        steps += len(cfg.lr) * math.ceil(n_fit / cfg.batch_size)
+    return cfg.epochs * steps
+
+
 def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Callable[..., None] | None = None) -> dict:
     """The learning rate of cfg.lr with the lowest validation error: for each, one readout (seed cfg.seed) is fit
     on the training views but the validation split's (`validation_split`) and scored on those (aligned AbsRel,
@@ -374,12 +383,14 @@ def choose_lr(tr: dict, cfg: ProbeConfig, side: int, patch: int, progress: Calla
     if len(val_ix) < 10:
         log.warning("%s: the learning rate is chosen on %s: very few views", cfg.data_root, what)
     key = "metrics_aligned" if cfg.align else "metrics"
+    fit = {k: tr[k][fit_ix] for k in ("tokens", "depth", "mask")}  # the two splits, taken once for every rate
+    val = {k: tr[k][val_ix] for k in ("tokens", "depth", "mask")}
     scores = {}
     for lr in cfg.lr:
         torch.manual_seed(cfg.seed)
         readout = AttentiveReadout(tr["tokens"].shape[-1], (side, side), patch, cfg.dim, cfg.heads)
-        train_readout(readout, tr["tokens"][fit_ix], tr["depth"][fit_ix], tr["mask"][fit_ix], cfg, lr, progress)
-        m, m_al = score(predict(readout, tr["tokens"][val_ix]), tr["depth"][val_ix], tr["mask"][val_ix], cfg)
+        train_readout(readout, fit["tokens"], fit["depth"], fit["mask"], cfg, lr, progress)
+        m, m_al = score(predict(readout, val["tokens"]), val["depth"], val["mask"], cfg)
         scores[lr] = (m_al if cfg.align else m)["abs_rel"]
         if scores[lr] is None:
             raise SlifeError(f"{cfg.data_root}: {what} have no valid depth pixel to choose the learning rate on")
@@ -502,10 +513,9 @@ def run(cfg: ProbeConfig, checkpoints: Sequence[Path], out_dir: Path, progress: 
             raise SlifeError(f"{cfg.data_root}: {len(tr['names'])} train and {len(te['names'])} test images{lost}; "
                              "need both")
         if progress:
-            n_fit = len(tr["names"]) - len(validation_split(tr["names"])[1]) if len(cfg.lr) > 1 else 0
+            n_fit = len(validation_split(tr["names"])[0]) if len(cfg.lr) > 1 else 0
             progress(0, total=(len(tr["names"]) + len(te["names"])) * (splits is None)
-                     + cfg.readouts * cfg.epochs * math.ceil(len(tr["names"]) / cfg.batch_size)
-                     + len(cfg.lr) * cfg.epochs * math.ceil(n_fit / cfg.batch_size))
+                     + readout_steps(cfg, len(tr["names"]), n_fit))
         t1 = time.perf_counter()
         chosen = choose_lr(tr, cfg, side, patch, progress) if len(cfg.lr) > 1 else None
         lr = chosen["lr"] if chosen else cfg.lr[0]
