@@ -11,7 +11,14 @@ on the demo's held-out pairs, then per pair the share of each source patch among
   position nulls out what does not depend on the image, but not what depends on the source image alone: models whose
   saliency agrees on the same pair more than across pairs score above 0, models whose saliency is anti-correlated
   below it, whatever each target patch attends to;
-- CAS beyond position itself (`cas.calibrated_score`).
+- CAS beyond position itself (`cas.calibrated_score`) and CAS beyond position and saliency
+  (`cas.beyond_saliency_score`, goal 3's measure since session 16), which is exactly 0 for sets that ignore the
+  target patch.
+
+`--rewrite-cas` instead writes the demo's eval/cas (and eval/cas_half) again with this code, as the demo's
+evaluation does (same checkpoints in the same order, same held-out pairs, k and untrained seeds), for a demo
+evaluated before CAS beyond position and saliency existed; then `bench_demo_seeds.py --rewrite-report` puts it in
+summary.json and report.md. The demo's other numbers are left as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from pathlib import Path
 import torch
 
 from slife.eval.attention import membership, summarize_model
-from slife.eval.cas import calibrated_score, load_test_pairs
+from slife.eval.cas import CasConfig, beyond_saliency_score, calibrated_score, load_test_pairs, run as cas_run
 from slife.eval.models import image_grid, load_models, model_spec_of
 
 
@@ -38,9 +45,13 @@ def main() -> None:
     ap.add_argument("demo", type=Path)
     ap.add_argument("--models", nargs=2, default=["life-kitchen", "life-office"])
     ap.add_argument("--pairs", type=int, default=96, help="held-out pairs (the demo's CAS uses 96)")
+    ap.add_argument("--rewrite-cas", action="store_true", help="write eval/cas and eval/cas_half again (see above)")
     a = ap.parse_args()
     st = json.loads((a.demo / "stages.json").read_text())
     models = st["stages"]["train"]["result"]["models"]
+    if a.rewrite_cas:
+        _rewrite_cas(a.demo, st)
+        return
     loaded = load_models([Path(models[n]["checkpoint"]) for n in a.models], attention=True)
     size, _, side = image_grid(model_spec_of(loaded[0][2]).kwargs)
     pairs = load_test_pairs(a.demo / "shards" / "heldout", size, a.pairs)
@@ -51,7 +62,24 @@ def main() -> None:
     same = float(_corr(sal[0], sal[1]).mean())
     other = float(torch.stack([_corr(sal[0], sal[1].roll(r, 0)) for r in range(1, len(pairs))]).mean())
     print(f"| {a.demo.name} | {conc[0]:.3f} / {conc[1]:.3f} (even: {10 / n_src:.3f}) | {same:.3f} | {other:.3f} | "
-          f"{calibrated_score(sets[0], sets[1]):.3f} |")
+          f"{calibrated_score(sets[0], sets[1]):.3f} | {beyond_saliency_score(sets[0], sets[1], n_src):.3f} |")
+
+
+def _rewrite_cas(demo: Path, st: dict) -> None:
+    """The demo's CAS stage (`demo._eval_attention`) again with this code, from what stages.json recorded."""
+    from slife.demo import DemoConfig, objective_of
+
+    cfg = DemoConfig(**{k: v for k, v in st["identity"]["config"].items() if k in DemoConfig.__dataclass_fields__})
+    plan = st["identity"]["plan"]
+    models = {n: m for n, m in st["stages"]["train"]["result"]["models"].items() if objective_of(n) == "croco"}
+    heldout = st["stages"]["mine"]["result"]["heldout"]["path"]
+    cas_cfg = CasConfig(pairs=Path(heldout), num_pairs=plan["cas_pairs"], k=10 if not cfg.smoke else 3,
+                        untrained_seeds=(cfg.seed, cfg.seed + 1))
+    ev = st["stages"]["eval"]["result"]
+    for key, field in (("cas", "checkpoint"), ("cas_half", "half")):
+        if key in ev:
+            ckpts = [Path(m[field]) for m in models.values()]
+            print(f"{key}: {cas_run(cas_cfg, ckpts, Path(ev[key]).parent)}")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,8 @@ def main() -> None:
     for k in ("match_aepe", "match_pck5"):
         vals = [r["zero_flow"][k] for r in runs]
         print(f"| zero flow | {k} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {_ms(vals)[0]} |")
-    for block in ("alignment_beyond_shortcut", "alignment_beyond_shortcut_displaced", "cas_paper"):
+    for block in ("alignment_beyond_saliency", "alignment_beyond_shortcut", "alignment_beyond_shortcut_displaced",
+                  "cas_paper"):
         for k in ("life_life", "life_control", "untrained_untrained", "life_same_position"):
             vals = [(r.get(block) or {}).get(k) for r in runs]
             if any(v is None for v in vals):
@@ -140,19 +141,22 @@ def main() -> None:
     print(f"| {'graffiti' if real else 'synthetic warps (no graffiti in ../shared/data)'}: zero-flow AEPE - best "
           f"life AEPE (and PCK-5 above) | " + " | ".join(f"{v:.1f}" for v in d)
           + f" | {_ms(d, 1)[0]} | {('yes' if ok else 'no') if real else 'not measured'} |")
-    for other in ("untrained_untrained", "life_control"):
-        if any(r["alignment_beyond_shortcut"][k] is None for r in runs for k in ("life_life", other)):
-            continue  # one life, or no controls (the ablation study)
-        d = [r["alignment_beyond_shortcut"]["life_life"] - r["alignment_beyond_shortcut"][other] for r in runs]
-        txt, m, sd = _ms(d)
-        print(f"| beyond position: life-life - {other} | " + " | ".join(f"{v:.3f}" for v in d)
-              + f" | {txt} | {'yes' if min(d) > 0 and m > sd else 'no'} |")
-        e = [((r.get("alignment_beyond_shortcut_se") or {}).get("life_life_minus") or {}).get(other) or {} for r in runs]
-        if all(x.get("diff") is not None and x.get("se") for x in e):  # summaries since session 12 (se > 0)
-            z = [x["diff"] / x["se"] for x in e]
-            print(f"| beyond position: life-life - {other}, > 2 paired se in every seed (d ± se) | "
-                  + " | ".join(f"{x['diff']:.3f} ± {x['se']:.3f}" for x in e)
-                  + f" | {_ms([x['diff'] for x in e])[0]} | {'yes' if min(z) > 2 else 'no'} |")
+    # goal 3 on CAS beyond position and saliency since session 16 (bench/study.md); beyond position beside it
+    for block, what in (("alignment_beyond_saliency", "beyond position and saliency"),
+                        ("alignment_beyond_shortcut", "beyond position")):
+        for other in ("untrained_untrained", "life_control"):
+            if any((r.get(block) or {}).get(k) is None for r in runs for k in ("life_life", other)):
+                continue  # one life, no controls (the ablation study), or a summary from before the score
+            d = [r[block]["life_life"] - r[block][other] for r in runs]
+            txt, m, sd = _ms(d)
+            print(f"| {what}: life-life - {other} | " + " | ".join(f"{v:.3f}" for v in d)
+                  + f" | {txt} | {'yes' if min(d) > 0 and m > sd else 'no'} |")
+            e = [((r.get(f"{block}_se") or {}).get("life_life_minus") or {}).get(other) or {} for r in runs]
+            if all(x.get("diff") is not None and x.get("se") for x in e):  # summaries since session 12 (se > 0)
+                z = [x["diff"] / x["se"] for x in e]
+                print(f"| {what}: life-life - {other}, > 2 paired se in every seed (d ± se) | "
+                      + " | ".join(f"{x['diff']:.3f} ± {x['se']:.3f}" for x in e)
+                      + f" | {_ms([x['diff'] for x in e])[0]} | {'yes' if min(z) > 2 else 'no'} |")
 
     arms = [n for n, e in runs[0]["encoders"].items() if e["group"] == "ablation"]
     spec = STUDIES[a.study]

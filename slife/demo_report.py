@@ -117,10 +117,15 @@ def _groups(cas: dict, label: dict) -> tuple[list[str], list[str], list[str]]:
     return lives, ctrls, untr
 
 
-def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = False) -> dict:
-    """Group means of a CAS matrix (paper's `matrix`, or `calibrated` beyond position) by model group."""
+def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = False) -> dict | None:
+    """Group means of a CAS matrix (paper's `matrix`, `calibrated` beyond position, or `beyond_saliency` beyond
+    position and saliency) by model group; None for a score cas.json does not have (made before it existed)."""
     names = cas["names"]
-    if key == "calibrated":
+    if key == "beyond_saliency":
+        if "beyond_saliency" not in cas:
+            return None
+        mat = cas["beyond_saliency"]["matrix"]
+    elif key == "calibrated":
         mat = cas["ground_truth"]["calibrated_displaced"] if displaced else cas["calibrated"]["matrix"]
     else:
         mat = cas["ground_truth"]["matrix_displaced"] if displaced else cas["matrix"]
@@ -130,15 +135,20 @@ def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = Fa
             "life_same_position": _pair_mean(mat, names, lives, ["same-position"])}
 
 
-def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
-    """Jackknife standard errors of CAS beyond position's group means (`means`: `_alignment`'s), from the
+def _alignment_se(cas: dict, label: dict, means: dict | None, key: str = "cas_calibrated") -> dict | None:
+    """Jackknife standard errors of a null-corrected CAS's group means (`means`: `_alignment`'s; `key` the
+    pair_table's: cas_calibrated beyond position, cas_beyond_saliency beyond position and saliency), from the
     delete-one-pair replicates in cas.json's pair_table (the replicates of a mean over pairs of models are the
     mean of theirs):
     {"life_life", "life_life_displaced": the errors of the life-vs-life mean, over all and displaced patches;
      "life_life_minus": {"untrained_untrained", "life_control": {"diff", "se"}}: life-vs-life minus each
      control group, with the error of that paired difference (every group is scored on the same test pairs)}.
-    None where a group has no pair or a replicate is missing (one life; a cas.json from before session 12)."""
+    None where a group has no pair or a replicate is missing (one life; a cas.json from before session 12); all
+    None without `means`."""
     from slife.eval.cas import replicate_se
+
+    if means is None:
+        return None
 
     lives, ctrls, untr = _groups(cas, label)
     rows = {frozenset((r["a"], r["b"])): r for r in cas.get("pair_table", [])}
@@ -153,11 +163,12 @@ def _alignment_se(cas: dict, label: dict, means: dict) -> dict:
         v = replicate_se(vals)
         return v if math.isfinite(v) else None
 
-    ll = reps(lives, None, "cas_calibrated_jackknife")
-    out = {"life_life": se(ll), "life_life_displaced": se(reps(lives, None, "cas_calibrated_displaced_jackknife")),
-           "life_life_minus": {}}
-    for name, other in (("untrained_untrained", reps(untr, None, "cas_calibrated_jackknife")),
-                        ("life_control", reps(lives, ctrls, "cas_calibrated_jackknife"))):
+    ll = reps(lives, None, f"{key}_jackknife")
+    out = {"life_life": se(ll), "life_life_minus": {}}
+    if key == "cas_calibrated":  # the score with a displaced variant
+        out["life_life_displaced"] = se(reps(lives, None, f"{key}_displaced_jackknife"))
+    for name, other in (("untrained_untrained", reps(untr, None, f"{key}_jackknife")),
+                        ("life_control", reps(lives, ctrls, f"{key}_jackknife"))):
         ok = None not in (means.get("life_life"), means.get(name))
         out["life_life_minus"][name] = {"diff": means["life_life"] - means[name] if ok else None,
                                         "se": se(ll - other) if ok and ll is not None and other is not None else None}
@@ -216,6 +227,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     ident = next(iter(match["models"].values()))["overall"]["identity"] if match["models"] else {}
     gt = cas.get("ground_truth") or {}
     beyond = _alignment(cas, label, "calibrated")
+    saliency = _alignment(cas, label, "beyond_saliency")
     out = {
         "seed": cfg.seed, "study": cfg.study, "budget_minutes": cfg.budget, "steps": runs["steps"],
         "untrained_control": f"{un} (eval.models.untrained_models)",
@@ -232,6 +244,9 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         "alignment_beyond_shortcut": beyond,
         "alignment_beyond_shortcut_se": _alignment_se(cas, label, beyond),
         "alignment_beyond_shortcut_displaced": _alignment(cas, label, "calibrated", True) if gt else None,
+        # goal 3's measure since session 16 (bench/study.md): also 0 for sets that ignore the target patch
+        "alignment_beyond_saliency": saliency,
+        "alignment_beyond_saliency_se": _alignment_se(cas, label, saliency, "cas_beyond_saliency"),
         "cas_paper": _alignment(cas, label),
         "cas_paper_displaced": _alignment(cas, label, displaced=True) if gt else None,
     }
@@ -240,6 +255,7 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         by_half = {str(Path(p).resolve()): lab for lab, p in half.get("checkpoints", {}).items()}
         hl = {n: by_half.get(str(Path(m["half"]).resolve()), n) for n, m in runs["models"].items() if m.get("half")}
         out["alignment_beyond_shortcut_half"] = _alignment(half, hl, "calibrated")
+        out["alignment_beyond_saliency_half"] = _alignment(half, hl, "beyond_saliency")
         out["cas_paper_half"] = _alignment(half, hl)
     if evals.get("top1"):
         out["objectives"] = _objectives_summary(cfg, runs, evals, enc, match)
@@ -362,6 +378,36 @@ def write_summary(cfg, plan, out: Path, runs: dict, evals: dict, growing: dict |
 # ---------------------------------------------------------------------------------------------------- claims
 
 
+def _alignment_claim(s: dict, key: str, claim: str, same_position: str, n_lives: int) -> dict:
+    """The claim that life models align on a null-corrected CAS (summary.json's `key`, its errors in `key`_se):
+    life-vs-life above untrained-vs-untrained and above life-vs-control by more than twice each paired error."""
+    text = (f"{claim} untrained-vs-untrained and above life-vs-control, each by more than twice the jackknife "
+            "standard error of that paired difference over the test pairs")
+    a = s.get(key)
+    if a is None:  # a cas.json made before this score existed
+        return {"claim": text, "holds": None, "numbers": "not measured: this run's cas.json predates the score"}
+
+    def ok(*vals):
+        return all(v is not None and math.isfinite(v) for v in vals)
+
+    ll, lc, uu = a["life_life"], a["life_control"], a["untrained_untrained"]
+    err = s.get(f"{key}_se") or {}
+    se = err.get("life_life")
+    vs = [(err.get("life_life_minus") or {}).get(k) or {} for k in ("untrained_untrained", "life_control")]
+    paired = all(ok(d.get("diff"), d.get("se")) for d in vs)
+    return {"claim": text,
+            # without paired errors (a summary from before session 12): twice life-life's own error
+            "holds": (all(d["diff"] > 2 * d["se"] for d in vs) if paired
+                      else ll - max(uu, lc) > 2 * (se if ok(se) else 0.0)) if ok(ll, lc, uu) else None,
+            "numbers": f"life-life {_f(ll)}" + (f" ± {_f(se)}" if ok(se) else "")
+                       + f", life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
+                       f"life vs same-position {_f(a['life_same_position'])} ({same_position})"
+                       + (f"; life-life minus untrained-untrained {_f(vs[0]['diff'])} ± {_f(vs[0]['se'])}, "
+                          f"minus life-control {_f(vs[1]['diff'])} ± {_f(vs[1]['se'])}" if paired else
+                          "; no paired errors: checked against twice life-life's error" if ok(ll, lc, uu) else "")
+                       + ("; not measured: this study trains one life" if n_lives < 2 else "")}
+
+
 def claims(s: dict) -> list[dict]:
     """Each of the study's claims, tested on this run's numbers: {"claim", "holds" (bool or None), "numbers"}.
 
@@ -428,25 +474,13 @@ def claims(s: dict) -> list[dict]:
                             "pairs are synthetic warps of a rendered view; on them, ")
                 + f"best {best[0]}: AEPE {_f(ba, 1)}, PCK-5 {_f(bp)}; zero flow AEPE "
                   f"{_f(zf['match_aepe'], 1)}, PCK-5 {_f(zf['match_pck5'])}"})
-    a = s["alignment_beyond_shortcut"]
-    ll, lc, uu = a["life_life"], a["life_control"], a["untrained_untrained"]
-    err = s.get("alignment_beyond_shortcut_se") or {}
-    se = err.get("life_life")
-    vs = [(err.get("life_life_minus") or {}).get(k) or {} for k in ("untrained_untrained", "life_control")]
-    paired = all(ok(d.get("diff"), d.get("se")) for d in vs)
-    out.append({"claim": "life models align beyond the positional shortcut: CAS beyond position life-vs-life above "
-                         "untrained-vs-untrained and above life-vs-control, each by more than twice the jackknife "
-                         "standard error of that paired difference over the test pairs",
-                # without paired errors (a summary from before session 12): twice life-life's own error
-                "holds": (all(d["diff"] > 2 * d["se"] for d in vs) if paired
-                          else ll - max(uu, lc) > 2 * (se if ok(se) else 0.0)) if ok(ll, lc, uu) else None,
-                "numbers": f"life-life {_f(ll)}" + (f" ± {_f(se)}" if ok(se) else "")
-                           + f", life-control {_f(lc)}, untrained-untrained {_f(uu)}, "
-                           f"life vs same-position {_f(a['life_same_position'])} (0 by construction)"
-                           + (f"; life-life minus untrained-untrained {_f(vs[0]['diff'])} ± {_f(vs[0]['se'])}, "
-                              f"minus life-control {_f(vs[1]['diff'])} ± {_f(vs[1]['se'])}" if paired else
-                              "; no paired errors: checked against twice life-life's error" if ok(ll, lc, uu) else "")
-                           + ("; not measured: this study trains one life" if len(lives) < 2 else "")})
+    out.append(_alignment_claim(
+        s, "alignment_beyond_saliency", "life models align beyond position and saliency (goal 3's measure since "
+        "session 16): CAS beyond position and saliency life-vs-life above", "0 by construction, as for any sets "
+        "that ignore the images or the target patch", len(lives)))
+    out.append(_alignment_claim(
+        s, "alignment_beyond_shortcut", "life models align beyond the positional shortcut: CAS beyond position "
+        "(which shared saliency also moves) life-vs-life above", "0 by construction", len(lives)))
     ob = s.get("objectives")
     if ob:
         arms = ob["arms"]
@@ -516,10 +550,14 @@ def _plot_alignment(s: dict, path: Path) -> None:
 
     keys = [("life_life", "life vs life"), ("life_control", "life vs control"),
             ("untrained_untrained", "untrained pair"), ("life_same_position", "life vs same-position")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, (full, half, title) in zip(axes, (("cas_paper", "cas_paper_half", "CAS (the paper's score)"),
-                                              ("alignment_beyond_shortcut", "alignment_beyond_shortcut_half",
-                                               "CAS beyond position (0 = positional prior only)"))):
+    panels = [("cas_paper", "cas_paper_half", "CAS (the paper's score)"),
+              ("alignment_beyond_shortcut", "alignment_beyond_shortcut_half",
+               "CAS beyond position (0 = positional prior only)")]
+    if s.get("alignment_beyond_saliency"):
+        panels.append(("alignment_beyond_saliency", "alignment_beyond_saliency_half",
+                       "CAS beyond position and saliency\n(0 = sets that ignore the images or the target patch)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8))
+    for ax, (full, half, title) in zip(axes, panels):
         x = np.arange(len(keys))
         h = s.get(half)
         if h:
@@ -696,27 +734,42 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              "chance-corrected against the overlap of each model's sets with the other's on *other* test pairs: "
              "a predictor that ignores the images, the same-position one included, scores exactly 0). "
              "Restricting the paper's CAS to displaced patches does not remove the shortcut, since two models can "
-             "agree on the same wrong, same-position patch; the second score does.\n")
+             "agree on the same wrong, same-position patch; the second score does. But two models that favour the "
+             "same source patches of a pair whatever the target patch (shared saliency) also score above 0 on it, "
+             "and two that favour opposite ones below 0. The third score, CAS beyond position and saliency "
+             "(goal 3's measure since session 16), also compares each model's set with the other's for the *other* "
+             "target patches of the same pair and keeps only the pair-by-target-patch interaction of the overlap: "
+             "exactly 0 for sets that ignore the images or the target patch, 1 for identical sets.\n")
     rows = []
-    err = s.get("alignment_beyond_shortcut_se") or {}
-    minus = err.get("life_life_minus") or {}
+    errs = {key: s.get(f"{key}_se") or {} for key in ("alignment_beyond_shortcut", "alignment_beyond_saliency")}
+
+    def with_se(key: str, k: str) -> list[str]:
+        err = errs[key]
+        d = (err.get("life_life_minus") or {}).get(k) or {}
+        return [_f((s.get(key) or {}).get(k))
+                + (f" ± {_f(err['life_life'])}" if k == "life_life" and err.get("life_life") is not None else ""),
+                f"{_f(d.get('diff'))} ± {_f(d.get('se'))}" if d.get("se") is not None else "–"]
+
     for k, lbl in (("life_life", "life vs life"), ("life_control", "life vs control"),
                    ("untrained_untrained", "untrained vs untrained"), ("life_same_position", "life vs same-position")):
-        d = minus.get(k) or {}
         rows.append([lbl, _f(s["cas_paper"].get(k)), _f((s.get("cas_paper_displaced") or {}).get(k)),
-                     _f(s["alignment_beyond_shortcut"].get(k))
-                     + (f" ± {_f(err['life_life'])}" if k == "life_life" and err.get("life_life") is not None else ""),
-                     f"{_f(d.get('diff'))} ± {_f(d.get('se'))}" if d.get("se") is not None else "–",
+                     *with_se("alignment_beyond_shortcut", k),
                      _f((s.get("alignment_beyond_shortcut_displaced") or {}).get(k)),
-                     _f((s.get("alignment_beyond_shortcut_half") or {}).get(k))])
+                     _f((s.get("alignment_beyond_shortcut_half") or {}).get(k)),
+                     *with_se("alignment_beyond_saliency", k),
+                     _f((s.get("alignment_beyond_saliency_half") or {}).get(k))])
     L.append(_table(["mean over pairs of models", "CAS", "CAS, displaced", "beyond position",
                      "life vs life minus this, beyond position", "beyond position, displaced",
-                     "beyond position, half training"], rows))
-    if err.get("life_life") is not None:
+                     "beyond position, half training", "beyond position and saliency",
+                     "life vs life minus this, beyond saliency", "beyond saliency, half training"], rows))
+    if errs["alignment_beyond_shortcut"].get("life_life") is not None:
         L.append("\n± is the jackknife standard error over the test pairs (delete one pair); the differences are "
                  "paired, every pair of models being scored on the same test pairs. It covers the choice of test "
                  "pairs only, not training: the seed spread (`bench/bench_demo_seeds.py`) covers that.\n")
     L.append(f"\n![CAS heatmap]({_rel(Path(evals['cas']).with_suffix('.png'), out)})\n")
+    sal_png = Path(evals["cas"]).with_name("cas_beyond_saliency.png")
+    if sal_png.exists():
+        L.append(f"![CAS beyond position and saliency]({_rel(sal_png, out)})\n")
     _plot_alignment(s, out / "alignment_vs_training.png")
     L.append("![alignment](alignment_vs_training.png)\n")
 

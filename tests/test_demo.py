@@ -96,6 +96,13 @@ def test_demo_smoke(tmp_path):
     se = s["alignment_beyond_shortcut_se"]  # two lives: one pair, every error measured
     assert set(se) == {"life_life", "life_life_displaced", "life_life_minus"} and se["life_life"] is not None
     assert all(se["life_life_minus"][k]["se"] is not None for k in ("untrained_untrained", "life_control"))
+    # goal 3's measure since session 16, with its errors (no displaced variant)
+    assert set(s["alignment_beyond_saliency"]) == set(s["alignment_beyond_shortcut"])
+    assert s["alignment_beyond_saliency"]["life_same_position"] == 0.0  # by construction
+    se = s["alignment_beyond_saliency_se"]
+    assert set(se) == {"life_life", "life_life_minus"} and se["life_life"] is not None
+    assert "| beyond position and saliency |" in text and "life models align beyond position and saliency" in text
+    assert (out / "eval" / "cas" / "cas_beyond_saliency.png").exists()
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5

@@ -87,17 +87,26 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
         for y in names[i + 1:6]:
             reps[x, y] = rng.normal(0.1, 0.01, size=20)
             rows.append({"a": x, "b": y, "cas_calibrated_jackknife": reps[x, y].tolist(),
-                         "cas_calibrated_displaced_jackknife": None})
+                         "cas_calibrated_displaced_jackknife": None,
+                         "cas_beyond_saliency_jackknife": (2 * reps[x, y]).tolist()})
     mat = np.zeros((7, 7))
     for (x, y), r in reps.items():
         mat[names.index(x), names.index(y)] = mat[names.index(y), names.index(x)] = r.mean()
-    cas = {"names": names, "kinds": kinds, "pair_table": rows, "calibrated": {"matrix": mat.tolist()}}
+    cas = {"names": names, "kinds": kinds, "pair_table": rows, "calibrated": {"matrix": mat.tolist()},
+           "beyond_saliency": {"matrix": (2 * mat).tolist()}}
     label = {n: n for n in names[:4]}
     means = _alignment(cas, label, "calibrated")
     err = _alignment_se(cas, label, means)
     ll = (reps["life-a", "life-b"] + reps["life-a", "life-c"] + reps["life-b", "life-c"]) / 3
     lc = (reps["life-a", "control-x"] + reps["life-b", "control-x"] + reps["life-c", "control-x"]) / 3
     assert err["life_life"] == pytest.approx(replicate_se(ll)) and err["life_life_displaced"] is None
+    # beyond position and saliency: its own replicates, no displaced variant; absent from an older cas.json
+    sal = _alignment(cas, label, "beyond_saliency")
+    assert sal["life_life"] == pytest.approx(2 * means["life_life"])
+    err2 = _alignment_se(cas, label, sal, "cas_beyond_saliency")
+    assert set(err2) == {"life_life", "life_life_minus"} and err2["life_life"] == pytest.approx(2 * err["life_life"])
+    old = {k: v for k, v in cas.items() if k != "beyond_saliency"}
+    assert _alignment(old, label, "beyond_saliency") is None and _alignment_se(old, label, None) is None
     d = err["life_life_minus"]
     assert d["life_control"]["se"] == pytest.approx(replicate_se(ll - lc))
     assert d["life_control"]["diff"] == pytest.approx(means["life_life"] - means["life_control"])
@@ -117,8 +126,15 @@ def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
                                           "untrained_untrained": 0.1 - uu_diff, "life_same_position": 0.0}
         s["alignment_beyond_shortcut_se"] = {"life_life": se, "life_life_minus": {
             "untrained_untrained": {"diff": uu_diff, "se": se}, "life_control": {"diff": lc_diff, "se": se}}}
-        c = [c for c in claims(s) if c["claim"].startswith("life models align beyond")]
+        c = [c for c in claims(s) if c["claim"].startswith("life models align beyond the positional shortcut")]
         assert len(c) == 1
+        sal = [c for c in claims(s) if c["claim"].startswith("life models align beyond position and saliency")]
+        assert len(sal) == 1 and sal[0]["holds"] is None  # a summary without the score: not measured
+        assert sal[0]["numbers"].startswith("not measured")
+        s["alignment_beyond_saliency"], s["alignment_beyond_saliency_se"] = (s["alignment_beyond_shortcut"],
+                                                                             s["alignment_beyond_shortcut_se"])
+        sal = [c for c in claims(s) if c["claim"].startswith("life models align beyond position and saliency")]
+        assert sal[0]["holds"] == c[0]["holds"]  # the same rule on its own numbers
         return c[0]["holds"]
 
     assert holds(0.05, 0.03) is True

@@ -117,27 +117,35 @@ def _cas_tables(rep: dict) -> None:
                      "positional prior gives, 1 = identical sets that vary between pairs; ± jackknife standard "
                      "error over pairs)")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
-                "beyond position, displaced"):
+                "beyond position, displaced", "beyond position and saliency"):
         pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
     for row in rep.get("pair_table", []):
         pt.add_row(row["a"], row["b"], _f(row["cas"]), _f(row.get("cas_displaced")), _f(row["a_vs_same_position"]),
-                   _f(row["b_vs_same_position"]), _pm(row, "cas_calibrated"), _pm(row, "cas_calibrated_displaced"))
+                   _f(row["b_vs_same_position"]), _pm(row, "cas_calibrated"), _pm(row, "cas_calibrated_displaced"),
+                   _pm(row, "cas_beyond_saliency"))
     if rep.get("pair_table"):
         _show(pt)
     else:
         console.print("pairs of models: none (one model and no untrained control)")
-    cal = rep.get("calibrated") or {}
-    line = []
-    if cal.get("model_vs_model_mean") is not None:
-        line.append(f"mean model vs model {_f(cal['model_vs_model_mean'])}")
-    if cal.get("untrained_vs_untrained") is not None:
-        line.append(f"untrained vs untrained {_f(cal['untrained_vs_untrained'])}")
-    console.print("CAS beyond position (cas_calibrated.csv/.png): " + ", ".join(line + [
-        "the same-position predictor scores 0 against every model (and itself) by construction"]))
-    if cal.get("model_vs_model_mean_per_block"):
-        console.print("CAS beyond position, mean model vs model per decoder block: "
-                      + " ".join(_f(v, 3) for v in cal["model_vs_model_mean_per_block"])
-                      + (" | untrained: " + " ".join(_f(v, 3) for v in cal.get("untrained_vs_untrained_per_block", []))))
+    for key, title, files, zero in (
+            ("calibrated", "CAS beyond position", "cas_calibrated.csv/.png",
+             "the same-position predictor scores 0 against every model (and itself) by construction"),
+            ("beyond_saliency", "CAS beyond position and saliency", "cas_beyond_saliency.csv/.png",
+             "0 by construction for the same-position predictor and for sets that ignore the target patch "
+             "(saliency), which move CAS beyond position")):
+        cal = rep.get(key) or {}
+        line = []
+        if cal.get("model_vs_model_mean") is not None:
+            line.append(f"mean model vs model {_f(cal['model_vs_model_mean'])}")
+        if cal.get("untrained_vs_untrained") is not None:
+            line.append(f"untrained vs untrained {_f(cal['untrained_vs_untrained'])}")
+        if cal:
+            console.print(f"{title} ({files}): " + ", ".join(line + [zero]))
+        if cal.get("model_vs_model_mean_per_block"):
+            console.print(f"{title}, mean model vs model per decoder block: "
+                          + " ".join(_f(v, 3) for v in cal["model_vs_model_mean_per_block"])
+                          + (" | untrained: "
+                             + " ".join(_f(v, 3) for v in cal.get("untrained_vs_untrained_per_block", []))))
     if gt:
         console.print(f"ground truth: {gt['pairs_with_truth']} pairs, {gt['patches_with_truth']} patches with a known "
                       f"match, displaced share {_f(gt['displaced_share'])}; accuracy chance "
@@ -160,6 +168,12 @@ _CAS_HELP = (
     "predictor) scores exactly 0 and two models score above 0 only where they agree on content-dependent "
     "patches; 1 = identical sets that vary between pairs (every model's diagonal), 0 = no more than across "
     "unrelated pairs (the same-position predictor's diagonal).\n\n"
+    "And CAS beyond position and saliency (`beyond_saliency` in cas.json; cas_beyond_saliency.csv/.png): two "
+    "models that favour the same source patches of a pair whatever the target patch (shared saliency) score above "
+    "0 beyond position, opposite ones below 0. This score also compares each model's set with the other's for the "
+    "other target patches of the same pair, and keeps the pair-by-target-patch interaction of the overlap: exactly "
+    "0 for sets that ignore the images or the target patch, 1 for identical sets; what is left is agreement on "
+    "which source patch goes with which target patch.\n\n"
     "Where the pairs carry ground truth, each model's top-1 accuracy (its best source patch within one patch of "
     "the true match; displaced = true match more than one patch from the same position) also comes "
     "chance-corrected the same way: top-1 beyond position, 1 = the true match on every pair, exactly 0 for any "
@@ -206,7 +220,7 @@ def cas_cmd(
     with progress_bar(f"{metric}: running models", unit="pairs") as adv:
         path = run(cfg, checkpoints, out, progress=adv)
     _cas_tables(json.loads(Path(path).read_text()))
-    extra = " and _calibrated.csv/.png" if metric == "cas" else ""
+    extra = ", _calibrated.csv/.png and _beyond_saliency.csv/.png" if metric == "cas" else ""
     console.print(f"wrote {path} (+ .csv, .png{extra})")
 
 

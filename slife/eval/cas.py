@@ -23,6 +23,19 @@ resemble each other. Each row of `pair_table` carries its delete-one-pair jackkn
 `cas_calibrated_jackknife`, `cas_calibrated_displaced_jackknife`, entry i with test pair i left out): a group
 mean's or a difference's error is computed from them, as the demo does. They cover the choice of test pairs,
 not of training runs.
+CAS beyond position and saliency (`beyond_saliency_score`, goal 3's measure since session 16): the permutation
+null removes what does not depend on the images, but not what depends on the source image alone. Two models that
+favour the same source patches of a pair for every target patch (shared saliency: where to look in this image)
+score above 0 on CAS beyond position, two that favour opposite ones below 0, whatever each target patch attends to.
+So each model's set is also compared with the other's for the OTHER target patches of the same pair (a null that
+keeps the pair's saliency) and for the other target patches of the other pairs; the score is the pair-by-target-
+patch interaction of the overlap, (O - E_pair - E_patch + E_both) / (1 - E_pair - E_patch + E_both). Over all
+target patches it is exactly 0 for sets that ignore the images (the same-position predictor) and for sets that
+depend on the pair but not on the target patch (saliency), and 1 for identical sets that depend on both: what is
+left is agreement on which source patch goes with which target patch. It has no displaced-patch variant: its
+counting argument needs every pair at every target patch. `beyond_saliency` in cas.json (matrix, per block,
+untrained level, mean model vs model), `cas_beyond_saliency[_se|_jackknife]` in `pair_table`,
+`cas_beyond_saliency.csv` and `.png`.
 It is written to `cas.json` ("calibrated": block average, per block, untrained level
 (as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
@@ -191,9 +204,59 @@ def calibrated_jackknife(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | No
                                                            None if m is None else m[k], n_src), a.shape[0])
 
 
-def calibrated_matrix(summaries: Sequence[AttentionSummary], block: int = -1,
-                      mask: np.ndarray | None = None) -> np.ndarray:
-    """(M, M) `calibrated_score` between every two predictors at `block` (-1: block average); NaN where missing."""
+def beyond_saliency_score(a: torch.Tensor, b: torch.Tensor, n_src: int | None = None) -> float:
+    """CAS beyond position and saliency: the pair-by-target-patch interaction of two top-k sets' overlap.
+
+    a, b (P, N, k) top-k source patches of two predictors on the same P pairs, over all N target patches. Four mean
+    overlaps |x n y| / k, each null in both directions (a's set against b's sets, b's against a's):
+    O the same pair and target patch; E_pair the same target patch on the other pairs (`calibrated_score`'s
+    null); E_patch the other target patches of the same pair; E_both the other target patches of the other pairs.
+    Score (O - E_pair - E_patch + E_both) / (1 - E_pair - E_patch + E_both).
+    By construction (the counting argument needs every pair at every target patch, hence no mask):
+    - sets that ignore the images (the same-position predictor, any fixed prior) give O = E_pair and
+      E_patch = E_both: exactly 0 against anything;
+    - sets that depend on the pair but not on the target patch (saliency: where to look in this source image,
+      whatever the target patch) give O = E_patch and E_pair = E_both: exactly 0 as well. `calibrated_score` does
+      not remove these: two models with the same (opposite) saliency score above (below) 0 there;
+    - identical sets score 1 (O = 1) unless nothing is left once both are removed (then 0, as for the
+      same-position predictor against itself). NaN with fewer than two pairs or target patches."""
+    P, N, k = a.shape
+    if P < 2 or N < 2:
+        return math.nan
+    if n_src is None:
+        n_src = int(max(a.max(), b.max())) + 1
+
+    def nulls(sets: torch.Tensor, other: torch.Tensor) -> tuple:
+        """Mean overlap of `sets` with the other predictor's sets: same pair and patch, other pairs, other
+        patches, both other."""
+        mem = membership(other, n_src).to(torch.int64)  # (P, N, S)
+        idx, valid = sets.clamp_min(0), sets >= 0
+
+        def hits(table: torch.Tensor) -> torch.Tensor:  # members of each set counted in a (P|1, N|1, S) table
+            return (table.expand(P, N, n_src).gather(-1, idx) * valid).sum().double()
+
+        own, by_patch, by_pair = hits(mem), hits(mem.sum(0, keepdim=True)), hits(mem.sum(1, keepdim=True))
+        every = hits(mem.sum((0, 1), keepdim=True))
+        n = P * N * k
+        return (own / n, (by_patch - own) / (n * (P - 1)), (by_pair - own) / (n * (N - 1)),
+                (every - by_patch - by_pair + own) / (n * (P - 1) * (N - 1)))
+
+    ab, ba = nulls(a, b), nulls(b, a)
+    o, e_pair, e_patch, e_both = (float(x + y) / 2 for x, y in zip(ab, ba))
+    num, den = o - e_pair - e_patch + e_both, 1.0 - e_pair - e_patch + e_both
+    if abs(num) < 1e-12 or den < 1e-12:
+        return 0.0
+    return num / den
+
+
+def beyond_saliency_jackknife(a: torch.Tensor, b: torch.Tensor, n_src: int | None = None) -> np.ndarray | None:
+    """The delete-one-pair replicates of `beyond_saliency_score(a, b)` (`jackknife_replicates`)."""
+    return jackknife_replicates(lambda k: beyond_saliency_score(a[torch.as_tensor(k)], b[torch.as_tensor(k)],
+                                                                n_src), a.shape[0])
+
+
+def _pair_matrix(summaries: Sequence[AttentionSummary], block: int, score: Callable) -> np.ndarray:
+    """(M, M) `score(sets_i, sets_j, n_src)` between every two predictors at `block`; NaN where a block is missing."""
     m = len(summaries)
     out = np.full((m, m), np.nan)
     sets = [_block(s, block) for s in summaries]
@@ -201,8 +264,19 @@ def calibrated_matrix(summaries: Sequence[AttentionSummary], block: int = -1,
     for i in range(m):
         for j in range(i, m):
             if sets[i] is not None and sets[j] is not None:
-                out[i, j] = out[j, i] = calibrated_score(sets[i], sets[j], mask, n_src)
+                out[i, j] = out[j, i] = score(sets[i], sets[j], n_src)
     return out
+
+
+def calibrated_matrix(summaries: Sequence[AttentionSummary], block: int = -1,
+                      mask: np.ndarray | None = None) -> np.ndarray:
+    """(M, M) `calibrated_score` between every two predictors at `block` (-1: block average); NaN where missing."""
+    return _pair_matrix(summaries, block, lambda a, b, n: calibrated_score(a, b, mask, n))
+
+
+def beyond_saliency_matrix(summaries: Sequence[AttentionSummary], block: int = -1) -> np.ndarray:
+    """(M, M) `beyond_saliency_score` between every two predictors at `block` (-1: block average)."""
+    return _pair_matrix(summaries, block, beyond_saliency_score)
 
 
 def accuracy(s: AttentionSummary, true_idx: np.ndarray, block: int = -1, mask: np.ndarray | None = None) -> float:
@@ -425,6 +499,21 @@ def _rounded(vals: np.ndarray | None, digits: int = 6) -> list | None:
     return None if vals is None else [round(float(v), digits) if math.isfinite(v) else math.nan for v in vals]
 
 
+def _group_levels(score: dict, uu: list, models: list[int], max_blocks: int) -> None:
+    """Adds to a null-corrected score's {"matrix", "per_block"} its untrained-vs-untrained level and its mean over
+    pairs of models, overall and per block."""
+    if uu:
+        score["untrained_vs_untrained"] = _mean_over(score["matrix"], uu)
+        score["untrained_vs_untrained_per_block"] = [_mean_over(score["per_block"][str(b)], uu)
+                                                     for b in range(max_blocks)]
+    if len(models) >= 2:
+        pairs_ab = [(a, c) for ai, a in enumerate(models) for c in models[ai + 1:]]
+        score["model_vs_model_mean"] = float(np.nanmean([score["matrix"][a, c] for a, c in pairs_ab]))
+        score["model_vs_model_mean_per_block"] = [
+            float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            for v in ([score["per_block"][str(b)][a, c] for a, c in pairs_ab] for b in range(max_blocks))]
+
+
 def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | None = None) -> dict:
     """Every score and control on top-k sets: matrix (block average), per-block matrices, vs same-position,
     untrained level, chance; with `true_idx` (P, N) (-1 unknown) also displaced-patch scores and accuracy."""
@@ -472,18 +561,17 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
     # CAS beyond position (calibrated_score): 0 for any predictor that ignores the images, by construction
     cal = {"matrix": calibrated_matrix(summaries),
            "per_block": {str(b): calibrated_matrix(summaries, b) for b in range(max_blocks)}}
-    if uu:
-        cal["untrained_vs_untrained"] = _mean_over(cal["matrix"], uu)
-        cal["untrained_vs_untrained_per_block"] = [_mean_over(cal["per_block"][str(b)], uu) for b in range(max_blocks)]
-    if len(models) >= 2:
-        pairs_ab = [(a, c) for ai, a in enumerate(models) for c in models[ai + 1:]]
-        cal["model_vs_model_mean"] = float(np.nanmean([cal["matrix"][a, c] for a, c in pairs_ab]))
-        cal["model_vs_model_mean_per_block"] = [
-            float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
-            for v in ([cal["per_block"][str(b)][a, c] for a, c in pairs_ab] for b in range(max_blocks))]
+    _group_levels(cal, uu, models, max_blocks)
     cal["diagonal"] = ("1 for every model and untrained control (its sets vary between pairs); 0 for the "
                        "same-position predictor (identical sets on every pair: nothing beyond position)")
     rep["calibrated"] = cal
+    # CAS beyond position and saliency (beyond_saliency_score): also 0 for sets that ignore the target patch
+    sal = {"matrix": beyond_saliency_matrix(summaries),
+           "per_block": {str(b): beyond_saliency_matrix(summaries, b) for b in range(max_blocks)}}
+    _group_levels(sal, uu, models, max_blocks)
+    sal["diagonal"] = ("1 for every model and untrained control whose sets vary with the pair and the target "
+                       "patch; 0 for the same-position predictor")
+    rep["beyond_saliency"] = sal
     if true_idx is not None:
         true_idx = np.asarray(true_idx)
         known = true_idx >= 0
@@ -524,6 +612,10 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             loo = calibrated_jackknife(sa, sb, None, n)
             row["cas_calibrated_se"] = replicate_se(loo)
             row["cas_calibrated_jackknife"] = _rounded(loo)
+            row["cas_beyond_saliency"] = sal["matrix"][a, b]
+            loo = beyond_saliency_jackknife(sa, sb, n)
+            row["cas_beyond_saliency_se"] = replicate_se(loo)
+            row["cas_beyond_saliency_jackknife"] = _rounded(loo)
             if true_idx is not None:
                 row["cas_displaced"] = rep["ground_truth"]["matrix_displaced"][a, b]
                 row["cas_calibrated_displaced"] = rep["ground_truth"]["calibrated_displaced"][a, b]
@@ -768,5 +860,12 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
                   "metric": "cas_calibrated", "k": rep.get("k"), "softmax": rep.get("softmax"),
                   "controls": {"untrained_vs_untrained": cal.get("untrained_vs_untrained")}},
                  out_dir / f"{stem}_calibrated.png")
+    sal = rep.get("beyond_saliency")
+    if sal:  # CAS beyond position and saliency: the same
+        write_matrix_csv(out_dir / f"{stem}_beyond_saliency.csv", rep["names"], sal["matrix"])
+        plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": sal["matrix"],
+                  "metric": "cas_beyond_saliency", "k": rep.get("k"), "softmax": rep.get("softmax"),
+                  "controls": {"untrained_vs_untrained": sal.get("untrained_vs_untrained")}},
+                 out_dir / f"{stem}_beyond_saliency.png")
     log.info("wrote %s", path)
     return path

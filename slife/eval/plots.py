@@ -54,7 +54,8 @@ def plot_cas(rep: dict, path: Path) -> Path:
     ax = axes[0, 0]
     # CAS beyond position is negative where two models agree less than chance: the scale reaches down to it
     finite = mat[np.isfinite(mat)]
-    vmin = min(0.0, float(finite.min())) if metric == "cas_calibrated" and finite.size else 0.0
+    vmin = (min(0.0, float(finite.min())) if metric in ("cas_calibrated", "cas_beyond_saliency") and finite.size
+            else 0.0)
     im = ax.imshow(mat, cmap="viridis", vmin=vmin, vmax=1.0)
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -69,7 +70,9 @@ def plot_cas(rep: dict, path: Path) -> Path:
     title = {"cas": f"CAS (k={rep.get('k')}, {'softmax' if rep.get('softmax') else 'logits'})",
              "mknn": f"mutual kNN (k={rep.get('k')})", "cka": "linear CKA",
              "cas_calibrated": f"CAS beyond position (k={rep.get('k')}; 0 = a fixed positional prior,\n"
-                               "1 = identical content-dependent sets; same-position diagonal 0)"}.get(metric, metric)
+                               "1 = identical content-dependent sets; same-position diagonal 0)",
+             "cas_beyond_saliency": f"CAS beyond position and saliency (k={rep.get('k')}; 0 = sets that ignore "
+                                    "the images\nor the target patch, 1 = identical sets; same-position diagonal 0)"}.get(metric, metric)
     ax.set_title(title + "\nmodels clustered | controls after the white line", fontsize=9)
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     marks = []

@@ -6,8 +6,8 @@ import torch
 
 from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
                                   summarize_model, topk_sets)
-from slife.eval.cas import (accuracy, accuracy_beyond_position, calibrated_jackknife, calibrated_score, cas_report,
-                            cluster_order, jackknife_replicates, jackknife_se, linear_cka, mutual_knn, pair_score,
+from slife.eval.cas import (accuracy, accuracy_beyond_position, beyond_saliency_jackknife, beyond_saliency_score,
+                            calibrated_jackknife, calibrated_score, cas_report, cluster_order, jackknife_replicates, jackknife_se, linear_cka, mutual_knn, pair_score,
                             position_prior_accuracy, replicate_se, score_matrix)
 from slife.eval.groundtruth import displaced_mask, within_one
 
@@ -213,6 +213,64 @@ def test_cas_beyond_position_removes_the_shortcut_by_construction():
         assert rep["pair_table"][0]["cas_calibrated_se"] == replicate_se(loo)
         assert rep["pair_table"][0]["cas_calibrated_jackknife"] == pytest.approx(loo.tolist(), abs=1e-6)
         assert replicate_se(calibrated_jackknife(sp.topk[:, -1], rand.topk[:, -1], None, N)) == 0.0
+
+
+def _brute_beyond_saliency(a: torch.Tensor, b: torch.Tensor) -> float:
+    """beyond_saliency_score by its definition, one comparison at a time."""
+    P, N_t, k = a.shape
+
+    def ov(x, y):
+        return len(set(x.tolist()) & set(y.tolist())) / k
+
+    def mean_null(same_pair: bool, same_patch: bool) -> float:
+        vals = [(ov(a[p, n], b[q, m]) + ov(b[p, n], a[q, m])) / 2
+                for p in range(P) for n in range(N_t) for q in range(P) for m in range(N_t)
+                if (q == p) == same_pair and (m == n) == same_patch]
+        return float(np.mean(vals))
+
+    o, e_pair, e_patch, e_both = (mean_null(True, True), mean_null(False, True), mean_null(True, False),
+                                  mean_null(False, False))
+    return (o - e_pair - e_patch + e_both) / (1 - e_pair - e_patch + e_both)
+
+
+def test_cas_beyond_saliency_by_brute_force_and_by_construction():
+    """The score is its definition; it is exactly 0 for sets that ignore the images (the same-position predictor)
+    and for sets that ignore the target patch (saliency), where CAS beyond position is not; identical sets and two
+    models that attend to the true match score 1."""
+    g = torch.Generator().manual_seed(0)
+    P, N_t, S, k = 5, 6, 9, 3
+
+    def sets(p, n):
+        return torch.stack([torch.stack([torch.randperm(S, generator=g)[:k] for _ in range(n)]) for _ in range(p)])
+
+    a, b = sets(P, N_t), sets(P, N_t)
+    assert beyond_saliency_score(a, b, S) == pytest.approx(_brute_beyond_saliency(a, b), abs=1e-12)
+    assert beyond_saliency_score(a, b, S) == pytest.approx(beyond_saliency_score(b, a, S), abs=1e-12)
+    assert beyond_saliency_score(a, a, S) == 1.0
+    fixed = sets(1, N_t).expand(P, N_t, k)  # ignores the images
+    looks_a, looks_b = sets(P, 1).expand(P, N_t, k), sets(P, 1).expand(P, N_t, k)  # ignore the target patch
+    for x in (a, b, fixed, looks_a):
+        assert beyond_saliency_score(fixed, x, S) == 0.0 and beyond_saliency_score(x, fixed, S) == 0.0
+    assert beyond_saliency_score(looks_a, looks_b, S) == 0.0 and beyond_saliency_score(looks_a, looks_a, S) == 0.0
+    # CAS beyond position counts shared (or opposite) saliency as agreement (or disagreement)
+    assert calibrated_score(looks_a, looks_a, None, S) == 1.0 and calibrated_score(looks_a, looks_b, None, S) != 0.0
+    # on the synthetic pairs: the truth against itself 1, the identity map against same-position 0
+    ti = true_idx()
+    for k in (1, 5):
+        truth, ident = _summ(truth_model(), k, "truth"), _summ(identity_model(), k, "identity")
+        sp = same_position_summary(GRID, k, len(SHIFTS))
+        t = truth.topk[:, -1]
+        assert beyond_saliency_score(t, _summ(truth_model(), k, "truth2").topk[:, -1], N) == 1.0
+        assert beyond_saliency_score(ident.topk[:, -1], sp.topk[:, -1], N) == 0.0
+        rep = cas_report([truth, ident, sp], ti)
+        sal = rep["beyond_saliency"]
+        assert sal["matrix"][1][2] == 0.0 and sal["matrix"][0][2] == 0.0 and sal["matrix"][0][0] == 1.0
+        row = rep["pair_table"][0]
+        assert row["cas_beyond_saliency"] == pytest.approx(beyond_saliency_score(t, ident.topk[:, -1], N))
+        loo = beyond_saliency_jackknife(t, ident.topk[:, -1], N)
+        assert row["cas_beyond_saliency_se"] == pytest.approx(replicate_se(loo))
+        assert row["cas_beyond_saliency_jackknife"] == pytest.approx(loo.tolist(), abs=1e-6)
+        assert replicate_se(beyond_saliency_jackknife(sp.topk[:, -1], t, N)) == 0.0
 
 
 def test_top1_beyond_position_is_0_for_any_positional_predictor_and_1_for_the_truth():
