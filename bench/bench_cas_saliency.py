@@ -18,7 +18,9 @@ on the demo's held-out pairs, then per pair the share of each source patch among
 `--rewrite-cas` instead writes the demo's eval/cas (and eval/cas_half) again with this code, as the demo's
 evaluation does (same checkpoints in the same order, same held-out pairs, k and untrained seeds), for a demo
 evaluated before CAS beyond position and saliency existed; then `bench_demo_seeds.py --rewrite-report` puts it in
-summary.json and report.md. The demo's other numbers are left as they are.
+summary.json and report.md. It writes the whole of cas.json again (the paper's CAS, CAS beyond position and top-1
+too: recomputed here, with this machine's threads, near-ties in a top-k may move them slightly); the probe's and
+match's numbers are left as they are.
 """
 
 from __future__ import annotations

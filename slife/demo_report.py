@@ -119,10 +119,11 @@ def _groups(cas: dict, label: dict) -> tuple[list[str], list[str], list[str]]:
 
 def _alignment(cas: dict, label: dict, key: str = "matrix", displaced: bool = False) -> dict | None:
     """Group means of a CAS matrix (paper's `matrix`, `calibrated` beyond position, or `beyond_saliency` beyond
-    position and saliency) by model group; None for a score cas.json does not have (made before it existed)."""
+    position and saliency) by model group; None for a score cas.json does not have (made before it existed) and for
+    beyond position and saliency on displaced patches (it is defined over all target patches)."""
     names = cas["names"]
     if key == "beyond_saliency":
-        if "beyond_saliency" not in cas:
+        if "beyond_saliency" not in cas or displaced:
             return None
         mat = cas["beyond_saliency"]["matrix"]
     elif key == "calibrated":
@@ -481,6 +482,11 @@ def claims(s: dict) -> list[dict]:
     out.append(_alignment_claim(
         s, "alignment_beyond_shortcut", "life models align beyond the positional shortcut: CAS beyond position "
         "(which shared saliency also moves) life-vs-life above", "0 by construction", len(lives)))
+    new, old = out[-2], out[-1]
+    if new["holds"] is not None and old["holds"] is not None and new["holds"] != old["holds"]:
+        for c, other, name in ((new, old, "CAS beyond position"), (old, new, "CAS beyond position and saliency")):
+            c["numbers"] += (f". The two alignment scores disagree in this run: {name} "
+                             f"{'holds' if other['holds'] else 'does not hold'}")
     ob = s.get("objectives")
     if ob:
         arms = ob["arms"]
@@ -739,7 +745,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
              "and two that favour opposite ones below 0. The third score, CAS beyond position and saliency "
              "(goal 3's measure since session 16), also compares each model's set with the other's for the *other* "
              "target patches of the same pair and keeps only the pair-by-target-patch interaction of the overlap: "
-             "exactly 0 for sets that ignore the images or the target patch, 1 for identical sets.\n")
+             "exactly 0 for sets that ignore the images or the target patch, 1 for identical sets that vary with both "
+             "the pair and the target patch.\n")
     rows = []
     errs = {key: s.get(f"{key}_se") or {} for key in ("alignment_beyond_shortcut", "alignment_beyond_saliency")}
 

@@ -135,6 +135,13 @@ def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
                                                                              s["alignment_beyond_shortcut_se"])
         sal = [c for c in claims(s) if c["claim"].startswith("life models align beyond position and saliency")]
         assert sal[0]["holds"] == c[0]["holds"]  # the same rule on its own numbers
+        assert "disagree" not in sal[0]["numbers"] + c[0]["numbers"]
+        if c[0]["holds"] is not None:  # the two scores disagree: both claims say so
+            s["alignment_beyond_saliency"] = dict(s["alignment_beyond_saliency"], life_life=-1.0)
+            s["alignment_beyond_saliency_se"] = None
+            both = [c for c in claims(s) if c["claim"].startswith("life models align beyond")]
+            assert both[0]["holds"] is False and both[1]["holds"] == c[0]["holds"]
+            assert ("disagree" in both[0]["numbers"]) == c[0]["holds"] == ("disagree" in both[1]["numbers"])
         return c[0]["holds"]
 
     assert holds(0.05, 0.03) is True

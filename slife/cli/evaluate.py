@@ -114,8 +114,9 @@ def _cas_tables(rep: dict) -> None:
         c.add_row(*row)
     _show(c)
     pt = Table(title="pairs of models: agreement beside the shortcut (beyond position: 0 = what a fixed "
-                     "positional prior gives, 1 = identical sets that vary between pairs; ± jackknife standard "
-                     "error over pairs)")
+                     "positional prior gives, 1 = identical sets that vary between pairs; beyond position and "
+                     "saliency: 0 = what sets that ignore the images or the target patch give, 1 = identical sets "
+                     "that vary with both; ± jackknife standard error over pairs)")
     for col in ("a", "b", "CAS", "CAS displaced", "a vs same-pos", "b vs same-pos", "beyond position",
                 "beyond position, displaced", "beyond position and saliency"):
         pt.add_column(col, justify="left" if col in ("a", "b") else "right", no_wrap=col in ("a", "b"))
@@ -172,7 +173,8 @@ _CAS_HELP = (
     "models that favour the same source patches of a pair whatever the target patch (shared saliency) score above "
     "0 beyond position, opposite ones below 0. This score also compares each model's set with the other's for the "
     "other target patches of the same pair, and keeps the pair-by-target-patch interaction of the overlap: exactly "
-    "0 for sets that ignore the images or the target patch, 1 for identical sets; what is left is agreement on "
+    "0 for sets that ignore the images or the target patch, 1 for identical sets that vary with both the pair and "
+    "the target patch; what is left is agreement on "
     "which source patch goes with which target patch.\n\n"
     "Where the pairs carry ground truth, each model's top-1 accuracy (its best source patch within one patch of "
     "the true match; displaced = true match more than one patch from the same position) also comes "

@@ -53,7 +53,9 @@ picks on the other pairs; exactly 0 for any fixed pick that ignores the images),
 jackknife standard error (`jackknife_se`) and, for each model, its paired difference from every untrained
 control with that difference's error.
 Writes `cas.json`, `cas.csv` (the matrix) and `cas.png` (heatmap, hierarchical-clustering order, controls
-marked), and for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, into out_dir. Entry point: `run(cfg, checkpoints, out_dir) -> Path` (the JSON).
+marked), for CAS beyond position `cas_calibrated.csv` and `cas_calibrated.png`, and for CAS beyond position and
+saliency `cas_beyond_saliency.csv` and `cas_beyond_saliency.png`, into out_dir. Entry point:
+`run(cfg, checkpoints, out_dir) -> Path` (the JSON).
 `metric="mknn"|"cka"` compares mean-pooled encoder features of the same images instead; those work for the
 encoder of every objective, CAS only for CroCo checkpoints (a one-line error otherwise). The images are the
 DISTINCT views of the pairs (`distinct_views`: mined pairs reuse frames, and a frame counted twice is its own
@@ -207,46 +209,47 @@ def calibrated_jackknife(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray | No
 def beyond_saliency_score(a: torch.Tensor, b: torch.Tensor, n_src: int | None = None) -> float:
     """CAS beyond position and saliency: the pair-by-target-patch interaction of two top-k sets' overlap.
 
-    a, b (P, N, k) top-k source patches of two predictors on the same P pairs, over all N target patches. Four mean
-    overlaps |x n y| / k, each null in both directions (a's set against b's sets, b's against a's):
+    a, b (P, N, k) top-k source patches of two predictors on the same P pairs, over all N target patches (entries
+    of -1, dropped by `--reciprocal`, count as no member). Four mean overlaps |x n y| / k of a's sets with b's:
     O the same pair and target patch; E_pair the same target patch on the other pairs (`calibrated_score`'s
     null); E_patch the other target patches of the same pair; E_both the other target patches of the other pairs.
+    Each runs over ordered pairs of (pair, target patch), so the score is symmetric in a and b as it stands.
     Score (O - E_pair - E_patch + E_both) / (1 - E_pair - E_patch + E_both).
     By construction (the counting argument needs every pair at every target patch, hence no mask):
     - sets that ignore the images (the same-position predictor, any fixed prior) give O = E_pair and
       E_patch = E_both: exactly 0 against anything;
     - sets that depend on the pair but not on the target patch (saliency: where to look in this source image,
-      whatever the target patch) give O = E_patch and E_pair = E_both: exactly 0 as well. `calibrated_score` does
-      not remove these: two models with the same (opposite) saliency score above (below) 0 there;
-    - identical sets score 1 (O = 1) unless nothing is left once both are removed (then 0, as for the
-      same-position predictor against itself). NaN with fewer than two pairs or target patches."""
+      whatever the target patch) give O = E_patch and E_pair = E_both: 0 against anything as well.
+      `calibrated_score` does not remove these: two models with the same (opposite) saliency score above (below)
+      0 there;
+    - identical full sets (no -1) score 1 (O = 1) where they vary with both the pair and the target patch; where
+      nothing is left once both are removed they score 0, as the same-position predictor does against itself.
+    The denominator is (1 - O) + the numerator: it reaches 0 only where the interaction is at least 1 - O below 0
+    (k = 1 opposite checkerboards on two pairs and two target patches); such a score is NaN rather than a number
+    below -1. NaN too with fewer than two pairs or target patches."""
+    if a.shape != b.shape:
+        raise ValueError(f"top-k sets of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
     P, N, k = a.shape
     if P < 2 or N < 2:
         return math.nan
     if n_src is None:
         n_src = int(max(a.max(), b.max())) + 1
+    mem = membership(b, n_src).to(torch.int64)  # (P, N, S): b's members
+    idx, valid = a.clamp_min(0), a >= 0
 
-    def nulls(sets: torch.Tensor, other: torch.Tensor) -> tuple:
-        """Mean overlap of `sets` with the other predictor's sets: same pair and patch, other pairs, other
-        patches, both other."""
-        mem = membership(other, n_src).to(torch.int64)  # (P, N, S)
-        idx, valid = sets.clamp_min(0), sets >= 0
+    def hits(table: torch.Tensor) -> float:  # a's members found in a (P|1, N|1, S) table of b's member counts
+        return float((table.expand(P, N, n_src).gather(-1, idx) * valid).sum())
 
-        def hits(table: torch.Tensor) -> torch.Tensor:  # members of each set counted in a (P|1, N|1, S) table
-            return (table.expand(P, N, n_src).gather(-1, idx) * valid).sum().double()
-
-        own, by_patch, by_pair = hits(mem), hits(mem.sum(0, keepdim=True)), hits(mem.sum(1, keepdim=True))
-        every = hits(mem.sum((0, 1), keepdim=True))
-        n = P * N * k
-        return (own / n, (by_patch - own) / (n * (P - 1)), (by_pair - own) / (n * (N - 1)),
-                (every - by_patch - by_pair + own) / (n * (P - 1) * (N - 1)))
-
-    ab, ba = nulls(a, b), nulls(b, a)
-    o, e_pair, e_patch, e_both = (float(x + y) / 2 for x, y in zip(ab, ba))
+    own, same_patch, same_pair = hits(mem), hits(mem.sum(0, keepdim=True)), hits(mem.sum(1, keepdim=True))
+    every = hits(mem.sum((0, 1), keepdim=True))
+    n = P * N * k
+    o, e_pair = own / n, (same_patch - own) / (n * (P - 1))
+    e_patch = (same_pair - own) / (n * (N - 1))
+    e_both = (every - same_patch - same_pair + own) / (n * (P - 1) * (N - 1))
     num, den = o - e_pair - e_patch + e_both, 1.0 - e_pair - e_patch + e_both
-    if abs(num) < 1e-12 or den < 1e-12:
+    if abs(num) < 1e-12:
         return 0.0
-    return num / den
+    return num / den if den > 1e-12 else math.nan
 
 
 def beyond_saliency_jackknife(a: torch.Tensor, b: torch.Tensor, n_src: int | None = None) -> np.ndarray | None:

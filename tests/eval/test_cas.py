@@ -252,6 +252,12 @@ def test_cas_beyond_saliency_by_brute_force_and_by_construction():
     for x in (a, b, fixed, looks_a):
         assert beyond_saliency_score(fixed, x, S) == 0.0 and beyond_saliency_score(x, fixed, S) == 0.0
     assert beyond_saliency_score(looks_a, looks_b, S) == 0.0 and beyond_saliency_score(looks_a, looks_a, S) == 0.0
+    assert beyond_saliency_score(looks_a, a, S) == 0.0 and beyond_saliency_score(b, looks_b, S) == 0.0
+    # k=1 opposite checkerboards on 2 pairs x 2 target patches: the denominator is negative, the score NaN
+    board = torch.tensor([[[0], [1]], [[1], [0]]])
+    assert math.isnan(beyond_saliency_score(board, 1 - board, 2))
+    with pytest.raises(ValueError, match="different shapes"):
+        beyond_saliency_score(a, a[:, :, :2], S)
     # CAS beyond position counts shared (or opposite) saliency as agreement (or disagreement)
     assert calibrated_score(looks_a, looks_a, None, S) == 1.0 and calibrated_score(looks_a, looks_b, None, S) != 0.0
     # on the synthetic pairs: the truth against itself 1, the identity map against same-position 0
