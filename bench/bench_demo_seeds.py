@@ -64,7 +64,9 @@ def main() -> None:
         stage_s.append({k: v["seconds"] for k, v in json.loads((out / "stages.json").read_text())["stages"].items()})
     seeds = " | ".join(f"seed {s}" for s in a.seeds)
     budget = runs[0]["budget_minutes"]
-    print(f"### study {a.study}, budget {budget:g} min, {runs[0]['steps']}-{runs[-1]['steps']} steps per model\n")
+    steps = [r["steps"] for r in runs]
+    print(f"### study {a.study}, budget {budget:g} min, {min(steps)}-{max(steps)} steps per model "
+          f"({', '.join(map(str, steps))})\n")
     print(f"| encoder | measure | {seeds} | mean ± std |")
     print("|---|---|" + "---|" * (len(a.seeds) + 1))
     keys = ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced", "top1_displaced_beyond_position", "match_aepe",
