@@ -561,20 +561,17 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             if np.isfinite([per_block[str(b)][a, c] for ai, a in enumerate(models) for c in models[ai + 1:]]).any()
             else math.nan for b in range(max_blocks)]
     rep["controls"] = controls
-    # CAS beyond position (calibrated_score): 0 for any predictor that ignores the images, by construction
-    cal = {"matrix": calibrated_matrix(summaries),
-           "per_block": {str(b): calibrated_matrix(summaries, b) for b in range(max_blocks)}}
-    _group_levels(cal, uu, models, max_blocks)
-    cal["diagonal"] = ("1 for every model and untrained control (its sets vary between pairs); 0 for the "
-                       "same-position predictor (identical sets on every pair: nothing beyond position)")
-    rep["calibrated"] = cal
+    # CAS beyond position (calibrated_score): 0 for any predictor that ignores the images, by construction;
     # CAS beyond position and saliency (beyond_saliency_score): also 0 for sets that ignore the target patch
-    sal = {"matrix": beyond_saliency_matrix(summaries),
-           "per_block": {str(b): beyond_saliency_matrix(summaries, b) for b in range(max_blocks)}}
-    _group_levels(sal, uu, models, max_blocks)
-    sal["diagonal"] = ("1 for every model and untrained control whose sets vary with the pair and the target "
-                       "patch; 0 for the same-position predictor")
-    rep["beyond_saliency"] = sal
+    for key, matrix, diagonal in (
+            ("calibrated", calibrated_matrix, "1 for every model and untrained control (its sets vary between pairs); "
+             "0 for the same-position predictor (identical sets on every pair: nothing beyond position)"),
+            ("beyond_saliency", beyond_saliency_matrix, "1 for every model and untrained control whose sets vary "
+             "with the pair and the target patch; 0 for the same-position predictor")):
+        lev = {"matrix": matrix(summaries), "per_block": {str(b): matrix(summaries, b) for b in range(max_blocks)}}
+        _group_levels(lev, uu, models, max_blocks)
+        lev["diagonal"] = diagonal
+        rep[key] = lev
     if true_idx is not None:
         true_idx = np.asarray(true_idx)
         known = true_idx >= 0
@@ -610,12 +607,12 @@ def cas_report(summaries: Sequence[AttentionSummary], true_idx: np.ndarray | Non
             row = {"a": names[a], "b": names[b], "cas": mat[a, b],
                    "a_vs_same_position": mat[a, sp[0]] if sp else math.nan,
                    "b_vs_same_position": mat[b, sp[0]] if sp else math.nan}
-            row["cas_calibrated"] = cal["matrix"][a, b]
+            row["cas_calibrated"] = rep["calibrated"]["matrix"][a, b]
             sa, sb = _block(summaries[a], -1), _block(summaries[b], -1)
             loo = calibrated_jackknife(sa, sb, None, n)
             row["cas_calibrated_se"] = replicate_se(loo)
             row["cas_calibrated_jackknife"] = _rounded(loo)
-            row["cas_beyond_saliency"] = sal["matrix"][a, b]
+            row["cas_beyond_saliency"] = rep["beyond_saliency"]["matrix"][a, b]
             loo = beyond_saliency_jackknife(sa, sb, n)
             row["cas_beyond_saliency_se"] = replicate_se(loo)
             row["cas_beyond_saliency_jackknife"] = _rounded(loo)
@@ -853,22 +850,16 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     if rep.get("ground_truth"):
         write_matrix_csv(out_dir / f"{stem}_displaced.csv", rep["names"], rep["ground_truth"]["matrix_displaced"])
     plot_cas(rep, out_dir / f"{stem}.png")
-    cal = rep.get("calibrated")
-    if cal:  # CAS beyond position: its own CSV(s) and heatmap
-        write_matrix_csv(out_dir / f"{stem}_calibrated.csv", rep["names"], cal["matrix"])
-        if rep.get("ground_truth"):
-            write_matrix_csv(out_dir / f"{stem}_calibrated_displaced.csv", rep["names"],
-                             rep["ground_truth"]["calibrated_displaced"])
-        plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": cal["matrix"],
-                  "metric": "cas_calibrated", "k": rep.get("k"), "softmax": rep.get("softmax"),
-                  "controls": {"untrained_vs_untrained": cal.get("untrained_vs_untrained")}},
-                 out_dir / f"{stem}_calibrated.png")
-    sal = rep.get("beyond_saliency")
-    if sal:  # CAS beyond position and saliency: the same
-        write_matrix_csv(out_dir / f"{stem}_beyond_saliency.csv", rep["names"], sal["matrix"])
-        plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": sal["matrix"],
-                  "metric": "cas_beyond_saliency", "k": rep.get("k"), "softmax": rep.get("softmax"),
-                  "controls": {"untrained_vs_untrained": sal.get("untrained_vs_untrained")}},
-                 out_dir / f"{stem}_beyond_saliency.png")
+    if rep.get("ground_truth") and "calibrated" in rep:
+        write_matrix_csv(out_dir / f"{stem}_calibrated_displaced.csv", rep["names"],
+                         rep["ground_truth"]["calibrated_displaced"])
+    for key, metric in (("calibrated", "cas_calibrated"), ("beyond_saliency", "cas_beyond_saliency")):
+        lev = rep.get(key)
+        if lev:  # CAS beyond position, and beyond position and saliency: a CSV and a heatmap each
+            write_matrix_csv(out_dir / f"{stem}_{key}.csv", rep["names"], lev["matrix"])
+            plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": lev["matrix"],
+                      "metric": metric, "k": rep.get("k"), "softmax": rep.get("softmax"),
+                      "controls": {"untrained_vs_untrained": lev.get("untrained_vs_untrained")}},
+                     out_dir / f"{stem}_{key}.png")
     log.info("wrote %s", path)
     return path
