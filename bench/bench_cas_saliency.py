@@ -26,13 +26,14 @@ match's numbers are left as they are.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
+from slife.demo import finished_cas
+from slife.errors import SlifeError
 from slife.eval.attention import membership, summarize_model
-from slife.eval.cas import CasConfig, beyond_saliency_score, calibrated_score, load_test_pairs, run as cas_run
+from slife.eval.cas import beyond_saliency_score, calibrated_score, load_test_pairs, run as cas_run
 from slife.eval.models import image_grid, load_models, model_spec_of
 
 
@@ -46,18 +47,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("demo", type=Path)
     ap.add_argument("--models", nargs=2, default=["life-kitchen", "life-office"])
-    ap.add_argument("--pairs", type=int, default=96, help="held-out pairs (the demo's CAS uses 96)")
+    ap.add_argument("--pairs", type=int, default=None, help="held-out pairs (default: the demo's CAS's, 96)")
     ap.add_argument("--rewrite-cas", action="store_true", help="write eval/cas and eval/cas_half again (see above)")
     a = ap.parse_args()
-    st = json.loads((a.demo / "stages.json").read_text())
-    models = st["stages"]["train"]["result"]["models"]
-    if a.rewrite_cas:
-        _rewrite_cas(a.demo, st)
-        return
-    loaded = load_models([Path(models[n]["checkpoint"]) for n in a.models], attention=True)
-    size, _, side = image_grid(model_spec_of(loaded[0][2]).kwargs)
-    pairs = load_test_pairs(a.demo / "shards" / "heldout", size, a.pairs)
-    sets = [summarize_model(n, m, pairs, 10, (side, side), kind="model").topk[:, -1] for n, m, _ in loaded]
+    try:
+        cas_cfg, models, ev = finished_cas(a.demo)
+        if a.rewrite_cas:
+            for key, field in (("cas", "checkpoint"), ("cas_half", "half")):
+                if key in ev:  # the demo's CAS stage (`demo._eval_attention`) again with this code
+                    ckpts = [Path(m[field]) for m in models.values()]
+                    print(f"{key}: {cas_run(cas_cfg, ckpts, Path(ev[key]).parent)}")
+            return
+        unknown = [n for n in a.models if n not in models]
+        if unknown:
+            raise SlifeError(f"{a.demo}: no CroCo model {', '.join(unknown)} (it has {', '.join(models)})")
+        loaded = load_models([Path(models[n]["checkpoint"]) for n in a.models], attention=True)
+        size, _, side = image_grid(model_spec_of(loaded[0][2]).kwargs)
+        pairs = load_test_pairs(cas_cfg.pairs, size, a.pairs or cas_cfg.num_pairs)
+    except SlifeError as e:
+        raise SystemExit(f"error: {e}") from None
+    sets = [summarize_model(n, m, pairs, cas_cfg.k, (side, side), kind="model").topk[:, -1] for n, m, _ in loaded]
     n_src = side * side
     sal = [membership(s, n_src).float().mean(1) for s in sets]  # (P, N_src): each source patch's share of the sets
     conc = [float(s.sort(-1, descending=True).values[:, :10].sum(-1).mean() / sets[0].shape[-1]) for s in sal]
@@ -65,23 +74,6 @@ def main() -> None:
     other = float(torch.stack([_corr(sal[0], sal[1].roll(r, 0)) for r in range(1, len(pairs))]).mean())
     print(f"| {a.demo.name} | {conc[0]:.3f} / {conc[1]:.3f} (even: {10 / n_src:.3f}) | {same:.3f} | {other:.3f} | "
           f"{calibrated_score(sets[0], sets[1]):.3f} | {beyond_saliency_score(sets[0], sets[1], n_src):.3f} |")
-
-
-def _rewrite_cas(demo: Path, st: dict) -> None:
-    """The demo's CAS stage (`demo._eval_attention`) again with this code, from what stages.json recorded."""
-    from slife.demo import DemoConfig, objective_of
-
-    cfg = DemoConfig(**{k: v for k, v in st["identity"]["config"].items() if k in DemoConfig.__dataclass_fields__})
-    plan = st["identity"]["plan"]
-    models = {n: m for n, m in st["stages"]["train"]["result"]["models"].items() if objective_of(n) == "croco"}
-    heldout = st["stages"]["mine"]["result"]["heldout"]["path"]
-    cas_cfg = CasConfig(pairs=Path(heldout), num_pairs=plan["cas_pairs"], k=10 if not cfg.smoke else 3,
-                        untrained_seeds=(cfg.seed, cfg.seed + 1))
-    ev = st["stages"]["eval"]["result"]
-    for key, field in (("cas", "checkpoint"), ("cas_half", "half")):
-        if key in ev:
-            ckpts = [Path(m[field]) for m in models.values()]
-            print(f"{key}: {cas_run(cas_cfg, ckpts, Path(ev[key]).parent)}")
 
 
 if __name__ == "__main__":

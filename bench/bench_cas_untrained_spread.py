@@ -18,8 +18,9 @@ import json
 import statistics
 from pathlib import Path
 
-from slife.demo import DemoConfig, objective_of
-from slife.eval.cas import CasConfig, run as cas_run
+from slife.demo import finished_cas
+from slife.errors import SlifeError
+from slife.eval.cas import run as cas_run
 
 
 def main() -> None:
@@ -31,19 +32,21 @@ def main() -> None:
     a = ap.parse_args()
     if a.untrained < 3:
         raise SystemExit("error: --untrained must be >= 3 for a spread over pairs")
-    st = json.loads((a.demo / "stages.json").read_text())
-    cfg = DemoConfig(**{k: v for k, v in st["identity"]["config"].items() if k in DemoConfig.__dataclass_fields__})
-    models = {n: m for n, m in st["stages"]["train"]["result"]["models"].items() if objective_of(n) == "croco"}
-    out = a.out or a.demo / "eval" / "cas_untrained_spread"
-    cas_cfg = CasConfig(pairs=Path(st["stages"]["mine"]["result"]["heldout"]["path"]),
-                        num_pairs=st["identity"]["plan"]["cas_pairs"], k=10 if not cfg.smoke else 3,
-                        untrained_seeds=tuple(range(cfg.seed, cfg.seed + a.untrained)))
-    rep = json.loads(cas_run(cas_cfg, [Path(m["checkpoint"]) for m in models.values()], out).read_text())
+    try:
+        cas_cfg, models, _ = finished_cas(a.demo, untrained=a.untrained)
+        unknown = [n for n in a.models if n not in models]
+        if unknown:
+            raise SlifeError(f"{a.demo}: no CroCo model {', '.join(unknown)} (it has {', '.join(models)})")
+        path = cas_run(cas_cfg, [Path(m["checkpoint"]) for m in models.values()],
+                       a.out or a.demo / "eval" / "cas_untrained_spread")
+    except SlifeError as e:
+        raise SystemExit(f"error: {e}") from None
+    rep = json.loads(path.read_text())
     kinds = dict(zip(rep["names"], rep["kinds"]))
     life = {rep["names"][list(models).index(n)] for n in a.models}
-    demo_uu = {f"untrained-s{cfg.seed}", f"untrained-s{cfg.seed + 1}"}
+    demo_uu = {f"untrained-s{sd}" for sd in cas_cfg.untrained_seeds[:2]}
+    uu = [r for r in rep["pair_table"] if kinds[r["a"]] == kinds[r["b"]] == "untrained"]
     for key, what in (("cas_beyond_saliency", "beyond position and saliency"), ("cas_calibrated", "beyond position")):
-        uu = [r for r in rep["pair_table"] if kinds[r["a"]] == kinds[r["b"]] == "untrained"]
         vals = [r[key] for r in uu]
         m, sd = statistics.mean(vals), statistics.stdev(vals)
         ses = statistics.median(r[f"{key}_se"] for r in uu)

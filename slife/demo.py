@@ -799,10 +799,39 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         torch.set_num_threads(threads)
 
 
+def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, untrained: int = 2):
+    """The CAS stage's CasConfig: the held-out life's pairs, k 10 (3 in the smoke demo), `untrained` untrained
+    controls seeded from the run's seed on."""
+    from slife.eval.cas import CasConfig
+
+    return CasConfig(pairs=Path(heldout), num_pairs=cas_pairs, k=10 if not cfg.smoke else 3,
+                     untrained_seeds=tuple(range(cfg.seed, cfg.seed + untrained)))
+
+
+def finished_cas(demo_dir: Path, untrained: int = 2) -> tuple:
+    """What a finished demo's CAS stage ran on, read from its stages.json, for scoring it again (bench scripts):
+    (its CasConfig with `untrained` untrained controls, the CroCo models {name: {"checkpoint", "half", ...}} in the
+    stage's order, the eval stage's result ({} before it finished)). A SlifeError naming the file for a folder
+    whose stages.json is missing, unreadable, or has not finished mining and training."""
+    path = Path(demo_dir) / "stages.json"
+    try:
+        st = json.loads(path.read_text())
+        cfg = DemoConfig(**{k: v for k, v in st["identity"]["config"].items() if k in DemoConfig.__dataclass_fields__})
+        stages = st["stages"]
+        heldout, trained = stages["mine"]["result"]["heldout"]["path"], stages["train"]["result"]["models"]
+        cas_pairs = st["identity"]["plan"]["cas_pairs"]
+    except FileNotFoundError:
+        raise SlifeError(f"{path}: not found (not a `slife demo` folder)") from None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SlifeError(f"{path}: not a finished demo's stages.json (mining and training): {e!r}") from None
+    models = {n: m for n, m in trained.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
+    return _cas_config(cfg, cas_pairs, heldout, untrained), models, (stages.get("eval") or {}).get("result") or {}
+
+
 def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
     """CAS on the held-out life's pairs (end and half of training; CroCo models), top-1 correspondence of every
     model on them (with objective arms) and zero-shot correspondence (every model, untrained controls)."""
-    from slife.eval.cas import CasConfig, run as cas_run
+    from slife.eval.cas import run as cas_run
     from slife.eval.correspondence import MatchConfig, run as match_run
     from slife.eval.models import load_models, model_spec_of, untrained_models
 
@@ -811,8 +840,7 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
     res = {}
-    cas_cfg = CasConfig(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, k=10 if not cfg.smoke else 3,
-                        untrained_seeds=(cfg.seed, cfg.seed + 1))
+    cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"])
     with task("CAS (end of training)", None) as adv:
         res["cas"] = str(cas_run(cas_cfg, ckpts, ev / "cas", progress=adv))
     halves = [Path(m["half"]) for m in models.values() if m.get("half")]
