@@ -62,13 +62,24 @@ def main() -> None:
                 raise SystemExit(f"error: {e}")
         runs.append(json.loads((out / "summary.json").read_text()))
         stage_s.append({k: v["seconds"] for k, v in json.loads((out / "stages.json").read_text())["stages"].items()})
-    seeds = " | ".join(f"seed {s}" for s in a.seeds)
+    print_tables(runs, a.study)
+    seeds = " | ".join(f"seed {r['seed']}" for r in runs)
+    print(f"\n| stage | {seeds} | mean ± std |")
+    print("|---|" + "---|" * (len(runs) + 1))
+    for k in stage_s[0]:
+        vals = [st[k] for st in stage_s]
+        print(f"| seconds: {k} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {_ms(vals, 1)[0]} |")
+
+
+def print_tables(runs: list[dict], study: str) -> None:
+    """Tables 1-3 of the module docstring from the runs' summary.json contents (one per seed)."""
+    seeds = " | ".join(f"seed {r['seed']}" for r in runs)
     budget = runs[0]["budget_minutes"]
     steps = [r["steps"] for r in runs]
-    print(f"### study {a.study}, budget {budget:g} min, {min(steps)}-{max(steps)} steps per model "
+    print(f"### study {study}, budget {budget:g} min, {min(steps)}-{max(steps)} steps per model "
           f"({', '.join(map(str, steps))})\n")
     print(f"| encoder | measure | {seeds} | mean ± std |")
-    print("|---|---|" + "---|" * (len(a.seeds) + 1))
+    print("|---|---|" + "---|" * (len(runs) + 1))
     keys = ("probe_abs_rel_aligned", "probe_abs_rel", "top1_displaced", "top1_displaced_beyond_position", "match_aepe",
             "match_pck5")
     for name, e in runs[0]["encoders"].items():
@@ -102,7 +113,7 @@ def main() -> None:
 
     print("\n#### Margins the claims rest on\n")
     print(f"| margin | {seeds} | mean ± std | holds |")
-    print("|---|" + "---|" * (len(a.seeds) + 2))
+    print("|---|" + "---|" * (len(runs) + 2))
     lives = [n for n, e in runs[0]["encoders"].items() if e["group"] == "life"]
     for n in lives:  # depth: untrained - life, positive in every seed and mean > 2 std
         d = [r["encoders"]["untrained"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"]
@@ -161,7 +172,7 @@ def main() -> None:
                       + f" | {_ms([x['diff'] for x in e])[0]} | {'yes' if min(z) > 2 else 'no'} |")
 
     arms = [n for n, e in runs[0]["encoders"].items() if e["group"] == "ablation"]
-    spec = STUDIES[a.study]
+    spec = STUDIES[study]
     if arms:
         first = lives[0]
         print("\n#### Pairing ablation (mean ± std over seeds)\n")
@@ -197,12 +208,6 @@ def main() -> None:
                 steps.append(f"{_ms(d, nd)[0]} ({sum(v > 0 for v in d)}/{len(d)})")
             print(f"| {k} | {' > '.join(order)} | {'yes' if order == list(ABLATION) else 'no'} | "
                   + " | ".join(steps) + " |")
-
-    print(f"\n| stage | {seeds} | mean ± std |")
-    print("|---|" + "---|" * (len(a.seeds) + 1))
-    for k in stage_s[0]:
-        vals = [st[k] for st in stage_s]
-        print(f"| seconds: {k} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {_ms(vals, 1)[0]} |")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,8 @@ class _Plan:
     norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper) when each model trains at least
     # NORMALISED_TARGETS_FROM minutes (the 60-min default study), else raw
     train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
+    attention_masked: bool  # read the decoder's attention (CAS, top-1, match) with the target masked as in
+    # training (`attention.masked_logits`; bench/study.md, session 18) instead of with nothing masked
 
 
 # CroCo's targets by how long each model trains (bench/study.md, sessions 12-14): raw pixels when it is short (the
@@ -157,13 +159,15 @@ class _Plan:
 # bought no consistent probe gain). The lengths between were not measured.
 NORMALISED_TARGETS_FROM = 18.0  # minutes of training per model
 PROBE_LRS = (1e-4, 3e-4, 1e-3, 3e-3)  # the depth readout's learning rates, chosen per encoder (session 15)
+ATTENTION_MASKED = False  # how the evaluation reads the decoder's attention (bench/study.md, session 18)
 
 
 def _plan(cfg: DemoConfig) -> _Plan:
     if cfg.smoke:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
                      probe_epochs=1, probe_readouts=2, probe_lrs=(1e-3, 3e-3), cas_pairs=4, match_pairs=1,
-                     batch_size=4, short_side=72, norm_pix_loss=False, train_share=0.5)
+                     batch_size=4, short_side=72, norm_pix_loss=False, train_share=0.5,
+                     attention_masked=ATTENTION_MASKED)
     s = cfg.budget / cfg.spec.budget_minutes
     train_share = 0.62
     per_model = cfg.budget * train_share / _rounds(cfg)  # minutes each model trains
@@ -171,11 +175,11 @@ def _plan(cfg: DemoConfig) -> _Plan:
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
                  probe_epochs=60, probe_readouts=3, probe_lrs=PROBE_LRS, cas_pairs=96, match_pairs=0,
                  batch_size=cfg.batch_size, short_side=80, norm_pix_loss=per_model >= NORMALISED_TARGETS_FROM,
-                 train_share=train_share)
+                 train_share=train_share, attention_masked=ATTENTION_MASKED)
 
 
 # plan settings a stages.json made before them lacks: what its models and evaluation had
-_PLAN_BEFORE = {"norm_pix_loss": True, "probe_lrs": [1e-3]}
+_PLAN_BEFORE = {"norm_pix_loss": True, "probe_lrs": [1e-3], "attention_masked": False}
 
 
 class _Stages:
@@ -216,7 +220,7 @@ class _Stages:
 
 
 # plan settings that only the evaluation reads: a change redoes the evaluation and the report, not the training
-_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts", "probe_lrs"})
+_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts", "probe_lrs", "attention_masked"})
 
 
 def _differences(old: dict, new: dict) -> list[tuple[str, str]]:
@@ -269,17 +273,19 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
                  f"--steps N --threads 1 {_targets_opt(plan)} --out {out}/runs/NAME ({cfg.side_by_side} side by side; "
                  f"the objective-conf for CroCo models only)",
                  lambda: _do_train(cfg, plan, out, shards, progress))
-    top1 = f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features" if arms else ""
+    masked = " --masked" if plan.attention_masked else ""
+    top1 = (f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features{masked}"
+            if arms else "")
     growing = None
     if cfg.spec.growing:
         growing = stage("grow", _grow_cmd(cfg, plan, out), lambda: _do_grow(cfg, plan, out, runs["steps"], progress))
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
-    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout; slife probe life CKPT "
-                  f"--data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} --batch-size 32 "
+    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout{masked}; "
+                  f"slife probe life CKPT --data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} --batch-size 32 "
                   f"--seed {cfg.seed} --readouts {plan.probe_readouts} "
                   + "".join(f"--lr {x:g} " for x in plan.probe_lrs) +
-                  f"--control-oracle --control-position{top1}; slife match hpatches ...",
+                  f"--control-oracle --control-position{top1}; slife match hpatches ...{masked}",
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
@@ -799,12 +805,12 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         torch.set_num_threads(threads)
 
 
-def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, untrained: int = 2):
-    """The CAS stage's CasConfig: the held-out life's pairs, k 10 (3 in the smoke demo), `untrained` untrained
-    controls seeded from the run's seed on."""
+def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, masked: bool, untrained: int = 2):
+    """The CAS stage's CasConfig: the held-out life's pairs, k 10 (3 in the smoke demo), attention read `masked`
+    or not, `untrained` untrained controls seeded from the run's seed on."""
     from slife.eval.cas import CasConfig
 
-    return CasConfig(pairs=Path(heldout), num_pairs=cas_pairs, k=10 if not cfg.smoke else 3,
+    return CasConfig(pairs=Path(heldout), num_pairs=cas_pairs, k=10 if not cfg.smoke else 3, masked=masked,
                      untrained_seeds=tuple(range(cfg.seed, cfg.seed + untrained)))
 
 
@@ -820,12 +826,14 @@ def finished_cas(demo_dir: Path, untrained: int = 2) -> tuple:
         stages = st["stages"]
         heldout, trained = stages["mine"]["result"]["heldout"]["path"], stages["train"]["result"]["models"]
         cas_pairs = st["identity"]["plan"]["cas_pairs"]
+        masked = st["identity"]["plan"].get("attention_masked", _PLAN_BEFORE["attention_masked"])
     except FileNotFoundError:
         raise SlifeError(f"{path}: not found (not a `slife demo` folder)") from None
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise SlifeError(f"{path}: not a finished demo's stages.json (mining and training): {e!r}") from None
     models = {n: m for n, m in trained.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
-    return _cas_config(cfg, cas_pairs, heldout, untrained), models, (stages.get("eval") or {}).get("result") or {}
+    return (_cas_config(cfg, cas_pairs, heldout, masked, untrained), models,
+            (stages.get("eval") or {}).get("result") or {})
 
 
 def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
@@ -840,7 +848,7 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
     res = {}
-    cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"])
+    cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"], plan.attention_masked)
     with task("CAS (end of training)", None) as adv:
         res["cas"] = str(cas_run(cas_cfg, ckpts, ev / "cas", progress=adv))
     halves = [Path(m["half"]) for m in models.values() if m.get("half")]
@@ -853,7 +861,8 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
               zip(load_models([Path(m["checkpoint"]) for m in every.values()]), every)]
     loaded += [(un, m, spec.kwargs) for un, spec, m in untrained_models(list(_untrained_specs(cfg).values()), [cfg.seed])]
     # method auto: CroCo models by decoder cross-attention, encoders without a decoder by feature neighbours
-    mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320)
+    mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320,
+                       masked=plan.attention_masked)
     with task("zero-shot correspondence", None) as adv:
         res["match"] = str(match_run(mcfg, [], ev / "match", progress=adv, models=loaded))
     return res
@@ -868,7 +877,7 @@ def _eval_top1(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, runs: dict
     res = {}
     for key, method in (("top1", "auto"), ("top1_features", "features")):
         tcfg = Top1Config(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, method=method,
-                          untrained_seeds=(cfg.seed,))
+                          masked=plan.attention_masked, untrained_seeds=(cfg.seed,))
         with task(f"top-1 correspondence ({method})", None) as adv:
             res[key] = str(top1_run(tcfg, ckpts, out / "eval" / key, progress=adv))
     return res

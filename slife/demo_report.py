@@ -232,6 +232,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
     out = {
         "seed": cfg.seed, "study": cfg.study, "budget_minutes": cfg.budget, "steps": runs["steps"],
         "untrained_control": f"{un} (eval.models.untrained_models)",
+        # how CAS, top-1 and match read the decoder's attention: the target complete, or masked as in training
+        "attention_read": "masked" if plan.attention_masked else "complete",
         "chance_top1": gt.get("accuracy_chance"),
         "encoders": enc,
         "zero_flow": {"match_aepe": ident.get("aepe"), "match_pck5": ident.get("pck5")},

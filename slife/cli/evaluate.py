@@ -186,6 +186,11 @@ _CAS_HELP = (
     "on the demo's held-out pairs)."
 )
 
+_MASKED_HELP = ("Read the decoder's cross-attention with the target view masked as in training (at the model's mask "
+                "ratio, through a fixed set of masks that leaves each patch visible once; each target patch's logits "
+                "are averaged over the masks that hide it): CroCo's loss only trains masked patches' queries. "
+                "Default: nothing masked.")
+
 
 @app.command("cas", help=_CAS_HELP)
 def cas_cmd(
@@ -201,6 +206,7 @@ def cas_cmd(
     softmax: bool = typer.Option(False, "--softmax", help="Average post-softmax attention instead of logits."),
     reciprocal: bool = typer.Option(False, "--reciprocal", help="Keep a source patch only if the target patch is also "
                                     "among its own top-k targets (mutual neighbours)."),
+    masked: bool = typer.Option(False, "--masked", help=_MASKED_HELP),
     untrained_seeds: str = typer.Option("0,1", "--untrained-seeds", help="Seeds of the untrained control models, "
                                         "comma-separated: one per seed and architecture among the checkpoints "
                                         "(untrained-s<seed> for CroCo, untrained-vit-s<seed> for a ViT); '' none "
@@ -216,7 +222,7 @@ def cas_cmd(
 
     try:
         cfg = CasConfig(pairs=pairs, k=k, num_pairs=num_pairs, metric=metric, softmax=softmax, reciprocal=reciprocal,
-                        untrained_seeds=_seeds(untrained_seeds), batch_size=batch_size)
+                        masked=masked, untrained_seeds=_seeds(untrained_seeds), batch_size=batch_size)
     except ValueError as e:
         raise SlifeError(f"cas: {e}") from None
     with progress_bar(f"{metric}: running models", unit="pairs") as adv:
@@ -236,6 +242,7 @@ def top1_cmd(
                                "patch tokens (any checkpoint); attention: decoder cross-attention averaged over heads "
                                "and blocks (CroCo checkpoints only; the top-1 `slife cas` reports); auto: attention "
                                "where the model has a decoder, else features."),
+    masked: bool = typer.Option(False, "--masked", help=_MASKED_HELP),
     num_pairs: int = typer.Option(100, "--num-pairs", help="Number of test pairs, spread evenly over "
                            "the set in write order (deterministic: every (total-1)/(N-1)-th pair, first and last "
                            "included; all when it has fewer), so they cover the held-out life from start to end."),
@@ -258,7 +265,7 @@ def top1_cmd(
     from slife.eval.pair_top1 import Top1Config, run
 
     _threads(threads)
-    cfg = Top1Config(pairs=pairs, num_pairs=num_pairs, method=method, batch_size=batch_size,
+    cfg = Top1Config(pairs=pairs, num_pairs=num_pairs, method=method, masked=masked, batch_size=batch_size,
                      untrained_seeds=_seeds(untrained_seeds))
     with progress_bar("top-1: running models", unit="pairs") as adv:
         path = run(cfg, checkpoints, out, progress=adv)
@@ -301,6 +308,7 @@ def match_cmd(
     method: str = typer.Option("auto", "--method", help="attention: decoder cross-attention (CroCo checkpoints "
                                "only); features: nearest neighbours of the encoder's patch tokens (cosine x 20, any "
                                "checkpoint); auto: attention where the model has a decoder, else features."),
+    masked: bool = typer.Option(False, "--masked", help=_MASKED_HELP),
     untrained_seeds: str = typer.Option("0", "--untrained-seeds", help="Seeds of the untrained controls (one per "
                                         "architecture among the checkpoints, scored like them), comma-separated "
                                         "('' none: a warning)."),
@@ -320,7 +328,7 @@ def match_cmd(
     try:
         cfg = MatchConfig(data_root=root, dataset=dataset, sequences=tuple(s for s in sequences.split(",") if s),
                           temperature=temperature, softmax=softmax, max_pairs=max_pairs, max_side=max_side,
-                          method=method, untrained_seeds=_seeds(untrained_seeds))
+                          method=method, masked=masked, untrained_seeds=_seeds(untrained_seeds))
     except ValueError as e:
         raise SlifeError(f"match: {e}") from None
     with progress_bar("match: pairs", unit="pairs") as adv:

@@ -7,10 +7,12 @@ block and for the average over blocks (index -1), plus the block-averaged map it
 For encoders without a decoder (the ViTs of the dinov2 and egomotion objectives), `feature_logits` gives maps
 of the same form from the encoder's own patch tokens: cosine similarity of each target token to each source
 token, times FEATURE_LOGIT_SCALE (one "block", one "head"), i.e. feature nearest-neighbour matching.
-`correspondence_maps(model, method)` picks one of the two (`method` attention, features, or auto: attention
-where the model has a decoder).
+`masked_logits` reads the same cross-attention with the target masked as in training (each target patch's
+logits averaged over the `masked_reads` in which it is hidden). `correspondence_maps(model, method, masked)`
+picks one (`method` attention, features, or auto: attention where the model has a decoder; `masked`: attention
+read masked).
 Entry points: `head_average`, `topk_sets`, `overlap`, `same_position_topk`, `summarize_model`, `feature_logits`,
-`correspondence_maps`.
+`masked_logits`, `correspondence_maps`.
 The scores built from these sets live in `cas.py`; flow from the maps in `correspondence.py`.
 """
 
@@ -153,35 +155,82 @@ def feature_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[
     return [(ft @ fs.transpose(1, 2) * FEATURE_LOGIT_SCALE)[:, None]]  # [(B, 1, N_tgt, N_src)]
 
 
+MASKED_READS_SEED = 0  # the fixed permutation behind `masked_reads`: every model is read through the same masks
+
+
+def masked_reads(num_patches: int, num_visible: int, seed: int = MASKED_READS_SEED) -> torch.Tensor:
+    """The target masks of the masked reading: (R, N) bool, True = masked, R = ceil(N / num_visible).
+
+    A fixed random permutation of the N patches is cut into consecutive runs of `num_visible` (wrapping round
+    at the end), one run visible per read: every patch is visible in one read (two for the few that the wrap
+    repeats) and masked in all the others, and the same masks serve every pair and every model."""
+    if not 0 < num_visible < num_patches:
+        raise ValueError(f"a masked read needs 0 < visible patches < {num_patches}, got {num_visible}")
+    perm = torch.randperm(num_patches, generator=torch.Generator().manual_seed(seed))
+    reads = -(-num_patches // num_visible)
+    vis = perm[(torch.arange(reads)[:, None] * num_visible + torch.arange(num_visible)) % num_patches]  # (R, n_vis)
+    mask = torch.ones(reads, num_patches, dtype=torch.bool)
+    mask[torch.arange(reads)[:, None], vis] = False
+    return mask
+
+
+def masked_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[torch.Tensor]:
+    """The decoder's cross-attention read as in training: [(B, H, N_tgt, N_src)] per block.
+
+    CroCo's loss is taken only on masked target patches, whose queries start from the mask token and learn where
+    their content lies in the source from the few visible patches; a target patch that the encoder sees is never
+    trained to find its match. So the target is read through the `masked_reads` of the model's own mask ratio,
+    and each target patch's logits are the mean over the reads in which it is masked."""
+    B, _, H, W = img_tgt.shape
+    n = model.patch_embed.grid(H, W)
+    n = n[0] * n[1]
+    reads = masked_reads(n, n - model.mask_generator.num_masked(n))  # (R, N)
+    R = reads.shape[0]
+    mask = reads.repeat_interleave(B, dim=0).to(img_tgt.device)  # (R*B, N): read r of pair b at r*B + b
+    logits = model.cross_attention_logits(img_tgt.repeat(R, 1, 1, 1), img_src.repeat(R, 1, 1, 1), mask)
+    w = reads.to(torch.float32)  # (R, N) 1 where masked
+    w = (w / w.sum(0, keepdim=True)).to(img_tgt.device)  # each target patch's reads weigh 1 in all
+    out = []
+    for lg in logits:  # (R*B, H, N_t, N_s)
+        lg = lg.float().unflatten(0, (R, B))  # (R, B, H, N_t, N_s)
+        out.append((lg * w[:, None, None, :, None]).sum(0))  # (B, H, N_t, N_s)
+    return out
+
+
 METHODS = ("auto", "attention", "features")  # where correspondence maps come from (`correspondence_maps`)
 
 
-def correspondence_maps(model, method: str = "auto") -> tuple[str, Callable]:
+def correspondence_maps(model, method: str = "auto", masked: bool = False) -> tuple[str, Callable]:
     """(method used, fn(img_tgt, img_src) -> [(B, H, N_tgt, N_src)] per block): the decoder's cross-attention
     logits ("attention"; CroCo models only) or `feature_logits` ("features"); "auto" takes attention where the
-    model has it. ValueError for an unknown method or attention on a model without a decoder."""
+    model has it. With `masked`, attention is read with the target masked as in training (`masked_logits`; the
+    method used is then "masked attention"); features are read as they are. ValueError for an unknown method or
+    attention on a model without a decoder."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     has = hasattr(model, "cross_attention_logits")
     if method == "attention" and not has:
         raise ValueError(f"a {type(model).__name__} has no decoder cross-attention; use method features")
     if method == "attention" or (method == "auto" and has):
+        if masked:
+            return "masked attention", lambda t, s: masked_logits(model, t, s)
         return "attention", model.cross_attention_logits
     return "features", lambda t, s: feature_logits(model, t, s)
 
 
 def summarize_model(name: str, model, pairs: Sequence[dict], k: int, grid: tuple[int, int], *, kind: str = "model",
                     softmax: bool = False, reciprocal: bool = False, keep_maps: bool = False, batch_size: int = 16,
-                    progress: Callable[[int], None] | None = None, method: str = "attention") -> AttentionSummary:
+                    progress: Callable[[int], None] | None = None, method: str = "attention",
+                    masked: bool = False) -> AttentionSummary:
     """Run a model once over `pairs` (dicts with "tgt", "src" (3, S, S) tensors) -> its AttentionSummary.
 
     The maps are the decoder's cross-attention, or with `method` features the encoder's feature similarity
-    (`correspondence_maps`). Only the top-k sets (and, with `keep_maps`, the block-averaged map) are kept, so memory stays
+    (`correspondence_maps`; `masked`: attention read with the target masked as in training). Only the top-k sets (and, with `keep_maps`, the block-averaged map) are kept, so memory stays
     O(pairs x patches x k) whatever the number of blocks.
     """
     if hasattr(model, "eval"):
         model.eval()
-    maps_of = correspondence_maps(model, method)[1]
+    maps_of = correspondence_maps(model, method, masked)[1]
     tops, avgs = [], []
     with torch.inference_mode():
         for i in range(0, len(pairs), batch_size):

@@ -2,9 +2,10 @@
 
 Reads N checkpoints (DESIGN.md "Checkpoints") and a folder of test pair shards (through
 `slife.train.stream.eval_pairs`: no augmentation, both views at the model's size). Each model's decoder
-cross-attention (target attends to source, no masking) is computed ONCE: logits (or, with `softmax`,
-attention) averaged over heads, then per decoder block and averaged over blocks; top-k source patches per
-target patch. CAS(i, j) = mean over pairs and target patches of |topk_i n topk_j| / k.
+cross-attention (target attends to source; nothing masked, or with `masked` the target masked as in training:
+`attention.masked_logits`) is computed ONCE: logits (or, with `softmax`, attention) averaged over heads, then
+per decoder block and averaged over blocks; top-k source patches per target patch. CAS(i, j) = mean over
+pairs and target patches of |topk_i n topk_j| / k.
 Beside it, CAS beyond position (`calibrated_score`): the same top-k overlap, chance-corrected against a
 pair-permutation null (each model's sets compared with the other model's sets at the same target patch on
 the OTHER test pairs): (observed - null) / (1 - null). Restricting to displaced patches does not remove the
@@ -96,6 +97,7 @@ class CasConfig:
     metric: str = "cas"  # cas (attention top-k), mknn (mutual kNN of mean-pooled features) or cka (linear CKA)
     softmax: bool = False  # average post-softmax attention instead of logits (recorded in the output)
     reciprocal: bool = False  # keep a source patch only if the target is also among its top-k targets
+    masked: bool = False  # read the cross-attention with the target masked as in training (`attention.masked_logits`)
     untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained controls, per architecture among the checkpoints
     batch_size: int = 16  # pairs per forward pass
 
@@ -820,7 +822,8 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         for name, model, kind, _ in entries:
             t0 = time.perf_counter()
             summaries.append(summarize_model(name, model, pairs, cfg.k, grid, kind=kind, softmax=cfg.softmax,
-                                             reciprocal=cfg.reciprocal, batch_size=cfg.batch_size, progress=progress))
+                                             reciprocal=cfg.reciprocal, batch_size=cfg.batch_size, progress=progress,
+                                             masked=cfg.masked))
             timing[name] = len(pairs) / max(time.perf_counter() - t0, 1e-9)
         summaries.append(same_position_summary(grid, cfg.k, len(pairs), 1))
         rep = cas_report(summaries, ground_truth_table(pairs, grid, patch))
@@ -834,7 +837,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         rep.update({"num_pairs": len(pairs), "num_views": n_views,
                     "images": "distinct frames of the pairs' views (life, video, frame), each once"})
     rep.update({
-        "metric": cfg.metric, "softmax": cfg.softmax, "reciprocal": cfg.reciprocal,
+        "metric": cfg.metric, "softmax": cfg.softmax, "reciprocal": cfg.reciprocal, "masked": cfg.masked,
         "checkpoints": {e[0]: e[3] for e in entries if e[3]}, "pairs": str(cfg.pairs), "img_size": size,
         "patch_size": patch, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "throughput_per_s": timing, "untrained_architecture": {"kind": spec0.kind, **kw0},

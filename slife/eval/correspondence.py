@@ -5,7 +5,9 @@ Reads checkpoints (DESIGN.md "Checkpoints") and pairs of images related by a hom
 (stretched) to the model's S x S; the cross-attention logits are averaged over heads and decoder blocks
 (`method` attention: CroCo checkpoints only) or, for encoders without a decoder (dinov2, egomotion) and with
 `method` features, replaced by the scaled cosine similarity of the encoder's patch tokens (`attention.feature_logits`:
-feature nearest-neighbour matching); `method` auto takes attention where the model has it; a soft-argmax over source patch centres gives each target patch a source position (coarse flow), whose
+feature nearest-neighbour matching); `method` auto takes attention where the model has it (with `masked`, read
+with the target masked as in training: `attention.masked_logits`); a soft-argmax over source patch centres gives
+each target patch a source position (coarse flow), whose
 displacement (in image-size units) is upsampled bilinearly to every full-resolution target pixel.
 Metrics per pair on target pixels whose true match lies inside the source image: EPE (pixels of the
 source image), AEPE = mean over pairs of the per-pair mean EPE, PCK-1/3/5 = mean over pairs of the share
@@ -56,6 +58,7 @@ class MatchConfig:
     max_pairs: int = 0  # evaluate only the first n pairs (0 = all)
     max_side: int = 0  # downscale images whose longer side exceeds this before scoring (0 = full resolution)
     method: str = "auto"  # attention (CroCo decoder), features (encoder nearest neighbours), auto (attention if any)
+    masked: bool = False  # read attention with the target masked as in training (`attention.masked_logits`)
     untrained_seeds: tuple[int, ...] = (0,)  # seeds of the untrained controls, one per seed and architecture (() none)
 
     def __post_init__(self):
@@ -313,7 +316,7 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
 
     results, records_all, timing, methods = {}, {}, {}, {}
     for name, model, kw in models:
-        methods[name], maps_of = correspondence_maps(model, cfg.method)
+        methods[name], maps_of = correspondence_maps(model, cfg.method, cfg.masked)
         S, patch, side = image_grid(kw)
         grid = (side, side)
         recs = []

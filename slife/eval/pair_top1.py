@@ -4,8 +4,8 @@ Reads encoders (checkpoints of any objective through `models.load_models`) and a
 `cas.load_test_pairs`: no augmentation, both views at the model's size). For every target patch of every
 pair, each encoder's top-1 source patch comes from the map `attention.correspondence_maps` gives for
 `method`: the CroCo decoder's cross-attention averaged over heads and blocks ("attention", CroCo checkpoints
-only), the cosine similarity of the encoder's final patch tokens ("features": feature nearest neighbour, any
-encoder), or attention where the model has a decoder ("auto"). Accuracy = share of target patches whose
+only; with `masked`, read with the target masked as in training: `attention.masked_logits`), the cosine
+similarity of the encoder's final patch tokens ("features": feature nearest neighbour, any encoder), or attention where the model has a decoder ("auto"). Accuracy = share of target patches whose
 top-1 lies within one patch (Chebyshev) of the true match (`groundtruth.pair_ground_truth`), over all
 patches with a known match and over displaced ones (true match more than one patch from the same grid
 position), beside chance (`cas.accuracy_chance`), the same-position predictor and the position prior
@@ -41,6 +41,7 @@ class Top1Config:
     pairs: Path | None = None  # folder of test pair shards carrying poses + depth + K (a held-out life's); required
     num_pairs: int = 100  # test pairs used, spread evenly over the set (as `slife cas` takes them)
     method: str = "features"  # attention (CroCo decoder), features (encoder nearest neighbours), auto
+    masked: bool = False  # read attention with the target masked as in training (`attention.masked_logits`)
     batch_size: int = 16  # pairs per forward pass
     untrained_seeds: tuple = (0,)  # seeds of the untrained controls, one per seed and architecture (() none)
 
@@ -91,10 +92,11 @@ def run(cfg: Top1Config, checkpoints: Sequence[Path], out_dir: Path,
     out, picks = {}, {}
     for name, model, _, path in entries:
         try:
-            method = correspondence_maps(model, cfg.method)[0]
+            method = correspondence_maps(model, cfg.method, cfg.masked)[0]
         except ValueError as e:
             raise SlifeError(f"{path or name}: {e}") from None
-        s = summarize_model(name, model, pairs, 1, grid, method=method, batch_size=cfg.batch_size, progress=progress)
+        s = summarize_model(name, model, pairs, 1, grid, method="features" if method == "features" else "attention",
+                            masked=cfg.masked, batch_size=cfg.batch_size, progress=progress)
         picks[name] = s.top1().numpy()
         out[name] = {"kind": "model" if path else "untrained", "method": method, "checkpoint": path,
                      "all": accuracy(s, true_idx), "displaced": accuracy(s, true_idx, mask=disp)}

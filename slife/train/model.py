@@ -3,7 +3,7 @@
 Reads: image pairs (B, 3, H, W), ImageNet-normalised; img1 is the TARGET view (masked), img2 the SOURCE
 (reference) view. H, W must be multiples of the patch size (the training size `img_size` by default).
 Returns: `model(img1, img2) -> (out (B, N, p*p*3), mask (B, N) bool True = masked, target (B, N, p*p*3))`;
-`encode_image(img, layer=None) -> (B, N, D)`; `cross_attention_logits(img_tgt, img_src) -> [(B, heads,
+`encode_image(img, layer=None) -> (B, N, D)`; `cross_attention_logits(img_tgt, img_src, mask=None) -> [(B, heads,
 N_tgt, N_src)] * dec_depth`.
 Entry point: `CroCoNet(**croco_kwargs)`, `CROCO_PRESETS[name]`.
 Written from scratch after naver/croco `models/croco.py` (CroCo, CroCo v2): same constructor arguments,
@@ -254,11 +254,14 @@ class CroCoNet(nn.Module):
         (0-based, negative counts from the end; the last block's output gets enc_norm)."""
         return self.encode(img, None, layer)[0]
 
-    def cross_attention_logits(self, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[torch.Tensor]:
-        """Pre-softmax cross-attention logits q.k*scale of every decoder block, nothing masked:
-        list of dec_depth tensors (B, heads, N_tgt, N_src); queries from img_tgt, keys from img_src."""
+    def cross_attention_logits(self, img_tgt: torch.Tensor, img_src: torch.Tensor,
+                               mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Pre-softmax cross-attention logits q.k*scale of every decoder block: list of dec_depth tensors
+        (B, heads, N_tgt, N_src); queries from img_tgt, keys from img_src. Nothing masked by default; `mask`
+        (B, N_tgt) bool (True = masked) hides those target patches from the encoder as in training, so their
+        queries start from the mask token, as every query that the loss trains does."""
         grid1 = self.patch_embed.grid(img_tgt.shape[-2], img_tgt.shape[-1])
         grid2 = self.patch_embed.grid(img_src.shape[-2], img_src.shape[-1])
-        feat1, pos1, _ = self.encode(img_tgt)  # (B, N_tgt, De)
+        feat1, _, pos1 = self.encode(img_tgt, mask)  # (B, N_vis, De), all positions (B, N_tgt, 2)
         feat2, pos2, _ = self.encode(img_src)  # (B, N_src, De)
-        return self.decode(feat1, pos1, None, feat2, pos2, grid1, grid2, return_logits=True)[1]
+        return self.decode(feat1, pos1, mask, feat2, pos2, grid1, grid2, return_logits=True)[1]

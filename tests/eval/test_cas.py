@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from slife.eval.attention import (head_average, overlap, same_position_summary, same_position_topk, summarize_maps,
-                                  summarize_model, topk_sets)
+from slife.eval.attention import (head_average, masked_logits, masked_reads, overlap, same_position_summary,
+                                  same_position_topk, summarize_maps, summarize_model, topk_sets)
 from slife.eval.cas import (accuracy, accuracy_beyond_position, beyond_saliency_jackknife, beyond_saliency_score,
                             calibrated_jackknife, calibrated_score, cas_report, cluster_order, jackknife_replicates, jackknife_se, linear_cka, mutual_knn, pair_score,
                             position_prior_accuracy, replicate_se, score_matrix)
@@ -160,6 +160,30 @@ def test_real_models_self_permuted_heads_and_untrained_near_chance():
     m = score_matrix([sa, sb, sp_])
     assert m[0, 2] == 1.0 and m[0, 0] == 1.0
     assert abs(m[0, 1] - 4 / 16) < 0.15  # two untrained models: near chance k/N
+
+
+def test_masked_reads_cover_every_patch_and_masked_logits_average_them():
+    m = masked_reads(64, 7)  # the tiny preset: 57 of 64 patches masked
+    assert m.shape == (10, 64) and ((~m).sum(1) == 7).all() and torch.equal(m, masked_reads(64, 7))
+    assert set(m.sum(0).tolist()) == {8, 9} and ((~m).sum(0) >= 1).all()  # 6 patches visible twice (the wrap)
+    assert ((~masked_reads(16, 2)).sum(0) == 1).all()  # 8 reads of 2: each patch visible exactly once
+    with pytest.raises(ValueError):
+        masked_reads(16, 16)
+    from .models import tiny_model
+
+    model = tiny_model(0)  # 32 px, 4x4 patches, mask ratio 0.9: 2 visible, 8 reads
+    g = torch.Generator().manual_seed(0)
+    tgt, src = torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 3, 32, 32, generator=g)
+    reads = masked_reads(16, 2)
+    got = masked_logits(model, tgt, src)
+    for blk in range(2):  # each target patch: the mean over the reads that hide it, read by read
+        per_read = torch.stack([model.cross_attention_logits(tgt, src, r.expand(2, 16))[blk] for r in reads])
+        want = torch.stack([per_read[reads[:, n], :, :, n].mean(0) for n in range(16)], dim=2)  # (B, H, N_t, N_s)
+        assert torch.allclose(got[blk], want, atol=1e-5)
+    assert not torch.allclose(got[0], model.cross_attention_logits(tgt, src)[0], atol=1e-3)  # not the unmasked read
+    prs = [{"tgt": tgt[i], "src": src[i]} for i in range(2)]
+    s = summarize_model("m", model, prs, 3, (4, 4), masked=True)
+    assert torch.equal(s.topk, summarize_maps("m", "model", head_average(got), (4, 4), 3).topk)
 
 
 def test_softmax_and_reciprocal_options_on_the_identity_map():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from slife.train.masking import visible_index
 from slife.train.model import CROCO_PRESETS, CroCoNet
 from slife.train.pos_embed import sincos_2d
 
@@ -150,6 +151,26 @@ def test_cross_attention_logits():
     fast = model.decode(f1, p1, None, f2, p2, (8, 8), (6, 8))
     slow, lg = model.decode(f1, p1, None, f2, p2, (8, 8), (6, 8), return_logits=True)
     assert torch.allclose(fast, slow, atol=1e-5) and all(torch.equal(a, b) for a, b in zip(lg, logits))
+
+
+def test_cross_attention_logits_with_the_target_masked_decode_as_training_does():
+    torch.manual_seed(0)
+    model = CroCoNet(**TINY).eval()
+    tgt, src = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    mask = model.mask_generator(2, 64, generator=torch.Generator().manual_seed(1))
+    logits = model.cross_attention_logits(tgt, src, mask)
+    assert len(logits) == 4 and all(lg.shape == (2, 4, 64, 64) for lg in logits)
+    f1, p1, f2, p2 = model.encode_pair(tgt, visible_index(mask), src)  # the training path's tokens
+    _, lg = model.decode(f1, p1, mask, f2, p2, (8, 8), return_logits=True)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(lg, logits))
+    # a masked patch's pixels never reach the logits; a visible one's do
+    hidden, shown = int(mask[0].nonzero()[0]), int((~mask[0]).nonzero()[0])
+    for patch, same in ((hidden, True), (shown, False)):
+        t2 = tgt.clone()
+        r, c = divmod(patch, 8)
+        t2[0, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += 1.0
+        after = model.cross_attention_logits(t2, src, mask)
+        assert all(torch.allclose(a[0], b[0], atol=1e-5) for a, b in zip(after, logits)) == same
 
 
 def test_encode_image_layers():
