@@ -260,6 +260,8 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         out["alignment_beyond_shortcut_half"] = _alignment(half, hl, "calibrated")
         out["alignment_beyond_saliency_half"] = _alignment(half, hl, "beyond_saliency")
         out["cas_paper_half"] = _alignment(half, hl)
+    if evals.get("cas_other_read"):
+        out["other_read"] = _other_read(cfg, plan, runs, evals)
     if evals.get("top1"):
         out["objectives"] = _objectives_summary(cfg, runs, evals, enc, match)
     if growing:
@@ -267,6 +269,39 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
         out["growing"] = {**_growing_summary(growing), "probe_continued_minus_whole": readout_margin(
             probe[g[0]], probe[g[1]]) if all(probe.get(n) for n in g) else None}
     return out
+
+
+# what the decoder's attention gives: per encoder, and for the run (`_other_read`)
+_READ_ENCODER_KEYS = ("top1_displaced", "top1_displaced_beyond_position", "top1_displaced_beyond_position_se",
+                      "top1_displaced_beyond_position_vs_untrained", "top1_beyond_position", "top1_beyond_position_se",
+                      "match_aepe", "match_pck5")
+_READ_KEYS = ("chance_top1", "zero_flow", "match_real_photographs", "alignment_beyond_shortcut",
+              "alignment_beyond_shortcut_se", "alignment_beyond_shortcut_displaced", "alignment_beyond_saliency",
+              "alignment_beyond_saliency_se", "cas_paper", "cas_paper_displaced")
+
+
+def _other_read(cfg, plan, runs: dict, evals: dict) -> dict:
+    """The numbers that come from the decoder's attention, read the other way from the claims' (`plan`'s
+    attention_masked): the eval stage's `cas_other_read` and `match_other_read` (end of training only)."""
+    from dataclasses import replace
+
+    ev = {k: v for k, v in evals.items() if k not in ("cas_half", "top1", "top1_features", "cas_other_read",
+                                                       "match_other_read")}
+    o = summarize(cfg, replace(plan, attention_masked=not plan.attention_masked), runs,
+                  {**ev, "cas": evals["cas_other_read"], "match": evals["match_other_read"]})
+    return {"attention_read": o["attention_read"], **{k: o[k] for k in _READ_KEYS},
+            "encoders": {n: {k: e[k] for k in _READ_ENCODER_KEYS} for n, e in o["encoders"].items()
+                         if e["group"] != "oracle"}}
+
+
+def read_other_way(s: dict) -> dict | None:
+    """summary.json as the claims would see it with the decoder's attention read the other way (its `other_read`
+    over the attention's numbers; the probe's stay), or None for a run that read it one way only."""
+    o = s.get("other_read")
+    if not o:
+        return None
+    enc = {n: {**e, **o["encoders"].get(n, {})} for n, e in s["encoders"].items()}
+    return {**{k: v for k, v in s.items() if k != "other_read"}, **o, "encoders": enc}
 
 
 def _enc_key(name: str, un: str) -> str:
@@ -489,6 +524,15 @@ def claims(s: dict) -> list[dict]:
         for c, other, name in ((new, old, "CAS beyond position"), (old, new, "CAS beyond position and saliency")):
             c["numbers"] += (f". The two alignment scores disagree in this run: {name} "
                              f"{'holds' if other['holds'] else 'does not hold'}")
+    o = read_other_way(s)
+    if o is not None:  # each claim on the attention, read the other way (bench/study.md, session 18)
+        for c, oc in zip(out, claims(o)):
+            if c["claim"] != oc["claim"] or c["numbers"] == oc["numbers"]:
+                continue  # the probe's claims: the same numbers either way
+            c["other_read"] = {"attention_read": o["attention_read"], "holds": oc["holds"], "numbers": oc["numbers"]}
+            if None not in (c["holds"], oc["holds"]) and c["holds"] != oc["holds"]:
+                c["numbers"] += (f". The two readings of the decoder's attention disagree in this run: with the "
+                                 f"target {o['attention_read']} it {'holds' if oc['holds'] else 'does not hold'}")
     ob = s.get("objectives")
     if ob:
         arms = ob["arms"]
@@ -608,8 +652,22 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     L.append("Each claim is tested on this seed's numbers against a threshold fixed before the run. One seed "
              "cannot show a margin beyond the seed spread: `bench/bench_demo_seeds.py` runs three seeds and "
              "`bench/README.md` holds the table with means and standard deviations.\n")
-    rows = [[c["claim"], {True: "yes", False: "**no**", None: "–"}[c["holds"]], c["numbers"]] for c in claims(s)]
-    L.append(_table(["claim", "holds here", "numbers"], rows))
+    yes = {True: "yes", False: "**no**", None: "–"}
+    cl = claims(s)
+    o = read_other_way(s)
+    if o is None:
+        L.append(_table(["claim", "holds here", "numbers"], [[c["claim"], yes[c["holds"]], c["numbers"]] for c in cl]))
+    else:  # the claims on the decoder's attention, read the other way too
+        rows = [[c["claim"], yes[c["holds"]], yes[c["other_read"]["holds"]] if c.get("other_read") else "(the same)",
+                 c["numbers"]] for c in cl]
+        L.append(_table(["claim", "holds here", f"with the target {o['attention_read']}", "numbers"], rows))
+        L.append(f"\nThe claims on the decoder's cross-attention (correspondence and alignment) read it with the "
+                 f"target view {s['attention_read']}"
+                 + (", as training does: CroCo's loss only trains the masked patches' queries" if
+                    s["attention_read"] == "masked" else "") +
+                 f" (bench/study.md, session 18). The column beside reads it with the target {o['attention_read']}"
+                 + (" (DESIGN.md's CAS)" if o["attention_read"] == "complete" else "") +
+                 "; its numbers are in summary.json's `other_read`.\n")
     if cfg.study == "default":
         L.append(f"\nThe longer study (`slife demo --study full`, `make demo-full`, {STUDIES['full'].budget_minutes:g} "
                  f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation; "

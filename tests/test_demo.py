@@ -103,6 +103,14 @@ def test_demo_smoke(tmp_path):
     assert set(se) == {"life_life", "life_life_minus"} and se["life_life"] is not None
     assert "| beyond position and saliency |" in text and "life models align beyond position and saliency" in text
     assert (out / "eval" / "cas" / "cas_beyond_saliency.png").exists()
+    # the claims read the decoder's attention with the target masked, as training does; complete beside it
+    assert s["attention_read"] == "masked" and s["other_read"]["attention_read"] == "complete"
+    ev = stages["eval"]["result"]
+    assert json.loads(open(ev["cas"]).read())["masked"] and not json.loads(open(ev["cas_other_read"]).read())["masked"]
+    assert json.loads(open(ev["match_other_read"]).read())["config"]["masked"] is False
+    assert set(s["other_read"]["encoders"]) == set(s["encoders"]) - {"oracle"}
+    assert s["other_read"]["alignment_beyond_saliency"]["life_same_position"] == 0.0  # by construction either way
+    assert "| claim | holds here | with the target complete | numbers |" in text
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5

@@ -147,3 +147,23 @@ def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
     assert holds(0.05, 0.03) is True
     assert holds(0.05, 0.015) is False  # above life-control, but within twice the paired error
     assert holds(0.05, 0.03, se=None) is True  # no errors at all: the plain order
+
+
+def test_claims_on_the_attention_are_read_both_ways_and_say_where_the_readings_disagree():
+    s = _summary(0.3, 0.1)  # top-1 displaced 0.3: 2x chance (0.125) and above the untrained encoder's 0.1
+    del s["objectives"]
+    s["attention_read"] = "masked"
+    s["other_read"] = {"attention_read": "complete", "chance_top1": 0.125, "zero_flow": s["zero_flow"],
+                       "encoders": {"life-kitchen": {"top1_displaced": 0.2}, "untrained": {"top1_displaced": 0.1}}}
+    cl = claims(s)
+    top = next(c for c in cl if c["claim"].startswith("life models find displaced correspondences: top-1"))
+    assert top["holds"] is True and top["other_read"] == {"attention_read": "complete", "holds": False,
+                                                          "numbers": top["other_read"]["numbers"]}
+    assert "life-kitchen 0.200" in top["other_read"]["numbers"]
+    assert "The two readings of the decoder's attention disagree in this run: with the target complete it does " \
+           "not hold" in top["numbers"]
+    probe = next(c for c in cl if c["claim"].startswith("every life model probes depth"))
+    assert "other_read" not in probe  # the probe reads encoder tokens: the same either way
+    s["other_read"]["encoders"]["life-kitchen"]["top1_displaced"] = 0.4  # both readings hold: nothing to flag
+    top = next(c for c in claims(s) if c["claim"].startswith("life models find displaced correspondences: top-1"))
+    assert top["other_read"]["holds"] is True and "disagree" not in top["numbers"]

@@ -187,7 +187,7 @@ def masked_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[t
     reads = masked_reads(n, n - model.mask_generator.num_masked(n))  # (R, N)
     R = reads.shape[0]
     mask = reads.repeat_interleave(B, dim=0).to(img_tgt.device)  # (R*B, N): read r of pair b at r*B + b
-    logits = model.cross_attention_logits(img_tgt.repeat(R, 1, 1, 1), img_src.repeat(R, 1, 1, 1), mask)
+    logits = model.cross_attention_logits(img_tgt, img_src, mask)  # the source encoded once for the R reads
     w = reads.to(torch.float32)  # (R, N) 1 where masked
     w = (w / w.sum(0, keepdim=True)).to(img_tgt.device)  # each target patch's reads weigh 1 in all
     out = []

@@ -259,9 +259,17 @@ class CroCoNet(nn.Module):
         """Pre-softmax cross-attention logits q.k*scale of every decoder block: list of dec_depth tensors
         (B, heads, N_tgt, N_src); queries from img_tgt, keys from img_src. Nothing masked by default; `mask`
         (B, N_tgt) bool (True = masked) hides those target patches from the encoder as in training, so their
-        queries start from the mask token, as every query that the loss trains does."""
+        queries start from the mask token, as every query that the loss trains does. A mask of R * B rows reads
+        each pair R times (read r of pair b at row r * B + b; logits (R * B, heads, N_tgt, N_src)), the source
+        encoded once."""
         grid1 = self.patch_embed.grid(img_tgt.shape[-2], img_tgt.shape[-1])
         grid2 = self.patch_embed.grid(img_src.shape[-2], img_src.shape[-1])
-        feat1, _, pos1 = self.encode(img_tgt, mask)  # (B, N_vis, De), all positions (B, N_tgt, 2)
         feat2, pos2, _ = self.encode(img_src)  # (B, N_src, De)
+        B = img_tgt.shape[0]
+        if mask is not None and mask.shape[0] != B:
+            if mask.shape[0] % B:
+                raise ValueError(f"a mask of {mask.shape[0]} rows for {B} pairs: give R x {B} rows")
+            reads = mask.shape[0] // B
+            img_tgt, feat2, pos2 = img_tgt.repeat(reads, 1, 1, 1), feat2.repeat(reads, 1, 1), pos2.repeat(reads, 1, 1)
+        feat1, _, pos1 = self.encode(img_tgt, mask)  # (B, N_vis, De), all positions (B, N_tgt, 2)
         return self.decode(feat1, pos1, mask, feat2, pos2, grid1, grid2, return_logits=True)[1]

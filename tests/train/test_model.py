@@ -163,6 +163,8 @@ def test_cross_attention_logits_with_the_target_masked_decode_as_training_does()
     f1, p1, f2, p2 = model.encode_pair(tgt, visible_index(mask), src)  # the training path's tokens
     _, lg = model.decode(f1, p1, mask, f2, p2, (8, 8), return_logits=True)
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(lg, logits))
+    with pytest.raises(ValueError, match="give R x 2 rows"):
+        model.cross_attention_logits(tgt, src, mask[:1].repeat(3, 1))
     # a masked patch's pixels never reach the logits; a visible one's do
     hidden, shown = int(mask[0].nonzero()[0]), int((~mask[0]).nonzero()[0])
     for patch, same in ((hidden, True), (shown, False)):
