@@ -3,8 +3,9 @@
 Run: `.venv/bin/python bench/bench_attention_read.py [--pairs 96] [--preset tiny] [--threads 1]` (under a minute on
 2 cores). Times, on random images of the preset's size, in one process and interleaved (repeats alternate), the
 three ways to read one batch of pairs: complete (`cross_attention_logits`, nothing masked), masked as the evaluation
-does it (each pair read through the R `masked_reads`, the source encoded once), and masked with the source
-encoded again for every read (the first version); prints pairs per second and the ratios to the complete read.
+does it (`masked_logits`: each pair read through the R `masked_reads`, the source encoded once per decoder pass:
+twice for the tiny preset), and the same reads with the source encoded again for every read and without the
+averaging (close to the first version); prints pairs per second and the ratios to the complete read.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ def main() -> None:
     n = m.patch_embed.num_patches
     reads = masked_reads(n, n - m.mask_generator.num_masked(n))
 
-    def per_read(t, s):  # the source encoded again for every read
+    def per_read(t, s):  # the source encoded again for every read (the reads' logits, not averaged)
         R = reads.shape[0]
         return m.cross_attention_logits(t.repeat(R, 1, 1, 1), s.repeat(R, 1, 1, 1),
                                         reads.repeat_interleave(len(t), dim=0))
 
-    ways = {"complete": m.cross_attention_logits, "masked (source once)": lambda t, s: masked_logits(m, t, s),
+    ways = {"complete": m.cross_attention_logits, "masked (the evaluation's)": lambda t, s: masked_logits(m, t, s),
             "masked (source every read)": per_read}
     times = {k: [] for k in ways}
     with torch.inference_mode():

@@ -66,7 +66,8 @@ def main() -> None:
         pairs = load_test_pairs(cas_cfg.pairs, size, a.pairs or cas_cfg.num_pairs)
     except SlifeError as e:
         raise SystemExit(f"error: {e}") from None
-    sets = [summarize_model(n, m, pairs, cas_cfg.k, (side, side), kind="model").topk[:, -1] for n, m, _ in loaded]
+    sets = [summarize_model(n, m, pairs, cas_cfg.k, (side, side), kind="model", masked=cas_cfg.masked).topk[:, -1]
+            for n, m, _ in loaded]  # read as the demo's claim reads it
     n_src = side * side
     sal = [membership(s, n_src).float().mean(1) for s in sets]  # (P, N_src): each source patch's share of the sets
     conc = [float(s.sort(-1, descending=True).values[:, :10].sum(-1).mean() / sets[0].shape[-1]) for s in sal]

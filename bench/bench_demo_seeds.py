@@ -38,8 +38,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--rewrite-report", action="store_true", help="write summary.json and report.md again with "
-                    "this code (the report stage is dropped from stages.json; a run made with other probe settings, "
-                    "such as before session 13's three readouts, also redoes its evaluation, minutes per seed; "
+                    "this code (the report stage is dropped from stages.json; a run made with other evaluation settings, "
+                    "such as before session 13's three readouts or session 18's masked read, also redoes its "
+                    "evaluation, minutes per seed; `bench_masked_read.py` reads an older run masked without redoing "
+                    "its probes; "
                     "one made before another change to the demo's plan, such as session 12's targets, stops with "
                     "an error)")
     a = ap.parse_args()

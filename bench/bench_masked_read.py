@@ -34,13 +34,18 @@ def masked_summary(demo: Path) -> dict:
         ident, stages = st["identity"], st["stages"]
         cfg = DemoConfig(**{k: v for k, v in ident["config"].items() if k in DemoConfig.__dataclass_fields__})
         lives, shards, runs, ev = (stages[k]["result"] for k in ("synth", "mine", "train", "eval"))
-    except FileNotFoundError:
-        raise SlifeError(f"{path}: not found (not a `slife demo` folder)") from None
+        growing = (stages.get("grow") or {}).get("result")
+        own = json.loads((demo / "summary.json").read_text())
+    except FileNotFoundError as e:
+        raise SlifeError(f"{e.filename}: not found (not a finished `slife demo` folder)") from None
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise SlifeError(f"{path}: not a finished demo's stages.json: {e!r}") from None
     stored = {**_PLAN_BEFORE, **ident["plan"]}
     if stored["attention_masked"]:
-        return json.loads((demo / "summary.json").read_text())
+        return own
+    if growing:  # evaluated and reported with the rest, as `demo.run` does
+        runs = {**runs, "models": {**runs["models"], **growing["models"]}}
+        shards = {**shards, **growing["shards"]}
     plan = replace(_plan(cfg), attention_masked=False)
     changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
     if changed:
@@ -48,12 +53,11 @@ def masked_summary(demo: Path) -> dict:
     plan = replace(plan, attention_masked=True)
     out = demo / "masked-read"
     done = out / "attention.json"
-    if done.exists():
-        res = json.loads(done.read_text())
-    else:
+    res = json.loads(done.read_text()) if done.exists() else {}
+    if not {"cas", "cas_other_read", "match", "match_other_read"} <= set(res):  # none yet, or an older script's
         res = _eval_attention(cfg, plan, out, lives, shards, runs, _no_task)
         atomic_write_json(done, res, indent=2)
-    summary = summarize(cfg, plan, runs, {**ev, **res})
+    summary = summarize(cfg, plan, runs, {**ev, **res}, growing)
     atomic_write_json(out / "summary.json", summary, indent=2)
     return summary
 

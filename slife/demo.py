@@ -285,10 +285,11 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout{masked}; "
-                  f"slife probe life CKPT --data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} --batch-size 32 "
-                  f"--seed {cfg.seed} --readouts {plan.probe_readouts} "
+                  f"slife probe life CKPT --data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} "
+                  f"--batch-size 32 --seed {cfg.seed} --readouts {plan.probe_readouts} "
                   + "".join(f"--lr {x:g} " for x in plan.probe_lrs) +
-                  f"--control-oracle --control-position{top1}; slife match hpatches ...{masked}",
+                  f"--control-oracle --control-position{top1}; slife match hpatches ...{masked}"
+                  + ("; slife cas and slife match again with the target complete" if masked else ""),
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,

@@ -282,11 +282,11 @@ _READ_KEYS = ("chance_top1", "zero_flow", "match_real_photographs", "alignment_b
 
 def _other_read(cfg, plan, runs: dict, evals: dict) -> dict:
     """The numbers that come from the decoder's attention, read the other way from the claims' (`plan`'s
-    attention_masked): the eval stage's `cas_other_read` and `match_other_read` (end of training only)."""
+    attention_masked): the eval stage's `cas_other_read` and `match_other_read` (end of training only; the ViTs'
+    top-1, by feature neighbours either way, from `top1`)."""
     from dataclasses import replace
 
-    ev = {k: v for k, v in evals.items() if k not in ("cas_half", "top1", "top1_features", "cas_other_read",
-                                                       "match_other_read")}
+    ev = {k: v for k, v in evals.items() if k not in ("cas_half", "cas_other_read", "match_other_read")}
     o = summarize(cfg, replace(plan, attention_masked=not plan.attention_masked), runs,
                   {**ev, "cas": evals["cas_other_read"], "match": evals["match_other_read"]})
     return {"attention_read": o["attention_read"], **{k: o[k] for k in _READ_KEYS},
@@ -447,7 +447,10 @@ def _alignment_claim(s: dict, key: str, claim: str, same_position: str, n_lives:
 
 
 def claims(s: dict) -> list[dict]:
-    """Each of the study's claims, tested on this run's numbers: {"claim", "holds" (bool or None), "numbers"}.
+    """Each of the study's claims, tested on this run's numbers: {"claim", "holds" (bool or None), "numbers"}; the
+    probe's claims also have "attention": False (they do not read the decoder), and where summary.json read the
+    decoder's attention both ways, the others have "other_read" {"attention_read", "holds", "numbers"} (the
+    objectives claim excepted: its top-1 is read one way only).
 
     The thresholds are the issue's goals, fixed before any run; None where a number is missing or the claim's data
     is absent (graffiti)."""
@@ -462,7 +465,7 @@ def claims(s: dict) -> list[dict]:
 
     o = orc.get("probe_abs_rel_aligned")
     out.append({"claim": "the depth readout can learn depth: the oracle's aligned AbsRel is at most 0.05",
-                "holds": (o <= 0.05) if ok(o) else None, "numbers": f"oracle {_f(o)}"})
+                "holds": (o <= 0.05) if ok(o) else None, "numbers": f"oracle {_f(o)}", "attention": False})
     key = "probe_abs_rel_aligned"
     u = un.get(key)
     lv = [e[key] for e in lives.values()]
@@ -477,7 +480,7 @@ def claims(s: dict) -> list[dict]:
                  + (" (± the standard error of the readout-by-readout difference: readout k has the same seed for "
                     "every encoder)" if all(ok(d.get("se")) for d in vs) else ""))
     out.append({"claim": "every life model probes depth better than the untrained encoder (aligned AbsRel)",
-                "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None, "numbers": nums})
+                "holds": all(v < u for v in lv) if ok(u, *lv) and lv else None, "numbers": nums, "attention": False})
     ch = s.get("chance_top1")
     tp = s.get("top1_position_prior") or {}
     t1 = [e["top1_displaced"] for e in lives.values()]
@@ -527,8 +530,8 @@ def claims(s: dict) -> list[dict]:
     o = read_other_way(s)
     if o is not None:  # each claim on the attention, read the other way (bench/study.md, session 18)
         for c, oc in zip(out, claims(o)):
-            if c["claim"] != oc["claim"] or c["numbers"] == oc["numbers"]:
-                continue  # the probe's claims: the same numbers either way
+            if c["claim"] != oc["claim"] or c.get("attention") is False:
+                continue  # the probe's claims read encoder tokens: the same either way
             c["other_read"] = {"attention_read": o["attention_read"], "holds": oc["holds"], "numbers": oc["numbers"]}
             if None not in (c["holds"], oc["holds"]) and c["holds"] != oc["holds"]:
                 c["numbers"] += (f". The two readings of the decoder's attention disagree in this run: with the "
@@ -658,8 +661,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
     if o is None:
         L.append(_table(["claim", "holds here", "numbers"], [[c["claim"], yes[c["holds"]], c["numbers"]] for c in cl]))
     else:  # the claims on the decoder's attention, read the other way too
-        rows = [[c["claim"], yes[c["holds"]], yes[c["other_read"]["holds"]] if c.get("other_read") else "(the same)",
-                 c["numbers"]] for c in cl]
+        rows = [[c["claim"], yes[c["holds"]], yes[c["other_read"]["holds"]] if c.get("other_read")
+                 else "(the same)" if c.get("attention") is False else "not read", c["numbers"]] for c in cl]
         L.append(_table(["claim", "holds here", f"with the target {o['attention_read']}", "numbers"], rows))
         L.append(f"\nThe claims on the decoder's cross-attention (correspondence and alignment) read it with the "
                  f"target view {s['attention_read']}"

@@ -41,9 +41,11 @@ def demo(
     encoder, an oracle and the position prior as controls), correspondence and alignment beyond the
     positional shortcut on held-out pairs, and zero-shot correspondence on real photographs; write summary.json and report.md. With --study
     objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats
-    them on correspondence in this run. Re-running resumes: finished stages are skipped; a folder made with other
-    probe settings redoes only its evaluation and report, one made with other settings of anything else stops with
-    an error. Each stage prints the command it equals."""
+    them on correspondence in this run. The claims on the decoder's attention read it with the target masked, as
+    training does, and the report gives them read with the target complete beside. Re-running resumes: finished
+    stages are skipped; a folder made with other evaluation settings (the probe's, the attention's reading)
+    redoes only its evaluation and report, one made with other settings of anything else stops with an error.
+    Each stage prints the command it equals."""
     from slife.demo import DemoConfig, run
 
     cfg = DemoConfig(study=study, budget_minutes=budget_minutes, seed=seed, side_by_side=side_by_side)

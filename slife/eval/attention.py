@@ -1,7 +1,8 @@
 """Per-model cross-attention maps and their top-k source patches: what CAS, accuracy and flow are computed from.
 
 Reads a model through `model.cross_attention_logits(img_tgt, img_src) -> list[(B, heads, N_tgt, N_src)]`
-(one tensor per decoder block, pre-softmax q.k logits, no masking; images (B, 3, S, S) ImageNet-normalised).
+(one tensor per decoder block, pre-softmax q.k logits, nothing masked, or read masked: `masked_logits`; images
+(B, 3, S, S) ImageNet-normalised).
 Returns `AttentionSummary`: for every pair the top-k source patches of every target patch, per decoder
 block and for the average over blocks (index -1), plus the block-averaged map itself when asked (for flow).
 For encoders without a decoder (the ViTs of the dinov2 and egomotion objectives), `feature_logits` gives maps
@@ -156,22 +157,37 @@ def feature_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[
 
 
 MASKED_READS_SEED = 0  # the fixed permutation behind `masked_reads`: every model is read through the same masks
+MASKED_FLOATS = 2 ** 26  # logits per decoder pass of the masked read (256 MB in float32): bounds its memory
 
 
-def masked_reads(num_patches: int, num_visible: int, seed: int = MASKED_READS_SEED) -> torch.Tensor:
+def masked_reads(num_patches: int, num_visible: int) -> torch.Tensor:
     """The target masks of the masked reading: (R, N) bool, True = masked, R = ceil(N / num_visible).
 
     A fixed random permutation of the N patches is cut into consecutive runs of `num_visible` (wrapping round
     at the end), one run visible per read: every patch is visible in one read (two for the few that the wrap
-    repeats) and masked in all the others, and the same masks serve every pair and every model."""
+    repeats) and masked in all the others, and the same masks serve every pair and every model. ValueError where
+    some patch would be masked in no read (more than half the patches visible)."""
     if not 0 < num_visible < num_patches:
         raise ValueError(f"a masked read needs 0 < visible patches < {num_patches}, got {num_visible}")
-    perm = torch.randperm(num_patches, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(num_patches, generator=torch.Generator().manual_seed(MASKED_READS_SEED))
     reads = -(-num_patches // num_visible)
     vis = perm[(torch.arange(reads)[:, None] * num_visible + torch.arange(num_visible)) % num_patches]  # (R, n_vis)
     mask = torch.ones(reads, num_patches, dtype=torch.bool)
     mask[torch.arange(reads)[:, None], vis] = False
+    if not bool(mask.any(0).all()):
+        raise ValueError(f"a masked read needs every patch masked in some read: {num_visible} of {num_patches} "
+                         "patches visible is more than half")
     return mask
+
+
+def _model_reads(model, H: int, W: int) -> torch.Tensor:
+    """`masked_reads` at the model's own mask ratio on an H x W image: (R, N); ValueError naming the ratio."""
+    h, w = model.patch_embed.grid(H, W)
+    n = h * w
+    try:
+        return masked_reads(n, n - model.mask_generator.num_masked(n))
+    except ValueError as e:
+        raise ValueError(f"mask ratio {model.mask_generator.mask_ratio:g}: {e}") from None
 
 
 def masked_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[torch.Tensor]:
@@ -180,20 +196,25 @@ def masked_logits(model, img_tgt: torch.Tensor, img_src: torch.Tensor) -> list[t
     CroCo's loss is taken only on masked target patches, whose queries start from the mask token and learn where
     their content lies in the source from the few visible patches; a target patch that the encoder sees is never
     trained to find its match. So the target is read through the `masked_reads` of the model's own mask ratio,
-    and each target patch's logits are the mean over the reads in which it is masked."""
+    and each target patch's logits are the mean over the reads in which it is masked (a softmax over them, as
+    `head_average(softmax=True)` takes, is then of those mean logits). The first read goes through the decoder
+    alone; the others together, as many per pass as keep the pass's logits under MASKED_FLOATS, the source
+    encoded once per pass."""
     B, _, H, W = img_tgt.shape
-    n = model.patch_embed.grid(H, W)
-    n = n[0] * n[1]
-    reads = masked_reads(n, n - model.mask_generator.num_masked(n))  # (R, N)
-    R = reads.shape[0]
-    mask = reads.repeat_interleave(B, dim=0).to(img_tgt.device)  # (R*B, N): read r of pair b at r*B + b
-    logits = model.cross_attention_logits(img_tgt, img_src, mask)  # the source encoded once for the R reads
+    reads = _model_reads(model, H, W)  # (R, N)
     w = reads.to(torch.float32)  # (R, N) 1 where masked
     w = (w / w.sum(0, keepdim=True)).to(img_tgt.device)  # each target patch's reads weigh 1 in all
-    out = []
-    for lg in logits:  # (R*B, H, N_t, N_s)
-        lg = lg.float().unflatten(0, (R, B))  # (R, B, H, N_t, N_s)
-        out.append((lg * w[:, None, None, :, None]).sum(0))  # (B, H, N_t, N_s)
+    out, r0, per = None, 0, 1
+    while r0 < len(reads):
+        rr, wr = reads[r0:r0 + per], w[r0:r0 + per]  # (r, N) each
+        mask = rr.repeat_interleave(B, dim=0).to(img_tgt.device)  # (r*B, N): read i of pair b at row i*B + b
+        logits = model.cross_attention_logits(img_tgt, img_src, mask)  # the source encoded once for the r reads
+        part = [(lg.float().unflatten(0, (len(rr), B)) * wr[:, None, None, :, None]).sum(0)
+                for lg in logits]  # (B, H, N_t, N_s) per block
+        out = part if out is None else [a + b for a, b in zip(out, part)]
+        if r0 == 0:  # reads whose logits fit the budget, from the first one's size
+            per = max(1, MASKED_FLOATS // sum(lg.numel() for lg in logits))
+        r0 += len(rr)
     return out
 
 
@@ -213,6 +234,8 @@ def correspondence_maps(model, method: str = "auto", masked: bool = False) -> tu
         raise ValueError(f"a {type(model).__name__} has no decoder cross-attention; use method features")
     if method == "attention" or (method == "auto" and has):
         if masked:
+            S = model.patch_embed.img_size
+            _model_reads(model, S[0], S[1])  # a mask ratio that leaves some patch never masked: ValueError now
             return "masked attention", lambda t, s: masked_logits(model, t, s)
         return "attention", model.cross_attention_logits
     return "features", lambda t, s: feature_logits(model, t, s)
@@ -225,8 +248,9 @@ def summarize_model(name: str, model, pairs: Sequence[dict], k: int, grid: tuple
     """Run a model once over `pairs` (dicts with "tgt", "src" (3, S, S) tensors) -> its AttentionSummary.
 
     The maps are the decoder's cross-attention, or with `method` features the encoder's feature similarity
-    (`correspondence_maps`; `masked`: attention read with the target masked as in training). Only the top-k sets (and, with `keep_maps`, the block-averaged map) are kept, so memory stays
-    O(pairs x patches x k) whatever the number of blocks.
+    (`correspondence_maps`; `masked`: attention read with the target masked as in training). Only the top-k sets
+    (and, with `keep_maps`, the block-averaged map) are kept, so memory stays O(pairs x patches x k) whatever the
+    number of blocks.
     """
     if hasattr(model, "eval"):
         model.eval()

@@ -97,7 +97,8 @@ class CasConfig:
     metric: str = "cas"  # cas (attention top-k), mknn (mutual kNN of mean-pooled features) or cka (linear CKA)
     softmax: bool = False  # average post-softmax attention instead of logits (recorded in the output)
     reciprocal: bool = False  # keep a source patch only if the target is also among its top-k targets
-    masked: bool = False  # read the cross-attention with the target masked as in training (`attention.masked_logits`)
+    masked: bool = False  # read the cross-attention with the target masked as in training (`attention.masked_logits`;
+    # with softmax, the softmax of the reads' mean logits)
     untrained_seeds: tuple[int, ...] = (0, 1)  # seeds of the untrained controls, per architecture among the checkpoints
     batch_size: int = 16  # pairs per forward pass
 
@@ -110,6 +111,8 @@ class CasConfig:
             raise SlifeError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.batch_size < 1:
             raise SlifeError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.masked and self.metric != "cas":
+            raise SlifeError(f"--masked reads the decoder's attention, which --metric {self.metric} does not use")
         object.__setattr__(self, "untrained_seeds", tuple(int(s) for s in self.untrained_seeds))
 
 
@@ -819,11 +822,14 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
     timing = {}
     if cfg.metric == "cas":
         summaries = []
-        for name, model, kind, _ in entries:
+        for name, model, kind, path in entries:
             t0 = time.perf_counter()
-            summaries.append(summarize_model(name, model, pairs, cfg.k, grid, kind=kind, softmax=cfg.softmax,
-                                             reciprocal=cfg.reciprocal, batch_size=cfg.batch_size, progress=progress,
-                                             masked=cfg.masked))
+            try:
+                summaries.append(summarize_model(name, model, pairs, cfg.k, grid, kind=kind, softmax=cfg.softmax,
+                                                 reciprocal=cfg.reciprocal, batch_size=cfg.batch_size,
+                                                 progress=progress, masked=cfg.masked))
+            except ValueError as e:  # e.g. a mask ratio that the masked read cannot use
+                raise SlifeError(f"{path or name}: {e}") from None
             timing[name] = len(pairs) / max(time.perf_counter() - t0, 1e-9)
         summaries.append(same_position_summary(grid, cfg.k, len(pairs), 1))
         rep = cas_report(summaries, ground_truth_table(pairs, grid, patch))

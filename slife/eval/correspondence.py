@@ -66,6 +66,8 @@ class MatchConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.masked and self.method == "features":
+            raise ValueError("masked reads the decoder's attention, which method features does not use")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_pairs < 0 or self.max_side < 0:
@@ -316,7 +318,10 @@ def run(cfg: MatchConfig, checkpoints: Sequence[Path], out_dir: Path,
 
     results, records_all, timing, methods = {}, {}, {}, {}
     for name, model, kw in models:
-        methods[name], maps_of = correspondence_maps(model, cfg.method, cfg.masked)
+        try:
+            methods[name], maps_of = correspondence_maps(model, cfg.method, cfg.masked)
+        except ValueError as e:  # attention on a model without a decoder, a mask ratio the masked read cannot use
+            raise SlifeError(f"{name}: {e}") from None
         S, patch, side = image_grid(kw)
         grid = (side, side)
         recs = []

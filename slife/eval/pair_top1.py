@@ -5,10 +5,10 @@ Reads encoders (checkpoints of any objective through `models.load_models`) and a
 pair, each encoder's top-1 source patch comes from the map `attention.correspondence_maps` gives for
 `method`: the CroCo decoder's cross-attention averaged over heads and blocks ("attention", CroCo checkpoints
 only; with `masked`, read with the target masked as in training: `attention.masked_logits`), the cosine
-similarity of the encoder's final patch tokens ("features": feature nearest neighbour, any encoder), or attention where the model has a decoder ("auto"). Accuracy = share of target patches whose
-top-1 lies within one patch (Chebyshev) of the true match (`groundtruth.pair_ground_truth`), over all
-patches with a known match and over displaced ones (true match more than one patch from the same grid
-position), beside chance (`cas.accuracy_chance`), the same-position predictor and the position prior
+similarity of the encoder's final patch tokens ("features": feature nearest neighbour, any encoder), or
+attention where the model has a decoder ("auto"). Accuracy = share of target patches whose top-1 lies within
+one patch (Chebyshev) of the true match (`groundtruth.pair_ground_truth`), over all patches with a known match
+and over displaced ones (true match more than one patch from the same grid position), beside chance (`cas.accuracy_chance`), the same-position predictor and the position prior
 (`cas.position_prior_accuracy`: per target patch, the pick most often right on the other pairs; it ignores
 the images; also told which patches moved, what detecting motion without matching reaches), and
 chance-corrected as top-1 beyond position (`cas.accuracy_beyond_position`: exactly 0 for any fixed pick that
@@ -50,6 +50,8 @@ class Top1Config:
 
         if self.method not in METHODS:
             raise SlifeError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.masked and self.method == "features":
+            raise SlifeError("--masked reads the decoder's attention, which --method features does not use")
         if self.num_pairs < 1 or self.batch_size < 1:
             raise SlifeError(f"num_pairs and batch_size must be >= 1, got {self.num_pairs}, {self.batch_size}")
 

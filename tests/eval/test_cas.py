@@ -1,12 +1,14 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from slife.eval.attention import (head_average, masked_logits, masked_reads, overlap, same_position_summary,
-                                  same_position_topk, summarize_maps, summarize_model, topk_sets)
-from slife.eval.cas import (accuracy, accuracy_beyond_position, beyond_saliency_jackknife, beyond_saliency_score,
+from slife.errors import SlifeError
+from slife.eval.attention import (correspondence_maps, head_average, masked_logits, masked_reads, overlap,
+                                  same_position_summary, same_position_topk, summarize_maps, summarize_model, topk_sets)
+from slife.eval.cas import (CasConfig, accuracy, accuracy_beyond_position, beyond_saliency_jackknife, beyond_saliency_score,
                             calibrated_jackknife, calibrated_score, cas_report, cluster_order, jackknife_replicates, jackknife_se, linear_cka, mutual_knn, pair_score,
                             position_prior_accuracy, replicate_se, score_matrix)
 from slife.eval.groundtruth import displaced_mask, within_one
@@ -162,13 +164,15 @@ def test_real_models_self_permuted_heads_and_untrained_near_chance():
     assert abs(m[0, 1] - 4 / 16) < 0.15  # two untrained models: near chance k/N
 
 
-def test_masked_reads_cover_every_patch_and_masked_logits_average_them():
+def test_masked_reads_cover_every_patch_and_masked_logits_average_them(monkeypatch):
     m = masked_reads(64, 7)  # the tiny preset: 57 of 64 patches masked
     assert m.shape == (10, 64) and ((~m).sum(1) == 7).all() and torch.equal(m, masked_reads(64, 7))
     assert set(m.sum(0).tolist()) == {8, 9} and ((~m).sum(0) >= 1).all()  # 6 patches visible twice (the wrap)
     assert ((~masked_reads(16, 2)).sum(0) == 1).all()  # 8 reads of 2: each patch visible exactly once
     with pytest.raises(ValueError):
         masked_reads(16, 16)
+    with pytest.raises(ValueError, match="more than half"):  # two reads, and the wrap shows a patch in both
+        masked_reads(64, 38)
     from .models import tiny_model
 
     model = tiny_model(0)  # 32 px, 4x4 patches, mask ratio 0.9: 2 visible, 8 reads
@@ -181,9 +185,16 @@ def test_masked_reads_cover_every_patch_and_masked_logits_average_them():
         want = torch.stack([per_read[reads[:, n], :, :, n].mean(0) for n in range(16)], dim=2)  # (B, H, N_t, N_s)
         assert torch.allclose(got[blk], want, atol=1e-5)
     assert not torch.allclose(got[0], model.cross_attention_logits(tgt, src)[0], atol=1e-3)  # not the unmasked read
+    one_read = sum(lg.numel() for lg in model.cross_attention_logits(tgt, src))
+    monkeypatch.setattr("slife.eval.attention.MASKED_FLOATS", 3 * one_read)  # 3 reads per pass: the same sums
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(masked_logits(model, tgt, src), got))
     prs = [{"tgt": tgt[i], "src": src[i]} for i in range(2)]
     s = summarize_model("m", model, prs, 3, (4, 4), masked=True)
     assert torch.equal(s.topk, summarize_maps("m", "model", head_average(got), (4, 4), 3).topk)
+    with pytest.raises(ValueError, match="mask ratio 0.4"):  # 10 of 16 patches visible: some never masked
+        correspondence_maps(tiny_model(0, mask_ratio=0.4), "auto", masked=True)
+    with pytest.raises(SlifeError, match="--metric mknn does not use"):
+        CasConfig(pairs=Path("x"), metric="mknn", masked=True)
 
 
 def test_softmax_and_reciprocal_options_on_the_identity_map():
