@@ -114,16 +114,18 @@ def test_demo_smoke(tmp_path):
     # a rerun resumes: every stage is skipped
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5
-    # a folder evaluated with other probe settings (here: before the probe averaged readouts): the models are
-    # kept, the evaluation and the report redone
+    # a folder evaluated with other evaluation settings (here: before the probe averaged readouts, and before
+    # session 18's masked read): the models are kept, the evaluation and the report redone
     st = json.loads((out / "stages.json").read_text())
     del st["identity"]["plan"]["probe_readouts"], st["identity"]["plan"]["probe_lrs"]  # made before both: one rate
+    del st["identity"]["plan"]["attention_masked"]
     (out / "stages.json").write_text(json.dumps(st))
     probe_json = out / "eval" / "probe" / "untrained-s0" / "probe.json"
     os.utime(probe_json, (0, 0))
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 3, r2.output
-    assert "evaluation settings changed (plan.probe_lrs, plan.probe_readouts)" in r2.output
+    assert ("evaluation settings changed (plan.attention_masked, plan.probe_lrs, plan.probe_readouts)"
+            in " ".join(r2.output.split()))  # the log line may wrap
     assert probe_json.stat().st_mtime > 0  # probed again
     assert json.loads((out / "stages.json").read_text())["identity"]["plan"]["probe_readouts"] == 2
     # a folder whose models were trained with other settings (here: before session 12's targets, so on the
