@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_demo_seeds import print_tables
 
-from slife.demo import _PLAN_BEFORE, DemoConfig, _eval_attention, _no_task, _plan
+from slife.demo import _eval_attention, _no_task, _plan, finished_stages
 from slife.demo_report import read_other_way, summarize
 from slife.errors import SlifeError
 from slife.io import atomic_write_json
@@ -28,28 +28,19 @@ from slife.io import atomic_write_json
 
 def masked_summary(demo: Path) -> dict:
     """The folder's summary.json with the attention read masked (and complete in `other_read`)."""
-    path = demo / "stages.json"
-    try:
-        st = json.loads(path.read_text())
-        ident, stages = st["identity"], st["stages"]
-        cfg = DemoConfig(**{k: v for k, v in ident["config"].items() if k in DemoConfig.__dataclass_fields__})
-        lives, shards, runs, ev = (stages[k]["result"] for k in ("synth", "mine", "train", "eval"))
-        growing = (stages.get("grow") or {}).get("result")
-        own = json.loads((demo / "summary.json").read_text())
-    except FileNotFoundError as e:
-        raise SlifeError(f"{e.filename}: not found (not a finished `slife demo` folder)") from None
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise SlifeError(f"{path}: not a finished demo's stages.json: {e!r}") from None
-    stored = {**_PLAN_BEFORE, **ident["plan"]}
+    cfg, stored, res = finished_stages(demo, ("synth", "mine", "train", "eval", "report"))
+    lives, shards, runs, ev = (res[k] for k in ("synth", "mine", "train", "eval"))
+    growing = res.get("grow")
     if stored["attention_masked"]:
-        return own
+        return json.loads((demo / "summary.json").read_text())
     if growing:  # evaluated and reported with the rest, as `demo.run` does
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}
         shards = {**shards, **growing["shards"]}
     plan = replace(_plan(cfg), attention_masked=False)
     changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
     if changed:
-        raise SlifeError(f"{path}: made with another plan ({', '.join(changed)}); score it with the code that made it")
+        raise SlifeError(f"{demo / 'stages.json'}: made with another plan ({', '.join(changed)}); score it with the "
+                         "code that made it")
     plan = replace(plan, attention_masked=True)
     out = demo / "masked-read"
     done = out / "attention.json"

@@ -816,26 +816,38 @@ def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, masked: bo
                      untrained_seeds=tuple(range(cfg.seed, cfg.seed + untrained)))
 
 
-def finished_cas(demo_dir: Path, untrained: int = 2) -> tuple:
-    """What a finished demo's CAS stage ran on, read from its stages.json, for scoring it again (bench scripts):
-    (its CasConfig with `untrained` untrained controls, the CroCo models {name: {"checkpoint", "half", ...}} in the
-    stage's order, the eval stage's result ({} before it finished)). A SlifeError naming the file for a folder
-    whose stages.json is missing, unreadable, or has not finished mining and training."""
+def finished_stages(demo_dir: Path, need: tuple = ("mine", "train")) -> tuple:
+    """A finished demo's stages.json, for scoring it again (bench scripts): (its DemoConfig, its plan as a dict with
+    `_PLAN_BEFORE`'s values for settings added since, {stage: result}). A SlifeError naming the file for a folder
+    whose stages.json is missing, unreadable, or lacks a result of the stages in `need`."""
     path = Path(demo_dir) / "stages.json"
     try:
         st = json.loads(path.read_text())
         cfg = DemoConfig(**{k: v for k, v in st["identity"]["config"].items() if k in DemoConfig.__dataclass_fields__})
-        stages = st["stages"]
-        heldout, trained = stages["mine"]["result"]["heldout"]["path"], stages["train"]["result"]["models"]
-        cas_pairs = st["identity"]["plan"]["cas_pairs"]
-        masked = st["identity"]["plan"].get("attention_masked", _PLAN_BEFORE["attention_masked"])
+        plan = {**_PLAN_BEFORE, **st["identity"]["plan"]}
+        results = {k: v["result"] for k, v in st["stages"].items()}
+        missing = [k for k in need if k not in results]
     except FileNotFoundError:
         raise SlifeError(f"{path}: not found (not a `slife demo` folder)") from None
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise SlifeError(f"{path}: not a finished demo's stages.json (mining and training): {e!r}") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise SlifeError(f"{path}: not a demo's stages.json: {e!r}") from None
+    if missing:
+        raise SlifeError(f"{path}: not finished ({', '.join(missing)} missing)")
+    return cfg, plan, results
+
+
+def finished_cas(demo_dir: Path, untrained: int = 2) -> tuple:
+    """What a finished demo's CAS stage ran on (`finished_stages`), for scoring it again: (its CasConfig with
+    `untrained` untrained controls, the CroCo models {name: {"checkpoint", "half", ...}} in the stage's order, the
+    eval stage's result ({} before it finished))."""
+    cfg, plan, res = finished_stages(demo_dir)
+    try:
+        heldout, trained = res["mine"]["heldout"]["path"], res["train"]["models"]
+    except (KeyError, TypeError) as e:
+        raise SlifeError(f"{Path(demo_dir) / 'stages.json'}: not a finished demo's stages.json: {e!r}") from None
     models = {n: m for n, m in trained.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
-    return (_cas_config(cfg, cas_pairs, heldout, masked, untrained), models,
-            (stages.get("eval") or {}).get("result") or {})
+    return (_cas_config(cfg, plan["cas_pairs"], heldout, plan["attention_masked"], untrained), models,
+            res.get("eval") or {})
 
 
 def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:

@@ -867,7 +867,7 @@ def run(cfg: CasConfig, checkpoints: Sequence[Path], out_dir: Path,
         if lev:  # CAS beyond position, and beyond position and saliency: a CSV and a heatmap each
             write_matrix_csv(out_dir / f"{stem}_{key}.csv", rep["names"], lev["matrix"])
             plot_cas({"names": rep["names"], "kinds": rep["kinds"], "order": rep["order"], "matrix": lev["matrix"],
-                      "metric": metric, "k": rep.get("k"), "softmax": rep.get("softmax"),
+                      "metric": metric, "k": rep.get("k"), "softmax": rep.get("softmax"), "masked": rep.get("masked"),
                       "controls": {"untrained_vs_untrained": lev.get("untrained_vs_untrained")}},
                      out_dir / f"{stem}_{key}.png")
     log.info("wrote %s", path)

@@ -74,7 +74,8 @@ def plot_cas(rep: dict, path: Path) -> Path:
              "cas_beyond_saliency": f"CAS beyond position and saliency (k={rep.get('k')}; 0 = sets that ignore "
                                     "the images\nor the target patch, 1 = identical sets varying with both; same-position "
                                     "diagonal 0)"}.get(metric, metric)
-    ax.set_title(title + "\nmodels clustered | controls after the white line", fontsize=9)
+    read = ", attention read with the target masked" if rep.get("masked") else ""
+    ax.set_title(title + f"\nmodels clustered | controls after the white line{read}", fontsize=9)
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     marks = []
     if rep.get("chance") is not None:
