@@ -1,14 +1,14 @@
-"""How far from 0 two untrained models score on the null-corrected CAS, pair to pair: the spread that the demo's
-one untrained pair and its jackknife error over test pairs do not show.
+"""How far from 0 two untrained models score on the null-corrected CAS, pair to pair: the spread that one untrained
+pair and its jackknife error over test pairs do not show (the demo scored one pair until session 19; it scores six
+untrained controls since, and its alignment claims take their pairs' spread as a floor of error).
 
 Run: `.venv/bin/python bench/bench_cas_untrained_spread.py DEMO_DIR [--untrained 8] [--out DIR]` (about two minutes
 on 2 cores). Runs `slife cas` on the demo's trained CroCo checkpoints with `--untrained` untrained controls (seeds
-SEED .. SEED+n-1, the demo's own two first) on the demo's held-out pairs and k, into DIR (default
+SEED .. SEED+n-1, the demo's own first) on the demo's held-out pairs and k, into DIR (default
 DEMO_DIR/eval/cas_untrained_spread; the demo's own eval/cas is left alone). Prints one markdown row per score (CAS
 beyond position and saliency, CAS beyond position): the untrained pairs' mean ± std and range over the n(n-1)/2
-pairs, their median jackknife error, the demo's untrained pair, and life-vs-life with its distance from the
-untrained pairs' mean in their standard deviations. A measurement beside the demo's claim, not a change to it: the
-claim's control is still the demo's untrained pair.
+pairs, their median jackknife error, the first untrained pair (the demo's one pair before session 19), and
+life-vs-life with its distance from the untrained pairs' mean in their standard deviations.
 """
 
 from __future__ import annotations

@@ -151,6 +151,8 @@ class _Plan:
     train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
     attention_masked: bool  # read the decoder's attention (CAS, top-1, match) with the target masked as in
     # training (`attention.masked_logits`; bench/study.md, session 18) instead of with nothing masked
+    cas_untrained: int  # untrained CroCos in the CAS stage: untrained-untrained is the mean over their pairs, and the
+    # spread of their pairs' scores is the alignment claims' floor of error (bench/study.md, session 19)
 
 
 # CroCo's targets by how long each model trains (bench/study.md, sessions 12-14): raw pixels when it is short (the
@@ -163,6 +165,9 @@ PROBE_LRS = (1e-4, 3e-4, 1e-3, 3e-3)  # the depth readout's learning rates, chos
 # the evaluation reads the decoder's attention with the target masked, as training does (bench/study.md, session 18:
 # decided before any number of it); CAS and match also read it complete, DESIGN.md's CAS, beside it
 ATTENTION_MASKED = True
+# untrained CroCos the CAS stage scores (15 pairs): two untrained models score away from 0 by four times the jackknife
+# error of one pair (bench/README.md, session 17), so the alignment claims need the spread of several pairs
+CAS_UNTRAINED = 6
 
 
 def _plan(cfg: DemoConfig) -> _Plan:
@@ -170,7 +175,7 @@ def _plan(cfg: DemoConfig) -> _Plan:
         return _Plan(life_seconds=4.0, width=64, height=48, fps=4.0, mine_fps=4.0, max_pairs=24, probe_views=6,
                      probe_epochs=1, probe_readouts=2, probe_lrs=(1e-3, 3e-3), cas_pairs=4, match_pairs=1,
                      batch_size=4, short_side=72, norm_pix_loss=False, train_share=0.5,
-                     attention_masked=ATTENTION_MASKED)
+                     attention_masked=ATTENTION_MASKED, cas_untrained=3)
     s = cfg.budget / cfg.spec.budget_minutes
     train_share = 0.62
     per_model = cfg.budget * train_share / _rounds(cfg)  # minutes each model trains
@@ -178,11 +183,11 @@ def _plan(cfg: DemoConfig) -> _Plan:
                  mine_fps=cfg.fps, max_pairs=int(max(1000, 12000 * min(s, 1.0))), probe_views=cfg.probe_views,
                  probe_epochs=60, probe_readouts=3, probe_lrs=PROBE_LRS, cas_pairs=96, match_pairs=0,
                  batch_size=cfg.batch_size, short_side=80, norm_pix_loss=per_model >= NORMALISED_TARGETS_FROM,
-                 train_share=train_share, attention_masked=ATTENTION_MASKED)
+                 train_share=train_share, attention_masked=ATTENTION_MASKED, cas_untrained=CAS_UNTRAINED)
 
 
 # plan settings a stages.json made before them lacks: what its models and evaluation had
-_PLAN_BEFORE = {"norm_pix_loss": True, "probe_lrs": [1e-3], "attention_masked": False}
+_PLAN_BEFORE = {"norm_pix_loss": True, "probe_lrs": [1e-3], "attention_masked": False, "cas_untrained": 2}
 
 
 class _Stages:
@@ -223,7 +228,7 @@ class _Stages:
 
 
 # plan settings that only the evaluation reads: a change redoes the evaluation and the report, not the training
-_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts", "probe_lrs", "attention_masked"})
+_EVAL_SETTINGS = frozenset({"probe_epochs", "probe_readouts", "probe_lrs", "attention_masked", "cas_untrained"})
 
 
 def _differences(old: dict, new: dict) -> list[tuple[str, str]]:
@@ -284,7 +289,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         growing = stage("grow", _grow_cmd(cfg, plan, out), lambda: _do_grow(cfg, plan, out, runs["steps"], progress))
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
-    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout{masked}; "
+    uns = ",".join(str(cfg.seed + i) for i in range(plan.cas_untrained))
+    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout --untrained-seeds {uns}{masked}; "
                   f"slife probe life CKPT --data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} "
                   f"--batch-size 32 --seed {cfg.seed} --readouts {plan.probe_readouts} "
                   + "".join(f"--lr {x:g} " for x in plan.probe_lrs) +
@@ -807,7 +813,7 @@ def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict,
         torch.set_num_threads(threads)
 
 
-def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, masked: bool, untrained: int = 2):
+def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, masked: bool, untrained: int):
     """The CAS stage's CasConfig: the held-out life's pairs, k 10 (3 in the smoke demo), attention read `masked`
     or not, `untrained` untrained controls seeded from the run's seed on."""
     from slife.eval.cas import CasConfig
@@ -836,9 +842,9 @@ def finished_stages(demo_dir: Path, need: tuple = ("mine", "train")) -> tuple:
     return cfg, plan, results
 
 
-def finished_cas(demo_dir: Path, untrained: int = 2) -> tuple:
+def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
     """What a finished demo's CAS stage ran on (`finished_stages`), for scoring it again: (its CasConfig with
-    `untrained` untrained controls, the CroCo models {name: {"checkpoint", "half", ...}} in the stage's order, the
+    `untrained` untrained controls (None: as many as its CAS stage scored), the CroCo models {name: {"checkpoint", "half", ...}} in the stage's order, the
     eval stage's result ({} before it finished))."""
     cfg, plan, res = finished_stages(demo_dir)
     try:
@@ -846,7 +852,8 @@ def finished_cas(demo_dir: Path, untrained: int = 2) -> tuple:
     except (KeyError, TypeError) as e:
         raise SlifeError(f"{Path(demo_dir) / 'stages.json'}: not a finished demo's stages.json: {e!r}") from None
     models = {n: m for n, m in trained.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
-    return (_cas_config(cfg, plan["cas_pairs"], heldout, plan["attention_masked"], untrained), models,
+    n = plan["cas_untrained"] if untrained is None else untrained
+    return (_cas_config(cfg, plan["cas_pairs"], heldout, plan["attention_masked"], n), models,
             res.get("eval") or {})
 
 
@@ -864,7 +871,7 @@ def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
     res = {}
-    cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"], plan.attention_masked)
+    cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"], plan.attention_masked, plan.cas_untrained)
     other = "complete" if plan.attention_masked else "masked"  # the attention read the other way, beside the claims'
     with task("CAS (end of training)", None) as adv:
         res["cas"] = str(cas_run(cas_cfg, ckpts, ev / "cas", progress=adv))

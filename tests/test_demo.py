@@ -94,13 +94,18 @@ def test_demo_smoke(tmp_path):
                                                    "life_same_position"}
     assert s["alignment_beyond_shortcut"]["life_same_position"] == 0.0  # by construction
     se = s["alignment_beyond_shortcut_se"]  # two lives: one pair, every error measured
-    assert set(se) == {"life_life", "life_life_displaced", "life_life_minus"} and se["life_life"] is not None
+    assert set(se) == {"life_life", "life_life_displaced", "life_life_minus", "untrained_pairs",
+                       "untrained_pairs_sd"} and se["life_life"] is not None
     assert all(se["life_life_minus"][k]["se"] is not None for k in ("untrained_untrained", "life_control"))
+    # three untrained controls in the smoke demo (six in the real ones): three pairs, their spread measured
+    assert se["untrained_pairs"] == 3 and se["untrained_pairs_sd"] is not None
+    assert "3 untrained pairs spread with standard deviation" in text
     # goal 3's measure since session 16, with its errors (no displaced variant)
     assert set(s["alignment_beyond_saliency"]) == set(s["alignment_beyond_shortcut"])
     assert s["alignment_beyond_saliency"]["life_same_position"] == 0.0  # by construction
     se = s["alignment_beyond_saliency_se"]
-    assert set(se) == {"life_life", "life_life_minus"} and se["life_life"] is not None
+    assert set(se) == {"life_life", "life_life_minus", "untrained_pairs", "untrained_pairs_sd"}
+    assert se["life_life"] is not None and se["untrained_pairs"] == 3
     assert "| beyond position and saliency |" in text and "life models align beyond position and saliency" in text
     assert (out / "eval" / "cas" / "cas_beyond_saliency.png").exists()
     # the claims read the decoder's attention with the target masked, as training does; complete beside it
@@ -115,16 +120,18 @@ def test_demo_smoke(tmp_path):
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 5
     # a folder evaluated with other evaluation settings (here: before the probe averaged readouts, and before
-    # session 18's masked read): the models are kept, the evaluation and the report redone
+    # session 18's masked read and session 19's six untrained controls): the models are kept, the evaluation and
+    # the report redone
     st = json.loads((out / "stages.json").read_text())
     del st["identity"]["plan"]["probe_readouts"], st["identity"]["plan"]["probe_lrs"]  # made before both: one rate
-    del st["identity"]["plan"]["attention_masked"]
+    del st["identity"]["plan"]["attention_masked"], st["identity"]["plan"]["cas_untrained"]  # and before session 19
     (out / "stages.json").write_text(json.dumps(st))
     probe_json = out / "eval" / "probe" / "untrained-s0" / "probe.json"
     os.utime(probe_json, (0, 0))
     r2 = CliRunner().invoke(app, ["demo", "--out", str(out), "--budget-minutes", "0.5"])
     assert r2.exit_code == 0 and r2.output.count("(done, skipped)") == 3, r2.output
-    assert ("evaluation settings changed (plan.attention_masked, plan.probe_lrs, plan.probe_readouts)"
+    assert ("evaluation settings changed (plan.attention_masked, plan.cas_untrained, plan.probe_lrs, "
+            "plan.probe_readouts)"
             in " ".join(r2.output.split()))  # the log line may wrap
     assert probe_json.stat().st_mtime > 0  # probed again
     assert json.loads((out / "stages.json").read_text())["identity"]["plan"]["probe_readouts"] == 2

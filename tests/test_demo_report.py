@@ -79,17 +79,18 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
     from slife.eval.cas import replicate_se
 
     rng = np.random.default_rng(0)
-    names = ["life-a", "life-b", "life-c", "control-x", "untrained-s0", "untrained-s1", "same-position"]
-    kinds = ["model"] * 4 + ["untrained"] * 2 + ["same-position"]
+    names = ["life-a", "life-b", "life-c", "control-x", "untrained-s0", "untrained-s1", "untrained-s2",
+             "same-position"]
+    kinds = ["model"] * 4 + ["untrained"] * 3 + ["same-position"]
     reps = {}
     rows = []
-    for i, x in enumerate(names[:6]):
-        for y in names[i + 1:6]:
+    for i, x in enumerate(names[:7]):
+        for y in names[i + 1:7]:
             reps[x, y] = rng.normal(0.1, 0.01, size=20)
-            rows.append({"a": x, "b": y, "cas_calibrated_jackknife": reps[x, y].tolist(),
-                         "cas_calibrated_displaced_jackknife": None,
+            rows.append({"a": x, "b": y, "cas_calibrated": reps[x, y].mean(), "cas_beyond_saliency": 2 * reps[x, y].mean(),
+                         "cas_calibrated_jackknife": reps[x, y].tolist(), "cas_calibrated_displaced_jackknife": None,
                          "cas_beyond_saliency_jackknife": (2 * reps[x, y]).tolist()})
-    mat = np.zeros((7, 7))
+    mat = np.zeros((8, 8))
     for (x, y), r in reps.items():
         mat[names.index(x), names.index(y)] = mat[names.index(y), names.index(x)] = r.mean()
     cas = {"names": names, "kinds": kinds, "pair_table": rows, "calibrated": {"matrix": mat.tolist()},
@@ -104,13 +105,23 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
     sal = _alignment(cas, label, "beyond_saliency")
     assert sal["life_life"] == pytest.approx(2 * means["life_life"])
     err2 = _alignment_se(cas, label, sal, "cas_beyond_saliency")
-    assert set(err2) == {"life_life", "life_life_minus"} and err2["life_life"] == pytest.approx(2 * err["life_life"])
+    assert set(err2) == {"life_life", "life_life_minus", "untrained_pairs", "untrained_pairs_sd"}
+    assert err2["life_life"] == pytest.approx(2 * err["life_life"])
+    # the spread between pairs of untrained models: the standard deviation of their 3 pairs' scores
+    un = [reps[p].mean() for p in (("untrained-s0", "untrained-s1"), ("untrained-s0", "untrained-s2"),
+                                   ("untrained-s1", "untrained-s2"))]
+    assert err["untrained_pairs"] == 3 and err["untrained_pairs_sd"] == pytest.approx(np.std(un, ddof=1))
+    assert err2["untrained_pairs_sd"] == pytest.approx(2 * np.std(un, ddof=1))
+    one_pair = dict(cas, pair_table=[r for r in rows if "untrained-s2" not in (r["a"], r["b"])])
+    assert _alignment_se(one_pair, label, means)["untrained_pairs_sd"] is None  # one pair: no spread
     old = {k: v for k, v in cas.items() if k != "beyond_saliency"}
     assert _alignment(old, label, "beyond_saliency") is None and _alignment_se(old, label, None) is None
     d = err["life_life_minus"]
     assert d["life_control"]["se"] == pytest.approx(replicate_se(ll - lc))
     assert d["life_control"]["diff"] == pytest.approx(means["life_life"] - means["life_control"])
-    assert d["untrained_untrained"]["se"] == pytest.approx(replicate_se(ll - reps["untrained-s0", "untrained-s1"]))
+    uu = (reps["untrained-s0", "untrained-s1"] + reps["untrained-s0", "untrained-s2"]
+          + reps["untrained-s1", "untrained-s2"]) / 3
+    assert d["untrained_untrained"]["se"] == pytest.approx(replicate_se(ll - uu))
     # one life: no life-life pair, no errors
     one = _alignment_se(cas, {"life-a": "life-a", "control-x": "control-x"}, _alignment(cas, {"life-a": "life-a"},
                                                                                           "calibrated"))
@@ -118,16 +129,18 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
 
 
 def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
-    def holds(uu_diff, lc_diff, se=0.01):
+    def holds(uu_diff, lc_diff, se=0.01, sd=None):
         s = _summary(0.2, 0.1)
         del s["objectives"]
         s["encoders"]["life-office"] = dict(s["encoders"]["life-kitchen"])
         s["alignment_beyond_shortcut"] = {"life_life": 0.1, "life_control": 0.1 - lc_diff,
                                           "untrained_untrained": 0.1 - uu_diff, "life_same_position": 0.0}
         s["alignment_beyond_shortcut_se"] = {"life_life": se, "life_life_minus": {
-            "untrained_untrained": {"diff": uu_diff, "se": se}, "life_control": {"diff": lc_diff, "se": se}}}
+            "untrained_untrained": {"diff": uu_diff, "se": se}, "life_control": {"diff": lc_diff, "se": se}},
+            "untrained_pairs": 15 if sd is not None else 1, "untrained_pairs_sd": sd}
         c = [c for c in claims(s) if c["claim"].startswith("life models align beyond the positional shortcut")]
         assert len(c) == 1
+        assert ("15 untrained pairs spread" in c[0]["numbers"]) == (sd is not None)
         sal = [c for c in claims(s) if c["claim"].startswith("life models align beyond position and saliency")]
         assert len(sal) == 1 and sal[0]["holds"] is None  # a summary without the score: not measured
         assert sal[0]["numbers"].startswith("not measured")
@@ -147,6 +160,10 @@ def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
     assert holds(0.05, 0.03) is True
     assert holds(0.05, 0.015) is False  # above life-control, but within twice the paired error
     assert holds(0.05, 0.03, se=None) is True  # no errors at all: the plain order
+    # the untrained pairs' spread is the floor of each paired error (bench/study.md, session 19)
+    assert holds(0.05, 0.03, sd=0.005) is True  # below the jackknife error: that decides
+    assert holds(0.05, 0.03, sd=0.02) is False  # 0.03 is within twice the spread between pairs of models
+    assert holds(0.05, 0.045, sd=0.02) is True
 
 
 def test_claims_on_the_attention_are_read_both_ways_and_say_where_the_readings_disagree():
