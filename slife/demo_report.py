@@ -145,8 +145,8 @@ def _alignment_se(cas: dict, label: dict, means: dict | None, key: str = "cas_ca
      "life_life_minus": {"untrained_untrained", "life_control": {"diff", "se"}}: life-vs-life minus each
      control group, with the error of that paired difference (every group is scored on the same test pairs);
      "untrained_pairs", "untrained_pairs_sd": how many pairs of untrained controls were scored and the standard
-     deviation of their scores, the spread between pairs of models that the jackknife over test pairs does not
-     see (None with fewer than 2 pairs: a run from before session 19 scored one)}.
+     deviation of their scores (cas.json's), the spread between pairs of models that the jackknife over test pairs
+     does not see (sd None with fewer than 2 pairs: a run from before session 19 scored one)}.
     None where a group has no pair or a replicate is missing (one life; a cas.json from before session 12); all
     None without `means`."""
     from slife.eval.cas import replicate_se
@@ -168,10 +168,9 @@ def _alignment_se(cas: dict, label: dict, means: dict | None, key: str = "cas_ca
         return v if math.isfinite(v) else None
 
     ll = reps(lives, None, f"{key}_jackknife")
-    un_scores = [v for v in ((rows.get(frozenset(p)) or {}).get(key) for p in _pairs(untr, None))
-                 if v is not None and math.isfinite(v)]
-    out = {"life_life": se(ll), "life_life_minus": {}, "untrained_pairs": len(un_scores),
-           "untrained_pairs_sd": float(np.std(un_scores, ddof=1)) if len(un_scores) >= 2 else None}
+    score = cas.get(key.removeprefix("cas_")) or {}  # the score's block of cas.json: its untrained pairs' spread
+    out = {"life_life": se(ll), "life_life_minus": {}, "untrained_pairs": score.get("untrained_pairs"),
+           "untrained_pairs_sd": score.get("untrained_vs_untrained_sd")}
     if key == "cas_calibrated":  # the score with a displaced variant
         out["life_life_displaced"] = se(reps(lives, None, f"{key}_displaced_jackknife"))
     for name, other in (("untrained_untrained", reps(untr, None, f"{key}_jackknife")),

@@ -93,8 +93,12 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
     mat = np.zeros((8, 8))
     for (x, y), r in reps.items():
         mat[names.index(x), names.index(y)] = mat[names.index(y), names.index(x)] = r.mean()
-    cas = {"names": names, "kinds": kinds, "pair_table": rows, "calibrated": {"matrix": mat.tolist()},
-           "beyond_saliency": {"matrix": (2 * mat).tolist()}}
+    un = [reps[p].mean() for p in (("untrained-s0", "untrained-s1"), ("untrained-s0", "untrained-s2"),
+                                   ("untrained-s1", "untrained-s2"))]
+    cas = {"names": names, "kinds": kinds, "pair_table": rows,
+           "calibrated": {"matrix": mat.tolist(), "untrained_pairs": 3, "untrained_vs_untrained_sd": np.std(un, ddof=1)},
+           "beyond_saliency": {"matrix": (2 * mat).tolist(), "untrained_pairs": 3,
+                               "untrained_vs_untrained_sd": 2 * np.std(un, ddof=1)}}
     label = {n: n for n in names[:4]}
     means = _alignment(cas, label, "calibrated")
     err = _alignment_se(cas, label, means)
@@ -107,13 +111,11 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
     err2 = _alignment_se(cas, label, sal, "cas_beyond_saliency")
     assert set(err2) == {"life_life", "life_life_minus", "untrained_pairs", "untrained_pairs_sd"}
     assert err2["life_life"] == pytest.approx(2 * err["life_life"])
-    # the spread between pairs of untrained models: the standard deviation of their 3 pairs' scores
-    un = [reps[p].mean() for p in (("untrained-s0", "untrained-s1"), ("untrained-s0", "untrained-s2"),
-                                   ("untrained-s1", "untrained-s2"))]
+    # the spread between pairs of untrained models, each score's own (cas.json's)
     assert err["untrained_pairs"] == 3 and err["untrained_pairs_sd"] == pytest.approx(np.std(un, ddof=1))
     assert err2["untrained_pairs_sd"] == pytest.approx(2 * np.std(un, ddof=1))
-    one_pair = dict(cas, pair_table=[r for r in rows if "untrained-s2" not in (r["a"], r["b"])])
-    assert _alignment_se(one_pair, label, means)["untrained_pairs_sd"] is None  # one pair: no spread
+    before = dict(cas, calibrated={"matrix": mat.tolist()})  # a cas.json from before session 19: no spread
+    assert _alignment_se(before, label, means)["untrained_pairs_sd"] is None
     old = {k: v for k, v in cas.items() if k != "beyond_saliency"}
     assert _alignment(old, label, "beyond_saliency") is None and _alignment_se(old, label, None) is None
     d = err["life_life_minus"]

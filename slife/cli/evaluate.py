@@ -139,7 +139,9 @@ def _cas_tables(rep: dict) -> None:
         if cal.get("model_vs_model_mean") is not None:
             line.append(f"mean model vs model {_f(cal['model_vs_model_mean'])}")
         if cal.get("untrained_vs_untrained") is not None:
-            line.append(f"untrained vs untrained {_f(cal['untrained_vs_untrained'])}")
+            line.append(f"untrained vs untrained {_f(cal['untrained_vs_untrained'])}"
+                        + (f" (sd {_f(cal['untrained_vs_untrained_sd'])} over {cal['untrained_pairs']} pairs)"
+                           if cal.get("untrained_vs_untrained_sd") is not None else ""))
         if cal:
             console.print(f"{title} ({files}): " + ", ".join(line + [zero]))
         if cal.get("model_vs_model_mean_per_block"):

@@ -508,10 +508,16 @@ def _rounded(vals: np.ndarray | None, digits: int = 6) -> list | None:
 
 
 def _group_levels(score: dict, uu: list, models: list[int], max_blocks: int) -> None:
-    """Adds to a null-corrected score's {"matrix", "per_block"} its untrained-vs-untrained level and its mean over
-    pairs of models, overall and per block."""
+    """Adds to a null-corrected score's {"matrix", "per_block"} its untrained-vs-untrained level (with several
+    untrained pairs, also their number and the standard deviation of their scores: how far two models that share
+    no training land from each other, which a jackknife over test pairs does not see) and its mean over pairs of
+    models, overall and per block."""
     if uu:
         score["untrained_vs_untrained"] = _mean_over(score["matrix"], uu)
+        vals = np.array([score["matrix"][a, b] for a, b in uu], np.float64)
+        vals = vals[np.isfinite(vals)]
+        score["untrained_pairs"] = len(uu)
+        score["untrained_vs_untrained_sd"] = float(np.std(vals, ddof=1)) if len(vals) >= 2 else math.nan
         score["untrained_vs_untrained_per_block"] = [_mean_over(score["per_block"][str(b)], uu)
                                                      for b in range(max_blocks)]
     if len(models) >= 2:

@@ -50,6 +50,7 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     assert (out / "cas_calibrated.png").stat().st_size > 1000 and (out / "cas_calibrated_displaced.csv").exists()
     assert cal["model_vs_model_mean"] == pytest.approx((2 * cal["matrix"][0][1] + cal["matrix"][0][2]) / 3)  # a-b, b-a#2, a-a#2
     assert len(cal["model_vs_model_mean_per_block"]) == 2 and len(cal["untrained_vs_untrained_per_block"]) == 2
+    assert cal["untrained_pairs"] == 1 and cal["untrained_vs_untrained_sd"] is None  # one pair: no spread
     text = " ".join(r.output.split())
     assert "CAS beyond position (cas_calibrated.csv/.png): mean model vs model" in text
     assert "CAS beyond position, mean model vs model per decoder block" in text
@@ -57,6 +58,17 @@ def test_cli_cas_end_to_end(tmp_path, ckpts):
     assert "…" not in r.output and "beyond position, displaced" in r.output and "untrained-s1" in r.output
     for row in rep["pair_table"]:
         assert f"{row['cas_calibrated']:.3f}" in r.output and f"{row['cas_calibrated_displaced']:.3f}" in r.output
+    # three untrained controls: their three pairs' mean and spread, on both null-corrected scores
+    r3 = runner.invoke(app, ["cas", str(ckpts[0]), "--pairs", str(shards), "--out", str(tmp_path / "u3"), "--k", "5",
+                             "--num-pairs", "6", "--untrained-seeds", "0,1,2"])
+    assert r3.exit_code == 0, r3.output
+    rep3 = json.loads((tmp_path / "u3" / "cas.json").read_text())
+    for key in ("calibrated", "beyond_saliency"):
+        sc, m3 = rep3[key], np.array(rep3[key]["matrix"], dtype=float)
+        vals = [m3[1, 2], m3[1, 3], m3[2, 3]]  # untrained-s0, -s1, -s2 follow the one model
+        assert sc["untrained_pairs"] == 3 and sc["untrained_vs_untrained"] == pytest.approx(np.mean(vals))
+        assert sc["untrained_vs_untrained_sd"] == pytest.approx(np.std(vals, ddof=1))
+    assert "over 3 pairs)" in " ".join(r3.output.split())
     h = " ".join(runner.invoke(app, ["cas", "--help"]).output.split())
     assert "CAS beyond position" in h and "cas_calibrated.csv" in h
     r = runner.invoke(app, ["cas", str(ckpts[0]), "--pairs", str(shards), "--out", str(tmp_path / "none"), "--k", "5",
