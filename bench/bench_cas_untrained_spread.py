@@ -26,7 +26,7 @@ from slife.eval.cas import run as cas_run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("demo", type=Path)
-    ap.add_argument("--untrained", type=int, default=8, help="untrained controls (>= 3; the demo uses 2)")
+    ap.add_argument("--untrained", type=int, default=8, help="untrained controls (>= 3; the demo uses 6 since session 19, 2 before)")
     ap.add_argument("--models", nargs=2, default=["life-kitchen", "life-office"], help="the two life models")
     ap.add_argument("--out", type=Path, default=None, help="where slife cas writes (default in the demo folder)")
     a = ap.parse_args()

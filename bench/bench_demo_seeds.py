@@ -7,7 +7,9 @@ bench/out/demo-{study}-b{budget}-seed{S}/ (a rerun resumes). Reads each run's su
 2. the margins the claims rest on, per seed (the probe's with d / its standard error over the readouts, paired
    readout by readout, where the probe averaged several), with mean, std and whether mean > 2 x std (depth) or
    mean > std (alignment) as the issue states them, and where a run has them, each margin's paired error
-   within the run (> 2 of them in every seed); every life model is compared in every seed;
+   within the run (> 2 of them in every seed; for alignment, of the larger of that error and the untrained pairs'
+   standard deviation where summary.json has it, as the demo's claim since session 19); every life model is
+   compared in every seed;
 3. the pairing ablation (full and ablation studies) as mean +- std per arm; per measure, the arms' order by
    mean against the paper's, and each step of the paper's order as a per-seed difference;
 4. wall time per stage.
@@ -173,8 +175,9 @@ def print_tables(runs: list[dict], study: str) -> None:
                 sds = [(r.get(f"{block}_se") or {}).get("untrained_pairs_sd") for r in runs]
                 err = [max(x["se"], v or 0.0) for x, v in zip(e, sds)]
                 z = [x["diff"] / v for x, v in zip(e, err)]
-                what_err = ("max(paired se, untrained pairs' sd)" if all(v is not None for v in sds)
-                            else "paired se")
+                what_err = ("max(paired se, untrained pairs' sd)" if all(v is not None for v in sds) else
+                            "paired se" if all(v is None for v in sds) else
+                            "max(paired se, untrained pairs' sd where summary.json has it)")
                 print(f"| {what}: life-life - {other}, > 2 {what_err} in every seed (d ± that) | "
                       + " | ".join(f"{x['diff']:.3f} ± {v:.3f}" for x, v in zip(e, err))
                       + f" | {_ms([x['diff'] for x in e])[0]} | {'yes' if min(z) > 2 else 'no'} |")

@@ -844,8 +844,8 @@ def finished_stages(demo_dir: Path, need: tuple = ("mine", "train")) -> tuple:
 
 def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
     """What a finished demo's CAS stage ran on (`finished_stages`), for scoring it again: (its CasConfig with
-    `untrained` untrained controls (None: as many as its CAS stage scored), the CroCo models {name: {"checkpoint", "half", ...}} in the stage's order, the
-    eval stage's result ({} before it finished))."""
+    `untrained` untrained controls (None: as many as its CAS stage scored), the CroCo models {name: {"checkpoint",
+    "half", ...}} in the stage's order, the eval stage's result ({} before it finished))."""
     cfg, plan, res = finished_stages(demo_dir)
     try:
         heldout, trained = res["mine"]["heldout"]["path"], res["train"]["models"]

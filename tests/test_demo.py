@@ -100,6 +100,10 @@ def test_demo_smoke(tmp_path):
     # three untrained controls in the smoke demo (six in the real ones): three pairs, their spread measured
     assert se["untrained_pairs"] == 3 and se["untrained_pairs_sd"] is not None
     assert "3 untrained pairs spread with standard deviation" in text
+    # the top-1 claim against the mean of those untrained encoders, their spread beside it
+    ut = s["top1_displaced_untrained"]
+    assert ut["n"] == 3 and ut["min"] <= ut["mean"] <= ut["max"] and ut["sd"] is not None
+    assert "over 3 untrained encoders)" in text and s["other_read"]["top1_displaced_untrained"]["n"] == 3
     # goal 3's measure since session 16, with its errors (no displaced variant)
     assert set(s["alignment_beyond_saliency"]) == set(s["alignment_beyond_shortcut"])
     assert s["alignment_beyond_saliency"]["life_same_position"] == 0.0  # by construction

@@ -164,8 +164,50 @@ def test_alignment_claim_needs_twice_the_paired_error_against_each_control():
     assert holds(0.05, 0.03, se=None) is True  # no errors at all: the plain order
     # the untrained pairs' spread is the floor of each paired error (bench/study.md, session 19)
     assert holds(0.05, 0.03, sd=0.005) is True  # below the jackknife error: that decides
+    assert holds(0.05, 0.022) is True and holds(0.05, 0.022, sd=0.012) is False  # above it: the spread decides
     assert holds(0.05, 0.03, sd=0.02) is False  # 0.03 is within twice the spread between pairs of models
     assert holds(0.05, 0.045, sd=0.02) is True
+
+
+def test_alignment_claim_says_which_error_it_used():
+    def claim(se, sd, n_un, paired=True):
+        s = _summary(0.2, 0.1)
+        del s["objectives"]
+        s["encoders"]["life-office"] = dict(s["encoders"]["life-kitchen"])
+        s["alignment_beyond_shortcut"] = {"life_life": 0.1, "life_control": 0.05, "untrained_untrained": 0.04,
+                                          "life_same_position": 0.0}
+        d = {"diff": 0.05 if paired else None, "se": se if paired else None}
+        s["alignment_beyond_shortcut_se"] = {"life_life": se, "untrained_pairs": n_un, "untrained_pairs_sd": sd,
+                                             "life_life_minus": {"untrained_untrained": d, "life_control": d}}
+        return next(c for c in claims(s) if c["claim"].startswith("life models align beyond the positional"))
+
+    c = claim(0.01, None, 1)
+    assert "no spread of untrained pairs (this run scored one pair): checked against the jackknife error alone" in (
+        c["numbers"]) and c["holds"] is True
+    c = claim(0.01, None, 15)
+    assert "no spread of untrained pairs (their scores are not finite)" in c["numbers"]
+    # no paired errors (a summary from before session 12): life-life's own error, floored by the spread
+    c = claim(0.01, 0.03, 15, paired=False)  # 0.1 - 0.05 = 0.05 is within 2 x 0.03
+    assert c["holds"] is False and "checked against twice the larger of life-life's error and that spread" in (
+        c["numbers"]) and "15 untrained pairs spread with standard deviation 0.030" in c["numbers"]
+    c = claim(None, None, 1, paired=False)  # no error of any kind: the plain order, said once
+    assert c["holds"] is True and "checked on the plain order" in c["numbers"] and "jackknife" not in c["numbers"]
+
+
+def test_top1_claim_compares_with_the_untrained_encoders_mean_when_there_are_several():
+    def top1(s):
+        return next(c for c in claims(s) if c["claim"].startswith("life models find displaced correspondences: top-1"))
+
+    s = _summary(0.3, 0.1)  # 0.3: 2x chance (0.125), above the demo's own untrained encoder (0.1)
+    del s["objectives"]
+    assert top1(s)["holds"] is True and "untrained 0.100" in top1(s)["numbers"]  # a summary from before session 19
+    # six untrained encoders whose mean is above the life model: the claim follows the mean, not the first one
+    s["top1_displaced_untrained"] = {"n": 6, "mean": 0.32, "sd": 0.05, "min": 0.1, "max": 0.4}
+    c = top1(s)
+    assert c["holds"] is False and c["claim"].endswith("above the untrained encoders' mean")
+    assert "untrained mean 0.320 (sd 0.050, range 0.100-0.400 over 6 untrained encoders)" in c["numbers"]
+    s["top1_displaced_untrained"]["mean"] = 0.2
+    assert top1(s)["holds"] is True
 
 
 def test_claims_on_the_attention_are_read_both_ways_and_say_where_the_readings_disagree():

@@ -43,8 +43,8 @@ def demo(
     objectives, DINOv2 and egomotion arms train beside the life's CroCo and the report says whether CroCo beats
     them on correspondence in this run. The claims on the decoder's attention read it with the target masked, as
     training does, and the report gives them read with the target complete beside. Re-running resumes: finished
-    stages are skipped; a folder made with other evaluation settings (the probe's, the attention's reading)
-    redoes only its evaluation and report, one made with other settings of anything else stops with an error.
+    stages are skipped; a folder made with other evaluation settings (the probe's, the attention's reading, the
+    number of untrained CAS controls) redoes only its evaluation and report, one made with other settings of anything else stops with an error.
     Each stage prints the command it equals."""
     from slife.demo import DemoConfig, run
 

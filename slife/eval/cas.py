@@ -40,6 +40,10 @@ untrained level, mean model vs model), `cas_beyond_saliency[_se|_jackknife]` in 
 It is written to `cas.json` ("calibrated": block average, per block, untrained level
 (as for every metric: the mean over pairs of untrained controls of one architecture), mean model vs model overall and per block), `cas_calibrated.csv` (+ `cas_calibrated_displaced.csv`) and
 `cas_calibrated.png`.
+Each null-corrected score also gives `untrained_pairs` (how many pairs of untrained controls have a finite score)
+and `untrained_vs_untrained_sd`, the standard deviation of their scores: how far two models that share no training
+land from each other, which the jackknife over test pairs does not see (`slife demo` scores six untrained controls
+and its alignment claims take that spread as the least error of a difference; bench/study.md, session 19).
 Controls reported beside every score (DESIGN.md "Measured on this kind of machine"): chance k / N_src,
 a same-position predictor (top-k = same grid position and nearest neighbours), untrained seeded models
 (two by default) of each architecture among the checkpoints (`untrained-s<seed>` for CroCo,
@@ -508,15 +512,15 @@ def _rounded(vals: np.ndarray | None, digits: int = 6) -> list | None:
 
 
 def _group_levels(score: dict, uu: list, models: list[int], max_blocks: int) -> None:
-    """Adds to a null-corrected score's {"matrix", "per_block"} its untrained-vs-untrained level (with several
-    untrained pairs, also their number and the standard deviation of their scores: how far two models that share
-    no training land from each other, which a jackknife over test pairs does not see) and its mean over pairs of
-    models, overall and per block."""
+    """Adds to a null-corrected score's {"matrix", "per_block"} its untrained-vs-untrained level, the number of
+    untrained pairs with a finite score and, from two of them, the standard deviation of those scores (how far two
+    models that share no training land from each other, which a jackknife over test pairs does not see; NaN with
+    one), and its mean over pairs of models, overall and per block."""
     if uu:
         score["untrained_vs_untrained"] = _mean_over(score["matrix"], uu)
         vals = np.array([score["matrix"][a, b] for a, b in uu], np.float64)
         vals = vals[np.isfinite(vals)]
-        score["untrained_pairs"] = len(uu)
+        score["untrained_pairs"] = len(vals)
         score["untrained_vs_untrained_sd"] = float(np.std(vals, ddof=1)) if len(vals) >= 2 else math.nan
         score["untrained_vs_untrained_per_block"] = [_mean_over(score["per_block"][str(b)], uu)
                                                      for b in range(max_blocks)]
