@@ -116,7 +116,7 @@ def _groups(cas: dict, label: dict) -> tuple[list[str], list[str], list[str]]:
     untr = [n for n, k in zip(names, cas["kinds"]) if k == "untrained"]
     # the untrained controls of the first architecture (the life models' own): a pair across two architectures is
     # not a pair of untrained models of one kind (`cas._untrained_pairs`)
-    untr = [n for n in untr if n.rsplit("-s", 1)[0] == untr[0].rsplit("-s", 1)[0]]
+    untr = [n for n in untr if n.rsplit("-s", 1)[0] == untr[0].rsplit("-s", 1)[0]] if untr else []
     return lives, ctrls, untr
 
 
@@ -285,8 +285,8 @@ def _untrained_top1(cas: dict) -> dict | None:
     {"n", "mean", "sd", "min", "max"}; None without ground truth. One untrained encoder lands anywhere in 0.05-0.24
     at chance 0.126 (bench/study.md, session 19), so the top-1 claim compares with their mean."""
     acc = (cas.get("ground_truth") or {}).get("accuracy") or {}
-    vals = [v for v in ((acc.get(n) or {}).get("displaced") for n, k in zip(cas["names"], cas["kinds"])
-                        if k == "untrained") if v is not None and math.isfinite(v)]
+    untr = _groups(cas, {})[2]  # the first architecture's: the life models' own
+    vals = [v for v in ((acc.get(n) or {}).get("displaced") for n in untr) if v is not None and math.isfinite(v)]
     if not vals:
         return None
     return {"n": len(vals), "mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
