@@ -589,9 +589,10 @@ class _Reconstruction:
             log.info("mapping %d of %d chunks, %s", len(todo), len(chunks), "one after the other in this process"
                      if workers <= 1 else f"{workers} at once in worker processes of {threads} thread(s) each")
         if workers <= 1:
-            for name, sel, frames in todo:
+            for name, sel, frames in todo:  # each marker says how it was mapped, as the workers' do
                 show()
-                self._unit(name, lambda name=name, sel=sel: self._map(name, sel), frames)
+                self._unit(name, lambda name=name, sel=sel: {**self._map(name, sel), "workers": 1,
+                                                             "threads": cfg.num_threads}, frames)
                 state["done"] += 1
             show()
             return

@@ -182,7 +182,10 @@ def test_sfm_killed_and_resumed_registers_the_same_frames(two_days, reconstructe
     assert proc.returncode == 0, err.decode()
     assert "resuming" in err.decode()
     markers = [json.loads(p.read_text()) for p in sorted((out / "work").glob("map-*.json"))]
-    assert len(markers) == 3 and all(m["workers"] == 2 and m["cpu_s"] > 0 for m in markers), markers
+    # the killed run wrote chunk 0's marker from a worker; the resumed run maps what is left two at once, or in
+    # this process when the killed run had finished all but one chunk before the kill landed
+    assert len(markers) == 3 and all(m["cpu_s"] > 0 for m in markers), markers
+    assert markers[0]["workers"] == 2 and all(m["workers"] in (1, 2) for m in markers), markers
     assert _chunk_models(out) == _chunk_models(reconstructed[0])
     assert _registered(out) == _registered(reconstructed[0])
     info = json.loads((out / "sfm.json").read_text())
