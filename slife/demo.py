@@ -290,7 +290,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
         runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
         shards = {**shards, **growing["shards"]}
     uns = ",".join(str(cfg.seed + i) for i in range(plan.cas_untrained))
-    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout --untrained-seeds {uns}{masked}; "
+    evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout --untrained-seeds {uns}"
+                  f"{masked}; "
                   f"slife probe life CKPT --data-root {out}/lives/probe --frame-step 1 --epochs {plan.probe_epochs} "
                   f"--batch-size 32 --seed {cfg.seed} --readouts {plan.probe_readouts} "
                   + "".join(f"--lr {x:g} " for x in plan.probe_lrs) +

@@ -281,16 +281,17 @@ def summarize(cfg, plan, runs: dict, evals: dict, growing: dict | None = None) -
 
 
 def _untrained_top1(cas: dict) -> dict | None:
-    """Displaced top-1 of every untrained control in cas.json (the CAS stage's six untrained CroCos since session 19):
-    {"n", "mean", "sd", "min", "max"}; None without ground truth. One untrained encoder lands anywhere in 0.05-0.24
-    at chance 0.126 (bench/study.md, session 19), so the top-1 claim compares with their mean."""
+    """Displaced top-1 of the untrained controls in cas.json of the life models' architecture (the CAS stage's six
+    untrained CroCos since session 19): {"n", "mean", "sd", "min", "max"}; None without ground truth. One untrained
+    encoder lands anywhere in 0.05-0.24 at chance 0.126 (bench/study.md, session 19), so the top-1 claim compares
+    with their mean."""
     acc = (cas.get("ground_truth") or {}).get("accuracy") or {}
     untr = _groups(cas, {})[2]  # the first architecture's: the life models' own
     vals = [v for v in ((acc.get(n) or {}).get("displaced") for n in untr) if v is not None and math.isfinite(v)]
     if not vals:
         return None
-    return {"n": len(vals), "mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-            "min": min(vals), "max": max(vals)}
+    sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+    return {"n": len(vals), "mean": float(np.mean(vals)), "sd": sd, "min": min(vals), "max": max(vals)}
 
 
 # what the decoder's attention gives: per encoder, and for the run (`_other_read`)
@@ -298,8 +299,8 @@ _READ_ENCODER_KEYS = ("top1_displaced", "top1_displaced_beyond_position", "top1_
                       "top1_displaced_beyond_position_vs_untrained", "top1_beyond_position", "top1_beyond_position_se",
                       "match_aepe", "match_pck5")
 _READ_KEYS = ("chance_top1", "top1_displaced_untrained", "zero_flow", "match_real_photographs",
-              "alignment_beyond_shortcut", "alignment_beyond_shortcut_se", "alignment_beyond_shortcut_displaced", "alignment_beyond_saliency",
-              "alignment_beyond_saliency_se", "cas_paper", "cas_paper_displaced")
+              "alignment_beyond_shortcut", "alignment_beyond_shortcut_se", "alignment_beyond_shortcut_displaced",
+              "alignment_beyond_saliency", "alignment_beyond_saliency_se", "cas_paper", "cas_paper_displaced")
 
 
 def _other_read(cfg, plan, runs: dict, evals: dict) -> dict:
@@ -443,7 +444,7 @@ def _alignment_claim(s: dict, key: str, claim: str, same_position: str, n_lives:
     life-vs-life above untrained-vs-untrained (the mean over the untrained pairs) and above life-vs-control, each
     by more than twice the larger of that paired difference's jackknife error and the spread (standard deviation)
     of the untrained pairs' scores: the error over test pairs misses the pair-to-pair spread of models, which is
-    four times larger here (bench/study.md, session 19). Without that spread (a run that scored one untrained
+    2-15 times larger here (bench/study.md, session 19). Without that spread (a run that scored one untrained
     pair), the jackknife error alone, as before."""
     text = (f"{claim} untrained-vs-untrained and above life-vs-control, each by more than twice the larger of the "
             "jackknife standard error of that paired difference over the test pairs and the standard deviation of "

@@ -87,8 +87,9 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
     for i, x in enumerate(names[:7]):
         for y in names[i + 1:7]:
             reps[x, y] = rng.normal(0.1, 0.01, size=20)
-            rows.append({"a": x, "b": y, "cas_calibrated": reps[x, y].mean(), "cas_beyond_saliency": 2 * reps[x, y].mean(),
-                         "cas_calibrated_jackknife": reps[x, y].tolist(), "cas_calibrated_displaced_jackknife": None,
+            rows.append({"a": x, "b": y, "cas_calibrated": reps[x, y].mean(),
+                         "cas_beyond_saliency": 2 * reps[x, y].mean(), "cas_calibrated_jackknife": reps[x, y].tolist(),
+                         "cas_calibrated_displaced_jackknife": None,
                          "cas_beyond_saliency_jackknife": (2 * reps[x, y]).tolist()})
     mat = np.zeros((8, 8))
     for (x, y), r in reps.items():
@@ -96,7 +97,8 @@ def test_alignment_errors_of_group_means_and_paired_differences_come_from_the_pa
     un = [reps[p].mean() for p in (("untrained-s0", "untrained-s1"), ("untrained-s0", "untrained-s2"),
                                    ("untrained-s1", "untrained-s2"))]
     cas = {"names": names, "kinds": kinds, "pair_table": rows,
-           "calibrated": {"matrix": mat.tolist(), "untrained_pairs": 3, "untrained_vs_untrained_sd": np.std(un, ddof=1)},
+           "calibrated": {"matrix": mat.tolist(), "untrained_pairs": 3,
+                          "untrained_vs_untrained_sd": np.std(un, ddof=1)},
            "beyond_saliency": {"matrix": (2 * mat).tolist(), "untrained_pairs": 3,
                                "untrained_vs_untrained_sd": 2 * np.std(un, ddof=1)}}
     label = {n: n for n in names[:4]}
