@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slife.eval.models import untrained_architecture
 from slife.io import atomic_file, atomic_write_json, atomic_write_text
 
 GROUPS = ("life", "objective", "control", "ablation", "growing", "untrained", "oracle")
@@ -116,7 +117,7 @@ def _groups(cas: dict, label: dict) -> tuple[list[str], list[str], list[str]]:
     untr = [n for n, k in zip(names, cas["kinds"]) if k == "untrained"]
     # the untrained controls of the first architecture (the life models' own): a pair across two architectures is
     # not a pair of untrained models of one kind (`cas._untrained_pairs`)
-    untr = [n for n in untr if n.rsplit("-s", 1)[0] == untr[0].rsplit("-s", 1)[0]] if untr else []
+    untr = [n for n in untr if untrained_architecture(n) == untrained_architecture(untr[0])]
     return lives, ctrls, untr
 
 
@@ -332,7 +333,7 @@ def _enc_key(name: str, un: str) -> str:
     untrained-<kind> for another architecture's, the model name otherwise."""
     if name == un:
         return "untrained"
-    return name.rsplit("-s", 1)[0] if group_of(name) == "untrained" else name
+    return untrained_architecture(name) if group_of(name) == "untrained" else name
 
 
 def _top1_by_encoder(path, runs: dict) -> dict:

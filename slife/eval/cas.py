@@ -483,8 +483,10 @@ def cluster_order(sim: np.ndarray) -> list[int]:
 def _untrained_pairs(names: Sequence[str], kinds: Sequence[str]) -> list[tuple[int, int]]:
     """Index pairs of untrained controls of the same architecture (their labels differ only in the seed:
     `models.untrained_label`); two architectures' controls are not a pair of untrained models of one kind."""
+    from slife.eval.models import untrained_architecture
+
     un = [i for i, kd in enumerate(kinds) if kd == "untrained"]
-    arch = {i: names[i].rsplit("-s", 1)[0] for i in un}
+    arch = {i: untrained_architecture(names[i]) for i in un}
     return [(a, b) for ai, a in enumerate(un) for b in un[ai + 1:] if arch[a] == arch[b]]
 
 

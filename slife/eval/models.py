@@ -105,6 +105,12 @@ def untrained_label(kind: str, seed: int, nth: int = 1) -> str:
     return f"untrained-s{seed}" if kind == "croco" else f"untrained-{kind}-s{seed}"
 
 
+def untrained_architecture(label: str) -> str:
+    """The architecture part of an `untrained_label` (its seed dropped): two untrained controls are of one
+    architecture when theirs are equal."""
+    return label.rsplit("-s", 1)[0]
+
+
 def untrained_models(specs, seeds: Sequence[int]) -> list[tuple[str, object, object]]:
     """[(label, spec, model)]: for each architecture of `specs` (`ModelSpec`s: CroCoNet or ViT), networks with
     seeded random weights (the untrained controls), named by `untrained_label`; seed s builds its weights from
