@@ -908,7 +908,8 @@ def _eval_top1(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, runs: dict
     res = {}
     for key, method in (("top1", "auto"), ("top1_features", "features")):
         tcfg = Top1Config(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, method=method,
-                          masked=plan.attention_masked, untrained_seeds=(cfg.seed,))
+                          masked=plan.attention_masked and method != "features",  # features read no attention
+                          untrained_seeds=(cfg.seed,))
         with task(f"top-1 correspondence ({method})", None) as adv:
             res[key] = str(top1_run(tcfg, ckpts, out / "eval" / key, progress=adv))
     return res

@@ -208,6 +208,22 @@ def test_objectives_study_trains_each_objective_on_the_first_life_beside_its_con
         assert model_spec_from_ckpt(built.checkpoint_state()) == _untrained_spec(objective)
 
 
+def test_objectives_study_smoke(tmp_path):
+    """`slife demo --study objectives` (smoke size) evaluates every arm: top-1 by each model's own map (the CroCo's
+    decoder attention read masked) and by encoder features for all (no attention read, so not masked)."""
+    out = tmp_path / "objectives"
+    r = CliRunner().invoke(app, ["demo", "--study", "objectives", "--out", str(out), "--budget-minutes", "0.5"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    arms = s["objectives"]["arms"]
+    assert set(arms) == {"croco", "dinov2", "egomotion"}
+    assert arms["croco"]["top1_method"] == "masked attention"
+    for arm in arms.values():
+        assert all(math.isfinite(arm[k]) for k in ("probe_abs_rel_aligned", "top1_displaced",
+                                                   "top1_displaced_features"))
+    assert "## Objectives on one life: depth and correspondence" in (out / "report.md").read_text()
+
+
 def test_full_study_trains_every_ablation_arm_beside_the_lives_own_pairs():
     """The lives mine spatial+temporal+augmented pairs; the ablation then trains each of the paper's five arms
     (spatial+temporal included) on the first life, and CroCo crops each view from the stored frame unresized."""
