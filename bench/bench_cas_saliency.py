@@ -54,7 +54,7 @@ def main() -> None:
         cas_cfg, models, ev = finished_cas(a.demo)
         if a.rewrite_cas:
             for key, field in (("cas", "checkpoint"), ("cas_half", "half")):
-                if key in ev:  # the demo's CAS stage (`demo._eval_attention`) again with this code
+                if key in ev:  # the demo's CAS jobs (`demo._attention_jobs`) again with this code
                     ckpts = [Path(m[field]) for m in models.values()]
                     print(f"{key}: {cas_run(cas_cfg, ckpts, Path(ev[key]).parent)}")
             return

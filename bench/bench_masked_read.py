@@ -3,7 +3,7 @@ read it so (session 18): each folder's attention stage again, the target masked,
 
 Run: `.venv/bin/python bench/bench_masked_read.py DEMO_DIR [DEMO_DIR ...]` (about two minutes a folder on 2 cores).
 For a folder that read the attention complete (`attention_masked` false in its stages.json plan), it runs the demo's
-own attention stage (`demo._eval_attention`) with the plan's `attention_masked` true, on the same checkpoints,
+own attention jobs (`demo._attention_jobs`) with the plan's `attention_masked` true, on the same checkpoints,
 held-out pairs, k and untrained controls, into DEMO_DIR/masked-read/eval, and writes DEMO_DIR/masked-read/summary.json
 as today's demo would (its `other_read` the target complete; the probe's numbers are the folder's own, not
 recomputed); a rerun reuses that stage. A folder that already read it masked is only read. Then prints
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_demo_seeds import print_tables
 
-from slife.demo import _eval_attention, _no_task, _plan, finished_stages
+from slife.demo import _attention_jobs, _plan, _side_by_side, finished_stages
 from slife.demo_report import read_other_way, summarize
 from slife.errors import SlifeError
 from slife.io import atomic_write_json
@@ -46,7 +46,8 @@ def masked_summary(demo: Path) -> dict:
     done = out / "attention.json"
     res = json.loads(done.read_text()) if done.exists() else {}
     if not {"cas", "cas_other_read", "match", "match_other_read"} <= set(res):  # none yet, or an older script's
-        res = _eval_attention(cfg, plan, out, lives, shards, runs, _no_task)
+        jobs = _attention_jobs(cfg, plan, out, lives, shards, runs)
+        res = {k: str(r) for k, (r, _) in _side_by_side(jobs, 1, lambda *_, **__: None).items()}
         atomic_write_json(done, res, indent=2)
     summary = summarize(cfg, plan, runs, {**ev, **res}, growing)
     atomic_write_json(out / "summary.json", summary, indent=2)

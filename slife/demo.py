@@ -325,15 +325,28 @@ def _job(fn: Callable, name: str, args: tuple, queue) -> tuple:
     return res, time.perf_counter() - t0
 
 
-def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: Callable[..., None]) -> dict:
+def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: Callable[..., None],
+                  grows: frozenset = frozenset(), total: int = 0) -> dict:
     """Run each (name, fn, args) job as fn(*args, progress=...), `parallel` at a time in spawned processes with
-    one torch thread each; their log records are re-emitted here and their progress summed into `adv`.
+    one torch thread each, in the order given; their log records are re-emitted here and their progress summed into
+    `adv`. The jobs named in `grows` count towards the bar with the total each declares when it starts
+    (`progress(0, total=T)`), added to `total` (the bar's total for the others, as the caller set it).
     Returns name -> (result, seconds). A job's error (a SlifeError's one line) is raised here."""
+    declared: dict[str, int] = {}
+
+    def report(name: str, n: int, job_total: int | None, info: str | None):
+        kw = {}
+        if name in grows and job_total is not None:
+            declared[name] = job_total
+            kw["total"] = total + sum(declared.values())
+        adv(n, info=f"{name} {info}" if info else None, **kw)
+
     if parallel <= 1 or len(jobs) <= 1:
         out = {}
         for name, fn, args in jobs:
             t0 = time.perf_counter()
-            res = fn(*args, progress=lambda n=1, total=None, info=None, **_: adv(n, info=f"{name} {info or ''}"))
+            adv(0, info=name)
+            res = fn(*args, progress=lambda n=1, total=None, info=None, _name=name, **_: report(_name, n, total, info))
             out[name] = (res, time.perf_counter() - t0)
         return out
     import multiprocessing as mp
@@ -357,8 +370,7 @@ def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: C
                     if lg.isEnabledFor(item.levelno):
                         lg.handle(item)
                 elif item[0] == "progress":
-                    _, name, n, _total, info = item
-                    adv(n, info=f"{name} {info}" if info else None)
+                    report(*item[1:])
 
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -779,39 +791,48 @@ def _probe_one(pcfg, checkpoint: str | None, out_dir: str, untrained_seed: int |
 
 
 def _do_eval(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
+    """Every evaluation of the study as one pool of jobs, `cfg.side_by_side` at a time: the depth probes first
+    (`_probe_jobs`), then CAS and correspondence (`_attention_jobs`), which fill the cores the last probes leave
+    free (bench/bench_eval_schedule.py, bench/eval.md)."""
     import torch
-
-    from slife.eval.depth_probe import ProbeConfig, readout_steps
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # evaluation tensors are small: one thread is faster than two here (bench/eval.md)
     try:
-        ev = out / "eval"
-        models = runs["models"]
-        # depth probes: plan.probe_readouts readouts per encoder, side by side; the oracle (positive control) rides
-        # with the untrained encoder's probe (negative control); same readout, same budget for all
-        pcfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs, frame_step=1,
-                           batch_size=32, seed=cfg.seed, readouts=plan.probe_readouts, lr=plan.probe_lrs)
-        jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / "probe" / name))) for name, m in models.items()]
-        # the untrained controls, one per architecture; the oracle and the position prior ride with the first's
-        for i, (un, spec) in enumerate(_untrained_specs(cfg).items()):
-            jobs.insert(i, (un, _probe_one, (replace(pcfg, control_oracle=i == 0, control_position=i == 0), None,
-                                             str(ev / "probe" / un),
-                                             cfg.seed, spec)))
-        n_train = len(cfg.probe_train_scenes) * plan.probe_views  # every place has probe_views views, so the
-        n_fit = n_train - plan.probe_views  # learning rates' fits read all training places but the last
-        fits = len(jobs) + 2  # the oracle and the position prior are fits of their own
-        encoding = len(jobs) * (n_train + plan.probe_views)  # each encoder's views, train and test, encoded once
-        choice = (f", learning rate of {len(plan.probe_lrs)} chosen on a training place"
-                  if len(plan.probe_lrs) > 1 else "")
-        with task(f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each{choice})",
-                  encoding + fits * readout_steps(pcfg, n_train, n_fit)) as adv:
-            probes = {name: r for name, (r, _) in _side_by_side(jobs, cfg.side_by_side, adv).items()}
-        res = {"probe": probes}
-        res.update(_eval_attention(cfg, plan, out, lives, shards, runs, task))
-        return res
+        probes, total, what = _probe_jobs(cfg, plan, out, lives, runs)
+        attention = _attention_jobs(cfg, plan, out, lives, shards, runs)
+        with task(f"evaluation: {what}, then {', '.join(name for name, _, _ in attention)}; "
+                  f"{cfg.side_by_side} side by side", total) as adv:  # the attention jobs add theirs as they start
+            done = _side_by_side(probes + attention, cfg.side_by_side, adv,
+                                 grows=frozenset(name for name, _, _ in attention), total=total)
+        return {"probe": {name: done[name][0] for name, _, _ in probes},
+                **{name: str(done[name][0]) for name, _, _ in attention}}
     finally:
         torch.set_num_threads(threads)
+
+
+def _probe_jobs(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, runs: dict) -> tuple[list, int, str]:
+    """The depth probes as `_side_by_side` jobs named by encoder, the longest first (the untrained encoder's, which
+    carries the oracle and the position prior); their progress total (encodings and readout steps); what they
+    are, in words. `plan.probe_readouts` readouts per encoder; the oracle (positive control) and the untrained
+    encoder (negative control) have the same readout and budget as every model."""
+    from slife.eval.depth_probe import ProbeConfig, readout_steps
+
+    pcfg = ProbeConfig(dataset="life", data_root=Path(lives["probe"]), epochs=plan.probe_epochs, frame_step=1,
+                       batch_size=32, seed=cfg.seed, readouts=plan.probe_readouts, lr=plan.probe_lrs)
+    ev = out / "eval" / "probe"
+    jobs = [(name, _probe_one, (pcfg, m["checkpoint"], str(ev / name))) for name, m in runs["models"].items()]
+    # the untrained controls, one per architecture; the oracle and the position prior ride with the first's
+    for i, (un, spec) in enumerate(_untrained_specs(cfg).items()):
+        jobs.insert(i, (un, _probe_one, (replace(pcfg, control_oracle=i == 0, control_position=i == 0), None,
+                                         str(ev / un), cfg.seed, spec)))
+    n_train = len(cfg.probe_train_scenes) * plan.probe_views  # every place has probe_views views, so the
+    n_fit = n_train - plan.probe_views  # learning rates' fits read all training places but the last
+    fits = len(jobs) + 2  # the oracle and the position prior are fits of their own
+    encoding = len(jobs) * (n_train + plan.probe_views)  # each encoder's views, train and test, encoded once
+    choice = f", learning rate of {len(plan.probe_lrs)} chosen on a training place" if len(plan.probe_lrs) > 1 else ""
+    return (jobs, encoding + fits * readout_steps(pcfg, n_train, n_fit),
+            f"depth probes ({len(jobs)} encoders, {plan.probe_readouts} readouts each{choice})")
 
 
 def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, masked: bool, untrained: int):
@@ -858,61 +879,55 @@ def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
             res.get("eval") or {})
 
 
-def _eval_attention(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict, task) -> dict:
-    """CAS on the held-out life's pairs (end and half of training; CroCo models), top-1 correspondence of every
-    model on them (with objective arms) and zero-shot correspondence (every model, untrained controls), reading the
-    decoder's attention as `plan.attention_masked` says; CAS (end of training) and zero-shot correspondence also
-    read it the other way (`cas_other_read`, `match_other_read`)."""
+def _attention_jobs(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards: dict, runs: dict) -> list:
+    """The evaluations that read the decoder's attention (or, for encoders without a decoder, feature neighbours),
+    as `_side_by_side` jobs named by their key in the eval stage's result, longest first: CAS on the held-out life's
+    pairs (end and half of training; CroCo models), top-1 correspondence of every model on them (studies with
+    objective arms), and zero-shot correspondence (every model, the untrained controls), each read as
+    `plan.attention_masked` says; CAS (end of training) and zero-shot correspondence also read it the other way
+    (`cas_other_read`, `match_other_read`)."""
     from slife.eval.cas import run as cas_run
-    from slife.eval.correspondence import MatchConfig, run as match_run
-    from slife.eval.models import load_models, model_spec_of, untrained_models
+    from slife.eval.correspondence import MatchConfig
+    from slife.eval.pair_top1 import Top1Config, run as top1_run
 
     every = runs["models"]
     models = {n: m for n, m in every.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
-    res = {}
     cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"], plan.attention_masked, plan.cas_untrained)
     other = "complete" if plan.attention_masked else "masked"  # the attention read the other way, beside the claims'
-    with task("CAS (end of training)", None) as adv:
-        res["cas"] = str(cas_run(cas_cfg, ckpts, ev / "cas", progress=adv))
-    with task(f"CAS (end of training, the target {other})", None) as adv:
-        res["cas_other_read"] = str(cas_run(replace(cas_cfg, masked=not plan.attention_masked), ckpts,
-                                            ev / f"cas_{other}", progress=adv))
+    jobs = [("cas", cas_run, (cas_cfg, ckpts, ev / "cas"))]
     halves = [Path(m["half"]) for m in models.values() if m.get("half")]
     if len(halves) == len(ckpts):
-        with task("CAS (half training)", None) as adv:
-            res["cas_half"] = str(cas_run(cas_cfg, halves, ev / "cas_half", progress=adv))
-    if cfg.spec.objectives:
-        res.update(_eval_top1(cfg, plan, out, shards, runs, task))
-    loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in
-              zip(load_models([Path(m["checkpoint"]) for m in every.values()]), every)]
-    loaded += [(un, m, spec.kwargs) for un, spec, m in untrained_models(list(_untrained_specs(cfg).values()), [cfg.seed])]
+        jobs.append(("cas_half", cas_run, (cas_cfg, halves, ev / "cas_half")))
+    jobs.append(("cas_other_read", cas_run, (replace(cas_cfg, masked=not plan.attention_masked), ckpts,
+                                             ev / f"cas_{other}")))
+    if cfg.spec.objectives:  # by each model's own map (auto) and by encoder features for all, like for like
+        for key, method in (("top1", "auto"), ("top1_features", "features")):
+            tcfg = Top1Config(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, method=method,
+                              masked=plan.attention_masked and method != "features",  # features read no attention
+                              untrained_seeds=(cfg.seed,))
+            jobs.append((key, top1_run, (tcfg, [Path(m["checkpoint"]) for m in every.values()], ev / key)))
     # method auto: CroCo models by decoder cross-attention, encoders without a decoder by feature neighbours
     mcfg = MatchConfig(data_root=_match_root(cfg, out, lives), max_pairs=plan.match_pairs, max_side=320,
                        masked=plan.attention_masked)
-    with task("zero-shot correspondence", None) as adv:
-        res["match"] = str(match_run(mcfg, [], ev / "match", progress=adv, models=loaded))
-    with task(f"zero-shot correspondence (the target {other})", None) as adv:
-        res["match_other_read"] = str(match_run(replace(mcfg, masked=not plan.attention_masked), [],
-                                                ev / f"match_{other}", progress=adv, models=loaded))
-    return res
+    named = {n: m["checkpoint"] for n, m in every.items()}
+    jobs.append(("match", _match_one, (mcfg, cfg, named, ev / "match")))
+    jobs.append(("match_other_read", _match_one, (replace(mcfg, masked=not plan.attention_masked), cfg, named,
+                                                  ev / f"match_{other}")))
+    return jobs
 
 
-def _eval_top1(cfg: DemoConfig, plan: _Plan, out: Path, shards: dict, runs: dict, task) -> dict:
-    """Top-1 correspondence of every model on the held-out pairs (`slife top1`): by each model's own map (auto:
-    CroCo's decoder attention, the ViTs' feature neighbours) and by encoder features for all, like for like."""
-    from slife.eval.pair_top1 import Top1Config, run as top1_run
+def _match_one(mcfg, cfg: DemoConfig, checkpoints: dict, out_dir: Path, progress=None) -> Path:
+    """Zero-shot correspondence of the demo's models, named as the demo names them ({name: checkpoint}), and of its
+    untrained controls."""
+    from slife.eval.correspondence import run as match_run
+    from slife.eval.models import load_models, model_spec_of, untrained_models
 
-    ckpts = [Path(m["checkpoint"]) for m in runs["models"].values()]
-    res = {}
-    for key, method in (("top1", "auto"), ("top1_features", "features")):
-        tcfg = Top1Config(pairs=Path(shards["heldout"]["path"]), num_pairs=plan.cas_pairs, method=method,
-                          masked=plan.attention_masked and method != "features",  # features read no attention
-                          untrained_seeds=(cfg.seed,))
-        with task(f"top-1 correspondence ({method})", None) as adv:
-            res[key] = str(top1_run(tcfg, ckpts, out / "eval" / key, progress=adv))
-    return res
+    loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in
+              zip(load_models([Path(c) for c in checkpoints.values()]), checkpoints)]
+    loaded += [(un, m, spec.kwargs) for un, spec, m in untrained_models(list(_untrained_specs(cfg).values()), [cfg.seed])]
+    return match_run(mcfg, [], out_dir, progress=progress, models=loaded)
 
 
 # ----------------------------------------------------------------------------------------------- report

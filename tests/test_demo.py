@@ -263,6 +263,28 @@ def test_half_snapshot_is_nearest_to_half(tmp_path):
     assert _half_snapshot(tmp_path / "none", 49) is None
 
 
+def _counting_job(steps: int, declare: bool, progress=None) -> int:
+    if declare:
+        progress(0, total=steps)
+    for _ in range(steps):
+        progress(1)
+    return steps
+
+
+def test_side_by_side_bar_adds_the_totals_its_growing_jobs_declare():
+    """The eval stage's one bar: the probes' total is known before they start, the attention jobs declare theirs
+    when they start; at the end the bar's count is its total, so its time left was never a guess past the end."""
+    from slife.demo import _side_by_side
+
+    calls = []
+    jobs = [("probe", _counting_job, (5, True)), ("cas", _counting_job, (3, True)), ("match", _counting_job, (2, True))]
+    done = _side_by_side(jobs, 1, lambda n=1, total=None, info=None: calls.append((n, total)),
+                         grows=frozenset({"cas", "match"}), total=5)
+    assert {k: r for k, (r, _) in done.items()} == {"probe": 5, "cas": 3, "match": 2}
+    assert [t for _, t in calls if t is not None] == [8, 10]  # the probe's own declaration is not counted twice
+    assert sum(n for n, _ in calls) == 10
+
+
 def test_probe_margin_is_paired_readout_by_readout_only_where_the_seeds_pair():
     from slife.eval.depth_probe import readout_margin
 
