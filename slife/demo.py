@@ -282,8 +282,8 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
                  f"the objective-conf for CroCo models only)",
                  lambda: _do_train(cfg, plan, out, shards, progress))
     masked = " --masked" if plan.attention_masked else ""
-    top1 = (f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto|features{masked}"
-            if arms else "")
+    top1 = (f"; slife top1 {out}/runs/*/last.pt --pairs {out}/shards/heldout --method auto{masked} (and --method "
+            "features)" if arms else "")
     growing = None
     if cfg.spec.growing:
         growing = stage("grow", _grow_cmd(cfg, plan, out), lambda: _do_grow(cfg, plan, out, runs["steps"], progress))
