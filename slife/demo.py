@@ -5,9 +5,9 @@ Reads nothing but `../shared/data/graffiti_homography` when present (real photog
 homographies for zero-shot correspondence; otherwise HPatches-style pairs are made by warping a
 synthetic frame). Writes under `out_dir`: `lives/` (slife life folders, and `probe/` the place-disjoint
 depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pair shards), `runs/`
-(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/ and
-top1_features/: the decoder's attention read with the target masked as training does, `_Plan.attention_masked`;
-cas_complete/ and match_complete/ read it complete, beside them), `stages.json` (wall time and outputs of each
+(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/: the decoder's attention read with the
+target masked as training does, `_Plan.attention_masked`; cas_complete/ and match_complete/ read it complete,
+beside them; with objective arms top1_features/, encoder features, no attention), `stages.json` (wall time and outputs of each
 finished stage; a rerun skips them; a folder made with other evaluation settings, `_EVAL_SETTINGS`, redoes only
 its evaluation and report, and one made with other settings of anything else stops with an error rather than
 reuse its models), `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
@@ -99,7 +99,7 @@ class DemoConfig:
     fps: float = 5.0  # synthetic video frame rate (frames are also mined at this rate)
     batch_size: int = 16  # pairs per training step (16 against 32: twice the steps for the same pairs/s; bench/study.md)
     lr: float = 1e-3  # training learning rate (DESIGN.md: 1e-3 trains tiny CroCo on CPU)
-    side_by_side: int = 2  # models (and probes) run at once, each in its own process on one torch thread
+    side_by_side: int = 2  # models (and evaluation jobs) run at once, each in its own process on one torch thread
     photos: bool = True  # scenes textured with photographs too (`slife synth --photos`; bench/study.md)
     heldout_scene: str = "workshop"  # a life no model sees: the CAS test pairs
     probe_train_scenes: tuple = ("gallery", "living_room", "apartment")  # held-out scenes the depth readout trains on
@@ -353,7 +353,7 @@ def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: C
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    ctx = mp.get_context("spawn")  # a clean interpreter per job: no torch thread pool inherited through fork
+    ctx = mp.get_context("spawn")  # clean interpreters (reused by later jobs): no torch threads inherited by fork
     with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
         q = manager.Queue()
         futures = {pool.submit(_job, fn, name, args, q): name for name, fn, args in jobs}
@@ -372,11 +372,17 @@ def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: C
                 elif item[0] == "progress":
                     report(*item[1:])
 
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            drain()
-            for f in done:
-                results[futures[f]] = f.result()  # re-raises the job's error
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                drain()
+                for f in done:
+                    results[futures[f]] = f.result()  # re-raises the job's error
+        except BaseException:  # a job's error, Ctrl-C: stop the running jobs and drop the queued ones now, not
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):  # after them (terminate_workers
+                proc.terminate()  # in Python 3.14)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         drain()
     return results
 

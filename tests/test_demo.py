@@ -285,6 +285,33 @@ def test_side_by_side_bar_adds_the_totals_its_growing_jobs_declare():
     assert sum(n for n, _ in calls) == 10
 
 
+def _sleeping_job(seconds: float, fail: bool, progress=None) -> float:
+    import time
+
+    from slife.errors import SlifeError
+
+    time.sleep(seconds)
+    if fail:
+        raise SlifeError("a job's one-line error")
+    return seconds
+
+
+def test_side_by_side_stops_the_other_jobs_at_a_jobs_error():
+    """A job's error ends the pool at once: the running job is stopped and the queued ones never start (before,
+    the error waited for every queued job, up to the eval stage's 20 minutes)."""
+    import time
+
+    from slife.demo import _side_by_side
+    from slife.errors import SlifeError
+
+    jobs = [("long", _sleeping_job, (120, False)), ("bad", _sleeping_job, (0.5, True)),
+            ("queued", _sleeping_job, (120, False))]
+    t0 = time.perf_counter()
+    with pytest.raises(SlifeError, match="a job's one-line error"):
+        _side_by_side(jobs, 2, lambda *_, **__: None)
+    assert time.perf_counter() - t0 < 100  # not the 120 s of either sleeping job
+
+
 def test_probe_margin_is_paired_readout_by_readout_only_where_the_seeds_pair():
     from slife.eval.depth_probe import readout_margin
 
