@@ -6,7 +6,8 @@ default study: about 25 min a schedule on 2 cores). The schedules, each run `--r
   and correspondence (`demo._attention_jobs`) in one pool, `--side-by-side` jobs at a time, so the attention jobs
   fill the cores the last probes leave free;
 - `probes, then attention` (the demo before): the probes in that pool, then the attention jobs one after another
-  in this process on one thread.
+  in this process on one thread (the demo ran CAS complete before CAS at half training, and loaded the models once
+  for both correspondence reads, where these jobs load them for each: about a second).
 Both write into OUT/<schedule>-<repeat>/eval as the demo writes DEMO_DIR/eval. Prints, as markdown, each run's wall
 seconds, the sum of its jobs' seconds and the core-seconds left idle (side-by-side x wall minus that sum), the
 ratio of the schedules' mean walls, and whether both wrote the same numbers (every number in each job's json but
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -66,8 +69,13 @@ def main() -> None:
     ap.add_argument("--side-by-side", type=int, default=2, help="jobs at once, as `slife demo --side-by-side`")
     a = ap.parse_args()
     try:
-        cfg, stored, res = finished_stages(a.demo, ("synth", "mine", "train"))
+        cfg, _, _ = finished_stages(a.demo)
+        cfg, stored, res = finished_stages(a.demo, ("synth", "mine", "train") + (("grow",) if cfg.spec.growing else ()))
         plan = _plan(cfg)
+        changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
+        if changed:
+            raise SlifeError(f"{a.demo / 'stages.json'}: made with another plan ({', '.join(changed)}); time it with "
+                             "the code that made it")
         lives, shards, runs = (res[k] for k in ("synth", "mine", "train"))
         if "grow" in res:  # evaluated with the rest, as `demo.run` does
             runs = {**runs, "models": {**runs["models"], **res["grow"]["models"]}}
@@ -102,7 +110,11 @@ def main() -> None:
         for job, nums in other.items():
             if set(nums) != set(first[job]):
                 raise SystemExit(f"error: {job} of {key} wrote other fields than {schedules[0]}'s")
-            worst = max([worst] + [abs(v - first[job][k]) for k, v in nums.items()])
+            for k, v in nums.items():
+                w = first[job][k]
+                if math.isnan(v) != math.isnan(w):
+                    raise SystemExit(f"error: {job} {k} of {key} is {v}, {schedules[0]}'s {w}")
+                worst = max(worst, 0.0 if math.isnan(v) else abs(v - w))
     print(f"largest difference between the runs' numbers (timings aside): {worst:.3g}")
 
 

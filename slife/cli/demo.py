@@ -32,8 +32,9 @@ def demo(
                                                    "[default: the study's]; sizes and training steps scale with it "
                                                    "(< 2: a seconds-long smoke run)."),
     seed: int = typer.Option(0, help="Seed of the lives, mining, training and evaluation."),
-    side_by_side: int = typer.Option(2, "--side-by-side", help="Models (and depth probes) run at once, each in its "
-                                     "own process on one torch thread (1: one at a time, in this process)."),
+    side_by_side: int = typer.Option(2, "--side-by-side", help="Models (and evaluation jobs: depth probes, CAS, "
+                                     "correspondence) run at once, each in its own process on one torch thread (1: "
+                                     "one at a time, in this process)."),
 ):
     """Run the single-life study in miniature: synthesize lives and controls, mine pairs, train a tiny CroCo per
     life and control (and, in the full and ablation studies, per pairing-ablation arm; in the full study, a
