@@ -9,9 +9,9 @@ default study: about 25 min a schedule on 2 cores). The schedules, each run `--r
   in this process on one thread (the demo ran CAS complete before CAS at half training, and loaded the models once
   for both correspondence reads, where these jobs load them for each: about a second).
 Both write into OUT/<schedule>-<repeat>/eval as the demo writes DEMO_DIR/eval. Prints, as markdown, each run's wall
-seconds, the sum of its jobs' seconds and the core-seconds left idle (side-by-side x wall minus that sum), the
-ratio of the schedules' mean walls, and whether both wrote the same numbers (every number in each job's json but
-its timings): the schedule must change when the work is done, not what it computes.
+seconds, the sum of its jobs' seconds and the core-seconds left idle (side-by-side x wall minus that sum), each
+job's seconds, the ratio of the schedules' mean walls, and whether both wrote the same numbers (every number in
+each job's json but its timings): the schedule must change when the work is done, not what it computes.
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ def main() -> None:
             shards = {**shards, **res["grow"]["shards"]}
     except SlifeError as e:
         raise SystemExit(f"error: {e}") from None
-    torch.set_num_threads(1)  # as `demo._do_eval`: the attention jobs run here on one thread in `probes, then attention`
+    torch.set_num_threads(1)  # as `demo._do_eval`: `probes, then attention` runs its attention jobs here
     schedules = ("one pool", "probes, then attention")
-    rows, walls, outputs = [], {s: [] for s in schedules}, {}
+    rows, walls, outputs, seconds = [], {s: [] for s in schedules}, {}, {}
     for r in range(a.repeats):
         for schedule in schedules if r % 2 == 0 else schedules[::-1]:
             out = a.out / f"{schedule.replace(', ', '-').replace(' ', '-')}-{r}"
@@ -97,11 +97,16 @@ def main() -> None:
                         f"{longest} ({done[longest][1]:.0f} s) |")
             walls[schedule].append(wall)
             outputs[(schedule, r)] = results(done)
+            seconds[(schedule, r)] = {name: sec for name, (_, sec) in done.items()}
             print(f"{schedule}, run {r}: {wall:.0f} s", flush=True)
     print(f"\n{a.demo}: {len(probes)} depth probes and {len(jobs[1])} attention jobs "
           f"({', '.join(n for n, _, _ in jobs[1])}), {a.side_by_side} side by side\n")
     print("| schedule | run | wall s | jobs' s | idle core-s | longest job |\n|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print("\n| job | " + " | ".join(f"{s}, run {r} (s)" for s, r in outputs) + " |\n|---|"
+          + "---|" * len(outputs))
+    for name, _, _ in probes + jobs[1]:
+        print(f"| {name} | " + " | ".join(f"{seconds[key][name]:.0f}" for key in outputs) + " |")
     one, before = (statistics.mean(walls[s]) for s in schedules)
     print(f"\none pool / probes, then attention, mean wall: {one / before:.3f} ({before - one:.0f} s saved)")
     first = outputs[(schedules[0], 0)]

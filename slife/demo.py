@@ -5,12 +5,12 @@ Reads nothing but `../shared/data/graffiti_homography` when present (real photog
 homographies for zero-shot correspondence; otherwise HPatches-style pairs are made by warping a
 synthetic frame). Writes under `out_dir`: `lives/` (slife life folders, and `probe/` the place-disjoint
 depth benchmark: `train/` and `test/` folders of held-out scenes), `shards/` (pair shards), `runs/`
-(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/: the decoder's attention read with the
-target masked as training does, `_Plan.attention_masked`; cas_complete/ and match_complete/ read it complete,
-beside them; with objective arms top1_features/, encoder features, no attention), `stages.json` (wall time and outputs of each
-finished stage; a rerun skips them; a folder made with other evaluation settings, `_EVAL_SETTINGS`, redoes only
-its evaluation and report, and one made with other settings of anything else stops with an error rather than
-reuse its models), `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
+(checkpoints, metrics, previews), `eval/` (cas/, cas_half/, probe/, match/, and with objective arms top1/: the
+decoder's attention read with the target masked as training does, `_Plan.attention_masked`; cas_complete/ and
+match_complete/ read it complete, beside them; with objective arms top1_features/, encoder features, no
+attention), `stages.json` (wall time and outputs of each finished stage; a rerun skips them; a folder made with
+other evaluation settings, `_EVAL_SETTINGS`, redoes only its evaluation and report, and one made with other
+settings of anything else stops with an error rather than reuse its models), `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
 
 Four named studies (`STUDIES`): `default` (a 15-min budget, about 32 min in all on 2 cores: two lives and the two
 non-life controls),
@@ -932,7 +932,8 @@ def _match_one(mcfg, cfg: DemoConfig, checkpoints: dict, out_dir: Path, progress
 
     loaded = [(name, m, model_spec_of(ck).kwargs) for (_, m, ck), name in
               zip(load_models([Path(c) for c in checkpoints.values()]), checkpoints)]
-    loaded += [(un, m, spec.kwargs) for un, spec, m in untrained_models(list(_untrained_specs(cfg).values()), [cfg.seed])]
+    controls = untrained_models(list(_untrained_specs(cfg).values()), [cfg.seed])
+    loaded += [(un, m, spec.kwargs) for un, spec, m in controls]
     return match_run(mcfg, [], out_dir, progress=progress, models=loaded)
 
 
