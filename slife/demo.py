@@ -10,7 +10,8 @@ decoder's attention read with the target masked as training does, `_Plan.attenti
 match_complete/ read it complete, beside them; with objective arms top1_features/, encoder features, no
 attention), `stages.json` (wall time and outputs of each finished stage; a rerun skips them; a folder made with
 other evaluation settings, `_EVAL_SETTINGS`, redoes only its evaluation and report, and one made with other
-settings of anything else stops with an error rather than reuse its models), `summary.json` (the numbers, machine-readable) and `report.md` with its PNGs.
+settings of anything else stops with an error rather than reuse its models), `summary.json` (the numbers,
+machine-readable) and `report.md` with its PNGs.
 
 Four named studies (`STUDIES`): `default` (a 15-min budget, about 32 min in all on 2 cores: two lives and the two
 non-life controls),
