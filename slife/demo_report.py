@@ -723,8 +723,11 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                  f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone. "
                  f"The same study at 60 min (`slife demo --budget-minutes 60`) trains each model four to five times "
                  f"as long, on the paper's per-patch normalised targets (this study's models train on "
-                 f"{'normalised' if plan.norm_pix_loss else 'raw'} pixels); `bench/README.md` (\"the default study "
-                 f"at 60 min, three seeds\", made with those targets) records which claims its numbers supported.\n")
+                 f"{'normalised' if plan.norm_pix_loss else 'raw'} pixels); `bench/README.md` records which claims "
+                 f"its numbers supported: \"the default study at 60 min, three seeds\" (session 12, on the measures "
+                 f"of that time) and \"the default study at 60 min on the final measures, seed 0\" (session 21, on "
+                 f"this report's measures: alignment beyond position and saliency held; displaced top-1 at 2x chance "
+                 f"and the depth probe did not).\n")
     L.append("\n## Wall time per stage\n")
     L.append(_table(["stage", "seconds"], [[k, _f(v.get("seconds"), 1)] for k, v in stage_times.items()]))
     L.append("")
