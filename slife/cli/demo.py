@@ -15,7 +15,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for lives, shards, runs, evaluations, "
                              "summary.json and report.md."),
     study: str = typer.Option("default", "--study", help="default: two lives and the two non-life controls (a 15-min "
-                              "budget, about 32 min in all, 20 of them the evaluation); "
+                              "budget, about 32 min in all, 17 of them the evaluation); "
                               "full: three lives, the controls and the pairing ablation (the smallest budget that "
                               "measured the claims, bench/README.md), and a growing life (trained on days 1-2, grown "
                               "to days 1-4 and training continued, against a model trained on days 1-4 from the "
