@@ -332,7 +332,8 @@ def _side_by_side(jobs: list[tuple[str, Callable, tuple]], parallel: int, adv: C
     one torch thread each, in the order given; their log records are re-emitted here and their progress summed into
     `adv`. The jobs named in `grows` count towards the bar with the total each declares when it starts
     (`progress(0, total=T)`), added to `total` (the bar's total for the others, as the caller set it).
-    Returns name -> (result, seconds). A job's error (a SlifeError's one line) is raised here."""
+    Returns name -> (result, seconds). A job's error (a SlifeError's one line) is raised here at once: the running
+    jobs are stopped and the queued ones dropped."""
     declared: dict[str, int] = {}
 
     def report(name: str, n: int, job_total: int | None, info: str | None):
