@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from slife.demo import _attention_jobs, _plan, _probe_jobs, _side_by_side, finished_stages
+from slife.demo import _attention_jobs, _plan, _probe_jobs, _side_by_side, finished_stages, with_grown
 from slife.errors import SlifeError
 
 TIMINGS = {"seconds", "pairs_per_s", "throughput_per_s"}  # keys whose values are clocks, not results
@@ -69,17 +69,16 @@ def main() -> None:
     ap.add_argument("--side-by-side", type=int, default=2, help="jobs at once, as `slife demo --side-by-side`")
     a = ap.parse_args()
     try:
-        cfg, _, _ = finished_stages(a.demo)
-        cfg, stored, res = finished_stages(a.demo, ("synth", "mine", "train") + (("grow",) if cfg.spec.growing else ()))
+        cfg, stored, res = finished_stages(a.demo, ("synth", "mine", "train"))
+        if cfg.spec.growing and "grow" not in res:
+            raise SlifeError(f"{a.demo / 'stages.json'}: not finished (grow missing)")
         plan = _plan(cfg)
         changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
         if changed:
             raise SlifeError(f"{a.demo / 'stages.json'}: made with another plan ({', '.join(changed)}); time it with "
                              "the code that made it")
-        lives, shards, runs = (res[k] for k in ("synth", "mine", "train"))
-        if "grow" in res:  # evaluated with the rest, as `demo.run` does
-            runs = {**runs, "models": {**runs["models"], **res["grow"]["models"]}}
-            shards = {**shards, **res["grow"]["shards"]}
+        runs, shards = with_grown(res["train"], res["mine"], res.get("grow"))
+        lives = res["synth"]
     except SlifeError as e:
         raise SystemExit(f"error: {e}") from None
     torch.set_num_threads(1)  # as `demo._do_eval`: `probes, then attention` runs its attention jobs here
@@ -124,4 +123,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SlifeError as e:  # a job's one-line error (a model that will not load, a missing pair folder)
+        raise SystemExit(f"error: {e}") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_demo_seeds import print_tables
 
-from slife.demo import _attention_jobs, _plan, _side_by_side, finished_stages
+from slife.demo import _attention_jobs, _plan, _side_by_side, finished_stages, with_grown
 from slife.demo_report import read_other_way, summarize
 from slife.errors import SlifeError
 from slife.io import atomic_write_json
@@ -33,9 +33,7 @@ def masked_summary(demo: Path) -> dict:
     growing = res.get("grow")
     if stored["attention_masked"]:
         return json.loads((demo / "summary.json").read_text())
-    if growing:  # evaluated and reported with the rest, as `demo.run` does
-        runs = {**runs, "models": {**runs["models"], **growing["models"]}}
-        shards = {**shards, **growing["shards"]}
+    runs, shards = with_grown(runs, shards, growing)
     plan = replace(_plan(cfg), attention_masked=False)
     changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
     if changed:

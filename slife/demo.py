@@ -288,8 +288,7 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     growing = None
     if cfg.spec.growing:
         growing = stage("grow", _grow_cmd(cfg, plan, out), lambda: _do_grow(cfg, plan, out, runs["steps"], progress))
-        runs = {**runs, "models": {**runs["models"], **growing["models"]}}  # evaluated and reported with the rest
-        shards = {**shards, **growing["shards"]}
+        runs, shards = with_grown(runs, shards, growing)
     uns = ",".join(str(cfg.seed + i) for i in range(plan.cas_untrained))
     evals = stage("eval", f"slife cas {out}/runs/*/last.pt --pairs {out}/shards/heldout --untrained-seeds {uns}"
                   f"{masked}; "
@@ -302,6 +301,14 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
     return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
                  lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
                                                       growing))})["report"]
+
+
+def with_grown(runs: dict, shards: dict, growing: dict | None) -> tuple[dict, dict]:
+    """The train and mine stages' results with the grow stage's models and shards added: the growing study's
+    models are evaluated and reported with the rest."""
+    if not growing:
+        return runs, shards
+    return {**runs, "models": {**runs["models"], **growing["models"]}}, {**shards, **growing["shards"]}
 
 
 # ----------------------------------------------------------------------------------------------- side by side
