@@ -21,12 +21,11 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from slife.demo import _attention_jobs, _plan, _probe_jobs, _side_by_side, finished_stages, with_grown
+from slife.demo import _attention_jobs, _plan, _probe_jobs, _side_by_side, finished_stages, same_plan, with_grown
 from slife.errors import SlifeError
 
 TIMINGS = {"seconds", "pairs_per_s", "throughput_per_s"}  # keys whose values are clocks, not results
@@ -73,10 +72,7 @@ def main() -> None:
         if cfg.spec.growing and "grow" not in res:
             raise SlifeError(f"{a.demo / 'stages.json'}: not finished (grow missing)")
         plan = _plan(cfg)
-        changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
-        if changed:
-            raise SlifeError(f"{a.demo / 'stages.json'}: made with another plan ({', '.join(changed)}); time it with "
-                             "the code that made it")
+        same_plan(a.demo, stored, plan)
         runs, shards = with_grown(res["train"], res["mine"], res.get("grow"))
         lives = res["synth"]
     except SlifeError as e:

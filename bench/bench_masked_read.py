@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from bench_demo_seeds import print_tables
 
-from slife.demo import _attention_jobs, _plan, _side_by_side, finished_stages, with_grown
+from slife.demo import _attention_jobs, _plan, _side_by_side, finished_stages, same_plan, with_grown
 from slife.demo_report import read_other_way, summarize
 from slife.errors import SlifeError
 from slife.io import atomic_write_json
@@ -35,10 +35,7 @@ def masked_summary(demo: Path) -> dict:
         return json.loads((demo / "summary.json").read_text())
     runs, shards = with_grown(runs, shards, growing)
     plan = replace(_plan(cfg), attention_masked=False)
-    changed = sorted(k for k, v in json.loads(json.dumps(asdict(plan))).items() if v != stored.get(k))
-    if changed:
-        raise SlifeError(f"{demo / 'stages.json'}: made with another plan ({', '.join(changed)}); score it with the "
-                         "code that made it")
+    same_plan(demo, stored, plan)
     plan = replace(plan, attention_masked=True)
     out = demo / "masked-read"
     done = out / "attention.json"

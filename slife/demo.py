@@ -879,6 +879,15 @@ def finished_stages(demo_dir: Path, need: tuple = ("mine", "train")) -> tuple:
     return cfg, plan, results
 
 
+def same_plan(demo_dir: Path, stored: dict, plan: _Plan) -> None:
+    """A SlifeError naming the settings where a finished demo's plan (`finished_stages`) differs from `plan`, the one
+    this code would score it with: its outputs were made by other code."""
+    changed = sorted(k for k, v in _jsonable(asdict(plan)).items() if v != stored.get(k))
+    if changed:
+        raise SlifeError(f"{Path(demo_dir) / 'stages.json'}: made with another plan ({', '.join(changed)}); "
+                         "use the code that made it")
+
+
 def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
     """What a finished demo's CAS stage ran on (`finished_stages`), for scoring it again: (its CasConfig with
     `untrained` untrained controls (None: as many as its CAS stage scored), the CroCo models {name: {"checkpoint",

@@ -382,3 +382,27 @@ def test_full_study_smoke(tmp_path):
         assert section in text
     pm = g["probe_continued_minus_whole"]
     assert f"Continued minus from-the-start: probe_abs_rel_aligned {pm['diff']:.3f} ± {pm['se']:.3f}" in text
+
+
+def test_a_finished_demo_scored_with_another_plan_is_a_one_line_error_naming_the_settings(tmp_path):
+    """The bench scripts that score a finished demo again read its stages.json through `finished_stages` and refuse
+    one whose plan is not the one this code would score it with (`same_plan`), naming the settings."""
+    from dataclasses import asdict, replace
+
+    from slife.demo import DemoConfig, _jsonable, _plan, finished_stages, same_plan
+    from slife.errors import SlifeError
+
+    cfg = DemoConfig(seed=3)
+    plan = _plan(cfg)
+    (tmp_path / "stages.json").write_text(json.dumps(
+        {"identity": {"config": _jsonable(asdict(cfg)), "plan": _jsonable(asdict(plan))},
+         "stages": {"mine": {"result": {}, "seconds": 1}, "train": {"result": {}, "seconds": 1}}}))
+    got, stored, res = finished_stages(tmp_path)
+    assert got.seed == 3 and set(res) == {"mine", "train"}
+    same_plan(tmp_path, stored, plan)  # the same plan: no error
+    with pytest.raises(SlifeError) as e:
+        same_plan(tmp_path, stored, replace(plan, probe_epochs=plan.probe_epochs + 1, cas_pairs=plan.cas_pairs + 1))
+    msg = str(e.value)
+    assert str(tmp_path / "stages.json") in msg and "cas_pairs, probe_epochs" in msg and "\n" not in msg
+    with pytest.raises(SlifeError, match="not finished \\(eval missing\\)"):
+        finished_stages(tmp_path, ("train", "eval"))
