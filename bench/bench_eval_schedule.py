@@ -1,7 +1,7 @@
 """The demo's evaluation stage under two schedules, side by side on one finished `slife demo` folder's models.
 
 Run: `.venv/bin/python bench/bench_eval_schedule.py DEMO_DIR --out OUT [--repeats 1] [--side-by-side 2]` (the
-default study: about 25 min a schedule on 2 cores). The schedules, each run `--repeats` times, alternating:
+default study's models: 17 and 20 min for the two schedules on 2 idle cores, bench/eval.md). The schedules, each run `--repeats` times, alternating:
 - `one pool` (the demo since session 21, `demo._do_eval`): the depth probes (`demo._probe_jobs`) and then CAS
   and correspondence (`demo._attention_jobs`) in one pool, `--side-by-side` jobs at a time, so the attention jobs
   fill the cores the last probes leave free;
@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs of each schedule, alternating (default 1)")
     ap.add_argument("--side-by-side", type=int, default=2, help="jobs at once, as `slife demo --side-by-side`")
     a = ap.parse_args()
+    if a.repeats < 1 or a.side_by_side < 1:
+        ap.error("--repeats and --side-by-side must be at least 1")
     try:
         cfg, stored, res = finished_stages(a.demo, ("synth", "mine", "train"))
         if cfg.spec.growing and "grow" not in res:

@@ -18,9 +18,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from bench_demo_seeds import print_tables
 
-from slife.demo import _attention_jobs, _plan, _side_by_side, finished_stages, same_plan, with_grown
+from slife.demo import _EVAL_SETTINGS, _attention_jobs, _plan, _side_by_side, finished_stages, same_plan, with_grown
 from slife.demo_report import read_other_way, summarize
 from slife.errors import SlifeError
 from slife.io import atomic_write_json
@@ -34,7 +35,9 @@ def masked_summary(demo: Path) -> dict:
     if stored["attention_masked"]:
         return json.loads((demo / "summary.json").read_text())
     runs, shards = with_grown(runs, shards, growing)
-    plan = replace(_plan(cfg), attention_masked=False)
+    # the evaluation settings the folder was scored with (k, untrained controls), today's plan for the rest
+    plan = replace(_plan(cfg), **{k: tuple(stored[k]) if isinstance(stored[k], list) else stored[k]
+                                  for k in _EVAL_SETTINGS})
     same_plan(demo, stored, plan)
     plan = replace(plan, attention_masked=True)
     out = demo / "masked-read"
@@ -53,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("demos", type=Path, nargs="+")
     a = ap.parse_args()
+    torch.set_num_threads(1)  # as `demo._do_eval`'s jobs
     try:
         runs = [masked_summary(d) for d in a.demos]
     except SlifeError as e:

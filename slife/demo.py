@@ -62,7 +62,7 @@ class Study:
     lives: tuple  # (scene, days) of each life trained on; the first also holds the pairing ablation
     controls: tuple  # non-life controls trained like a life: "static" (one fixed camera), "screen" (no camera)
     ablation: bool  # also train the pairing-ablation arms (`ABLATION`, but the lives' own strategies) on the first life
-    budget_minutes: float  # default wall-time budget on 2 cores
+    budget_minutes: float  # default budget on 2 cores: training time and sizes scale with it (`_plan`)
     description: str  # one line for --help and the report
     objectives: tuple = ()  # other objectives trained on the first life's pairs beside its CroCo: "objective-<name>"
     growing: tuple | None = None  # (scene, days at first, days grown to) of the growing-life arm (`_do_grow`)
@@ -93,7 +93,7 @@ class DemoConfig:
     """The miniature study; `budget_minutes` (default: the study's) scales durations and training steps."""
 
     study: str = "default"  # a key of STUDIES
-    budget_minutes: float | None = None  # wall-time budget after installation (2 cores); < 2 gives the smoke version
+    budget_minutes: float | None = None  # budget on 2 cores (training and sizes; evaluation on top); < 2: smoke
     seed: int = 0  # seeds lives, mining, training and evaluation
     width: int = 128  # synthetic video width in pixels
     height: int = 96  # synthetic video height in pixels
@@ -149,7 +149,8 @@ class _Plan:
     short_side: int  # stored frames' short side; CroCo's training crops are cut from it unresized
     norm_pix_loss: bool  # CroCo's targets: per-patch normalised pixels (the paper) when each model trains at least
     # NORMALISED_TARGETS_FROM minutes (the 60-min default study), else raw
-    train_share: float  # share of the budget spent training (the rest: synth, mining, evaluation)
+    train_share: float  # share of the budget spent training (the rest: synth and mining; the evaluation is longer
+    # than what is left and comes on top, about 17 min for the default study)
     attention_masked: bool  # read the decoder's attention (CAS, top-1, match) with the target masked as in
     # training (`attention.masked_logits`; bench/study.md, session 18) instead of with nothing masked
     cas_untrained: int  # untrained CroCos in the CAS stage: untrained-untrained is the mean over their pairs, and the
@@ -298,9 +299,9 @@ def run(cfg: DemoConfig, out_dir: Path | str, announce: Callable[[str, str], Non
                   f"--control-oracle --control-position{top1}; slife match hpatches ...{masked}"
                   + ("; slife cas and slife match again with the target complete" if masked else ""),
                   lambda: _do_eval(cfg, plan, out, lives, shards, runs, progress))
-    return stage("report", f"(writes {out}/summary.json and {out}/report.md)",
-                 lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
-                                                      growing))})["report"]
+    return Path(stage("report", f"(writes {out}/summary.json and {out}/report.md)",
+                      lambda: {"report": str(_write_report(cfg, plan, out, stages, lives, shards, runs, evals,
+                                                           growing))})["report"])
 
 
 def with_grown(runs: dict, shards: dict, growing: dict | None) -> tuple[dict, dict]:
@@ -882,10 +883,15 @@ def finished_stages(demo_dir: Path, need: tuple = ("mine", "train")) -> tuple:
 def same_plan(demo_dir: Path, stored: dict, plan: _Plan) -> None:
     """A SlifeError naming the settings where a finished demo's plan (`finished_stages`) differs from `plan`, the one
     this code would score it with: its outputs were made by other code."""
-    changed = sorted(k for k, v in _jsonable(asdict(plan)).items() if v != stored.get(k))
+    changed = [k for _, k in _differences({"plan": stored}, {"plan": _jsonable(asdict(plan))})]
     if changed:
         raise SlifeError(f"{Path(demo_dir) / 'stages.json'}: made with another plan ({', '.join(changed)}); "
                          "use the code that made it")
+
+
+def _cas_models(runs: dict) -> dict:
+    """The models CAS scores, in the CAS stage's order: the CroCo ones (it reads decoder cross-attention)."""
+    return {n: m for n, m in runs["models"].items() if objective_of(n) == "croco"}
 
 
 def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
@@ -894,10 +900,13 @@ def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
     "half", ...}} in the stage's order, the eval stage's result ({} before it finished))."""
     cfg, plan, res = finished_stages(demo_dir)
     try:
-        heldout, trained = res["mine"]["heldout"]["path"], res["train"]["models"]
+        if cfg.spec.growing and "grow" not in res:
+            raise KeyError("grow")
+        runs, shards = with_grown(res["train"], res["mine"], res.get("grow"))
+        heldout = shards["heldout"]["path"]
     except (KeyError, TypeError) as e:
         raise SlifeError(f"{Path(demo_dir) / 'stages.json'}: not a finished demo's stages.json: {e!r}") from None
-    models = {n: m for n, m in trained.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
+    models = _cas_models(runs)
     n = plan["cas_untrained"] if untrained is None else untrained
     return (_cas_config(cfg, plan["cas_pairs"], heldout, plan["attention_masked"], n), models,
             res.get("eval") or {})
@@ -915,7 +924,7 @@ def _attention_jobs(cfg: DemoConfig, plan: _Plan, out: Path, lives: dict, shards
     from slife.eval.pair_top1 import Top1Config, run as top1_run
 
     every = runs["models"]
-    models = {n: m for n, m in every.items() if objective_of(n) == "croco"}  # CAS reads decoder cross-attention
+    models = _cas_models(runs)
     ckpts = [Path(m["checkpoint"]) for m in models.values()]
     ev = out / "eval"
     cas_cfg = _cas_config(cfg, plan.cas_pairs, shards["heldout"]["path"], plan.attention_masked, plan.cas_untrained)

@@ -718,16 +718,17 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
                  + (" (DESIGN.md's CAS)" if o["attention_read"] == "complete" else "") +
                  "; its numbers are in summary.json's `other_read`.\n")
     if cfg.study == "default":
-        L.append(f"\nThe longer study (`slife demo --study full`, `make demo-full`, {STUDIES['full'].budget_minutes:g} "
+        L.append(f"\nThe full study (`slife demo --study full`, `make demo-full`, {STUDIES['full'].budget_minutes:g} "
                  f"min: {STUDIES['full'].description}) measures the same claims with the pairing ablation; "
-                 f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone. "
-                 f"The same study at 60 min (`slife demo --budget-minutes 60`) trains each model four to five times "
+                 f"`--study ablation` ({STUDIES['ablation'].budget_minutes:g} min) runs the pairing ablation alone."
+                 + ("\n" if cfg.budget >= 60 else
+                 f" The same study at 60 min (`slife demo --budget-minutes 60`) trains each model four times "
                  f"as long, on the paper's per-patch normalised targets (this study's models train on "
                  f"{'normalised' if plan.norm_pix_loss else 'raw'} pixels); `bench/README.md` records which claims "
                  f"its numbers supported: \"the default study at 60 min, three seeds\" (session 12, on the measures "
                  f"of that time) and \"the default study at 60 min on the final measures, seed 0\" (session 21, on "
                  f"this report's measures: alignment beyond position and saliency held; displaced top-1 at 2x chance "
-                 f"and the depth probe did not).\n")
+                 f"and the depth probe did not).\n"))
     L.append("\n## Wall time per stage\n")
     L.append(_table(["stage", "seconds"], [[k, _f(v.get("seconds"), 1)] for k, v in stage_times.items()]))
     L.append("")
@@ -948,7 +949,7 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
             L.append(f"- {label}: {' > '.join(order)} ({'the same' if order == paper else 'not the same'})")
         L.append("\nOne seed cannot say whether a difference exceeds the seed spread: `bench/bench_demo_seeds.py "
                  f"--study {cfg.study}` runs three seeds and prints each step of the paper's order as a per-seed "
-                 "difference (bench/README.md, \"Issue 14: the pairing ablation across three seeds\").\n")
+                 "difference (bench/README.md, \"Issue 14: the pairing ablation on the final measures, three seeds\").\n")
 
     if s.get("growing"):
         L += _growing_section(s, runs, un)

@@ -28,13 +28,18 @@ def demo(
                               "training time (20 min), compared on the depth probe and on correspondence (held-out "
                               "top-1 by `slife top1`, graffiti by `slife match`) beside an untrained encoder of each "
                               "architecture."),
-    budget_minutes: Optional[float] = typer.Option(None, help="Wall-time budget on 2 cores after installation "
-                                                   "[default: the study's]; sizes and training steps scale with it "
-                                                   "(< 2: a seconds-long smoke run)."),
+    budget_minutes: Optional[float] = typer.Option(None, help="Budget in minutes on 2 cores (default: the "
+                                                   "study's): 62% of it is training time, shared by the models, "
+                                                   "and the lives' sizes scale with it; the evaluation comes on top "
+                                                   "(about 17 min for the default study, more for studies with more "
+                                                   "models), so the default study takes about 32 min in all and "
+                                                   "--budget-minutes 60 about 65 (< 2: a seconds-long smoke run)."),
     seed: int = typer.Option(0, help="Seed of the lives, mining, training and evaluation."),
     side_by_side: int = typer.Option(2, "--side-by-side", help="Models (and evaluation jobs: depth probes, CAS, "
                                      "correspondence) run at once, each in its own process on one torch thread (1: "
-                                     "one at a time, in this process)."),
+                                     "one at a time, in this process). It sets the training steps (the calibration "
+                                     "times the models side by side), so a folder resumes only with the value it "
+                                     "was made with."),
 ):
     """Run the single-life study in miniature: synthesize lives and controls, mine pairs, train a tiny CroCo per
     life and control (and, in the full and ablation studies, per pairing-ablation arm; in the full study, a
