@@ -1,7 +1,8 @@
 """The demo's evaluation stage under two schedules, side by side on one finished `slife demo` folder's models.
 
 Run: `.venv/bin/python bench/bench_eval_schedule.py DEMO_DIR --out OUT [--repeats 1] [--side-by-side 2]` (the
-default study's models: 17 and 20 min for the two schedules on 2 idle cores, bench/eval.md). The schedules, each run `--repeats` times, alternating:
+default study's models: 17 and 20 min for the two schedules on 2 idle cores, bench/eval.md). The schedules, each
+run `--repeats` times, alternating:
 - `one pool` (the demo since session 21, `demo._do_eval`): the depth probes (`demo._probe_jobs`) and then CAS
   and correspondence (`demo._attention_jobs`) in one pool, `--side-by-side` jobs at a time, so the attention jobs
   fill the cores the last probes leave free;

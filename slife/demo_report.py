@@ -951,7 +951,8 @@ def write_report(cfg, plan, out: Path, stage_times: dict, lives: dict, shards: d
             L.append(f"- {label}: {' > '.join(order)} ({'the same' if order == paper else 'not the same'})")
         L.append("\nOne seed cannot say whether a difference exceeds the seed spread: `bench/bench_demo_seeds.py "
                  f"--study {cfg.study}` runs three seeds and prints each step of the paper's order as a per-seed "
-                 "difference (bench/README.md, \"Issue 14: the pairing ablation on the final measures, three seeds\").\n")
+                 "difference (bench/README.md, \"Issue 14: the pairing ablation on the final measures, three "
+                 "seeds\").\n")
 
     if s.get("growing"):
         L += _growing_section(s, runs, un)
