@@ -26,6 +26,7 @@ import statistics
 from pathlib import Path
 
 from slife.demo import ABLATION, STUDIES, DemoConfig, run
+from slife.demo_report import untrained_top1
 from slife.errors import SlifeError
 
 
@@ -77,15 +78,8 @@ def main() -> None:
         print(f"| seconds: {k} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {_ms(vals, 1)[0]} |")
 
 
-def _untrained_top1(r: dict) -> float:
-    """The untrained reference of the demo's top-1 claim: the mean of its untrained CroCos where it scored several
-    (summaries since session 19), else its one untrained encoder."""
-    u = r.get("top1_displaced_untrained") or {}
-    return u["mean"] if (u.get("n") or 0) > 1 else r["encoders"]["untrained"]["top1_displaced"]
-
-
 def _untrained_top1_name(runs: list[dict]) -> str:
-    n = {(r.get("top1_displaced_untrained") or {}).get("n") or 1 for r in runs}
+    n = {(untrained_top1(r)[1] or {}).get("n", 1) for r in runs}
     return "the untrained encoder" if n == {1} else f"the mean of {'/'.join(map(str, sorted(n)))} untrained CroCos"
 
 
@@ -148,7 +142,7 @@ def print_tables(runs: list[dict], study: str) -> None:
             d = [r["position_prior"]["probe_abs_rel_aligned"] - r["encoders"][n]["probe_abs_rel_aligned"] for r in runs]
             print(f"| probe: position prior - {n} (aligned AbsRel; > 0: beats the prior) | "
                   + " | ".join(f"{v:.3f}" for v in d) + f" | {_ms(d)[0]} | – |")
-    untrained = [_untrained_top1(r) for r in runs]
+    untrained = [untrained_top1(r)[0] for r in runs]  # the report's claim compares with the same
     for n in lives:  # correspondence: top-1 displaced / chance >= 2 and above untrained in every seed
         q = [r["encoders"][n]["top1_displaced"] / r["chance_top1"] for r in runs]
         above = all(r["encoders"][n]["top1_displaced"] > u for r, u in zip(runs, untrained))

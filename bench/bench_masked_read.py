@@ -36,8 +36,9 @@ def masked_summary(demo: Path) -> dict:
         return json.loads((demo / "summary.json").read_text())
     runs, shards = with_grown(runs, shards, growing)
     # the evaluation settings the folder was scored with (k, untrained controls), today's plan for the rest
+    # (a setting older than the folder is absent there: `same_plan` names it)
     plan = replace(_plan(cfg), **{k: tuple(stored[k]) if isinstance(stored[k], list) else stored[k]
-                                  for k in _EVAL_SETTINGS})
+                                  for k in _EVAL_SETTINGS if k in stored})
     same_plan(demo, stored, plan)
     plan = replace(plan, attention_masked=True)
     out = demo / "masked-read"

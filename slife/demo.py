@@ -863,13 +863,15 @@ def _cas_config(cfg: DemoConfig, cas_pairs: int, heldout: str | Path, masked: bo
 def finished_stages(demo_dir: Path, need: tuple = ("mine", "train")) -> tuple:
     """A finished demo's stages.json, for scoring it again (bench scripts): (its DemoConfig, its plan as a dict with
     `_PLAN_BEFORE`'s values for settings added since, {stage: result}). A SlifeError naming the file for a folder
-    whose stages.json is missing, unreadable, or lacks a result of the stages in `need`."""
+    whose stages.json is missing, unreadable, or lacks a result of the stages in `need` (with "train", a growing
+    study also needs "grow": its models are evaluated with the rest, `with_grown`)."""
     path = Path(demo_dir) / "stages.json"
     try:
         st = json.loads(path.read_text())
         cfg = DemoConfig(**{k: v for k, v in st["identity"]["config"].items() if k in DemoConfig.__dataclass_fields__})
         plan = {**_PLAN_BEFORE, **st["identity"]["plan"]}
         results = {k: v["result"] for k, v in st["stages"].items()}
+        need = tuple(need) + (("grow",) if cfg.spec.growing and "train" in need else ())
         missing = [k for k in need if k not in results]
     except FileNotFoundError:
         raise SlifeError(f"{path}: not found (not a `slife demo` folder)") from None
@@ -900,8 +902,6 @@ def finished_cas(demo_dir: Path, untrained: int | None = None) -> tuple:
     "half", ...}} in the stage's order, the eval stage's result ({} before it finished))."""
     cfg, plan, res = finished_stages(demo_dir)
     try:
-        if cfg.spec.growing and "grow" not in res:
-            raise KeyError("grow")
         runs, shards = with_grown(res["train"], res["mine"], res.get("grow"))
         heldout = shards["heldout"]["path"]
     except (KeyError, TypeError) as e:

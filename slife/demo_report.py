@@ -487,6 +487,15 @@ def _alignment_claim(s: dict, key: str, claim: str, same_position: str, n_lives:
                        + ("; not measured: this study trains one life" if n_lives < 2 else "")}
 
 
+def untrained_top1(s: dict) -> tuple[float | None, dict | None]:
+    """The untrained reference of the top-1 claim in a summary: the mean of the untrained CroCos where the CAS stage
+    scored several (since session 19), with their {n, mean, sd, min, max}; else the one untrained encoder's, None."""
+    uts = s.get("top1_displaced_untrained") or {}
+    if (uts.get("n") or 0) > 1:
+        return uts["mean"], uts
+    return (s.get("encoders", {}).get("untrained") or {}).get("top1_displaced"), None
+
+
 def claims(s: dict) -> list[dict]:
     """Each of the study's claims, tested on this run's numbers: {"claim", "holds" (bool or None), "numbers"}; the
     probe's claims also have "attention": False (they do not read the decoder), and where summary.json read the
@@ -525,9 +534,8 @@ def claims(s: dict) -> list[dict]:
     ch = s.get("chance_top1")
     tp = s.get("top1_position_prior") or {}
     t1 = [e["top1_displaced"] for e in lives.values()]
-    uts = s.get("top1_displaced_untrained") or {}
-    several = (uts.get("n") or 0) > 1  # since session 19: the mean of several untrained encoders, their range beside
-    ut = uts["mean"] if several else un.get("top1_displaced")
+    ut, uts = untrained_top1(s)
+    several = uts is not None
     out.append({"claim": "life models find displaced correspondences: top-1 accuracy at least 2x chance and above "
                          + ("the untrained encoders' mean" if several else "the untrained encoder"),
                 "holds": all(v >= 2 * ch and v > ut for v in t1) if ok(ch, ut, *t1) and t1 else None,

@@ -406,3 +406,9 @@ def test_a_finished_demo_scored_with_another_plan_is_a_one_line_error_naming_the
     assert str(tmp_path / "stages.json") in msg and "cas_pairs, probe_epochs" in msg and "\n" not in msg
     with pytest.raises(SlifeError, match="not finished \\(eval missing\\)"):
         finished_stages(tmp_path, ("train", "eval"))
+    full = DemoConfig(study="full")  # a growing study: its grow stage's models are evaluated with the trained ones
+    (tmp_path / "stages.json").write_text(json.dumps(
+        {"identity": {"config": _jsonable(asdict(full)), "plan": _jsonable(asdict(_plan(full)))},
+         "stages": {"mine": {"result": {}, "seconds": 1}, "train": {"result": {}, "seconds": 1}}}))
+    with pytest.raises(SlifeError, match="not finished \\(grow missing\\)"):
+        finished_stages(tmp_path)
